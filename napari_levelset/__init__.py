@@ -1,0 +1,41 @@
+"""Unsupervised and scribble-guided segmentation with the multiphase level-set loss.
+
+The algorithm (``loss``, ``models``, ``engine``, ``io``) needs only torch and numpy;
+the napari glue lives in ``_qt``.  Heavy modules are imported lazily so that
+``import napari_levelset`` (and napari's plugin menu) stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "levelset_loss": "napari_levelset.loss",
+    "scribble_loss": "napari_levelset.loss",
+    "segment": "napari_levelset.engine",
+    "Segmenter": "napari_levelset.engine",
+    "Snapshot": "napari_levelset.engine",
+    "prepare_image": "napari_levelset.io",
+    "read_image": "napari_levelset.io",
+    "write_labels": "napari_levelset.io",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from napari_levelset.engine import Segmenter, Snapshot, segment
+    from napari_levelset.io import prepare_image, read_image, write_labels
+    from napari_levelset.loss import levelset_loss, scribble_loss
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'napari_levelset' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
