@@ -1,0 +1,246 @@
+"""Tests for napari_levelset.metrics (BSDS500 region benchmark).
+
+The reference test reproduces the original MATLAB benchmark's outputs for its
+own example (``bench-check/`` in the BSDS500 data folder); it is skipped when
+the data is not available.  The data folder is ``../shared/data/bsds500``
+relative to the repository root, or ``$BSDS500_DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_levelset import metrics as M
+
+
+def _bsds_dir() -> Path:
+    env = os.environ.get("BSDS500_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bsds500"
+
+
+BENCH = _bsds_dir() / "bench-check"
+
+
+# ----------------------------------------------------------- reference values
+@pytest.fixture(scope="module")
+def bench_results():
+    if not (BENCH / "expected").is_dir():
+        pytest.skip(f"BSDS500 bench-check data not found under {BENCH}")
+    results = []
+    for seg_file in sorted((BENCH / "segs").glob("*.mat")):
+        gts = M.load_ground_truth(BENCH / "groundTruth" / seg_file.name)
+        segs = M.load_segmentations(seg_file)
+        assert len(segs) == 5
+        results.append(M.evaluate_segmentations(segs, gts))
+    assert len(results) == 5
+    return results
+
+
+def _expected(name: str) -> np.ndarray:
+    return np.atleast_2d(np.loadtxt(BENCH / "expected" / name))
+
+
+TOL = 1e-5  # "to 5 decimals": the reference files carry 6 significant digits
+
+
+def test_reference_per_scale(bench_results):
+    s = M.summarize(bench_results)
+    ri_voi = _expected("eval_RI_VOI_thr.txt")
+    cover = _expected("eval_cover_th.txt")
+    assert s["scales"] == [1, 2, 3, 4, 5]
+    np.testing.assert_array_equal(ri_voi[:, 0], s["scales"])
+    np.testing.assert_allclose(s["pri_per_scale"], ri_voi[:, 1], rtol=0, atol=TOL)
+    np.testing.assert_allclose(s["vi_per_scale"], ri_voi[:, 2], rtol=0, atol=TOL)
+    np.testing.assert_array_equal(cover[:, 0], s["scales"])
+    np.testing.assert_allclose(s["sc_per_scale"], cover[:, 1], rtol=0, atol=TOL)
+
+
+def test_reference_ods_ois(bench_results):
+    s = M.summarize(bench_results)
+    scale, sc_ods, sc_ois, best = _expected("eval_cover.txt")[0]
+    assert s["sc_ods_scale"] == scale
+    assert s["sc_ods"] == pytest.approx(sc_ods, abs=TOL)
+    assert s["sc_ois"] == pytest.approx(sc_ois, abs=TOL)
+    assert s["best_covering"] == pytest.approx(best, abs=TOL)
+
+    pri_scale, pri_ods, pri_ois, vi_scale, vi_ods, vi_ois = _expected("eval_RI_VOI.txt")[0]
+    assert s["pri_ods_scale"] == pri_scale
+    assert s["pri_ods"] == pytest.approx(pri_ods, abs=TOL)
+    assert s["pri_ois"] == pytest.approx(pri_ois, abs=TOL)
+    assert s["vi_ods_scale"] == vi_scale
+    assert s["vi_ods"] == pytest.approx(vi_ods, abs=TOL)
+    assert s["vi_ois"] == pytest.approx(vi_ois, abs=TOL)
+
+
+def _g(x: float) -> float:
+    """Round like MATLAB's fprintf('%10g') followed by dlmread."""
+    return float("%10g" % x)
+
+
+def test_reference_text_identical(bench_results):
+    """Emulating the benchmark's per-image text files ('%10g' round trip)
+    gives the reference files character for character."""
+    rounded, best_cnt = [], 0.0
+    for img in bench_results:
+        rounded.append([{**r, **{k: _g(r[k]) for k in ("cntR", "sumR", "pri", "vi")}} for r in img])
+        best = np.max([r["gt_matches"] for r in img], axis=0)
+        best_cnt += _g(float(np.sum(best * img[0]["gt_areas"])))  # <id>_ev3.txt
+    s = M.summarize(rounded)
+    sum_r = sum(img[0]["sumR"] for img in rounded)
+
+    def fmt(*vals):
+        return " ".join("%10g" % v for v in vals)
+
+    def read(name):
+        return (BENCH / "expected" / name).read_text().rstrip("\n").split("\n")
+
+    assert read("eval_cover.txt") == [fmt(s["sc_ods_scale"], s["sc_ods"], s["sc_ois"], best_cnt / sum_r)]
+    assert read("eval_RI_VOI.txt") == [
+        fmt(s["pri_ods_scale"], s["pri_ods"], s["pri_ois"], s["vi_ods_scale"], s["vi_ods"], s["vi_ois"])
+    ]
+    assert read("eval_cover_th.txt") == [fmt(t, v) for t, v in zip(s["scales"], s["sc_per_scale"])]
+    assert read("eval_RI_VOI_thr.txt") == [
+        fmt(t, p, v) for t, p, v in zip(s["scales"], s["pri_per_scale"], s["vi_per_scale"])
+    ]
+
+
+def test_reference_gt_against_itself(bench_results):
+    """A human map scored against all maps of its image beats a trivial segmentation."""
+    gts = M.load_ground_truth(BENCH / "groundTruth" / "2018.mat")
+    own = M.evaluate_image(gts[1], gts)
+    one = M.evaluate_image(np.ones_like(gts[1]), gts)
+    assert own["sc"] > one["sc"]
+    assert own["pri"] > one["pri"]
+    assert own["vi"] < one["vi"]
+
+
+# --------------------------------------------------------------- behaviour
+def _blocks(shape=(40, 60), seed=0, n=6):
+    """A piecewise-constant label map with ``n`` irregular regions."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    centres = rng.uniform([0, 0], shape, size=(n, 2))
+    d = (yy[..., None] - centres[:, 0]) ** 2 + (xx[..., None] - centres[:, 1]) ** 2
+    return d.argmin(-1).astype(np.int32) + 1
+
+
+def test_identical_segmentation_is_perfect():
+    gt = _blocks()
+    r = M.evaluate_image(gt.copy(), [gt])
+    assert r["sc"] == pytest.approx(1.0, abs=1e-12)
+    assert r["pri"] == pytest.approx(1.0, abs=1e-12)
+    assert r["vi"] == pytest.approx(0.0, abs=1e-12)
+    assert r["cntP"] == pytest.approx(r["sumP"])
+    assert r["n_regions"] == len(np.unique(gt))
+
+
+def test_hand_computed_values():
+    seg = np.array([[1, 1], [2, 2]])
+    gt = np.array([[1, 2], [1, 2]])
+    r = M.evaluate_image(seg, [gt])
+    # every pair of pixels: 6 pairs, 2 agree (the two "different in both" pairs)
+    assert r["pri"] == pytest.approx(1 / 3)
+    assert r["vi"] == pytest.approx(2.0)  # H1 = H2 = 1 bit, MI = 0
+    assert r["sc"] == pytest.approx(1 / 3)  # each region overlaps 1 of 3 in its union
+    assert M.rand_index(M.contingency(seg, gt)) == pytest.approx(1 / 3)
+
+
+def test_relabelling_invariance():
+    gts = [_blocks(seed=1), _blocks(seed=2, n=4)]
+    seg = _blocks(seed=3, n=8)
+    ref = M.evaluate_image(seg, gts)
+    perm = np.random.default_rng(0).permutation(100)
+    variants = [
+        perm[seg],  # permuted values
+        seg * 1000 - 7,  # sparse, negative values
+        (seg - 1).astype(np.uint8),  # label 0 is a region like any other
+        seg.astype(np.float64) + 0.0,  # integral floats
+    ]
+    for v in variants:
+        r = M.evaluate_image(v, gts)
+        for key in ("sc", "pri", "vi", "cntR", "sumR", "cntP", "sumP", "n_regions"):
+            assert r[key] == pytest.approx(ref[key], abs=1e-12), key
+    # relabelling the ground truth does not matter either
+    r = M.evaluate_image(seg, [perm[gts[0]], gts[1] + 50])
+    for key in ("sc", "pri", "vi"):
+        assert r[key] == pytest.approx(ref[key], abs=1e-12)
+
+
+def test_every_label_value_is_one_region():
+    gt = np.array([[1, 1, 2, 2]])
+    # two disconnected pieces with the same label form one region
+    seg = np.array([[5, 7, 7, 5]])
+    r = M.evaluate_image(seg, [gt])
+    assert r["n_regions"] == 2
+    assert r["sc"] == pytest.approx(1 / 3)
+
+
+def test_single_region_scores_lower_than_gt():
+    gts = [_blocks(seed=4), _blocks(seed=4, n=5)]
+    one = M.evaluate_image(np.zeros_like(gts[0]), gts)
+    own = M.evaluate_image(gts[0], gts)
+    assert one["sc"] < own["sc"]
+    assert one["pri"] < own["pri"]
+    assert one["vi"] > own["vi"]
+    assert one["n_regions"] == 1
+
+
+def test_non_integer_labels_rejected():
+    with pytest.raises(ValueError):
+        M.evaluate_image(np.array([[0.5, 1.0]]), [np.array([[1, 2]])])
+
+
+def test_shape_mismatch_rejected():
+    with pytest.raises(ValueError):
+        M.evaluate_image(np.ones((3, 4), int), [np.ones((4, 3), int)])
+
+
+def test_summarize_ods_ois_best():
+    gt = _blocks(seed=5)
+    fine = _blocks(seed=6, n=20)
+    coarse = np.ones_like(gt)
+    # image A is best at scale "fine", image B at scale "gt" (perfect)
+    img_a = M.evaluate_segmentations([coarse, fine, fine], [gt])
+    img_b = M.evaluate_segmentations([coarse, fine, gt], [gt])
+    s = M.summarize({"a": img_a, "b": img_b}, scales=[1, 10, 100])
+    assert s["n_images"] == 2
+    assert s["sc_ods_scale"] == 100 and s["pri_ods_scale"] == 100 and s["vi_ods_scale"] == 100
+    # per image optimum on ties is the last scale (MATLAB ff(end))
+    assert s["sc_ois_scales"] == [100, 100]
+    assert s["vi_ois_scales"][1] == 100
+    assert s["sc_ois"] >= s["sc_ods"] - 1e-12
+    assert s["pri_ois"] >= s["pri_ods"] - 1e-12
+    assert s["vi_ois"] <= s["vi_ods"] + 1e-12
+    assert s["best_covering"] >= s["sc_ois"] - 1e-12
+    # dataset covering is pixel-weighted: sum(cnt) / sum(total)
+    cnt = img_a[0]["cntR"] + img_b[0]["cntR"]
+    tot = img_a[0]["sumR"] + img_b[0]["sumR"]
+    assert s["sc_per_scale"][0] == pytest.approx(cnt / tot)
+    assert s["pri_per_scale"][2] == pytest.approx((img_a[2]["pri"] + 1.0) / 2)
+
+
+def test_summarize_from_json_like_results():
+    """Results round-tripped through JSON (lists instead of arrays) still work."""
+    import json
+
+    gt = _blocks(seed=7)
+    res = M.evaluate_segmentations([np.ones_like(gt), gt], [gt])
+    plain = [{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()} for r in res]
+    back = json.loads(json.dumps(plain))
+    s1 = M.summarize([res])
+    s2 = M.summarize([back])
+    assert s1["best_covering"] == pytest.approx(s2["best_covering"]) == pytest.approx(1.0)
+    assert s1["sc_ods"] == s2["sc_ods"]
+
+
+def test_summarize_rejects_ragged():
+    gt = _blocks(seed=8)
+    r = M.evaluate_image(gt, [gt])
+    with pytest.raises(ValueError):
+        M.summarize([[r, r], [r]])
