@@ -1,0 +1,399 @@
+"""Per-image optimisation with the level-set loss: the streaming ``Segmenter`` and ``segment``.
+
+A ``Segmenter`` owns one image, one network and its optimiser.  ``run(k)``
+optimises for ``k`` more iterations and yields a ``Snapshot`` every ``every``
+iterations; calling ``run`` again continues from the current state (warm
+start), and so does changing the scribbles, ``lam`` or ``lr`` in between or
+even while a run is going (they take effect at the next iteration).  ``stop()``
+ends a run after the current iteration, from any thread.
+
+Label ids are stable.  Output label ``k`` is network class ``order[k-1]``,
+where ``order`` sorts the classes by mean brightness of the (normalised) image
+they cover; it is recomputed up to iteration ``ORDER_FREEZE_ITERATION`` and
+frozen from then on (or as soon as scribbles are given, so that scribble value
+``k`` always means output label ``k``).  Snapshots therefore never swap
+colours, and a run with the same seed on the CPU gives the same ids whatever
+the snapshot interval.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from .io import InputError, Prepared, labels_dtype, prepare_image
+from .loss import class_means, levelset_loss, scribble_loss
+from .models import PerImageCNN
+
+__all__ = ["Snapshot", "Segmenter", "segment", "resolve_device", "DEFAULTS"]
+
+#: Default settings, shared by ``segment``, the CLI and the widget.
+DEFAULTS: dict[str, Any] = dict(
+    n_classes=4,
+    lam=0.05,
+    iterations=100,
+    lr=0.01,
+    width=32,
+    depth=2,
+    alpha=1.0,
+    every=10,
+)
+
+ORDER_FREEZE_ITERATION = 10
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, else the CPU; other names are checked."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was asked for, but no CUDA device is available")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError("device 'mps' was asked for, but MPS is not available")
+    if not (name == "cpu" or name == "mps" or name.startswith("cuda")):
+        raise InputError(f"unknown device {device!r}: use auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+@dataclass
+class Snapshot:
+    """The state of a run after ``iteration`` iterations.
+
+    ``labels`` has the input's non-channel shape, values 1..N.  ``probs``
+    (only when asked for) is float32 ``(N, *labels.shape)``, class ``k`` of it
+    belonging to label ``k + 1``.  ``done`` is true for the last snapshot of a
+    run, ``stopped`` when that run was ended by ``stop()``.
+    """
+
+    iteration: int
+    loss: float
+    labels: np.ndarray
+    probs: np.ndarray | None = None
+    done: bool = False
+    stopped: bool = False
+    elapsed: float = 0.0
+    settings: dict = field(default_factory=dict)
+
+
+class Segmenter:
+    """Segment one image by optimising a small CNN with the level-set loss.
+
+    Parameters
+    ----------
+    image:
+        Any numeric or boolean array: grey or multichannel, 2D or 3D (see
+        ``napari_levelset.io`` for how axes are read).
+    n_classes:
+        Number of classes N (>= 2).
+    lam:
+        Weight of the total-variation term: larger gives smoother, fewer regions.
+    lr:
+        Adam learning rate.
+    width, depth:
+        Feature channels and number of 3x3 blocks of the CNN.
+    alpha:
+        Weight of the scribble cross-entropy (used only where scribbles exist).
+    scribbles:
+        Optional integer array of the image's non-channel shape: 0 unlabelled,
+        ``k`` means label ``k``.
+    channel_axis, spatial_dims:
+        See ``napari_levelset.io.prepare_image``.
+    device:
+        ``auto``, ``cpu``, ``cuda`` or ``mps``.
+    seed:
+        Seed for the network's initialisation; CPU results are deterministic.
+    """
+
+    def __init__(
+        self,
+        image,
+        n_classes: int = DEFAULTS["n_classes"],
+        *,
+        lam: float = DEFAULTS["lam"],
+        lr: float = DEFAULTS["lr"],
+        width: int = DEFAULTS["width"],
+        depth: int = DEFAULTS["depth"],
+        alpha: float = DEFAULTS["alpha"],
+        scribbles=None,
+        channel_axis: int | None = None,
+        spatial_dims: int | None = None,
+        device: str | torch.device = "auto",
+        seed: int = 0,
+        prepared: Prepared | None = None,
+    ):
+        n_classes = int(n_classes)
+        if n_classes < 2:
+            raise InputError(f"need at least 2 classes, got {n_classes}")
+        if n_classes > 65535:
+            raise InputError(f"at most 65535 classes are supported, got {n_classes}")
+        _check_positive(lr=lr, width=width, depth=depth)
+        _check_nonnegative(lam=lam, alpha=alpha)
+        self.prepared = prepared if prepared is not None else prepare_image(image, channel_axis, spatial_dims)
+        self.device = resolve_device(device)
+        self.n_classes = n_classes
+        self.seed = int(seed)
+        self.alpha = float(alpha)
+        self._lam = float(lam)
+        ndim = len(self.prepared.spatial_shape)
+        self.x = torch.from_numpy(self.prepared.data).to(self.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.model = PerImageCNN(self.x.shape[1], n_classes, width=int(width), depth=int(depth), ndim=ndim)
+        self.model.to(self.device).train()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=float(lr))
+        self.iteration = 0
+        self._settings = dict(width=int(width), depth=int(depth), seed=self.seed, device=str(self.device))
+        self._stop = threading.Event()
+        self._pending_scribbles: Any = _UNSET
+        self._scribbles: torch.Tensor | None = None  # in network class ids, 0 = none
+        self._raw_scribbles: np.ndarray | None = None  # in label ids, (B, *S)
+        self._order: np.ndarray | None = None  # label k -> class order[k-1]
+        self._logits: torch.Tensor | None = None
+        self._loss: torch.Tensor | None = None
+        if scribbles is not None:
+            self.set_scribbles(scribbles)
+
+    # -- live settings -------------------------------------------------------------
+    @property
+    def lam(self) -> float:
+        return self._lam
+
+    @lam.setter
+    def lam(self, value: float) -> None:
+        _check_nonnegative(lam=value)
+        self._lam = float(value)
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        _check_positive(lr=value)
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(value)
+
+    @property
+    def settings(self) -> dict:
+        """Everything needed to reproduce this run (JSON-serialisable)."""
+        return dict(
+            n_classes=self.n_classes,
+            lam=self.lam,
+            lr=self.lr,
+            alpha=self.alpha,
+            iteration=self.iteration,
+            channel_axis=self.prepared.channel_axis,
+            spatial_dims=len(self.prepared.spatial_shape),
+            order=None if self._order is None else [int(i) for i in self._order],
+            **self._settings,
+        )
+
+    def set_scribbles(self, scribbles) -> None:
+        """Set (or clear, with None) the scribbles; safe to call while running.
+
+        They are checked here and take effect at the next iteration.
+        """
+        if scribbles is None:
+            self._pending_scribbles = None
+            return
+        s = self.prepared.to_batch(np.asarray(scribbles))
+        if not (np.issubdtype(s.dtype, np.integer) or s.dtype == bool):
+            if not np.all(np.mod(s, 1) == 0):
+                raise InputError("scribbles must be integer labels")
+        s = s.astype(np.int64)
+        if s.min() < 0:
+            raise InputError("scribble labels must be >= 0 (0 = unlabelled)")
+        if s.max() > self.n_classes:
+            raise InputError(f"scribble label {int(s.max())} is larger than the number of classes {self.n_classes}")
+        self._pending_scribbles = s
+
+    def stop(self) -> None:
+        """Ask a running ``run`` to end after the current iteration (thread-safe)."""
+        self._stop.set()
+
+    # -- optimisation --------------------------------------------------------------
+    def _apply_pending(self) -> None:
+        pending, self._pending_scribbles = self._pending_scribbles, _UNSET
+        if pending is _UNSET:
+            return
+        if pending is None or not pending.any():
+            self._scribbles = None
+            self._raw_scribbles = None
+            return
+        if self._order is None:
+            self._order = self._current_order()
+        lut = np.concatenate([[0], self._order + 1])
+        self._raw_scribbles = pending
+        self._scribbles = torch.from_numpy(lut[pending]).to(self.device)
+
+    def step(self) -> torch.Tensor:
+        """One iteration; returns the loss as a tensor (no host sync)."""
+        self._apply_pending()
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.model(self.x)
+        probs = torch.softmax(logits, dim=1)
+        loss = levelset_loss(probs, self.x, self._lam)
+        if self._scribbles is not None and self.alpha > 0:
+            loss = loss + self.alpha * scribble_loss(logits, self._scribbles)
+        loss.backward()
+        self.optimizer.step()
+        self.iteration += 1
+        self._logits = logits.detach()
+        self._loss = loss.detach()
+        if self._order is None and self.iteration >= ORDER_FREEZE_ITERATION:
+            self._order = self._current_order()
+        return self._loss
+
+    def run(self, iterations: int, every: int = DEFAULTS["every"], with_probs: bool = False) -> Iterator[Snapshot]:
+        """Optimise ``iterations`` more steps, yielding a snapshot every ``every`` steps.
+
+        The last snapshot has ``done=True`` (and ``stopped=True`` when ``stop()``
+        ended the run early).  The generator may also simply be closed.
+        """
+        iterations = int(iterations)
+        if iterations < 0:
+            raise InputError(f"iterations must be >= 0, got {iterations}")
+        every = max(1, int(every))
+        t0 = time.perf_counter()
+        try:
+            for i in range(iterations):
+                if self._stop.is_set():
+                    yield self.snapshot(with_probs, done=True, stopped=True, t0=t0)
+                    return
+                self.step()
+                if (i + 1) % every == 0 and i + 1 < iterations:
+                    yield self.snapshot(with_probs, t0=t0)
+            yield self.snapshot(with_probs, done=True, stopped=self._stop.is_set(), t0=t0)
+        finally:
+            self._stop.clear()
+
+    # -- reading results -----------------------------------------------------------
+    @torch.no_grad()
+    def _ensure_logits(self) -> torch.Tensor:
+        if self._logits is None:
+            self._logits = self.model(self.x)
+        return self._logits
+
+    @torch.no_grad()
+    def _current_order(self) -> np.ndarray:
+        probs = torch.softmax(self._ensure_logits(), dim=1)
+        brightness = class_means(probs, self.x).mean(dim=(0, 2))  # N
+        return np.argsort(brightness.cpu().numpy(), kind="stable")
+
+    def _lut(self) -> torch.Tensor:
+        """Map network class -> output label (1..N)."""
+        order = self._order if self._order is not None else self._current_order()
+        lut = np.empty(self.n_classes, dtype=np.int64)
+        lut[order] = np.arange(1, self.n_classes + 1)
+        return torch.from_numpy(lut).to(self.device)
+
+    @torch.no_grad()
+    def labels(self) -> np.ndarray:
+        """Current labels 1..N with the input's non-channel shape."""
+        lab = self._lut()[self._ensure_logits().argmax(1)]
+        out = lab.cpu().numpy().astype(labels_dtype(self.n_classes))
+        return self.prepared.to_output(out)
+
+    @torch.no_grad()
+    def probabilities(self) -> np.ndarray:
+        """Current class probabilities ``(N, *out_shape)``, class k for label k+1."""
+        order = self._order if self._order is not None else self._current_order()
+        probs = torch.softmax(self._ensure_logits(), dim=1)[:, torch.from_numpy(order).to(self.device)]
+        p = probs.transpose(0, 1).float().cpu().numpy()
+        return p.reshape((self.n_classes,) + self.prepared.out_shape)
+
+    def snapshot(self, with_probs: bool = False, done: bool = False, stopped: bool = False, t0: float | None = None):
+        loss = float(self._loss) if self._loss is not None else float("nan")
+        return Snapshot(
+            iteration=self.iteration,
+            loss=loss,
+            labels=self.labels(),
+            probs=self.probabilities() if with_probs else None,
+            done=done,
+            stopped=stopped,
+            elapsed=0.0 if t0 is None else time.perf_counter() - t0,
+            settings=self.settings,
+        )
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET: Any = _Unset()
+
+
+def _check_positive(**values) -> None:
+    for name, v in values.items():
+        if not (isinstance(v, (int, float, np.number)) and np.isfinite(v) and v > 0):
+            raise InputError(f"{name} must be a positive number, got {v!r}")
+
+
+def _check_nonnegative(**values) -> None:
+    for name, v in values.items():
+        if not (isinstance(v, (int, float, np.number)) and np.isfinite(v) and v >= 0):
+            raise InputError(f"{name} must be a non-negative number, got {v!r}")
+
+
+def segment(
+    image,
+    n_classes: int = DEFAULTS["n_classes"],
+    lam: float = DEFAULTS["lam"],
+    iterations: int = DEFAULTS["iterations"],
+    scribbles=None,
+    channel_axis: int | None = None,
+    spatial_dims: int | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    progress: bool = False,
+    **kwargs,
+) -> np.ndarray:
+    """Segment ``image`` into ``n_classes`` classes; returns labels 1..N.
+
+    The result has the image's shape without the channel axis, dtype uint8
+    (uint16 beyond 255 classes).  Extra keyword arguments (``lr``, ``width``,
+    ``depth``, ``alpha``) go to ``Segmenter``; ``progress=True`` shows a
+    progress bar on stderr.
+    """
+    seg = Segmenter(
+        image,
+        n_classes,
+        lam=lam,
+        scribbles=scribbles,
+        channel_axis=channel_axis,
+        spatial_dims=spatial_dims,
+        device=device,
+        seed=seed,
+        **kwargs,
+    )
+    every = max(1, int(iterations) // 100) if progress else max(1, int(iterations))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=int(iterations), unit="it", desc="level-set", leave=False)
+    last = None
+    try:
+        for snap in seg.run(iterations, every=every):
+            last = snap
+            if bar is not None:
+                bar.update(snap.iteration - bar.n)
+                bar.set_postfix(loss=f"{snap.loss:.4g}")
+    finally:
+        if bar is not None:
+            bar.close()
+    return last.labels if last is not None else seg.labels()

@@ -1,0 +1,107 @@
+"""The multiphase level-set (Mumford-Shah) loss of Kim & Ye, and the scribble term.
+
+Shapes follow PyTorch conventions: ``probs`` is ``(B, N, *S)`` (softmax over N
+classes), ``image`` is ``(B, C, *S)``, with ``S`` two or three spatial axes.
+
+For one batch item with pixel set Omega the level-set loss is::
+
+    [ sum_n sum_r sum_c (x_c(r) - c_{n,c})^2 y_n(r)
+      + lam * sum_n sum_axes sum_r |y_n(r + e_axis) - y_n(r)| ] / |Omega|
+
+with class means ``c_{n,c} = sum_r x_c(r) y_n(r) / (sum_r y_n(r) + eps)``
+recomputed from ``y`` on every call.  Both terms are per-pixel means, so ``lam``
+does not depend on the image size.  The batch loss is the mean over items.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "class_means",
+    "data_term",
+    "total_variation",
+    "levelset_loss",
+    "scribble_loss",
+]
+
+EPS = 1e-8
+
+
+def _check(probs: torch.Tensor, image: torch.Tensor) -> None:
+    if probs.dim() not in (4, 5):
+        raise ValueError(f"probs must be (B, N, *S) with 2 or 3 spatial axes, got shape {tuple(probs.shape)}")
+    if image.dim() != probs.dim() or image.shape[0] != probs.shape[0] or image.shape[2:] != probs.shape[2:]:
+        raise ValueError(
+            f"image {tuple(image.shape)} does not match probs {tuple(probs.shape)}: expected (B, C, *S) with the same B and S"
+        )
+
+
+def class_means(probs: torch.Tensor, image: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """Soft class means ``c`` of shape ``(B, N, C)``."""
+    _check(probs, image)
+    y = probs.flatten(2)  # B N P
+    x = image.flatten(2)  # B C P
+    num = torch.bmm(y, x.transpose(1, 2))  # B N C
+    den = y.sum(-1, keepdim=True) + eps  # B N 1
+    return num / den
+
+
+def data_term(probs: torch.Tensor, image: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """Per-item data term ``sum_n sum_r |x(r) - c_n|^2 y_n(r) / |Omega|``, shape ``(B,)``.
+
+    Uses the expansion ``|x - c|^2 = |x|^2 - 2 x.c + |c|^2`` so that no
+    ``(B, N, C, P)`` tensor is ever formed: memory stays O(B (N + C) P).
+    """
+    c = class_means(probs, image, eps)  # B N C
+    y = probs.flatten(2)  # B N P
+    x = image.flatten(2)  # B C P
+    npix = y.shape[-1]
+    x2 = (x * x).sum(1)  # B P
+    ysum = y.sum(-1)  # B N
+    # sum_n sum_r y_n |x|^2  -  2 sum_n c_n . (sum_r y_n x)  +  sum_n |c_n|^2 sum_r y_n
+    t1 = (y.sum(1) * x2).sum(-1)  # B
+    yx = torch.bmm(y, x.transpose(1, 2))  # B N C
+    t2 = (c * yx).sum((1, 2))
+    t3 = ((c * c).sum(-1) * ysum).sum(-1)
+    return (t1 - 2.0 * t2 + t3) / npix
+
+
+def total_variation(probs: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation (forward differences) per pixel, shape ``(B,)``."""
+    if probs.dim() not in (4, 5):
+        raise ValueError(f"probs must be (B, N, *S) with 2 or 3 spatial axes, got shape {tuple(probs.shape)}")
+    npix = probs[0, 0].numel()
+    tv = probs.new_zeros(probs.shape[0])
+    for ax in range(2, probs.dim()):
+        d = torch.diff(probs, dim=ax)
+        tv = tv + d.abs().flatten(1).sum(-1)
+    return tv / npix
+
+
+def levelset_loss(probs: torch.Tensor, image: torch.Tensor, lam: float, eps: float = EPS) -> torch.Tensor:
+    """The multiphase level-set loss, averaged over the batch (a scalar)."""
+    per_item = data_term(probs, image, eps)
+    if lam:
+        per_item = per_item + lam * total_variation(probs)
+    return per_item.mean()
+
+
+def scribble_loss(logits: torch.Tensor, scribbles: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy on labelled pixels only.
+
+    ``scribbles`` is an integer tensor ``(B, *S)``: 0 means unlabelled and value
+    ``k`` means class ``k - 1``.  Returns the mean cross-entropy over labelled
+    pixels, or a zero that keeps the graph when nothing is labelled.
+    """
+    if scribbles is None:
+        return logits.sum() * 0.0
+    if scribbles.shape != logits.shape[:1] + logits.shape[2:]:
+        raise ValueError(f"scribbles {tuple(scribbles.shape)} do not match logits {tuple(logits.shape)}")
+    target = scribbles.long() - 1  # -1 = ignore
+    if int(target.max()) >= logits.shape[1]:
+        raise ValueError(f"scribble value {int(target.max()) + 1} exceeds the number of classes {logits.shape[1]}")
+    if not bool((target >= 0).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, target, ignore_index=-1)
