@@ -8,12 +8,11 @@ even while a run is going (they take effect at the next iteration).  ``stop()``
 ends a run after the current iteration, from any thread.
 
 Label ids are stable.  Output label ``k`` is network class ``order[k-1]``,
-where ``order`` sorts the classes by mean brightness of the (normalised) image
-they cover; it is recomputed up to iteration ``ORDER_FREEZE_ITERATION`` and
-frozen from then on (or as soon as scribbles are given, so that scribble value
-``k`` always means output label ``k``).  Snapshots therefore never swap
-colours, and a run with the same seed on the CPU gives the same ids whatever
-the snapshot interval.
+where ``order`` sorts the classes by the mean brightness of the (normalised)
+image they cover at the start (with the default k-means start: darkest class
+first).  It is fixed when the ``Segmenter`` is made, so snapshots never swap
+colours, scribble value ``k`` always means output label ``k``, and a run with
+the same seed on the CPU gives the same ids whatever the snapshot interval.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ import torch
 
 from .io import InputError, Prepared, labels_dtype, prepare_image
 from .loss import class_means, levelset_loss, scribble_loss
+from .cluster import init_centres
 from .models import PerImageCNN
 
 __all__ = ["Snapshot", "Segmenter", "segment", "resolve_device", "DEFAULTS"]
@@ -43,8 +43,6 @@ DEFAULTS: dict[str, Any] = dict(
     alpha=1.0,
     every=10,
 )
-
-ORDER_FREEZE_ITERATION = 10
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -115,6 +113,14 @@ class Segmenter:
         ``auto``, ``cpu``, ``cuda`` or ``mps``.
     seed:
         Seed for the network's initialisation; CPU results are deterministic.
+    init:
+        ``kmeans`` (default): start from the soft assignment to k-means class
+        means of a lightly smoothed copy of the image; ``random``: Kanezaki's
+        plain random start.
+    model:
+        ``cnn`` (the per-image CNN), or anything ``napari_levelset.unet.build_network``
+        accepts (``unet`` for the pretrained U-Net, a model file path), or an
+        ``nn.Module`` mapping ``(B, C, *S)`` to logits ``(B, N, *S)``.
     """
 
     def __init__(
@@ -132,6 +138,8 @@ class Segmenter:
         spatial_dims: int | None = None,
         device: str | torch.device = "auto",
         seed: int = 0,
+        init: str = "kmeans",
+        model: Any = "cnn",
         prepared: Prepared | None = None,
     ):
         n_classes = int(n_classes)
@@ -149,20 +157,41 @@ class Segmenter:
         self._lam = float(lam)
         ndim = len(self.prepared.spatial_shape)
         self.x = torch.from_numpy(self.prepared.data).to(self.device)
+        in_ch = self.x.shape[1]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.model = PerImageCNN(self.x.shape[1], n_classes, width=int(width), depth=int(depth), ndim=ndim)
+            if isinstance(model, torch.nn.Module):
+                self.model = model
+            elif model == "cnn":
+                self.model = PerImageCNN(in_ch, n_classes, width=int(width), depth=int(depth), ndim=ndim)
+            else:
+                from .unet import build_network
+
+                self.model = build_network(model, in_channels=in_ch, n_classes=n_classes, ndim=ndim)
+                init = "network"
         self.model.to(self.device).train()
+        if init == "kmeans" and hasattr(self.model, "init_from_centres"):
+            centres, spread = init_centres(self.x, n_classes, seed=self.seed)
+            self.model.init_from_centres(centres, float(spread))
+        elif init not in ("kmeans", "random", "network"):
+            raise InputError(f"init must be 'kmeans' or 'random', got {init!r}")
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=float(lr))
         self.iteration = 0
-        self._settings = dict(width=int(width), depth=int(depth), seed=self.seed, device=str(self.device))
+        self._settings = dict(
+            model=model if isinstance(model, str) else type(model).__name__,
+            width=int(width),
+            depth=int(depth),
+            seed=self.seed,
+            init=init,
+            device=str(self.device),
+        )
         self._stop = threading.Event()
         self._pending_scribbles: Any = _UNSET
         self._scribbles: torch.Tensor | None = None  # in network class ids, 0 = none
         self._raw_scribbles: np.ndarray | None = None  # in label ids, (B, *S)
-        self._order: np.ndarray | None = None  # label k -> class order[k-1]
         self._logits: torch.Tensor | None = None
         self._loss: torch.Tensor | None = None
+        self._order = self._current_order()  # label k -> network class order[k-1]
         if scribbles is not None:
             self.set_scribbles(scribbles)
 
@@ -197,7 +226,7 @@ class Segmenter:
             iteration=self.iteration,
             channel_axis=self.prepared.channel_axis,
             spatial_dims=len(self.prepared.spatial_shape),
-            order=None if self._order is None else [int(i) for i in self._order],
+            order=[int(i) for i in self._order],
             **self._settings,
         )
 
@@ -233,8 +262,6 @@ class Segmenter:
             self._scribbles = None
             self._raw_scribbles = None
             return
-        if self._order is None:
-            self._order = self._current_order()
         lut = np.concatenate([[0], self._order + 1])
         self._raw_scribbles = pending
         self._scribbles = torch.from_numpy(lut[pending]).to(self.device)
@@ -253,8 +280,6 @@ class Segmenter:
         self.iteration += 1
         self._logits = logits.detach()
         self._loss = loss.detach()
-        if self._order is None and self.iteration >= ORDER_FREEZE_ITERATION:
-            self._order = self._current_order()
         return self._loss
 
     def run(self, iterations: int, every: int = DEFAULTS["every"], with_probs: bool = False) -> Iterator[Snapshot]:
@@ -295,9 +320,8 @@ class Segmenter:
 
     def _lut(self) -> torch.Tensor:
         """Map network class -> output label (1..N)."""
-        order = self._order if self._order is not None else self._current_order()
         lut = np.empty(self.n_classes, dtype=np.int64)
-        lut[order] = np.arange(1, self.n_classes + 1)
+        lut[self._order] = np.arange(1, self.n_classes + 1)
         return torch.from_numpy(lut).to(self.device)
 
     @torch.no_grad()
@@ -310,8 +334,7 @@ class Segmenter:
     @torch.no_grad()
     def probabilities(self) -> np.ndarray:
         """Current class probabilities ``(N, *out_shape)``, class k for label k+1."""
-        order = self._order if self._order is not None else self._current_order()
-        probs = torch.softmax(self._ensure_logits(), dim=1)[:, torch.from_numpy(order).to(self.device)]
+        probs = torch.softmax(self._ensure_logits(), dim=1)[:, torch.from_numpy(self._order).to(self.device)]
         p = probs.transpose(0, 1).float().cpu().numpy()
         return p.reshape((self.n_classes,) + self.prepared.out_shape)
 

@@ -48,8 +48,6 @@ class PerImageCNN(nn.Module):
         width: int = 32,
         depth: int = 2,
         ndim: int = 2,
-        head_norm: bool = True,
-        head_affine: bool = False,
     ):
         super().__init__()
         if in_channels < 1 or n_classes < 2 or width < 1 or depth < 1:
@@ -62,10 +60,10 @@ class PerImageCNN(nn.Module):
             c = width
         self.body = nn.Sequential(*layers)
         self.head = Conv(width, n_classes, 1)
-        # BatchNorm on the logits (as in Kanezaki's network): every class keeps a
-        # zero-mean, unit-variance response over the image, so no class can be
-        # pushed to zero probability everywhere and lose its gradient for good.
-        self.head_norm = Norm(n_classes, affine=head_affine) if head_norm else nn.Identity()
+        # A 1x1 path from the input straight to the logits.  ``init_from_centres``
+        # sets it so that the softmax starts as the posterior of a Gaussian mixture
+        # with the given class means; the CNN learns spatial corrections on top.
+        self.skip = Conv(in_channels, n_classes, 1)
         self.ndim = ndim
         self.in_channels = in_channels
         self.n_classes = n_classes
@@ -73,4 +71,23 @@ class PerImageCNN(nn.Module):
         self.depth = depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head_norm(self.head(self.body(x)))
+        return self.head(self.body(x)) + self.skip(x)
+
+    @torch.no_grad()
+    def init_from_centres(self, centres: torch.Tensor, spread: float) -> None:
+        """Start from soft nearest-centre assignment.
+
+        ``centres`` is ``(n_classes, k)`` with ``k <= in_channels`` (the first ``k``
+        input channels are the ones the centres live in); ``spread`` is the mean
+        squared distance of a pixel to its centre.  Then
+        ``logit_n = -|x - mu_n|^2 / (2 s) + const`` with ``s = spread``, which is
+        linear in ``x``, and the CNN branch starts at zero.
+        """
+        s = max(float(spread), 1e-4)
+        k = centres.shape[1]
+        w = torch.zeros_like(self.skip.weight)
+        w.view(self.n_classes, -1)[:, :k] = centres.to(w) / s
+        self.skip.weight.copy_(w)
+        self.skip.bias.copy_(-(centres.to(w) ** 2).sum(1) / (2 * s))
+        self.head.weight.zero_()
+        self.head.bias.zero_()
