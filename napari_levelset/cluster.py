@@ -8,6 +8,12 @@ import torch.nn.functional as F
 __all__ = ["kmeans", "smooth", "init_centres"]
 
 
+def sq_dist(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """Squared distances ``(P, K)``; much faster than ``torch.cdist`` for few channels."""
+    d = (points * points).sum(1, keepdim=True) - 2 * points @ centres.t() + (centres * centres).sum(1)
+    return d.clamp_min_(0)
+
+
 def smooth(x: torch.Tensor, passes: int = 2) -> torch.Tensor:
     """Box-filter ``(B, C, *S)`` with 3-pixel windows ``passes`` times (edges renormalised)."""
     pool = F.avg_pool2d if x.dim() == 4 else F.avg_pool3d
@@ -17,15 +23,46 @@ def smooth(x: torch.Tensor, passes: int = 2) -> torch.Tensor:
 
 
 @torch.no_grad()
-def init_centres(x: torch.Tensor, k: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def init_centres(
+    x: torch.Tensor, k: int, seed: int = 0, scribbles: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Class means to start from: k-means on a lightly smoothed copy of ``x`` ``(B, C, *S)``.
+
+    Returns ``(centres, spread)``: centres ``(k, C)`` darkest first, and the mean
+    squared distance of a raw pixel to its nearest centre.
+
+    With ``scribbles`` ``(B, *S)`` (0 none, ``j`` class ``j - 1``), each scribbled
+    class's centre is the mean of its scribbled pixels and stays there; only the
+    others are found by k-means and fill the remaining places, darkest first.
 
     Smoothing lowers the noise the way the TV term will, so a big noisy region is
     not split in two at the expense of a small distinct one.
     """
-    xs = smooth(x.float())
-    pts = xs.transpose(0, 1).reshape(x.shape[1], -1).t()
-    return kmeans(pts, k, seed=seed)
+    flat = lambda t: t.transpose(0, 1).reshape(t.shape[1], -1).t()  # noqa: E731
+    xs = flat(smooth(x.float()))
+    fixed = {}
+    if scribbles is not None:
+        s = scribbles.reshape(-1)
+        for j in torch.unique(s[s > 0]).tolist():
+            fixed[int(j) - 1] = xs[s == j].mean(0)
+    if fixed:
+        free = [i for i in range(k) if i not in fixed]
+        found, _ = kmeans(xs, len(free), seed=seed, fixed=torch.stack(list(fixed.values()))) if free else (None, 0)
+        centres = torch.empty(k, x.shape[1], device=x.device)
+        for i, c in fixed.items():
+            centres[i] = c
+        if free:
+            centres[free] = found
+    else:
+        centres, _ = kmeans(xs, k, seed=seed)
+    # The temperature comes from the raw pixels' spread around those centres, so the
+    # starting probabilities are as soft as the noise warrants (not saturated).
+    raw = flat(x.float())
+    if raw.shape[0] > 16384:
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        raw = raw[torch.randperm(raw.shape[0], generator=gen)[:16384].to(raw.device)]
+    spread = (sq_dist(raw, centres)).min(1).values.mean()
+    return centres, spread
 
 
 @torch.no_grad()
@@ -34,14 +71,17 @@ def kmeans(
     k: int,
     seed: int = 0,
     iterations: int = 20,
-    max_points: int = 65536,
+    max_points: int = 16384,
     restarts: int = 3,
+    fixed: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cluster ``points`` ``(P, C)`` into ``k`` groups.
 
     k-means++ seeding, then Lloyd iterations, on a random subsample of at most
     ``max_points`` points (deterministic for a seed); the best of ``restarts``
-    seedings (lowest mean squared distance) is kept.  Returns the centres
+    seedings (lowest mean squared distance) is kept.  ``fixed`` centres ``(F, C)``
+    take part in the assignment but never move, and are not returned: the ``k``
+    centres returned are the free ones.  Returns the centres
     ``(k, C)`` sorted by their mean over channels (darkest first), and the mean
     squared distance of a point to its centre (a scalar tensor).  Centres that end
     up empty keep their seed position; duplicates are allowed when there are
@@ -56,7 +96,7 @@ def kmeans(
     points = points.float()
     best = None
     for _ in range(max(1, restarts)):
-        c, spread = _one_kmeans(points, k, gen, iterations)
+        c, spread = _one_kmeans(points, k, gen, iterations, fixed)
         if best is None or float(spread) < float(best[1]):
             best = (c, spread)
     c, spread = best
@@ -64,12 +104,19 @@ def kmeans(
     return c[order], spread
 
 
-def _one_kmeans(points: torch.Tensor, k: int, gen: torch.Generator, iterations: int):
+def _one_kmeans(points: torch.Tensor, k: int, gen: torch.Generator, iterations: int, fixed=None):
     n = points.shape[0]
-    first = int(torch.randint(n, (1,), generator=gen))
-    centres = [points[first]]
-    d2 = ((points - centres[0]) ** 2).sum(1)
-    for _ in range(1, k):
+    nf = 0 if fixed is None else fixed.shape[0]
+    if nf:
+        centres = list(fixed.float())
+        d2 = sq_dist(points, fixed.float()).min(1).values
+        todo = k
+    else:
+        first = int(torch.randint(n, (1,), generator=gen))
+        centres = [points[first]]
+        d2 = ((points - centres[0]) ** 2).sum(1)
+        todo = k - 1
+    for _ in range(todo):
         total = d2.sum()
         if float(total) <= 0:
             nxt = int(torch.randint(n, (1,), generator=gen))
@@ -79,17 +126,18 @@ def _one_kmeans(points: torch.Tensor, k: int, gen: torch.Generator, iterations: 
         centres.append(points[nxt])
         d2 = torch.minimum(d2, ((points - centres[-1]) ** 2).sum(1))
     c = torch.stack(centres)
+    movable = torch.arange(c.shape[0], device=c.device) >= nf
     for _ in range(iterations):
-        dist = torch.cdist(points, c) ** 2
+        dist = sq_dist(points, c)
         assign = dist.argmin(1)
         sums = torch.zeros_like(c).index_add_(0, assign, points)
-        counts = torch.bincount(assign, minlength=k).to(c.dtype)
-        filled = counts > 0
-        new = torch.where(filled[:, None], sums / counts.clamp_min(1)[:, None], c)
+        counts = torch.bincount(assign, minlength=c.shape[0]).to(c.dtype)
+        update = (counts > 0) & movable
+        new = torch.where(update[:, None], sums / counts.clamp_min(1)[:, None], c)
         if torch.allclose(new, c):
             c = new
             break
         c = new
-    dist = torch.cdist(points, c) ** 2
+    dist = sq_dist(points, c)
     spread = dist.min(1).values.mean()
-    return c, spread
+    return c[nf:], spread

@@ -158,6 +158,7 @@ class Segmenter:
         ndim = len(self.prepared.spatial_shape)
         self.x = torch.from_numpy(self.prepared.data).to(self.device)
         in_ch = self.x.shape[1]
+        first_logits = None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             if isinstance(model, torch.nn.Module):
@@ -171,8 +172,13 @@ class Segmenter:
                 init = "network"
         self.model.to(self.device).train()
         if init == "kmeans" and hasattr(self.model, "init_from_centres"):
-            centres, spread = init_centres(self.x, n_classes, seed=self.seed)
+            start_scr = None
+            if scribbles is not None:
+                start_scr = torch.from_numpy(self._check_scribbles(scribbles)).to(self.device)
+            centres, spread = init_centres(self.x, n_classes, seed=self.seed, scribbles=start_scr)
             self.model.init_from_centres(centres, float(spread))
+            with torch.no_grad():  # the CNN branch starts at zero: the first labels cost one 1x1 conv
+                first_logits = self.model.skip(self.x)
         elif init not in ("kmeans", "random", "network"):
             raise InputError(f"init must be 'kmeans' or 'random', got {init!r}")
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=float(lr))
@@ -189,9 +195,11 @@ class Segmenter:
         self._pending_scribbles: Any = _UNSET
         self._scribbles: torch.Tensor | None = None  # in network class ids, 0 = none
         self._raw_scribbles: np.ndarray | None = None  # in label ids, (B, *S)
-        self._logits: torch.Tensor | None = None
+        self._logits: torch.Tensor | None = first_logits
         self._loss: torch.Tensor | None = None
-        self._order = self._current_order()  # label k -> network class order[k-1]
+        # label k -> network class order[k-1]; with a k-means start class j - 1 *is*
+        # label j (centres darkest first, scribbled classes where the user put them)
+        self._order = np.arange(n_classes) if init == "kmeans" else self._current_order()
         if scribbles is not None:
             self.set_scribbles(scribbles)
 
@@ -235,9 +243,10 @@ class Segmenter:
 
         They are checked here and take effect at the next iteration.
         """
-        if scribbles is None:
-            self._pending_scribbles = None
-            return
+        self._pending_scribbles = None if scribbles is None else self._check_scribbles(scribbles)
+
+    def _check_scribbles(self, scribbles) -> np.ndarray:
+        """Validate scribbles; return them as int64 ``(B, *S)`` label ids."""
         s = self.prepared.to_batch(np.asarray(scribbles))
         if not (np.issubdtype(s.dtype, np.integer) or s.dtype == bool):
             if not np.all(np.mod(s, 1) == 0):
@@ -247,7 +256,7 @@ class Segmenter:
             raise InputError("scribble labels must be >= 0 (0 = unlabelled)")
         if s.max() > self.n_classes:
             raise InputError(f"scribble label {int(s.max())} is larger than the number of classes {self.n_classes}")
-        self._pending_scribbles = s
+        return s
 
     def stop(self) -> None:
         """Ask a running ``run`` to end after the current iteration (thread-safe)."""

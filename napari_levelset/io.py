@@ -189,7 +189,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
         return np.asarray(iio.imread(p))
     except Exception as exc:  # any decoder error means: not an image we can read
-        raise InputError(f"cannot read {p} as an image: {exc.__class__.__name__}: {exc}") from None
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        raise InputError(f"cannot read {p} as an image ({exc.__class__.__name__}: {detail})") from None
 
 
 def write_labels(path: str | os.PathLike, labels: np.ndarray) -> Path:

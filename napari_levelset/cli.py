@@ -1,0 +1,166 @@
+"""Command line: ``napari-levelset segment INPUT -o OUTPUT`` and ``napari-levelset train``.
+
+Bad input ends with one line on stderr and exit status 2 (no traceback), and an
+output file is only ever written whole (see ``io.write_labels``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .io import TIFF_EXT, InputError
+
+PROG = "napari-levelset"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return v
+
+
+def _add_segment(sub) -> None:
+    from .engine import DEFAULTS
+
+    p = sub.add_parser(
+        "segment",
+        help="segment an image file into N classes",
+        description="Segment an image (PNG/JPEG/TIFF; 2D, RGB or a 3D stack) with the level-set loss and "
+        "write a label image (TIFF or PNG, by the output's extension) with the input's spatial shape.",
+    )
+    p.add_argument("input", help="image file")
+    p.add_argument("-o", "--output", required=True, help="label image to write (.tif, .tiff or .png)")
+    p.add_argument("--classes", "-n", type=int, default=DEFAULTS["n_classes"], help="number of classes N (>= 2)")
+    p.add_argument("--lam", type=_nonneg_float, default=DEFAULTS["lam"], help="weight of the smoothness (TV) term")
+    p.add_argument("--iterations", "-k", type=int, default=DEFAULTS["iterations"], help="optimisation steps")
+    p.add_argument("--seed", type=int, default=0, help="random seed (CPU results are deterministic)")
+    p.add_argument("--scribbles", help="label image of the same shape: 0 unlabelled, k means class k")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    p.add_argument("--channel-axis", type=int, default=None, help="axis holding channels (default: guess)")
+    p.add_argument(
+        "--spatial-dims", type=int, choices=[2, 3], default=None, help="2: per slice, 3: whole volume (default: guess)"
+    )
+    p.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="learning rate")
+    p.add_argument("--width", type=_positive_int, default=DEFAULTS["width"], help="CNN feature channels")
+    p.add_argument("--depth", type=_positive_int, default=DEFAULTS["depth"], help="CNN 3x3 blocks")
+    p.add_argument("--alpha", type=_nonneg_float, default=DEFAULTS["alpha"], help="weight of the scribble term")
+    p.add_argument("--model", default="cnn", help="cnn (per-image CNN), unet (pretrained U-Net) or a model file")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_segment)
+
+
+def _check_output(path: Path) -> None:
+    ext = path.suffix.lower()
+    if ext not in TIFF_EXT | {".png"}:
+        raise InputError(f"output must end in .tif, .tiff or .png, got {path.name!r}")
+    if not path.parent.exists():
+        raise InputError(f"output folder does not exist: {path.parent}")
+    if path.is_dir():
+        raise InputError(f"output {path} is a directory")
+
+
+def _run_segment(args) -> int:
+    from .engine import segment
+    from .io import read_image, write_labels
+
+    out = Path(args.output)
+    _check_output(out)
+    if args.classes < 2:
+        raise InputError(f"need at least 2 classes, got {args.classes}")
+    if args.iterations < 0:
+        raise InputError(f"iterations must be >= 0, got {args.iterations}")
+    image = read_image(args.input)
+    scribbles = read_image(args.scribbles) if args.scribbles else None
+    labels = segment(
+        image,
+        n_classes=args.classes,
+        lam=args.lam,
+        iterations=args.iterations,
+        scribbles=scribbles,
+        channel_axis=args.channel_axis,
+        spatial_dims=args.spatial_dims,
+        device=args.device,
+        seed=args.seed,
+        progress=not args.quiet,
+        lr=args.lr,
+        width=args.width,
+        depth=args.depth,
+        alpha=args.alpha,
+        model=args.model,
+    )
+    if out.suffix.lower() == ".png" and labels.ndim != 2:
+        raise InputError(f"PNG holds 2D labels only; these have shape {labels.shape}: write a .tif instead")
+    write_labels(out, labels)
+    if not args.quiet:
+        print(f"wrote {out} ({labels.shape}, labels {int(labels.min())}..{int(labels.max())})", file=sys.stderr)
+    return 0
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a U-Net with the level-set loss on many images", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> int:
+    try:
+        from .train import main as train_main
+    except ImportError:
+        raise InputError("training is not available in this installation") from None
+    return int(train_main(args.rest) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Unsupervised and scribble-guided segmentation with the multiphase level-set loss."
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_segment(sub)
+    _add_train(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{PROG}: error: out of memory; try a smaller image, fewer classes or --width", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:  # torch errors, e.g. CUDA out of memory
+        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        print(f"{PROG}: error: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,139 @@
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_levelset.cli import main
+from napari_levelset.io import read_image, write_labels
+from napari_levelset.synthetic import matched_iou, phantom
+
+
+def rgb_phantom(tmp_path, name="img.png"):
+    image, truth = phantom((64, 80), 3, channels=3, seed=2)
+    rgb = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+    path = tmp_path / name
+    import imageio.v3 as iio
+
+    iio.imwrite(path, rgb)
+    return path, truth
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_round_trip_png(tmp_path, capsys):
+    src, truth = rgb_phantom(tmp_path)
+    out = tmp_path / "labels.png"
+    code, _, err = run_cli(capsys, "segment", src, "-o", out, "--classes", 3, "--device", "cpu", "--iterations", 60)
+    assert code == 0, err
+    labels = read_image(out)
+    assert labels.shape == (64, 80) and labels.dtype == np.uint8
+    assert matched_iou(labels, truth).min() >= 0.95
+
+
+def test_volume_to_tiff_with_scribbles(tmp_path, capsys):
+    vol, truth = phantom((16, 20, 20), 2, seed=1)
+    src = tmp_path / "vol.tif"
+    tifffile.imwrite(src, (vol * 1000).astype(np.uint16))
+    scr = np.zeros(vol.shape, np.uint8)
+    scr[truth == 1] = 1  # deliberately the opposite of brightness order: scribbles win
+    scr[truth == 0] = 2
+    scr_path = tmp_path / "scr.tif"
+    tifffile.imwrite(scr_path, scr)
+    out = tmp_path / "lab.tif"
+    code, _, err = run_cli(
+        capsys, "segment", src, "-o", out, "--classes", 2, "--scribbles", scr_path, "--iterations", 20, "-q"
+    )
+    assert code == 0, err
+    labels = read_image(out)
+    assert labels.shape == vol.shape
+    assert (labels[truth == 1] == 1).mean() > 0.95
+    assert err == ""  # --quiet
+
+
+def test_progress_bar_goes_to_stderr(tmp_path, capsys):
+    src, _ = rgb_phantom(tmp_path)
+    code, out, err = run_cli(capsys, "segment", src, "-o", tmp_path / "l.tif", "--iterations", 10, "--classes", 2)
+    assert code == 0
+    assert out == ""
+    assert "level-set" in err and "wrote" in err
+
+
+def write_bytes(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def write_tif(tmp_path, name, array):
+    path = tmp_path / name
+    tifffile.imwrite(path, array)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make,extra,message",
+    [
+        (lambda p: p / "missing.png", [], "no such file"),
+        (lambda p: write_bytes(p / "broken.png", b"\x89PNG garbage"), [], "cannot read"),
+        (lambda p: write_tif(p, "flat.tif", np.full((20, 20), 7, np.uint8)), [], "constant"),
+        (lambda p: write_tif(p, "nan.tif", np.full((20, 20), np.nan, np.float32)), [], "NaN"),
+        (lambda p: write_tif(p, "ok.tif", np.random.rand(20, 20).astype(np.float32)), ["--classes", "1"], "at least 2"),
+        (
+            lambda p: write_tif(p, "ok.tif", np.random.rand(20, 20).astype(np.float32)),
+            ["--scribbles", "SCR"],
+            "scribbles have shape",
+        ),
+    ],
+)
+def test_bad_input_one_line_error_no_output(tmp_path, capsys, make, extra, message):
+    src = make(tmp_path)
+    write_tif(tmp_path, "scr.tif", np.zeros((10, 10), np.uint8))
+    extra = [str(tmp_path / "scr.tif") if e == "SCR" else e for e in extra]
+    out = tmp_path / "out.png"
+    code, stdout, err = run_cli(capsys, "segment", src, "-o", out, "--iterations", 2, *extra)
+    assert code == 2
+    assert message in err
+    assert err.startswith("napari-levelset: error:") and err.count("\n") == 1
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_bad_output_is_refused_before_any_work(tmp_path, capsys):
+    src, _ = rgb_phantom(tmp_path)
+    code, _, err = run_cli(capsys, "segment", src, "-o", tmp_path / "x.jpg")
+    assert code == 2 and "must end in" in err
+    code, _, err = run_cli(capsys, "segment", src, "-o", tmp_path / "no" / "x.png")
+    assert code == 2 and "does not exist" in err
+
+
+def test_existing_output_survives_a_failed_run(tmp_path, capsys):
+    out = tmp_path / "out.tif"
+    write_labels(out, np.ones((4, 4), np.uint8))
+    before = out.read_bytes()
+    flat = write_tif(tmp_path, "flat.tif", np.zeros((8, 8), np.uint8))
+    code, _, _ = run_cli(capsys, "segment", flat, "-o", out)
+    assert code == 2
+    assert out.read_bytes() == before
+
+
+def test_installed_entry_point(tmp_path):
+    exe = shutil.which("napari-levelset")
+    cmd = [exe] if exe else [sys.executable, "-m", "napari_levelset.cli"]
+    src, _ = rgb_phantom(tmp_path)
+    out = tmp_path / "l.png"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    res = subprocess.run(
+        cmd + ["segment", str(src), "-o", str(out), "--iterations", "5", "-q"], capture_output=True, text=True, env=env
+    )
+    assert res.returncode == 0, res.stderr
+    assert out.exists()
+    res = subprocess.run(cmd + ["segment", str(tmp_path / "nope.png"), "-o", str(out)], capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [f"napari-levelset: error: no such file: {tmp_path / 'nope.png'}"]

@@ -1,0 +1,218 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_levelset import Segmenter, segment
+from napari_levelset.engine import resolve_device
+from napari_levelset.io import InputError
+from napari_levelset.synthetic import matched_iou, phantom
+
+CASES = [
+    # shape, phases, channels
+    ((96, 96), 2, None),
+    ((96, 96), 3, None),
+    ((96, 96), 4, None),
+    ((96, 96), 3, 3),
+    ((96, 96), 4, 3),
+    ((24, 24, 24), 2, None),
+    ((24, 24, 24), 3, None),
+    ((20, 20, 20), 4, 3),
+]
+
+
+@pytest.mark.parametrize("shape,k,channels", CASES)
+def test_recovers_piecewise_constant_phantoms(shape, k, channels):
+    image, truth = phantom(shape, k, channels=channels, seed=k + len(shape))
+    labels = segment(image, n_classes=k, device="cpu", seed=0, spatial_dims=len(shape))
+    assert labels.shape == shape
+    assert labels.dtype == np.uint8
+    assert set(np.unique(labels)) <= set(range(1, k + 1))
+    iou = matched_iou(labels, truth)
+    assert iou.min() >= 0.95, iou
+
+
+def brightness_stripes():
+    """Three vertical stripes of grey levels 0.1, 0.5, 0.9 with a little noise."""
+    rng = np.random.default_rng(3)
+    image = np.repeat(np.array([0.1, 0.5, 0.9]), 32)[None, :].repeat(64, 0)
+    return (image + rng.normal(0, 0.03, image.shape)).astype(np.float32)
+
+
+def test_scribbles_decide_which_regions_go_together():
+    image = brightness_stripes()
+    stripe = np.repeat(np.arange(3), 32)[None, :].repeat(64, 0)
+
+    def run(groups):
+        scr = np.zeros(image.shape, np.uint8)
+        for s, lab in enumerate(groups):
+            scr[28:36, 32 * s + 10 : 32 * s + 22] = lab
+        return segment(image, n_classes=2, scribbles=scr, device="cpu", iterations=100)
+
+    left = run([1, 1, 2])  # middle stripe goes with the dark one
+    right = run([1, 2, 2])  # middle stripe goes with the bright one
+    want_left = np.where(stripe < 2, 1, 2)
+    want_right = np.where(stripe < 1, 1, 2)
+    assert matched_iou(left, want_left).min() >= 0.95
+    assert matched_iou(right, want_right).min() >= 0.95
+    # and the scribble value is the output label
+    assert (left[stripe == 1] == 1).mean() > 0.95
+    assert (right[stripe == 1] == 2).mean() > 0.95
+
+
+def test_scribbles_added_during_a_run_take_effect():
+    image = brightness_stripes()
+    stripe = np.repeat(np.arange(3), 32)[None, :].repeat(64, 0)
+    seg = Segmenter(image, 2, device="cpu")
+    scr = np.zeros(image.shape, np.uint8)
+    scr[28:36, 10:22], scr[28:36, 42:54], scr[28:36, 74:86] = 1, 2, 2
+    for snap in seg.run(80, every=10):
+        if snap.iteration == 10:
+            seg.set_scribbles(scr)
+    assert (snap.labels[stripe == 1] == 2).mean() > 0.95
+    assert (snap.labels[stripe == 0] == 1).mean() > 0.95
+
+
+def test_same_seed_same_result_whatever_the_snapshot_interval():
+    image, _ = phantom((64, 64), 3, channels=3, seed=1)
+    a = segment(image, 3, iterations=30, device="cpu", seed=7)
+    seg = Segmenter(image, 3, device="cpu", seed=7)
+    snaps = list(seg.run(30, every=3))
+    np.testing.assert_array_equal(a, snaps[-1].labels)
+    c = segment(image, 3, iterations=30, device="cpu", seed=8)
+    assert c.shape == a.shape  # a different seed is allowed to differ, but must work
+
+
+def test_label_ids_are_stable_across_snapshots_and_sorted_by_brightness():
+    image, truth = phantom((64, 64), 4, seed=2)
+    seg = Segmenter(image, 4, device="cpu")
+    snaps = list(seg.run(60, every=5))
+    # after the first snapshot every truth region keeps its label
+    majority = lambda lab: [np.bincount(lab[truth == t]).argmax() for t in range(4)]  # noqa: E731
+    first = majority(snaps[0].labels)
+    for s in snaps[1:]:
+        assert majority(s.labels) == first
+    # grey levels of the phantom rise with the truth index, and so do the label ids
+    assert first == [1, 2, 3, 4]
+
+
+def test_streaming_snapshots_and_probabilities():
+    image, _ = phantom((48, 40), 3, seed=0)
+    seg = Segmenter(image, 3, device="cpu")
+    snaps = list(seg.run(25, every=10, with_probs=True))
+    assert [s.iteration for s in snaps] == [10, 20, 25]
+    assert [s.done for s in snaps] == [False, False, True]
+    last = snaps[-1]
+    assert last.probs.shape == (3, 48, 40)
+    np.testing.assert_allclose(last.probs.sum(0), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(last.probs.argmax(0) + 1, last.labels)
+    assert np.isfinite(last.loss)
+    assert last.settings["n_classes"] == 3 and last.settings["iteration"] == 25
+
+
+def test_warm_start_continues_instead_of_restarting():
+    image, _ = phantom((48, 48), 3, channels=3, seed=4)
+    once = Segmenter(image, 3, device="cpu")
+    list(once.run(20))
+    twice = Segmenter(image, 3, device="cpu")
+    list(twice.run(10))
+    list(twice.run(10))
+    assert twice.iteration == 20
+    np.testing.assert_array_equal(once.labels(), twice.labels())
+    for p, q in zip(once.model.parameters(), twice.model.parameters()):
+        torch.testing.assert_close(p, q)
+
+
+def test_stop_ends_the_run_between_snapshots():
+    image, _ = phantom((48, 48), 2, seed=0)
+    seg = Segmenter(image, 2, device="cpu")
+    seen = []
+    for snap in seg.run(1000, every=5):
+        seen.append(snap)
+        if snap.iteration == 10:
+            seg.stop()
+    assert seen[-1].done and seen[-1].stopped
+    assert seen[-1].iteration == 10  # asked between iterations: no further step is taken
+    # a later run is not affected by the old stop request
+    more = list(seg.run(5, every=5))
+    assert more[-1].iteration == 15 and not more[-1].stopped
+
+
+def test_lambda_change_takes_effect_without_restart():
+    image, _ = phantom((64, 64), 4, noise=0.25, seed=5)
+    seg = Segmenter(image, 4, lam=0.0, device="cpu")
+    list(seg.run(40))
+    rough = seg.labels()
+    seg.lam = 1.0
+    list(seg.run(40))
+    smooth = seg.labels()
+    assert seg.iteration == 80
+    boundary = lambda lab: (np.diff(lab, axis=0) != 0).sum() + (np.diff(lab, axis=1) != 0).sum()  # noqa: E731
+    assert boundary(smooth) < 0.7 * boundary(rough)
+
+
+@pytest.mark.parametrize(
+    "image,kwargs,shape",
+    [
+        ((np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8), {}, (40, 40)),
+        ((np.random.default_rng(0).random((40, 40)) * 60000).astype(np.uint16), {}, (40, 40)),
+        (np.random.default_rng(0).random((40, 40)) > 0.5, {}, (40, 40)),
+        (np.random.default_rng(0).random((40, 40, 3)), {}, (40, 40)),
+        (np.random.default_rng(0).random((2, 40, 40)), {"channel_axis": 0}, (40, 40)),
+        (np.random.default_rng(0).random((40, 40, 5)), {"channel_axis": -1}, (40, 40)),
+        (np.random.default_rng(0).random((6, 24, 24)), {"spatial_dims": 2}, (6, 24, 24)),
+        (np.random.default_rng(0).random((6, 24, 24)), {}, (6, 24, 24)),
+    ],
+)
+def test_accepts_dtypes_channels_and_axes(image, kwargs, shape):
+    labels = segment(image, 2, iterations=3, device="cpu", **kwargs)
+    assert labels.shape == shape
+    assert labels.min() >= 1 and labels.max() <= 2
+
+
+def test_per_slice_segmentation_shares_labels_between_slices():
+    image, truth = phantom((48, 48), 2, seed=3)
+    stack = np.stack([image, image[::-1], image[:, ::-1]])
+    truths = np.stack([truth, truth[::-1], truth[:, ::-1]])
+    labels = segment(stack, 2, spatial_dims=2, device="cpu")
+    assert labels.shape == stack.shape
+    assert matched_iou(labels, truths).min() >= 0.95  # one matching for all slices
+
+
+@pytest.mark.parametrize(
+    "image,kwargs,message",
+    [
+        (np.zeros((20, 20)), {}, "constant"),
+        (np.full((20, 20), np.nan), {}, "NaN"),
+        (np.zeros((0, 20)), {}, "empty"),
+        (np.random.rand(20, 20), {"n_classes": 1}, "at least 2 classes"),
+        (np.random.rand(20, 20), {"lam": -1.0}, "lam"),
+        (np.random.rand(20, 20), {"lr": 0.0}, "lr"),
+        (np.random.rand(20, 20), {"scribbles": np.zeros((10, 10), np.uint8)}, "scribbles have shape"),
+        (np.random.rand(20, 20), {"scribbles": np.full((20, 20), 5, np.uint8)}, "larger than the number of classes"),
+        (np.random.rand(20), {}, "2 spatial axes"),
+        (np.random.rand(2, 3, 4, 5, 6), {}, "cannot tell the axes"),
+        (np.random.rand(20, 20), {"device": "tpu"}, "unknown device"),
+    ],
+)
+def test_bad_input_gives_clear_errors(image, kwargs, message):
+    kwargs = {"n_classes": 2, **kwargs}
+    with pytest.raises(InputError, match=message):
+        segment(image, iterations=2, device=kwargs.pop("device", "cpu"), **kwargs)
+
+
+def test_auto_device_on_this_machine():
+    dev = resolve_device("auto")
+    if torch.cuda.is_available():
+        assert dev.type == "cuda"
+    else:
+        assert dev.type in ("cpu", "mps")
+        with pytest.raises(InputError, match="no CUDA device"):
+            resolve_device("cuda")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_recovers_phantom():
+    image, truth = phantom((128, 128), 3, channels=3, seed=1)
+    labels = segment(image, 3, device="cuda")
+    assert matched_iou(labels, truth).min() >= 0.95

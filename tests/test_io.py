@@ -1,0 +1,109 @@
+import os
+
+import numpy as np
+import pytest
+
+from napari_levelset.io import InputError, infer_axes, normalize, prepare_image, read_image, write_labels
+
+
+@pytest.mark.parametrize(
+    "shape,kwargs,want",
+    [
+        ((30, 40), {}, (None, 2)),
+        ((30, 40, 3), {}, (2, 2)),
+        ((30, 40, 4), {}, (2, 2)),
+        ((30, 40, 3), {"spatial_dims": 3}, (None, 3)),
+        ((10, 30, 40), {}, (None, 3)),
+        ((10, 30, 40), {"spatial_dims": 2}, (None, 2)),
+        ((10, 30, 40, 3), {}, (3, 3)),
+        ((2, 30, 40), {"channel_axis": 0}, (0, 2)),
+        ((30, 40, 7), {"channel_axis": -1}, (2, 2)),
+        ((5, 10, 30, 40), {"spatial_dims": 2}, (None, 2)),
+    ],
+)
+def test_infer_axes(shape, kwargs, want):
+    assert infer_axes(shape, **kwargs) == want
+
+
+def test_prepare_moves_channels_and_batches_slices():
+    rng = np.random.default_rng(0)
+    img = rng.random((4, 10, 12, 2))
+    p = prepare_image(img, channel_axis=-1, spatial_dims=2)
+    assert p.data.shape == (4, 2, 10, 12)
+    assert p.out_shape == (4, 10, 12)
+    assert p.data.dtype == np.float32
+    # channel 1 of slice 3 is the normalised version of img[3, ..., 1]
+    ch = img[..., 1]
+    lo, hi = np.percentile(ch, [0.5, 99.5])
+    np.testing.assert_allclose(p.data[3, 1], np.clip((ch[3] - lo) / (hi - lo), 0, 1), rtol=1e-5, atol=1e-6)
+    lab = np.arange(4 * 10 * 12).reshape(4, 10, 12)
+    np.testing.assert_array_equal(p.to_output(p.to_batch(lab)), lab)
+
+
+def test_normalize_is_robust_to_a_few_hot_pixels():
+    rng = np.random.default_rng(1)
+    img = rng.uniform(100, 200, (1, 64, 64))
+    img[0, 0, :5] = 1e6  # hot pixels
+    out = normalize(img)
+    assert out.min() == 0.0 and out.max() == 1.0
+    # the bulk keeps its contrast instead of being squashed near 0
+    assert np.median(out) > 0.3
+
+
+def test_constant_channel_becomes_zero_but_all_constant_is_an_error():
+    img = np.zeros((2, 8, 8))
+    img[0] = np.arange(64).reshape(8, 8)
+    img[1] = 255.0
+    out = normalize(img)
+    assert np.all(out[1] == 0)
+    with pytest.raises(InputError, match="constant"):
+        normalize(np.full((1, 8, 8), 3.0))
+
+
+def test_sparse_image_falls_back_to_min_max():
+    img = np.zeros((1, 100, 100))
+    img[0, 50, 50] = 7.0
+    out = normalize(img)
+    assert out.max() == 1.0 and out[0, 50, 50] == 1.0
+
+
+@pytest.mark.parametrize("ext", [".tif", ".png"])
+def test_write_then_read_labels(tmp_path, ext):
+    lab = (np.arange(20 * 30).reshape(20, 30) % 5 + 1).astype(np.uint8)
+    path = write_labels(tmp_path / f"out{ext}", lab)
+    np.testing.assert_array_equal(read_image(path), lab)
+    assert sorted(os.listdir(tmp_path)) == [f"out{ext}"]  # no temporary files left behind
+
+
+def test_write_3d_labels_to_tiff(tmp_path):
+    lab = np.random.default_rng(0).integers(1, 4, (5, 6, 7)).astype(np.uint16)
+    np.testing.assert_array_equal(read_image(write_labels(tmp_path / "v.tiff", lab)), lab)
+
+
+def test_failed_write_leaves_existing_file_untouched_and_no_temporaries(tmp_path):
+    target = tmp_path / "keep.tif"
+    target.write_bytes(b"precious")
+    with pytest.raises(Exception):
+        write_labels(target, np.array([[object(), object()]], dtype=object))
+    assert target.read_bytes() == b"precious"
+    assert sorted(os.listdir(tmp_path)) == ["keep.tif"]
+
+
+def test_write_errors_are_clear(tmp_path):
+    with pytest.raises(InputError, match="PNG holds 2D"):
+        write_labels(tmp_path / "v.png", np.ones((2, 3, 4), np.uint8))
+    with pytest.raises(InputError, match=r"\.tif, \.tiff or \.png"):
+        write_labels(tmp_path / "v.jpg", np.ones((3, 4), np.uint8))
+    with pytest.raises(InputError, match="folder does not exist"):
+        write_labels(tmp_path / "nope" / "v.png", np.ones((3, 4), np.uint8))
+
+
+def test_read_errors_are_clear(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        read_image(tmp_path / "missing.png")
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    with pytest.raises(InputError, match="cannot read"):
+        read_image(bad)
+    with pytest.raises(InputError, match="directory"):
+        read_image(tmp_path)
