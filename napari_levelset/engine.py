@@ -117,6 +117,10 @@ class Segmenter:
         ``kmeans`` (default): start from the soft assignment to k-means class
         means of a lightly smoothed copy of the image; ``random``: Kanezaki's
         plain random start.
+    color:
+        ``rgb`` (default: each channel normalised on its own) or ``lab`` (RGB
+        images only: CIELAB, so the data term measures perceptual colour
+        difference).
     model:
         ``cnn`` (the per-image CNN), or anything ``napari_levelset.unet.build_network``
         accepts (``unet`` for the pretrained U-Net, a model file path), or an
@@ -140,6 +144,7 @@ class Segmenter:
         seed: int = 0,
         init: str = "kmeans",
         model: Any = "cnn",
+        color: str = "rgb",
         prepared: Prepared | None = None,
     ):
         n_classes = int(n_classes)
@@ -149,7 +154,9 @@ class Segmenter:
             raise InputError(f"at most 65535 classes are supported, got {n_classes}")
         _check_positive(lr=lr, width=width, depth=depth)
         _check_nonnegative(lam=lam, alpha=alpha)
-        self.prepared = prepared if prepared is not None else prepare_image(image, channel_axis, spatial_dims)
+        if prepared is None:
+            prepared = prepare_image(image, channel_axis, spatial_dims, color=color)
+        self.prepared = prepared
         self.device = resolve_device(device)
         self.n_classes = n_classes
         self.seed = int(seed)
@@ -189,6 +196,7 @@ class Segmenter:
             depth=int(depth),
             seed=self.seed,
             init=init,
+            color=color,
             device=str(self.device),
         )
         self._stop = threading.Event()
@@ -392,15 +400,24 @@ def segment(
     device: str = "auto",
     seed: int = 0,
     progress: bool = False,
+    regions: str = "classes",
+    min_region: float = 0.001,
     **kwargs,
 ) -> np.ndarray:
     """Segment ``image`` into ``n_classes`` classes; returns labels 1..N.
 
     The result has the image's shape without the channel axis, dtype uint8
     (uint16 beyond 255 classes).  Extra keyword arguments (``lr``, ``width``,
-    ``depth``, ``alpha``) go to ``Segmenter``; ``progress=True`` shows a
-    progress bar on stderr.
+    ``depth``, ``alpha``, ``color``, ``init``, ``model``) go to ``Segmenter``;
+    ``progress=True`` shows a progress bar on stderr.
+
+    ``regions="connected"`` returns one label per connected piece of a class
+    instead (uint32, 1..R), fragments smaller than ``min_region`` (pixels, or a
+    fraction of the image when < 1) merged into their nearest neighbour region;
+    see ``napari_levelset.regions``.
     """
+    if regions not in ("classes", "connected"):
+        raise InputError(f"regions must be 'classes' or 'connected', got {regions!r}")
     seg = Segmenter(
         image,
         n_classes,
@@ -428,4 +445,9 @@ def segment(
     finally:
         if bar is not None:
             bar.close()
-    return last.labels if last is not None else seg.labels()
+    labels = last.labels if last is not None else seg.labels()
+    if regions == "connected":
+        from .regions import connected_regions
+
+        labels = connected_regions(labels, min_region, spatial_dims=len(seg.prepared.spatial_shape))
+    return labels

@@ -40,6 +40,7 @@ __all__ = [
     "infer_axes",
     "normalize",
     "prepare_image",
+    "to_lab",
     "read_image",
     "write_labels",
     "labels_dtype",
@@ -139,10 +140,37 @@ def normalize(data: np.ndarray, pmin: float = 0.5, pmax: float = 99.5) -> np.nda
     return out
 
 
+def to_lab(rgb: np.ndarray) -> np.ndarray:
+    """``(3, ...)`` RGB (any range) to CIELAB scaled by 1/100, shape ``(3, ...)``.
+
+    Integer images are read as 0..max of their dtype; float images are mapped
+    jointly (all channels together, keeping the colour balance) so that their
+    0.5th-99.5th percentiles span [0, 1].  L/100 lies in [0, 1] and a/100, b/100
+    roughly in [-1, 1], so squared distances are perceptual colour differences.
+    """
+    from skimage.color import rgb2lab
+
+    if np.issubdtype(rgb.dtype, np.integer):
+        x = rgb.astype(np.float32) / np.iinfo(rgb.dtype).max
+    else:
+        lo, hi = np.percentile(rgb, [0.5, 99.5])
+        x = np.clip((rgb.astype(np.float32) - lo) / max(hi - lo, 1e-12), 0, 1)
+    lab = rgb2lab(np.moveaxis(x, 0, -1))
+    return np.ascontiguousarray(np.moveaxis(lab, -1, 0).astype(np.float32) / 100.0)
+
+
 def prepare_image(
-    image, channel_axis: int | None = None, spatial_dims: int | None = None, normalise: bool = True
+    image,
+    channel_axis: int | None = None,
+    spatial_dims: int | None = None,
+    normalise: bool = True,
+    color: str = "rgb",
 ) -> Prepared:
-    """Check, reorder and normalise ``image`` into ``(B, C, *S)`` float32."""
+    """Check, reorder and normalise ``image`` into ``(B, C, *S)`` float32.
+
+    ``color="lab"`` turns a 3-channel (RGB) image into CIELAB (see ``to_lab``)
+    instead of normalising each channel on its own.
+    """
     arr = np.asarray(image)
     if arr.size == 0:
         raise InputError(f"the image is empty (shape {arr.shape})")
@@ -162,7 +190,16 @@ def prepare_image(
     rgb = ch_ax is not None and ch_ax == len(np.shape(image)) - 1 and arr.shape[0] in (3, 4)
     spatial = arr.shape[arr.ndim - sdims :]
     batch = arr.shape[1 : arr.ndim - sdims]
-    data = normalize(arr) if normalise else arr.astype(np.float32)
+    if color == "lab":
+        if arr.shape[0] not in (3, 4):
+            raise InputError(f"color='lab' needs an RGB image (3 channels), this one has {arr.shape[0]}")
+        data = to_lab(arr[:3])
+        if np.ptp(data) == 0:
+            raise InputError("the image is constant: there is nothing to segment")
+    elif color != "rgb":
+        raise InputError(f"color must be 'rgb' or 'lab', got {color!r}")
+    else:
+        data = normalize(arr) if normalise else arr.astype(np.float32)
     # (C, *batch, *S) -> (B, C, *S)
     data = data.reshape((data.shape[0], -1) + spatial)
     data = np.ascontiguousarray(np.swapaxes(data, 0, 1))
