@@ -1,0 +1,99 @@
+"""A tiny live plot of the loss curve, painted with QPainter (no matplotlib)."""
+
+from __future__ import annotations
+
+import math
+
+from qtpy.QtCore import QPointF, QRectF, QSize, Qt
+from qtpy.QtGui import QColor, QPainter, QPainterPath, QPen
+from qtpy.QtWidgets import QSizePolicy, QWidget
+
+__all__ = ["LossPlot"]
+
+
+class LossPlot(QWidget):
+    """Loss against iteration; dashed vertical marks where a setting changed live."""
+
+    MAX_POINTS = 5000
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.xs: list[float] = []
+        self.ys: list[float] = []
+        self.marks: list[float] = []
+        self.setMinimumHeight(70)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setToolTip("Loss per iteration (dashed lines: a setting was changed during the run)")
+
+    def sizeHint(self) -> QSize:  # noqa: D401
+        return QSize(240, 80)
+
+    def clear(self) -> None:
+        self.xs.clear()
+        self.ys.clear()
+        self.marks.clear()
+        self.update()
+
+    def add_points(self, points) -> None:
+        for x, y in points:
+            if y is None or not math.isfinite(y):
+                continue
+            self.xs.append(float(x))
+            self.ys.append(float(y))
+        if len(self.xs) > self.MAX_POINTS:  # keep every other old point
+            half = len(self.xs) // 2
+            self.xs[:half] = self.xs[:half:2]
+            self.ys[:half] = self.ys[:half:2]
+        self.update()
+
+    def mark(self, x: float) -> None:
+        self.marks.append(float(x))
+        self.update()
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        p = QPainter(self)
+        try:
+            p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+            fg = self.palette().color(self.foregroundRole())
+            r = QRectF(self.rect()).adjusted(4, 4, -4, -14)
+            faint = QColor(fg)
+            faint.setAlpha(70)
+            p.setPen(QPen(faint, 1))
+            p.drawRect(r)
+            if len(self.xs) < 1:
+                p.setPen(QPen(fg, 1))
+                p.drawText(r, Qt.AlignmentFlag.AlignCenter, "loss")
+                return
+            x0, x1 = self.xs[0], self.xs[-1]
+            if x1 <= x0:
+                x1 = x0 + 1
+            lo, hi = min(self.ys), max(self.ys)
+            if hi <= lo:
+                hi = lo + (abs(lo) * 1e-3 or 1e-3)
+
+            def pt(x, y):
+                return QPointF(r.left() + (x - x0) / (x1 - x0) * r.width(), r.bottom() - (y - lo) / (hi - lo) * r.height())
+
+            mark_pen = QPen(faint, 1, Qt.PenStyle.DashLine)
+            p.setPen(mark_pen)
+            for m in self.marks:
+                if x0 <= m <= x1:
+                    xm = pt(m, lo).x()
+                    p.drawLine(QPointF(xm, r.top()), QPointF(xm, r.bottom()))
+            path = QPainterPath(pt(self.xs[0], self.ys[0]))
+            for x, y in zip(self.xs[1:], self.ys[1:]):
+                path.lineTo(pt(x, y))
+            p.setPen(QPen(QColor(255, 160, 40), 1.5))
+            p.drawPath(path)
+            if len(self.xs) == 1:
+                p.drawEllipse(pt(self.xs[0], self.ys[0]), 2, 2)
+            p.setPen(QPen(fg, 1))
+            font = p.font()
+            font.setPointSizeF(max(6.0, font.pointSizeF() * 0.8))
+            p.setFont(font)
+            p.drawText(QRectF(r.left(), r.bottom(), r.width(), 14), Qt.AlignmentFlag.AlignLeft, f"{x0:g}")
+            p.drawText(QRectF(r.left(), r.bottom(), r.width(), 14), Qt.AlignmentFlag.AlignRight, f"{x1:g} it")
+            p.drawText(r.adjusted(3, 1, -3, -1), Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignRight, f"{hi:.4g}")
+            p.drawText(r.adjusted(3, 1, -3, -1), Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignRight, f"{lo:.4g}")
+        finally:
+            p.end()

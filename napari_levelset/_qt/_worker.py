@@ -1,0 +1,296 @@
+"""The optimisation loop that runs in a napari thread worker.
+
+Nothing here imports torch at module level: ``napari_levelset.engine`` (and with
+it torch) is imported inside the worker thread when a run starts, so opening
+napari's plugin menu or docking the widget stays light.
+
+The widget talks to a running optimisation through a ``RunControl``: ``stop``,
+``set_scribbles``, ``set_lam`` and ``set_lr`` are safe from the main thread and
+reach the ``Segmenter`` at its next iteration.  The worker yields ``Update``
+objects; the main thread only copies ``labels`` (and ``uncertainty``) into
+layers.  Updates are *latest-value*: while the main thread has not taken the
+previous one, the worker keeps optimising and sends the newest state when the
+GUI is ready again, so a slow display never queues up stale snapshots.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..io import InputError
+
+__all__ = ["RunRequest", "RunControl", "Update", "Final", "run_segmentation", "restore_segmenter", "error_message"]
+
+#: ``every = 0`` means "auto": aim for about this many seconds between snapshots.
+AUTO_PERIOD_S = 0.3
+AUTO_MAX_CHUNK = 25
+
+_UNSET: Any = object()
+
+
+@dataclass
+class RunRequest:
+    """Everything a run needs, gathered on the main thread."""
+
+    image: Any  # array-like; converted in the worker
+    params: dict  # keyword arguments for Segmenter (n_classes, lam, lr, ...)
+    iterations: int
+    every: int = 0  # 0: auto
+    with_probs: bool = False
+    to_grey: bool = False  # average the colour channels (last axis) first
+    scribbles: np.ndarray | None = None
+    segmenter: Any = None  # continue this Segmenter (refine) instead of making one
+    wait_for_gui: bool = False  # pause after each snapshot until the GUI took it (no snapshot skipped)
+
+
+@dataclass
+class Update:
+    """A snapshot for the GUI (made in the worker)."""
+
+    iteration: int  # the Segmenter's total iteration count
+    done_in_run: int  # iterations done in this run
+    total_in_run: int
+    loss: float
+    labels: np.ndarray
+    uncertainty: np.ndarray | None
+    settings: dict
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (iteration, loss) per chunk since the last Update
+    elapsed: float = 0.0
+
+
+@dataclass
+class Final:
+    """Sent once at the end of a run that was not aborted."""
+
+    stopped: bool
+    settings: dict
+    state: dict | None  # the network's state_dict as numpy arrays
+    iteration: int
+    elapsed: float
+
+
+class RunControl:
+    """Thread-safe handle on a run, shared by the widget and the worker."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()  # the GUI took the last Update
+        self._ready.set()
+        self.segmenter: Any = None
+        self._pending_scribbles: Any = _UNSET
+        self._pending_lam: float | None = None
+        self._pending_lr: float | None = None
+
+    # -- called from the main thread ----------------------------------------
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._ready.set()
+        with self._lock:
+            seg = self.segmenter
+        if seg is not None:
+            seg.stop()
+
+    def set_scribbles(self, scribbles: np.ndarray | None) -> None:
+        """Raises ``InputError`` at once when a Segmenter exists and rejects them."""
+        with self._lock:
+            if self.segmenter is None:
+                self._pending_scribbles = scribbles
+                return
+            self.segmenter.set_scribbles(scribbles)
+
+    def set_lam(self, value: float) -> None:
+        with self._lock:
+            if self.segmenter is None:
+                self._pending_lam = float(value)
+            else:
+                self.segmenter.lam = float(value)
+
+    def set_lr(self, value: float) -> None:
+        with self._lock:
+            if self.segmenter is None:
+                self._pending_lr = float(value)
+            else:
+                self.segmenter.lr = float(value)
+
+    def gui_ready(self) -> None:
+        self._ready.set()
+
+    # -- called from the worker ---------------------------------------------
+    def attach(self, seg: Any) -> None:
+        with self._lock:
+            self.segmenter = seg
+            if self._pending_lam is not None:
+                seg.lam = self._pending_lam
+            if self._pending_lr is not None:
+                seg.lr = self._pending_lr
+            pending, self._pending_scribbles = self._pending_scribbles, _UNSET
+            if pending is not _UNSET:
+                seg.set_scribbles(pending)
+        if self._stop.is_set():
+            seg.stop()
+
+
+def _uncertainty(probs: np.ndarray) -> np.ndarray:
+    """``(N, ...)`` probabilities -> 0 (certain) .. 1 (uniform), float32."""
+    n = probs.shape[0]
+    pmax = probs.max(axis=0)
+    return np.clip((1.0 - pmax) * (n / (n - 1)), 0.0, 1.0).astype(np.float32)
+
+
+def _state_to_numpy(model) -> dict:
+    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def prepare_array(image, to_grey: bool) -> np.ndarray:
+    arr = np.asarray(image)
+    if to_grey:
+        if arr.ndim < 3 or arr.shape[-1] not in (3, 4):
+            raise InputError(f"'RGB -> grey' needs colour channels last, but the image has shape {arr.shape}")
+        arr = arr[..., :3].astype(np.float32).mean(axis=-1)
+    return arr
+
+
+def run_segmentation(req: RunRequest, ctrl: RunControl):
+    """Generator for ``thread_worker``: yields ``Update``s, then one ``Final``."""
+    from ..engine import Segmenter  # imports torch, in the worker thread
+
+    t0 = time.perf_counter()
+    if req.segmenter is not None:
+        seg = req.segmenter
+        seg.lam = req.params["lam"]
+        seg.lr = req.params["lr"]
+        seg.alpha = float(req.params.get("alpha", seg.alpha))
+        seg.set_scribbles(req.scribbles)
+    else:
+        seg = Segmenter(prepare_array(req.image, req.to_grey), scribbles=req.scribbles, **req.params)
+    ctrl.attach(seg)
+
+    total = max(0, int(req.iterations))
+    auto = int(req.every) <= 0
+    chunk = 1 if auto else int(req.every)
+    done = 0
+    stopped = ctrl.stop_requested
+    losses: list[tuple[int, float]] = []
+    while done < total and not stopped:
+        n = min(chunk, total - done)
+        start_iter = seg.iteration
+        t_chunk = time.perf_counter()
+        snap = None
+        for snap in seg.run(n, every=n, with_probs=req.with_probs):
+            pass
+        if snap is None:  # pragma: no cover - run always yields a final snapshot
+            break
+        done += seg.iteration - start_iter
+        losses.append((snap.iteration, snap.loss))
+        stopped = snap.stopped or ctrl.stop_requested
+        if auto and seg.iteration > start_iter:
+            per_iter = (time.perf_counter() - t_chunk) / (seg.iteration - start_iter)
+            chunk = int(min(AUTO_MAX_CHUNK, max(1, round(AUTO_PERIOD_S / max(per_iter, 1e-6)))))
+        # latest-value hand-over: only yield when the GUI took the previous update
+        if req.wait_for_gui:
+            ctrl._ready.wait()
+        if ctrl._ready.is_set() or stopped or done >= total:
+            ctrl._ready.clear()
+            unc = _uncertainty(snap.probs) if snap.probs is not None else None
+            yield Update(
+                iteration=snap.iteration,
+                done_in_run=done,
+                total_in_run=total,
+                loss=snap.loss,
+                labels=snap.labels,
+                uncertainty=unc,
+                settings=snap.settings,
+                losses=losses,
+                elapsed=time.perf_counter() - t0,
+            )
+            losses = []
+    state = None
+    if hasattr(seg, "model"):
+        try:
+            state = _state_to_numpy(seg.model)
+        except Exception:  # a foreign model without a usable state_dict
+            state = None
+    yield Final(
+        stopped=bool(stopped),
+        settings=seg.settings,
+        state=state,
+        iteration=seg.iteration,
+        elapsed=time.perf_counter() - t0,
+    )
+
+
+def restore_segmenter(image, settings: dict, state: dict | None = None, **overrides):
+    """Rebuild a ``Segmenter`` from an output layer's metadata (imports torch).
+
+    ``settings`` is ``metadata["napari_levelset"]`` and ``state`` is
+    ``metadata["napari_levelset_state"]`` of a layer this plugin made.  With the
+    state the network continues exactly where it stopped (refine); without it a
+    new run with the same settings reproduces the result on the CPU (same seed).
+    ``overrides`` replace settings (e.g. ``device="cpu"``).
+    """
+    import torch
+
+    from ..engine import Segmenter
+
+    s = dict(settings)
+    s.update(overrides)
+    init = s.get("init", "kmeans")
+    extra = {"color": s["color"]} if s.get("color", "rgb") != "rgb" else {}
+    seg = Segmenter(
+        prepare_array(image, bool(s.get("to_grey", False))),
+        int(s["n_classes"]),
+        lam=float(s["lam"]),
+        lr=float(s["lr"]),
+        width=int(s.get("width", 32)),
+        depth=int(s.get("depth", 2)),
+        alpha=float(s.get("alpha", 1.0)),
+        channel_axis=s.get("channel_axis"),
+        spatial_dims=s.get("spatial_dims"),
+        device=s.get("device", "auto"),
+        seed=int(s.get("seed", 0)),
+        init=init if init in ("kmeans", "random") else "kmeans",
+        model=s.get("model", "cnn"),
+        **extra,
+    )
+    if state is not None:
+        seg.model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+        seg.iteration = int(s.get("iteration", 0))
+        # Engine internals (no public API yet): keep the label ids of the stored
+        # result and drop the logits cached from the fresh initialisation.
+        if "order" in s:
+            seg._order = np.asarray(s["order"], dtype=np.int64)
+        seg._logits = None
+    return seg
+
+
+def error_message(exc: BaseException) -> str:
+    """A message for the user, for any exception a run may raise."""
+    if isinstance(exc, InputError):
+        return str(exc)
+    name = type(exc).__name__
+    text = str(exc)
+    low = text.lower()
+    if (
+        isinstance(exc, MemoryError)
+        or name == "OutOfMemoryError"
+        or "out of memory" in low
+        or "can't allocate memory" in low
+        or "not enough memory" in low
+    ):
+        return (
+            "out of memory: try fewer classes, a smaller network width, '2D per slice' for volumes, "
+            "a smaller image or the CPU device"
+        )
+    if isinstance(exc, FileNotFoundError):
+        return f"file not found: {text}"
+    return f"{name}: {text}" if text else name

@@ -1,0 +1,1082 @@
+"""The "Level-set segmentation" dock widget.
+
+Importing this module does not import torch: the engine is imported in the
+worker thread when a run starts (see ``_worker.py``).
+
+Threading model
+---------------
+The ``Segmenter`` lives in a napari generator thread worker.  The main thread
+only copies each snapshot's labels (and uncertainty) into a layer and updates
+the progress bar, the loss plot and the layer metadata.  Live changes (lambda,
+learning rate, scribbles) go through a ``RunControl`` and take effect at the
+next iteration; changing a structural setting (N, model, width, ...) while a
+run is going stops it and starts a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.qt.threading import thread_worker
+from napari.utils import notifications
+from qtpy.QtCore import QEvent, Qt, QTimer, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QCollapsible
+
+from .. import __version__
+from ..io import InputError
+from ._plot import LossPlot
+from ._worker import Final, RunControl, RunRequest, Update, error_message, run_segmentation
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+__all__ = ["LevelSetWidget", "META_KEY", "STATE_KEY", "WIDGET_DEFAULTS"]
+
+log = logging.getLogger(__name__)
+
+#: Metadata keys on the output layer: settings (JSON-able) and the network state.
+META_KEY = "napari_levelset"
+STATE_KEY = "napari_levelset_state"
+
+#: Mirrors ``napari_levelset.engine.DEFAULTS`` (which cannot be imported here
+#: without importing torch); a test checks that they agree.  ``every=0`` is
+#: the widget's "auto" update interval (about 0.3 s between snapshots).
+WIDGET_DEFAULTS: dict[str, Any] = dict(
+    n_classes=4, lam=0.05, iterations=100, lr=0.01, width=32, depth=2, alpha=1.0, every=0
+)
+
+MODELS = [("per-image CNN", "cnn"), ("pretrained U-Net", "unet"), ("U-Net from file…", "file")]
+DEVICES = ["auto", "cpu", "cuda", "mps"]
+VOLUME_MODES = [("3D", 3), ("2D per slice", 2)]
+CHANNEL_MODES = [
+    ("auto (RGB → colour)", "auto"),
+    ("RGB → CIELAB colour", "lab"),
+    ("RGB → grey", "grey"),
+    ("first axis is channels", "first"),
+]
+
+N_RANGE = (2, 64)
+LAM_RANGE = (0.0, 10.0)
+LAM_LOG_RANGE = (-4.0, 1.0)  # slider: 1e-4 .. 10
+LR_RANGE = (1e-5, 1.0)
+ITER_RANGE = (1, 100_000)
+WIDTH_RANGE = (4, 256)
+DEPTH_RANGE = (1, 8)
+ALPHA_RANGE = (0.0, 100.0)
+EVERY_RANGE = (0, 10_000)
+SEED_RANGE = (0, 2**31 - 1)
+
+_NO_SCRIBBLES = "none"
+
+
+def _notify_error(message: str) -> None:
+    notifications.show_error(message)
+
+
+def _notify_info(message: str) -> None:
+    notifications.show_info(message)
+
+
+def _real(obj):
+    """The object behind napari's ``PublicOnlyProxy`` (plugin widgets get a proxied viewer).
+
+    Every access through the proxy makes a new wrapper, so layers are unwrapped
+    once to compare them by identity and to key dicts on them.
+    """
+    return getattr(obj, "__wrapped__", obj)
+
+
+def _qt_alive(obj) -> bool:
+    """False once the C++ side of a Qt object is gone (binding-agnostic)."""
+    try:
+        obj.objectName()
+    except RuntimeError:
+        return False
+    return True
+
+
+@dataclass
+class _Run:
+    """Book-keeping for one run on the main thread."""
+
+    image: Image
+    ctrl: RunControl
+    key: tuple
+    meta: dict
+    out_shape: tuple
+    scale: tuple
+    translate: tuple
+    with_probs: bool
+    refine: bool
+    worker: Any = None
+    n_updates: int = 0
+    restart: bool = False
+    cancelled: bool = False
+    final: Final | None = None
+    failed: bool = False
+    end_message: str = "run ended"
+    t_start: float = field(default_factory=time.perf_counter)
+
+
+class _Handle:
+    """Lives outside the widget so cleanup still works once Qt deleted the widget."""
+
+    def __init__(self) -> None:
+        self.run: _Run | None = None
+        self.connections: list[tuple[Any, Any]] = []
+
+    def cancel(self, *_args) -> bool:
+        run = self.run
+        if run is not None:
+            run.cancelled = True
+            run.ctrl.stop()
+            if run.worker is not None:
+                try:
+                    run.worker.quit()
+                except RuntimeError:
+                    pass
+        return True
+
+    def teardown(self, *_args) -> None:
+        self.cancel()
+        for emitter, callback in self.connections:
+            try:
+                emitter.disconnect(callback)
+            except Exception:  # already gone
+                pass
+        self.connections.clear()
+
+
+class LogSpin(QWidget):
+    """A number with a log-scale slider next to a spin box (both stay in sync)."""
+
+    def __init__(self, value: float, vmin: float, vmax: float, log_range: tuple[float, float], decimals: int = 5):
+        super().__init__()
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, 1000)
+        self.spin = QDoubleSpinBox()
+        self.spin.setDecimals(decimals)
+        self.spin.setRange(vmin, vmax)
+        self.spin.setStepType(QDoubleSpinBox.StepType.AdaptiveDecimalStepType)
+        self.spin.setKeyboardTracking(False)
+        self.spin.setMinimumWidth(80)
+        self._log_range = log_range
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.slider, 1)
+        lay.addWidget(self.spin)
+        self.valueChanged = self.spin.valueChanged
+        self.spin.valueChanged.connect(self._spin_to_slider)
+        self.slider.valueChanged.connect(self._slider_to_spin)
+        self.setValue(value)
+
+    def value(self) -> float:
+        return float(self.spin.value())
+
+    def setValue(self, v: float) -> None:  # noqa: N802 (Qt naming)
+        self.spin.setValue(float(v))
+        self._spin_to_slider(self.spin.value())
+
+    def setToolTip(self, text: str) -> None:  # noqa: N802
+        self.slider.setToolTip(text)
+        self.spin.setToolTip(text)
+
+    def _spin_to_slider(self, v: float) -> None:
+        lo, hi = self._log_range
+        pos = 0 if v <= 0 else (math.log10(v) - lo) / (hi - lo) * 1000
+        self.slider.blockSignals(True)
+        self.slider.setValue(int(round(min(max(pos, 0), 1000))))
+        self.slider.blockSignals(False)
+
+    def _slider_to_spin(self, pos: int) -> None:
+        lo, hi = self._log_range
+        v = 10 ** (lo + (hi - lo) * pos / 1000)
+        digits = max(0, 2 - int(math.floor(math.log10(v))))  # 3 significant digits
+        self.spin.setValue(round(v, digits))
+
+
+class LevelSetWidget(QWidget):
+    """Unsupervised / scribble-guided segmentation with the multiphase level-set loss.
+
+    Signals (main thread): ``run_started(bool refine)``, ``snapshot_applied(int
+    iteration)`` after each snapshot reached the output layer, and
+    ``run_finished()`` when a run ended (done, stopped, failed or cancelled).
+    """
+
+    run_started = Signal(bool)
+    snapshot_applied = Signal(int)
+    run_finished = Signal()
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self._handle = _Handle()
+        self._kept: dict | None = None  # {"image", "segmenter", "key", "output"} for refine
+        self._outputs: dict[int, Labels] = {}  # id(image layer) -> output labels layer
+        self._uncertainty: dict[int, Image] = {}  # id(image layer) -> uncertainty layer
+        self._scribble_layer: Labels | None = None
+        self._model_path: str | None = None
+        self._last_model_index = 0
+        self._refine_hint = False
+        self._docked = False
+        self._torn_down = False
+        #: main-thread seconds per applied snapshot: wall clock, and CPU time of the main thread
+        self.timings: list[float] = []
+        self.cpu_timings: list[float] = []
+        #: total snapshots applied to an output layer
+        self.n_updates = 0
+        #: the last error message shown to the user
+        self.last_error: str | None = None
+        #: when True the worker pauses after each snapshot until it is displayed, so
+        #: none is skipped (tests, screen recordings); by default a slow display only
+        #: ever gets the newest snapshot and the optimisation never waits for it
+        self.wait_for_display = False
+
+        self._build_ui()
+        self._connect_viewer()
+        self._refresh_layer_choices()
+        self.destroyed.connect(self._handle.teardown)
+
+    # ------------------------------------------------------------------ UI
+    def _build_ui(self) -> None:
+        D = WIDGET_DEFAULTS
+        outer = QVBoxLayout(self)
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+
+        self.image_combo = QComboBox()
+        self.image_combo.setToolTip("The image to segment (napari Image layers)")
+        form.addRow("Image", self.image_combo)
+
+        self.scribble_combo = QComboBox()
+        self.scribble_combo.setToolTip(
+            "Optional scribbles: a Labels layer of the image's shape; label k marks class k (0 = unlabelled)"
+        )
+        self.new_scribbles_btn = QPushButton("New")
+        self.new_scribbles_btn.setToolTip("Add an empty scribble layer for the image and pick the paint brush")
+        row = QHBoxLayout()
+        row.addWidget(self.scribble_combo, 1)
+        row.addWidget(self.new_scribbles_btn)
+        form.addRow("Scribbles", row)
+
+        self.model_combo = QComboBox()
+        for text, _ in MODELS:
+            self.model_combo.addItem(text)
+        self.model_combo.setToolTip("Network: a small CNN optimised on this image, or a pretrained U-Net")
+        form.addRow("Model", self.model_combo)
+
+        self.n_spin = QSpinBox()
+        self.n_spin.setRange(*N_RANGE)
+        self.n_spin.setValue(D["n_classes"])
+        self.n_spin.setToolTip("Number of classes N (changing it during a run restarts the run)")
+        form.addRow("Classes N", self.n_spin)
+
+        self.lam = LogSpin(D["lam"], *LAM_RANGE, LAM_LOG_RANGE)
+        self.lam.setToolTip("λ: weight of the boundary-length term; larger = smoother, fewer regions (live)")
+        form.addRow("λ (smoothness)", self.lam)
+
+        self.iter_spin = QSpinBox()
+        self.iter_spin.setRange(*ITER_RANGE)
+        self.iter_spin.setValue(D["iterations"])
+        self.iter_spin.setToolTip("Iterations per run (and per refine)")
+        form.addRow("Iterations", self.iter_spin)
+
+        self.uncertainty_check = QCheckBox("show uncertainty layer")
+        self.uncertainty_check.setToolTip(
+            "Also output an Image layer of uncertainty: 0 = certain, 1 = all classes equally likely"
+        )
+        form.addRow("", self.uncertainty_check)
+        outer.addLayout(form)
+
+        # -- advanced
+        self.advanced = QCollapsible("Advanced")
+        adv = QWidget()
+        aform = QFormLayout(adv)
+        aform.setContentsMargins(0, 0, 0, 0)
+        self.lr = LogSpin(D["lr"], *LR_RANGE, (-5.0, 0.0))
+        self.lr.setToolTip("Adam learning rate (live)")
+        aform.addRow("Learning rate", self.lr)
+        self.width_spin = QSpinBox()
+        self.width_spin.setRange(*WIDTH_RANGE)
+        self.width_spin.setValue(D["width"])
+        self.width_spin.setToolTip("Feature channels of the per-image CNN")
+        aform.addRow("Network width", self.width_spin)
+        self.depth_spin = QSpinBox()
+        self.depth_spin.setRange(*DEPTH_RANGE)
+        self.depth_spin.setValue(D["depth"])
+        self.depth_spin.setToolTip("Number of 3×3 conv blocks of the per-image CNN")
+        aform.addRow("Network depth", self.depth_spin)
+        self.alpha_spin = QDoubleSpinBox()
+        self.alpha_spin.setRange(*ALPHA_RANGE)
+        self.alpha_spin.setDecimals(3)
+        self.alpha_spin.setStepType(QDoubleSpinBox.StepType.AdaptiveDecimalStepType)
+        self.alpha_spin.setValue(D["alpha"])
+        self.alpha_spin.setToolTip("α: weight of the scribble term (used where scribbles exist; next run/refine)")
+        aform.addRow("Scribble weight α", self.alpha_spin)
+        self.every_spin = QSpinBox()
+        self.every_spin.setRange(*EVERY_RANGE)
+        self.every_spin.setSpecialValueText("auto")
+        self.every_spin.setValue(D["every"])
+        self.every_spin.setToolTip("Iterations between display updates (auto: about every 0.3 s)")
+        aform.addRow("Update interval", self.every_spin)
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(*SEED_RANGE)
+        self.seed_spin.setValue(0)
+        self.seed_spin.setToolTip("Random seed of the network's initialisation (CPU runs are reproducible)")
+        aform.addRow("Seed", self.seed_spin)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(DEVICES)
+        self.device_combo.setToolTip("auto: CUDA, then MPS, else the CPU")
+        aform.addRow("Device", self.device_combo)
+        self.volume_combo = QComboBox()
+        for text, _ in VOLUME_MODES:
+            self.volume_combo.addItem(text)
+        self.volume_combo.setToolTip("Volumes: segment in 3D, or slice by slice with one shared 2D network")
+        aform.addRow("Volumes", self.volume_combo)
+        self.channel_combo = QComboBox()
+        for text, _ in CHANNEL_MODES:
+            self.channel_combo.addItem(text)
+        self.channel_combo.setToolTip(
+            "auto: an RGB layer is segmented on its colours; 'CIELAB' compares colours perceptually; "
+            "'RGB → grey' averages them; "
+            "'first axis is channels' for multichannel (C, ...) layers"
+        )
+        aform.addRow("Channels", self.channel_combo)
+        self.advanced.addWidget(adv)
+        outer.addWidget(self.advanced)
+
+        # -- run controls
+        buttons = QHBoxLayout()
+        self.run_btn = QPushButton("Run")
+        self.run_btn.setToolTip("Segment from scratch with the settings above")
+        self.stop_btn = QPushButton("Stop")
+        self.stop_btn.setEnabled(False)
+        self.refine_btn = QPushButton("Refine")
+        self.refine_btn.setEnabled(False)
+        self.refine_btn.setToolTip("Continue the last run from where it ended, with the current scribbles and λ")
+        buttons.addWidget(self.run_btn)
+        buttons.addWidget(self.stop_btn)
+        buttons.addWidget(self.refine_btn)
+        outer.addLayout(buttons)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("%v / %m iterations")
+        outer.addWidget(self.progress)
+        self.status = QLabel("ready")
+        self.status.setWordWrap(True)
+        self.status.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        outer.addWidget(self.status)
+        self.plot = LossPlot()
+        outer.addWidget(self.plot)
+        outer.addStretch(1)
+
+        # -- signals
+        self.image_combo.currentIndexChanged.connect(self._update_buttons)
+        self.scribble_combo.currentIndexChanged.connect(self._on_scribble_layer_changed)
+        self.new_scribbles_btn.clicked.connect(self.add_scribble_layer)
+        self.run_btn.clicked.connect(self.run)
+        self.stop_btn.clicked.connect(self.stop)
+        self.refine_btn.clicked.connect(self.refine)
+        self.lam.valueChanged.connect(self._on_lam_changed)
+        self.lr.valueChanged.connect(self._on_lr_changed)
+        self.model_combo.currentIndexChanged.connect(self._on_model_changed)
+        for w in (self.n_spin, self.width_spin, self.depth_spin, self.seed_spin):
+            w.valueChanged.connect(self._on_structural_changed)
+        for w in (self.device_combo, self.volume_combo, self.channel_combo):
+            w.currentIndexChanged.connect(self._on_structural_changed)
+        self._restart_timer = QTimer(self)
+        self._restart_timer.setSingleShot(True)
+        self._restart_timer.setInterval(300)
+        self._restart_timer.timeout.connect(self._restart_now)
+        self._scribble_timer = QTimer(self)
+        self._scribble_timer.setSingleShot(True)
+        self._scribble_timer.setInterval(100)
+        self._scribble_timer.timeout.connect(self._push_scribbles)
+
+    def event(self, ev) -> bool:  # noqa: D102 (Qt override)
+        if ev.type() == QEvent.Type.ParentChange:
+            if self.parent() is None and self._docked:
+                # napari's close button takes the widget out of its dock (it is not
+                # deleted): end the run and stop listening to the viewer
+                self._docked = False
+                self._teardown()
+            elif self.parent() is not None:
+                self._docked = True
+                if self._torn_down:  # docked again
+                    self._torn_down = False
+                    self._connect_viewer()
+                    self._refresh_layer_choices()
+        return super().event(ev)
+
+    def _teardown(self) -> None:
+        self._restart_timer.stop()
+        self._scribble_timer.stop()
+        self._handle.teardown()
+        self._scribble_layer = None
+        self._torn_down = True
+
+    # ------------------------------------------------------------------ layers
+    def _connect(self, emitter, callback) -> None:
+        emitter.connect(callback)
+        self._handle.connections.append((emitter, callback))
+
+    def _connect_viewer(self) -> None:
+        ev = self.viewer.layers.events
+        self._connect(ev.inserted, self._on_layer_inserted)
+        self._connect(ev.removed, self._on_layer_removed)
+        self._connect(ev.moved, self._on_layers_moved)
+        for layer in self._layers():
+            self._connect(layer.events.name, self._on_layer_renamed)
+
+    def _layers(self) -> list:
+        """The viewer's layers (unwrapped), bottom to top."""
+        return [_real(lay) for lay in self.viewer.layers]
+
+    def _alive(self) -> bool:
+        return _qt_alive(self)
+
+    def _on_layer_inserted(self, event) -> None:
+        if not self._alive():
+            return
+        self._connect(_real(event.value).events.name, self._on_layer_renamed)
+        self._refresh_layer_choices()
+
+    def _on_layers_moved(self, event=None) -> None:
+        if self._alive():
+            self._refresh_layer_choices()
+
+    def _on_layer_renamed(self, event=None) -> None:
+        if self._alive():
+            self._refresh_layer_choices()
+
+    def _on_layer_removed(self, event) -> None:
+        layer = _real(event.value)
+        conns = self._handle.connections
+        for emitter, cb in list(conns):
+            if getattr(emitter, "source", None) is layer:
+                try:
+                    emitter.disconnect(cb)
+                except Exception:
+                    pass
+                conns.remove((emitter, cb))
+        run = self._handle.run
+        if run is not None and run.image is layer and not run.cancelled:
+            run.end_message = f"the image {layer.name!r} was removed: run stopped"
+            self._handle.cancel()
+            if self._alive():
+                self.status.setText(run.end_message)
+        if self._kept is not None and self._kept["image"] is layer:
+            self._kept = None
+        self._outputs.pop(id(layer), None)
+        self._uncertainty.pop(id(layer), None)
+        for d in (self._outputs, self._uncertainty):
+            for k, v in list(d.items()):
+                if v is layer:
+                    del d[k]
+        if layer is self._scribble_layer:
+            self._set_scribble_layer(None)
+            if run is not None and not run.cancelled:
+                run.ctrl.set_scribbles(None)
+        if self._alive():
+            self._refresh_layer_choices()
+
+    def _owned_layers(self) -> list:
+        return [*self._outputs.values(), *self._uncertainty.values()]
+
+    def _refresh_layer_choices(self) -> None:
+        owned = self._owned_layers()
+        layers = self._layers()
+        images = [lay for lay in layers if isinstance(lay, Image) and not any(lay is o for o in owned)]
+        labels = [lay for lay in layers if isinstance(lay, Labels) and not any(lay is o for o in owned)]
+        cur_img = self.image_combo.currentData()
+        if not any(cur_img is i for i in images):
+            active = _real(self.viewer.layers.selection.active)
+            cur_img = active if any(active is i for i in images) else (images[-1] if images else None)
+        self._fill(self.image_combo, [(lay.name, lay) for lay in images], cur_img)
+        self._fill(
+            self.scribble_combo,
+            [(_NO_SCRIBBLES, None)] + [(lay.name, lay) for lay in labels],
+            self._scribble_layer if any(self._scribble_layer is lab for lab in labels) else None,
+        )
+        self._update_buttons()
+
+    @staticmethod
+    def _fill(combo: QComboBox, items: list, current) -> None:
+        combo.blockSignals(True)
+        try:
+            combo.clear()
+            index = 0
+            for i, (text, data) in enumerate(items):
+                combo.addItem(text, data)
+                if data is current and current is not None:
+                    index = i
+            if items:
+                combo.setCurrentIndex(index)
+        finally:
+            combo.blockSignals(False)
+
+    @property
+    def image_layer(self) -> Image | None:
+        """The Image layer currently picked."""
+        return self.image_combo.currentData()
+
+    @image_layer.setter
+    def image_layer(self, layer: Image) -> None:
+        layer = _real(layer)
+        for i in range(self.image_combo.count()):
+            if self.image_combo.itemData(i) is layer:
+                self.image_combo.setCurrentIndex(i)
+                return
+        raise ValueError(f"{layer!r} is not an Image layer of this viewer")
+
+    @property
+    def scribble_layer(self) -> Labels | None:
+        return self._scribble_layer
+
+    @scribble_layer.setter
+    def scribble_layer(self, layer: Labels | None) -> None:
+        layer = _real(layer)
+        for i in range(self.scribble_combo.count()):
+            if self.scribble_combo.itemData(i) is layer:
+                self.scribble_combo.setCurrentIndex(i)
+                self._on_scribble_layer_changed()
+                return
+        raise ValueError(f"{layer!r} is not a Labels layer of this viewer")
+
+    def _on_scribble_layer_changed(self, *_args) -> None:
+        layer = self.scribble_combo.currentData()
+        if layer is self._scribble_layer:
+            return
+        self._set_scribble_layer(layer)
+        self._scribbles_changed()
+
+    def _set_scribble_layer(self, layer: Labels | None) -> None:
+        old = self._scribble_layer
+        if old is not None:
+            for emitter in (old.events.paint, old.events.data):
+                try:
+                    emitter.disconnect(self._on_scribbles_painted)
+                except Exception:
+                    pass
+            self._handle.connections = [
+                (e, cb) for e, cb in self._handle.connections if getattr(e, "source", None) is not old
+                or cb != self._on_scribbles_painted
+            ]
+        self._scribble_layer = layer
+        if layer is not None:
+            self._connect(layer.events.paint, self._on_scribbles_painted)
+            self._connect(layer.events.data, self._on_scribbles_painted)
+
+    def _on_scribbles_painted(self, event=None) -> None:
+        if self._alive():
+            self._scribbles_changed()
+
+    def _scribbles_changed(self) -> None:
+        run = self._handle.run
+        if run is not None and not run.cancelled:
+            self._scribble_timer.start()  # coalesce a burst of strokes into one update
+        elif self._kept is not None:
+            self._refine_hint = True
+            self._update_buttons()
+
+    def _push_scribbles(self) -> None:
+        run = self._handle.run
+        if run is None or run.cancelled or not self._alive():
+            return
+        try:
+            s = self._current_scribbles(run.out_shape)
+            run.ctrl.set_scribbles(s)
+            run.meta["scribbles"] = self._scribble_layer.name if self._scribble_layer is not None else None
+        except InputError as exc:
+            self._error(str(exc))
+
+    def _current_scribbles(self, out_shape: tuple) -> np.ndarray | None:
+        layer = self._scribble_layer
+        if layer is None:
+            return None
+        if layer.multiscale:
+            raise InputError(f"the scribble layer {layer.name!r} is multiscale; use a plain Labels layer")
+        data = np.asarray(layer.data)
+        if data.shape != tuple(out_shape):
+            raise InputError(
+                f"the scribble layer {layer.name!r} has shape {data.shape}, but the image needs {tuple(out_shape)}"
+            )
+        return np.array(data, copy=True)
+
+    # ------------------------------------------------------------------ settings
+    def _model_value(self) -> str:
+        value = MODELS[self.model_combo.currentIndex()][1]
+        if value == "file":
+            return self._model_path or ""
+        return value
+
+    def _axes(self, layer: Image) -> dict:
+        """How to read ``layer``: channel axis, spatial dims, output shape and geometry."""
+        if not isinstance(layer, Image):
+            raise InputError("pick an Image layer to segment")
+        if layer.multiscale:
+            raise InputError(
+                f"{layer.name!r} is a multiscale (pyramid) image, which is not supported: "
+                "open one resolution level as a plain image"
+            )
+        shape = tuple(layer.data.shape)
+        mode = CHANNEL_MODES[self.channel_combo.currentIndex()][1]
+        scale, translate = tuple(layer.scale), tuple(layer.translate)
+        to_grey = False
+        color = None
+        if layer.rgb:
+            out_shape = shape[:-1]
+            channel_axis = None if mode == "grey" else len(shape) - 1
+            to_grey = mode == "grey"
+            color = "lab" if mode == "lab" else None
+        elif mode == "first":
+            if len(shape) < 3:
+                raise InputError(f"'first axis is channels' needs at least 3 axes; {layer.name!r} has shape {shape}")
+            channel_axis, out_shape = 0, shape[1:]
+            scale, translate = scale[1:], translate[1:]
+        else:
+            channel_axis, out_shape = None, shape
+        if len(out_shape) < 2:
+            raise InputError(f"{layer.name!r} has shape {shape}: need at least 2 spatial axes")
+        spatial_dims = 2 if len(out_shape) == 2 else VOLUME_MODES[self.volume_combo.currentIndex()][1]
+        return dict(
+            channel_axis=channel_axis,
+            spatial_dims=spatial_dims,
+            out_shape=tuple(out_shape),
+            scale=scale,
+            translate=translate,
+            to_grey=to_grey,
+            color=color,
+        )
+
+    def _structural_key(self, layer) -> tuple:
+        return (
+            id(layer),
+            self.n_spin.value(),
+            self._model_value(),
+            self.width_spin.value(),
+            self.depth_spin.value(),
+            self.seed_spin.value(),
+            self.device_combo.currentText(),
+            self.volume_combo.currentIndex(),
+            self.channel_combo.currentIndex(),
+        )
+
+    def parameters(self) -> dict:
+        """The current settings as keyword arguments for ``Segmenter`` (no axes)."""
+        return dict(
+            n_classes=self.n_spin.value(),
+            lam=self.lam.value(),
+            lr=self.lr.value(),
+            width=self.width_spin.value(),
+            depth=self.depth_spin.value(),
+            alpha=self.alpha_spin.value(),
+            device=self.device_combo.currentText(),
+            seed=self.seed_spin.value(),
+            model=self._model_value(),
+        )
+
+    # ------------------------------------------------------------------ running
+    @property
+    def is_running(self) -> bool:
+        return self._handle.run is not None
+
+    @property
+    def worker(self):
+        """The running thread worker, or None."""
+        run = self._handle.run
+        return run.worker if run is not None else None
+
+    @property
+    def segmenter(self):
+        """The Segmenter of the running run, else the one kept for refine (or None)."""
+        run = self._handle.run
+        if run is not None and run.ctrl.segmenter is not None:
+            return run.ctrl.segmenter
+        return self._kept["segmenter"] if self._kept else None
+
+    def output_layer(self, image: Image | None = None) -> Labels | None:
+        """The output Labels layer this widget made for ``image`` (default: the picked one)."""
+        image = _real(image) if image is not None else self.image_layer
+        return self._outputs.get(id(image)) if image is not None else None
+
+    def uncertainty_layer(self, image: Image | None = None) -> Image | None:
+        image = _real(image) if image is not None else self.image_layer
+        return self._uncertainty.get(id(image)) if image is not None else None
+
+    def run(self, *_args) -> Any:
+        """Start a run from scratch on the picked image; returns the worker (or None)."""
+        return self._start(refine=False)
+
+    def refine(self, *_args) -> Any:
+        """Continue the last run (same network and optimiser) with the current scribbles and λ."""
+        return self._start(refine=True)
+
+    def stop(self, *_args) -> None:
+        """Stop the running optimisation after its current iteration."""
+        run = self._handle.run
+        if run is None:
+            return
+        self._restart_timer.stop()
+        run.restart = False
+        run.ctrl.stop()
+        self.status.setText("stopping…")
+
+    def can_refine(self) -> bool:
+        kept = self._kept
+        layer = self.image_layer
+        return (
+            kept is not None
+            and layer is not None
+            and kept["image"] is layer
+            and kept["key"] == self._structural_key(layer)
+            and any(layer is lay for lay in self._layers())
+        )
+
+    def _start(self, refine: bool) -> Any:
+        if self._handle.run is not None:
+            return None
+        layer = self.image_layer
+        try:
+            if layer is None:
+                raise InputError("there is no Image layer to segment: open an image first")
+            if refine and not self.can_refine():
+                raise InputError("nothing to refine with these settings: press Run first")
+            if self._model_value() == "":
+                raise InputError("choose a U-Net model file first")
+            axes = self._axes(layer)
+            scribbles = self._current_scribbles(axes["out_shape"])
+        except InputError as exc:
+            self._error(str(exc))
+            return None
+
+        params = self.parameters()
+        params.update(channel_axis=axes["channel_axis"], spatial_dims=axes["spatial_dims"])
+        if axes["color"] is not None:
+            params["color"] = axes["color"]
+        every = self.every_spin.value()
+        req = RunRequest(
+            image=layer.data,
+            params=params,
+            iterations=self.iter_spin.value(),
+            every=every,
+            with_probs=self.uncertainty_check.isChecked(),
+            to_grey=axes["to_grey"],
+            scribbles=scribbles,
+            segmenter=self._kept["segmenter"] if refine else None,
+            wait_for_gui=self.wait_for_display,
+        )
+        meta = dict(
+            image=layer.name,
+            scribbles=self._scribble_layer.name if scribbles is not None else None,
+            to_grey=axes["to_grey"],
+            iterations_requested=req.iterations,
+            every=every,
+            plugin_version=__version__,
+        )
+        run = _Run(
+            image=layer,
+            ctrl=RunControl(),
+            key=self._structural_key(layer),
+            meta=meta,
+            out_shape=axes["out_shape"],
+            scale=axes["scale"],
+            translate=axes["translate"],
+            with_probs=req.with_probs,
+            refine=refine,
+        )
+        worker = thread_worker(run_segmentation, ignore_errors=True, start_thread=False)(req, run.ctrl)
+        run.worker = worker
+        worker.yielded.connect(lambda item, run=run: self._on_yielded(run, item))
+        worker.errored.connect(lambda exc, run=run: self._on_errored(run, exc))
+        worker.finished.connect(lambda run=run: self._on_finished(run))
+        self._handle.run = run
+        if not refine:
+            self.plot.clear()
+            self._kept = None
+        else:
+            it = getattr(self._kept["segmenter"], "iteration", None)
+            if it is not None:
+                self.plot.mark(it)
+        self._refine_hint = False
+        self.progress.setRange(0, max(1, req.iterations))
+        self.progress.setValue(0)
+        self.status.setText(("refining " if refine else "starting ") + repr(layer.name) + "…")
+        self._update_buttons()
+        worker.start()
+        self.run_started.emit(refine)
+        return worker
+
+    # ------------------------------------------------------------------ worker signals
+    def _on_yielded(self, run: _Run, item) -> None:
+        try:
+            if run.cancelled or run is not self._handle.run or not self._alive():
+                return
+            if isinstance(item, Update):
+                t0, c0 = time.perf_counter(), time.thread_time()
+                self._apply_update(run, item)
+                self.timings.append(time.perf_counter() - t0)
+                self.cpu_timings.append(time.thread_time() - c0)
+                self.snapshot_applied.emit(item.iteration)
+            elif isinstance(item, Final):
+                run.final = item
+                self._apply_final(run, item)
+        finally:
+            run.ctrl.gui_ready()
+
+    def _layer_in_viewer(self, layer) -> bool:
+        return layer is not None and any(layer is lay for lay in self._layers())
+
+    def _insert_above(self, anchor, layer) -> None:
+        """Insert ``layer`` just above ``anchor`` without changing the user's selection."""
+        sel = self.viewer.layers.selection
+        active, selected = _real(sel.active), {_real(x) for x in sel}
+        try:
+            index = self.viewer.layers.index(anchor) + 1
+        except ValueError:
+            index = len(self.viewer.layers)
+        self.viewer.layers.insert(index, layer)
+        if selected:
+            sel.clear()
+            sel.update(selected)
+            if active is not None:
+                sel.active = active
+        self._refresh_layer_choices()
+
+    def _apply_update(self, run: _Run, up: Update) -> None:
+        image_id = id(run.image)
+        meta = {**up.settings, **run.meta, "loss": up.loss, "iterations_run": up.done_in_run, "running": True}
+        if run.with_probs and up.uncertainty is not None:
+            unc = self._uncertainty.get(image_id)
+            if self._layer_in_viewer(unc) and unc.data.shape == up.uncertainty.shape:
+                np.copyto(unc.data, up.uncertainty)
+                unc.refresh(extent=False, highlight=False)
+            else:
+                unc = Image(
+                    up.uncertainty.copy(),
+                    name=f"{run.image.name} level-set uncertainty",
+                    colormap="magma",
+                    contrast_limits=(0.0, 1.0),
+                    blending="additive",
+                    scale=run.scale,
+                    translate=run.translate,
+                    metadata={META_KEY: dict(meta, kind="uncertainty")},
+                )
+                self._uncertainty[image_id] = unc
+                self._insert_above(run.image, unc)
+        out = self._outputs.get(image_id)
+        if self._layer_in_viewer(out):
+            if out.data.shape == up.labels.shape and out.data.dtype == up.labels.dtype:
+                np.copyto(out.data, up.labels)
+                out.refresh(extent=False, highlight=False)
+            else:
+                out.data = up.labels.copy()
+        else:
+            out = Labels(
+                up.labels.copy(),
+                name=f"{run.image.name} level-set",
+                scale=run.scale,
+                translate=run.translate,
+                opacity=0.5,
+            )
+            self._outputs[image_id] = out
+            above = self._uncertainty.get(image_id) if run.with_probs else None
+            self._insert_above(above if self._layer_in_viewer(above) else run.image, out)
+        out.metadata[META_KEY] = meta
+        run.n_updates += 1
+        self.n_updates += 1
+        self._set_progress(up.done_in_run, up.total_in_run)
+        self.status.setText(f"iteration {up.iteration} · loss {up.loss:.5g} · {up.elapsed:.1f} s")
+        self.plot.add_points(up.losses)
+
+    def _set_progress(self, value: int, maximum: int) -> None:
+        # QProgressBar.setValue repaints synchronously, which makes Qt recompose
+        # the whole window (OpenGL canvas included) inside this handler; with
+        # updates off it only schedules an ordinary asynchronous update.
+        bar = self.progress
+        bar.setUpdatesEnabled(False)
+        try:
+            bar.setMaximum(max(1, int(maximum)))
+            bar.setValue(min(int(value), int(maximum)))
+        finally:
+            bar.setUpdatesEnabled(True)
+        bar.update()
+
+    def _apply_final(self, run: _Run, fin: Final) -> None:
+        out = self._outputs.get(id(run.image))
+        seg = run.ctrl.segmenter
+        if self._layer_in_viewer(out):
+            meta = dict(out.metadata.get(META_KEY, {}))
+            meta.update(fin.settings)
+            meta.update(run.meta, running=False, stopped=fin.stopped)
+            out.metadata[META_KEY] = meta
+            if fin.state is not None:
+                out.metadata[STATE_KEY] = fin.state
+        if seg is not None and not run.cancelled:
+            self._kept = dict(image=run.image, segmenter=seg, key=run.key, output=out)
+        verb = "stopped" if fin.stopped else "done"
+        loss = out.metadata.get(META_KEY, {}).get("loss", float("nan")) if out is not None else float("nan")
+        self.status.setText(f"{verb}: iteration {fin.iteration} · loss {loss:.5g} · {fin.elapsed:.1f} s")
+
+    def _on_errored(self, run: _Run, exc: BaseException) -> None:
+        run.failed = True
+        if run.cancelled:
+            return  # the image went away or the viewer is closing: nothing to report
+        msg = error_message(exc)
+        if not isinstance(exc, InputError):
+            log.debug("napari-levelset run failed", exc_info=exc)
+        if self._kept is not None and self._kept["segmenter"] is run.ctrl.segmenter:
+            self._kept = None
+        if self._alive():
+            self.status.setText(f"error: {msg}")
+        self._error(msg)
+
+    def _on_finished(self, run: _Run) -> None:
+        if self._handle.run is run:
+            self._handle.run = None
+        if not self._alive():
+            return
+        if run.cancelled:
+            self.status.setText(run.end_message)
+        self._update_buttons()
+        self.run_finished.emit()
+        if run.restart and not run.cancelled and not run.failed and self._layer_in_viewer(run.image):
+            self._start(refine=False)
+
+    def _error(self, msg: str) -> None:
+        self.last_error = msg
+        _notify_error(f"Level-set segmentation: {msg}")
+
+    # ------------------------------------------------------------------ live parameters
+    def _on_lam_changed(self, value: float) -> None:
+        run = self._handle.run
+        if run is not None and not run.cancelled:
+            self._live_change(run, lambda: run.ctrl.set_lam(value), "lam", value)
+
+    def _on_lr_changed(self, value: float) -> None:
+        run = self._handle.run
+        if run is not None and not run.cancelled:
+            self._live_change(run, lambda: run.ctrl.set_lr(value), "lr", value)
+
+    def _live_change(self, run: _Run, apply, name: str, value: float) -> None:
+        try:
+            apply()
+        except InputError as exc:
+            self._error(str(exc))
+            return
+        seg = run.ctrl.segmenter
+        it = getattr(seg, "iteration", None)
+        if it is not None:
+            if not self.plot.marks or self.plot.marks[-1] != it:
+                self.plot.mark(it)
+            changes = run.meta.setdefault("live_changes", [])
+            if changes and changes[-1]["iteration"] == int(it):
+                changes[-1][name] = float(value)  # a slider drag: keep the last value per iteration
+            else:
+                changes.append({"iteration": int(it), name: float(value)})
+
+    def _on_model_changed(self, index: int) -> None:
+        if MODELS[index][1] == "file":
+            path, _ = QFileDialog.getOpenFileName(self, "U-Net model file", "", "Model files (*.pt *.pth *.ckpt);;All files (*)")
+            if not path:
+                self.model_combo.blockSignals(True)
+                self.model_combo.setCurrentIndex(self._last_model_index)
+                self.model_combo.blockSignals(False)
+                return
+            self._model_path = path
+            self.model_combo.setToolTip(f"U-Net from {path}")
+        self._last_model_index = index
+        self._on_structural_changed()
+
+    def set_model(self, model: str) -> None:
+        """Pick the model programmatically: ``cnn``, ``unet`` or a model file path."""
+        values = [v for _, v in MODELS]
+        if model in values and model != "file":
+            self.model_combo.setCurrentIndex(values.index(model))
+            return
+        self._model_path = str(model)
+        self.model_combo.blockSignals(True)
+        self.model_combo.setCurrentIndex(values.index("file"))
+        self.model_combo.blockSignals(False)
+        self._last_model_index = values.index("file")
+        self._on_structural_changed()
+
+    def _on_structural_changed(self, *_args) -> None:
+        run = self._handle.run
+        if run is not None and not run.cancelled:
+            run.restart = True
+            self.status.setText("settings changed: restarting…")
+            self._restart_timer.start()  # debounce a burst of clicks
+        self._update_buttons()
+
+    def _restart_now(self) -> None:
+        run = self._handle.run
+        if run is not None and run.restart:
+            run.ctrl.stop()  # _on_finished starts the new run
+
+    # ------------------------------------------------------------------ buttons
+    def _update_buttons(self, *_args) -> None:
+        running = self._handle.run is not None
+        has_image = self.image_layer is not None
+        self.run_btn.setEnabled(not running and has_image)
+        self.stop_btn.setEnabled(running)
+        self.new_scribbles_btn.setEnabled(has_image)
+        can = not running and self.can_refine()
+        self.refine_btn.setEnabled(can)
+        hint = can and self._refine_hint
+        self.refine_btn.setText("Refine ✎" if hint else "Refine")
+        font = self.refine_btn.font()
+        font.setBold(hint)
+        self.refine_btn.setFont(font)
+        if hint:
+            self.status.setText("scribbles changed: press Refine to continue from the last result")
+
+    def add_scribble_layer(self, *_args) -> Labels | None:
+        """Add an empty scribble layer matching the picked image and select the paint brush."""
+        layer = self.image_layer
+        try:
+            if layer is None:
+                raise InputError("there is no Image layer to scribble on")
+            axes = self._axes(layer)
+        except InputError as exc:
+            self._error(str(exc))
+            return None
+        shape = axes["out_shape"]
+        dtype = np.uint8 if self.n_spin.value() <= 255 else np.uint16
+        scrib = _real(self.viewer.add_labels(
+            np.zeros(shape, dtype=dtype),
+            name=f"{layer.name} scribbles",
+            scale=axes["scale"],
+            translate=axes["translate"],
+        ))
+        scrib.brush_size = max(2, int(round(min(shape[-2:]) / 60)))
+        scrib.selected_label = 1
+        scrib.mode = "paint"
+        self.viewer.layers.selection.active = scrib
+        self._refresh_layer_choices()
+        self.scribble_layer = scrib
+        return scrib

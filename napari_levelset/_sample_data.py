@@ -1,0 +1,55 @@
+"""Sample images for napari's File > Open Sample menu.
+
+The files live in ``napari_levelset/sample_data/`` (a link to the repository's
+top-level ``sample_data/`` in the source tree, a real folder in the installed
+package); ``sample_data/make_samples.py`` regenerates them.  Only numpy and
+tifffile are needed to load them.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import as_file, files
+
+import numpy as np
+
+__all__ = ["SAMPLES", "sample_path", "load_sample", "coins", "coffee", "blobs3d"]
+
+#: key -> (file name, layer name, is RGB)
+SAMPLES: dict[str, tuple[str, str, bool]] = {
+    "coins": ("coins.tif", "coins", False),
+    "coffee": ("coffee.tif", "coffee", True),
+    "blobs3d": ("blobs3d.tif", "blobs3d", False),
+}
+
+
+def sample_path(filename: str):
+    """A ``Traversable`` for a file in the package's ``sample_data`` folder."""
+    return files("napari_levelset") / "sample_data" / filename
+
+
+def load_sample(key: str) -> np.ndarray:
+    import tifffile
+
+    filename = SAMPLES[key][0]
+    with as_file(sample_path(filename)) as path:
+        return np.asarray(tifffile.imread(path))
+
+
+def _layer(key: str) -> list[tuple]:
+    filename, name, rgb = SAMPLES[key]
+    return [(load_sample(key), {"name": name, "rgb": rgb}, "image")]
+
+
+def coins() -> list[tuple]:
+    """Grey 2D: scikit-image's coins, uint8 (303, 384)."""
+    return _layer("coins")
+
+
+def coffee() -> list[tuple]:
+    """RGB 2D: scikit-image's coffee cup downscaled, uint8 (213, 320, 3)."""
+    return _layer("coffee")
+
+
+def blobs3d() -> list[tuple]:
+    """Grey 3D volume: smoothed noisy 3D blobs, uint8 (64, 64, 64)."""
+    return _layer("blobs3d")
