@@ -25,25 +25,13 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from .defaults import DEFAULTS
 from .io import InputError, Prepared, labels_dtype, prepare_image
 from .loss import class_means, levelset_loss, scribble_loss
 from .cluster import init_centres
 from .models import PerImageCNN
 
 __all__ = ["Snapshot", "Segmenter", "segment", "resolve_device", "DEFAULTS"]
-
-#: Default settings, shared by ``segment``, the CLI and the widget.
-DEFAULTS: dict[str, Any] = dict(
-    n_classes=4,
-    lam=0.05,
-    iterations=100,
-    lr=0.01,
-    width=32,
-    depth=2,
-    alpha=1.0,
-    every=10,
-)
-
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` picks CUDA, then MPS, else the CPU; other names are checked."""
@@ -103,7 +91,8 @@ class Segmenter:
     width, depth:
         Feature channels and number of 3x3 blocks of the CNN.
     alpha:
-        Weight of the scribble cross-entropy (used only where scribbles exist).
+        Weight of the scribble cross-entropy (used only where scribbles exist);
+        like ``lam`` and ``lr`` it may be changed during a run.
     scribbles:
         Optional integer array of the image's non-channel shape: 0 unlabelled,
         ``k`` means label ``k``.
@@ -265,6 +254,35 @@ class Segmenter:
         if s.max() > self.n_classes:
             raise InputError(f"scribble label {int(s.max())} is larger than the number of classes {self.n_classes}")
         return s
+
+    def state_dict(self) -> dict:
+        """The network's weights (numpy arrays), label order and iteration count.
+
+        With the same settings, ``load_state_dict`` restores them into a new
+        ``Segmenter`` so that a stored result can be refined later.  The
+        optimiser's moments are not included: a restored run restarts them.
+        """
+        return dict(
+            model={k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()},
+            order=[int(i) for i in self._order],
+            iteration=self.iteration,
+        )
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` returned (arrays may be numpy or torch)."""
+        try:
+            weights = {k: torch.as_tensor(np.asarray(v)) for k, v in state["model"].items()}
+            self.model.load_state_dict(weights)
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise InputError(f"the stored network state does not fit these settings ({exc.__class__.__name__})") from None
+        self.model.to(self.device)
+        order = np.asarray(state.get("order", np.arange(self.n_classes)), dtype=np.int64)
+        if sorted(order.tolist()) != list(range(self.n_classes)):
+            raise InputError("the stored label order does not fit the number of classes")
+        self._order = order
+        self.iteration = int(state.get("iteration", 0))
+        self._logits = None
+        self._loss = None
 
     def stop(self) -> None:
         """Ask a running ``run`` to end after the current iteration (thread-safe)."""

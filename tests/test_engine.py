@@ -122,6 +122,20 @@ def test_warm_start_continues_instead_of_restarting():
         torch.testing.assert_close(p, q)
 
 
+def test_state_round_trip_refines_from_where_it_stopped():
+    image, _ = phantom((48, 48), 3, channels=3, seed=6)
+    a = Segmenter(image, 3, device="cpu")
+    list(a.run(20))
+    state = a.state_dict()
+    b = Segmenter(image, 3, device="cpu", seed=99)  # different start, then restored
+    b.load_state_dict(state)
+    assert b.iteration == 20
+    a_logits = a.model(a.x)
+    torch.testing.assert_close(b.model(b.x), a_logits)
+    with pytest.raises(InputError, match="does not fit"):
+        Segmenter(image, 4, device="cpu").load_state_dict(state)
+
+
 def test_stop_ends_the_run_between_snapshots():
     image, _ = phantom((48, 48), 2, seed=0)
     seg = Segmenter(image, 2, device="cpu")

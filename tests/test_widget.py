@@ -52,15 +52,6 @@ def test_importing_the_widget_does_not_import_torch():
     assert res.returncode == 0 and "ok" in res.stdout, res.stdout + res.stderr
 
 
-def test_widget_defaults_match_the_engine():
-    from napari_levelset._qt.widget import WIDGET_DEFAULTS
-    from napari_levelset.engine import DEFAULTS
-
-    for key, value in DEFAULTS.items():
-        if key != "every":  # the widget's default update interval is "auto"
-            assert WIDGET_DEFAULTS[key] == value, key
-
-
 def test_restore_segmenter_reproduces_labels():
     """The settings + state stored in layer metadata rebuild the same result."""
     from napari_levelset._qt._worker import _state_to_numpy, restore_segmenter

@@ -238,8 +238,6 @@ def restore_segmenter(image, settings: dict, state: dict | None = None, **overri
     new run with the same settings reproduces the result on the CPU (same seed).
     ``overrides`` replace settings (e.g. ``device="cpu"``).
     """
-    import torch
-
     from ..engine import Segmenter
 
     s = dict(settings)
@@ -263,13 +261,9 @@ def restore_segmenter(image, settings: dict, state: dict | None = None, **overri
         **extra,
     )
     if state is not None:
-        seg.model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
-        seg.iteration = int(s.get("iteration", 0))
-        # Engine internals (no public API yet): keep the label ids of the stored
-        # result and drop the logits cached from the fresh initialisation.
-        if "order" in s:
-            seg._order = np.asarray(s["order"], dtype=np.int64)
-        seg._logits = None
+        seg.load_state_dict(
+            {"model": state, "order": s.get("order", list(range(seg.n_classes))), "iteration": s.get("iteration", 0)}
+        )
     return seg
 
 

@@ -45,6 +45,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from .. import __version__
+from ..defaults import DEFAULTS
 from ..io import InputError
 from ._plot import LossPlot
 from ._worker import Final, RunControl, RunRequest, Update, error_message, run_segmentation
@@ -60,12 +61,9 @@ log = logging.getLogger(__name__)
 META_KEY = "napari_levelset"
 STATE_KEY = "napari_levelset_state"
 
-#: Mirrors ``napari_levelset.engine.DEFAULTS`` (which cannot be imported here
-#: without importing torch); a test checks that they agree.  ``every=0`` is
-#: the widget's "auto" update interval (about 0.3 s between snapshots).
-WIDGET_DEFAULTS: dict[str, Any] = dict(
-    n_classes=4, lam=0.05, iterations=100, lr=0.01, width=32, depth=2, alpha=1.0, every=0
-)
+#: The engine's defaults, except the update interval: 0 is the widget's "auto"
+#: (about 0.3 s between snapshots).
+WIDGET_DEFAULTS: dict[str, Any] = {**DEFAULTS, "every": 0}
 
 MODELS = [("per-image CNN", "cnn"), ("pretrained U-Net", "unet"), ("U-Net from file…", "file")]
 DEVICES = ["auto", "cpu", "cuda", "mps"]

@@ -1,0 +1,19 @@
+"""Default settings, shared by ``segment``, the CLI and the napari widget.
+
+Kept free of torch so that the widget can read them without importing it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULTS: dict[str, Any] = dict(
+    n_classes=4,
+    lam=0.05,
+    iterations=100,
+    lr=0.01,
+    width=32,
+    depth=2,
+    alpha=1.0,
+    every=10,
+)
