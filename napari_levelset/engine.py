@@ -110,6 +110,11 @@ class Segmenter:
         ``rgb`` (default: each channel normalised on its own) or ``lab`` (RGB
         images only: CIELAB, so the data term measures perceptual colour
         difference).
+    max_pixels:
+        Most pixels (voxels) one optimisation step may hold activations for.
+        Default: as many as fit in half the free memory of the device.  A larger
+        image is optimised on random crops (and random slices of a batch), and
+        its labels are computed tile by tile, so it never has to fit at once.
     model:
         ``cnn`` (the per-image CNN), or anything ``napari_levelset.unet.build_network``
         accepts (``unet`` for the pretrained U-Net, a model file path), or an
@@ -134,6 +139,7 @@ class Segmenter:
         init: str = "kmeans",
         model: Any = "cnn",
         color: str = "rgb",
+        max_pixels: int | None = None,
         prepared: Prepared | None = None,
     ):
         n_classes = int(n_classes)
@@ -179,6 +185,10 @@ class Segmenter:
             raise InputError(f"init must be 'kmeans' or 'random', got {init!r}")
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=float(lr))
         self.iteration = 0
+        self._crop = self._plan_crops(max_pixels, int(width))
+        self._rng = np.random.default_rng(self.seed)
+        if self._crop is not None:
+            first_logits = None  # computed tile by tile when first needed
         self._settings = dict(
             model=model if isinstance(model, str) else type(model).__name__,
             width=int(width),
@@ -186,6 +196,7 @@ class Segmenter:
             seed=self.seed,
             init=init,
             color=color,
+            crop=None if self._crop is None else list(self._crop["shape"]),
             device=str(self.device),
         )
         self._stop = threading.Event()
@@ -305,17 +316,70 @@ class Segmenter:
         """One iteration; returns the loss as a tensor (no host sync)."""
         self._apply_pending()
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model(self.x)
+        x, scr = self.x, self._scribbles
+        if self._crop is not None:
+            items, window = self._random_window()
+            x = x[items][window]
+            scr = None if scr is None else scr[items][window[:1] + window[2:]]
+        logits = self.model(x)
         probs = torch.softmax(logits, dim=1)
-        loss = levelset_loss(probs, self.x, self._lam)
-        if self._scribbles is not None and self.alpha > 0:
-            loss = loss + self.alpha * scribble_loss(logits, self._scribbles)
+        loss = levelset_loss(probs, x, self._lam)
+        if scr is not None and self.alpha > 0:
+            loss = loss + self.alpha * scribble_loss(logits, scr)
         loss.backward()
         self.optimizer.step()
         self.iteration += 1
-        self._logits = logits.detach()
+        self._logits = logits.detach() if self._crop is None else None
         self._loss = loss.detach()
         return self._loss
+
+    # -- large images: random crops for optimisation, tiles for labels ---------------
+    def _plan_crops(self, max_pixels: int | None, width: int) -> dict | None:
+        """Decide whether steps must work on crops; return the crop plan or None."""
+        B, C = self.x.shape[:2]
+        spatial = tuple(self.x.shape[2:])
+        per_item = int(np.prod(spatial))
+        if max_pixels is None:
+            bytes_per_pixel = 4 * (8 * width + 12 * self.n_classes + 6 * C)
+            max_pixels = int(0.5 * _free_memory(self.device) / bytes_per_pixel)
+        max_pixels = max(int(max_pixels), 1)
+        if B * per_item <= max_pixels:
+            return None
+        if per_item <= max_pixels:  # whole slices, a random subset of them per step
+            return dict(items=max(1, max_pixels // per_item), shape=spatial, max_pixels=max_pixels)
+        scale = (max_pixels / per_item) ** (1.0 / len(spatial))
+        shape = tuple(max(min(s, 16), min(s, int(s * scale))) for s in spatial)
+        return dict(items=1, shape=shape, max_pixels=max_pixels)
+
+    def _random_window(self):
+        B = self.x.shape[0]
+        k = min(B, self._crop["items"])
+        items = torch.from_numpy(np.sort(self._rng.choice(B, size=k, replace=False))).to(self.device)
+        window = [slice(None), slice(None)]
+        for size, full in zip(self._crop["shape"], self.x.shape[2:]):
+            start = int(self._rng.integers(0, full - size + 1))
+            window.append(slice(start, start + size))
+        return items, tuple(window)
+
+    @torch.no_grad()
+    def _tiled_logits(self) -> torch.Tensor:
+        """Whole-image logits computed tile by tile (eval mode: BatchNorm's running statistics)."""
+        from .tiling import tiled_apply
+
+        radius = getattr(self.model, "receptive_radius", getattr(self.model, "depth", 8))
+        multiple = getattr(self.model, "multiple", 1)
+        side = max(16, int(self._crop["max_pixels"] ** (1.0 / (self.x.dim() - 2))))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            chunks = [
+                tiled_apply(self.model, self.x[b : b + 1], radius=radius, multiple=multiple, tile=side,
+                            output="raw", out_device=self.device)
+                for b in range(self.x.shape[0])
+            ]
+        finally:
+            self.model.train(was_training)
+        return torch.cat(chunks)
 
     def run(self, iterations: int, every: int = DEFAULTS["every"], with_probs: bool = False) -> Iterator[Snapshot]:
         """Optimise ``iterations`` more steps, yielding a snapshot every ``every`` steps.
@@ -344,7 +408,7 @@ class Segmenter:
     @torch.no_grad()
     def _ensure_logits(self) -> torch.Tensor:
         if self._logits is None:
-            self._logits = self.model(self.x)
+            self._logits = self.model(self.x) if self._crop is None else self._tiled_logits()
         return self._logits
 
     @torch.no_grad()
@@ -385,6 +449,19 @@ class Segmenter:
             elapsed=0.0 if t0 is None else time.perf_counter() - t0,
             settings=self.settings,
         )
+
+
+def _free_memory(device: torch.device) -> int:
+    """Bytes free for activations on ``device`` (a guess of 4 GiB when unknown)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover - psutil comes with napari
+        return 4 * 2**30
 
 
 class _Unset:

@@ -70,6 +70,11 @@ class PerImageCNN(nn.Module):
         self.width = width
         self.depth = depth
 
+    @property
+    def receptive_radius(self) -> int:
+        """Each output pixel depends on inputs at most this far away (per axis)."""
+        return self.depth
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x)) + self.skip(x)
 

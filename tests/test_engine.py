@@ -230,3 +230,33 @@ def test_cuda_recovers_phantom():
     image, truth = phantom((128, 128), 3, channels=3, seed=1)
     labels = segment(image, 3, device="cuda")
     assert matched_iou(labels, truth).min() >= 0.95
+
+
+def test_images_too_large_for_memory_are_optimised_on_crops():
+    image, truth = phantom((96, 128), 3, channels=3, seed=3)
+    seg = Segmenter(image, 3, device="cpu", max_pixels=48 * 64)
+    assert seg.settings["crop"] is not None
+    assert seg.settings["crop"][0] * seg.settings["crop"][1] <= 48 * 64
+    snaps = list(seg.run(150, every=50))
+    assert matched_iou(snaps[-1].labels, truth).min() >= 0.95
+
+
+def test_tiled_labels_equal_whole_image_labels_in_eval_mode():
+    image, _ = phantom((64, 80), 3, channels=3, seed=2)
+    seg = Segmenter(image, 3, device="cpu", max_pixels=30 * 30)
+    list(seg.run(20))
+    tiled = seg._tiled_logits()
+    seg.model.eval()
+    with torch.no_grad():
+        whole = seg.model(seg.x)
+    torch.testing.assert_close(tiled, whole, rtol=1e-4, atol=1e-4)
+
+
+def test_volume_slices_beyond_memory_are_sampled_per_step():
+    stack = np.stack([phantom((40, 40), 2, seed=s)[0] for s in range(6)])
+    truth = np.stack([phantom((40, 40), 2, seed=s)[1] for s in range(6)])
+    seg = Segmenter(stack, 2, spatial_dims=2, device="cpu", max_pixels=2 * 40 * 40)
+    assert seg.settings["crop"] == [40, 40]
+    labels = list(seg.run(150, every=150))[-1].labels
+    assert labels.shape == stack.shape
+    assert matched_iou(labels, truth).min() >= 0.9
