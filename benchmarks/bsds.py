@@ -222,20 +222,48 @@ def run_one(task: dict) -> list[dict]:
                 f"{method.name} returned labels of shape {labels.shape} for image "
                 f"{task['image_id']} of shape {gts[0].shape}"
             )
-        rec = {
-            "id": task["image_id"],
-            "method": method.name,
-            "scale": scale,
-            "seconds": seconds,
-            **_jsonable(metrics.evaluate_image(labels, gts)),
-        }
         out = Path(task["cache"]) / _scale_dir(scale)
         if task.get("save_labels"):
             out.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(out / f"{task['image_id']}.npz", labels=labels.astype(np.uint16))
-        _write_atomic(out / f"{task['image_id']}.json", json.dumps(rec))
-        records.append(rec)
+        for name, post in outputs_of(method.name, task["config"]).items():
+            t1 = time.perf_counter()
+            result = labels if post is None else post(labels)
+            rec = {
+                "id": task["image_id"],
+                "method": name,
+                "scale": scale,
+                "seconds": seconds + (time.perf_counter() - t1 if post is not None else 0.0),
+                **_jsonable(metrics.evaluate_image(result, gts)),
+            }
+            suffix = "" if name == method.name else f".{name}"
+            _write_atomic(out / f"{task['image_id']}{suffix}.json", json.dumps(rec))
+            records.append(rec)
     return records
+
+
+def outputs_of(method: str, config: dict) -> dict[str, Callable | None]:
+    """The outputs scored from one segmentation: name -> post-processing (None = as is).
+
+    For the level-set method, ``config["regions"]`` may ask for ``classes`` (each
+    label value one region, reported as ``levelset``) and ``connected`` (each
+    connected piece one region, fragments under ``config["min_region"]`` merged;
+    reported as ``levelset+cc``), both from the same run.
+    """
+    if method != "levelset":
+        return {method: None}
+    from napari_levelset.regions import connected_regions
+
+    outs: dict[str, Callable | None] = {}
+    for r in config.get("regions", ["classes"]):
+        if r == "classes":
+            outs["levelset"] = None
+        elif r == "connected":
+            ms = float(config.get("min_region", 0.005))
+            outs["levelset+cc"] = lambda lab, ms=ms: connected_regions(lab, ms)
+        else:
+            raise SystemExit(f"unknown --regions entry {r!r}: use classes and/or connected")
+    return outs
 
 
 def _init_worker(threads: int, uses_torch: bool) -> None:
@@ -325,6 +353,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="extra keyword argument for napari_levelset.segment (repeatable)")
     p.add_argument("--chanvese-downscale", type=float, default=1.0,
                    help="run Chan-Vese on the image shrunk by this factor (labels upsampled nearest-neighbour)")
+    p.add_argument("--regions", default="classes,connected",
+                   help="level-set outputs scored from each run: classes (levelset) and/or connected (levelset+cc)")
+    p.add_argument("--min-region", type=float, default=0.005,
+                   help="smallest connected region kept, as a fraction of the image (levelset+cc)")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     p.add_argument("--out", type=Path, default=None, help="output folder (default benchmarks/out/bsds-<split>)")
     p.add_argument("--no-cache", action="store_true", help="recompute even where a cached result exists")
@@ -356,6 +388,8 @@ def build_methods(args: argparse.Namespace) -> dict[str, tuple[Method, list, dic
         scales = list(m.scales)
         if name == "levelset":
             config["settings"] = settings
+            config["regions"] = [r.strip() for r in args.regions.split(",") if r.strip()]
+            config["min_region"] = args.min_region
             scales = _parse_list(args.classes)
         if name == "chanvese":
             config["downscale"] = args.chanvese_downscale
@@ -373,16 +407,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out = args.out or (REPO / "benchmarks" / "out" / f"bsds-{args.split}")
     chosen = build_methods(args)
 
-    tasks, records = [], {name: {i: {} for i in ids} for name in chosen}
+    outputs = {name: list(outputs_of(name, config)) for name, (_, _, config) in chosen.items()}
+    tasks, records = [], {o: {i: {} for i in ids} for outs in outputs.values() for o in outs}
     for name, (m, scales, config) in chosen.items():
         cache = out / "cache" / config_key(name, config)
         cache.mkdir(parents=True, exist_ok=True)
         (cache / "config.json").write_text(json.dumps({"method": name, "config": config}, indent=1, sort_keys=True))
         for i in ids:
             for s in scales:
-                f = cache / _scale_dir(s) / f"{i}.json"
-                if f.is_file() and not args.no_cache:
-                    records[name][i][s] = json.loads(f.read_text())
+                files = {o: cache / _scale_dir(s) / (f"{i}.json" if o == name else f"{i}.{o}.json")
+                         for o in outputs[name]}
+                if all(f.is_file() for f in files.values()) and not args.no_cache:
+                    for o, f in files.items():
+                        records[o][i][s] = json.loads(f.read_text())
                     continue
                 # one task per (method, scale, image): fine-grained progress and load balancing
                 tasks.append({
@@ -392,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     "cache": str(cache), "save_labels": args.save_labels,
                 })
 
-    n_cached = sum(len(v) for per in records.values() for v in per.values())
+    n_cached = sum(len(v) for name in chosen for v in records[name if name in records else outputs[name][0]].values())
     n_todo = sum(len(t["scales"]) for t in tasks)
     print(f"{len(ids)} images of {args.split}, methods {', '.join(chosen)}: "
           f"{n_cached} cached, {n_todo} to run -> {out}", file=sys.stderr)
@@ -400,8 +437,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     with tqdm(total=n_todo, unit="seg", desc="bsds", dynamic_ncols=True) as bar:
         def collect(recs):
             for r in recs:
-                records[r["method"]][r["id"]][_match_scale(chosen[r["method"]][1], r["scale"])] = r
-            bar.update(len(recs))
+                base = next(n for n, outs in outputs.items() if r["method"] in outs)
+                records[r["method"]][r["id"]][_match_scale(chosen[base][1], r["scale"])] = r
+            bar.update(len({r["scale"] for r in recs}))  # segmentations, not outputs scored
             if recs:
                 bar.set_postfix_str(f"{recs[-1]['method']} {recs[-1]['id']}")
 
@@ -418,8 +456,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 collect(run_one(task))
     elapsed = time.perf_counter() - t_start
 
-    summaries = {name: summarize_method(records[name], ids, scales) for name, (_, scales, _) in chosen.items()}
-    scale_names = {name: m.scale_name for name, (m, _, _) in chosen.items()}
+    summaries = {o: summarize_method(records[o], ids, scales)
+                 for name, (_, scales, _) in chosen.items() for o in outputs[name]}
+    scale_names = {o: m.scale_name for name, (m, _, _) in chosen.items() for o in outputs[name]}
     table = format_table(summaries, scale_names)
     header = (f"BSDS500 {args.split}: {len(ids)} images; ODS = best single scale over the split, "
               f"OIS = best scale per image; s/seg = mean seconds of one segmentation call")
@@ -434,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps({
         "split": args.split, "n_images": len(ids), "ids": ids,
-        "methods": {n: {"config": chosen[n][2], **summaries[n]} for n in chosen},
+        "methods": {o: {"config": chosen[n][2], **summaries[o]} for n in chosen for o in outputs[n]},
     }, indent=1, default=str))
     (out / "table.md").write_text(header + "\n\n" + table + "\n")
     return summaries
