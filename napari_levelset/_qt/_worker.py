@@ -147,10 +147,6 @@ def _uncertainty(probs: np.ndarray) -> np.ndarray:
     return np.clip((1.0 - pmax) * (n / (n - 1)), 0.0, 1.0).astype(np.float32)
 
 
-def _state_to_numpy(model) -> dict:
-    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
-
-
 def prepare_array(image, to_grey: bool) -> np.ndarray:
     arr = np.asarray(image)
     if to_grey:
@@ -214,12 +210,10 @@ def run_segmentation(req: RunRequest, ctrl: RunControl):
                 elapsed=time.perf_counter() - t0,
             )
             losses = []
-    state = None
-    if hasattr(seg, "model"):
-        try:
-            state = _state_to_numpy(seg.model)
-        except Exception:  # a foreign model without a usable state_dict
-            state = None
+    try:
+        state = seg.state_dict()["model"]
+    except Exception:  # a foreign model without a usable state_dict
+        state = None
     yield Final(
         stopped=bool(stopped),
         settings=seg.settings,
