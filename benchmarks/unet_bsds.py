@@ -1,0 +1,181 @@
+#!/usr/bin/env python
+"""BSDS500: the pretrained U-Net (direct and fine-tuned) beside the per-image mode.
+
+Runs ``benchmarks/bsds.py`` (cached, resumable) once per configuration, all in
+one process after a warm-up (so torch's one-time start-up costs are not
+charged to the first image), then prints one table with SC/PRI/VI at ODS and
+OIS, the mean seconds per segmentation and the time relative to the per-image
+mode::
+
+    python benchmarks/unet_bsds.py --limit 20 --classes 2,3,4,5,6,7,8 \\
+        --finetune 20 --out benchmarks/out/unet-val
+
+Configurations (each one ``napari_levelset.segment(image, n_classes=N, seed=0, ...)``):
+
+``per-image``   default settings (the per-image CNN, ``iterations=100``)
+``unet``        ``model="unet", iterations=0``: the pretrained network as it is
+``unet+SPEC``   ``model="unet"`` plus the settings of one ``--ft SPEC``, e.g.
+                ``--ft iterations=20`` (20 fine-tune steps of the head, the
+                default ``finetune="head"``) or
+                ``--ft "iterations=5,finetune='all',lr=0.003"`` (5 steps of
+                the whole network).  ``finetune`` is handed to
+                ``napari_levelset.unet.build_network`` (the ``Segmenter`` does not
+                take it as an argument).
+
+Set ``OMP_NUM_THREADS`` to fix the CPU threads (timings in the report used 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+try:
+    import napari_levelset  # noqa: F401
+except ImportError:  # pragma: no cover
+    sys.path.insert(0, str(REPO))
+
+import bsds  # noqa: E402
+
+_run_levelset = bsds.METHODS["levelset"].run
+
+
+def run_levelset(image, scale, config):
+    """``bsds.run_levelset``, plus a ``finetune`` setting handed to ``build_network``."""
+    settings = dict(config.get("settings", {}))
+    finetune = settings.pop("finetune", None)
+    if finetune is None:
+        return _run_levelset(image, scale, config)
+    import napari_levelset.unet as unet
+
+    build = unet.build_network
+    unet.build_network = functools.partial(build, finetune=finetune)  # the engine imports it per call
+    try:
+        return _run_levelset(image, scale, dict(config, settings=settings))
+    finally:
+        unet.build_network = build
+
+
+bsds.METHODS["levelset"].run = run_levelset
+
+
+def warm_up() -> None:
+    import numpy as np
+
+    from napari_levelset import segment
+
+    img = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+    segment(img, n_classes=2, iterations=1, seed=0)
+
+
+def _settings(extra: list[str]) -> dict:
+    out = {}
+    for key, value in zip(extra[0::2], extra[1::2]):
+        k, _, v = value.partition("=")
+        out[k] = bsds._literal(v)
+    return out
+
+
+def timing(args, configs: dict) -> str:
+    """Seconds per segmentation (N=4) with the configurations interleaved image by image."""
+    import time
+
+    import numpy as np
+
+    ids = bsds.list_images(args.bsds.resolve(), args.split, args.timing)
+    secs = {name: [] for name in configs}
+    for k, i in enumerate(ids):
+        image = bsds.read_image(args.bsds / "images" / args.split / f"{i}.jpg")
+        names = list(configs)
+        names = names[k % len(names):] + names[:k % len(names)]  # rotate the order
+        for name in names:
+            config = {"settings": _settings(configs[name])}
+            t0 = time.perf_counter()
+            run_levelset(image, 4, config)
+            secs[name].append(time.perf_counter() - t0)
+    base = np.median(secs["per-image"]) if "per-image" in secs else None
+    rows = [f"Interleaved timing, N=4, first {len(ids)} images (median s/seg):", "",
+            "| method | median s/seg | vs per-image |", "|---|---|---|"]
+    for name, v in secs.items():
+        rel = f"{np.median(v) / base:.3f}x" if base else "-"
+        rows.append(f"| {name} | {np.median(v):.2f} | {rel} |")
+    return "\n".join(rows)
+
+
+def _has_regions() -> bool:
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            bsds.parse_args(["--regions", "classes"])
+            return True
+        except SystemExit:
+            return False
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bsds", type=Path, default=bsds.DEFAULT_BSDS)
+    p.add_argument("--split", default="val")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--classes", default="2,3,4,5,6,7,8")
+    p.add_argument("--model", default="unet", help="unet or a model file")
+    p.add_argument("--ft", action="append", default=[], metavar="K=V,K=V",
+                   help="one fine-tuned configuration (repeatable), e.g. iterations=20")
+    p.add_argument("--skip-per-image", action="store_true")
+    p.add_argument("--timing", type=int, default=0, metavar="K",
+                   help="also time every configuration interleaved on the first K images at N=4 "
+                        "(same load for all; medians reported)")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "unet-val")
+    args = p.parse_args(argv)
+
+    common = ["--bsds", str(args.bsds), "--split", args.split, "--limit", str(args.limit),
+              "--classes", args.classes, "--methods", "levelset", "--out", str(args.out)]
+    if _has_regions():  # score the class output only (the per-image records are cached that way)
+        common += ["--regions", "classes"]
+    model = f"model={args.model!r}"
+    configs = {}
+    if not args.skip_per_image:
+        configs["per-image"] = []
+    configs["unet"] = ["--set", model, "--set", "iterations=0"]
+    for spec in args.ft or ["iterations=20"]:
+        items = [kv.strip() for kv in spec.split(",") if kv.strip()]
+        configs["unet+" + ",".join(items)] = ["--set", model, *[a for kv in items for a in ("--set", kv)]]
+
+    warm_up()
+    summaries = {}
+    for name, extra in configs.items():
+        print(f"== {name}", file=sys.stderr)
+        summaries[name] = bsds.main(common + extra)["levelset"]
+
+    base = summaries.get("per-image", {}).get("sec_per_seg")
+    lines = [
+        f"BSDS500 {args.split}, first {args.limit} images, N in {{{args.classes}}}; ODS = best N over the split, "
+        "OIS = best N per image",
+        "",
+        "| method | SC ODS | SC OIS | PRI ODS | PRI OIS | VI ODS | VI OIS | s/seg | time vs per-image |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in summaries.items():
+        rel = f"{s['sec_per_seg'] / base:.2f}x" if base else "-"
+        lines.append(
+            f"| {name} | {s['sc_ods']:.3f} (N={s['sc_ods_scale']}) | {s['sc_ois']:.3f} "
+            f"| {s['pri_ods']:.3f} (N={s['pri_ods_scale']}) | {s['pri_ois']:.3f} "
+            f"| {s['vi_ods']:.3f} (N={s['vi_ods_scale']}) | {s['vi_ois']:.3f} | {s['sec_per_seg']:.2f} | {rel} |"
+        )
+    if args.timing:
+        lines += ["", timing(args, configs)]
+    table = "\n".join(lines)
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "unet_table.md").write_text(table + "\n")
+    return summaries
+
+
+if __name__ == "__main__":
+    main()

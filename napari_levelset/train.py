@@ -1,0 +1,529 @@
+"""Train a ``LevelSetUNet`` across many images with the level-set loss (unsupervised).
+
+``train`` draws random crops (with random flips and, for square crops,
+transposes) from a set of images, batches them across images and minimises the
+mean over the model's heads (class counts) of the multiphase level-set loss
+``napari_levelset.loss.levelset_loss`` with Adam (linear warm-up, cosine decay).
+From a random start that loss has a trap: one class everywhere (the softmax
+saturates and the class means stop moving), so the first ``kmeans_steps`` add
+a decaying cross-entropy to per-crop k-means labels (the per-image mode's own
+starting point), matched to the prediction by the Hungarian algorithm so that
+no class order is imposed.  The recorded losses are the level-set loss alone.
+Where label images are given, ``alpha`` times the cross-entropy on labelled
+pixels (0 = unlabelled, ``k`` = class ``k - 1``) is added for every head with at
+least as many classes as the largest label.
+
+Images are normalised exactly as for segmentation
+(``napari_levelset.io.prepare_image``: per channel, whole image), before
+cropping.  A checkpoint (model + optimiser + step, the model-file format plus
+``optimizer`` and ``step``) is written to ``<out>.ckpt`` every
+``checkpoint_every`` steps and on Ctrl-C; a later call with ``resume=True``
+continues from it.  Batches depend only on ``(seed, step)``, so an interrupted
+and resumed run draws the same crops as an uninterrupted one.  The checkpoint
+is removed once the model file is written.
+
+The command line (``napari-levelset train``) is ``main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .io import PLAIN_EXT, TIFF_EXT, InputError, prepare_image, read_image
+from .loss import levelset_loss, scribble_loss
+from .unet import MAX_CLASSES, LevelSetUNet, load_model, read_model_file, save_model
+
+__all__ = ["train", "main", "TrainResult", "load_training_images", "DEFAULT_TRAIN"]
+
+IMAGE_EXT = PLAIN_EXT | TIFF_EXT
+
+#: Defaults of ``train`` (and the CLI).
+DEFAULT_TRAIN: dict[str, Any] = dict(
+    lam=0.05,  # = engine.DEFAULTS["lam"]: the per-image mode's smoothness
+    steps=2000,
+    crop=128,
+    batch_size=8,
+    lr=2e-3,
+    alpha=1.0,
+    checkpoint_every=100,
+    warmup=50,
+    kmeans_weight=1.0,
+    kmeans_steps=0.3,
+    kmeans_heads=4,
+    base=16,
+    levels=3,
+    embed=32,
+)
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` did: the model file, the steps done, the loss of every step."""
+
+    path: Path
+    steps: int
+    losses: list[float]
+    seconds: float
+    metadata: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- data
+def _list_images(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXT
+                   and not p.name.startswith("."))
+    if not files:
+        raise InputError(f"no images (png, jpg, tif, ...) in {folder}")
+    return files
+
+
+def _split(arr: np.ndarray, name: str, color: str = "rgb") -> np.ndarray:
+    """Normalised ``(B, C, H, W)`` float16 of one image or stack."""
+    try:
+        prep = prepare_image(arr, spatial_dims=2, color=color) if color != "rgb" else prepare_image(arr, spatial_dims=2)
+    except InputError as exc:
+        raise InputError(f"{name}: {exc}") from None
+    return prep.data.astype(np.float16)
+
+
+def load_training_images(images, labels=None, color: str = "rgb") -> tuple[list[np.ndarray], list[np.ndarray | None], str]:
+    """Read and normalise training images (and optional labels).
+
+    ``images``: a folder of images, one image or stack file, or a list of arrays
+    (or paths).  ``labels``: a folder with label images named like the images
+    (same stem), or a list like ``images`` (entries may be None).  ``color``:
+    ``rgb`` or ``lab``, as for segmentation (``prepare_image``).  Returns the
+    2D images ``(C, H, W)`` float16, the labels ``(H, W)`` int16 or None, and a
+    short description of the data.
+    """
+    names: list[str] = []
+    arrays: list[np.ndarray] = []
+    if isinstance(images, (str, os.PathLike)):
+        p = Path(images)
+        if not p.exists():
+            raise InputError(f"no such file or folder: {p}")
+        files = _list_images(p) if p.is_dir() else [p]
+        desc = f"{p} ({len(files)} file{'s' if len(files) != 1 else ''})"
+        for f in files:
+            names.append(f.stem)
+            arrays.append(read_image(f))
+    else:
+        items = list(images)
+        if not items:
+            raise InputError("no training images were given")
+        for i, item in enumerate(items):
+            if isinstance(item, (str, os.PathLike)):
+                names.append(Path(item).stem)
+                arrays.append(read_image(item))
+            else:
+                names.append(f"image {i}")
+                arrays.append(np.asarray(item))
+        desc = f"{len(items)} arrays"
+    data: list[np.ndarray] = []
+    owner: list[int] = []
+    for i, (name, arr) in enumerate(zip(names, arrays)):
+        d = _split(arr, name, color)
+        data.extend(d)
+        owner.extend([i] * len(d))
+    chans = {d.shape[0] for d in data}
+    if len(chans) > 1:
+        cmax = max(chans)
+        if chans != {1, cmax}:
+            raise InputError(f"the images have different channel counts {sorted(chans)}: use images of one kind")
+        data = [np.repeat(d, cmax, 0) if d.shape[0] == 1 else d for d in data]
+    labs: list[np.ndarray | None] = [None] * len(data)
+    if labels is not None:
+        per_image = _read_labels(labels, names, arrays)
+        for k, i in enumerate(owner):
+            lab = per_image[i]
+            if lab is None:
+                continue
+            j = k - owner.index(i)  # slice within the image's stack
+            sl = lab.reshape((-1,) + lab.shape[-2:])
+            if sl.shape[0] != sum(1 for o in owner if o == i) or sl.shape[1:] != data[k].shape[1:]:
+                raise InputError(f"labels of {names[i]} have shape {lab.shape}, which does not match the image")
+            labs[k] = sl[j].astype(np.int16)
+        if all(lab is None for lab in labs):
+            raise InputError("no label image matches any training image (labels are matched by file name)")
+    return data, labs, desc
+
+
+def _read_labels(labels, names: list[str], arrays: list[np.ndarray]) -> list[np.ndarray | None]:
+    if isinstance(labels, (str, os.PathLike)):
+        folder = Path(labels)
+        if not folder.is_dir():
+            raise InputError(f"labels must be a folder of label images, got {folder}")
+        by_stem = {p.stem: p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXT}
+        out = [np.asarray(read_image(by_stem[n])) if n in by_stem else None for n in names]
+    else:
+        out = [None if lab is None else np.asarray(lab) for lab in labels]
+        if len(out) != len(names):
+            raise InputError(f"got {len(out)} label images for {len(names)} images")
+    for name, lab in zip(names, out):
+        if lab is None:
+            continue
+        if not (np.issubdtype(lab.dtype, np.integer) or lab.dtype == bool):
+            raise InputError(f"labels of {name} must be integers (0 = unlabelled), got {lab.dtype}")
+        if lab.min() < 0:
+            raise InputError(f"labels of {name} must be >= 0 (0 = unlabelled)")
+    return out
+
+
+# ----------------------------------------------------------------------------- helpers
+def _heads(n_classes) -> list[int]:
+    if n_classes is None:
+        return list(range(2, MAX_CLASSES + 1))
+    if isinstance(n_classes, (int, np.integer)):
+        ns = [int(n_classes)]
+    else:
+        ns = sorted({int(n) for n in n_classes})
+    if not ns or ns[0] < 2 or ns[-1] > 255:
+        raise InputError(f"class counts must be between 2 and 255, got {ns}")
+    return ns
+
+
+def parse_classes(text: str) -> list[int]:
+    """``"4"``, ``"2-16"`` or ``"2,3,5"`` -> list of class counts."""
+    try:
+        out: list[int] = []
+        for part in text.split(","):
+            a, sep, b = part.strip().partition("-")
+            out.extend(range(int(a), int(b) + 1) if sep else [int(a)])
+        return _heads(out)
+    except ValueError:
+        raise InputError(f"--classes must look like 4, 2-16 or 2,3,5; got {text!r}") from None
+
+
+def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
+    if warmup and step < warmup:
+        return lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def _batch(data, labs, rng: np.random.Generator, crop: int, batch_size: int):
+    xs, ys = [], []
+    for _ in range(batch_size):
+        i = int(rng.integers(len(data)))
+        img, lab = data[i], labs[i]
+        h, w = img.shape[1:]
+        y0, x0 = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
+        flip_v, flip_h, transpose = rng.random(3) < 0.5
+        xc = img[:, y0:y0 + crop, x0:x0 + crop]
+        lc = lab[y0:y0 + crop, x0:x0 + crop] if lab is not None else np.zeros((crop, crop), np.int16)
+        if flip_v:
+            xc, lc = xc[:, ::-1], lc[::-1]
+        if flip_h:
+            xc, lc = xc[:, :, ::-1], lc[:, ::-1]
+        if transpose:
+            xc, lc = xc.transpose(0, 2, 1), lc.T
+        xs.append(xc)
+        ys.append(lc)
+    x = torch.from_numpy(np.ascontiguousarray(np.stack(xs), dtype=np.float32))
+    y = torch.from_numpy(np.ascontiguousarray(np.stack(ys)).astype(np.int64))
+    return x, y
+
+
+@torch.no_grad()
+def _kmeans_targets(x: torch.Tensor, logits: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """k-means labels of each crop, renumbered to agree best with the current prediction.
+
+    k-means (on the lightly smoothed crop, as the per-image mode starts from)
+    gives ``n`` clusters in an arbitrary order; the Hungarian matching with the
+    network's arg-max makes the cross-entropy permutation-invariant.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    from .cluster import kmeans, smooth, sq_dist
+
+    xs = smooth(x.float())
+    pred = logits.argmax(1)
+    out = torch.empty(pred.shape, dtype=torch.long, device=x.device)
+    for b in range(x.shape[0]):
+        pts = xs[b].reshape(x.shape[1], -1).t()
+        centres, _ = kmeans(pts, n, seed=seed + b, iterations=10, max_points=4096, restarts=1)
+        lab = sq_dist(pts, centres).argmin(1)
+        cont = torch.bincount(lab * n + pred[b].reshape(-1), minlength=n * n).reshape(n, n)
+        rows, cols = linear_sum_assignment(-cont.cpu().numpy())
+        perm = torch.empty(n, dtype=torch.long)
+        perm[torch.as_tensor(rows)] = torch.as_tensor(cols)
+        out[b] = perm.to(x.device)[lab].reshape(pred.shape[1:])
+    return out
+
+
+def _check_writable(out: Path) -> None:
+    if out.is_dir():
+        raise InputError(f"output {out} is a directory: give a file name such as model.pt")
+    if not out.parent.is_dir():
+        raise InputError(f"output folder does not exist: {out.parent}")
+    if not os.access(out.parent, os.W_OK):
+        raise InputError(f"cannot write to {out.parent}")
+
+
+def checkpoint_path(out_path: str | os.PathLike) -> Path:
+    return Path(str(out_path) + ".ckpt")
+
+
+# ----------------------------------------------------------------------------- training
+def train(
+    images,
+    out_path: str | os.PathLike,
+    n_classes: int | Sequence[int] | None = None,
+    lam: float = DEFAULT_TRAIN["lam"],
+    steps: int = DEFAULT_TRAIN["steps"],
+    crop: int = DEFAULT_TRAIN["crop"],
+    batch_size: int = DEFAULT_TRAIN["batch_size"],
+    lr: float = DEFAULT_TRAIN["lr"],
+    labels=None,
+    alpha: float = DEFAULT_TRAIN["alpha"],
+    device: str = "auto",
+    checkpoint_every: int = DEFAULT_TRAIN["checkpoint_every"],
+    resume: bool = True,
+    progress: bool = True,
+    seed: int = 0,
+    *,
+    warmup: int = DEFAULT_TRAIN["warmup"],
+    kmeans_weight: float = DEFAULT_TRAIN["kmeans_weight"],
+    kmeans_steps: float = DEFAULT_TRAIN["kmeans_steps"],
+    kmeans_heads: int = DEFAULT_TRAIN["kmeans_heads"],
+    base: int = DEFAULT_TRAIN["base"],
+    levels: int = DEFAULT_TRAIN["levels"],
+    embed: int = DEFAULT_TRAIN["embed"],
+    init: str | os.PathLike | None = None,
+    threads: int | None = None,
+    color: str = "rgb",
+    stop_after: int | None = None,
+    metadata: dict | None = None,
+) -> TrainResult:
+    """Train a U-Net on ``images`` with the level-set loss and write it to ``out_path``.
+
+    ``n_classes``: None for heads 2..16 (one model for any N), an int for one
+    head, or a list.  ``lam``: TV weight of the loss (default = the per-image
+    default).  ``steps`` Adam steps of ``batch_size`` crops of ``crop`` pixels
+    (rounded down to a multiple of ``2**levels`` and to the smallest image).
+    ``labels``/``alpha``: optional label images and the weight of their
+    cross-entropy.  ``color``: ``rgb`` (per-channel normalisation) or ``lab``
+    (CIELAB), stored in the model so that it is segmented the same way.
+    ``kmeans_weight``/``kmeans_steps``/``kmeans_heads``: the
+    warm start -- for the first ``kmeans_steps`` (a fraction of ``steps``, or a
+    count when > 1) a cross-entropy to per-crop k-means labels (Hungarian-matched
+    to the prediction), weight decaying linearly from ``kmeans_weight`` to 0, on
+    ``kmeans_heads`` randomly chosen heads per step.  Without it the loss sits
+    at its trivial minimum (one class everywhere), where the softmax saturates.
+    ``init``: a model file to start from (same heads and
+    channels).  ``threads``: torch CPU threads.  ``stop_after``: end (with a
+    checkpoint, no model file) after that many steps of this call -- for tests
+    and for splitting a long run.  Returns a ``TrainResult``.
+    """
+    from . import __version__
+    from .engine import resolve_device
+
+    out = Path(out_path)
+    _check_writable(out)
+    heads = _heads(n_classes)
+    steps, crop, batch_size = int(steps), int(crop), int(batch_size)
+    if steps < 1 or batch_size < 1 or checkpoint_every < 1:
+        raise InputError("steps, batch size and checkpoint interval must be >= 1")
+    if not (lr > 0 and lam >= 0 and alpha >= 0):
+        raise InputError("need lr > 0, lam >= 0 and alpha >= 0")
+    dev = resolve_device(device)
+    if threads:
+        torch.set_num_threads(int(threads))
+    data, labs, desc = load_training_images(images, labels, color)
+    m = 2**levels
+    smallest = min(min(d.shape[1:]) for d in data)
+    crop_used = min(crop, smallest) // m * m
+    if crop_used < max(m, 16):
+        raise InputError(f"the images are too small to train on (smallest side {smallest} pixels)")
+    if crop_used != crop and progress:
+        print(f"crop reduced to {crop_used} pixels (smallest image side {smallest})", file=sys.stderr)
+    in_channels = int(data[0].shape[0])
+    labelled = any(lab is not None for lab in labs)
+    max_label = max((int(lab.max()) for lab in labs if lab is not None), default=0)
+    ce_heads = [n for n in heads if n >= max_label] if labelled else []
+    if labelled and not ce_heads:
+        raise InputError(f"labels go up to {max_label}, more than any head's class count {heads}")
+
+    config = dict(heads=heads, in_channels=in_channels, base=base, levels=levels, embed=embed)
+    settings = dict(lam=float(lam), steps=steps, crop=crop_used, batch_size=batch_size, lr=float(lr),
+                    alpha=float(alpha), seed=int(seed), warmup=int(warmup), labelled=labelled,
+                    kmeans_weight=float(kmeans_weight), kmeans_steps=float(kmeans_steps),
+                    kmeans_heads=int(kmeans_heads),
+                    init=str(init) if init else None)
+
+    torch.manual_seed(int(seed))
+    net = LevelSetUNet(in_channels, heads, base=base, levels=levels, embed=embed)
+    if init is not None:
+        start, _ = load_model(init)
+        if start.head_counts != heads or start.in_channels != in_channels or start.config != net.config:
+            raise InputError(f"{init} has a different architecture, heads or channel count than asked for")
+        net.load_state_dict(start.state_dict())
+    net.to(dev).train()
+    opt = torch.optim.Adam(net.parameters(), lr=float(lr))
+    step, losses = 0, []
+    ckpt = checkpoint_path(out)
+    if resume and ckpt.is_file():
+        blob = read_model_file(ckpt)
+        saved = blob["metadata"].get("train_config")
+        if saved != config:
+            raise InputError(f"checkpoint {ckpt} was made for a different model ({saved}); "
+                             "delete it or train with resume=False (--no-resume)")
+        resumed, _ = load_model(ckpt)
+        net.load_state_dict(resumed.state_dict())
+        try:
+            opt.load_state_dict(blob["optimizer"])
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise InputError(f"checkpoint {ckpt} has an unusable optimiser state ({exc})") from None
+        step = int(blob.get("step", 0))
+        losses = [float(v) for v in blob.get("losses", [])]
+        if progress:
+            print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
+
+    meta = dict(metadata or {})
+    meta.update(train_config=config, training=settings, data=desc, package_version=__version__, color=color)
+
+    def save_checkpoint() -> None:
+        save_model(ckpt, net, meta, optimizer=opt.state_dict(), step=step, losses=list(losses))
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, initial=step, unit="step", desc="train", dynamic_ncols=True)
+    t0 = time.perf_counter()
+    done_here = 0
+    try:
+        while step < steps:
+            if stop_after is not None and done_here >= stop_after:
+                save_checkpoint()
+                return TrainResult(ckpt, step, losses, time.perf_counter() - t0, meta)
+            rng = np.random.default_rng([int(seed), step])
+            x, y = _batch(data, labs, rng, crop_used, batch_size)
+            x, y = x.to(dev), y.to(dev)
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, steps, float(lr), int(warmup))
+            opt.zero_grad(set_to_none=True)
+            logits = net(x)
+            ls = x.new_zeros(())
+            loss = x.new_zeros(())
+            for n in heads:
+                ls = ls + levelset_loss(torch.softmax(logits[n], 1), x, float(lam))
+                if n in ce_heads and alpha > 0:
+                    loss = loss + float(alpha) * scribble_loss(logits[n], y)
+            ls = ls / len(heads)
+            loss = ls + loss / len(heads)
+            k_steps = kmeans_steps * steps if kmeans_steps <= 1 else kmeans_steps
+            beta = float(kmeans_weight) * max(0.0, 1.0 - step / k_steps) if k_steps > 0 else 0.0
+            if beta > 0 and kmeans_heads > 0:
+                chosen = rng.choice(heads, size=min(int(kmeans_heads), len(heads)), replace=False)
+                ce = x.new_zeros(())
+                for n in chosen:
+                    target = _kmeans_targets(x, logits[int(n)], int(n), int(seed) * 1000003 + step)
+                    ce = ce + torch.nn.functional.cross_entropy(logits[int(n)], target)
+                loss = loss + beta * ce / len(chosen)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"the loss became {float(loss)} at step {step}: lower the learning rate")
+            loss.backward()
+            opt.step()
+            step += 1
+            done_here += 1
+            losses.append(float(ls.detach()))  # the level-set loss alone
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            if step % int(checkpoint_every) == 0 and step < steps:
+                save_checkpoint()
+    except KeyboardInterrupt:
+        save_checkpoint()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t0
+    meta.update(trained_steps=step, final_loss=float(np.mean(losses[-50:])) if losses else None,
+                train_seconds_last_call=round(seconds, 1))
+    net.eval()
+    save_model(out, net, meta)
+    if ckpt.exists():
+        ckpt.unlink()
+    return TrainResult(out, step, losses, seconds, meta)
+
+
+# ----------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    d = DEFAULT_TRAIN
+    p = argparse.ArgumentParser(
+        prog="napari-levelset train",
+        description="Train the U-Net on many images with the level-set loss (unsupervised; "
+        "optional label images add a cross-entropy term).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("images", help="folder of images (png, jpg, tif) or one image/stack file (a 3D tif is a stack of 2D images)")
+    p.add_argument("-o", "--output", required=True, help="model file to write (e.g. model.pt)")
+    p.add_argument("--classes", default="2-16", help="class counts to train heads for: N, A-B or A,B,C")
+    p.add_argument("--lam", type=float, default=d["lam"], help="weight of the total-variation term")
+    p.add_argument("--steps", type=int, default=d["steps"], help="optimiser steps")
+    p.add_argument("--crop", type=int, default=d["crop"], help="side of the random training crops (pixels)")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="crops per step")
+    p.add_argument("--lr", type=float, default=d["lr"], help="Adam learning rate (warm-up, cosine decay)")
+    p.add_argument("--labels", default=None, help="folder of label images named like the images (0 = unlabelled)")
+    p.add_argument("--alpha", type=float, default=d["alpha"], help="weight of the label cross-entropy")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"], help="steps between checkpoints")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue from OUTPUT.ckpt when it exists")
+    p.add_argument("--seed", type=int, default=0, help="random seed (initialisation and crops)")
+    p.add_argument("--kmeans-weight", type=float, default=d["kmeans_weight"],
+                   help="initial weight of the k-means warm-start cross-entropy")
+    p.add_argument("--kmeans-steps", type=float, default=d["kmeans_steps"],
+                   help="length of the k-means warm start: a fraction of --steps (<= 1) or a step count")
+    p.add_argument("--kmeans-heads", type=int, default=d["kmeans_heads"],
+                   help="heads given the k-means cross-entropy per step")
+    p.add_argument("--base", type=int, default=d["base"], help="U-Net channels at full resolution")
+    p.add_argument("--levels", type=int, default=d["levels"], help="U-Net down-samplings")
+    p.add_argument("--embed", type=int, default=d["embed"], help="embedding channels fed to the heads")
+    p.add_argument("--init", default=None, help="model file to start from")
+    p.add_argument("--color", choices=["rgb", "lab"], default="rgb",
+                   help="input the network sees: normalised channels (rgb) or CIELAB (lab; RGB images only)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``napari-levelset train ...``; returns the exit code (0, 2 on bad input, 130 on Ctrl-C)."""
+    args = build_parser().parse_args(argv)
+    try:
+        res = train(
+            args.images, args.output, n_classes=parse_classes(args.classes), lam=args.lam, steps=args.steps,
+            crop=args.crop, batch_size=args.batch_size, lr=args.lr, labels=args.labels, alpha=args.alpha,
+            device=args.device, checkpoint_every=args.checkpoint_every, resume=args.resume,
+            progress=not args.quiet, seed=args.seed, base=args.base, levels=args.levels, embed=args.embed,
+            init=args.init, threads=args.threads, color=args.color, kmeans_weight=args.kmeans_weight,
+            kmeans_steps=args.kmeans_steps, kmeans_heads=args.kmeans_heads,
+            metadata=dict(command="napari-levelset train " + " ".join(sys.argv[1:] if argv is None else argv)),
+        )
+    except InputError as exc:
+        print(f"napari-levelset train: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"napari-levelset train: interrupted; checkpoint saved to {checkpoint_path(args.output)} "
+              "(run the same command again to resume)", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print(f"wrote {res.path} ({res.steps} steps, final loss {res.metadata.get('final_loss'):.4f}, "
+              f"{res.seconds:.0f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

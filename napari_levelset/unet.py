@@ -1,0 +1,581 @@
+"""A pretrained U-Net for the level-set loss: any class count from one shared body.
+
+Design
+------
+``LevelSetUNet`` = a U-Net *body* that maps the normalised image ``(B, C, *S)``
+to an embedding ``(B, E, *S)`` at full resolution, plus one small *head per
+class count* ``N`` (a 1x1 convolution of ``[embedding, image]`` to ``N``
+logits).  All heads are trained together, unsupervised, with the level-set
+loss (``napari_levelset.train``), so one model serves every ``N`` it has a head
+for (the shipped model: 2..16) at the cost of a few hundred parameters per
+head.  Feeding the image itself to the head gives it the same direct colour
+path as the per-image CNN's ``skip``.
+
+``build_network`` returns a ``PretrainedNetwork`` for one ``N``: channel
+adapter + body + the head for ``N``.  What a per-image fine-tune with the
+``Segmenter`` trains is ``finetune``: ``"head"`` (default: the body is frozen,
+so each iteration costs a 1x1 convolution plus the loss), ``"last"`` (the last
+full-resolution block of the body too) or ``"all"``.  The frozen part's output
+is computed once per image and cached, so the fine-tune loop runs only the
+trainable part.
+
+Normalisation is a per-pixel LayerNorm over channels (``ChannelNorm``): it uses
+no batch statistics (train and eval behave the same, any batch size) and, unlike
+GroupNorm/InstanceNorm, no statistics over the image either, so the network is
+*local*: every output pixel depends only on inputs within ``receptive_radius``
+pixels.  That is what makes tiled inference (``napari_levelset.tiling``) equal
+to whole-image inference.  Inputs are padded (edge replication) to a multiple
+of ``2**levels`` and the output is cropped back.
+
+Model files
+-----------
+``save_model`` writes a ``torch.save`` dict of plain types and tensors only:
+``format``, ``format_version``, ``metadata`` (a JSON string: architecture and
+hyper-parameters, heads, normalisation, package version, training settings)
+and ``state_dict``.  ``load_model`` reads it back with
+``torch.load(weights_only=True)``, so no arbitrary code can run; anything else
+(a missing, corrupt or foreign file, a mismatching state dict) raises
+``napari_levelset.io.InputError`` with a one-line message.  Training
+checkpoints use the same format plus the optimiser state, so they load too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .io import InputError
+from .models import conv_layer
+
+__all__ = [
+    "ChannelNorm",
+    "UNet",
+    "LevelSetUNet",
+    "PretrainedNetwork",
+    "build_network",
+    "save_model",
+    "load_model",
+    "pretrained_path",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MAX_CLASSES",
+]
+
+FORMAT = "napari-levelset-unet"
+FORMAT_VERSION = 1
+MAX_CLASSES = 16
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+#: Shipped pretrained models, by name.
+PRETRAINED = {"unet": "unet_bsds.pt"}
+#: Largest embedding (bytes) kept between calls when the body is frozen.
+CACHE_BYTES = 1 << 30
+#: Normalisation the models are trained with (``napari_levelset.io.normalize``).
+NORMALISATION = "per-channel linear map of the 0.5th..99.5th percentiles to [0, 1], clipped (napari_levelset.io.normalize)"
+
+
+# ----------------------------------------------------------------------------- layers
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channel axis at every pixel (no batch or spatial statistics)."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # channels-last view + the fused layer_norm kernel: several times faster than
+        # mean/var arithmetic on the (B, C, *S) layout
+        perm = (0,) + tuple(range(2, x.dim())) + (1,)
+        inv = (0, x.dim() - 1) + tuple(range(1, x.dim() - 1))
+        return F.layer_norm(x.permute(perm), (x.shape[1],), self.weight, self.bias, self.eps).permute(inv)
+
+
+def _block(conv, cin: int, cout: int, convs: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        layers += [conv(cin if i == 0 else cout, cout, 3, padding=1), ChannelNorm(cout), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class UNet(nn.Module):
+    """U-Net body: ``(B, C, *S)`` -> embedding ``(B, embed, *S)``.
+
+    ``levels`` down-samplings by 2 (max-pool) with ``base * 2**l`` channels at
+    level ``l``, ``convs`` 3x3 convolutions (+ ChannelNorm + ReLU) per block,
+    transposed-convolution up-sampling and skip connections, and a final 1x1
+    convolution to ``embed`` channels.  Works in 2D and 3D (``ndim``).
+    """
+
+    def __init__(self, in_channels: int = 3, base: int = 16, levels: int = 3, embed: int = 32, ndim: int = 2,
+                 convs: int = 2):
+        super().__init__()
+        if min(in_channels, base, embed, convs) < 1 or levels < 0:
+            raise ValueError("need in_channels, base, embed, convs >= 1 and levels >= 0")
+        conv = conv_layer(ndim)
+        convT = nn.ConvTranspose2d if ndim == 2 else nn.ConvTranspose3d
+        self.pool = nn.MaxPool2d(2) if ndim == 2 else nn.MaxPool3d(2)
+        widths = [base * 2**lvl for lvl in range(levels + 1)]
+        self.enc = nn.ModuleList([_block(conv, in_channels if lvl == 0 else widths[lvl - 1], widths[lvl], convs)
+                                  for lvl in range(levels + 1)])
+        self.up = nn.ModuleList([convT(widths[lvl + 1], widths[lvl], 2, stride=2) for lvl in range(levels)])
+        self.dec = nn.ModuleList([_block(conv, 2 * widths[lvl], widths[lvl], convs) for lvl in range(levels)])
+        self.out = conv(widths[0], embed, 1)
+        self.config = dict(in_channels=in_channels, base=base, levels=levels, embed=embed, ndim=ndim, convs=convs)
+
+    @property
+    def multiple(self) -> int:
+        """Spatial sizes the network needs (inputs are padded to a multiple of this)."""
+        return 2 ** self.config["levels"]
+
+    @property
+    def receptive_radius(self) -> int:
+        """Bound on how far (pixels, per axis) an output depends on the input.
+
+        Each 3x3 convolution at level ``l`` adds ``2**l``, each pooling from
+        level ``l`` and each up-sampling to level ``l`` at most ``2**l``.
+        """
+        levels, convs = self.config["levels"], self.config["convs"]
+        r = 2 * convs * sum(2**lvl for lvl in range(levels)) + convs * 2**levels
+        return r + 2 * sum(2**lvl for lvl in range(levels))
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` padded at the high end of each spatial axis (edge replication) to a multiple."""
+        m = self.multiple
+        pad = [(-s) % m for s in x.shape[2:]]
+        return _pad_replicate(x, pad) if any(pad) else x
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything before the last block: the input of ``tail`` (``x`` a multiple in size)."""
+        skips = []
+        h = x
+        for lvl, block in enumerate(self.enc):
+            if lvl:
+                h = self.pool(h)
+            h = block(h)
+            skips.append(h)
+        for lvl in reversed(range(len(self.up))):
+            h = self.up[lvl](h)
+            h = torch.cat([h, skips[lvl]], 1)
+            if lvl:
+                h = self.dec[lvl](h)
+        return h
+
+    def tail(self, h: torch.Tensor) -> torch.Tensor:
+        """The last full-resolution block and the 1x1 embedding convolution."""
+        if len(self.dec):
+            h = self.dec[0](h)
+        return self.out(h)
+
+    def tail_modules(self) -> list[nn.Module]:
+        return ([self.dec[0]] if len(self.dec) else []) + [self.out]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spatial = x.shape[2:]
+        y = self.tail(self.trunk(self.pad(x)))
+        if tuple(y.shape[2:]) != tuple(spatial):
+            y = y[(slice(None), slice(None)) + tuple(slice(0, s) for s in spatial)]
+        return y
+
+
+def _pad_replicate(x: torch.Tensor, pad: list[int]) -> torch.Tensor:
+    """Pad the trailing spatial axes at their high end by edge replication (any amount)."""
+    for ax, p in enumerate(pad):
+        if p:
+            dim = 2 + ax
+            edge = x.narrow(dim, x.shape[dim] - 1, 1)
+            x = torch.cat([x, edge.expand(*x.shape[:dim], p, *x.shape[dim + 1:])], dim)
+    return x
+
+
+class LevelSetUNet(nn.Module):
+    """U-Net body plus one 1x1 head per class count (``heads``: e.g. 2..16)."""
+
+    def __init__(self, in_channels: int = 3, heads: Iterable[int] = range(2, MAX_CLASSES + 1), base: int = 16,
+                 levels: int = 3, embed: int = 32, ndim: int = 2, convs: int = 2):
+        super().__init__()
+        heads = sorted({int(n) for n in heads})
+        if not heads or heads[0] < 2:
+            raise ValueError(f"heads must be class counts >= 2, got {heads}")
+        self.body = UNet(in_channels, base, levels, embed, ndim, convs)
+        conv = conv_layer(ndim)
+        self.heads = nn.ModuleDict({str(n): conv(embed + in_channels, n, 1) for n in heads})
+        self.ndim = ndim
+        self.in_channels = in_channels
+
+    @property
+    def config(self) -> dict:
+        return dict(arch="unet", **self.body.config, heads=self.head_counts, norm="channel-layernorm",
+                    head="1x1 conv of [embedding, image] per class count")
+
+    @property
+    def head_counts(self) -> list[int]:
+        return sorted(int(k) for k in self.heads)
+
+    @property
+    def multiple(self) -> int:
+        return self.body.multiple
+
+    @property
+    def receptive_radius(self) -> int:
+        return self.body.receptive_radius
+
+    def head(self, feats: torch.Tensor, x: torch.Tensor, n: int) -> torch.Tensor:
+        return self.heads[str(n)](torch.cat([feats, x], 1))
+
+    def forward(self, x: torch.Tensor, n: int | None = None) -> torch.Tensor | dict[int, torch.Tensor]:
+        """Logits for ``n`` classes, or a dict ``{n: logits}`` of every head when ``n`` is None."""
+        feats = self.body(x)
+        if n is not None:
+            return self.head(feats, x, n)
+        return {k: self.head(feats, x, k) for k in self.head_counts}
+
+
+# ----------------------------------------------------------------------------- the network the engine uses
+class PretrainedNetwork(nn.Module):
+    """One class count of a ``LevelSetUNet``, ready for ``Segmenter``.
+
+    Maps the normalised image ``(B, C, *S)`` to logits ``(B, N, *S)``.  Handles
+    the channel adaptation (``adapt``: ``repeat`` grey to the trained channels,
+    ``drop-alpha`` 4 to 3, ``mean`` colour to grey, or none) and a 2D model on a
+    3D image (applied slice by slice along the first spatial axis).
+
+    ``finetune`` says what a ``Segmenter`` run trains: ``head`` (the 1x1 head;
+    the body is frozen), ``last`` (the last full-resolution block of the body
+    and the head) or ``all``.  The frozen part's output is computed without
+    gradients and cached for the input tensor last seen, so the fine-tune loop
+    (always the same image) only runs the trainable part.  Calls without
+    gradients on inputs larger than ``tile`` go through
+    ``napari_levelset.tiling``, so only one tile's activations exist at a time.
+    """
+
+    def __init__(self, unet: LevelSetUNet, n_classes: int, in_channels: int, ndim: int, finetune: str = "head",
+                 tile: int | None = None):
+        super().__init__()
+        if str(n_classes) not in unet.heads:
+            raise InputError(
+                f"this model has heads for {_ranges(unet.head_counts)} classes, not {n_classes}"
+            )
+        self.body = unet.body
+        self.head = unet.heads[str(n_classes)]
+        self.n_classes = int(n_classes)
+        self.model_channels = unet.in_channels
+        self.in_channels = int(in_channels)
+        self.adapt = _channel_adaptation(self.in_channels, self.model_channels)
+        if ndim not in (2, 3):
+            raise InputError(f"only 2D and 3D images are supported, got ndim={ndim}")
+        if unet.ndim == 3 and ndim == 2:
+            raise InputError("this is a 3D model: it cannot segment 2D images")
+        self.ndim = int(ndim)
+        self.slicewise = unet.ndim == 2 and ndim == 3
+        if finetune not in ("head", "last", "all"):
+            raise InputError(f"finetune must be 'head', 'last' or 'all', got {finetune!r}")
+        self.finetune = finetune
+        if finetune == "head":
+            self.body.requires_grad_(False)
+        elif finetune == "last":
+            self.body.requires_grad_(False)
+            for m in self.body.tail_modules():
+                m.requires_grad_(True)
+        self.tile = tile
+        self._cache: tuple[Any, torch.Tensor] | None = None
+
+    # geometry for napari_levelset.tiling
+    @property
+    def multiple(self) -> tuple[int, ...]:
+        m = self.body.multiple
+        return (1, m, m) if self.slicewise else (m,) * self.ndim
+
+    @property
+    def receptive_radius(self) -> tuple[int, ...]:
+        r = self.body.receptive_radius
+        return (0, r, r) if self.slicewise else (r,) * self.ndim
+
+    def _adapt(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != self.in_channels:
+            raise InputError(f"the network was built for {self.in_channels} channels, got {x.shape[1]}")
+        if self.adapt == "repeat":
+            x = x.expand(x.shape[0], self.model_channels, *x.shape[2:])
+        elif self.adapt == "drop-alpha":
+            x = x[:, :3]
+        elif self.adapt == "mean":
+            x = x.mean(1, keepdim=True)
+        return x
+
+    def _slices(self, fn, x: torch.Tensor) -> torch.Tensor:
+        """``fn`` on ``x`` as it is, or slice by slice for a 2D body on 3D data."""
+        if not self.slicewise:
+            return fn(x)
+        b, c, z = x.shape[:3]
+        y = fn(x.transpose(1, 2).reshape(b * z, c, *x.shape[3:]))
+        return y.reshape(b, z, y.shape[1], *y.shape[2:]).transpose(1, 2)
+
+    def _crop(self, y: torch.Tensor, spatial) -> torch.Tensor:
+        if tuple(y.shape[2:]) == tuple(spatial):
+            return y
+        return y[(slice(None), slice(None)) + tuple(slice(0, s) for s in spatial)]
+
+    def _head(self, feats: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
+        z = torch.cat([feats, xa], 1)
+        if self.slicewise:  # the 2D 1x1 head on every slice = a 1x1x1 3D convolution
+            return F.conv3d(z, self.head.weight.unsqueeze(2), self.head.bias)
+        return self.head(z)
+
+    def _whole(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits from scratch (no cache, no tiling)."""
+        xa = self._adapt(x)
+        return self._head(self._slices(self.body, xa), xa)
+
+    # the frozen part (cached) and the trainable part of the network
+    def _frozen_fn(self, xa: torch.Tensor) -> torch.Tensor:
+        if self.finetune == "last":  # the trunk, on the input padded to a multiple
+            return self._slices(lambda t: self.body.trunk(self.body.pad(t)), xa)
+        return self._slices(self.body, xa)
+
+    def _trainable(self, frozen: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
+        if self.finetune == "last":
+            feats = self._crop(self._slices(self.body.tail, frozen), xa.shape[2:])
+        else:
+            feats = frozen
+        return self._head(feats, xa)
+
+    def _frozen(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen part's output, without gradients, tiled when large, cached for the last input."""
+        key = (x.data_ptr(), x._version, tuple(x.shape), x.dtype, str(x.device), self.finetune)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        with torch.no_grad():
+            xa = self._adapt(x)
+            if self._big(x):
+                from .tiling import tiled_apply
+
+                if self.finetune == "last":  # tile the padded input: the output keeps the padding
+                    xa = self._slices(self.body.pad, xa)
+                    fn = lambda t: self._slices(self.body.trunk, t)  # noqa: E731
+                else:
+                    fn = self._frozen_fn
+                out = tiled_apply(fn, xa, radius=self.receptive_radius, multiple=self.multiple,
+                                  tile=self._tile(), out_device=x.device)
+            else:
+                out = self._frozen_fn(xa)
+        if out.numel() * out.element_size() <= CACHE_BYTES:
+            self._cache = (key, out)
+        return out
+
+    def _tile(self) -> int:
+        return self.tile or (512 if self.ndim == 2 else 128)
+
+    def _big(self, x: torch.Tensor) -> bool:
+        t = self._tile()
+        return any(s > t for s in (x.shape[3:] if self.slicewise else x.shape[2:]))
+
+    def clear_cache(self) -> None:
+        self._cache = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.finetune == "all" and torch.is_grad_enabled() and any(p.requires_grad for p in self.body.parameters()):
+            return self._whole(x)
+        if self.finetune == "all":  # nothing is frozen: no cache (the body changes), tiled when large
+            if self._big(x):
+                from .tiling import tiled_apply
+
+                return tiled_apply(self._whole, x, radius=self.receptive_radius, multiple=self.multiple,
+                                   tile=self._tile(), out_device=x.device)
+            return self._whole(x)
+        return self._trainable(self._frozen(x), self._adapt(x))
+
+    def _apply(self, fn, *args, **kwargs):  # .to(device) etc. invalidate the cache
+        self._cache = None
+        return super()._apply(fn, *args, **kwargs)
+
+
+def _channel_adaptation(cin: int, cmodel: int) -> str:
+    if cin == cmodel:
+        return "none"
+    if cin == 1:
+        return "repeat"
+    if cin == 4 and cmodel == 3:
+        return "drop-alpha"
+    if cmodel == 1:
+        return "mean"
+    raise InputError(
+        f"the model was trained on {cmodel}-channel images and cannot take {cin} channels"
+        " (grey images are repeated, RGBA loses alpha, colour becomes grey for a grey model)"
+    )
+
+
+def _ranges(ns: list[int]) -> str:
+    if ns and ns == list(range(ns[0], ns[-1] + 1)) and len(ns) > 2:
+        return f"{ns[0]}..{ns[-1]}"
+    return ", ".join(str(n) for n in ns)
+
+
+# ----------------------------------------------------------------------------- files
+def pretrained_path(name: str = "unet") -> Path:
+    return WEIGHTS_DIR / PRETRAINED[name]
+
+
+def _resolve_model_path(model: str | os.PathLike) -> Path:
+    if isinstance(model, str) and model in PRETRAINED:
+        p = pretrained_path(model)
+        if not p.is_file():
+            raise InputError(f"the pretrained model {model!r} is not installed (expected {p})")
+        return p
+    p = Path(model)
+    if not p.exists():
+        raise InputError(f"no such model file: {p} (use 'cnn', 'unet' or the path of a model file)")
+    if p.is_dir():
+        raise InputError(f"{p} is a directory, not a model file")
+    return p
+
+
+def save_model(path: str | os.PathLike, net: nn.Module, metadata: dict | None = None, **extra: Any) -> Path:
+    """Write ``net`` (a ``LevelSetUNet`` or ``PretrainedNetwork``) with its metadata, atomically.
+
+    ``metadata`` (JSON-serialisable) is merged over the architecture, head and
+    normalisation description and the package version.  ``extra`` entries
+    (plain types and tensors, e.g. an optimiser state) are stored beside.
+    """
+    from . import __version__
+
+    if isinstance(net, PretrainedNetwork):
+        unet = LevelSetUNet(net.model_channels, [net.n_classes], **_body_kwargs(net.body.config))
+        unet.body = net.body
+        unet.heads[str(net.n_classes)] = net.head
+        net = unet
+    if not isinstance(net, LevelSetUNet):
+        raise TypeError(f"save_model needs a LevelSetUNet or PretrainedNetwork, got {type(net).__name__}")
+    meta = dict(architecture=net.config, normalisation=NORMALISATION, package_version=__version__)
+    meta.update(metadata or {})
+    try:
+        meta_json = json.dumps(meta, sort_keys=True)
+    except TypeError as exc:
+        raise InputError(f"model metadata must be JSON-serialisable: {exc}") from None
+    state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    blob = dict(format=FORMAT, format_version=FORMAT_VERSION, metadata=meta_json, state_dict=state, **extra)
+    p = Path(path)
+    if not p.parent.exists():
+        raise InputError(f"output folder does not exist: {p.parent}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    try:
+        torch.save(blob, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def _body_kwargs(arch: dict) -> dict:
+    return {k: arch[k] for k in ("base", "levels", "embed", "ndim", "convs")}
+
+
+def read_model_file(path: str | os.PathLike) -> dict:
+    """The raw dict of a model or checkpoint file, checked (``InputError`` otherwise)."""
+    p = Path(path)
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"no such model file: {p}") from None
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else exc.__class__.__name__
+        raise InputError(f"cannot read model file {p}: not a napari-levelset model ({msg})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise InputError(f"{p} is not a napari-levelset U-Net model file")
+    version = blob.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise InputError(f"{p} has model format version {version!r}; this napari-levelset reads up to {FORMAT_VERSION}: update it")
+    if not isinstance(blob.get("metadata"), str) or not isinstance(blob.get("state_dict"), dict):
+        raise InputError(f"model file {p} is incomplete (no metadata or weights)")
+    try:
+        blob["metadata"] = json.loads(blob["metadata"])
+    except ValueError:
+        raise InputError(f"model file {p} has unreadable metadata") from None
+    return blob
+
+
+_FILE_CACHE: dict = {}
+
+
+def _read_cached(p: Path) -> dict:
+    """``read_model_file`` remembered by (path, size, mtime): the widget and benchmarks build many networks."""
+    try:
+        st = p.stat()
+        key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:
+        return read_model_file(p)
+    if key not in _FILE_CACHE:
+        blob = read_model_file(p)
+        _FILE_CACHE.clear()  # keep one file only
+        _FILE_CACHE[key] = {k: v for k, v in blob.items() if k in ("format", "format_version", "metadata", "state_dict")}
+    blob = _FILE_CACHE[key]
+    return dict(blob, metadata=json.loads(json.dumps(blob["metadata"])))
+
+
+def load_model(path: str | os.PathLike) -> tuple[LevelSetUNet, dict]:
+    """Load a model file written by ``save_model`` (or a training checkpoint).
+
+    Returns ``(net, metadata)``; raises ``InputError`` for anything that is not
+    a valid napari-levelset U-Net file.
+    """
+    p = Path(path)
+    blob = _read_cached(p)
+    meta = blob["metadata"]
+    arch = meta.get("architecture")
+    try:
+        if not isinstance(arch, dict) or arch.get("arch") != "unet":
+            raise ValueError("unknown architecture")
+        net = LevelSetUNet(int(arch["in_channels"]), [int(n) for n in arch["heads"]], **{
+            k: int(v) for k, v in _body_kwargs(arch).items()})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"model file {p} describes an architecture this version cannot build ({exc})") from None
+    try:
+        net.load_state_dict(blob["state_dict"], strict=True)
+    except (RuntimeError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()
+        detail = " ".join(s.strip() for s in first[:2])[:200]
+        raise InputError(f"model file {p} does not match its architecture: {detail}") from None
+    for t in net.state_dict().values():
+        if not torch.isfinite(t).all():
+            raise InputError(f"model file {p} contains NaN or infinite weights")
+    net.eval()
+    return net, meta
+
+
+def build_network(model: str | os.PathLike = "unet", in_channels: int = 3, n_classes: int = 4, ndim: int = 2,
+                  *, finetune: str = "head", tile: int | None = None, color: str | None = None) -> PretrainedNetwork:
+    """The network ``Segmenter`` uses for ``model`` other than ``cnn``.
+
+    ``model`` is ``"unet"`` (the shipped model, trained on BSDS500) or the path
+    of a model file.  ``in_channels`` of the image (grey is repeated for a
+    colour model), ``n_classes`` (a head must exist for it), ``ndim`` 2 or 3
+    (a 2D model is applied per slice of a volume).  ``finetune``: ``"head"``
+    (default; the body is frozen and its embedding cached), ``"last"`` (the
+    last full-resolution block trains too) or ``"all"``.
+    ``tile``: tile size for gradient-free inference on large inputs.
+    ``color``: the image preparation the caller uses (``rgb`` or ``lab``);
+    when given it must be the one the model was trained with.
+    """
+    n_classes = int(n_classes)
+    if n_classes < 2:
+        raise InputError(f"need at least 2 classes, got {n_classes}")
+    net, meta = load_model(_resolve_model_path(model))
+    trained = meta.get("color", "rgb")
+    if color is not None and color != trained:
+        raise InputError(f"this model was trained on {trained!r} input, not {color!r}: use color={trained!r}")
+    out = PretrainedNetwork(net, n_classes, in_channels=int(in_channels), ndim=int(ndim), finetune=finetune,
+                            tile=tile)
+    out.metadata = meta
+    return out

@@ -1,0 +1,142 @@
+"""Training across images (napari_levelset.train) and its command line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_levelset.io import InputError
+from napari_levelset.train import checkpoint_path, load_training_images, main, parse_classes, train
+from napari_levelset.unet import build_network, load_model
+
+SMALL = dict(base=4, levels=2, embed=4, n_classes=[2, 3], progress=False, device="cpu")
+
+
+def blobs(n=4, size=40, channels=3, seed=0):
+    """Piecewise-constant noisy images: a few rectangles on a background."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        img = np.zeros((size, size, channels), np.float32)
+        for _ in range(3):
+            y, x = rng.integers(0, size - 10, 2)
+            h, w = rng.integers(8, 20, 2)
+            img[y:y + h, x:x + w] = rng.random(channels)
+        img += rng.normal(0, 0.05, img.shape)
+        out.append((np.clip(img, 0, 1) * 255).astype(np.uint8))
+    return out
+
+
+def _levelset(net, images, n=3):
+    from napari_levelset.loss import levelset_loss
+
+    x = torch.from_numpy(np.stack([load_training_images([im])[0][0] for im in images]).astype(np.float32))
+    with torch.no_grad():
+        return float(levelset_loss(torch.softmax(net(x, n), 1), x, 0.05))
+
+
+def test_a_few_steps_lower_the_loss(tmp_path):
+    from napari_levelset.unet import LevelSetUNet
+
+    images = blobs()
+    res = train(images, tmp_path / "m.pt", steps=25, crop=32, batch_size=4, lr=1e-2, warmup=3, kmeans_steps=10,
+                kmeans_heads=1, **SMALL)
+    torch.manual_seed(0)  # the same initial network as train(seed=0)
+    before = _levelset(LevelSetUNet(3, [2, 3], base=4, levels=2, embed=4), images)
+    net, meta = load_model(res.path)
+    after = _levelset(net, images)
+    assert after < 0.8 * before, (before, after)
+    assert len(res.losses) == 25 and np.mean(res.losses[-5:]) < np.mean(res.losses[:5])
+    assert net.head_counts == [2, 3]
+    assert meta["training"]["steps"] == 25 and meta["training"]["lam"] == 0.05
+    assert not checkpoint_path(res.path).exists()
+    built = build_network(res.path, in_channels=3, n_classes=2, ndim=2)
+    with torch.no_grad():
+        assert built(torch.rand(1, 3, 32, 32)).shape == (1, 2, 32, 32)
+
+
+def test_resume_continues_like_an_uninterrupted_run(tmp_path):
+    kw = dict(steps=6, crop=24, batch_size=2, warmup=2, checkpoint_every=2, **SMALL)
+    full = train(blobs(3), tmp_path / "full.pt", **kw)
+    part = train(blobs(3), tmp_path / "part.pt", stop_after=4, **kw)
+    assert part.path == checkpoint_path(tmp_path / "part.pt") and part.steps == 4
+    rest = train(blobs(3), tmp_path / "part.pt", **kw)
+    assert rest.steps == 6 and len(rest.losses) == 6
+    np.testing.assert_allclose(rest.losses, full.losses, rtol=1e-5)
+    a, _ = load_model(full.path)
+    b, _ = load_model(rest.path)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.allclose(va, vb, atol=1e-6), k
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
+    kw = dict(steps=4, crop=24, batch_size=2, checkpoint_every=2, **SMALL)
+    train(blobs(2), tmp_path / "m.pt", stop_after=2, **kw)
+    with pytest.raises(InputError, match="different model"):
+        train(blobs(2), tmp_path / "m.pt", **{**kw, "n_classes": [2, 4]})
+    res = train(blobs(2), tmp_path / "m.pt", resume=False, **{**kw, "n_classes": [2, 4]})
+    assert load_model(res.path)[0].head_counts == [2, 4]
+
+
+def test_folder_stack_and_labels(tmp_path):
+    imgs = tmp_path / "imgs"
+    labs = tmp_path / "labs"
+    imgs.mkdir()
+    labs.mkdir()
+    grey = [b[..., 0] for b in blobs(3, channels=1)]
+    tifffile.imwrite(imgs / "stack.tif", np.stack(grey[:2]))  # a 3D tif = 2 images
+    tifffile.imwrite(imgs / "single.tif", grey[2])
+    lab = np.zeros((2, 40, 40), np.uint8)
+    lab[:, :5, :5] = 1
+    lab[:, -5:, -5:] = 2
+    tifffile.imwrite(labs / "stack.tif", lab)
+    data, labels, desc = load_training_images(imgs, labs)
+    assert len(data) == 3 and data[0].shape == (1, 40, 40) and "2 files" in desc
+    assert sum(lb is not None for lb in labels) == 2
+    assert 0.0 <= float(data[0].min()) and float(data[0].max()) <= 1.0
+    res = train(imgs, tmp_path / "m.pt", labels=labs, steps=3, crop=32, batch_size=2, **SMALL)
+    assert res.metadata["training"]["labelled"]
+    assert load_model(res.path)[0].in_channels == 1
+
+
+def test_bad_training_input(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        train(tmp_path / "nope", tmp_path / "m.pt", **SMALL)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no images"):
+        train(tmp_path / "empty", tmp_path / "m.pt", **SMALL)
+    with pytest.raises(InputError, match="output folder does not exist"):
+        train(blobs(1), tmp_path / "no" / "m.pt", **SMALL)
+    with pytest.raises(InputError, match="too small"):
+        train([np.random.rand(8, 8)], tmp_path / "m.pt", **SMALL)
+    with pytest.raises(InputError, match="labels go up to 5"):
+        train(blobs(1), tmp_path / "m.pt", labels=[np.full((40, 40), 5)], steps=1, crop=32, **SMALL)
+    assert parse_classes("2-4,7") == [2, 3, 4, 7]
+    with pytest.raises(InputError):
+        parse_classes("many")
+
+
+def test_cli(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    import imageio.v3 as iio
+
+    for i, img in enumerate(blobs(2)):
+        iio.imwrite(folder / f"{i}.png", img)
+    out = tmp_path / "m.pt"
+    code = main([str(folder), "-o", str(out), "--classes", "2,3", "--steps", "2", "--crop", "32",
+                 "--batch-size", "2", "--base", "4", "--levels", "2", "--embed", "4", "--device", "cpu", "--quiet"])
+    assert code == 0 and out.is_file()
+    assert load_model(out)[1]["command"].startswith("napari-levelset train")
+    capsys.readouterr()
+    for argv, message in [
+        ([str(tmp_path / "missing"), "-o", str(out)], "no such file or folder"),
+        ([str(tmp_path / "m.pt.d"), "-o", str(out)], "no such file or folder"),
+        ([str(folder), "-o", str(tmp_path / "nodir" / "m.pt")], "output folder does not exist"),
+        ([str(folder), "-o", str(folder)], "is a directory"),
+    ]:
+        assert main(argv + ["--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err

@@ -1,0 +1,263 @@
+"""U-Net model, model files and ``build_network`` (napari_levelset.unet)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import napari_levelset
+from napari_levelset.io import InputError
+from napari_levelset.unet import (
+    FORMAT,
+    ChannelNorm,
+    LevelSetUNet,
+    PretrainedNetwork,
+    build_network,
+    load_model,
+    pretrained_path,
+    save_model,
+)
+
+SMALL = dict(base=4, levels=2, embed=4)
+
+
+def small_net(in_channels=3, heads=(2, 3), ndim=2, seed=0) -> LevelSetUNet:
+    torch.manual_seed(seed)
+    return LevelSetUNet(in_channels, heads, ndim=ndim, **SMALL).eval()
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    net = small_net()
+    return save_model(tmp_path / "m.pt", net, {"note": "test"}), net
+
+
+def test_forward_shapes_and_padding():
+    net = small_net()
+    x = torch.rand(2, 3, 21, 30)  # not a multiple of 4: padded inside, cropped back
+    out = net(x)
+    assert set(out) == {2, 3}
+    assert out[3].shape == (2, 3, 21, 30)
+    assert net(x, 2).shape == (2, 2, 21, 30)
+
+
+def test_channel_norm_is_per_pixel_and_batch_independent():
+    norm = ChannelNorm(5)
+    x = torch.randn(3, 5, 7, 9)
+    ref = (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, unbiased=False, keepdim=True) + 1e-5)
+    assert torch.allclose(norm(x), ref, atol=1e-5)
+    net = small_net()
+    with torch.no_grad():
+        both = net(torch.cat([x[:, :3], x[:, 2:]]), 2)
+        one = net(x[:1, :3], 2)
+    assert torch.allclose(both[:1], one, atol=1e-5)
+
+
+def test_receptive_radius_bounds_the_dependence():
+    net = small_net()
+    r = net.receptive_radius
+    x = torch.rand(1, 3, 4 * r, 4 * r, requires_grad=True)
+    c = 2 * r
+    net(x, 2)[0, :, c, c].sum().backward()
+    ys, xs = np.nonzero(x.grad.abs().sum((0, 1)).numpy())
+    assert np.abs(ys - c).max() <= r and np.abs(xs - c).max() <= r
+
+
+def test_save_load_round_trip(model_file):
+    path, net = model_file
+    loaded, meta = load_model(path)
+    x = torch.rand(1, 3, 24, 20)
+    with torch.no_grad():
+        for n in (2, 3):
+            assert torch.equal(net(x, n), loaded(x, n))
+    assert meta["package_version"] == napari_levelset.__version__
+    assert meta["architecture"]["heads"] == [2, 3]
+    assert meta["architecture"]["base"] == 4 and meta["architecture"]["norm"] == "channel-layernorm"
+    assert "percentile" in meta["normalisation"]
+    assert meta["note"] == "test"
+
+
+def test_build_network_matches_the_model(model_file):
+    path, net = model_file
+    built = build_network(str(path), in_channels=3, n_classes=3, ndim=2)
+    assert isinstance(built, PretrainedNetwork)
+    x = torch.rand(1, 3, 17, 26)
+    with torch.no_grad():
+        assert torch.allclose(built(x), net(x, 3), atol=1e-5)
+    # a saved built network loads back with just its head
+    again, meta = load_model(save_model(path.with_name("one.pt"), built))
+    assert again.head_counts == [3]
+    with torch.no_grad():
+        assert torch.allclose(again(x, 3), net(x, 3), atol=1e-5)
+
+
+def test_grey_on_colour_model_repeats_the_channel(model_file):
+    path, net = model_file
+    built = build_network(path, in_channels=1, n_classes=2, ndim=2)
+    g = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(built(g), net(g.repeat(1, 3, 1, 1), 2), atol=1e-5)
+    rgba = build_network(path, in_channels=4, n_classes=2, ndim=2)
+    x = torch.rand(1, 4, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(rgba(x), net(x[:, :3], 2), atol=1e-5)
+    with pytest.raises(InputError, match="trained on 3-channel images and cannot take 2 channels"):
+        build_network(path, in_channels=2, n_classes=2, ndim=2)
+
+
+def test_unknown_class_count_and_dimension_errors(model_file, tmp_path):
+    path, _ = model_file
+    with pytest.raises(InputError, match="heads for 2, 3 classes, not 5"):
+        build_network(path, in_channels=3, n_classes=5, ndim=2)
+    p3 = save_model(tmp_path / "m3.pt", small_net(ndim=3))
+    with pytest.raises(InputError, match="3D model"):
+        build_network(p3, in_channels=3, n_classes=2, ndim=2)
+    lab = save_model(tmp_path / "lab.pt", small_net(), {"color": "lab"})
+    with pytest.raises(InputError, match="trained on 'lab' input"):
+        build_network(lab, in_channels=3, n_classes=2, ndim=2, color="rgb")
+    assert build_network(lab, in_channels=3, n_classes=2, ndim=2, color="lab").n_classes == 2
+    with pytest.raises(InputError, match="no such model file"):
+        build_network(tmp_path / "missing.pt", in_channels=3, n_classes=2, ndim=2)
+
+
+def test_2d_model_on_a_volume_runs_per_slice(model_file):
+    path, net = model_file
+    v = torch.rand(1, 3, 4, 15, 12)
+    for mode in ("head", "last", "all"):
+        built = build_network(path, in_channels=3, n_classes=2, ndim=3, finetune=mode)
+        with torch.no_grad():
+            out = built(v)
+        for z in range(4):
+            assert torch.allclose(out[:, :, z], net(v[:, :, z], 2), atol=1e-5), mode
+
+
+def test_3d_model(tmp_path):
+    net = small_net(in_channels=1, ndim=3)
+    built = build_network(save_model(tmp_path / "v.pt", net), in_channels=1, n_classes=3, ndim=3)
+    v = torch.rand(1, 1, 9, 10, 11)
+    with torch.no_grad():
+        assert torch.allclose(built(v), net(v, 3), atol=1e-5)
+
+
+def _expect_bad(path, match):
+    with pytest.raises(InputError, match=match) as info:
+        load_model(path)
+    assert "\n" not in str(info.value)
+
+
+def test_corrupt_and_foreign_files_are_rejected(model_file, tmp_path):
+    path, net = model_file
+    bad = tmp_path / "junk.pt"
+    bad.write_bytes(b"this is not a model")
+    _expect_bad(bad, "cannot read model file")
+    truncated = tmp_path / "cut.pt"
+    truncated.write_bytes(path.read_bytes()[:500])
+    _expect_bad(truncated, "cannot read model file")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    _expect_bad(foreign, "not a napari-levelset U-Net model file")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("arbitrary code ran",))
+
+
+def test_arbitrary_pickle_is_refused(tmp_path, capsys):
+    p = tmp_path / "evil.pt"
+    torch.save({"format": FORMAT, "payload": _Evil()}, p, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    _expect_bad(p, "cannot read model file")
+    assert "arbitrary code ran" not in capsys.readouterr().out
+
+
+def test_mismatched_and_future_files_are_rejected(model_file, tmp_path):
+    path, _ = model_file
+    blob = torch.load(path, weights_only=True)
+    meta = json.loads(blob["metadata"])
+    meta["architecture"]["base"] = 8  # weights no longer fit
+    torch.save({**blob, "metadata": json.dumps(meta)}, tmp_path / "mismatch.pt")
+    _expect_bad(tmp_path / "mismatch.pt", "does not match its architecture")
+    torch.save({**blob, "format_version": 99}, tmp_path / "future.pt")
+    _expect_bad(tmp_path / "future.pt", "format version 99")
+    meta["architecture"] = {"arch": "transformer"}
+    torch.save({**blob, "metadata": json.dumps(meta)}, tmp_path / "arch.pt")
+    _expect_bad(tmp_path / "arch.pt", "cannot build")
+    state = dict(blob["state_dict"])
+    state["heads.2.bias"] = torch.tensor([float("nan"), 0.0])
+    torch.save({**blob, "state_dict": state}, tmp_path / "nan.pt")
+    _expect_bad(tmp_path / "nan.pt", "NaN")
+
+
+def test_head_finetune_freezes_and_caches_the_body(model_file):
+    from napari_levelset.engine import Segmenter
+
+    path, _ = model_file
+    rng = np.random.default_rng(0)
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[:, 16:] = 200
+    image = (image + rng.integers(0, 30, image.shape)).astype(np.uint8)
+    seg = Segmenter(image, 2, model=str(path), device="cpu")
+    net = seg.model
+    calls = []
+    net.body.register_forward_hook(lambda *a: calls.append(1))
+    body0 = [p.detach().clone() for p in net.body.parameters()]
+    head0 = net.head.weight.detach().clone()
+    for snap in seg.run(3):
+        pass
+    assert snap.labels.shape == (32, 32) and set(np.unique(snap.labels)) <= {1, 2}
+    assert all(torch.equal(a, b) for a, b in zip(body0, net.body.parameters()))
+    assert not torch.equal(head0, net.head.weight)
+    assert len(calls) == 0  # the embedding was cached when the Segmenter was made
+
+
+def test_finetune_last_trains_only_the_last_block(model_file):
+    from napari_levelset.engine import Segmenter
+
+    path, net0 = model_file
+    net = build_network(path, in_channels=3, n_classes=3, ndim=2, finetune="last")
+    x = torch.rand(1, 3, 19, 22)
+    with torch.no_grad():
+        assert torch.allclose(net(x), net0(x, 3), atol=1e-5)
+    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("body.dec.0.", "body.out.", "head.")) for n in trainable)
+    assert any(n.startswith("body.dec.0.") for n in trainable)
+    image = (np.random.default_rng(2).random((24, 24, 3)) * 255).astype(np.uint8)
+    seg = Segmenter(image, 3, model=net, device="cpu")
+    frozen0 = {n: p.detach().clone() for n, p in net.named_parameters() if n not in trainable}
+    tail0 = net.body.dec[0][0].weight.detach().clone()
+    for _ in seg.run(3):
+        pass
+    assert all(torch.equal(frozen0[n], p) for n, p in net.named_parameters() if n in frozen0)
+    assert not torch.equal(tail0, net.body.dec[0][0].weight)
+
+
+def test_finetune_all_trains_the_body(model_file):
+    path, _ = model_file
+    net = build_network(path, in_channels=3, n_classes=2, ndim=2, finetune="all")
+    assert all(p.requires_grad for p in net.parameters())
+    with pytest.raises(InputError, match="finetune"):
+        build_network(path, in_channels=3, n_classes=2, ndim=2, finetune="some")
+
+
+def test_segment_with_a_model_file(model_file):
+    path, _ = model_file
+    image = np.random.default_rng(1).integers(0, 255, (20, 24, 3)).astype(np.uint8)
+    labels = napari_levelset.segment(image, n_classes=3, model=str(path), iterations=0, device="cpu")
+    assert labels.shape == (20, 24) and labels.min() >= 1 and labels.max() <= 3
+
+
+def test_shipped_model():
+    p = pretrained_path("unet")
+    if not p.is_file():
+        pytest.skip("the pretrained weights are not built")
+    assert p.stat().st_size <= 10 * 2**20
+    net, meta = load_model(p)
+    assert net.head_counts == list(range(2, 17)) and net.in_channels == 3
+    assert meta["training"]["lam"] == napari_levelset.engine.DEFAULTS["lam"]
+    built = build_network("unet", in_channels=1, n_classes=5, ndim=2)
+    with torch.no_grad():
+        assert built(torch.rand(1, 1, 40, 40)).shape == (1, 5, 40, 40)
