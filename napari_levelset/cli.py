@@ -48,7 +48,13 @@ def _add_segment(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="label image to write (.tif, .tiff or .png)")
     p.add_argument("--classes", "-n", type=int, default=DEFAULTS["n_classes"], help="number of classes N (>= 2)")
     p.add_argument("--lam", type=_nonneg_float, default=DEFAULTS["lam"], help="weight of the smoothness (TV) term")
-    p.add_argument("--iterations", "-k", type=int, default=DEFAULTS["iterations"], help="optimisation steps")
+    p.add_argument(
+        "--iterations",
+        "-k",
+        type=int,
+        default=None,
+        help=f"optimisation steps (default {DEFAULTS['iterations']} for the per-image CNN, 0 for a U-Net)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (CPU results are deterministic)")
     p.add_argument("--scribbles", help="label image of the same shape: 0 unlabelled, k means class k")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
@@ -61,6 +67,18 @@ def _add_segment(sub) -> None:
     p.add_argument("--depth", type=_positive_int, default=DEFAULTS["depth"], help="CNN 3x3 blocks")
     p.add_argument("--alpha", type=_nonneg_float, default=DEFAULTS["alpha"], help="weight of the scribble term")
     p.add_argument("--model", default="cnn", help="cnn (per-image CNN), unet (pretrained U-Net) or a model file")
+    p.add_argument(
+        "--finetune",
+        choices=["head", "last", "all"],
+        default="head",
+        help="with a U-Net: what --iterations fine-tune (head: the class head only; all: everything, use --lr 0.003)",
+    )
+    p.add_argument(
+        "--regions",
+        choices=["classes", "connected"],
+        default="classes",
+        help="classes: label k = class k; connected: one label per connected region",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_segment)
 
@@ -83,7 +101,7 @@ def _run_segment(args) -> int:
     _check_output(out)
     if args.classes < 2:
         raise InputError(f"need at least 2 classes, got {args.classes}")
-    if args.iterations < 0:
+    if args.iterations is not None and args.iterations < 0:
         raise InputError(f"iterations must be >= 0, got {args.iterations}")
     image = read_image(args.input)
     scribbles = read_image(args.scribbles) if args.scribbles else None
@@ -103,6 +121,8 @@ def _run_segment(args) -> int:
         depth=args.depth,
         alpha=args.alpha,
         model=args.model,
+        finetune=args.finetune,
+        regions=args.regions,
     )
     if out.suffix.lower() == ".png" and labels.ndim != 2:
         raise InputError(f"PNG holds 2D labels only; these have shape {labels.shape}: write a .tif instead")
@@ -113,16 +133,13 @@ def _run_segment(args) -> int:
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a U-Net with the level-set loss on many images", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_run_train)
+    # listed for --help; ``main`` hands ``train ...`` to napari_levelset.train.main
+    sub.add_parser("train", help="train a U-Net with the level-set loss on many images (see: train --help)")
 
 
 def _run_train(args) -> int:
-    try:
-        from .train import main as train_main
-    except ImportError:
-        raise InputError("training is not available in this installation") from None
+    from .train import main as train_main
+
     return int(train_main(args.rest) or 0)
 
 
@@ -140,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # the training CLI has its own parser (napari_levelset.train)
+        return _run_train(argparse.Namespace(rest=argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -110,6 +110,9 @@ class Segmenter:
         ``rgb`` (default: each channel normalised on its own) or ``lab`` (RGB
         images only: CIELAB, so the data term measures perceptual colour
         difference).
+    finetune:
+        For a U-Net: what the iterations train: ``head`` (default; the body is
+        frozen and computed once), ``last`` or ``all`` (use ``lr=0.003`` then).
     max_pixels:
         Most pixels (voxels) one optimisation step may hold activations for.
         Default: as many as fit in half the free memory of the device.  A larger
@@ -140,6 +143,7 @@ class Segmenter:
         model: Any = "cnn",
         color: str = "rgb",
         max_pixels: int | None = None,
+        finetune: str = "head",
         prepared: Prepared | None = None,
     ):
         n_classes = int(n_classes)
@@ -170,7 +174,9 @@ class Segmenter:
             else:
                 from .unet import build_network
 
-                self.model = build_network(model, in_channels=in_ch, n_classes=n_classes, ndim=ndim)
+                self.model = build_network(
+                    model, in_channels=in_ch, n_classes=n_classes, ndim=ndim, finetune=finetune, color=color
+                )
                 init = "network"
         self.model.to(self.device).train()
         if init == "kmeans" and hasattr(self.model, "init_from_centres"):
@@ -195,6 +201,7 @@ class Segmenter:
             depth=int(depth),
             seed=self.seed,
             init=init,
+            finetune=finetune if model != "cnn" else None,
             color=color,
             crop=None if self._crop is None else list(self._crop["shape"]),
             device=str(self.device),
@@ -488,7 +495,7 @@ def segment(
     image,
     n_classes: int = DEFAULTS["n_classes"],
     lam: float = DEFAULTS["lam"],
-    iterations: int = DEFAULTS["iterations"],
+    iterations: int | None = None,
     scribbles=None,
     channel_axis: int | None = None,
     spatial_dims: int | None = None,
@@ -497,6 +504,8 @@ def segment(
     progress: bool = False,
     regions: str = "classes",
     min_region: float = 0.001,
+    model: Any = "cnn",
+    finetune_iterations: int | None = None,
     **kwargs,
 ) -> np.ndarray:
     """Segment ``image`` into ``n_classes`` classes; returns labels 1..N.
@@ -506,6 +515,12 @@ def segment(
     ``depth``, ``alpha``, ``color``, ``init``, ``model``) go to ``Segmenter``;
     ``progress=True`` shows a progress bar on stderr.
 
+    ``model="cnn"`` (default) optimises the per-image CNN for ``iterations``
+    steps (default 100).  ``model="unet"`` (the pretrained U-Net) or a model
+    file path segments at once and then fine-tunes on this image for
+    ``finetune_iterations`` steps (default 0: direct use; ``iterations`` is
+    accepted as a synonym); see ``Segmenter``'s ``finetune``.
+
     ``regions="connected"`` returns one label per connected piece of a class
     instead (uint32, 1..R), fragments smaller than ``min_region`` (pixels, or a
     fraction of the image when < 1) merged into their nearest neighbour region;
@@ -513,10 +528,15 @@ def segment(
     """
     if regions not in ("classes", "connected"):
         raise InputError(f"regions must be 'classes' or 'connected', got {regions!r}")
+    if model == "cnn":
+        iterations = DEFAULTS["iterations"] if iterations is None else iterations
+    else:
+        iterations = finetune_iterations if finetune_iterations is not None else (iterations or 0)
     seg = Segmenter(
         image,
         n_classes,
         lam=lam,
+        model=model,
         scribbles=scribbles,
         channel_axis=channel_axis,
         spatial_dims=spatial_dims,

@@ -137,3 +137,29 @@ def test_installed_entry_point(tmp_path):
     res = subprocess.run(cmd + ["segment", str(tmp_path / "nope.png"), "-o", str(out)], capture_output=True, text=True)
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [f"napari-levelset: error: no such file: {tmp_path / 'nope.png'}"]
+
+
+def test_pretrained_unet_segments_and_fine_tunes(tmp_path, capsys):
+    src, truth = rgb_phantom(tmp_path)
+    for extra in ([], ["--iterations", "5"]):
+        out = tmp_path / f"unet{len(extra)}.tif"
+        code, _, err = run_cli(capsys, "segment", src, "-o", out, "--model", "unet", "--classes", 3, "-q", *extra)
+        assert code == 0, err
+        labels = read_image(out)
+        assert labels.shape == truth.shape
+        assert matched_iou(labels, truth).min() >= 0.9
+
+
+def test_bad_model_file_is_a_one_line_error(tmp_path, capsys):
+    src, _ = rgb_phantom(tmp_path)
+    bogus = tmp_path / "model.pt"
+    bogus.write_bytes(b"not a model")
+    code, _, err = run_cli(capsys, "segment", src, "-o", tmp_path / "x.tif", "--model", bogus)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_train_subcommand_is_routed(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", tmp_path / "nothing-here", "-o", tmp_path / "m.pt")
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "m.pt").exists()
