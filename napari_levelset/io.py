@@ -43,6 +43,7 @@ __all__ = [
     "to_lab",
     "read_image",
     "write_labels",
+    "atomic_write",
     "labels_dtype",
 ]
 
@@ -243,19 +244,32 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray) -> Path:
         raise InputError(f"output must end in .tif, .tiff or .png, got {p.name!r}")
     if ext == ".png" and labels.ndim != 2:
         raise InputError(f"PNG holds 2D labels only; these have shape {labels.shape}: write a .tif instead")
+    if ext in TIFF_EXT:
+        import tifffile
+
+        return atomic_write(p, lambda tmp: tifffile.imwrite(tmp, labels))
+    import imageio.v3 as iio
+
+    return atomic_write(p, lambda tmp: iio.imwrite(tmp, labels))
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    The temporary file keeps ``path``'s extension (writers choose formats by it)
+    and gets the permissions a new file would get (``mkstemp`` makes 0600).  On
+    any failure it is removed and ``path`` is left as it was.
+    """
+    p = Path(path)
     if not p.parent.exists():
         raise InputError(f"output folder does not exist: {p.parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=ext, dir=p.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=p.suffix, dir=p.parent)
     os.close(fd)
     try:
-        if ext in TIFF_EXT:
-            import tifffile
-
-            tifffile.imwrite(tmp, labels)
-        else:
-            import imageio.v3 as iio
-
-            iio.imwrite(tmp, labels)
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):

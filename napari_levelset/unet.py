@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -51,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .io import InputError
+from .io import InputError, atomic_write
 from .models import conv_layer
 
 __all__ = [
@@ -460,22 +459,7 @@ def save_model(path: str | os.PathLike, net: nn.Module, metadata: dict | None = 
         raise InputError(f"model metadata must be JSON-serialisable: {exc}") from None
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     blob = dict(format=FORMAT, format_version=FORMAT_VERSION, metadata=meta_json, state_dict=state, **extra)
-    p = Path(path)
-    if not p.parent.exists():
-        raise InputError(f"output folder does not exist: {p.parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
-        torch.save(blob, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
+    return atomic_write(path, lambda tmp: torch.save(blob, tmp))
 
 
 def _body_kwargs(arch: dict) -> dict:

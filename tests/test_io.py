@@ -107,3 +107,12 @@ def test_read_errors_are_clear(tmp_path):
         read_image(bad)
     with pytest.raises(InputError, match="directory"):
         read_image(tmp_path)
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = write_labels(tmp_path / "perm.tif", np.ones((3, 3), np.uint8))
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
