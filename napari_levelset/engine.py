@@ -544,7 +544,7 @@ def segment(
         seed=seed,
         **kwargs,
     )
-    every = max(1, int(iterations) // 100) if progress else max(1, int(iterations))
+    every = max(1, int(iterations) // 20) if progress else max(1, int(iterations))
     bar = None
     if progress:
         from tqdm import tqdm
