@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .defaults import DEFAULTS
 from .io import PLAIN_EXT, TIFF_EXT, InputError, prepare_image, read_image
 from .loss import levelset_loss, scribble_loss
 from .unet import MAX_CLASSES, LevelSetUNet, load_model, read_model_file, save_model
@@ -49,7 +50,7 @@ IMAGE_EXT = PLAIN_EXT | TIFF_EXT
 
 #: Defaults of ``train`` (and the CLI).
 DEFAULT_TRAIN: dict[str, Any] = dict(
-    lam=0.05,  # = engine.DEFAULTS["lam"]: the per-image mode's smoothness
+    lam=DEFAULTS["lam"],  # the per-image mode's smoothness
     steps=2000,
     crop=128,
     batch_size=8,
