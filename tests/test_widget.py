@@ -456,3 +456,19 @@ def test_screenshot_with_a_result(make_widget, qtbot, tmp_path, errors):
         import shutil
 
         shutil.copy(path, keep)
+
+
+@gui
+def test_pretrained_unet_model_runs(make_widget, qtbot, errors):
+    viewer, widget = make_widget()
+    img, truth = disk_image(64)
+    rgb = (np.clip(np.stack([img, 1 - img, 0.5 * img], axis=-1), 0, 1) * 255).astype(np.uint8)
+    image = viewer.add_image(rgb, name="rgb", rgb=True)
+    widget.model_combo.setCurrentText("pretrained U-Net")
+    widget.n_spin.setValue(2)
+    widget.iter_spin.setValue(20)  # fine-tune steps of the class head
+    run_and_wait(qtbot, widget)
+    assert not errors, errors
+    out = widget.output_layer(image)
+    assert out.metadata["napari_levelset"]["model"] == "unet"
+    assert best_iou(np.asarray(out.data), truth) >= 0.9
