@@ -124,6 +124,25 @@ def measure(image, truth, k, device, iterations, timed, config) -> dict:
     )
 
 
+def streaming_overhead(image, k, device, iterations, every, spatial_dims) -> tuple[float, float]:
+    """Seconds for ``iterations`` steps with one snapshot at the end vs one every ``every`` steps.
+
+    A snapshot is what the napari widget consumes: the label image on the host (and
+    the loss).  The two runs alternate three times; the medians are returned.
+    """
+    times = {1: [], every: []}
+    for _ in range(3):
+        for ev in (iterations, every):
+            seg = Segmenter(image, k, device=device, seed=0, spatial_dims=spatial_dims)
+            sync(device)
+            t = time.perf_counter()
+            for _snap in seg.run(iterations, every=ev):
+                pass
+            sync(device)
+            times[1 if ev == iterations else every].append(time.perf_counter() - t)
+    return statistics.median(times[1]), statistics.median(times[every])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="256,512,64x64x64", help="comma list: 512 means 512x512; 64x64x64 a volume")
@@ -135,6 +154,13 @@ def main(argv=None) -> int:
     ap.add_argument("--no-baseline", action="store_true", help="skip the naive baseline (very large sizes)")
     ap.add_argument("--baseline-iterations", type=int, default=None, help="iterations for the baseline (default: same)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting of ours")
+    ap.add_argument(
+        "--streaming",
+        type=int,
+        default=0,
+        metavar="EVERY",
+        help="instead: time runs without snapshots against a snapshot every EVERY iterations",
+    )
     args = ap.parse_args(argv)
 
     device = resolve_device(args.device)
@@ -151,6 +177,16 @@ def main(argv=None) -> int:
         f"cpus {os.cpu_count()}"
     )
     print(f"# ours: {ours}; baseline: {baseline} (eager fp32); N={args.classes}, {args.iterations} iterations")
+    if args.streaming:
+        print(f"{'size':>12} {'ch':>3} | {'no snapshots s':>14} {'snapshot/' + str(args.streaming) + ' s':>14} {'overhead':>8}")
+        for size_text in args.sizes.split(","):
+            size = parse_size(size_text)
+            ch = None if len(size) == 3 else (None if args.rgb == "no" else 3)
+            image, truth = phantom(size, args.classes, channels=ch, seed=0)
+            quiet, streamed = streaming_overhead(image, args.classes, device, args.iterations, args.streaming, len(size))
+            name = "x".join(map(str, size))
+            print(f"{name:>12} {ch or 1:>3} | {quiet:14.2f} {streamed:14.2f} {100 * (streamed / quiet - 1):7.1f}%")
+        return 0
     header = (
         f"{'size':>12} {'ch':>3} | {'ms/it':>8} {'base':>8} {'ratio':>6} | {'1st lbl s':>9} | "
         f"{'conv it':>7} {'conv s':>7} {'base s':>7} | {'peak MB':>8} {'base MB':>8} | {'IoU':>5} {'base':>5}"
