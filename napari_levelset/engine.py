@@ -209,7 +209,6 @@ class Segmenter:
         self._stop = threading.Event()
         self._pending_scribbles: Any = _UNSET
         self._scribbles: torch.Tensor | None = None  # in network class ids, 0 = none
-        self._raw_scribbles: np.ndarray | None = None  # in label ids, (B, *S)
         self._logits: torch.Tensor | None = first_logits
         self._loss: torch.Tensor | None = None
         # label k -> network class order[k-1]; with a k-means start class j - 1 *is*
@@ -313,10 +312,8 @@ class Segmenter:
             return
         if pending is None or not pending.any():
             self._scribbles = None
-            self._raw_scribbles = None
             return
         lut = np.concatenate([[0], self._order + 1])
-        self._raw_scribbles = pending
         self._scribbles = torch.from_numpy(lut[pending]).to(self.device)
 
     def step(self) -> torch.Tensor:
@@ -332,7 +329,7 @@ class Segmenter:
         probs = torch.softmax(logits, dim=1)
         loss = levelset_loss(probs, x, self._lam)
         if scr is not None and self.alpha > 0:
-            loss = loss + self.alpha * scribble_loss(logits, scr)
+            loss = loss + self.alpha * scribble_loss(logits, scr, check=False)  # checked in set_scribbles
         loss.backward()
         self.optimizer.step()
         self.iteration += 1

@@ -88,20 +88,22 @@ def levelset_loss(probs: torch.Tensor, image: torch.Tensor, lam: float, eps: flo
     return per_item.mean()
 
 
-def scribble_loss(logits: torch.Tensor, scribbles: torch.Tensor | None) -> torch.Tensor:
+def scribble_loss(logits: torch.Tensor, scribbles: torch.Tensor | None, check: bool = True) -> torch.Tensor:
     """Cross-entropy on labelled pixels only.
 
     ``scribbles`` is an integer tensor ``(B, *S)``: 0 means unlabelled and value
     ``k`` means class ``k - 1``.  Returns the mean cross-entropy over labelled
-    pixels, or a zero that keeps the graph when nothing is labelled.
+    pixels, or a zero that keeps the graph when nothing is labelled.  With
+    ``check=False`` (scribbles validated once by the caller) the scribble values
+    are not checked against the class count, and nothing waits for the device.
     """
     if scribbles is None:
         return logits.sum() * 0.0
     if scribbles.shape != logits.shape[:1] + logits.shape[2:]:
         raise ValueError(f"scribbles {tuple(scribbles.shape)} do not match logits {tuple(logits.shape)}")
     target = scribbles.long() - 1  # -1 = ignore
-    if int(target.max()) >= logits.shape[1]:
+    if check and int(target.max()) >= logits.shape[1]:
         raise ValueError(f"scribble value {int(target.max()) + 1} exceeds the number of classes {logits.shape[1]}")
-    if not bool((target >= 0).any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits, target, ignore_index=-1)
+    # sum / count instead of the mean: no NaN when nothing is labelled, no host sync
+    total = F.cross_entropy(logits, target, ignore_index=-1, reduction="sum")
+    return total / (target >= 0).sum().clamp_min(1)

@@ -135,3 +135,11 @@ def test_scribble_value_beyond_classes_is_rejected():
     scr[0, 1, 1] = 3
     with pytest.raises(ValueError, match="exceeds"):
         scribble_loss(logits, scr)
+
+
+def test_scribble_loss_without_labelled_pixels_in_a_crop_is_zero_not_nan():
+    logits = torch.randn(1, 3, 4, 4, requires_grad=True)
+    loss = scribble_loss(logits, torch.zeros(1, 4, 4, dtype=torch.long), check=False)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.isfinite(logits.grad).all()
