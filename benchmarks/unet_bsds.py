@@ -16,11 +16,11 @@ Configurations (each one ``napari_levelset.segment(image, n_classes=N, seed=0, .
 ``unet``        ``model="unet", iterations=0``: the pretrained network as it is
 ``unet+SPEC``   ``model="unet"`` plus the settings of one ``--ft SPEC``, e.g.
                 ``--ft iterations=20`` (20 fine-tune steps of the head, the
-                default ``finetune="head"``) or
+                default ``finetune="head"``),
+                ``--ft "iterations=20,init='kmeans'"`` (the head restarted from
+                the image's k-means, then 20 steps) or
                 ``--ft "iterations=5,finetune='all',lr=0.003"`` (5 steps of
-                the whole network).  ``finetune`` is handed to
-                ``napari_levelset.unet.build_network`` (the ``Segmenter`` does not
-                take it as an argument).
+                the whole network).
 
 Set ``OMP_NUM_THREADS`` to fix the CPU threads (timings in the report used 1).
 """
@@ -28,7 +28,6 @@ Set ``OMP_NUM_THREADS`` to fix the CPU threads (timings in the report used 1).
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 from pathlib import Path
 
@@ -41,26 +40,7 @@ except ImportError:  # pragma: no cover
 
 import bsds  # noqa: E402
 
-_run_levelset = bsds.METHODS["levelset"].run
-
-
-def run_levelset(image, scale, config):
-    """``bsds.run_levelset``, plus a ``finetune`` setting handed to ``build_network``."""
-    settings = dict(config.get("settings", {}))
-    finetune = settings.pop("finetune", None)
-    if finetune is None:
-        return _run_levelset(image, scale, config)
-    import napari_levelset.unet as unet
-
-    build = unet.build_network
-    unet.build_network = functools.partial(build, finetune=finetune)  # the engine imports it per call
-    try:
-        return _run_levelset(image, scale, dict(config, settings=settings))
-    finally:
-        unet.build_network = build
-
-
-bsds.METHODS["levelset"].run = run_levelset
+run_levelset = bsds.METHODS["levelset"].run
 
 
 def warm_up() -> None:

@@ -24,7 +24,7 @@ def smooth(x: torch.Tensor, passes: int = 2) -> torch.Tensor:
 
 @torch.no_grad()
 def init_centres(
-    x: torch.Tensor, k: int, seed: int = 0, scribbles: torch.Tensor | None = None
+    x: torch.Tensor, k: int, seed: int = 0, scribbles: torch.Tensor | None = None, order_channels: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Class means to start from: k-means on a lightly smoothed copy of ``x`` ``(B, C, *S)``.
 
@@ -34,6 +34,8 @@ def init_centres(
     With ``scribbles`` ``(B, *S)`` (0 none, ``j`` class ``j - 1``), each scribbled
     class's centre is the mean of its scribbled pixels and stays there; only the
     others are found by k-means and fill the remaining places, darkest first.
+    "Darkest" is the mean over the first ``order_channels`` channels (all by
+    default; extra feature channels such as coordinates are left out this way).
 
     Smoothing lowers the noise the way the TV term will, so a big noisy region is
     not split in two at the expense of a small distinct one.
@@ -47,14 +49,15 @@ def init_centres(
             fixed[int(j) - 1] = xs[s == j].mean(0)
     if fixed:
         free = [i for i in range(k) if i not in fixed]
-        found, _ = kmeans(xs, len(free), seed=seed, fixed=torch.stack(list(fixed.values()))) if free else (None, 0)
+        found, _ = (kmeans(xs, len(free), seed=seed, fixed=torch.stack(list(fixed.values())),
+                           order_channels=order_channels) if free else (None, 0))
         centres = torch.empty(k, x.shape[1], device=x.device)
         for i, c in fixed.items():
             centres[i] = c
         if free:
             centres[free] = found
     else:
-        centres, _ = kmeans(xs, k, seed=seed)
+        centres, _ = kmeans(xs, k, seed=seed, order_channels=order_channels)
     # The temperature comes from the raw pixels' spread around those centres, so the
     # starting probabilities are as soft as the noise warrants (not saturated).
     raw = flat(x.float())
@@ -74,6 +77,7 @@ def kmeans(
     max_points: int = 16384,
     restarts: int = 3,
     fixed: torch.Tensor | None = None,
+    order_channels: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cluster ``points`` ``(P, C)`` into ``k`` groups.
 
@@ -82,7 +86,8 @@ def kmeans(
     seedings (lowest mean squared distance) is kept.  ``fixed`` centres ``(F, C)``
     take part in the assignment but never move, and are not returned: the ``k``
     centres returned are the free ones.  Returns the centres
-    ``(k, C)`` sorted by their mean over channels (darkest first), and the mean
+    ``(k, C)`` sorted by their mean over channels (darkest first; over the first
+    ``order_channels`` channels when given), and the mean
     squared distance of a point to its centre (a scalar tensor).  Centres that end
     up empty keep their seed position; duplicates are allowed when there are
     fewer distinct points than ``k``.
@@ -100,7 +105,7 @@ def kmeans(
         if best is None or float(spread) < float(best[1]):
             best = (c, spread)
     c, spread = best
-    order = torch.argsort(c.mean(1), stable=True)
+    order = torch.argsort(c[:, :order_channels].mean(1), stable=True)
     return c[order], spread
 
 

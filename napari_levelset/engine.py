@@ -103,9 +103,12 @@ class Segmenter:
     seed:
         Seed for the network's initialisation; CPU results are deterministic.
     init:
-        ``kmeans`` (default): start from the soft assignment to k-means class
-        means of a lightly smoothed copy of the image; ``random``: Kanezaki's
-        plain random start.
+        ``kmeans`` (default for the per-image CNN): start from the soft
+        assignment to k-means class means of a lightly smoothed copy of the
+        image; ``random``: Kanezaki's plain random start; ``network`` (default
+        for a U-Net): the pretrained head as trained.  A U-Net with ``kmeans``
+        keeps its body and restarts its head from this image's k-means, which a
+        fine-tune then refines with the body's features.
     color:
         ``rgb`` (default: each channel normalised on its own) or ``lab`` (RGB
         images only: CIELAB, so the data term measures perceptual colour
@@ -113,6 +116,12 @@ class Segmenter:
     finetune:
         For a U-Net: what the iterations train: ``head`` (default; the body is
         frozen and computed once), ``last`` or ``all`` (use ``lr=0.003`` then).
+    position:
+        Weight of the pixel coordinates appended to the image as extra channels
+        (default 0: none).  They enter both the network and the data term, so a
+        class is a region of similar colour *and* place: with many classes the
+        result tends to compact regions, as in SLIC superpixels.  Coordinates run
+        over [-w/2, w/2] along the image's longest axis (channels are in [0, 1]).
     max_pixels:
         Most pixels (voxels) one optimisation step may hold activations for.
         Default: as many as fit in half the free memory of the device.  A larger
@@ -139,11 +148,12 @@ class Segmenter:
         spatial_dims: int | None = None,
         device: str | torch.device = "auto",
         seed: int = 0,
-        init: str = "kmeans",
+        init: str | None = None,
         model: Any = "cnn",
         color: str = "rgb",
         max_pixels: int | None = None,
         finetune: str = "head",
+        position: float = 0.0,
         prepared: Prepared | None = None,
     ):
         n_classes = int(n_classes)
@@ -152,7 +162,7 @@ class Segmenter:
         if n_classes > 65535:
             raise InputError(f"at most 65535 classes are supported, got {n_classes}")
         _check_positive(lr=lr, width=width, depth=depth)
-        _check_nonnegative(lam=lam, alpha=alpha)
+        _check_nonnegative(lam=lam, alpha=alpha, position=position)
         if prepared is None:
             prepared = prepare_image(image, channel_axis, spatial_dims, color=color)
         self.prepared = prepared
@@ -163,6 +173,11 @@ class Segmenter:
         self._lam = float(lam)
         ndim = len(self.prepared.spatial_shape)
         self.x = torch.from_numpy(self.prepared.data).to(self.device)
+        self.image_channels = self.x.shape[1]
+        if position:
+            if not (isinstance(model, torch.nn.Module) or model == "cnn"):
+                raise InputError("position features are for the per-image CNN; a pretrained model takes the image only")
+            self.x = torch.cat([self.x, position_channels(self.x, position)], 1)
         in_ch = self.x.shape[1]
         first_logits = None
         with torch.random.fork_rng(devices=[]):
@@ -177,18 +192,26 @@ class Segmenter:
                 self.model = build_network(
                     model, in_channels=in_ch, n_classes=n_classes, ndim=ndim, finetune=finetune, color=color
                 )
-                init = "network"
+        from .unet import PretrainedNetwork
+
+        pretrained = isinstance(self.model, PretrainedNetwork)
+        if init is None:  # a pretrained network starts from what it learned
+            init = "network" if pretrained else "kmeans"
+        if init == "random" and pretrained:
+            raise InputError("init='random' is for the per-image CNN; a pretrained model starts from 'network' or 'kmeans'")
         self.model.to(self.device).train()
         if init == "kmeans" and hasattr(self.model, "init_from_centres"):
             start_scr = None
             if scribbles is not None:
                 start_scr = torch.from_numpy(self._check_scribbles(scribbles)).to(self.device)
-            centres, spread = init_centres(self.x, n_classes, seed=self.seed, scribbles=start_scr)
+            centres, spread = init_centres(self.x, n_classes, seed=self.seed, scribbles=start_scr,
+                                           order_channels=self.image_channels)
             self.model.init_from_centres(centres, float(spread))
-            with torch.no_grad():  # the CNN branch starts at zero: the first labels cost one 1x1 conv
-                first_logits = self.model.skip(self.x)
+            if hasattr(self.model, "skip"):  # the CNN branch starts at zero: the first labels cost one 1x1 conv
+                with torch.no_grad():
+                    first_logits = self.model.skip(self.x)
         elif init not in ("kmeans", "random", "network"):
-            raise InputError(f"init must be 'kmeans' or 'random', got {init!r}")
+            raise InputError(f"init must be 'kmeans', 'random' or 'network', got {init!r}")
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=float(lr))
         self.iteration = 0
         self._crop = self._plan_crops(max_pixels, int(width))
@@ -203,6 +226,7 @@ class Segmenter:
             init=init,
             finetune=finetune if model != "cnn" else None,
             color=color,
+            position=float(position),
             crop=None if self._crop is None else list(self._crop["shape"]),
             device=str(self.device),
         )
@@ -418,7 +442,7 @@ class Segmenter:
     @torch.no_grad()
     def _current_order(self) -> np.ndarray:
         probs = torch.softmax(self._ensure_logits(), dim=1)
-        brightness = class_means(probs, self.x).mean(dim=(0, 2))  # N
+        brightness = class_means(probs, self.x[:, : self.image_channels]).mean(dim=(0, 2))  # N
         return np.argsort(brightness.cpu().numpy(), kind="stable")
 
     def _lut(self) -> torch.Tensor:
@@ -480,6 +504,19 @@ def _check_positive(**values) -> None:
     for name, v in values.items():
         if not (isinstance(v, (int, float, np.number)) and np.isfinite(v) and v > 0):
             raise InputError(f"{name} must be a positive number, got {v!r}")
+
+
+def position_channels(x: torch.Tensor, weight: float) -> torch.Tensor:
+    """Centred coordinate channels ``(B, D, *S)`` for ``x`` ``(B, C, *S)``, scaled by ``weight``.
+
+    Each axis's coordinate is divided by the longest axis, so they span at most
+    ``[-weight/2, weight/2]`` and a unit of distance is the same along every axis.
+    """
+    spatial = x.shape[2:]
+    scale = float(weight) / max(max(spatial) - 1, 1)
+    axes = [(torch.arange(s, device=x.device, dtype=x.dtype) - (s - 1) / 2) * scale for s in spatial]
+    grids = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack(grids).unsqueeze(0).expand(x.shape[0], len(spatial), *spatial).contiguous()
 
 
 def _check_nonnegative(**values) -> None:

@@ -378,6 +378,27 @@ class PretrainedNetwork(nn.Module):
     def clear_cache(self) -> None:
         self._cache = None
 
+    @torch.no_grad()
+    def init_from_centres(self, centres: torch.Tensor, spread: float) -> None:
+        """Restart the head from this image's k-means, keeping the pretrained body.
+
+        The head is a 1x1 convolution of ``[embedding, image]``: its image part is
+        set to the soft nearest-centre assignment (as ``PerImageCNN.init_from_centres``)
+        and its embedding part to zero, so the first labels are the k-means ones
+        and a fine-tune learns how to use the body's features for this image's
+        classes.  Needs the image channels to reach the head unchanged (no colour
+        to grey adaptation).
+        """
+        if self.adapt == "mean":
+            raise InputError("a k-means start needs the model's input channels; this model averages colour to grey")
+        s = max(float(spread), 1e-4)
+        k = min(int(centres.shape[1]), self.model_channels)
+        w = torch.zeros_like(self.head.weight)
+        feats = w.shape[1] - self.model_channels
+        w.view(self.n_classes, -1)[:, feats : feats + k] = centres[:, :k].to(w) / s
+        self.head.weight.copy_(w)
+        self.head.bias.copy_(-(centres[:, :k].to(w) ** 2).sum(1) / (2 * s))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.finetune == "all" and torch.is_grad_enabled() and any(p.requires_grad for p in self.body.parameters()):
             return self._whole(x)

@@ -95,6 +95,32 @@ def test_label_ids_are_stable_across_snapshots_and_sorted_by_brightness():
     assert first == [1, 2, 3, 4]
 
 
+def test_position_channels_are_centred_and_isotropic():
+    from napari_levelset.engine import position_channels
+
+    c = position_channels(torch.zeros(2, 3, 5, 9), 0.8)
+    assert c.shape == (2, 2, 5, 9)
+    assert torch.allclose(c[:, 1, 0], torch.linspace(-0.4, 0.4, 9).expand(2, 9))  # longest axis spans the weight
+    assert torch.allclose(c[0, 0, :, 0], torch.arange(5.0).sub(2) * 0.1)  # same unit along the short axis
+    assert torch.allclose(c.mean(dim=(2, 3)), torch.zeros(2, 2), atol=1e-6)
+
+
+def test_position_separates_same_coloured_regions_far_apart():
+    # two dark disks on a bright background: colour alone has two classes; with
+    # coordinates in the data term, three classes split the disks (left, right)
+    yy, xx = np.mgrid[:48, :96]
+    image = np.ones((48, 96), np.float32)
+    left = (yy - 24) ** 2 + (xx - 20) ** 2 < 12**2
+    right = (yy - 24) ** 2 + (xx - 76) ** 2 < 12**2
+    image[left | right] = 0.0
+    plain = segment(image, 3, iterations=40, device="cpu")
+    placed = segment(image, 3, iterations=40, device="cpu", position=2.0)
+    assert np.bincount(plain[left]).argmax() == np.bincount(plain[right]).argmax()
+    assert np.bincount(placed[left]).argmax() != np.bincount(placed[right]).argmax()
+    # label ids still follow brightness: the disks' labels are below the background's
+    assert max(np.bincount(placed[left]).argmax(), np.bincount(placed[right]).argmax()) < np.bincount(placed[~(left | right)]).argmax()
+
+
 def test_streaming_snapshots_and_probabilities():
     image, _ = phantom((48, 40), 3, seed=0)
     seg = Segmenter(image, 3, device="cpu")
@@ -206,6 +232,9 @@ def test_per_slice_segmentation_shares_labels_between_slices():
         (np.random.rand(20), {}, "2 spatial axes"),
         (np.random.rand(2, 3, 4, 5, 6), {}, "cannot tell the axes"),
         (np.random.rand(20, 20), {"device": "tpu"}, "unknown device"),
+        (np.random.rand(20, 20), {"position": -0.5}, "position"),
+        (np.random.rand(20, 20), {"position": 0.5, "model": "unet"}, "position features are for the per-image CNN"),
+        (np.random.rand(20, 20), {"init": "random", "model": "unet"}, "init='random' is for the per-image CNN"),
     ],
 )
 def test_bad_input_gives_clear_errors(image, kwargs, message):

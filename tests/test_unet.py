@@ -250,6 +250,27 @@ def test_segment_with_a_model_file(model_file):
     assert labels.shape == (20, 24) and labels.min() >= 1 and labels.max() <= 3
 
 
+def test_kmeans_start_keeps_the_body_and_restarts_the_head(model_file):
+    from napari_levelset.engine import Segmenter
+    from napari_levelset.synthetic import matched_iou, phantom
+
+    path, net = model_file
+    image, truth = phantom((48, 48), 3, channels=3, seed=1)
+    seg = Segmenter(image, 3, model=str(path), init="kmeans", device="cpu")
+    body = {k: v.clone() for k, v in seg.model.body.state_dict().items()}
+    # the first labels are the k-means ones, whatever the (untrained) head said
+    assert min(matched_iou(seg.labels(), truth)) > 0.95
+    w = seg.model.head.weight.detach().reshape(3, -1)
+    assert torch.all(w[:, : w.shape[1] - 3] == 0)  # the embedding part starts at zero
+    list(seg.run(15, every=15))
+    assert min(matched_iou(seg.labels(), truth)) > 0.95
+    for k, v in seg.model.body.state_dict().items():  # a head fine-tune leaves the body as it was
+        assert torch.equal(v, body[k])
+    # without a k-means start the same file gives the pretrained head's answer
+    direct = Segmenter(image, 3, model=str(path), device="cpu")
+    assert direct.settings["init"] == "network"
+
+
 def test_shipped_model():
     p = pretrained_path("unet")
     if not p.is_file():
