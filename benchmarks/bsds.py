@@ -14,6 +14,9 @@ Methods and their sweeps (override any sweep with ``--sweep name=v1,v2,...``):
     RGB uint8 image, N over ``--classes`` (default 2..8); ``--set key=value``
     options are forwarded as keyword arguments (values parsed as Python
     literals when possible, e.g. ``--set iterations=300 --set lam=0.5``).
+    ``--grid key=v1,v2`` sweeps a granularity setting together with N: the
+    scales are all pairs, written ``N@key=v`` (e.g. ``5@position=0.5``), and
+    ODS/OIS choose among all of them.
 ``kmeans``
     k-means on CIELAB colour (no position), ``scipy.cluster.vq.kmeans2`` with
     k-means++ initialisation, 20 iterations, fixed seed 0; k = 2..12.
@@ -79,13 +82,29 @@ def _lab(image: np.ndarray) -> np.ndarray:
     return rgb2lab(image[..., :3])
 
 
+def parse_levelset_scale(scale: Any) -> tuple[int, dict]:
+    """A level-set scale: ``N`` or ``"N@key=value@key=value"`` (N plus granularity settings)."""
+    n, *items = str(scale).split("@")
+    extra = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"bad level-set scale {scale!r}: expected N@key=value")
+        extra[key] = _literal(value)
+    return int(n), extra
+
+
 def run_levelset(image: np.ndarray, scale: Any, config: dict) -> np.ndarray:
-    """napari_levelset.segment with ``n_classes=scale``; ``config['settings']`` are extra kwargs."""
+    """napari_levelset.segment with ``n_classes=N`` of ``scale`` (see ``parse_levelset_scale``).
+
+    ``config['settings']`` are extra keyword arguments; settings in the scale override them.
+    """
     from napari_levelset import segment
 
-    settings = dict(config.get("settings", {}))
+    n, extra = parse_levelset_scale(scale)
+    settings = {**config.get("settings", {}), **extra}
     seed = settings.pop("seed", 0)
-    return np.asarray(segment(image, n_classes=int(scale), seed=seed, **settings))
+    return np.asarray(segment(image, n_classes=n, seed=seed, **settings))
 
 
 def run_kmeans(image: np.ndarray, scale: Any, config: dict) -> np.ndarray:
@@ -347,6 +366,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="comma-separated methods: " + ",".join(METHODS))
     p.add_argument("--limit", type=int, default=None, help="use only the first N images (sorted by id)")
     p.add_argument("--classes", default="2,3,4,5,6,7,8", help="N sweep of the level-set method")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="sweep a granularity setting of the level-set method together with N (repeatable): "
+                        "the scales are every combination, written N@KEY=V")
     p.add_argument("--sweep", action="append", default=[], metavar="METHOD=V1,V2,...",
                    help="override a method's sweep")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
@@ -391,6 +413,11 @@ def build_methods(args: argparse.Namespace) -> dict[str, tuple[Method, list, dic
             config["regions"] = [r.strip() for r in args.regions.split(",") if r.strip()]
             config["min_region"] = args.min_region
             scales = _parse_list(args.classes)
+            for item in args.grid:
+                key, sep, values = item.partition("=")
+                if not sep or not key or not values:
+                    raise SystemExit(f"bad --grid {item!r}: expected KEY=V1,V2,...")
+                scales = [f"{s}@{key.strip()}={v.strip()}" for v in values.split(",") if v.strip() for s in scales]
         if name == "chanvese":
             config["downscale"] = args.chanvese_downscale
         scales = sweeps.get(name, scales)

@@ -66,6 +66,19 @@ def _add_segment(sub) -> None:
     p.add_argument("--width", type=_positive_int, default=DEFAULTS["width"], help="CNN feature channels")
     p.add_argument("--depth", type=_positive_int, default=DEFAULTS["depth"], help="CNN 3x3 blocks")
     p.add_argument("--alpha", type=_nonneg_float, default=DEFAULTS["alpha"], help="weight of the scribble term")
+    p.add_argument(
+        "--color",
+        choices=["auto", "rgb", "lab"],
+        default=DEFAULTS["color"],
+        help="auto: CIELAB for RGB images, else rgb; rgb: each channel normalised on its own; lab: CIELAB",
+    )
+    p.add_argument(
+        "--position",
+        type=_nonneg_float,
+        default=None,
+        help=f"weight of pixel coordinates in the data term (0: colour only; larger: more compact regions; "
+        f"default {DEFAULTS['position']} for RGB images in CIELAB with the per-image CNN, else 0)",
+    )
     p.add_argument("--model", default="cnn", help="cnn (per-image CNN), unet (pretrained U-Net) or a model file")
     p.add_argument(
         "--finetune",
@@ -120,6 +133,8 @@ def _run_segment(args) -> int:
         width=args.width,
         depth=args.depth,
         alpha=args.alpha,
+        color=args.color,
+        position=args.position,
         model=args.model,
         finetune=args.finetune,
         regions=args.regions,

@@ -9,11 +9,13 @@ from typing import Any
 
 DEFAULTS: dict[str, Any] = dict(
     n_classes=4,
-    lam=0.05,
+    lam=0.15,
     iterations=100,
     lr=0.01,
-    width=32,
+    width=16,
     depth=2,
     alpha=1.0,
+    color="auto",
+    position=0.25,
     every=10,
 )

@@ -118,7 +118,9 @@ class Segmenter:
         frozen and computed once), ``last`` or ``all`` (use ``lr=0.003`` then).
     position:
         Weight of the pixel coordinates appended to the image as extra channels
-        (default 0: none).  They enter both the network and the data term, so a
+        (0: none).  Default: 0.25 for an RGB image compared in CIELAB (a
+        photograph: objects are compact) with the per-image CNN, else 0 (phases
+        of a grey or multichannel image may lie anywhere).  They enter both the network and the data term, so a
         class is a region of similar colour *and* place: with many classes the
         result tends to compact regions, as in SLIC superpixels.  Coordinates run
         over [-w/2, w/2] along the image's longest axis (channels are in [0, 1]).
@@ -150,10 +152,10 @@ class Segmenter:
         seed: int = 0,
         init: str | None = None,
         model: Any = "cnn",
-        color: str = "rgb",
+        color: str = DEFAULTS["color"],
         max_pixels: int | None = None,
         finetune: str = "head",
-        position: float = 0.0,
+        position: float | None = None,
         prepared: Prepared | None = None,
     ):
         n_classes = int(n_classes)
@@ -162,9 +164,19 @@ class Segmenter:
         if n_classes > 65535:
             raise InputError(f"at most 65535 classes are supported, got {n_classes}")
         _check_positive(lr=lr, width=width, depth=depth)
-        _check_nonnegative(lam=lam, alpha=alpha, position=position)
+        per_image = isinstance(model, torch.nn.Module) or model == "cnn"
+        if position is not None:
+            _check_nonnegative(position=position)
+        _check_nonnegative(lam=lam, alpha=alpha)
+        if color == "auto" and not per_image:  # a U-Net takes the input it was trained on
+            from .unet import model_color
+
+            color = model_color(model)
         if prepared is None:
             prepared = prepare_image(image, channel_axis, spatial_dims, color=color)
+        color = prepared.color
+        if position is None:  # default: position features for colour photographs, built-in CNN only
+            position = DEFAULTS["position"] if isinstance(model, str) and model == "cnn" and color == "lab" else 0.0
         self.prepared = prepared
         self.device = resolve_device(device)
         self.n_classes = n_classes
@@ -175,7 +187,7 @@ class Segmenter:
         self.x = torch.from_numpy(self.prepared.data).to(self.device)
         self.image_channels = self.x.shape[1]
         if position:
-            if not (isinstance(model, torch.nn.Module) or model == "cnn"):
+            if not per_image:
                 raise InputError("position features are for the per-image CNN; a pretrained model takes the image only")
             self.x = torch.cat([self.x, position_channels(self.x, position)], 1)
         in_ch = self.x.shape[1]
@@ -200,6 +212,7 @@ class Segmenter:
         if init == "random" and pretrained:
             raise InputError("init='random' is for the per-image CNN; a pretrained model starts from 'network' or 'kmeans'")
         self.model.to(self.device).train()
+        start_means = None
         if init == "kmeans" and hasattr(self.model, "init_from_centres"):
             start_scr = None
             if scribbles is not None:
@@ -207,6 +220,7 @@ class Segmenter:
             centres, spread = init_centres(self.x, n_classes, seed=self.seed, scribbles=start_scr,
                                            order_channels=self.image_channels)
             self.model.init_from_centres(centres, float(spread))
+            start_means = centres
             if hasattr(self.model, "skip"):  # the CNN branch starts at zero: the first labels cost one 1x1 conv
                 with torch.no_grad():
                     first_logits = self.model.skip(self.x)
@@ -216,8 +230,13 @@ class Segmenter:
         self.iteration = 0
         self._crop = self._plan_crops(max_pixels, int(width))
         self._rng = np.random.default_rng(self.seed)
+        self._mean_stats: torch.Tensor | None = None  # crops: running (B, N, C + 1) sums of y*x and y per pixel
         if self._crop is not None:
             first_logits = None  # computed tile by tile when first needed
+            if start_means is not None:  # the k-means centres, equal class weights
+                c = start_means.to(self.x.device, self.x.dtype)
+                w = torch.full((n_classes, 1), 1.0 / n_classes, device=c.device, dtype=c.dtype)
+                self._mean_stats = torch.cat([c * w, w], 1).unsqueeze(0).repeat(self.x.shape[0], 1, 1)
         self._settings = dict(
             model=model if isinstance(model, str) else type(model).__name__,
             width=int(width),
@@ -351,7 +370,8 @@ class Segmenter:
             scr = None if scr is None else scr[items][window[:1] + window[2:]]
         logits = self.model(x)
         probs = torch.softmax(logits, dim=1)
-        loss = levelset_loss(probs, x, self._lam)
+        means = None if self._crop is None else self._running_means(probs.detach(), x, items)
+        loss = levelset_loss(probs, x, self._lam, means=means)
         if scr is not None and self.alpha > 0:
             loss = loss + self.alpha * scribble_loss(logits, scr, check=False)  # checked in set_scribbles
         loss.backward()
@@ -378,6 +398,31 @@ class Segmenter:
         scale = (max_pixels / per_item) ** (1.0 / len(spatial))
         shape = tuple(max(min(s, 16), min(s, int(s * scale))) for s in spatial)
         return dict(items=1, shape=shape, max_pixels=max_pixels)
+
+    #: weight of the newest crop in the running class statistics of crop mode
+    CROP_MEAN_RATE = 0.1
+
+    def _running_means(self, probs: torch.Tensor, x: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Whole-image class means for a crop step, from running statistics over crops.
+
+        The means of one crop alone would follow whatever the crop holds: a class
+        the crop hardly contains gets a mean from a few stray pixels and can be
+        lost for good.  Instead the per-pixel sums of ``y x`` and ``y`` are
+        averaged over recent crops (exponentially, rate ``CROP_MEAN_RATE``; they
+        start from the k-means centres), which estimates the whole-image means
+        the full loss would use.
+        """
+        y = probs.flatten(2)
+        xf = x.flatten(2)
+        stats = torch.cat([torch.bmm(y, xf.transpose(1, 2)), y.sum(-1, keepdim=True)], 2) / y.shape[-1]
+        if self._mean_stats is None:
+            self._mean_stats = torch.zeros((self.x.shape[0],) + stats.shape[1:], device=x.device, dtype=x.dtype)
+            self._mean_stats[items] = stats
+        else:
+            r = self.CROP_MEAN_RATE
+            self._mean_stats[items] = (1 - r) * self._mean_stats[items] + r * stats
+        s = self._mean_stats[items]
+        return s[..., :-1] / (s[..., -1:] + 1e-8)
 
     def _random_window(self):
         B = self.x.shape[0]

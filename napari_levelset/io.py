@@ -62,7 +62,8 @@ class Prepared:
     ``data`` is float32 ``(B, C, *S)``; ``batch_shape`` the shape of the batch
     axes (``()`` when there are none, then ``B == 1``); ``spatial_shape`` is
     ``S``.  ``rgb`` is true for 3- or 4-channel images given with a channel axis
-    last.
+    last.  ``color`` is the preparation used: ``rgb`` (channels normalised one by
+    one) or ``lab`` (CIELAB).
     """
 
     data: np.ndarray
@@ -70,6 +71,7 @@ class Prepared:
     spatial_shape: tuple[int, ...]
     channel_axis: int | None
     rgb: bool = False
+    color: str = "rgb"
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -170,7 +172,9 @@ def prepare_image(
     """Check, reorder and normalise ``image`` into ``(B, C, *S)`` float32.
 
     ``color="lab"`` turns a 3-channel (RGB) image into CIELAB (see ``to_lab``)
-    instead of normalising each channel on its own.
+    instead of normalising each channel on its own; ``color="auto"`` does so
+    for RGB(A) images (channels last, as napari reads them) and normalises
+    each channel of any other image.
     """
     arr = np.asarray(image)
     if arr.size == 0:
@@ -191,6 +195,8 @@ def prepare_image(
     rgb = ch_ax is not None and ch_ax == len(np.shape(image)) - 1 and arr.shape[0] in (3, 4)
     spatial = arr.shape[arr.ndim - sdims :]
     batch = arr.shape[1 : arr.ndim - sdims]
+    if color == "auto":
+        color = "lab" if rgb else "rgb"
     if color == "lab":
         if arr.shape[0] not in (3, 4):
             raise InputError(f"color='lab' needs an RGB image (3 channels), this one has {arr.shape[0]}")
@@ -198,13 +204,14 @@ def prepare_image(
         if np.ptp(data) == 0:
             raise InputError("the image is constant: there is nothing to segment")
     elif color != "rgb":
-        raise InputError(f"color must be 'rgb' or 'lab', got {color!r}")
+        raise InputError(f"color must be 'auto', 'rgb' or 'lab', got {color!r}")
     else:
         data = normalize(arr) if normalise else arr.astype(np.float32)
     # (C, *batch, *S) -> (B, C, *S)
     data = data.reshape((data.shape[0], -1) + spatial)
     data = np.ascontiguousarray(np.swapaxes(data, 0, 1))
-    return Prepared(data=data, batch_shape=tuple(batch), spatial_shape=tuple(spatial), channel_axis=ch_ax, rgb=rgb)
+    return Prepared(data=data, batch_shape=tuple(batch), spatial_shape=tuple(spatial), channel_axis=ch_ax, rgb=rgb,
+                    color=color)
 
 
 def labels_dtype(n_classes: int):

@@ -11,6 +11,10 @@ For one batch item with pixel set Omega the level-set loss is::
 with class means ``c_{n,c} = sum_r x_c(r) y_n(r) / (sum_r y_n(r) + eps)``
 recomputed from ``y`` on every call.  Both terms are per-pixel means, so ``lam``
 does not depend on the image size.  The batch loss is the mean over items.
+
+Optimising on random crops of an image too large for one step, the means of the
+crop alone would drift for a class the crop hardly contains; ``means=`` then
+passes class means estimated over the whole image (treated as constants).
 """
 
 from __future__ import annotations
@@ -48,13 +52,24 @@ def class_means(probs: torch.Tensor, image: torch.Tensor, eps: float = EPS) -> t
     return num / den
 
 
-def data_term(probs: torch.Tensor, image: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+def data_term(
+    probs: torch.Tensor, image: torch.Tensor, eps: float = EPS, means: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-item data term ``sum_n sum_r |x(r) - c_n|^2 y_n(r) / |Omega|``, shape ``(B,)``.
 
     Uses the expansion ``|x - c|^2 = |x|^2 - 2 x.c + |c|^2`` so that no
     ``(B, N, C, P)`` tensor is ever formed: memory stays O(B (N + C) P).
+    ``means`` ``(B, N, C)``: use these class means (no gradient through them)
+    instead of the ones of ``probs``.
     """
-    c = class_means(probs, image, eps)  # B N C
+    if means is None:
+        c = class_means(probs, image, eps)  # B N C
+    else:
+        _check(probs, image)
+        if means.shape != (probs.shape[0], probs.shape[1], image.shape[1]):
+            raise ValueError(f"means must be (B, N, C) = {(probs.shape[0], probs.shape[1], image.shape[1])}, "
+                             f"got {tuple(means.shape)}")
+        c = means.detach()
     y = probs.flatten(2)  # B N P
     x = image.flatten(2)  # B C P
     npix = y.shape[-1]
@@ -80,9 +95,15 @@ def total_variation(probs: torch.Tensor) -> torch.Tensor:
     return tv / npix
 
 
-def levelset_loss(probs: torch.Tensor, image: torch.Tensor, lam: float, eps: float = EPS) -> torch.Tensor:
-    """The multiphase level-set loss, averaged over the batch (a scalar)."""
-    per_item = data_term(probs, image, eps)
+def levelset_loss(
+    probs: torch.Tensor, image: torch.Tensor, lam: float, eps: float = EPS, means: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The multiphase level-set loss, averaged over the batch (a scalar).
+
+    ``means``: fixed class means ``(B, N, C)`` to use instead of those of
+    ``probs`` (see ``data_term``).
+    """
+    per_item = data_term(probs, image, eps, means=means)
     if lam:
         per_item = per_item + lam * total_variation(probs)
     return per_item.mean()

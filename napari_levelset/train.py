@@ -39,7 +39,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .defaults import DEFAULTS
 from .io import PLAIN_EXT, TIFF_EXT, InputError, prepare_image, read_image
 from .loss import levelset_loss, scribble_loss
 from .unet import MAX_CLASSES, LevelSetUNet, load_model, read_model_file, save_model
@@ -50,7 +49,7 @@ IMAGE_EXT = PLAIN_EXT | TIFF_EXT
 
 #: Defaults of ``train`` (and the CLI).
 DEFAULT_TRAIN: dict[str, Any] = dict(
-    lam=DEFAULTS["lam"],  # the per-image mode's smoothness
+    lam=0.05,  # the TV weight the shipped model was trained with
     steps=2000,
     crop=128,
     batch_size=8,
@@ -308,8 +307,8 @@ def train(
     """Train a U-Net on ``images`` with the level-set loss and write it to ``out_path``.
 
     ``n_classes``: None for heads 2..16 (one model for any N), an int for one
-    head, or a list.  ``lam``: TV weight of the loss (default = the per-image
-    default).  ``steps`` Adam steps of ``batch_size`` crops of ``crop`` pixels
+    head, or a list.  ``lam``: TV weight of the loss (default 0.05, as the
+    shipped model).  ``steps`` Adam steps of ``batch_size`` crops of ``crop`` pixels
     (rounded down to a multiple of ``2**levels`` and to the smallest image).
     ``labels``/``alpha``: optional label images and the weight of their
     cross-entropy.  ``color``: ``rgb`` (per-channel normalisation) or ``lab``

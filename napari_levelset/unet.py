@@ -559,6 +559,11 @@ def load_model(path: str | os.PathLike) -> tuple[LevelSetUNet, dict]:
     return net, meta
 
 
+def model_color(model: str | os.PathLike = "unet") -> str:
+    """The image preparation (``rgb`` or ``lab``) a model file was trained with."""
+    return load_model(_resolve_model_path(model))[1].get("color", "rgb")
+
+
 def build_network(model: str | os.PathLike = "unet", in_channels: int = 3, n_classes: int = 4, ndim: int = 2,
                   *, finetune: str = "head", tile: int | None = None, color: str | None = None) -> PretrainedNetwork:
     """The network ``Segmenter`` uses for ``model`` other than ``cnn``.

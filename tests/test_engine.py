@@ -5,6 +5,7 @@ import torch
 from napari_levelset import Segmenter, segment
 from napari_levelset.engine import resolve_device
 from napari_levelset.io import InputError
+from napari_levelset.loss import class_means
 from napari_levelset.synthetic import matched_iou, phantom
 
 CASES = [
@@ -263,11 +264,26 @@ def test_cuda_recovers_phantom():
 
 def test_images_too_large_for_memory_are_optimised_on_crops():
     image, truth = phantom((96, 128), 3, channels=3, seed=3)
-    seg = Segmenter(image, 3, device="cpu", max_pixels=48 * 64)
+    seg = Segmenter(image, 3, device="cpu", max_pixels=64 * 80)
     assert seg.settings["crop"] is not None
-    assert seg.settings["crop"][0] * seg.settings["crop"][1] <= 48 * 64
+    assert seg.settings["crop"][0] * seg.settings["crop"][1] <= 64 * 80
     snaps = list(seg.run(150, every=50))
     assert matched_iou(snaps[-1].labels, truth).min() >= 0.95
+
+
+def test_crop_steps_use_whole_image_class_means():
+    """A crop holding one class must not drag the other classes' means to its own colour."""
+    image, truth = phantom((96, 128), 3, channels=3, seed=3)
+    seg = Segmenter(image, 3, device="cpu", max_pixels=48 * 64)
+    start = seg._mean_stats.clone()
+    c0 = start[0, :, :-1] / start[0, :, -1:]
+    # a crop of pure class-0 pixels: its soft means for the other classes are whatever few pixels leak
+    x = seg.x[:, :, :8, :8]
+    probs = torch.softmax(seg.model(x), 1).detach()
+    means = seg._running_means(probs, x, torch.tensor([0]))
+    assert torch.allclose(means[0], c0, atol=0.05 * float(c0.abs().max()))  # close to the start means
+    own = class_means(probs, x)[0]
+    assert (own - c0).abs().max() > (means[0] - c0).abs().max()
 
 
 def test_tiled_labels_equal_whole_image_labels_in_eval_mode():

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_levelset.loss import class_means, levelset_loss, scribble_loss, total_variation
+from napari_levelset.loss import class_means, data_term, levelset_loss, scribble_loss, total_variation
 
 
 def brute_force_loss(probs: np.ndarray, image: np.ndarray, lam: float, eps: float = 1e-8) -> float:
@@ -143,3 +143,19 @@ def test_scribble_loss_without_labelled_pixels_in_a_crop_is_zero_not_nan():
     assert loss.item() == 0.0
     loss.backward()
     assert torch.isfinite(logits.grad).all()
+
+
+def test_fixed_means_give_the_same_value_and_constant_means():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 9, 11, requires_grad=True)
+    image = torch.rand(2, 4, 9, 11)
+    probs = torch.softmax(logits, 1)
+    means = class_means(probs, image)
+    assert torch.allclose(levelset_loss(probs, image, 0.1), levelset_loss(probs, image, 0.1, means=means), atol=1e-6)
+    # with fixed means the data term is sum_n sum_r |x - c_n|^2 y_n exactly (no gradient through c)
+    fixed = torch.rand(2, 3, 4)
+    brute = ((image[:, None] - fixed[..., None, None]) ** 2).sum(2)  # B N H W
+    expect = (brute * probs).sum((1, 2, 3)) / (9 * 11)
+    assert torch.allclose(data_term(probs, image, means=fixed), expect, atol=1e-6)
+    with pytest.raises(ValueError, match="means must be"):
+        data_term(probs, image, means=torch.rand(2, 3, 3))

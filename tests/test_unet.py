@@ -11,6 +11,7 @@ import torch
 
 import napari_levelset
 from napari_levelset.io import InputError
+from napari_levelset.train import DEFAULT_TRAIN
 from napari_levelset.unet import (
     FORMAT,
     ChannelNorm,
@@ -278,7 +279,7 @@ def test_shipped_model():
     assert p.stat().st_size <= 10 * 2**20
     net, meta = load_model(p)
     assert net.head_counts == list(range(2, 17)) and net.in_channels == 3
-    assert meta["training"]["lam"] == napari_levelset.engine.DEFAULTS["lam"]
+    assert meta["training"]["lam"] == DEFAULT_TRAIN["lam"]
     built = build_network("unet", in_channels=1, n_classes=5, ndim=2)
     with torch.no_grad():
         assert built(torch.rand(1, 1, 40, 40)).shape == (1, 5, 40, 40)

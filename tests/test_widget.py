@@ -302,13 +302,19 @@ def test_rgb_image_runs(make_widget, qtbot, errors):
     out = widget.output_layer(image)
     assert out.data.shape == (48, 48) and len(np.unique(out.data)) >= 2
     assert out.metadata["napari_levelset"]["channel_axis"] == 2
+    assert out.metadata["napari_levelset"]["color"] == "lab"  # auto: an RGB layer is compared in CIELAB
     assert best_iou(np.asarray(out.data), truth) >= 0.9
     unc = widget.uncertainty_layer(image)
     assert unc.data.shape == (48, 48) and 0 <= unc.data.min() and unc.data.max() <= 1
-    widget.channel_combo.setCurrentText("RGB → CIELAB colour")
+    widget.channel_combo.setCurrentText("RGB channels as they are")
     run_and_wait(qtbot, widget)
     assert not errors, errors
-    assert out.metadata["napari_levelset"]["color"] == "lab" and best_iou(np.asarray(out.data), truth) >= 0.9
+    assert out.metadata["napari_levelset"]["color"] == "rgb" and best_iou(np.asarray(out.data), truth) >= 0.9
+    widget.position_spin.setValue(0.5)  # colour and position
+    run_and_wait(qtbot, widget)
+    assert not errors, errors
+    assert out.metadata["napari_levelset"]["position"] == 0.5 and best_iou(np.asarray(out.data), truth) >= 0.9
+    widget.position_spin.setValue(0.0)
     widget.channel_combo.setCurrentText("RGB → grey")
     run_and_wait(qtbot, widget)
     assert widget.output_layer(image) is out

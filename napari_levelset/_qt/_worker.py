@@ -237,7 +237,6 @@ def restore_segmenter(image, settings: dict, state: dict | None = None, **overri
     s = dict(settings)
     s.update(overrides)
     init = s.get("init", "kmeans")
-    extra = {"color": s["color"]} if s.get("color", "rgb") != "rgb" else {}
     seg = Segmenter(
         prepare_array(image, bool(s.get("to_grey", False))),
         int(s["n_classes"]),
@@ -252,7 +251,8 @@ def restore_segmenter(image, settings: dict, state: dict | None = None, **overri
         seed=int(s.get("seed", 0)),
         init=init if init in ("kmeans", "random") else "kmeans",
         model=s.get("model", "cnn"),
-        **extra,
+        color=s.get("color", "rgb"),
+        position=float(s.get("position", 0.0)),
     )
     if state is not None:
         seg.load_state_dict(

@@ -69,8 +69,8 @@ MODELS = [("per-image CNN", "cnn"), ("pretrained U-Net", "unet"), ("U-Net from f
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 VOLUME_MODES = [("3D", 3), ("2D per slice", 2)]
 CHANNEL_MODES = [
-    ("auto (RGB → colour)", "auto"),
-    ("RGB → CIELAB colour", "lab"),
+    ("auto (RGB → CIELAB colour)", "auto"),
+    ("RGB channels as they are", "rgb"),
     ("RGB → grey", "grey"),
     ("first axis is channels", "first"),
 ]
@@ -83,6 +83,7 @@ ITER_RANGE = (1, 100_000)
 WIDTH_RANGE = (4, 256)
 DEPTH_RANGE = (1, 8)
 ALPHA_RANGE = (0.0, 100.0)
+POSITION_RANGE = (0.0, 10.0)
 EVERY_RANGE = (0, 10_000)
 SEED_RANGE = (0, 2**31 - 1)
 
@@ -333,6 +334,16 @@ class LevelSetWidget(QWidget):
         self.alpha_spin.setValue(D["alpha"])
         self.alpha_spin.setToolTip("α: weight of the scribble term (used where scribbles exist; next run/refine)")
         aform.addRow("Scribble weight α", self.alpha_spin)
+        self.position_spin = QDoubleSpinBox()
+        self.position_spin.setRange(*POSITION_RANGE)
+        self.position_spin.setDecimals(2)
+        self.position_spin.setSingleStep(0.05)
+        self.position_spin.setValue(D["position"])
+        self.position_spin.setToolTip(
+            "Weight of pixel position beside colour (per-image CNN): 0 groups pixels by colour alone; "
+            "larger values give more compact regions and split same-coloured objects far apart"
+        )
+        aform.addRow("Position weight", self.position_spin)
         self.every_spin = QSpinBox()
         self.every_spin.setRange(*EVERY_RANGE)
         self.every_spin.setSpecialValueText("auto")
@@ -357,7 +368,8 @@ class LevelSetWidget(QWidget):
         for text, _ in CHANNEL_MODES:
             self.channel_combo.addItem(text)
         self.channel_combo.setToolTip(
-            "auto: an RGB layer is segmented on its colours; 'CIELAB' compares colours perceptually; "
+            "auto: an RGB layer is segmented on its CIELAB colours (perceptual differences); "
+            "'RGB channels' normalises each channel on its own; "
             "'RGB → grey' averages them; "
             "'first axis is channels' for multichannel (C, ...) layers"
         )
@@ -402,7 +414,7 @@ class LevelSetWidget(QWidget):
         self.lam.valueChanged.connect(self._on_lam_changed)
         self.lr.valueChanged.connect(self._on_lr_changed)
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
-        for w in (self.n_spin, self.width_spin, self.depth_spin, self.seed_spin):
+        for w in (self.n_spin, self.width_spin, self.depth_spin, self.seed_spin, self.position_spin):
             w.valueChanged.connect(self._on_structural_changed)
         for w in (self.device_combo, self.volume_combo, self.channel_combo):
             w.currentIndexChanged.connect(self._on_structural_changed)
@@ -650,7 +662,7 @@ class LevelSetWidget(QWidget):
             out_shape = shape[:-1]
             channel_axis = None if mode == "grey" else len(shape) - 1
             to_grey = mode == "grey"
-            color = "lab" if mode == "lab" else None
+            color = "rgb" if mode == "rgb" else None  # None: the default, CIELAB for RGB
         elif mode == "first":
             if len(shape) < 3:
                 raise InputError(f"'first axis is channels' needs at least 3 axes; {layer.name!r} has shape {shape}")
@@ -682,6 +694,7 @@ class LevelSetWidget(QWidget):
             self.device_combo.currentText(),
             self.volume_combo.currentIndex(),
             self.channel_combo.currentIndex(),
+            self.position_spin.value(),
         )
 
     def parameters(self) -> dict:
@@ -693,6 +706,7 @@ class LevelSetWidget(QWidget):
             width=self.width_spin.value(),
             depth=self.depth_spin.value(),
             alpha=self.alpha_spin.value(),
+            position=self.position_spin.value() if self._model_value() == "cnn" else 0.0,
             device=self.device_combo.currentText(),
             seed=self.seed_spin.value(),
             model=self._model_value(),
