@@ -42,8 +42,16 @@ Example::
         --methods levelset,kmeans,felzenszwalb,chanvese --limit 20 \\
         --classes 2,3,4,5,6 --set iterations=200 --workers 2 --out benchmarks/out/val
 
-Outputs under ``--out``: ``cache/<method>-<hash>/<scale>/<id>.json`` (plus
-``config.json`` per method/settings), ``summary.json`` and ``table.md``.
+Outputs under ``--out``: ``cache/<method>-<hash>/<scale>/<id>[.<output>].json``
+(scores; plus ``config.json`` per method/settings), ``labels/<method>-<hash>/<scale>/<id>.npz``
+(level-set label maps and the seconds they took, keyed by the settings that change
+the segmentation, so new outputs or merge weights only re-score them),
+``summary.json`` and ``table.md``.
+
+The level-set outputs: ``levelset`` (classes), ``levelset+cc`` (connected regions)
+and ``levelset+ms`` (connected regions merged while the level-set energy of the
+partition drops, ``napari_levelset.regions.merge_regions``; every weight of
+``--merge`` is a scale ``N|m=w`` of its own, so ODS/OIS choose among them).
 """
 
 from __future__ import annotations
@@ -95,16 +103,32 @@ def parse_levelset_scale(scale: Any) -> tuple[int, dict]:
 
 
 def run_levelset(image: np.ndarray, scale: Any, config: dict) -> np.ndarray:
-    """napari_levelset.segment with ``n_classes=N`` of ``scale`` (see ``parse_levelset_scale``).
+    """napari_levelset's per-image segmentation, class labels, ``n_classes=N`` of ``scale``.
 
-    ``config['settings']`` are extra keyword arguments; settings in the scale override them.
+    ``config['settings']`` are extra keyword arguments of ``napari_levelset.segment``
+    (see ``parse_levelset_scale`` for settings inside the scale).  The outputs
+    scored from these labels (classes, connected or merged regions) are made by
+    ``outputs_of`` with ``napari_levelset.regions.to_regions``, exactly as
+    ``segment(regions=...)`` makes them.
     """
     from napari_levelset import segment
 
     n, extra = parse_levelset_scale(scale)
     settings = {**config.get("settings", {}), **extra}
+    for key in ("regions", "min_region", "merge"):
+        settings.pop(key, None)  # outputs are made from the class labels afterwards
     seed = settings.pop("seed", 0)
     return np.asarray(segment(image, n_classes=n, seed=seed, **settings))
+
+
+def levelset_features(image: np.ndarray, config: dict) -> np.ndarray:
+    """The prepared image ``(C, H, W)`` the level-set data term compared (for merging regions)."""
+    from napari_levelset.engine import DEFAULTS
+    from napari_levelset.io import prepare_image
+
+    settings = config.get("settings", {})
+    prepared = prepare_image(image, color=settings.get("color", DEFAULTS["color"]))
+    return prepared.data[0]
 
 
 def run_kmeans(image: np.ndarray, scale: Any, config: dict) -> np.ndarray:
@@ -220,68 +244,116 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def label_cache_dir(out: Path, method: str, config: dict) -> Path:
+    """Where a method's label maps are kept: keyed by what changes the segmentation only.
+
+    Post-processing settings (which outputs, the fragment size, merge weights)
+    are not part of the key, so a new output or merge sweep re-scores stored
+    label maps instead of segmenting again.
+    """
+    seg_config = {k: v for k, v in config.items() if k not in POST_KEYS}
+    return out / "labels" / config_key(method, seg_config)
+
+
+#: method config entries that only change how labels are post-processed
+POST_KEYS = ("regions", "min_region", "merge")
+
+
 def run_one(task: dict) -> list[dict]:
-    """Run one method on one image at the given scales, score and cache each result.
+    """Run one method on one image at the given scales, score and cache each output.
 
     ``task`` keys: ``method``, ``config``, ``scales``, ``image_id``, ``image``,
-    ``gt`` (paths), ``cache`` (the method's cache dir), ``save_labels``.
+    ``gt`` (paths), ``cache`` (the method's score cache dir), ``labels`` (its
+    label cache dir, or None).  A label map found in the label cache is scored
+    again instead of recomputed (its stored segmentation time is kept).
     Returns the cached records (dicts as stored in the JSON files).
     """
     method = METHODS[task["method"]]
     image = read_image(Path(task["image"]))
     gts = metrics.load_ground_truth(task["gt"])
+    outputs = outputs_of(method.name, task["config"])
+    features = None
     records = []
     for scale in task["scales"]:
-        t0 = time.perf_counter()
-        labels = method.run(image, scale, task["config"])
-        seconds = time.perf_counter() - t0
-        labels = np.asarray(labels)
+        stored = Path(task["labels"]) / _scale_dir(scale) / f"{task['image_id']}.npz" if task.get("labels") else None
+        if stored is not None and stored.is_file():
+            with np.load(stored) as z:
+                labels, seconds = z["labels"], float(z["seconds"])
+        else:
+            t0 = time.perf_counter()
+            labels = np.asarray(method.run(image, scale, task["config"]))
+            seconds = time.perf_counter() - t0
+            if stored is not None:
+                stored.parent.mkdir(parents=True, exist_ok=True)
+                tmp = stored.with_name(f".{stored.stem}.{os.getpid()}.tmp.npz")
+                np.savez_compressed(tmp, labels=labels.astype(np.uint16), seconds=seconds)
+                os.replace(tmp, stored)
         if labels.shape != gts[0].shape:
             raise RuntimeError(
                 f"{method.name} returned labels of shape {labels.shape} for image "
                 f"{task['image_id']} of shape {gts[0].shape}"
             )
-        out = Path(task["cache"]) / _scale_dir(scale)
-        if task.get("save_labels"):
-            out.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(out / f"{task['image_id']}.npz", labels=labels.astype(np.uint16))
-        for name, post in outputs_of(method.name, task["config"]).items():
-            t1 = time.perf_counter()
-            result = labels if post is None else post(labels)
-            rec = {
-                "id": task["image_id"],
-                "method": name,
-                "scale": scale,
-                "seconds": seconds + (time.perf_counter() - t1 if post is not None else 0.0),
-                **_jsonable(metrics.evaluate_image(result, gts)),
-            }
-            suffix = "" if name == method.name else f".{name}"
-            _write_atomic(out / f"{task['image_id']}{suffix}.json", json.dumps(rec))
-            records.append(rec)
+        for name, variants in outputs.items():
+            for suffix, post in variants.items():
+                out_scale = f"{scale}{suffix}" if suffix else scale
+                path = Path(task["cache"]) / _scale_dir(out_scale) / _record_name(task["image_id"], name, method.name)
+                if path.is_file() and not task.get("no_cache"):
+                    records.append(json.loads(path.read_text()))
+                    continue
+                t1 = time.perf_counter()
+                if post is None:
+                    result = labels
+                else:
+                    if features is None and method.name == "levelset":
+                        features = levelset_features(image, task["config"])
+                    result = post(labels, features)
+                rec = {
+                    "id": task["image_id"],
+                    "method": name,
+                    "scale": out_scale,
+                    "seconds": seconds + (time.perf_counter() - t1 if post is not None else 0.0),
+                    **_jsonable(metrics.evaluate_image(result, gts)),
+                }
+                _write_atomic(path, json.dumps(rec))
+                records.append(rec)
     return records
 
 
-def outputs_of(method: str, config: dict) -> dict[str, Callable | None]:
-    """The outputs scored from one segmentation: name -> post-processing (None = as is).
+def _record_name(image_id: str, output: str, method: str) -> str:
+    return f"{image_id}.json" if output == method else f"{image_id}.{output}.json"
 
-    For the level-set method, ``config["regions"]`` may ask for ``classes`` (each
-    label value one region, reported as ``levelset``) and ``connected`` (each
-    connected piece one region, fragments under ``config["min_region"]`` merged;
-    reported as ``levelset+cc``), both from the same run.
+
+def outputs_of(method: str, config: dict) -> dict[str, dict[str, Callable | None]]:
+    """The outputs scored from one segmentation: name -> {scale suffix: post-processing}.
+
+    ``post(labels, features)`` makes the output from the method's labels (None:
+    the labels as they are).  For the level-set method ``config["regions"]``
+    may ask for ``classes`` (each label value one region, reported as
+    ``levelset``), ``connected`` (each connected piece one region, fragments
+    under ``config["min_region"]`` merged; ``levelset+cc``) and ``merged``
+    (connected pieces merged while the level-set energy drops, one output
+    scale per weight in ``config["merge"]``, written ``N|m=w``;
+    ``levelset+ms``), all from the same run.
     """
     if method != "levelset":
-        return {method: None}
-    from napari_levelset.regions import connected_regions
+        return {method: {"": None}}
+    from napari_levelset.regions import to_regions
 
-    outs: dict[str, Callable | None] = {}
+    ms = float(config.get("min_region", 0.005))
+    outs: dict[str, dict[str, Callable | None]] = {}
     for r in config.get("regions", ["classes"]):
         if r == "classes":
-            outs["levelset"] = None
+            outs["levelset"] = {"": None}
         elif r == "connected":
-            ms = float(config.get("min_region", 0.005))
-            outs["levelset+cc"] = lambda lab, ms=ms: connected_regions(lab, ms)
+            outs["levelset+cc"] = {"": lambda lab, x, ms=ms: to_regions(lab, "connected", min_region=ms)}
+        elif r == "merged":
+            outs["levelset+ms"] = {
+                f"|m={w}": (lambda lab, x, ms=ms, w=float(w): to_regions(lab, "merged", min_region=ms, features=x,
+                                                                        merge=w))
+                for w in config.get("merge", [0.15])
+            }
         else:
-            raise SystemExit(f"unknown --regions entry {r!r}: use classes and/or connected")
+            raise SystemExit(f"unknown --regions entry {r!r}: use classes, connected and/or merged")
     return outs
 
 
@@ -375,14 +447,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="extra keyword argument for napari_levelset.segment (repeatable)")
     p.add_argument("--chanvese-downscale", type=float, default=1.0,
                    help="run Chan-Vese on the image shrunk by this factor (labels upsampled nearest-neighbour)")
-    p.add_argument("--regions", default="classes,connected",
-                   help="level-set outputs scored from each run: classes (levelset) and/or connected (levelset+cc)")
+    p.add_argument("--regions", default="classes,connected,merged",
+                   help="level-set outputs scored from each run: classes (levelset), connected (levelset+cc), "
+                        "merged (levelset+ms)")
+    p.add_argument("--merge", default="0.15",
+                   help="merge weights swept for the merged output (each N|m=w is one scale)")
     p.add_argument("--min-region", type=float, default=0.005,
                    help="smallest connected region kept, as a fraction of the image (levelset+cc)")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     p.add_argument("--out", type=Path, default=None, help="output folder (default benchmarks/out/bsds-<split>)")
     p.add_argument("--no-cache", action="store_true", help="recompute even where a cached result exists")
-    p.add_argument("--save-labels", action="store_true", help="also store each label map (.npz) in the cache")
+    p.add_argument("--save-labels", action="store_true",
+                   help="also store the baselines' label maps (the level-set ones are always kept, under labels/)")
     p.add_argument("--per-scale", action="store_true", help="also print the scores at every scale")
     return p.parse_args(argv)
 
@@ -412,6 +488,7 @@ def build_methods(args: argparse.Namespace) -> dict[str, tuple[Method, list, dic
             config["settings"] = settings
             config["regions"] = [r.strip() for r in args.regions.split(",") if r.strip()]
             config["min_region"] = args.min_region
+            config["merge"] = [float(v) for v in _parse_list(args.merge)]
             scales = _parse_list(args.classes)
             for item in args.grid:
                 key, sep, values = item.partition("=")
@@ -434,39 +511,46 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out = args.out or (REPO / "benchmarks" / "out" / f"bsds-{args.split}")
     chosen = build_methods(args)
 
-    outputs = {name: list(outputs_of(name, config)) for name, (_, _, config) in chosen.items()}
-    tasks, records = [], {o: {i: {} for i in ids} for outs in outputs.values() for o in outs}
+    # every output's scales: the method's scales, each with the output's suffixes
+    out_scales: dict[str, tuple[str, list]] = {}
+    for name, (_, scales, config) in chosen.items():
+        for o, variants in outputs_of(name, config).items():
+            out_scales[o] = (name, [f"{s}{suffix}" if suffix else s for s in scales for suffix in variants])
+    tasks, records = [], {o: {i: {} for i in ids} for o in out_scales}
     for name, (m, scales, config) in chosen.items():
-        cache = out / "cache" / config_key(name, config)
+        seg_config = {k: v for k, v in config.items() if k not in POST_KEYS}
+        cache = out / "cache" / config_key(name, {**seg_config, "min_region": config.get("min_region")})
         cache.mkdir(parents=True, exist_ok=True)
         (cache / "config.json").write_text(json.dumps({"method": name, "config": config}, indent=1, sort_keys=True))
+        labels_dir = label_cache_dir(out, name, config) if name == "levelset" or args.save_labels else None
+        variants = outputs_of(name, config)
         for i in ids:
             for s in scales:
-                files = {o: cache / _scale_dir(s) / (f"{i}.json" if o == name else f"{i}.{o}.json")
-                         for o in outputs[name]}
+                files = {(o, f"{s}{sfx}" if sfx else s): cache / _scale_dir(f"{s}{sfx}") / _record_name(i, o, name)
+                         for o, v in variants.items() for sfx in v}
                 if all(f.is_file() for f in files.values()) and not args.no_cache:
-                    for o, f in files.items():
-                        records[o][i][s] = json.loads(f.read_text())
+                    for (o, os_), f in files.items():
+                        records[o][i][os_] = json.loads(f.read_text())
                     continue
                 # one task per (method, scale, image): fine-grained progress and load balancing
                 tasks.append({
                     "method": name, "config": config, "scales": [s], "image_id": i,
                     "image": str(bsds / "images" / args.split / f"{i}.jpg"),
                     "gt": str(bsds / "groundTruth" / args.split / f"{i}.mat"),
-                    "cache": str(cache), "save_labels": args.save_labels,
+                    "cache": str(cache), "labels": None if labels_dir is None else str(labels_dir),
+                    "no_cache": args.no_cache,
                 })
 
-    n_cached = sum(len(v) for name in chosen for v in records[name if name in records else outputs[name][0]].values())
+    n_cached = sum(len(v) for name in chosen for v in records[next(iter(outputs_of(name, chosen[name][2])))].values())
     n_todo = sum(len(t["scales"]) for t in tasks)
     print(f"{len(ids)} images of {args.split}, methods {', '.join(chosen)}: "
           f"{n_cached} cached, {n_todo} to run -> {out}", file=sys.stderr)
     t_start = time.perf_counter()
     with tqdm(total=n_todo, unit="seg", desc="bsds", dynamic_ncols=True) as bar:
-        def collect(recs):
+        def collect(recs, n_segs):
             for r in recs:
-                base = next(n for n, outs in outputs.items() if r["method"] in outs)
-                records[r["method"]][r["id"]][_match_scale(chosen[base][1], r["scale"])] = r
-            bar.update(len({r["scale"] for r in recs}))  # segmentations, not outputs scored
+                records[r["method"]][r["id"]][_match_scale(out_scales[r["method"]][1], r["scale"])] = r
+            bar.update(n_segs)  # segmentations, not outputs scored
             if recs:
                 bar.set_postfix_str(f"{recs[-1]['method']} {recs[-1]['id']}")
 
@@ -477,15 +561,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
             with mp.get_context("spawn").Pool(args.workers, initializer=_init_worker,
                                                initargs=(threads, "levelset" in chosen)) as pool:
                 for recs in pool.imap_unordered(run_one, tasks):
-                    collect(recs)
+                    collect(recs, 1)
         else:
             for task in tasks:
-                collect(run_one(task))
+                collect(run_one(task), len(task["scales"]))
     elapsed = time.perf_counter() - t_start
 
-    summaries = {o: summarize_method(records[o], ids, scales)
-                 for name, (_, scales, _) in chosen.items() for o in outputs[name]}
-    scale_names = {o: m.scale_name for name, (m, _, _) in chosen.items() for o in outputs[name]}
+    summaries = {o: summarize_method(records[o], ids, scales) for o, (_, scales) in out_scales.items()}
+    scale_names = {o: chosen[name][0].scale_name for o, (name, _) in out_scales.items()}
     table = format_table(summaries, scale_names)
     header = (f"BSDS500 {args.split}: {len(ids)} images; ODS = best single scale over the split, "
               f"OIS = best scale per image; s/seg = mean seconds of one segmentation call")
@@ -500,7 +583,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps({
         "split": args.split, "n_images": len(ids), "ids": ids,
-        "methods": {o: {"config": chosen[n][2], **summaries[o]} for n in chosen for o in outputs[n]},
+        "methods": {o: {"config": chosen[n][2], **summaries[o]} for o, (n, _) in out_scales.items()},
     }, indent=1, default=str))
     (out / "table.md").write_text(header + "\n\n" + table + "\n")
     return summaries

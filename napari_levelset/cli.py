@@ -88,9 +88,22 @@ def _add_segment(sub) -> None:
     )
     p.add_argument(
         "--regions",
-        choices=["classes", "connected"],
+        choices=["classes", "connected", "merged"],
         default="classes",
-        help="classes: label k = class k; connected: one label per connected region",
+        help="classes: label k = class k; connected: one label per connected region; merged: connected regions, "
+        "adjacent ones merged while the level-set energy drops (the number of regions adapts to the image)",
+    )
+    p.add_argument(
+        "--merge",
+        type=_nonneg_float,
+        default=None,
+        help="with --regions merged: boundary weight of the merging (default: --lam; larger gives fewer regions)",
+    )
+    p.add_argument(
+        "--min-region",
+        type=_nonneg_float,
+        default=0.001,
+        help="with --regions connected/merged: smallest region kept, in pixels (>= 1) or as a fraction of the image",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_segment)
@@ -138,6 +151,8 @@ def _run_segment(args) -> int:
         model=args.model,
         finetune=args.finetune,
         regions=args.regions,
+        merge=args.merge,
+        min_region=args.min_region,
     )
     if out.suffix.lower() == ".png" and labels.ndim != 2:
         raise InputError(f"PNG holds 2D labels only; these have shape {labels.shape}: write a .tif instead")

@@ -510,6 +510,23 @@ class Segmenter:
         p = probs.transpose(0, 1).float().cpu().numpy()
         return p.reshape((self.n_classes,) + self.prepared.out_shape)
 
+    def features(self) -> np.ndarray:
+        """The prepared image the data term compares, ``(C, *out_shape)`` (no position channels)."""
+        x = self.prepared.data  # B C *S
+        return np.moveaxis(x, 1, 0).reshape((x.shape[1],) + self.prepared.out_shape)
+
+    def regions(self, labels: np.ndarray | None = None, mode: str = "connected", *, min_region: float = 0.001,
+                merge: float | None = None) -> np.ndarray:
+        """``labels`` (default: the current ones) as regions: see ``napari_levelset.regions.to_regions``.
+
+        ``merge`` defaults to the current ``lam``.
+        """
+        from .regions import to_regions
+
+        labels = self.labels() if labels is None else labels
+        return to_regions(labels, mode, min_region=min_region, features=self.features() if mode == "merged" else None,
+                          merge=self.lam if merge is None else merge, spatial_dims=len(self.prepared.spatial_shape))
+
     def snapshot(self, with_probs: bool = False, done: bool = False, stopped: bool = False, t0: float | None = None):
         loss = float(self._loss) if self._loss is not None else float("nan")
         return Snapshot(
@@ -583,6 +600,7 @@ def segment(
     progress: bool = False,
     regions: str = "classes",
     min_region: float = 0.001,
+    merge: float | None = None,
     model: Any = "cnn",
     finetune_iterations: int | None = None,
     **kwargs,
@@ -602,11 +620,19 @@ def segment(
 
     ``regions="connected"`` returns one label per connected piece of a class
     instead (uint32, 1..R), fragments smaller than ``min_region`` (pixels, or a
-    fraction of the image when < 1) merged into their nearest neighbour region;
-    see ``napari_levelset.regions``.
+    fraction of the image when < 1) merged into their nearest neighbour region.
+    ``regions="merged"`` goes on to merge adjacent regions for as long as that
+    lowers the level-set energy of the partition, with ``merge`` as the
+    boundary weight (default: ``lam``, the loss's own weight; larger gives fewer
+    regions): the number of regions then adapts to the image.  See
+    ``napari_levelset.regions``.
     """
-    if regions not in ("classes", "connected"):
-        raise InputError(f"regions must be 'classes' or 'connected', got {regions!r}")
+    from .regions import REGION_MODES
+
+    if regions not in REGION_MODES:
+        raise InputError(f"regions must be one of {', '.join(REGION_MODES)}; got {regions!r}")
+    if merge is not None:
+        _check_nonnegative(merge=merge)
     if model == "cnn":
         iterations = DEFAULTS["iterations"] if iterations is None else iterations
     else:
@@ -640,8 +666,4 @@ def segment(
         if bar is not None:
             bar.close()
     labels = last.labels if last is not None else seg.labels()
-    if regions == "connected":
-        from .regions import connected_regions
-
-        labels = connected_regions(labels, min_region, spatial_dims=len(seg.prepared.spatial_shape))
-    return labels
+    return seg.regions(labels, regions, min_region=min_region, merge=lam if merge is None else merge)

@@ -163,3 +163,18 @@ def test_train_subcommand_is_routed(tmp_path, capsys):
     assert code == 2
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_merged_regions_output(tmp_path, capsys):
+    src, truth = rgb_phantom(tmp_path)
+    out = tmp_path / "regions.tif"
+    # six classes for three phases: merging by the level-set energy brings the count back to the phases
+    code, _, err = run_cli(capsys, "segment", src, "-o", out, "--classes", 6, "--device", "cpu", "--iterations", 40,
+                           "--regions", "merged", "--min-region", 20, "-q")
+    assert code == 0, err
+    labels = read_image(out)
+    assert len(np.unique(labels)) == 3
+    assert matched_iou(labels, truth).min() >= 0.95
+    with pytest.raises(SystemExit) as exc:
+        run_cli(capsys, "segment", src, "-o", out, "--regions", "merged", "--merge", "-1")
+    assert exc.value.code == 2 and "--merge" in capsys.readouterr().err

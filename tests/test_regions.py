@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from napari_levelset import segment
-from napari_levelset.regions import connected_regions
+from napari_levelset.regions import connected_regions, merge_regions
 
 
 def test_each_connected_piece_of_a_class_becomes_a_region():
@@ -58,3 +58,76 @@ def test_lab_colour_input():
         segment(img[..., 0], 2, iterations=1, device="cpu", color="lab")
     with pytest.raises(InputError, match="regions must be"):
         segment(img, 2, iterations=1, device="cpu", regions="blobs")
+
+
+def _energy(regions, features, lam):
+    """The level-set energy of a hard partition, by brute force: data term + lam * TV of the indicators."""
+    e = 0.0
+    for r in np.unique(regions):
+        m = regions == r
+        x = features[:, m]
+        e += float(((x - x.mean(1, keepdims=True)) ** 2).sum())
+        for ax in range(regions.ndim):
+            e += lam * float(np.abs(np.diff(m.astype(float), axis=ax)).sum())
+    return e
+
+
+def test_merging_lowers_the_energy_to_a_local_minimum():
+    rng = np.random.default_rng(0)
+    truth = np.zeros((30, 40), int)
+    truth[:, 20:] = 1
+    truth[10:20, 5:15] = 2
+    colours = np.array([[0.1, 0.2], [0.8, 0.3], [0.4, 0.9]])
+    features = np.moveaxis(colours[truth], -1, 0) + rng.normal(0, 0.05, (2, 30, 40))
+    # an over-segmentation: every truth region cut into 5x5 blocks
+    blocks = (np.arange(30)[:, None] // 5) * 8 + np.arange(40)[None] // 5
+    over = truth * 1000 + blocks
+    lam = 0.05
+    merged = merge_regions(over, features, lam)
+    assert merged.dtype == np.uint32 and merged.min() == 1
+    assert _energy(merged, features, lam) < _energy(over, features, lam)
+    # it recovers the three regions exactly
+    assert len(np.unique(merged)) == 3
+    for t in range(3):
+        assert len(np.unique(merged[truth == t])) == 1
+    # a local minimum: no merge of two adjacent regions lowers the energy any further
+    e = _energy(merged, features, lam)
+    ids = np.unique(merged)
+    for a in ids:
+        for b in ids[ids > a]:
+            joined = np.where(merged == b, a, merged)
+            assert _energy(joined, features, lam) >= e - 1e-9
+
+
+def test_merge_weight_sets_the_granularity():
+    features = np.zeros((1, 20, 20))
+    features[0, :, 10:] = 1.0
+    regions = np.where(np.arange(20)[None, :] < 10, 1, 2) * np.ones((20, 1), int)
+    # merging costs 200*200/400 * 1 = 100 and removes 20 boundary pairs: worth it above lam = 2.5
+    assert len(np.unique(merge_regions(regions, features, 2.4))) == 2
+    assert len(np.unique(merge_regions(regions, features, 2.6))) == 1
+    assert len(np.unique(merge_regions(regions, features, 0.0))) == 2
+    with pytest.raises(ValueError, match="features"):
+        merge_regions(regions, features[:, :10], 1.0)
+
+
+def test_merging_slices_separately():
+    features = np.zeros((1, 2, 10, 10))
+    regions = np.ones((2, 10, 10), int)
+    regions[:, :, 5:] = 2  # same colour on both sides: merges in every slice
+    out = merge_regions(regions, features, 0.1, spatial_dims=2)
+    assert len(np.unique(out[0])) == 1 and len(np.unique(out[1])) == 1 and out[0, 0, 0] != out[1, 0, 0]
+
+
+def test_segment_merged_output():
+    rng = np.random.default_rng(3)
+    img = np.full((48, 48, 3), (40, 120, 40), np.uint8)
+    img[8:24, 8:24] = (200, 40, 40)
+    img[30:44, 26:44] = (40, 40, 200)
+    img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+    # eight classes over-segment three colours; merging brings back one region per object
+    classes = segment(img, 8, iterations=30, device="cpu")
+    merged = segment(img, 8, iterations=30, device="cpu", regions="merged", min_region=4)
+    assert len(np.unique(merged)) == 3 < len(np.unique(classes))
+    assert len(np.unique(merged[10:22, 10:22])) == 1 and len(np.unique(merged[32:42, 28:42])) == 1
+    assert merged[0, 0] != merged[16, 16] != merged[36, 36] != merged[0, 0]

@@ -478,3 +478,40 @@ def test_pretrained_unet_model_runs(make_widget, qtbot, errors):
     out = widget.output_layer(image)
     assert out.metadata["napari_levelset"]["model"] == "unet"
     assert best_iou(np.asarray(out.data), truth) >= 0.9
+
+
+@gui
+def test_regions_button_gives_one_label_per_object(make_widget, qtbot, errors):
+    viewer, widget = make_widget()
+    rng = np.random.default_rng(4)
+    img = np.full((64, 64), 0.2, np.float32)
+    img[8:24, 8:24] = 0.8  # two objects of the same brightness: one class, two regions
+    img[36:56, 30:58] = 0.8
+    img += rng.normal(0, 0.04, img.shape).astype(np.float32)
+    image = viewer.add_image(img, name="two")
+    assert not widget.regions_btn.isEnabled()  # nothing to split yet
+    widget.n_spin.setValue(4)  # more classes than phases: merging has work to do
+    widget.iter_spin.setValue(30)
+    run_and_wait(qtbot, widget)
+    assert not errors, errors
+    out = widget.output_layer(image)
+    classes = np.asarray(out.data).copy()
+    assert widget.regions_btn.isEnabled()
+    worker = widget.make_regions()
+    assert worker is not None
+    qtbot.waitUntil(lambda: widget.regions_layer(image) is not None, timeout=30_000)
+    regions = np.asarray(widget.regions_layer(image).data)
+    assert len(np.unique(regions)) == 3
+    assert len(np.unique(regions[10:22, 10:22])) == 1 and len(np.unique(regions[38:54, 32:56])) == 1
+    assert regions[16, 16] != regions[45, 45] != regions[0, 0]
+    assert np.array_equal(np.asarray(out.data), classes)  # the class labels are left as they were
+    meta = widget.regions_layer(image).metadata["napari_levelset"]
+    assert meta["kind"] == "regions" and meta["n_regions"] == 3
+    # a huge weight merges everything into one region, in the same layer
+    layer = widget.regions_layer(image)
+    widget.lam.setValue(10.0)
+    qtbot.waitUntil(lambda: widget.regions_btn.isEnabled(), timeout=30_000)
+    widget.make_regions()
+    qtbot.waitUntil(lambda: len(np.unique(np.asarray(layer.data))) == 1, timeout=30_000)
+    assert widget.regions_layer(image) is layer
+    assert not errors, errors

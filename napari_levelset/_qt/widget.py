@@ -235,6 +235,8 @@ class LevelSetWidget(QWidget):
         self._kept: dict | None = None  # {"image", "segmenter", "key", "output"} for refine
         self._outputs: dict[int, Labels] = {}  # id(image layer) -> output labels layer
         self._uncertainty: dict[int, Image] = {}  # id(image layer) -> uncertainty layer
+        self._regions: dict[int, Labels] = {}  # id(image layer) -> regions labels layer
+        self._regions_worker = None
         self._scribble_layer: Labels | None = None
         self._model_path: str | None = None
         self._last_model_index = 0
@@ -386,9 +388,17 @@ class LevelSetWidget(QWidget):
         self.refine_btn = QPushButton("Refine")
         self.refine_btn.setEnabled(False)
         self.refine_btn.setToolTip("Continue the last run from where it ended, with the current scribbles and λ")
+        self.regions_btn = QPushButton("Regions")
+        self.regions_btn.setEnabled(False)
+        self.regions_btn.setToolTip(
+            "One label per object: split the result into connected regions, then merge neighbours for as long "
+            "as that lowers the level-set energy (weight λ; larger merges more). Uses the output layer as it "
+            "is now, your edits included, and writes the layer '<image> regions'"
+        )
         buttons.addWidget(self.run_btn)
         buttons.addWidget(self.stop_btn)
         buttons.addWidget(self.refine_btn)
+        buttons.addWidget(self.regions_btn)
         outer.addLayout(buttons)
 
         self.progress = QProgressBar()
@@ -411,6 +421,7 @@ class LevelSetWidget(QWidget):
         self.run_btn.clicked.connect(self.run)
         self.stop_btn.clicked.connect(self.stop)
         self.refine_btn.clicked.connect(self.refine)
+        self.regions_btn.clicked.connect(self.make_regions)
         self.lam.valueChanged.connect(self._on_lam_changed)
         self.lr.valueChanged.connect(self._on_lr_changed)
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
@@ -503,7 +514,8 @@ class LevelSetWidget(QWidget):
             self._kept = None
         self._outputs.pop(id(layer), None)
         self._uncertainty.pop(id(layer), None)
-        for d in (self._outputs, self._uncertainty):
+        self._regions.pop(id(layer), None)
+        for d in (self._outputs, self._uncertainty, self._regions):
             for k, v in list(d.items()):
                 if v is layer:
                     del d[k]
@@ -515,7 +527,7 @@ class LevelSetWidget(QWidget):
             self._refresh_layer_choices()
 
     def _owned_layers(self) -> list:
-        return [*self._outputs.values(), *self._uncertainty.values()]
+        return [*self._outputs.values(), *self._uncertainty.values(), *self._regions.values()]
 
     def _refresh_layer_choices(self) -> None:
         owned = self._owned_layers()
@@ -1059,6 +1071,7 @@ class LevelSetWidget(QWidget):
         self.new_scribbles_btn.setEnabled(has_image)
         can = not running and self.can_refine()
         self.refine_btn.setEnabled(can)
+        self.regions_btn.setEnabled(not running and self._regions_worker is None and self._regions_source() is not None)
         hint = can and self._refine_hint
         self.refine_btn.setText("Refine ✎" if hint else "Refine")
         font = self.refine_btn.font()
@@ -1066,6 +1079,77 @@ class LevelSetWidget(QWidget):
         self.refine_btn.setFont(font)
         if hint:
             self.status.setText("scribbles changed: press Refine to continue from the last result")
+
+    # ------------------------------------------------------------------ regions
+    def regions_layer(self, image: Image | None = None) -> Labels | None:
+        """The regions layer this widget made for ``image`` (default: the picked one)."""
+        image = _real(image) if image is not None else self.image_layer
+        return self._regions.get(id(image)) if image is not None else None
+
+    def _regions_source(self):
+        """(image layer, output layer, segmenter) when the picked image has a finished result, else None."""
+        kept, layer = self._kept, self.image_layer
+        if kept is None or layer is None or kept["image"] is not layer:
+            return None
+        out = self._outputs.get(id(layer))
+        if not self._layer_in_viewer(out) or not self._layer_in_viewer(layer):
+            return None
+        return layer, out, kept["segmenter"]
+
+    def make_regions(self, *_args) -> Any:
+        """Turn the picked image's result into one label per object (see the Regions button); returns the worker."""
+        if self._handle.run is not None or self._regions_worker is not None:
+            return None
+        source = self._regions_source()
+        if source is None:
+            self._error("no finished result for this image: press Run first")
+            return None
+        image, out, seg = source
+        labels = np.asarray(out.data).copy()  # as the user sees it, edits included
+        lam = float(self.lam.value())
+
+        def compute():
+            return seg.regions(labels, "merged", merge=lam)
+
+        worker = thread_worker(compute, start_thread=False, ignore_errors=True)()
+        self._regions_worker = worker
+
+        def done(result, image=image, out=out, lam=lam):
+            if not self._alive() or not self._layer_in_viewer(image):
+                return
+            self._show_regions(image, out, result, lam)
+
+        def failed(exc):
+            if self._alive():
+                self.status.setText(f"error: {error_message(exc)}")
+            self._error(error_message(exc))
+
+        def finished():
+            self._regions_worker = None
+            if self._alive():
+                self._update_buttons()
+
+        worker.returned.connect(done)
+        worker.errored.connect(failed)
+        worker.finished.connect(finished)
+        self.status.setText("making regions…")
+        self._update_buttons()
+        worker.start()
+        return worker
+
+    def _show_regions(self, image: Image, out: Labels, regions: np.ndarray, lam: float) -> None:
+        meta = {**out.metadata.get(META_KEY, {}), "kind": "regions", "merge": lam,
+                "n_regions": int(len(np.unique(regions)))}
+        layer = self._regions.get(id(image))
+        if self._layer_in_viewer(layer):
+            layer.data = regions
+        else:
+            layer = Labels(regions, name=f"{image.name} regions", scale=out.scale, translate=out.translate,
+                           opacity=0.5)
+            self._regions[id(image)] = layer
+            self._insert_above(out, layer)
+        layer.metadata[META_KEY] = meta
+        self.status.setText(f"{meta['n_regions']} regions (merge weight λ = {lam:.4g})")
 
     def add_scribble_layer(self, *_args) -> Labels | None:
         """Add an empty scribble layer matching the picked image and select the paint brush."""
