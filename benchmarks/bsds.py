@@ -339,7 +339,7 @@ def outputs_of(method: str, config: dict) -> dict[str, dict[str, Callable | None
         return {method: {"": None}}
     from napari_levelset.regions import to_regions
 
-    ms = float(config.get("min_region", 0.005))
+    ms = float(config.get("min_region", 0.001))
     outs: dict[str, dict[str, Callable | None]] = {}
     for r in config.get("regions", ["classes"]):
         if r == "classes":
@@ -350,7 +350,7 @@ def outputs_of(method: str, config: dict) -> dict[str, dict[str, Callable | None
             outs["levelset+ms"] = {
                 f"|m={w}": (lambda lab, x, ms=ms, w=float(w): to_regions(lab, "merged", min_region=ms, features=x,
                                                                         merge=w))
-                for w in config.get("merge", [0.15])
+                for w in config.get("merge", [1.0])
             }
         else:
             raise SystemExit(f"unknown --regions entry {r!r}: use classes, connected and/or merged")
@@ -450,9 +450,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--regions", default="classes,connected,merged",
                    help="level-set outputs scored from each run: classes (levelset), connected (levelset+cc), "
                         "merged (levelset+ms)")
-    p.add_argument("--merge", default="0.15",
+    p.add_argument("--merge", default="0.1,0.2,0.3,0.5,0.8,1.2,2",
                    help="merge weights swept for the merged output (each N|m=w is one scale)")
-    p.add_argument("--min-region", type=float, default=0.005,
+    p.add_argument("--min-region", type=float, default=0.001,
                    help="smallest connected region kept, as a fraction of the image (levelset+cc)")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     p.add_argument("--out", type=Path, default=None, help="output folder (default benchmarks/out/bsds-<split>)")

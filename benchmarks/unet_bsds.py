@@ -86,18 +86,6 @@ def timing(args, configs: dict) -> str:
     return "\n".join(rows)
 
 
-def _has_regions() -> bool:
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        try:
-            bsds.parse_args(["--regions", "classes"])
-            return True
-        except SystemExit:
-            return False
-
-
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bsds", type=Path, default=bsds.DEFAULT_BSDS)
@@ -111,13 +99,16 @@ def main(argv=None) -> dict:
     p.add_argument("--timing", type=int, default=0, metavar="K",
                    help="also time every configuration interleaved on the first K images at N=4 "
                         "(same load for all; medians reported)")
+    p.add_argument("--regions", default="classes",
+                   help="outputs scored from every segmentation (bsds.py --regions): classes, connected, merged")
+    p.add_argument("--merge", default="0.1,0.2,0.3,0.5,0.8,1.2,2",
+                   help="merge weights of the merged output (bsds.py --merge)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "unet-val")
     args = p.parse_args(argv)
 
     common = ["--bsds", str(args.bsds), "--split", args.split, "--limit", str(args.limit),
-              "--classes", args.classes, "--methods", "levelset", "--out", str(args.out)]
-    if _has_regions():  # score the class output only (the per-image records are cached that way)
-        common += ["--regions", "classes"]
+              "--classes", args.classes, "--methods", "levelset", "--out", str(args.out),
+              "--regions", args.regions, "--merge", args.merge]
     model = f"model={args.model!r}"
     configs = {}
     if not args.skip_per_image:
@@ -131,12 +122,15 @@ def main(argv=None) -> dict:
     summaries = {}
     for name, extra in configs.items():
         print(f"== {name}", file=sys.stderr)
-        summaries[name] = bsds.main(common + extra)["levelset"]
+        for output, summary in bsds.main(common + extra).items():
+            summaries[name if output == "levelset" else f"{name} {output[len('levelset'):]}"] = summary
 
-    base = summaries.get("per-image", {}).get("sec_per_seg")
+    base = next((s["sec_per_seg"] for n, s in summaries.items() if n.startswith("per-image")), None)
     lines = [
         f"BSDS500 {args.split}, first {args.limit} images, N in {{{args.classes}}}; ODS = best N over the split, "
         "OIS = best N per image",
+        "",
+        "(+cc: connected regions; +ms: merged regions, scale N|m=merge weight)",
         "",
         "| method | SC ODS | SC OIS | PRI ODS | PRI OIS | VI ODS | VI OIS | s/seg | time vs per-image |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -144,9 +138,9 @@ def main(argv=None) -> dict:
     for name, s in summaries.items():
         rel = f"{s['sec_per_seg'] / base:.2f}x" if base else "-"
         lines.append(
-            f"| {name} | {s['sc_ods']:.3f} (N={s['sc_ods_scale']}) | {s['sc_ois']:.3f} "
-            f"| {s['pri_ods']:.3f} (N={s['pri_ods_scale']}) | {s['pri_ois']:.3f} "
-            f"| {s['vi_ods']:.3f} (N={s['vi_ods_scale']}) | {s['vi_ois']:.3f} | {s['sec_per_seg']:.2f} | {rel} |"
+            f"| {name} | {s['sc_ods']:.3f} ({s['sc_ods_scale']}) | {s['sc_ois']:.3f} "
+            f"| {s['pri_ods']:.3f} ({s['pri_ods_scale']}) | {s['pri_ois']:.3f} "
+            f"| {s['vi_ods']:.3f} ({s['vi_ods_scale']}) | {s['vi_ois']:.3f} | {s['sec_per_seg']:.2f} | {rel} |"
         )
     if args.timing:
         lines += ["", timing(args, configs)]

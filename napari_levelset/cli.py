@@ -97,7 +97,8 @@ def _add_segment(sub) -> None:
         "--merge",
         type=_nonneg_float,
         default=None,
-        help="with --regions merged: boundary weight of the merging (default: --lam; larger gives fewer regions)",
+        help=f"with --regions merged: boundary weight of the merging (default {DEFAULTS['merge']}; "
+        "larger gives fewer regions)",
     )
     p.add_argument(
         "--min-region",

@@ -17,5 +17,6 @@ DEFAULTS: dict[str, Any] = dict(
     alpha=1.0,
     color="auto",
     position=0.25,
+    merge=1.0,
     every=10,
 )

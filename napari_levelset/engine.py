@@ -519,13 +519,14 @@ class Segmenter:
                 merge: float | None = None) -> np.ndarray:
         """``labels`` (default: the current ones) as regions: see ``napari_levelset.regions.to_regions``.
 
-        ``merge`` defaults to the current ``lam``.
+        ``merge`` defaults to ``DEFAULTS["merge"]``.
         """
         from .regions import to_regions
 
         labels = self.labels() if labels is None else labels
         return to_regions(labels, mode, min_region=min_region, features=self.features() if mode == "merged" else None,
-                          merge=self.lam if merge is None else merge, spatial_dims=len(self.prepared.spatial_shape))
+                          merge=DEFAULTS["merge"] if merge is None else merge,
+                          spatial_dims=len(self.prepared.spatial_shape))
 
     def snapshot(self, with_probs: bool = False, done: bool = False, stopped: bool = False, t0: float | None = None):
         loss = float(self._loss) if self._loss is not None else float("nan")
@@ -622,10 +623,11 @@ def segment(
     instead (uint32, 1..R), fragments smaller than ``min_region`` (pixels, or a
     fraction of the image when < 1) merged into their nearest neighbour region.
     ``regions="merged"`` goes on to merge adjacent regions for as long as that
-    lowers the level-set energy of the partition, with ``merge`` as the
-    boundary weight (default: ``lam``, the loss's own weight; larger gives fewer
+    lowers the level-set energy of the partition (on contrast-normalised
+    colour and texture, boundaries weighted by edge strength), with ``merge``
+    as the boundary weight (default ``DEFAULTS["merge"]``; larger gives fewer
     regions): the number of regions then adapts to the image.  See
-    ``napari_levelset.regions``.
+    ``napari_levelset.regions.merge_regions``.
     """
     from .regions import REGION_MODES
 
@@ -666,4 +668,4 @@ def segment(
         if bar is not None:
             bar.close()
     labels = last.labels if last is not None else seg.labels()
-    return seg.regions(labels, regions, min_region=min_region, merge=lam if merge is None else merge)
+    return seg.regions(labels, regions, min_region=min_region, merge=merge)

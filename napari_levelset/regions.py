@@ -90,26 +90,50 @@ def connected_regions(labels: np.ndarray, min_size: float = 0.001, spatial_dims:
     return out.reshape(labels.shape)
 
 
+#: overall spread (root of the summed channel variances) features are scaled to before merging
+FEATURE_SPREAD = 0.25
+#: Gaussian window (pixels) of the local-contrast (texture) feature
+TEXTURE_SIGMA = 2.0
+
+
 def merge_regions(
     regions: np.ndarray,
     features: np.ndarray,
     lam: float,
     spatial_dims: int | None = None,
+    *,
+    texture: float = 1.0,
+    edge: float = 2.0,
+    normalise: bool = True,
 ) -> np.ndarray:
     """Merge adjacent regions while the level-set energy of the partition decreases.
 
     For a hard partition (``y_n`` = 0 or 1) the level-set loss becomes the
     piecewise-constant Mumford-Shah energy::
 
-        E = sum_R sum_{r in R} |x(r) - c_R|^2  +  2 lam * (number of neighbour pairs on a boundary)
+        E = sum_R sum_{r in R} |f(r) - c_R|^2  +  2 lam * sum_{neighbour pairs (p, q) on a boundary} w_pq
 
     (``lam`` times the total variation of the indicator functions, which counts
     each boundary pair twice).  Merging adjacent regions ``i`` and ``j`` raises
     the first term by ``n_i n_j / (n_i + n_j) |c_i - c_j|^2`` and removes their
-    shared boundary ``b_ij``; this greedily merges the pair with the largest
-    energy decrease until no merge lowers ``E`` (Koepfler, Lopez & Morel's region
-    merging for the Mumford-Shah functional).  So ``lam`` is the same weight as in
-    the loss: larger merges more.
+    shared boundary ``B_ij = sum w_pq``, so it lowers ``E`` exactly when
+    ``n_i n_j / (n_i + n_j) |c_i - c_j|^2 / (2 B_ij) < lam``.  Pairs are merged in
+    increasing order of that threshold until none is below ``lam`` (Koepfler,
+    Lopez & Morel's region merging for the Mumford-Shah functional): the result
+    at a larger ``lam`` is always a coarsening of the one at a smaller ``lam``.
+
+    Three choices make one ``lam`` suit many images (chosen on BSDS500 val):
+
+    - ``normalise``: the features are scaled so that their overall spread (root of
+      the summed channel variances) is ``FEATURE_SPREAD``; a dull and a vivid
+      image then merge alike.
+    - ``texture``: a feature of local contrast is appended, the local standard
+      deviation of the features in a Gaussian window of ``TEXTURE_SIGMA`` pixels,
+      times ``texture`` (0: none), so textured areas group with texture.
+    - ``edge``: each boundary pair is weighted by ``w_pq = exp(-edge |f(p) - f(q)|^2 /
+      (2 mean |f(p') - f(q')|^2))`` over all neighbour pairs (0: plain length), the
+      edge-stopping weight of geodesic active contours: a boundary along a strong
+      edge is cheap to keep, one across a flat area is not.
 
     ``regions``: integer labels (each value one region; connected regions work
     best, e.g. from ``connected_regions``).  ``features``: ``(C, *regions.shape)``
@@ -118,14 +142,13 @@ def merge_regions(
     independent slices.  Returns uint32 labels 1..R' numbered over the whole
     array, ``R' <= R``.
     """
-    import heapq
-
     regions = np.asarray(regions)
     features = np.asarray(features, dtype=np.float64)
-    if features.shape[1:] != regions.shape:
+    if features.ndim != regions.ndim + 1 or features.shape[1:] != regions.shape:
         raise ValueError(f"features {features.shape} must be (C, *regions.shape) with regions {regions.shape}")
-    if not (np.isfinite(lam) and lam >= 0):
-        raise ValueError(f"lam must be a non-negative number, got {lam!r}")
+    for name, v in (("lam", lam), ("texture", texture), ("edge", edge)):
+        if not (np.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be a non-negative number, got {v!r}")
     sd = regions.ndim if spatial_dims is None else int(spatial_dims)
     if sd not in (2, 3) or sd > regions.ndim:
         raise ValueError(f"spatial_dims must be 2 or 3 and at most regions.ndim, got {sd} for shape {regions.shape}")
@@ -135,66 +158,102 @@ def merge_regions(
     out = np.zeros(flat.shape, np.uint32)
     offset = 0
     for s, lab in enumerate(flat):
-        ids, inv = np.unique(lab, return_inverse=True)
-        lab = inv.reshape(lab.shape)
-        R = len(ids)
-        x = feats[:, s].reshape(feats.shape[0], -1)
-        n = np.bincount(lab.ravel(), minlength=R).astype(np.float64)
-        sums = np.stack([np.bincount(lab.ravel(), weights=ch, minlength=R) for ch in x], 1)  # R C
-        # boundary pairs between regions, along every axis
-        keys = []
-        for ax in range(sd):
-            a = np.moveaxis(lab, ax, 0)[:-1].ravel()
-            b = np.moveaxis(lab, ax, 0)[1:].ravel()
-            diff = a != b
-            a, b = a[diff], b[diff]
-            keys.append(np.minimum(a, b).astype(np.int64) * R + np.maximum(a, b))
-        pair, count = np.unique(np.concatenate(keys), return_counts=True)
-        adj: list[dict[int, float]] = [{} for _ in range(R)]
-        for k, c in zip(pair.tolist(), count.tolist()):
-            i, j = divmod(k, R)
-            adj[i][j] = c
-            adj[j][i] = c
-
-        def delta(i: int, j: int) -> float:
-            d = sums[i] / n[i] - sums[j] / n[j]
-            return n[i] * n[j] / (n[i] + n[j]) * float(d @ d) - 2.0 * lam * adj[i][j]
-
-        version = [0] * R
-        heap = [(delta(i, j), i, j, 0, 0) for i in range(R) for j in adj[i] if i < j]
-        heapq.heapify(heap)
-        parent = list(range(R))
-        while heap:
-            d, i, j, vi, vj = heapq.heappop(heap)
-            if d >= 0:
-                break
-            if vi != version[i] or vj != version[j]:
-                continue  # stale: one of them changed since this entry was made
-            # merge j into i
-            parent[j] = i
-            n[i] += n[j]
-            sums[i] += sums[j]
-            for k, c in adj[j].items():
-                if k == i:
-                    continue
-                adj[i][k] = adj[i].get(k, 0) + c
-                adj[k][i] = adj[i][k]
-                del adj[k][j]
-            del adj[i][j]
-            adj[j] = {}
-            # an edge's cost depends only on its two regions: only i's edges changed
-            version[i] += 1
-            version[j] += 1
-            for k in adj[i]:
-                a, b = (i, k) if i < k else (k, i)
-                heapq.heappush(heap, (delta(a, b), a, b, version[a], version[b]))
-        root = np.arange(R)
-        for r in range(R):
-            p = r
-            while parent[p] != p:
-                p = parent[p]
-            root[r] = p
-        _, merged = np.unique(root[lab], return_inverse=True)
-        out[s] = merged.reshape(lab.shape) + 1 + offset
+        f = _merge_features(feats[:, s], texture, normalise)
+        merged = _merge_one(lab, f, float(lam), float(edge))
+        out[s] = merged + 1 + offset
         offset += int(merged.max()) + 1
     return out.reshape(regions.shape)
+
+
+def _merge_features(x: np.ndarray, texture: float, normalise: bool) -> np.ndarray:
+    """``(C, *S)`` features, scaled to ``FEATURE_SPREAD`` and with the texture channel appended."""
+    from scipy import ndimage
+
+    x = np.array(x, dtype=np.float64)
+    if normalise:
+        spread = float(np.sqrt(x.reshape(x.shape[0], -1).var(axis=1).sum()))
+        if spread > 0:
+            x *= FEATURE_SPREAD / spread
+    if texture > 0:
+        var = np.zeros(x.shape[1:])
+        for ch in x:
+            mean = ndimage.gaussian_filter(ch, TEXTURE_SIGMA)
+            var += ndimage.gaussian_filter(ch * ch, TEXTURE_SIGMA) - mean * mean
+        x = np.concatenate([x, texture * np.sqrt(np.clip(var, 0, None))[None]])
+    return x
+
+
+def _merge_one(lab: np.ndarray, x: np.ndarray, lam: float, edge: float) -> np.ndarray:
+    """Greedy merging of one image's regions ``lab`` on features ``x``; returns labels 0..R'-1."""
+    import heapq
+
+    ids, inv = np.unique(lab, return_inverse=True)
+    lab = inv.reshape(lab.shape)
+    R = len(ids)
+    C = x.shape[0]
+    flat = lab.ravel()
+    n = np.bincount(flat, minlength=R).astype(np.float64)
+    sums = np.stack([np.bincount(flat, weights=ch.ravel(), minlength=R) for ch in x], 1)  # R C
+    # neighbour pairs along every axis: the boundary ones, with their edge weights
+    keys, d2s, all_d2 = [], [], []
+    for ax in range(lab.ndim):
+        a = np.moveaxis(lab, ax, 0)
+        xa = np.moveaxis(x, ax + 1, 1)
+        d2 = ((xa[:, 1:] - xa[:, :-1]) ** 2).reshape(C, -1).sum(0)
+        all_d2.append(d2.mean() if d2.size else 0.0)
+        i, j = a[:-1].ravel(), a[1:].ravel()
+        on = i != j
+        keys.append(np.minimum(i[on], j[on]).astype(np.int64) * R + np.maximum(i[on], j[on]))
+        d2s.append(d2[on])
+    keys_all = np.concatenate(keys)
+    d2 = np.concatenate(d2s)
+    mean_d2 = float(np.mean(all_d2))
+    w = np.exp(-edge * d2 / (2 * mean_d2)) if edge > 0 and mean_d2 > 0 else np.ones_like(d2)
+    pair, pinv = np.unique(keys_all, return_inverse=True)
+    length = np.bincount(pinv, weights=w, minlength=len(pair))
+    adj: list[dict[int, float]] = [{} for _ in range(R)]
+    for k, c in zip(pair.tolist(), length.tolist()):
+        i, j = divmod(k, R)
+        adj[i][j] = c
+        adj[j][i] = c
+
+    def threshold(i: int, j: int) -> float:
+        """The ``lam`` above which merging ``i`` and ``j`` lowers the energy."""
+        d = sums[i] / n[i] - sums[j] / n[j]
+        return n[i] * n[j] / (n[i] + n[j]) * float(d @ d) / (2.0 * max(adj[i][j], 1e-12))
+
+    version = [0] * R
+    heap = [(threshold(i, j), i, j, 0, 0) for i in range(R) for j in adj[i] if i < j]
+    heapq.heapify(heap)
+    parent = list(range(R))
+    while heap:
+        t, i, j, vi, vj = heapq.heappop(heap)
+        if t >= lam:
+            break
+        if vi != version[i] or vj != version[j]:
+            continue  # stale: one of them changed since this entry was made
+        # merge j into i; an edge's threshold depends only on its two regions, so only i's edges change
+        parent[j] = i
+        n[i] += n[j]
+        sums[i] += sums[j]
+        for k, c in adj[j].items():
+            if k == i:
+                continue
+            adj[i][k] = adj[i].get(k, 0.0) + c
+            adj[k][i] = adj[i][k]
+            del adj[k][j]
+        del adj[i][j]
+        adj[j] = {}
+        version[i] += 1
+        version[j] += 1
+        for k in adj[i]:
+            a, b = (i, k) if i < k else (k, i)
+            heapq.heappush(heap, (threshold(a, b), a, b, version[a], version[b]))
+    root = np.arange(R)
+    for r in range(R):
+        p = r
+        while parent[p] != p:
+            p = parent[p]
+        root[r] = p
+    _, merged = np.unique(root[lab], return_inverse=True)
+    return merged.reshape(lab.shape)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from napari_levelset import segment
-from napari_levelset.regions import connected_regions, merge_regions
+from napari_levelset.regions import _merge_features, connected_regions, merge_regions
 
 
 def test_each_connected_piece_of_a_class_becomes_a_region():
@@ -60,20 +60,23 @@ def test_lab_colour_input():
         segment(img, 2, iterations=1, device="cpu", regions="blobs")
 
 
-def _energy(regions, features, lam):
-    """The level-set energy of a hard partition, by brute force: data term + lam * TV of the indicators."""
+def _energy(regions, f, lam, edge=0.0):
+    """The energy merge_regions lowers, by brute force on features ``f``: data term + lam * weighted TV."""
+    d2 = [((np.diff(f, axis=ax + 1)) ** 2).sum(0) for ax in range(regions.ndim)]
+    mean_d2 = np.mean([d.mean() for d in d2])
     e = 0.0
     for r in np.unique(regions):
         m = regions == r
-        x = features[:, m]
+        x = f[:, m]
         e += float(((x - x.mean(1, keepdims=True)) ** 2).sum())
         for ax in range(regions.ndim):
-            e += lam * float(np.abs(np.diff(m.astype(float), axis=ax)).sum())
+            w = np.exp(-edge * d2[ax] / (2 * mean_d2)) if edge else 1.0
+            e += lam * float((np.abs(np.diff(m.astype(float), axis=ax)) * w).sum())
     return e
 
 
-def test_merging_lowers_the_energy_to_a_local_minimum():
-    rng = np.random.default_rng(0)
+def _blocks_image(seed=0):
+    rng = np.random.default_rng(seed)
     truth = np.zeros((30, 40), int)
     truth[:, 20:] = 1
     truth[10:20, 5:15] = 2
@@ -81,34 +84,59 @@ def test_merging_lowers_the_energy_to_a_local_minimum():
     features = np.moveaxis(colours[truth], -1, 0) + rng.normal(0, 0.05, (2, 30, 40))
     # an over-segmentation: every truth region cut into 5x5 blocks
     blocks = (np.arange(30)[:, None] // 5) * 8 + np.arange(40)[None] // 5
-    over = truth * 1000 + blocks
-    lam = 0.05
-    merged = merge_regions(over, features, lam)
+    return truth, features, truth * 1000 + blocks
+
+
+@pytest.mark.parametrize("plain", [True, False])
+def test_merging_lowers_the_energy_to_a_local_minimum(plain):
+    truth, features, over = _blocks_image()
+    if plain:
+        kw, f, lam, edge = dict(texture=0.0, edge=0.0, normalise=False), features, 0.05, 0.0
+    else:  # the defaults: normalised features with a texture channel, edge-weighted boundaries
+        kw, f, lam, edge = {}, _merge_features(features, 1.0, True), 0.1, 2.0
+    merged = merge_regions(over, features, lam, **kw)
     assert merged.dtype == np.uint32 and merged.min() == 1
-    assert _energy(merged, features, lam) < _energy(over, features, lam)
+    assert _energy(merged, f, lam, edge) < _energy(over, f, lam, edge)
     # it recovers the three regions exactly
     assert len(np.unique(merged)) == 3
     for t in range(3):
         assert len(np.unique(merged[truth == t])) == 1
     # a local minimum: no merge of two adjacent regions lowers the energy any further
-    e = _energy(merged, features, lam)
+    e = _energy(merged, f, lam, edge)
     ids = np.unique(merged)
     for a in ids:
         for b in ids[ids > a]:
             joined = np.where(merged == b, a, merged)
-            assert _energy(joined, features, lam) >= e - 1e-9
+            assert _energy(joined, f, lam, edge) >= e - 1e-9
 
 
 def test_merge_weight_sets_the_granularity():
     features = np.zeros((1, 20, 20))
     features[0, :, 10:] = 1.0
     regions = np.where(np.arange(20)[None, :] < 10, 1, 2) * np.ones((20, 1), int)
+    plain = dict(texture=0.0, edge=0.0, normalise=False)
     # merging costs 200*200/400 * 1 = 100 and removes 20 boundary pairs: worth it above lam = 2.5
-    assert len(np.unique(merge_regions(regions, features, 2.4))) == 2
-    assert len(np.unique(merge_regions(regions, features, 2.6))) == 1
+    assert len(np.unique(merge_regions(regions, features, 2.4, **plain))) == 2
+    assert len(np.unique(merge_regions(regions, features, 2.6, **plain))) == 1
     assert len(np.unique(merge_regions(regions, features, 0.0))) == 2
     with pytest.raises(ValueError, match="features"):
         merge_regions(regions, features[:, :10], 1.0)
+    with pytest.raises(ValueError, match="edge"):
+        merge_regions(regions, features, 1.0, edge=-1)
+
+
+def test_merging_is_nested_and_contrast_invariant():
+    _, features, over = _blocks_image(1)
+    features = features + np.random.default_rng(2).normal(0, 0.2, features.shape)  # hard to tell apart
+    results = [merge_regions(over, features, lam) for lam in (0.02, 0.05, 0.1, 0.2, 0.5)]
+    counts = [len(np.unique(r)) for r in results]
+    assert counts == sorted(counts, reverse=True) and counts[0] > counts[-1]
+    for fine, coarse in zip(results, results[1:]):
+        # every region at the larger weight is a union of regions at the smaller one
+        pairs = np.unique(np.stack([fine.ravel(), coarse.ravel()]), axis=1)
+        assert len(np.unique(pairs[0])) == pairs.shape[1]
+    # the features are normalised: the same picture at a third of the contrast merges the same way
+    assert np.array_equal(merge_regions(over, features / 3 + 7, 0.1), results[2])
 
 
 def test_merging_slices_separately():

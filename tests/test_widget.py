@@ -507,11 +507,16 @@ def test_regions_button_gives_one_label_per_object(make_widget, qtbot, errors):
     assert np.array_equal(np.asarray(out.data), classes)  # the class labels are left as they were
     meta = widget.regions_layer(image).metadata["napari_levelset"]
     assert meta["kind"] == "regions" and meta["n_regions"] == 3
-    # a huge weight merges everything into one region, in the same layer
+    # merge weight 0: the connected pieces of the classes as they are, in the same layer
+    from napari_levelset.regions import connected_regions
+
     layer = widget.regions_layer(image)
-    widget.lam.setValue(10.0)
+    widget.merge_spin.setValue(0.0)
     qtbot.waitUntil(lambda: widget.regions_btn.isEnabled(), timeout=30_000)
     widget.make_regions()
-    qtbot.waitUntil(lambda: len(np.unique(np.asarray(layer.data))) == 1, timeout=30_000)
+    expected = len(np.unique(connected_regions(classes, 0.001)))
+    assert expected > 3
+    qtbot.waitUntil(lambda: len(np.unique(np.asarray(layer.data))) == expected, timeout=30_000)
+    assert layer.metadata["napari_levelset"]["merge"] == 0.0
     assert widget.regions_layer(image) is layer
     assert not errors, errors

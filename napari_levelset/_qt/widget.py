@@ -84,6 +84,7 @@ WIDTH_RANGE = (4, 256)
 DEPTH_RANGE = (1, 8)
 ALPHA_RANGE = (0.0, 100.0)
 POSITION_RANGE = (0.0, 10.0)
+MERGE_RANGE = (0.0, 1000.0)
 EVERY_RANGE = (0, 10_000)
 SEED_RANGE = (0, 2**31 - 1)
 
@@ -388,18 +389,30 @@ class LevelSetWidget(QWidget):
         self.refine_btn = QPushButton("Refine")
         self.refine_btn.setEnabled(False)
         self.refine_btn.setToolTip("Continue the last run from where it ended, with the current scribbles and λ")
+        buttons.addWidget(self.run_btn)
+        buttons.addWidget(self.stop_btn)
+        buttons.addWidget(self.refine_btn)
+        outer.addLayout(buttons)
+        regions_row = QHBoxLayout()
+        self.merge_spin = QDoubleSpinBox()
+        self.merge_spin.setRange(*MERGE_RANGE)
+        self.merge_spin.setDecimals(3)
+        self.merge_spin.setSingleStep(0.1)
+        self.merge_spin.setValue(D["merge"])
+        self.merge_spin.setPrefix("merge ")
+        self.merge_spin.setToolTip(
+            "Merge weight of the Regions button: larger merges more, into fewer regions (0: connected regions only)"
+        )
         self.regions_btn = QPushButton("Regions")
         self.regions_btn.setEnabled(False)
         self.regions_btn.setToolTip(
             "One label per object: split the result into connected regions, then merge neighbours for as long "
-            "as that lowers the level-set energy (weight λ; larger merges more). Uses the output layer as it "
-            "is now, your edits included, and writes the layer '<image> regions'"
+            "as that lowers the level-set energy (on colour and texture, boundaries weighted by edge strength). "
+            "Uses the output layer as it is now, your edits included, and writes the layer '<image> regions'"
         )
-        buttons.addWidget(self.run_btn)
-        buttons.addWidget(self.stop_btn)
-        buttons.addWidget(self.refine_btn)
-        buttons.addWidget(self.regions_btn)
-        outer.addLayout(buttons)
+        regions_row.addWidget(self.merge_spin, 1)
+        regions_row.addWidget(self.regions_btn)
+        outer.addLayout(regions_row)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
@@ -1106,7 +1119,7 @@ class LevelSetWidget(QWidget):
             return None
         image, out, seg = source
         labels = np.asarray(out.data).copy()  # as the user sees it, edits included
-        lam = float(self.lam.value())
+        lam = float(self.merge_spin.value())
 
         def compute():
             return seg.regions(labels, "merged", merge=lam)
@@ -1149,7 +1162,7 @@ class LevelSetWidget(QWidget):
             self._regions[id(image)] = layer
             self._insert_above(out, layer)
         layer.metadata[META_KEY] = meta
-        self.status.setText(f"{meta['n_regions']} regions (merge weight λ = {lam:.4g})")
+        self.status.setText(f"{meta['n_regions']} regions (merge weight {lam:.4g})")
 
     def add_scribble_layer(self, *_args) -> Labels | None:
         """Add an empty scribble layer matching the picked image and select the paint brush."""
