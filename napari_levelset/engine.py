@@ -118,7 +118,7 @@ class Segmenter:
         frozen and computed once), ``last`` or ``all`` (use ``lr=0.003`` then).
     position:
         Weight of the pixel coordinates appended to the image as extra channels
-        (0: none).  Default: 0.25 for an RGB image compared in CIELAB (a
+        (0: none).  Default: 0.5 for an RGB image compared in CIELAB (a
         photograph: objects are compact) with the per-image CNN, else 0 (phases
         of a grey or multichannel image may lie anywhere).  They enter both the network and the data term, so a
         class is a region of similar colour *and* place: with many classes the

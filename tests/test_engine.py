@@ -264,9 +264,9 @@ def test_cuda_recovers_phantom():
 
 def test_images_too_large_for_memory_are_optimised_on_crops():
     image, truth = phantom((96, 128), 3, channels=3, seed=3)
-    seg = Segmenter(image, 3, device="cpu", max_pixels=64 * 80)
+    seg = Segmenter(image, 3, device="cpu", max_pixels=48 * 64)
     assert seg.settings["crop"] is not None
-    assert seg.settings["crop"][0] * seg.settings["crop"][1] <= 64 * 80
+    assert seg.settings["crop"][0] * seg.settings["crop"][1] <= 48 * 64
     snaps = list(seg.run(150, every=50))
     assert matched_iou(snaps[-1].labels, truth).min() >= 0.95
 
