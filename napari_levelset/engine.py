@@ -122,7 +122,9 @@ class Segmenter:
         photograph: objects are compact) with the per-image CNN, else 0 (phases
         of a grey or multichannel image may lie anywhere).  They enter both the network and the data term, so a
         class is a region of similar colour *and* place: with many classes the
-        result tends to compact regions, as in SLIC superpixels.  Coordinates run
+        result tends to compact regions, as in SLIC superpixels.  With a
+        pretrained U-Net the coordinates go to its class head only (beside the
+        body's embedding), whose weights for them a fine-tune learns.  Coordinates run
         over [-w/2, w/2] along the image's longest axis (channels are in [0, 1]).
     max_pixels:
         Most pixels (voxels) one optimisation step may hold activations for.
@@ -186,10 +188,10 @@ class Segmenter:
         ndim = len(self.prepared.spatial_shape)
         self.x = torch.from_numpy(self.prepared.data).to(self.device)
         self.image_channels = self.x.shape[1]
+        n_position = 0
         if position:
-            if not per_image:
-                raise InputError("position features are for the per-image CNN; a pretrained model takes the image only")
             self.x = torch.cat([self.x, position_channels(self.x, position)], 1)
+            n_position = self.x.shape[1] - self.image_channels
         in_ch = self.x.shape[1]
         first_logits = None
         with torch.random.fork_rng(devices=[]):
@@ -202,7 +204,8 @@ class Segmenter:
                 from .unet import build_network
 
                 self.model = build_network(
-                    model, in_channels=in_ch, n_classes=n_classes, ndim=ndim, finetune=finetune, color=color
+                    model, in_channels=self.image_channels, n_classes=n_classes, ndim=ndim, finetune=finetune,
+                    color=color, extra_channels=n_position,
                 )
         from .unet import PretrainedNetwork
 

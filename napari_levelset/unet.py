@@ -256,7 +256,7 @@ class PretrainedNetwork(nn.Module):
     """
 
     def __init__(self, unet: LevelSetUNet, n_classes: int, in_channels: int, ndim: int, finetune: str = "head",
-                 tile: int | None = None):
+                 tile: int | None = None, extra_channels: int = 0):
         super().__init__()
         if str(n_classes) not in unet.heads:
             raise InputError(
@@ -264,6 +264,14 @@ class PretrainedNetwork(nn.Module):
             )
         self.body = unet.body
         self.head = unet.heads[str(n_classes)]
+        self.extra_channels = int(extra_channels)
+        if self.extra_channels:  # head-only inputs (pixel coordinates): new head columns, starting at zero
+            old = self.head
+            self.head = nn.Conv2d(old.in_channels + self.extra_channels, old.out_channels, 1)
+            with torch.no_grad():
+                self.head.weight.zero_()
+                self.head.weight[:, : old.in_channels] = old.weight
+                self.head.bias.copy_(old.bias)
         self.n_classes = int(n_classes)
         self.model_channels = unet.in_channels
         self.in_channels = int(in_channels)
@@ -297,6 +305,16 @@ class PretrainedNetwork(nn.Module):
         r = self.body.receptive_radius
         return (0, r, r) if self.slicewise else (r,) * self.ndim
 
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The image channels and the head-only extra channels of the input."""
+        if x.shape[1] != self.in_channels + self.extra_channels:
+            raise InputError(
+                f"the network was built for {self.in_channels + self.extra_channels} channels, got {x.shape[1]}"
+            )
+        if not self.extra_channels:
+            return x, None
+        return x[:, : self.in_channels], x[:, self.in_channels :]
+
     def _adapt(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] != self.in_channels:
             raise InputError(f"the network was built for {self.in_channels} channels, got {x.shape[1]}")
@@ -321,16 +339,17 @@ class PretrainedNetwork(nn.Module):
             return y
         return y[(slice(None), slice(None)) + tuple(slice(0, s) for s in spatial)]
 
-    def _head(self, feats: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
-        z = torch.cat([feats, xa], 1)
+    def _head(self, feats: torch.Tensor, xa: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        z = torch.cat([feats, xa] if extra is None else [feats, xa, extra], 1)
         if self.slicewise:  # the 2D 1x1 head on every slice = a 1x1x1 3D convolution
             return F.conv3d(z, self.head.weight.unsqueeze(2), self.head.bias)
         return self.head(z)
 
     def _whole(self, x: torch.Tensor) -> torch.Tensor:
         """Logits from scratch (no cache, no tiling)."""
+        x, extra = self._split(x)
         xa = self._adapt(x)
-        return self._head(self._slices(self.body, xa), xa)
+        return self._head(self._slices(self.body, xa), xa, extra)
 
     # the frozen part (cached) and the trainable part of the network
     def _frozen_fn(self, xa: torch.Tensor) -> torch.Tensor:
@@ -338,12 +357,12 @@ class PretrainedNetwork(nn.Module):
             return self._slices(lambda t: self.body.trunk(self.body.pad(t)), xa)
         return self._slices(self.body, xa)
 
-    def _trainable(self, frozen: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
+    def _trainable(self, frozen: torch.Tensor, xa: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         if self.finetune == "last":
             feats = self._crop(self._slices(self.body.tail, frozen), xa.shape[2:])
         else:
             feats = frozen
-        return self._head(feats, xa)
+        return self._head(feats, xa, extra)
 
     def _frozen(self, x: torch.Tensor) -> torch.Tensor:
         """The frozen part's output, without gradients, tiled when large, cached for the last input."""
@@ -387,17 +406,25 @@ class PretrainedNetwork(nn.Module):
         and its embedding part to zero, so the first labels are the k-means ones
         and a fine-tune learns how to use the body's features for this image's
         classes.  Needs the image channels to reach the head unchanged (no colour
-        to grey adaptation).
+        to grey adaptation).  ``centres`` may go on over the extra (position)
+        channels, which then get their part of the assignment too.
         """
         if self.adapt == "mean":
             raise InputError("a k-means start needs the model's input channels; this model averages colour to grey")
         s = max(float(spread), 1e-4)
-        k = min(int(centres.shape[1]), self.model_channels)
+        centres = centres.to(self.head.weight)
+        k = min(int(centres.shape[1]), self.in_channels, self.model_channels)
+        e = min(max(int(centres.shape[1]) - self.in_channels, 0), self.extra_channels)
+        used = torch.cat([centres[:, :k], centres[:, self.in_channels : self.in_channels + e]], 1)
         w = torch.zeros_like(self.head.weight)
-        feats = w.shape[1] - self.model_channels
-        w.view(self.n_classes, -1)[:, feats : feats + k] = centres[:, :k].to(w) / s
+        flat = w.view(self.n_classes, -1)
+        feats = w.shape[1] - self.model_channels - self.extra_channels
+        flat[:, feats : feats + k] = centres[:, :k] / s
+        if e:
+            start = feats + self.model_channels
+            flat[:, start : start + e] = centres[:, self.in_channels : self.in_channels + e] / s
         self.head.weight.copy_(w)
-        self.head.bias.copy_(-(centres[:, :k].to(w) ** 2).sum(1) / (2 * s))
+        self.head.bias.copy_(-(used**2).sum(1) / (2 * s))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.finetune == "all" and torch.is_grad_enabled() and any(p.requires_grad for p in self.body.parameters()):
@@ -409,7 +436,8 @@ class PretrainedNetwork(nn.Module):
                 return tiled_apply(self._whole, x, radius=self.receptive_radius, multiple=self.multiple,
                                    tile=self._tile(), out_device=x.device)
             return self._whole(x)
-        return self._trainable(self._frozen(x), self._adapt(x))
+        img, extra = self._split(x)
+        return self._trainable(self._frozen(img), self._adapt(img), extra)
 
     def _apply(self, fn, *args, **kwargs):  # .to(device) etc. invalidate the cache
         self._cache = None
@@ -565,7 +593,8 @@ def model_color(model: str | os.PathLike = "unet") -> str:
 
 
 def build_network(model: str | os.PathLike = "unet", in_channels: int = 3, n_classes: int = 4, ndim: int = 2,
-                  *, finetune: str = "head", tile: int | None = None, color: str | None = None) -> PretrainedNetwork:
+                  *, finetune: str = "head", tile: int | None = None, color: str | None = None,
+                  extra_channels: int = 0) -> PretrainedNetwork:
     """The network ``Segmenter`` uses for ``model`` other than ``cnn``.
 
     ``model`` is ``"unet"`` (the shipped model, trained on BSDS500) or the path
@@ -577,6 +606,10 @@ def build_network(model: str | os.PathLike = "unet", in_channels: int = 3, n_cla
     ``tile``: tile size for gradient-free inference on large inputs.
     ``color``: the image preparation the caller uses (``rgb`` or ``lab``);
     when given it must be the one the model was trained with.
+    ``extra_channels``: trailing input channels (pixel coordinates) that go to
+    the class head only, beside the embedding and the image; their head
+    weights start at zero (or from a k-means start) and are learnt in a
+    fine-tune.
     """
     n_classes = int(n_classes)
     if n_classes < 2:
@@ -586,6 +619,6 @@ def build_network(model: str | os.PathLike = "unet", in_channels: int = 3, n_cla
     if color is not None and color != trained:
         raise InputError(f"this model was trained on {trained!r} input, not {color!r}: use color={trained!r}")
     out = PretrainedNetwork(net, n_classes, in_channels=int(in_channels), ndim=int(ndim), finetune=finetune,
-                            tile=tile)
+                            tile=tile, extra_channels=extra_channels)
     out.metadata = meta
     return out

@@ -234,7 +234,6 @@ def test_per_slice_segmentation_shares_labels_between_slices():
         (np.random.rand(2, 3, 4, 5, 6), {}, "cannot tell the axes"),
         (np.random.rand(20, 20), {"device": "tpu"}, "unknown device"),
         (np.random.rand(20, 20), {"position": -0.5}, "position"),
-        (np.random.rand(20, 20), {"position": 0.5, "model": "unet"}, "position features are for the per-image CNN"),
         (np.random.rand(20, 20), {"init": "random", "model": "unet"}, "init='random' is for the per-image CNN"),
     ],
 )

@@ -283,3 +283,41 @@ def test_shipped_model():
     built = build_network("unet", in_channels=1, n_classes=5, ndim=2)
     with torch.no_grad():
         assert built(torch.rand(1, 1, 40, 40)).shape == (1, 5, 40, 40)
+
+
+def test_position_channels_reach_the_head_only():
+    x = torch.rand(1, 3, 24, 20)
+    plain = build_network("unet", in_channels=3, n_classes=4, ndim=2)
+    placed = build_network("unet", in_channels=3, n_classes=4, ndim=2, extra_channels=2)
+    pos = torch.rand(1, 2, 24, 20)
+    with torch.no_grad():
+        # the new head columns start at zero: the same logits as without them
+        assert torch.allclose(placed(torch.cat([x, pos], 1)), plain(x), atol=1e-5)
+    assert placed.head.weight.shape[1] == plain.head.weight.shape[1] + 2
+    with pytest.raises(InputError, match="built for 5 channels"):
+        placed(x)
+
+
+def test_unet_kmeans_start_with_position_separates_objects_far_apart():
+    # two dark disks on a bright background: colour alone cannot tell them apart; the
+    # k-means start on colour and place gives them different labels, and the head's
+    # position columns are trained in a fine-tune
+    yy, xx = np.mgrid[:48, :96]
+    image = np.ones((48, 96), np.float32)
+    left = (yy - 24) ** 2 + (xx - 20) ** 2 < 12**2
+    right = (yy - 24) ** 2 + (xx - 76) ** 2 < 12**2
+    image[left | right] = 0.0
+    from napari_levelset.engine import Segmenter
+
+    kw = dict(model="unet", init="kmeans", device="cpu")
+    plain = Segmenter(image, 3, **kw).labels()
+    seg = Segmenter(image, 3, position=2.0, **kw)
+    placed = seg.labels()
+    assert np.bincount(plain[left]).argmax() == np.bincount(plain[right]).argmax()
+    assert np.bincount(placed[left]).argmax() != np.bincount(placed[right]).argmax()
+    before = seg.model.head.weight[:, -2:].detach().clone()
+    assert before.abs().sum() > 0  # the k-means start uses the coordinates
+    for _ in seg.run(3):
+        pass
+    assert not torch.equal(seg.model.head.weight[:, -2:], before)
+    assert seg.settings["position"] == 2.0

@@ -1,0 +1,124 @@
+#!/usr/bin/env python
+"""Ablation of the region merging on BSDS500: which of its parts buys what.
+
+Reads the level-set label maps that ``benchmarks/bsds.py`` stored (run it first
+with the same ``--out``, ``--split``, ``--limit``, ``--classes`` and ``--set``),
+then merges their connected regions with ``napari_levelset.regions.merge_regions``
+under each variant and reports SC / PRI / VI at ODS and OIS over all
+``N|m=weight`` scales, like ``bsds.py`` does for its ``levelset+ms`` output::
+
+    python benchmarks/bsds.py --limit 20 --methods levelset --classes 16,24 --out benchmarks/out/val
+    python benchmarks/merge_ablation.py --limit 20 --classes 16,24 --out benchmarks/out/val
+
+Variants (the package default is the last):
+
+``plain``        the level-set energy on the prepared image as it is, boundary = length
+``+normalise``   features scaled to a fixed overall spread (contrast-relative weight)
+``+edge``        boundary pairs weighted by the edge-stopping weight
+``+texture``     plus a local-contrast channel (all three: the default)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+try:
+    import napari_levelset  # noqa: F401
+except ImportError:  # pragma: no cover
+    sys.path.insert(0, str(REPO))
+
+import bsds  # noqa: E402
+
+VARIANTS = {
+    "plain": dict(normalise=False, edge=0.0, texture=0.0),
+    "+normalise": dict(normalise=True, edge=0.0, texture=0.0),
+    "+normalise+edge": dict(normalise=True, edge=2.0, texture=0.0),
+    "+normalise+edge+texture (default)": dict(normalise=True, edge=2.0, texture=1.0),
+}
+#: weights swept per variant: the plain energy is on the unscaled features, so it needs its own range
+WEIGHTS = {
+    "plain": [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8],
+    "default": [0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2.0],
+}
+
+
+def score_image(task: dict) -> dict[str, list[dict]]:
+    """All variants and weights for one image and all N: {variant: [result per scale]}."""
+    from napari_levelset import metrics
+    from napari_levelset.regions import connected_regions, merge_regions
+
+    image = bsds.read_image(Path(task["image"]))
+    gts = metrics.load_ground_truth(task["gt"])
+    features = bsds.levelset_features(image, task["config"])
+    out = {name: [] for name in VARIANTS}
+    for n in task["classes"]:
+        path = Path(task["labels"]) / bsds._scale_dir(n) / f"{task['id']}.npz"
+        if not path.is_file():
+            raise SystemExit(f"no stored labels {path}: run benchmarks/bsds.py with the same settings first")
+        with np.load(path) as z:
+            regions = connected_regions(z["labels"], task["min_region"])
+        for name, options in VARIANTS.items():
+            for w in WEIGHTS["plain" if name == "plain" else "default"]:
+                out[name].append(metrics.evaluate_image(merge_regions(regions, features, w, **options), gts))
+    return out
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bsds", type=Path, default=bsds.DEFAULT_BSDS)
+    p.add_argument("--split", default="val")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--classes", default="16,24")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--min-region", type=float, default=0.001)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "bsds-val")
+    args = p.parse_args(argv)
+
+    from tqdm import tqdm
+
+    from napari_levelset import metrics
+
+    settings = {}
+    for item in args.settings:
+        key, _, value = item.partition("=")
+        settings[key.strip()] = bsds._literal(value.strip())
+    config = {"settings": settings}
+    labels = bsds.label_cache_dir(args.out, "levelset", config)
+    classes = bsds._parse_list(args.classes)
+    ids = bsds.list_images(args.bsds.resolve(), args.split, args.limit)
+    tasks = [dict(id=i, image=str(args.bsds / "images" / args.split / f"{i}.jpg"),
+                  gt=str(args.bsds / "groundTruth" / args.split / f"{i}.mat"), labels=str(labels),
+                  classes=classes, config=config, min_region=args.min_region) for i in ids]
+    if args.workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(args.workers) as pool:
+            results = list(tqdm(pool.imap(score_image, tasks), total=len(tasks), desc="ablation"))
+    else:
+        results = [score_image(t) for t in tqdm(tasks, desc="ablation")]
+
+    lines = [f"BSDS500 {args.split}, {len(ids)} images, label maps of {settings or 'the defaults'}, "
+             f"N in {classes}; scales N|m=weight", "",
+             "| merging | SC ODS | SC OIS | PRI ODS | PRI OIS | VI ODS | VI OIS |", "|---|---|---|---|---|---|---|"]
+    summaries = {}
+    for name in VARIANTS:
+        weights = WEIGHTS["plain" if name == "plain" else "default"]
+        scales = [f"{n}|m={w}" for n in classes for w in weights]
+        s = metrics.summarize([r[name] for r in results], scales=scales)
+        summaries[name] = s
+        lines.append(f"| {name} | {s['sc_ods']:.3f} ({s['sc_ods_scale']}) | {s['sc_ois']:.3f} "
+                     f"| {s['pri_ods']:.3f} ({s['pri_ods_scale']}) | {s['pri_ois']:.3f} "
+                     f"| {s['vi_ods']:.3f} ({s['vi_ods_scale']}) | {s['vi_ois']:.3f} |")
+    print("\n".join(lines))
+    return summaries
+
+
+if __name__ == "__main__":
+    main()
