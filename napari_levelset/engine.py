@@ -27,7 +27,7 @@ import torch
 
 from .defaults import DEFAULTS
 from .io import InputError, Prepared, labels_dtype, prepare_image
-from .loss import class_means, levelset_loss, scribble_loss
+from .loss import class_means, class_probs, levelset_loss, scribble_loss
 from .cluster import init_centres
 from .models import PerImageCNN
 
@@ -372,7 +372,7 @@ class Segmenter:
             x = x[items][window]
             scr = None if scr is None else scr[items][window[:1] + window[2:]]
         logits = self.model(x)
-        probs = torch.softmax(logits, dim=1)
+        probs = class_probs(logits)
         means = None if self._crop is None else self._running_means(probs.detach(), x, items)
         loss = levelset_loss(probs, x, self._lam, means=means)
         if scr is not None and self.alpha > 0:

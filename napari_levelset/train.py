@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from .io import PLAIN_EXT, TIFF_EXT, InputError, prepare_image, read_image
-from .loss import levelset_loss, scribble_loss
+from .loss import class_probs, levelset_loss, scribble_loss
 from .unet import MAX_CLASSES, LevelSetUNet, load_model, read_model_file, save_model
 
 __all__ = ["train", "main", "TrainResult", "load_training_images", "DEFAULT_TRAIN"]
@@ -416,7 +416,7 @@ def train(
             ls = x.new_zeros(())
             loss = x.new_zeros(())
             for n in heads:
-                ls = ls + levelset_loss(torch.softmax(logits[n], 1), x, float(lam))
+                ls = ls + levelset_loss(class_probs(logits[n]), x, float(lam))
                 if n in ce_heads and alpha > 0:
                     loss = loss + float(alpha) * scribble_loss(logits[n], y)
             ls = ls / len(heads)

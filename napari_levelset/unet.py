@@ -340,7 +340,9 @@ class PretrainedNetwork(nn.Module):
         return y[(slice(None), slice(None)) + tuple(slice(0, s) for s in spatial)]
 
     def _head(self, feats: torch.Tensor, xa: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        z = torch.cat([feats, xa] if extra is None else [feats, xa, extra], 1)
+        return self._head_conv(torch.cat([feats, xa] if extra is None else [feats, xa, extra], 1))
+
+    def _head_conv(self, z: torch.Tensor) -> torch.Tensor:
         if self.slicewise:  # the 2D 1x1 head on every slice = a 1x1x1 3D convolution
             return F.conv3d(z, self.head.weight.unsqueeze(2), self.head.bias)
         return self.head(z)
@@ -437,7 +439,21 @@ class PretrainedNetwork(nn.Module):
                                    tile=self._tile(), out_device=x.device)
             return self._whole(x)
         img, extra = self._split(x)
+        if self.finetune == "head":  # everything but the 1x1 head is fixed: keep its whole input
+            return self._head_conv(self._head_input(x, img, extra))
         return self._trainable(self._frozen(img), self._adapt(img), extra)
+
+    def _head_input(self, x: torch.Tensor, img: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+        """``[embedding, image, extra]`` for the head, cached for the last input (in place of the embedding)."""
+        key = (x.data_ptr(), x._version, tuple(x.shape), x.dtype, str(x.device), "head-input")
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        feats = self._frozen(img)
+        xa = self._adapt(img)
+        z = torch.cat([feats, xa] if extra is None else [feats, xa, extra], 1)
+        if z.numel() * z.element_size() <= CACHE_BYTES:
+            self._cache = (key, z)  # replaces the embedding's entry: one copy, not two
+        return z
 
     def _apply(self, fn, *args, **kwargs):  # .to(device) etc. invalidate the cache
         self._cache = None

@@ -3,7 +3,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_levelset.loss import class_means, data_term, levelset_loss, scribble_loss, total_variation
+from napari_levelset.loss import (
+    LOGIT_FLOOR,
+    class_means,
+    class_probs,
+    data_term,
+    levelset_loss,
+    scribble_loss,
+    total_variation,
+)
 
 
 def brute_force_loss(probs: np.ndarray, image: np.ndarray, lam: float, eps: float = 1e-8) -> float:
@@ -159,3 +167,29 @@ def test_fixed_means_give_the_same_value_and_constant_means():
     assert torch.allclose(data_term(probs, image, means=fixed), expect, atol=1e-6)
     with pytest.raises(ValueError, match="means must be"):
         data_term(probs, image, means=torch.rand(2, 3, 3))
+
+
+def test_class_probs_is_the_softmax_for_ordinary_logits():
+    logits = torch.randn(2, 5, 8, 9, dtype=torch.float64) * 4
+    assert torch.allclose(class_probs(logits), torch.softmax(logits, 1), atol=1e-15)
+
+
+def test_class_probs_of_extreme_logits_has_no_subnormal_numbers_forward_or_backward():
+    # logits hundreds apart, as after a k-means start on well-separated colours
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(1, 6, 32, 32, generator=g) * 300).requires_grad_()
+    image = torch.rand(1, 3, 32, 32, generator=g)
+    probs = class_probs(logits)
+    levelset_loss(probs, image, 0.05).backward()
+
+    def subnormal(t):
+        a = t.detach().abs()
+        return int(((a > 0) & (a < torch.finfo(torch.float32).tiny)).sum())
+
+    assert subnormal(probs) == 0 and subnormal(logits.grad) == 0
+    assert float(probs.min()) >= np.exp(-LOGIT_FLOOR) / 6 * 0.99  # floored, and still a distribution
+    assert torch.allclose(probs.sum(1), torch.ones(1, 32, 32))
+    # the plain softmax does produce them here: the floor is what removes them
+    logits2 = logits.detach().clone().requires_grad_()
+    levelset_loss(torch.softmax(logits2, 1), image, 0.05).backward()
+    assert subnormal(logits2.grad) > 0

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import best_iou, disk_image, run_and_wait, three_regions
+from napari_levelset.defaults import DEFAULTS
 
 gui = pytest.mark.gui
 LONG = 100_000  # iterations for runs that the test stops itself
@@ -303,6 +304,8 @@ def test_rgb_image_runs(make_widget, qtbot, errors):
     assert out.data.shape == (48, 48) and len(np.unique(out.data)) >= 2
     assert out.metadata["napari_levelset"]["channel_axis"] == 2
     assert out.metadata["napari_levelset"]["color"] == "lab"  # auto: an RGB layer is compared in CIELAB
+    assert widget.position_spin.text() == "auto"  # auto position: on for a CIELAB photograph
+    assert DEFAULTS["position"] > 0 and out.metadata["napari_levelset"]["position"] == pytest.approx(DEFAULTS["position"])
     assert best_iou(np.asarray(out.data), truth) >= 0.9
     unc = widget.uncertainty_layer(image)
     assert unc.data.shape == (48, 48) and 0 <= unc.data.min() and unc.data.max() <= 1
@@ -310,6 +313,7 @@ def test_rgb_image_runs(make_widget, qtbot, errors):
     run_and_wait(qtbot, widget)
     assert not errors, errors
     assert out.metadata["napari_levelset"]["color"] == "rgb" and best_iou(np.asarray(out.data), truth) >= 0.9
+    assert out.metadata["napari_levelset"]["position"] == 0.0  # auto: off for channels as they are
     widget.position_spin.setValue(0.5)  # colour and position
     run_and_wait(qtbot, widget)
     assert not errors, errors

@@ -83,7 +83,8 @@ ITER_RANGE = (1, 100_000)
 WIDTH_RANGE = (4, 256)
 DEPTH_RANGE = (1, 8)
 ALPHA_RANGE = (0.0, 100.0)
-POSITION_RANGE = (0.0, 10.0)
+POSITION_RANGE = (-0.05, 10.0)  #: the minimum shows "auto"
+POSITION_AUTO = POSITION_RANGE[0]
 MERGE_RANGE = (0.0, 1000.0)
 EVERY_RANGE = (0, 10_000)
 SEED_RANGE = (0, 2**31 - 1)
@@ -341,10 +342,12 @@ class LevelSetWidget(QWidget):
         self.position_spin.setRange(*POSITION_RANGE)
         self.position_spin.setDecimals(2)
         self.position_spin.setSingleStep(0.05)
-        self.position_spin.setValue(D["position"])
+        self.position_spin.setSpecialValueText("auto")
+        self.position_spin.setValue(POSITION_AUTO)
         self.position_spin.setToolTip(
             "Weight of pixel position beside colour (per-image CNN): 0 groups pixels by colour alone; "
-            "larger values give more compact regions and split same-coloured objects far apart"
+            "larger values give more compact regions and split same-coloured objects far apart. "
+            f"auto: {D['position']} for an RGB image compared in CIELAB, else 0"
         )
         aform.addRow("Position weight", self.position_spin)
         self.every_spin = QSpinBox()
@@ -722,6 +725,13 @@ class LevelSetWidget(QWidget):
             self.position_spin.value(),
         )
 
+    def _position_value(self) -> float | None:
+        """The position weight for ``Segmenter``: None (auto) at the spin box's minimum."""
+        if self._model_value() != "cnn":
+            return 0.0
+        value = self.position_spin.value()
+        return None if value <= POSITION_AUTO else value
+
     def parameters(self) -> dict:
         """The current settings as keyword arguments for ``Segmenter`` (no axes)."""
         return dict(
@@ -731,7 +741,7 @@ class LevelSetWidget(QWidget):
             width=self.width_spin.value(),
             depth=self.depth_spin.value(),
             alpha=self.alpha_spin.value(),
-            position=self.position_spin.value() if self._model_value() == "cnn" else 0.0,
+            position=self._position_value(),
             device=self.device_combo.currentText(),
             seed=self.seed_spin.value(),
             model=self._model_value(),
