@@ -116,12 +116,13 @@ def main(argv=None) -> dict:
                    help="outputs scored from every segmentation (bsds.py --regions): classes, connected, merged")
     p.add_argument("--merge", default="0.1,0.2,0.3,0.5,0.8,1.2,2",
                    help="merge weights of the merged output (bsds.py --merge)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes of the benchmark runs (not the timing)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "unet-val")
     args = p.parse_args(argv)
 
     common = ["--bsds", str(args.bsds), "--split", args.split, "--limit", str(args.limit),
               "--classes", args.classes, "--methods", "levelset", "--out", str(args.out),
-              "--regions", args.regions, "--merge", args.merge]
+              "--regions", args.regions, "--merge", args.merge, "--workers", str(args.workers)]
     model = f"model={args.model!r}"
     configs = {}
     if not args.skip_per_image or args.timing_only:

@@ -87,6 +87,13 @@ def _add_segment(sub) -> None:
         help="with a U-Net: what --iterations fine-tune (head: the class head only; all: everything, use --lr 0.003)",
     )
     p.add_argument(
+        "--init",
+        choices=["auto", "kmeans", "network", "random"],
+        default=None,
+        help="start: kmeans (per-image CNN; a U-Net's head from this image's k-means), network (a U-Net as "
+        "trained), random (Kanezaki's); default: kmeans, and for a U-Net network when used directly",
+    )
+    p.add_argument(
         "--regions",
         choices=["classes", "connected", "merged"],
         default="classes",
@@ -151,6 +158,7 @@ def _run_segment(args) -> int:
         position=args.position,
         model=args.model,
         finetune=args.finetune,
+        **({} if args.init is None else {"init": args.init}),
         regions=args.regions,
         merge=args.merge,
         min_region=args.min_region,

@@ -108,7 +108,10 @@ class Segmenter:
         image; ``random``: Kanezaki's plain random start; ``network`` (default
         for a U-Net): the pretrained head as trained.  A U-Net with ``kmeans``
         keeps its body and restarts its head from this image's k-means, which a
-        fine-tune then refines with the body's features.
+        fine-tune then refines with the body's features (better on BSDS500 than
+        fine-tuning the trained head, see the README).  ``auto``: ``kmeans``
+        wherever the model takes the image's channels as they are, else
+        ``network`` (what ``segment`` and the widget use for a fine-tune).
     color:
         ``rgb`` (default: each channel normalised on its own) or ``lab`` (RGB
         images only: CIELAB, so the data term measures perceptual colour
@@ -212,6 +215,8 @@ class Segmenter:
         pretrained = isinstance(self.model, PretrainedNetwork)
         if init is None:  # a pretrained network starts from what it learned
             init = "network" if pretrained else "kmeans"
+        elif init == "auto":  # a k-means start where the model can take one
+            init = "network" if getattr(self.model, "adapt", "none") == "mean" else "kmeans"
         if init == "random" and pretrained:
             raise InputError("init='random' is for the per-image CNN; a pretrained model starts from 'network' or 'kmeans'")
         self.model.to(self.device).train()
@@ -620,7 +625,9 @@ def segment(
     steps (default 100).  ``model="unet"`` (the pretrained U-Net) or a model
     file path segments at once and then fine-tunes on this image for
     ``finetune_iterations`` steps (default 0: direct use; ``iterations`` is
-    accepted as a synonym); see ``Segmenter``'s ``finetune``.
+    accepted as a synonym); see ``Segmenter``'s ``finetune``.  A fine-tune
+    starts its head from this image's k-means (``init="auto"``) unless
+    ``init`` says otherwise.
 
     ``regions="connected"`` returns one label per connected piece of a class
     instead (uint32, 1..R), fragments smaller than ``min_region`` (pixels, or a
@@ -642,6 +649,8 @@ def segment(
         iterations = DEFAULTS["iterations"] if iterations is None else iterations
     else:
         iterations = finetune_iterations if finetune_iterations is not None else (iterations or 0)
+        if iterations > 0:  # a fine-tune starts its head from this image's k-means where it can
+            kwargs.setdefault("init", "auto")
     seg = Segmenter(
         image,
         n_classes,

@@ -321,3 +321,22 @@ def test_unet_kmeans_start_with_position_separates_objects_far_apart():
         pass
     assert not torch.equal(seg.model.head.weight[:, -2:], before)
     assert seg.settings["position"] == 2.0
+
+
+def test_segment_fine_tune_starts_from_kmeans_unless_told_otherwise(model_file):
+    import napari_levelset
+    from napari_levelset.engine import Segmenter
+    from napari_levelset.synthetic import phantom
+
+    path, _ = model_file
+    image, _ = phantom((32, 32), 3, channels=3, seed=2)
+    tuned = napari_levelset.segment(image, n_classes=3, model=str(path), finetune_iterations=2, device="cpu")
+    same = napari_levelset.segment(image, n_classes=3, model=str(path), finetune_iterations=2, device="cpu",
+                                   init="kmeans")
+    trained = napari_levelset.segment(image, n_classes=3, model=str(path), finetune_iterations=2, device="cpu",
+                                      init="network")
+    assert np.array_equal(tuned, same) and not np.array_equal(tuned, trained)
+    assert Segmenter(image, 3, model=str(path), init="auto", device="cpu").settings["init"] == "kmeans"
+    # a model that averages colour to grey cannot take an RGB k-means start: auto falls back
+    grey_path = save_model(path.parent / "grey.pt", small_net(in_channels=1))
+    assert Segmenter(image, 3, model=str(grey_path), init="auto", device="cpu").settings["init"] == "network"

@@ -481,6 +481,7 @@ def test_pretrained_unet_model_runs(make_widget, qtbot, errors):
     assert not errors, errors
     out = widget.output_layer(image)
     assert out.metadata["napari_levelset"]["model"] == "unet"
+    assert out.metadata["napari_levelset"]["init"] == "kmeans"  # a fine-tune starts from the image's k-means
     assert best_iou(np.asarray(out.data), truth) >= 0.9
 
 
@@ -494,7 +495,8 @@ def test_regions_button_gives_one_label_per_object(make_widget, qtbot, errors):
     img += rng.normal(0, 0.04, img.shape).astype(np.float32)
     image = viewer.add_image(img, name="two")
     assert not widget.regions_btn.isEnabled()  # nothing to split yet
-    widget.n_spin.setValue(4)  # more classes than phases: merging has work to do
+    widget.n_spin.setValue(4)  # more classes than phases, and classes with a place:
+    widget.position_spin.setValue(0.5)  # the background splits into pieces, merging has work to do
     widget.iter_spin.setValue(30)
     run_and_wait(qtbot, widget)
     assert not errors, errors

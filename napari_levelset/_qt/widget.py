@@ -745,6 +745,7 @@ class LevelSetWidget(QWidget):
             device=self.device_combo.currentText(),
             seed=self.seed_spin.value(),
             model=self._model_value(),
+            init="auto",  # a U-Net run is a fine-tune: its head starts from the image's k-means
         )
 
     # ------------------------------------------------------------------ running
