@@ -106,6 +106,8 @@ def main(argv=None) -> dict:
     p.add_argument("--ft", action="append", default=[], metavar="K=V,K=V",
                    help="one fine-tuned configuration (repeatable), e.g. iterations=20")
     p.add_argument("--skip-per-image", action="store_true")
+    p.add_argument("--skip-direct", action="store_true",
+                   help="no direct (not fine-tuned) U-Net run, e.g. for N beyond the model's trained heads")
     p.add_argument("--timing", type=int, default=0, metavar="K",
                    help="also time every configuration interleaved on the first K images "
                         "(same load for all; medians reported)")
@@ -127,7 +129,8 @@ def main(argv=None) -> dict:
     configs = {}
     if not args.skip_per_image or args.timing_only:
         configs["per-image"] = []
-    configs["unet"] = ["--set", model, "--set", "iterations=0"]
+    if not args.skip_direct:
+        configs["unet"] = ["--set", model, "--set", "iterations=0"]
     for spec in args.ft or ["iterations=20"]:
         items = [kv.strip() for kv in spec.split(",") if kv.strip()]
         configs["unet+" + ",".join(items)] = ["--set", model, *[a for kv in items for a in ("--set", kv)]]

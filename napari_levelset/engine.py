@@ -234,6 +234,13 @@ class Segmenter:
                     first_logits = self.model.skip(self.x)
         elif init not in ("kmeans", "random", "network"):
             raise InputError(f"init must be 'kmeans', 'random' or 'network', got {init!r}")
+        if pretrained and not getattr(self.model, "head_trained", True):
+            from .unet import _ranges
+
+            raise InputError(
+                f"this model has heads for {_ranges(self.model.head_counts)} classes, not {n_classes}: "
+                "use one of those, or fine-tune (a fine-tune starts its head from the image's k-means, init='kmeans')"
+            )
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=float(lr))
         self.iteration = 0
         self._crop = self._plan_crops(max_pixels, int(width))

@@ -258,12 +258,19 @@ class PretrainedNetwork(nn.Module):
     def __init__(self, unet: LevelSetUNet, n_classes: int, in_channels: int, ndim: int, finetune: str = "head",
                  tile: int | None = None, extra_channels: int = 0):
         super().__init__()
-        if str(n_classes) not in unet.heads:
-            raise InputError(
-                f"this model has heads for {_ranges(unet.head_counts)} classes, not {n_classes}"
-            )
         self.body = unet.body
-        self.head = unet.heads[str(n_classes)]
+        #: False for a class count the model has no trained head for: the head is then new
+        #: (zeros) and only usable from a k-means start (``init_from_centres``)
+        self.head_trained = str(n_classes) in unet.heads
+        self.head_counts = list(unet.head_counts)
+        if self.head_trained:
+            self.head = unet.heads[str(n_classes)]
+        else:
+            ref = next(iter(unet.heads.values()))
+            self.head = nn.Conv2d(ref.in_channels, int(n_classes), 1)
+            with torch.no_grad():
+                self.head.weight.zero_()
+                self.head.bias.zero_()
         self.extra_channels = int(extra_channels)
         if self.extra_channels:  # head-only inputs (pixel coordinates): new head columns, starting at zero
             old = self.head
@@ -427,6 +434,7 @@ class PretrainedNetwork(nn.Module):
             flat[:, start : start + e] = centres[:, self.in_channels : self.in_channels + e] / s
         self.head.weight.copy_(w)
         self.head.bias.copy_(-(used**2).sum(1) / (2 * s))
+        self.head_trained = True  # started from this image: usable as it is
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.finetune == "all" and torch.is_grad_enabled() and any(p.requires_grad for p in self.body.parameters()):
