@@ -216,7 +216,7 @@ class Segmenter:
         if init is None:  # a pretrained network starts from what it learned
             init = "network" if pretrained else "kmeans"
         elif init == "auto":  # a k-means start where the model can take one
-            init = "network" if getattr(self.model, "adapt", "none") == "mean" else "kmeans"
+            init = "kmeans" if getattr(self.model, "takes_centres", True) else "network"
         if init == "random" and pretrained:
             raise InputError("init='random' is for the per-image CNN; a pretrained model starts from 'network' or 'kmeans'")
         self.model.to(self.device).train()

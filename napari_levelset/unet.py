@@ -346,8 +346,13 @@ class PretrainedNetwork(nn.Module):
             return y
         return y[(slice(None), slice(None)) + tuple(slice(0, s) for s in spatial)]
 
+    @staticmethod
+    def _head_cat(feats: torch.Tensor, xa: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+        """The head's input: ``[embedding, image]`` and the extra (position) channels if any."""
+        return torch.cat([feats, xa] if extra is None else [feats, xa, extra], 1)
+
     def _head(self, feats: torch.Tensor, xa: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        return self._head_conv(torch.cat([feats, xa] if extra is None else [feats, xa, extra], 1))
+        return self._head_conv(self._head_cat(feats, xa, extra))
 
     def _head_conv(self, z: torch.Tensor) -> torch.Tensor:
         if self.slicewise:  # the 2D 1x1 head on every slice = a 1x1x1 3D convolution
@@ -406,6 +411,11 @@ class PretrainedNetwork(nn.Module):
     def clear_cache(self) -> None:
         self._cache = None
 
+    @property
+    def takes_centres(self) -> bool:
+        """Whether ``init_from_centres`` can start the head: the image's channels reach it unchanged."""
+        return self.adapt != "mean"
+
     @torch.no_grad()
     def init_from_centres(self, centres: torch.Tensor, spread: float) -> None:
         """Restart the head from this image's k-means, keeping the pretrained body.
@@ -418,7 +428,7 @@ class PretrainedNetwork(nn.Module):
         to grey adaptation).  ``centres`` may go on over the extra (position)
         channels, which then get their part of the assignment too.
         """
-        if self.adapt == "mean":
+        if not self.takes_centres:
             raise InputError("a k-means start needs the model's input channels; this model averages colour to grey")
         s = max(float(spread), 1e-4)
         centres = centres.to(self.head.weight)
@@ -456,9 +466,7 @@ class PretrainedNetwork(nn.Module):
         key = (x.data_ptr(), x._version, tuple(x.shape), x.dtype, str(x.device), "head-input")
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        feats = self._frozen(img)
-        xa = self._adapt(img)
-        z = torch.cat([feats, xa] if extra is None else [feats, xa, extra], 1)
+        z = self._head_cat(self._frozen(img), self._adapt(img), extra)
         if z.numel() * z.element_size() <= CACHE_BYTES:
             self._cache = (key, z)  # replaces the embedding's entry: one copy, not two
         return z

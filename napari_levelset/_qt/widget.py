@@ -1130,18 +1130,18 @@ class LevelSetWidget(QWidget):
             return None
         image, out, seg = source
         labels = np.asarray(out.data).copy()  # as the user sees it, edits included
-        lam = float(self.merge_spin.value())
+        merge = float(self.merge_spin.value())
 
         def compute():
-            return seg.regions(labels, "merged", merge=lam)
+            return seg.regions(labels, "merged", merge=merge)
 
         worker = thread_worker(compute, start_thread=False, ignore_errors=True)()
         self._regions_worker = worker
 
-        def done(result, image=image, out=out, lam=lam):
+        def done(result, image=image, out=out, merge=merge):
             if not self._alive() or not self._layer_in_viewer(image):
                 return
-            self._show_regions(image, out, result, lam)
+            self._show_regions(image, out, result, merge)
 
         def failed(exc):
             if self._alive():
@@ -1161,8 +1161,8 @@ class LevelSetWidget(QWidget):
         worker.start()
         return worker
 
-    def _show_regions(self, image: Image, out: Labels, regions: np.ndarray, lam: float) -> None:
-        meta = {**out.metadata.get(META_KEY, {}), "kind": "regions", "merge": lam,
+    def _show_regions(self, image: Image, out: Labels, regions: np.ndarray, merge: float) -> None:
+        meta = {**out.metadata.get(META_KEY, {}), "kind": "regions", "merge": merge,
                 "n_regions": int(len(np.unique(regions)))}
         layer = self._regions.get(id(image))
         if self._layer_in_viewer(layer):
@@ -1173,7 +1173,7 @@ class LevelSetWidget(QWidget):
             self._regions[id(image)] = layer
             self._insert_above(out, layer)
         layer.metadata[META_KEY] = meta
-        self.status.setText(f"{meta['n_regions']} regions (merge weight {lam:.4g})")
+        self.status.setText(f"{meta['n_regions']} regions (merge weight {merge:.4g})")
 
     def add_scribble_layer(self, *_args) -> Labels | None:
         """Add an empty scribble layer matching the picked image and select the paint brush."""
