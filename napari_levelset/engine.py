@@ -177,6 +177,8 @@ class Segmenter:
             from .unet import model_color
 
             color = model_color(model)
+            if color == "lab":  # CIELAB for RGB images; others are normalised (grey goes in as lightness)
+                color = "auto"
         if prepared is None:
             prepared = prepare_image(image, channel_axis, spatial_dims, color=color)
         color = prepared.color

@@ -77,6 +77,8 @@ PRETRAINED = {"unet": "unet_bsds.pt"}
 CACHE_BYTES = 1 << 30
 #: Normalisation the models are trained with (``napari_levelset.io.normalize``).
 NORMALISATION = "per-channel linear map of the 0.5th..99.5th percentiles to [0, 1], clipped (napari_levelset.io.normalize)"
+NORMALISATION_LAB = ("CIELAB scaled by 1/100 (napari_levelset.io.to_lab); a grey image goes in as lightness, "
+                     "normalised as for rgb, with a = b = 0")
 
 
 # ----------------------------------------------------------------------------- layers
@@ -243,7 +245,7 @@ class PretrainedNetwork(nn.Module):
 
     Maps the normalised image ``(B, C, *S)`` to logits ``(B, N, *S)``.  Handles
     the channel adaptation (``adapt``: ``repeat`` grey to the trained channels,
-    ``drop-alpha`` 4 to 3, ``mean`` colour to grey, or none) and a 2D model on a
+    ``lightness`` grey as CIELAB L with a = b = 0 for a CIELAB model, ``drop-alpha`` 4 to 3, ``mean`` colour to grey, or none) and a 2D model on a
     3D image (applied slice by slice along the first spatial axis).
 
     ``finetune`` says what a ``Segmenter`` run trains: ``head`` (the 1x1 head;
@@ -256,7 +258,7 @@ class PretrainedNetwork(nn.Module):
     """
 
     def __init__(self, unet: LevelSetUNet, n_classes: int, in_channels: int, ndim: int, finetune: str = "head",
-                 tile: int | None = None, extra_channels: int = 0):
+                 tile: int | None = None, extra_channels: int = 0, model_color: str = "rgb"):
         super().__init__()
         self.body = unet.body
         #: False for a class count the model has no trained head for: the head is then new
@@ -282,7 +284,7 @@ class PretrainedNetwork(nn.Module):
         self.n_classes = int(n_classes)
         self.model_channels = unet.in_channels
         self.in_channels = int(in_channels)
-        self.adapt = _channel_adaptation(self.in_channels, self.model_channels)
+        self.adapt = _channel_adaptation(self.in_channels, self.model_channels, model_color)
         if ndim not in (2, 3):
             raise InputError(f"only 2D and 3D images are supported, got ndim={ndim}")
         if unet.ndim == 3 and ndim == 2:
@@ -331,6 +333,8 @@ class PretrainedNetwork(nn.Module):
             x = x[:, :3]
         elif self.adapt == "mean":
             x = x.mean(1, keepdim=True)
+        elif self.adapt == "lightness":  # grey = CIELAB lightness with a = b = 0
+            x = torch.cat([x, x.new_zeros((x.shape[0], self.model_channels - 1, *x.shape[2:]))], 1)
         return x
 
     def _slices(self, fn, x: torch.Tensor) -> torch.Tensor:
@@ -476,11 +480,11 @@ class PretrainedNetwork(nn.Module):
         return super()._apply(fn, *args, **kwargs)
 
 
-def _channel_adaptation(cin: int, cmodel: int) -> str:
+def _channel_adaptation(cin: int, cmodel: int, model_color: str = "rgb") -> str:
     if cin == cmodel:
         return "none"
     if cin == 1:
-        return "repeat"
+        return "lightness" if model_color == "lab" and cmodel == 3 else "repeat"
     if cin == 4 and cmodel == 3:
         return "drop-alpha"
     if cmodel == 1:
@@ -532,7 +536,9 @@ def save_model(path: str | os.PathLike, net: nn.Module, metadata: dict | None = 
         net = unet
     if not isinstance(net, LevelSetUNet):
         raise TypeError(f"save_model needs a LevelSetUNet or PretrainedNetwork, got {type(net).__name__}")
-    meta = dict(architecture=net.config, normalisation=NORMALISATION, package_version=__version__)
+    lab = (metadata or {}).get("color") == "lab"
+    meta = dict(architecture=net.config, normalisation=NORMALISATION_LAB if lab else NORMALISATION,
+                package_version=__version__)
     meta.update(metadata or {})
     try:
         meta_json = json.dumps(meta, sort_keys=True)
@@ -630,14 +636,15 @@ def build_network(model: str | os.PathLike = "unet", in_channels: int = 3, n_cla
     """The network ``Segmenter`` uses for ``model`` other than ``cnn``.
 
     ``model`` is ``"unet"`` (the shipped model, trained on BSDS500) or the path
-    of a model file.  ``in_channels`` of the image (grey is repeated for a
-    colour model), ``n_classes`` (a head must exist for it), ``ndim`` 2 or 3
+    of a model file.  ``in_channels`` of the image (grey is repeated for an
+    RGB model and goes in as lightness for a CIELAB one), ``n_classes`` (a head must exist for it), ``ndim`` 2 or 3
     (a 2D model is applied per slice of a volume).  ``finetune``: ``"head"``
     (default; the body is frozen and its embedding cached), ``"last"`` (the
     last full-resolution block trains too) or ``"all"``.
     ``tile``: tile size for gradient-free inference on large inputs.
     ``color``: the image preparation the caller uses (``rgb`` or ``lab``);
-    when given it must be the one the model was trained with.
+    when given it must be the one the model was trained with (or ``rgb``, i.e.
+    normalised, for a grey image and a CIELAB model).
     ``extra_channels``: trailing input channels (pixel coordinates) that go to
     the class head only, beside the embedding and the image; their head
     weights start at zero (or from a k-means start) and are learnt in a
@@ -648,9 +655,10 @@ def build_network(model: str | os.PathLike = "unet", in_channels: int = 3, n_cla
         raise InputError(f"need at least 2 classes, got {n_classes}")
     net, meta = load_model(_resolve_model_path(model))
     trained = meta.get("color", "rgb")
-    if color is not None and color != trained:
+    grey_on_lab = trained == "lab" and color == "rgb" and int(in_channels) == 1  # grey = lightness
+    if color is not None and color != trained and not grey_on_lab:
         raise InputError(f"this model was trained on {trained!r} input, not {color!r}: use color={trained!r}")
     out = PretrainedNetwork(net, n_classes, in_channels=int(in_channels), ndim=int(ndim), finetune=finetune,
-                            tile=tile, extra_channels=extra_channels)
+                            tile=tile, extra_channels=extra_channels, model_color=trained)
     out.metadata = meta
     return out

@@ -110,6 +110,30 @@ def test_grey_on_colour_model_repeats_the_channel(model_file):
         build_network(path, in_channels=2, n_classes=2, ndim=2)
 
 
+def test_grey_on_cielab_model_is_lightness(tmp_path):
+    from napari_levelset import segment
+    from napari_levelset.synthetic import matched_iou, phantom
+
+    net = small_net()
+    path = save_model(tmp_path / "lab.pt", net, {"color": "lab"})
+    assert "CIELAB" in load_model(path)[1]["normalisation"]
+    built = build_network(path, in_channels=1, n_classes=2, ndim=2, color="rgb")
+    assert built.adapt == "lightness"
+    g = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():  # L = the normalised grey, a = b = 0
+        assert torch.allclose(built(g), net(torch.cat([g, torch.zeros(1, 2, 16, 16)], 1), 2), atol=1e-5)
+    with pytest.raises(InputError, match="trained on 'lab' input"):  # colour must come as CIELAB
+        build_network(path, in_channels=3, n_classes=2, ndim=2, color="rgb")
+    # segment: an RGB image is converted to CIELAB, a grey one (2D or a volume) goes in as lightness
+    image, truth = phantom((40, 40), 3, channels=1, seed=1)
+    labels = segment(image[..., 0], n_classes=3, model=str(path), finetune_iterations=10, init="kmeans")
+    assert min(matched_iou(labels, truth)) > 0.9
+    rgb, _ = phantom((24, 24), 2, channels=3, seed=0)
+    assert segment(rgb, n_classes=2, model=str(path)).shape == (24, 24)
+    vol = np.stack([image[..., 0]] * 3)
+    assert segment(vol, n_classes=3, model=str(path), spatial_dims=3).shape == (3, 40, 40)
+
+
 def test_unknown_class_count_and_dimension_errors(model_file, tmp_path):
     path, _ = model_file
     # no trained head for N = 5: usable only from a k-means start of the head
