@@ -245,8 +245,9 @@ class PretrainedNetwork(nn.Module):
 
     Maps the normalised image ``(B, C, *S)`` to logits ``(B, N, *S)``.  Handles
     the channel adaptation (``adapt``: ``repeat`` grey to the trained channels,
-    ``lightness`` grey as CIELAB L with a = b = 0 for a CIELAB model, ``drop-alpha`` 4 to 3, ``mean`` colour to grey, or none) and a 2D model on a
-    3D image (applied slice by slice along the first spatial axis).
+    ``lightness`` grey as CIELAB L with a = b = 0 for a CIELAB model,
+    ``drop-alpha`` 4 to 3, ``mean`` colour to grey, or none) and a 2D model on
+    a 3D image (applied slice by slice along the first spatial axis).
 
     ``finetune`` says what a ``Segmenter`` run trains: ``head`` (the 1x1 head;
     the body is frozen), ``last`` (the last full-resolution block of the body
@@ -637,8 +638,9 @@ def build_network(model: str | os.PathLike = "unet", in_channels: int = 3, n_cla
 
     ``model`` is ``"unet"`` (the shipped model, trained on BSDS500) or the path
     of a model file.  ``in_channels`` of the image (grey is repeated for an
-    RGB model and goes in as lightness for a CIELAB one), ``n_classes`` (a head must exist for it), ``ndim`` 2 or 3
-    (a 2D model is applied per slice of a volume).  ``finetune``: ``"head"``
+    RGB model and goes in as lightness for a CIELAB one), ``n_classes`` (a
+    head must exist for it), ``ndim`` 2 or 3 (a 2D model is applied per slice
+    of a volume).  ``finetune``: ``"head"``
     (default; the body is frozen and its embedding cached), ``"last"`` (the
     last full-resolution block trains too) or ``"all"``.
     ``tile``: tile size for gradient-free inference on large inputs.

@@ -128,7 +128,11 @@ def test_grey_on_cielab_model_is_lightness(tmp_path):
     image, truth = phantom((40, 40), 3, channels=1, seed=1)
     labels = segment(image[..., 0], n_classes=3, model=str(path), finetune_iterations=10, init="kmeans")
     assert min(matched_iou(labels, truth)) > 0.9
+    from napari_levelset.engine import Segmenter
+
+    assert Segmenter(image[..., 0], 3, model=str(path), device="cpu").settings["color"] == "rgb"
     rgb, _ = phantom((24, 24), 2, channels=3, seed=0)
+    assert Segmenter(rgb, 2, model=str(path), device="cpu").settings["color"] == "lab"
     assert segment(rgb, n_classes=2, model=str(path)).shape == (24, 24)
     vol = np.stack([image[..., 0]] * 3)
     assert segment(vol, n_classes=3, model=str(path), spatial_dims=3).shape == (3, 40, 40)
