@@ -185,6 +185,9 @@ class Segmenter:
         if position is None:  # default: position features for colour photographs, built-in CNN only
             position = DEFAULTS["position"] if isinstance(model, str) and model == "cnn" and color == "lab" else 0.0
         self.prepared = prepared
+        # the merging of regions compares CIELAB on RGB images whatever the network saw
+        self._merge_source = (image, channel_axis, spatial_dims) if prepared.rgb and color != "lab" else None
+        self._merge_features: np.ndarray | None = None
         self.device = resolve_device(device)
         self.n_classes = n_classes
         self.seed = int(seed)
@@ -528,9 +531,21 @@ class Segmenter:
         return p.reshape((self.n_classes,) + self.prepared.out_shape)
 
     def features(self) -> np.ndarray:
-        """The prepared image the data term compares, ``(C, *out_shape)`` (no position channels)."""
-        x = self.prepared.data  # B C *S
-        return np.moveaxis(x, 1, 0).reshape((x.shape[1],) + self.prepared.out_shape)
+        """What ``regions="merged"`` compares, ``(C, *out_shape)``: the prepared image (no position channels).
+
+        On an RGB image that is CIELAB even where the network takes normalised RGB
+        (a U-Net trained on RGB, or ``color="rgb"``): the merging and its default
+        weight were chosen on CIELAB, and merging on RGB is worse (see
+        ``benchmarks/RESULTS.md``).
+        """
+        if self._merge_features is None:
+            prepared = self.prepared
+            if self._merge_source is not None and self._merge_source[0] is not None:
+                image, channel_axis, spatial_dims = self._merge_source
+                prepared = prepare_image(image, channel_axis, spatial_dims, color="lab")
+            x = prepared.data  # B C *S
+            self._merge_features = np.moveaxis(x, 1, 0).reshape((x.shape[1],) + self.prepared.out_shape)
+        return self._merge_features
 
     def regions(self, labels: np.ndarray | None = None, mode: str = "connected", *, min_region: float = 0.001,
                 merge: float | None = None) -> np.ndarray:

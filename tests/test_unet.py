@@ -376,3 +376,26 @@ def test_segment_fine_tune_starts_from_kmeans_unless_told_otherwise(model_file):
     # a model that averages colour to grey cannot take an RGB k-means start: auto falls back
     grey_path = save_model(path.parent / "grey.pt", small_net(in_channels=1))
     assert Segmenter(image, 3, model=str(grey_path), init="auto", device="cpu").settings["init"] == "network"
+
+
+def test_merged_regions_compare_cielab_on_an_rgb_model(model_file):
+    """An RGB-trained U-Net sees normalised RGB, but its regions are merged on CIELAB, as the per-image mode's."""
+    from napari_levelset.engine import Segmenter
+    from napari_levelset.io import prepare_image
+    from napari_levelset.regions import connected_regions, merge_regions
+    from napari_levelset.synthetic import phantom
+
+    path, _ = model_file
+    image, _ = phantom((40, 48), 3, channels=3, seed=2)
+    image = (image * 255).astype(np.uint8)
+    seg = Segmenter(image, 3, model=str(path), init="kmeans", device="cpu")
+    assert seg.settings["color"] == "rgb"  # what the network takes
+    lab = prepare_image(image, color="lab").data[0]
+    assert not np.allclose(seg.prepared.data[0], lab)
+    np.testing.assert_array_equal(seg.features(), lab)
+    labels = seg.labels()
+    expected = merge_regions(connected_regions(labels, 0.001), lab, 0.5)
+    np.testing.assert_array_equal(seg.regions(labels, "merged", merge=0.5), expected)
+    # a grey image has no CIELAB: its normalised values are compared
+    grey = Segmenter(image[..., 0], 3, model=str(path), init="kmeans", device="cpu")
+    np.testing.assert_array_equal(grey.features(), grey.prepared.data[0])
