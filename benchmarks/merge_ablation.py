@@ -16,6 +16,10 @@ Variants (the package default is the last):
 ``+normalise``   features scaled to a fixed overall spread (contrast-relative weight)
 ``+edge``        boundary pairs weighted by the edge-stopping weight
 ``+texture``     plus a local-contrast channel (all three: the default)
+
+``--rgb`` adds one more row: the default merging on the normalised RGB image
+instead of CIELAB (what a network trained on RGB sees), e.g. for U-Net label
+maps (``--set model='unet' --set iterations=20 --set init='kmeans'``).
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ VARIANTS = {
     "+normalise+edge": dict(normalise=True, edge=2.0, texture=0.0),
     "+normalise+edge+texture (default)": dict(normalise=True, edge=2.0, texture=1.0),
 }
+DEFAULT_ROW = "+normalise+edge+texture (default)"
+RGB_ROW = "the default, on normalised RGB"
 #: weights swept per variant: the plain energy is on the unscaled features, so it needs its own range
 WEIGHTS = {
     "plain": [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8],
@@ -56,16 +62,24 @@ def score_image(task: dict) -> dict[str, list[dict]]:
     image = bsds.read_image(Path(task["image"]))
     gts = metrics.load_ground_truth(task["gt"])
     features = bsds.levelset_features(image, task["config"])
-    out = {name: [] for name in VARIANTS}
+    variants = dict(VARIANTS)
+    rgb = None
+    if task.get("rgb"):
+        from napari_levelset.io import prepare_image
+
+        rgb = prepare_image(image, color="rgb").data[0]
+        variants[RGB_ROW] = VARIANTS[DEFAULT_ROW]
+    out = {name: [] for name in variants}
     for n in task["classes"]:
         path = Path(task["labels"]) / bsds._scale_dir(n) / f"{task['id']}.npz"
         if not path.is_file():
             raise SystemExit(f"no stored labels {path}: run benchmarks/bsds.py with the same settings first")
         with np.load(path) as z:
             regions = connected_regions(z["labels"], task["min_region"])
-        for name, options in VARIANTS.items():
+        for name, options in variants.items():
+            f = rgb if name == RGB_ROW else features
             for w in WEIGHTS["plain" if name == "plain" else "default"]:
-                out[name].append(metrics.evaluate_image(merge_regions(regions, features, w, **options), gts))
+                out[name].append(metrics.evaluate_image(merge_regions(regions, f, w, **options), gts))
     return out
 
 
@@ -78,6 +92,7 @@ def main(argv=None) -> dict:
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--min-region", type=float, default=0.001)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--rgb", action="store_true", help="also the default merging on normalised RGB (see above)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "bsds-val")
     args = p.parse_args(argv)
 
@@ -95,7 +110,7 @@ def main(argv=None) -> dict:
     ids = bsds.list_images(args.bsds.resolve(), args.split, args.limit)
     tasks = [dict(id=i, image=str(args.bsds / "images" / args.split / f"{i}.jpg"),
                   gt=str(args.bsds / "groundTruth" / args.split / f"{i}.mat"), labels=str(labels),
-                  classes=classes, config=config, min_region=args.min_region) for i in ids]
+                  classes=classes, config=config, min_region=args.min_region, rgb=args.rgb) for i in ids]
     if args.workers > 1:
         import multiprocessing as mp
 
@@ -108,7 +123,7 @@ def main(argv=None) -> dict:
              f"N in {classes}; scales N|m=weight", "",
              "| merging | SC ODS | SC OIS | PRI ODS | PRI OIS | VI ODS | VI OIS |", "|---|---|---|---|---|---|---|"]
     summaries = {}
-    for name in VARIANTS:
+    for name in list(VARIANTS) + ([RGB_ROW] if args.rgb else []):
         weights = WEIGHTS["plain" if name == "plain" else "default"]
         scales = [f"{n}|m={w}" for n in classes for w in weights]
         s = metrics.summarize([r[name] for r in results], scales=scales)

@@ -173,6 +173,7 @@ class Segmenter:
         if position is not None:
             _check_nonnegative(position=position)
         _check_nonnegative(lam=lam, alpha=alpha)
+        auto_color = color == "auto"
         if color == "auto" and not per_image:  # a U-Net takes the input it was trained on
             from .unet import model_color
 
@@ -185,8 +186,9 @@ class Segmenter:
         if position is None:  # default: position features for colour photographs, built-in CNN only
             position = DEFAULTS["position"] if isinstance(model, str) and model == "cnn" and color == "lab" else 0.0
         self.prepared = prepared
-        # the merging of regions compares CIELAB on RGB images whatever the network saw
-        self._merge_source = (image, channel_axis, spatial_dims) if prepared.rgb and color != "lab" else None
+        # merging regions compares CIELAB on RGB images (unless color="rgb" was asked for), whatever the network saw
+        lab_merge = auto_color and prepared.rgb and color != "lab"
+        self._merge_source = (image, channel_axis, spatial_dims) if lab_merge else None
         self._merge_features: np.ndarray | None = None
         self.device = resolve_device(device)
         self.n_classes = n_classes
@@ -533,10 +535,11 @@ class Segmenter:
     def features(self) -> np.ndarray:
         """What ``regions="merged"`` compares, ``(C, *out_shape)``: the prepared image (no position channels).
 
-        On an RGB image that is CIELAB even where the network takes normalised RGB
-        (a U-Net trained on RGB, or ``color="rgb"``): the merging and its default
-        weight were chosen on CIELAB, and merging on RGB is worse (see
-        ``benchmarks/RESULTS.md``).
+        On an RGB image with ``color="auto"`` that is CIELAB even where the network
+        takes normalised RGB (a U-Net trained on RGB): the merging and its default
+        weight were chosen on CIELAB, and merging photographs on RGB is worse (see
+        ``benchmarks/RESULTS.md``).  With ``color="rgb"`` asked for, the normalised
+        channels are compared.
         """
         if self._merge_features is None:
             prepared = self.prepared

@@ -399,3 +399,6 @@ def test_merged_regions_compare_cielab_on_an_rgb_model(model_file):
     # a grey image has no CIELAB: its normalised values are compared
     grey = Segmenter(image[..., 0], 3, model=str(path), init="kmeans", device="cpu")
     np.testing.assert_array_equal(grey.features(), grey.prepared.data[0])
+    # color="rgb" asked for: the channels the network saw are compared
+    asked = Segmenter(image, 3, model=str(path), init="kmeans", device="cpu", color="rgb")
+    np.testing.assert_array_equal(asked.features(), asked.prepared.data[0])
