@@ -381,6 +381,13 @@ def summarize_method(records: dict[str, dict[Any, dict]], ids: Sequence[str], sc
     return summary
 
 
+def ods_ois_cells(s: dict) -> str:
+    """``SC ODS (scale) | SC OIS | PRI ODS (scale) | PRI OIS | VI ODS (scale) | VI OIS`` of a summary."""
+    return (f"{s['sc_ods']:.3f} ({s['sc_ods_scale']}) | {s['sc_ois']:.3f} "
+            f"| {s['pri_ods']:.3f} ({s['pri_ods_scale']}) | {s['pri_ois']:.3f} "
+            f"| {s['vi_ods']:.3f} ({s['vi_ods_scale']}) | {s['vi_ois']:.3f}")
+
+
 def format_table(summaries: dict[str, dict], scale_names: dict[str, str]) -> str:
     """Markdown table: SC / PRI / VI at ODS (with the chosen scale) and OIS, best covering, timing."""
     head = (

@@ -128,9 +128,7 @@ def main(argv=None) -> dict:
         scales = [f"{n}|m={w}" for n in classes for w in weights]
         s = metrics.summarize([r[name] for r in results], scales=scales)
         summaries[name] = s
-        lines.append(f"| {name} | {s['sc_ods']:.3f} ({s['sc_ods_scale']}) | {s['sc_ois']:.3f} "
-                     f"| {s['pri_ods']:.3f} ({s['pri_ods_scale']}) | {s['pri_ois']:.3f} "
-                     f"| {s['vi_ods']:.3f} ({s['vi_ods_scale']}) | {s['vi_ois']:.3f} |")
+        lines.append(f"| {name} | {bsds.ods_ois_cells(s)} |")
     print("\n".join(lines))
     return summaries
 

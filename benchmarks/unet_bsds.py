@@ -159,9 +159,7 @@ def main(argv=None) -> dict:
     for name, s in summaries.items():
         rel = f"{s['sec_per_seg'] / base:.2f}x" if base else "-"
         lines.append(
-            f"| {name} | {s['sc_ods']:.3f} ({s['sc_ods_scale']}) | {s['sc_ois']:.3f} "
-            f"| {s['pri_ods']:.3f} ({s['pri_ods_scale']}) | {s['pri_ois']:.3f} "
-            f"| {s['vi_ods']:.3f} ({s['vi_ods_scale']}) | {s['vi_ois']:.3f} | {s['sec_per_seg']:.2f} | {rel} |"
+            f"| {name} | {bsds.ods_ois_cells(s)} | {s['sec_per_seg']:.2f} | {rel} |"
         )
     if args.timing:
         lines += ["", timing(args, configs)]
