@@ -430,6 +430,14 @@ def _literal(text: str) -> Any:
         return text
 
 
+def add_data_args(p: argparse.ArgumentParser, limit: int | None, classes: str) -> None:
+    """``--bsds``, ``--split``, ``--limit`` and ``--classes`` of the scripts that read BSDS500."""
+    p.add_argument("--bsds", type=Path, default=DEFAULT_BSDS, help="BSDS500 folder (images/, groundTruth/)")
+    p.add_argument("--split", default="val", help="split to evaluate (train or val)")
+    p.add_argument("--limit", type=int, default=limit, help="use only the first N images (sorted by id)")
+    p.add_argument("--classes", default=classes, help="N sweep of the level-set method")
+
+
 def _parse_list(text: str) -> list:
     return [_literal(t) for t in text.split(",") if t.strip()]
 

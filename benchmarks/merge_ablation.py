@@ -85,10 +85,7 @@ def score_image(task: dict) -> dict[str, list[dict]]:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bsds", type=Path, default=bsds.DEFAULT_BSDS)
-    p.add_argument("--split", default="val")
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--classes", default="16,24")
+    bsds.add_data_args(p, limit=None, classes="16,24")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--min-region", type=float, default=0.001)
     p.add_argument("--workers", type=int, default=1)

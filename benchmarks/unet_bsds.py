@@ -98,10 +98,7 @@ def timing(args, configs: dict) -> str:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bsds", type=Path, default=bsds.DEFAULT_BSDS)
-    p.add_argument("--split", default="val")
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--classes", default="2,3,4,5,6,7,8")
+    bsds.add_data_args(p, limit=20, classes="2,3,4,5,6,7,8")
     p.add_argument("--model", default="unet", help="unet or a model file")
     p.add_argument("--ft", action="append", default=[], metavar="K=V,K=V",
                    help="one fine-tuned configuration (repeatable), e.g. iterations=20")

@@ -213,10 +213,7 @@ def score_image(task: dict) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bsds", type=Path, default=bsds.DEFAULT_BSDS)
-    p.add_argument("--split", default="val")
-    p.add_argument("--limit", type=int, default=40)
-    p.add_argument("--classes", default="32")
+    bsds.add_data_args(p, limit=40, classes="32")
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
