@@ -174,7 +174,7 @@ class Segmenter:
             _check_nonnegative(position=position)
         _check_nonnegative(lam=lam, alpha=alpha)
         auto_color = color == "auto"
-        if color == "auto" and not per_image:  # a U-Net takes the input it was trained on
+        if auto_color and not per_image:  # a U-Net takes the input it was trained on
             from .unet import model_color
 
             color = model_color(model)
@@ -187,7 +187,7 @@ class Segmenter:
             position = DEFAULTS["position"] if isinstance(model, str) and model == "cnn" and color == "lab" else 0.0
         self.prepared = prepared
         # merging regions compares CIELAB on RGB images (unless color="rgb" was asked for), whatever the network saw
-        lab_merge = auto_color and prepared.rgb and color != "lab"
+        lab_merge = auto_color and prepared.rgb and color != "lab" and image is not None
         self._merge_source = (image, channel_axis, spatial_dims) if lab_merge else None
         self._merge_features: np.ndarray | None = None
         self.device = resolve_device(device)
@@ -543,9 +543,8 @@ class Segmenter:
         """
         if self._merge_features is None:
             prepared = self.prepared
-            if self._merge_source is not None and self._merge_source[0] is not None:
-                image, channel_axis, spatial_dims = self._merge_source
-                prepared = prepare_image(image, channel_axis, spatial_dims, color="lab")
+            if self._merge_source is not None:
+                prepared = prepare_image(*self._merge_source, color="lab")
             x = prepared.data  # B C *S
             self._merge_features = np.moveaxis(x, 1, 0).reshape((x.shape[1],) + self.prepared.out_shape)
         return self._merge_features

@@ -657,7 +657,8 @@ def build_network(model: str | os.PathLike = "unet", in_channels: int = 3, n_cla
         raise InputError(f"need at least 2 classes, got {n_classes}")
     net, meta = load_model(_resolve_model_path(model))
     trained = meta.get("color", "rgb")
-    grey_on_lab = trained == "lab" and color == "rgb" and int(in_channels) == 1  # grey = lightness
+    # a grey image is normalised (color "rgb") and goes into a CIELAB model as lightness
+    grey_on_lab = color == "rgb" and _channel_adaptation(int(in_channels), net.in_channels, trained) == "lightness"
     if color is not None and color != trained and not grey_on_lab:
         raise InputError(f"this model was trained on {trained!r} input, not {color!r}: use color={trained!r}")
     out = PretrainedNetwork(net, n_classes, in_channels=int(in_channels), ndim=int(ndim), finetune=finetune,
