@@ -103,3 +103,14 @@ def test_bad_arguments():
         tiled_apply(lambda t: t, torch.zeros(1, 1, 8, 8), radius=0, output="nope")
     with pytest.raises(ValueError, match="one per spatial axis"):
         tiled_apply(lambda t: t, torch.zeros(1, 1, 8, 8), radius=(1, 2, 3))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_tiled_equals_whole_on_cuda():
+    net = small_body().to("cuda")
+    x = torch.rand((1, 3, 45, 61), device="cuda")
+    ref = whole(net, x)
+    out = tiled_apply(lambda t: net(t, 3), x, radius=net.receptive_radius, multiple=net.multiple, tile=16, overlap=4)
+    assert out.shape == ref.shape
+    assert torch.allclose(out.to(ref.device), ref, atol=1e-4)

@@ -140,3 +140,19 @@ def test_cli(tmp_path, capsys):
         assert main(argv + ["--quiet"]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_lowers_the_loss_and_the_file_loads_on_cpu(tmp_path):
+    images = blobs()
+    res = train(images, tmp_path / "m.pt", steps=25, crop=32, batch_size=4, lr=1e-2, warmup=3, kmeans_steps=10,
+                kmeans_heads=1, **{**SMALL, "device": "cuda"})
+    assert np.mean(res.losses[-5:]) < np.mean(res.losses[:5])
+    net, _ = load_model(res.path)  # tensors saved from the GPU load onto the CPU
+    assert next(net.parameters()).device.type == "cpu"
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        on_cpu = net(x, 3)
+        on_gpu = net.to("cuda")(x.to("cuda"), 3).cpu()
+    assert torch.allclose(on_cpu, on_gpu, atol=1e-3)

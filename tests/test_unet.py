@@ -402,3 +402,16 @@ def test_merged_regions_compare_cielab_on_an_rgb_model(model_file):
     # color="rgb" asked for: the channels the network saw are compared
     asked = Segmenter(image, 3, model=str(path), init="kmeans", device="cpu", color="rgb")
     np.testing.assert_array_equal(asked.features(), asked.prepared.data[0])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_shipped_model_on_cuda_agrees_with_cpu_and_fine_tunes():
+    from napari_levelset.synthetic import matched_iou, phantom
+
+    image, truth = phantom((96, 128), 3, channels=3, seed=2)
+    direct = {dev: napari_levelset.segment(image, n_classes=3, model="unet", iterations=0, device=dev)
+              for dev in ("cpu", "cuda")}
+    assert (direct["cpu"] == direct["cuda"]).mean() > 0.99
+    tuned = napari_levelset.segment(image, n_classes=3, model="unet", finetune_iterations=20, device="cuda")
+    assert matched_iou(tuned, truth).min() >= 0.9
