@@ -302,7 +302,7 @@ class PretrainedNetwork(nn.Module):
             for m in self.body.tail_modules():
                 m.requires_grad_(True)
         self.tile = tile
-        self._cache: tuple[Any, torch.Tensor] | None = None
+        self._cache: tuple[Any, torch.Tensor, torch.Tensor] | None = None  # (key, output, input)
 
     # geometry for napari_levelset.tiling
     @property
@@ -385,7 +385,7 @@ class PretrainedNetwork(nn.Module):
 
     def _frozen(self, x: torch.Tensor) -> torch.Tensor:
         """The frozen part's output, without gradients, tiled when large, cached for the last input."""
-        key = (x.data_ptr(), x._version, tuple(x.shape), x.dtype, str(x.device), self.finetune)
+        key = _cache_key(x, self.finetune)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         with torch.no_grad():
@@ -403,7 +403,7 @@ class PretrainedNetwork(nn.Module):
             else:
                 out = self._frozen_fn(xa)
         if out.numel() * out.element_size() <= CACHE_BYTES:
-            self._cache = (key, out)
+            self._cache = (key, out, x)  # x is held so that its memory cannot pass to another input
         return out
 
     def _tile(self) -> int:
@@ -468,17 +468,28 @@ class PretrainedNetwork(nn.Module):
 
     def _head_input(self, x: torch.Tensor, img: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
         """``[embedding, image, extra]`` for the head, cached for the last input (in place of the embedding)."""
-        key = (x.data_ptr(), x._version, tuple(x.shape), x.dtype, str(x.device), "head-input")
+        key = _cache_key(x, "head-input")
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         z = self._head_cat(self._frozen(img), self._adapt(img), extra)
         if z.numel() * z.element_size() <= CACHE_BYTES:
-            self._cache = (key, z)  # replaces the embedding's entry: one copy, not two
+            self._cache = (key, z, x)  # replaces the embedding's entry: one copy, not two
         return z
 
     def _apply(self, fn, *args, **kwargs):  # .to(device) etc. invalidate the cache
         self._cache = None
         return super()._apply(fn, *args, **kwargs)
+
+
+def _cache_key(x: torch.Tensor, what: str) -> tuple:
+    """What identifies an input tensor's contents while the cache holds the tensor.
+
+    The cache keeps a reference to the input, so no other tensor can take over
+    its memory (crops and tiles are temporaries whose memory is reused); the
+    version counter, shared by all views of that memory, changes on every
+    in-place write.
+    """
+    return (x.data_ptr(), x._version, tuple(x.shape), x.stride(), x.dtype, str(x.device), what)
 
 
 def _channel_adaptation(cin: int, cmodel: int, model_color: str = "rgb") -> str:

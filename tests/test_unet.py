@@ -415,3 +415,26 @@ def test_shipped_model_on_cuda_agrees_with_cpu_and_fine_tunes():
     assert (direct["cpu"] == direct["cuda"]).mean() > 0.99
     tuned = napari_levelset.segment(image, n_classes=3, model="unet", finetune_iterations=20, device="cuda")
     assert matched_iou(tuned, truth).min() >= 0.9
+
+
+def test_cached_embedding_is_never_that_of_an_earlier_crop(model_file, monkeypatch):
+    """Crops are temporaries whose memory is reused: the cache must not mistake one for another."""
+    import napari_levelset.unet as unet_module
+    from napari_levelset.engine import Segmenter
+
+    path, _ = model_file
+    rng = np.random.default_rng(0)
+    stack = rng.random((8, 40, 40)).astype(np.float32)
+    stack[::2, 10:30, 10:30] += 0.5
+
+    def labels():
+        seg = Segmenter(stack, 3, model=str(path), spatial_dims=2, max_pixels=40 * 40 * 2, init="kmeans",
+                        device="cpu", seed=0)
+        assert seg.settings["crop"] is not None
+        for _ in seg.run(10):
+            pass
+        return seg.labels()
+
+    cached = labels()
+    monkeypatch.setattr(unet_module, "CACHE_BYTES", 0)  # every call computes the embedding afresh
+    np.testing.assert_array_equal(cached, labels())
