@@ -169,7 +169,10 @@ class Segmenter:
         if n_classes > 65535:
             raise InputError(f"at most 65535 classes are supported, got {n_classes}")
         _check_positive(lr=lr, width=width, depth=depth)
-        per_image = isinstance(model, torch.nn.Module) or model == "cnn"
+        from .unet import PretrainedNetwork
+
+        given = isinstance(model, torch.nn.Module)
+        per_image = (given and not isinstance(model, PretrainedNetwork)) or (not given and model == "cnn")
         if position is not None:
             _check_nonnegative(position=position)
         _check_nonnegative(lam=lam, alpha=alpha)
@@ -177,7 +180,7 @@ class Segmenter:
         if auto_color and not per_image:  # a U-Net takes the input it was trained on
             from .unet import model_color
 
-            color = model_color(model)
+            color = model.model_color if given else model_color(model)
             if color == "lab":  # CIELAB for RGB images; others are normalised (grey goes in as lightness)
                 color = "auto"
         if prepared is None:
@@ -217,8 +220,6 @@ class Segmenter:
                     model, in_channels=self.image_channels, n_classes=n_classes, ndim=ndim, finetune=finetune,
                     color=color, extra_channels=n_position,
                 )
-        from .unet import PretrainedNetwork
-
         pretrained = isinstance(self.model, PretrainedNetwork)
         if init is None:  # a pretrained network starts from what it learned
             init = "network" if pretrained else "kmeans"

@@ -270,14 +270,14 @@ class PretrainedNetwork(nn.Module):
             self.head = unet.heads[str(n_classes)]
         else:
             ref = next(iter(unet.heads.values()))
-            self.head = nn.Conv2d(ref.in_channels, int(n_classes), 1)
+            self.head = conv_layer(unet.ndim)(ref.in_channels, int(n_classes), 1)
             with torch.no_grad():
                 self.head.weight.zero_()
                 self.head.bias.zero_()
         self.extra_channels = int(extra_channels)
         if self.extra_channels:  # head-only inputs (pixel coordinates): new head columns, starting at zero
             old = self.head
-            self.head = nn.Conv2d(old.in_channels + self.extra_channels, old.out_channels, 1)
+            self.head = conv_layer(unet.ndim)(old.in_channels + self.extra_channels, old.out_channels, 1)
             with torch.no_grad():
                 self.head.weight.zero_()
                 self.head.weight[:, : old.in_channels] = old.weight
@@ -285,6 +285,8 @@ class PretrainedNetwork(nn.Module):
         self.n_classes = int(n_classes)
         self.model_channels = unet.in_channels
         self.in_channels = int(in_channels)
+        #: the image preparation the model was trained with (``rgb`` or ``lab``)
+        self.model_color = model_color
         self.adapt = _channel_adaptation(self.in_channels, self.model_channels, model_color)
         if ndim not in (2, 3):
             raise InputError(f"only 2D and 3D images are supported, got ndim={ndim}")

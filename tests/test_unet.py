@@ -180,6 +180,19 @@ def test_3d_model(tmp_path):
         assert torch.allclose(built(v), net(v, 3), atol=1e-5)
 
 
+@pytest.mark.parametrize("kwargs", [dict(n_classes=5), dict(n_classes=2, position=0.5)])
+def test_3d_model_fine_tunes_a_new_head_and_position_columns(tmp_path, kwargs):
+    path = save_model(tmp_path / "v.pt", small_net(in_channels=1, ndim=3))
+    vol = np.random.default_rng(0).random((12, 12, 12))
+    vol[:6] += 1
+    labels = napari_levelset.segment(vol, model=str(path), spatial_dims=3, finetune_iterations=3, device="cpu",
+                                     **kwargs)
+    assert labels.shape == vol.shape
+    assert labels.min() >= 1 and labels.max() <= kwargs["n_classes"]
+    top, bottom = (np.bincount(labels[h].ravel()).argmax() for h in (slice(0, 6), slice(6, 12)))
+    assert top != bottom  # the brighter half is told apart
+
+
 def _expect_bad(path, match):
     with pytest.raises(InputError, match=match) as info:
         load_model(path)
@@ -438,3 +451,16 @@ def test_cached_embedding_is_never_that_of_an_earlier_crop(model_file, monkeypat
     cached = labels()
     monkeypatch.setattr(unet_module, "CACHE_BYTES", 0)  # every call computes the embedding afresh
     np.testing.assert_array_equal(cached, labels())
+
+
+def test_a_built_network_as_model_gets_the_input_it_was_trained_on(model_file):
+    """A network object passed as ``model`` is prepared for as its file says (not as the per-image CNN)."""
+    from napari_levelset.engine import Segmenter
+
+    path, _ = model_file
+    image = (np.random.default_rng(3).random((24, 32, 3)) * 255).astype(np.uint8)
+    net = build_network(str(path), in_channels=3, n_classes=3)
+    given = Segmenter(image, 3, model=net, device="cpu")
+    named = Segmenter(image, 3, model=str(path), device="cpu")
+    assert given.prepared.color == named.prepared.color == "rgb"
+    np.testing.assert_array_equal(given.labels(), named.labels())
