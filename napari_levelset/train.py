@@ -19,7 +19,8 @@ cropping.  A checkpoint (model + optimiser + step, the model-file format plus
 ``optimizer`` and ``step``) is written to ``<out>.ckpt`` every
 ``checkpoint_every`` steps and on Ctrl-C; a later call with ``resume=True``
 continues from it.  Batches depend only on ``(seed, step)``, so an interrupted
-and resumed run draws the same crops as an uninterrupted one.  The checkpoint
+and resumed run draws the same crops as an uninterrupted one; a checkpoint made
+with other settings, colour handling or data is refused.  The checkpoint
 is removed once the model file is written.
 
 The command line (``napari-levelset train``) is ``main``.
@@ -381,6 +382,14 @@ def train(
         if saved != config:
             raise InputError(f"checkpoint {ckpt} was made for a different model ({saved}); "
                              "delete it or train with resume=False (--no-resume)")
+        was = dict(blob["metadata"].get("training") or {}, color=blob["metadata"].get("color"),
+                   data=blob["metadata"].get("data"))
+        now = dict(settings, color=color, data=desc)
+        changed = sorted(k for k in now if was.get(k) != now[k])
+        if changed:
+            raise InputError(f"checkpoint {ckpt} was made with other settings ("
+                             + ", ".join(f"{k} {was.get(k)!r}, now {now[k]!r}" for k in changed)
+                             + "): train as before to resume, or start afresh with resume=False (--no-resume)")
         resumed, _ = load_model(ckpt)
         net.load_state_dict(resumed.state_dict())
         try:

@@ -80,6 +80,19 @@ def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
     assert load_model(res.path)[0].head_counts == [2, 4]
 
 
+@pytest.mark.parametrize("change", [dict(steps=3), dict(lam=0.5), dict(color="lab"), dict(images=3)])
+def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path, change):
+    """Resuming must equal an uninterrupted run: a checkpoint of other settings or data is not taken."""
+    kw = dict(steps=4, crop=24, batch_size=2, checkpoint_every=2, **SMALL)
+    train(blobs(2), tmp_path / "m.pt", stop_after=2, **kw)
+    change = dict(change)
+    n_images = change.pop("images", 2)
+    key = next(iter(change), "data")
+    with pytest.raises(InputError, match=f"other settings \\({key} "):
+        train(blobs(n_images), tmp_path / "m.pt", **{**kw, **change})
+    assert checkpoint_path(tmp_path / "m.pt").exists()  # nothing of the interrupted run is lost
+
+
 def test_folder_stack_and_labels(tmp_path):
     imgs = tmp_path / "imgs"
     labs = tmp_path / "labs"
