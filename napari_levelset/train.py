@@ -88,12 +88,13 @@ def _list_images(folder: Path) -> list[Path]:
 
 
 def _split(arr: np.ndarray, name: str, color: str = "rgb") -> np.ndarray:
-    """Normalised ``(B, C, H, W)`` float16 of one image or stack."""
+    """Normalised ``(B, C, H, W)`` float16 of one image or stack (RGBA loses alpha, as when segmenting)."""
     try:
-        prep = prepare_image(arr, spatial_dims=2, color=color) if color != "rgb" else prepare_image(arr, spatial_dims=2)
+        prep = prepare_image(arr, spatial_dims=2, color=color)
     except InputError as exc:
         raise InputError(f"{name}: {exc}") from None
-    return prep.data.astype(np.float16)
+    data = prep.data[:, :3] if prep.rgb else prep.data
+    return data.astype(np.float16)
 
 
 def load_training_images(images, labels=None, color: str = "rgb") -> tuple[list[np.ndarray], list[np.ndarray | None], str]:

@@ -169,3 +169,16 @@ def test_training_on_cuda_lowers_the_loss_and_the_file_loads_on_cpu(tmp_path):
         on_cpu = net(x, 3)
         on_gpu = net.to("cuda")(x.to("cuda"), 3).cpu()
     assert torch.allclose(on_cpu, on_gpu, atol=1e-3)
+
+
+def test_rgba_images_train_an_rgb_model(tmp_path):
+    """Alpha is dropped as when segmenting: RGB and RGBA images mix, and the model takes RGB."""
+    rgb = blobs(2, size=32)
+    rgba = [np.concatenate([im, np.full(im.shape[:2] + (1,), 255, np.uint8)], 2) for im in blobs(2, size=32, seed=1)]
+    res = train(rgb + rgba, tmp_path / "m.pt", steps=2, crop=24, batch_size=2, **SMALL)
+    net, _ = load_model(res.path)
+    assert net.in_channels == 3
+    import napari_levelset
+
+    labels = napari_levelset.segment(rgb[0], n_classes=3, model=str(res.path), finetune_iterations=2, device="cpu")
+    assert labels.shape == (32, 32)
