@@ -538,12 +538,23 @@ def save_model(path: str | os.PathLike, net: nn.Module, metadata: dict | None = 
     """Write ``net`` (a ``LevelSetUNet`` or ``PretrainedNetwork``) with its metadata, atomically.
 
     ``metadata`` (JSON-serialisable) is merged over the architecture, head and
-    normalisation description and the package version.  ``extra`` entries
+    normalisation description and the package version; a ``PretrainedNetwork``
+    (e.g. after a fine-tune) also keeps the metadata of the file it came from,
+    its colour handling included.  ``extra`` entries
     (plain types and tensors, e.g. an optimiser state) are stored beside.
     """
     from . import __version__
 
     if isinstance(net, PretrainedNetwork):
+        if net.extra_channels:
+            raise InputError("a network with position channels cannot be saved: the model format has no "
+                             "place for head-only inputs (segment with position=0 to get one that can)")
+        if not net.head_trained:
+            raise InputError(f"the head for {net.n_classes} classes is new and untrained: start it from an "
+                             "image's k-means (init='kmeans') and fine-tune it before saving")
+        inherited = {k: v for k, v in (getattr(net, "metadata", None) or {}).items()
+                     if k not in ("architecture", "normalisation", "package_version")}
+        metadata = {**inherited, "color": net.model_color, **(metadata or {})}
         unet = LevelSetUNet(net.model_channels, [net.n_classes], **_body_kwargs(net.body.config))
         unet.body = net.body
         unet.heads[str(net.n_classes)] = net.head

@@ -19,6 +19,7 @@ from napari_levelset.unet import (
     PretrainedNetwork,
     build_network,
     load_model,
+    model_color,
     pretrained_path,
     save_model,
 )
@@ -464,3 +465,18 @@ def test_a_built_network_as_model_gets_the_input_it_was_trained_on(model_file):
     named = Segmenter(image, 3, model=str(path), device="cpu")
     assert given.prepared.color == named.prepared.color == "rgb"
     np.testing.assert_array_equal(given.labels(), named.labels())
+
+
+def test_saving_a_fine_tuned_network_keeps_what_loading_needs(tmp_path):
+    lab_path = save_model(tmp_path / "lab.pt", small_net(heads=(2, 3)), {"color": "lab"})
+    tuned = build_network(str(lab_path), in_channels=3, n_classes=3, color="lab")
+    saved = save_model(tmp_path / "tuned.pt", tuned)
+    assert model_color(saved) == "lab"  # the colour handling travels with the weights
+    fresh = build_network(str(lab_path), in_channels=3, n_classes=5, color="lab")
+    with pytest.raises(InputError, match="new and untrained"):
+        save_model(tmp_path / "new.pt", fresh)
+    fresh.init_from_centres(torch.rand(5, 3), 0.1)
+    assert load_model(save_model(tmp_path / "new.pt", fresh))[0].head_counts == [5]
+    with pytest.raises(InputError, match="position channels"):
+        save_model(tmp_path / "pos.pt", build_network(str(lab_path), in_channels=3, n_classes=3, color="lab",
+                                                      extra_channels=2))
