@@ -599,6 +599,8 @@ def read_model_file(path: str | os.PathLike) -> dict:
         blob["metadata"] = json.loads(blob["metadata"])
     except ValueError:
         raise InputError(f"model file {p} has unreadable metadata") from None
+    if not isinstance(blob["metadata"], dict):
+        raise InputError(f"model file {p} has unreadable metadata (not a record of named fields)")
     return blob
 
 

@@ -211,6 +211,11 @@ def test_corrupt_and_foreign_files_are_rejected(model_file, tmp_path):
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
     _expect_bad(foreign, "not a napari-levelset U-Net model file")
+    blob = torch.load(path, weights_only=True)
+    for meta in ("[]", "null", "{not json"):
+        odd = tmp_path / "odd-metadata.pt"
+        torch.save(dict(blob, metadata=meta), odd)
+        _expect_bad(odd, "unreadable metadata")
 
 
 class _Evil:
