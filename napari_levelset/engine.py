@@ -245,10 +245,13 @@ class Segmenter:
         if pretrained and not getattr(self.model, "head_trained", True):
             from .unet import _ranges
 
-            raise InputError(
-                f"this model has heads for {_ranges(self.model.head_counts)} classes, not {n_classes}: "
-                "use one of those, or fine-tune (a fine-tune starts its head from the image's k-means, init='kmeans')"
-            )
+            if self.model.takes_centres:
+                hint = "or fine-tune (a fine-tune starts its head from the image's k-means, init='kmeans')"
+            else:  # a grey model given colour: the head cannot start from the image's colours
+                hint = ("since a new head needs a k-means start, which this model cannot take: it was trained "
+                        "on grey images and sees this colour image as grey")
+            raise InputError(f"this model has heads for {_ranges(self.model.head_counts)} classes, "
+                             f"not {n_classes}: use one of those, {hint}")
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=float(lr))
         self.iteration = 0
         self._crop = self._plan_crops(max_pixels, int(width))

@@ -485,3 +485,11 @@ def test_saving_a_fine_tuned_network_keeps_what_loading_needs(tmp_path):
     with pytest.raises(InputError, match="position channels"):
         save_model(tmp_path / "pos.pt", build_network(str(lab_path), in_channels=3, n_classes=3, color="lab",
                                                       extra_channels=2))
+
+
+def test_a_grey_model_on_colour_explains_why_a_new_head_cannot_start(tmp_path):
+    path = save_model(tmp_path / "grey.pt", small_net(in_channels=1))
+    image = (np.random.default_rng(0).random((24, 24, 3)) * 255).astype(np.uint8)
+    with pytest.raises(InputError, match="trained on grey images") as info:
+        napari_levelset.segment(image, 5, model=str(path), finetune_iterations=3, device="cpu")
+    assert "init='kmeans'" not in str(info.value)  # that advice cannot work here
