@@ -7,6 +7,7 @@ output file is only ever written whole (see ``io.write_labels``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -117,7 +118,7 @@ def _add_segment(sub) -> None:
     p.set_defaults(func=_run_segment)
 
 
-def _check_output(path: Path) -> None:
+def _check_output(path: Path, inputs=()) -> None:
     ext = path.suffix.lower()
     if ext not in TIFF_EXT | {".png"}:
         raise InputError(f"output must end in .tif, .tiff or .png, got {path.name!r}")
@@ -125,20 +126,28 @@ def _check_output(path: Path) -> None:
         raise InputError(f"output folder does not exist: {path.parent}")
     if path.is_dir():
         raise InputError(f"output {path} is a directory")
+    for given in inputs:
+        if given and path.exists() and Path(given).exists() and os.path.samefile(path, given):
+            raise InputError(f"the output {path} is an input file: give another name, so the input is kept")
 
 
 def _run_segment(args) -> int:
     from .engine import segment
-    from .io import read_image, write_labels
+    from .io import infer_axes, read_image, write_labels
 
     out = Path(args.output)
-    _check_output(out)
+    _check_output(out, inputs=(args.input, args.scribbles))
     if args.classes < 2:
         raise InputError(f"need at least 2 classes, got {args.classes}")
     if args.iterations is not None and args.iterations < 0:
         raise InputError(f"iterations must be >= 0, got {args.iterations}")
     image = read_image(args.input)
-    scribbles = read_image(args.scribbles) if args.scribbles else None
+    if out.suffix.lower() == ".png":  # find out before the run, not after it
+        channel_axis, _ = infer_axes(image.shape, args.channel_axis, args.spatial_dims)
+        if image.ndim - (channel_axis is not None) != 2:
+            raise InputError(f"PNG holds 2D labels only; an image of shape {image.shape} gives more: "
+                             "write a .tif instead")
+    scribbles = read_image(args.scribbles, labels=True) if args.scribbles else None
     labels = segment(
         image,
         n_classes=args.classes,
@@ -163,8 +172,6 @@ def _run_segment(args) -> int:
         merge=args.merge,
         min_region=args.min_region,
     )
-    if out.suffix.lower() == ".png" and labels.ndim != 2:
-        raise InputError(f"PNG holds 2D labels only; these have shape {labels.shape}: write a .tif instead")
     write_labels(out, labels)
     if not args.quiet:
         print(f"wrote {out} ({labels.shape}, labels {int(labels.min())}..{int(labels.max())})", file=sys.stderr)

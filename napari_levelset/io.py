@@ -129,7 +129,8 @@ def normalize(data: np.ndarray, pmin: float = 0.5, pmax: float = 99.5) -> np.nda
     out = np.empty(data.shape, dtype=np.float32)
     any_varies = False
     for ci, ch in enumerate(data):
-        ch = ch.astype(np.float32, copy=False)
+        # float64 stays float64 until scaled: its values may lie beyond float32's range
+        ch = ch.astype(np.float64 if ch.dtype == np.float64 else np.float32, copy=False)
         lo, hi = np.percentile(ch, [pmin, pmax]) if ch.size > 1 else (ch.min(), ch.max())
         if hi <= lo:
             lo, hi = float(ch.min()), float(ch.max())
@@ -146,15 +147,17 @@ def normalize(data: np.ndarray, pmin: float = 0.5, pmax: float = 99.5) -> np.nda
 def to_lab(rgb: np.ndarray) -> np.ndarray:
     """``(3, ...)`` RGB (any range) to CIELAB scaled by 1/100, shape ``(3, ...)``.
 
-    Integer images are read as 0..max of their dtype; float images are mapped
-    jointly (all channels together, keeping the colour balance) so that their
-    0.5th-99.5th percentiles span [0, 1].  L/100 lies in [0, 1] and a/100, b/100
+    Non-negative integer images are read as 0..2**bits - 1, with the bits their
+    largest value needs (at least 8: 8-bit data in a wider type, 12- or 16-bit
+    data); other images are mapped jointly (all channels together, keeping the
+    colour balance) so that their 0.5th-99.5th percentiles span [0, 1].  L/100 lies in [0, 1] and a/100, b/100
     roughly in [-1, 1], so squared distances are perceptual colour differences.
     """
     from skimage.color import rgb2lab
 
-    if np.issubdtype(rgb.dtype, np.integer):
-        x = rgb.astype(np.float32) / np.iinfo(rgb.dtype).max
+    if np.issubdtype(rgb.dtype, np.integer) and rgb.min() >= 0:
+        bits = max(8, int(rgb.max()).bit_length())
+        x = rgb.astype(np.float32) / float(2**bits - 1)
     else:
         lo, hi = np.percentile(rgb, [0.5, 99.5])
         x = np.clip((rgb.astype(np.float32) - lo) / max(hi - lo, 1e-12), 0, 1)
@@ -195,13 +198,15 @@ def prepare_image(
     rgb = ch_ax is not None and ch_ax == len(np.shape(image)) - 1 and arr.shape[0] in (3, 4)
     spatial = arr.shape[arr.ndim - sdims :]
     batch = arr.shape[1 : arr.ndim - sdims]
+    if int(np.prod(spatial)) < 2:
+        raise InputError(f"the image has {int(np.prod(spatial))} pixel(s): there is nothing to segment")
     if color == "auto":
         color = "lab" if rgb else "rgb"
     if color == "lab":
         if arr.shape[0] not in (3, 4):
             raise InputError(f"color='lab' needs an RGB image (3 channels), this one has {arr.shape[0]}")
         data = to_lab(arr[:3])
-        if np.ptp(data) == 0:
+        if np.ptp(data.reshape(data.shape[0], -1), axis=1).max() == 0:
             raise InputError("the image is constant: there is nothing to segment")
     elif color != "rgb":
         raise InputError(f"color must be 'auto', 'rgb' or 'lab', got {color!r}")
@@ -218,8 +223,12 @@ def labels_dtype(n_classes: int):
     return np.uint8 if n_classes <= 255 else np.uint16
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a PNG/JPEG/TIFF (2D, RGB or a 3D stack) into a numpy array."""
+def read_image(path: str | os.PathLike, labels: bool = False) -> np.ndarray:
+    """Read a PNG/JPEG/TIFF (2D, RGB or a 3D stack) into a numpy array.
+
+    Grey-with-alpha PNGs lose their alpha.  ``labels=True`` reads a palette
+    (indexed) PNG as its indices, the way label images are stored, not as colours.
+    """
     p = Path(path)
     if not p.exists():
         raise InputError(f"no such file: {p}")
@@ -230,9 +239,16 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             import tifffile
 
             return np.asarray(tifffile.imread(p))
+        if labels and p.suffix.lower() == ".png":
+            from PIL import Image
+
+            with Image.open(p) as im:
+                if im.mode == "P":
+                    return np.asarray(im)
         import imageio.v3 as iio
 
-        return np.asarray(iio.imread(p))
+        arr = np.asarray(iio.imread(p))
+        return arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 2 else arr  # grey + alpha
     except Exception as exc:  # any decoder error means: not an image we can read
         detail = (str(exc).strip().splitlines() or [""])[0]
         raise InputError(f"cannot read {p} as an image ({exc.__class__.__name__}: {detail})") from None
@@ -254,7 +270,12 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray) -> Path:
     if ext in TIFF_EXT:
         import tifffile
 
-        return atomic_write(p, lambda tmp: tifffile.imwrite(tmp, labels))
+        # minisblack: labels of a 3- or 4-slice stack are not an RGB(A) picture
+        return atomic_write(p, lambda tmp: tifffile.imwrite(tmp, labels, photometric="minisblack"))
+    if labels.dtype.itemsize > 2:  # region ids (uint32): PNG holds 16 bits
+        if labels.size and (labels.min() < 0 or labels.max() > 65535):
+            raise InputError(f"PNG holds labels up to 65535; these go up to {labels.max()}: write a .tif instead")
+        labels = labels.astype(np.uint16)
     import imageio.v3 as iio
 
     return atomic_write(p, lambda tmp: iio.imwrite(tmp, labels))

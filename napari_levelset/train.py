@@ -165,7 +165,7 @@ def _read_labels(labels, names: list[str], arrays: list[np.ndarray]) -> list[np.
         if not folder.is_dir():
             raise InputError(f"labels must be a folder of label images, got {folder}")
         by_stem = {p.stem: p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXT}
-        out = [np.asarray(read_image(by_stem[n])) if n in by_stem else None for n in names]
+        out = [np.asarray(read_image(by_stem[n], labels=True)) if n in by_stem else None for n in names]
     else:
         out = [None if lab is None else np.asarray(lab) for lab in labels]
         if len(out) != len(names):

@@ -73,7 +73,7 @@ def write_bytes(path, data):
 
 def write_tif(tmp_path, name, array):
     path = tmp_path / name
-    tifffile.imwrite(path, array)
+    tifffile.imwrite(path, array, photometric="minisblack")
     return path
 
 
@@ -178,3 +178,35 @@ def test_merged_regions_output(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         run_cli(capsys, "segment", src, "-o", out, "--regions", "merged", "--merge", "-1")
     assert exc.value.code == 2 and "--merge" in capsys.readouterr().err
+
+
+def test_output_never_replaces_an_input(tmp_path, capsys):
+    src, _ = rgb_phantom(tmp_path)
+    before = src.read_bytes()
+    code, _, err = run_cli(capsys, "segment", src, "-o", src, "--iterations", 2)
+    assert code == 2 and "is an input file" in err
+    assert src.read_bytes() == before
+
+
+def test_png_for_a_volume_is_refused_before_the_run(tmp_path, capsys):
+    vol = write_tif(tmp_path, "vol.tif", np.random.default_rng(0).random((4, 16, 16)).astype(np.float32))
+    code, _, err = run_cli(capsys, "segment", vol, "-o", tmp_path / "v.png", "--iterations", 2)
+    assert code == 2 and "PNG holds 2D labels only" in err and "Traceback" not in err
+    assert not (tmp_path / "v.png").exists()
+
+
+def test_regions_to_png_and_palette_scribbles(tmp_path, capsys):
+    from PIL import Image
+
+    src, truth = rgb_phantom(tmp_path)
+    idx = np.zeros(truth.shape, np.uint8)
+    idx[truth == truth[0, 0]] = 1  # sparse strokes would do; a whole class is simplest
+    pal = Image.fromarray(idx, mode="P")
+    pal.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    pal.save(tmp_path / "strokes.png")
+    out = tmp_path / "regions.png"
+    code, _, err = run_cli(capsys, "segment", src, "-o", out, "--scribbles", tmp_path / "strokes.png",
+                           "--classes", 3, "--iterations", 20, "--device", "cpu", "--regions", "connected", "-q")
+    assert code == 0, err
+    labels = read_image(out)
+    assert labels.shape == truth.shape and labels.max() >= 3

@@ -116,3 +116,58 @@ def test_written_files_get_normal_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_integer_rgb_of_any_type_gives_the_same_cielab():
+    from skimage import data
+
+    rgb = data.coffee()[::8, ::8]
+    ref = prepare_image(rgb, color="lab").data
+    for dt in (np.int64, np.int32, np.uint16):  # e.g. img.astype(int): 8-bit data in a wider type
+        np.testing.assert_allclose(prepare_image(rgb.astype(dt), color="lab").data, ref, atol=1e-5)
+    twelve_bit = prepare_image(rgb.astype(np.uint16) * 16, color="lab").data  # read as 0..4095
+    assert np.abs(twelve_bit - ref).max() < 0.01
+
+
+def test_a_constant_colour_image_is_an_error():
+    with pytest.raises(InputError, match="constant"):
+        prepare_image(np.full((20, 30, 3), (200, 30, 30), np.uint8), color="lab")
+
+
+def test_values_beyond_float32_and_single_pixels():
+    huge = np.zeros((20, 20))
+    huge[5:15, 5:15] = 1e300
+    out = prepare_image(huge).data
+    assert np.isfinite(out).all() and out.max() == 1.0 and out.min() == 0.0
+    with pytest.raises(InputError, match="1 pixel"):
+        prepare_image(np.full((1, 1, 3), 5, np.uint8))
+
+
+def test_grey_alpha_png_loses_alpha_and_palette_labels_read_as_indices(tmp_path):
+    from PIL import Image
+
+    grey = np.arange(48, dtype=np.uint8).reshape(6, 8)
+    Image.fromarray(np.stack([grey, np.full_like(grey, 255)], 2), mode="LA").save(tmp_path / "la.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "la.png"), grey)
+    idx = np.zeros((6, 8), np.uint8)
+    idx[:, 4:] = 2
+    pal = Image.fromarray(idx, mode="P")
+    pal.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+    pal.save(tmp_path / "scribbles.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "scribbles.png", labels=True), idx)
+    assert read_image(tmp_path / "scribbles.png").shape == (6, 8, 3)  # as a picture: its colours
+
+
+def test_region_ids_write_to_png_and_stacks_to_greyscale_tiff(tmp_path):
+    import tifffile
+
+    regions = np.arange(1, 13, dtype=np.uint32).reshape(3, 4) * 1000
+    write_labels(tmp_path / "r.png", regions)
+    np.testing.assert_array_equal(read_image(tmp_path / "r.png"), regions)
+    with pytest.raises(InputError, match="up to 65535"):
+        write_labels(tmp_path / "big.png", regions * 100)
+    stack = np.ones((3, 8, 8), np.uint8)
+    write_labels(tmp_path / "s.tif", stack)
+    with tifffile.TiffFile(tmp_path / "s.tif") as tif:
+        assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.MINISBLACK
+        assert tif.asarray().shape == (3, 8, 8)
