@@ -15,10 +15,15 @@ def sq_dist(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
 
 
 def smooth(x: torch.Tensor, passes: int = 2) -> torch.Tensor:
-    """Box-filter ``(B, C, *S)`` with 3-pixel windows ``passes`` times (edges renormalised)."""
+    """Box-filter ``(B, C, *S)`` with 3-pixel windows ``passes`` times (edges renormalised).
+
+    Axes shorter than 3 pixels are left unsmoothed.
+    """
     pool = F.avg_pool2d if x.dim() == 4 else F.avg_pool3d
+    size = tuple(3 if s >= 3 else 1 for s in x.shape[2:])  # an axis of 1 or 2 pixels is not smoothed
+    pad = tuple(k // 2 for k in size)
     for _ in range(passes):
-        x = pool(x, 3, stride=1, padding=1, count_include_pad=False)
+        x = pool(x, size, stride=1, padding=pad, count_include_pad=False)
     return x
 
 

@@ -201,6 +201,8 @@ class Segmenter:
         ndim = len(self.prepared.spatial_shape)
         self.x = torch.from_numpy(self.prepared.data).to(self.device)
         self.image_channels = self.x.shape[1]
+        #: the channels whose mean orders the classes darkest first: CIELAB's lightness, else all
+        self._brightness_channels = 1 if self.prepared.color == "lab" else self.image_channels
         n_position = 0
         if position:
             self.x = torch.cat([self.x, position_channels(self.x, position)], 1)
@@ -234,7 +236,7 @@ class Segmenter:
             if scribbles is not None:
                 start_scr = torch.from_numpy(self._check_scribbles(scribbles)).to(self.device)
             centres, spread = init_centres(self.x, n_classes, seed=self.seed, scribbles=start_scr,
-                                           order_channels=self.image_channels)
+                                           order_channels=self._brightness_channels)
             self.model.init_from_centres(centres, float(spread))
             start_means = centres
             if hasattr(self.model, "skip"):  # the CNN branch starts at zero: the first labels cost one 1x1 conv
@@ -513,7 +515,7 @@ class Segmenter:
     @torch.no_grad()
     def _current_order(self) -> np.ndarray:
         probs = torch.softmax(self._ensure_logits(), dim=1)
-        brightness = class_means(probs, self.x[:, : self.image_channels]).mean(dim=(0, 2))  # N
+        brightness = class_means(probs, self.x[:, : self._brightness_channels]).mean(dim=(0, 2))  # N
         return np.argsort(brightness.cpu().numpy(), kind="stable")
 
     def _lut(self) -> torch.Tensor:
@@ -681,6 +683,10 @@ def segment(
         iterations = finetune_iterations if finetune_iterations is not None else (iterations or 0)
         if iterations > 0:  # a fine-tune starts its head from this image's k-means where it can
             kwargs.setdefault("init", "auto")
+    if (iterations == 0 and model != "cnn" and kwargs.get("init", "network") == "network"
+            and scribbles is not None and np.any(np.asarray(scribbles))):
+        raise InputError("scribbles steer the optimisation: a pretrained model used directly would ignore them; "
+                         "give finetune_iterations (e.g. 20)")
     seg = Segmenter(
         image,
         n_classes,

@@ -304,3 +304,31 @@ def test_volume_slices_beyond_memory_are_sampled_per_step():
     labels = list(seg.run(150, every=150))[-1].labels
     assert labels.shape == stack.shape
     assert matched_iou(labels, truth).min() >= 0.9
+
+
+def test_colour_classes_are_ordered_by_lightness():
+    """Dark red (L 24) is label 1 and light blue (L 69) label 2, though blue's a, b mean is lower."""
+    image = np.zeros((40, 80, 3), np.uint8)
+    image[:, :40] = (120, 0, 0)
+    image[:, 40:] = (120, 170, 250)
+    labels = segment(image, 2, iterations=10, device="cpu")
+    assert labels[0, 0] == 1 and labels[0, -1] == 2
+
+
+def test_volumes_with_axes_of_one_or_two_voxels():
+    rng = np.random.default_rng(0)
+    for shape in [(2, 20, 24), (1, 20, 24), (20, 2, 24)]:
+        vol = rng.random(shape) * 0.1
+        vol[..., 12:] += 1
+        labels = segment(vol, 2, iterations=5, device="cpu", spatial_dims=3)
+        assert labels.shape == shape and (labels[..., :12] != labels[..., 12:].max()).all()
+
+
+def test_scribbles_a_direct_unet_would_ignore_are_an_error():
+    image, _ = phantom((48, 64), 3, channels=3, seed=1)
+    scribbles = np.zeros((48, 64), np.uint8)
+    scribbles[:4, :4] = 1
+    with pytest.raises(InputError, match="would ignore them"):
+        segment(image, 3, model="unet", scribbles=scribbles, device="cpu")
+    labels = segment(image, 3, model="unet", scribbles=scribbles, finetune_iterations=5, device="cpu")
+    assert labels.shape == (48, 64)
