@@ -376,6 +376,10 @@ class Segmenter:
         """Ask a running ``run`` to end after the current iteration (thread-safe)."""
         self._stop.set()
 
+    def clear_stop(self) -> None:
+        """Forget a ``stop`` that came after the last ``run`` had ended (it would end the next one at once)."""
+        self._stop.clear()
+
     # -- optimisation --------------------------------------------------------------
     def _apply_pending(self) -> None:
         pending, self._pending_scribbles = self._pending_scribbles, _UNSET

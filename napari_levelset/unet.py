@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -586,7 +587,8 @@ def read_model_file(path: str | os.PathLike) -> dict:
     except FileNotFoundError:
         raise InputError(f"no such model file: {p}") from None
     except Exception as exc:
-        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else exc.__class__.__name__
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch colours some messages for terminals
+        msg = text.splitlines()[0][:160] if text else exc.__class__.__name__
         raise InputError(f"cannot read model file {p}: not a napari-levelset model ({msg})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise InputError(f"{p} is not a napari-levelset U-Net model file")

@@ -416,6 +416,79 @@ def test_errors_are_notifications_and_layers_are_untouched(make_widget, qtbot, e
 
 
 @gui
+def test_a_runtime_error_mid_run_is_reported_and_the_widget_recovers(make_widget, qtbot, errors, monkeypatch):
+    """torch reports out-of-memory as a RuntimeError; the worker must not swallow it."""
+    import torch
+
+    from napari_levelset.engine import Segmenter
+
+    viewer, widget = make_widget()
+    img, _ = disk_image(32)
+    viewer.add_image(img, name="disk")
+    widget.n_spin.setValue(2)
+    widget.iter_spin.setValue(LONG)
+    widget.every_spin.setValue(1)
+    real_step, calls = Segmenter.step, []
+
+    def step_then_fail(self):  # the allocator fails on the fourth step
+        calls.append(1)
+        if len(calls) == 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+        return real_step(self)
+
+    monkeypatch.setattr(Segmenter, "step", step_then_fail)
+    run_and_wait(qtbot, widget, timeout=30_000)
+    assert errors and "out of memory" in errors[-1]
+    assert not widget.is_running and widget.run_btn.isEnabled() and not widget.stop_btn.isEnabled()
+    assert "error" in widget.status.text()
+    monkeypatch.setattr(Segmenter, "step", real_step)
+    widget.iter_spin.setValue(4)
+    run_and_wait(qtbot, widget)  # and it runs again
+    assert widget.output_layer().metadata["napari_levelset"]["iteration"] == 4
+
+
+@gui
+def test_a_run_that_fails_at_once_keeps_the_last_result_refinable(make_widget, qtbot, errors, tmp_path):
+    viewer, widget = make_widget(show=True)
+    img, _ = disk_image(32)
+    viewer.add_image(img, name="disk")
+    widget.n_spin.setValue(2)
+    widget.iter_spin.setValue(6)
+    run_and_wait(qtbot, widget)
+    assert widget.can_refine() and len(widget.plot.xs) > 0
+    scrib = widget.add_scribble_layer()
+    bad = np.zeros((32, 32), np.uint8)
+    bad[0, 0] = 7  # more classes than N: the run fails before its first snapshot
+    scrib.data = bad
+    run_and_wait(qtbot, widget)
+    assert "larger than the number of classes" in errors[-1]
+    assert widget.can_refine() and widget.refine_btn.isEnabled() and len(widget.plot.xs) > 0
+    viewer.screenshot(str(tmp_path / "failed_run_keeps_result.png"), canvas_only=False)  # status line + result
+    assert (tmp_path / "failed_run_keeps_result.png").stat().st_size > 10_000
+    scrib.data = np.zeros((32, 32), np.uint8)
+    run_and_wait(qtbot, widget, refine=True)
+    assert widget.output_layer().metadata["napari_levelset"]["iteration"] == 12
+
+
+@gui
+def test_a_stop_that_comes_after_the_end_does_not_stop_the_next_refine(make_widget, qtbot, errors):
+    viewer, widget = make_widget()
+    img, _ = disk_image(32)
+    viewer.add_image(img, name="disk")
+    widget.n_spin.setValue(2)
+    widget.iter_spin.setValue(5)
+    widget.every_spin.setValue(5)
+    widget.wait_for_display = True
+    with qtbot.waitSignal(widget.run_finished, timeout=30_000):
+        widget.snapshot_applied.connect(lambda it: widget.stop() if it == 5 else None)
+        widget.run()
+    widget.snapshot_applied.disconnect()
+    assert widget.output_layer().metadata["napari_levelset"]["iteration"] == 5
+    run_and_wait(qtbot, widget, refine=True)
+    assert widget.output_layer().metadata["napari_levelset"]["iteration"] == 10
+
+
+@gui
 def test_main_thread_time_per_snapshot_512(make_widget, qtbot, errors):
     """Main-thread work per snapshot (layer update, plot, metadata) at 512x512."""
     viewer, widget = make_widget()

@@ -24,7 +24,8 @@ import numpy as np
 
 from ..io import InputError
 
-__all__ = ["RunRequest", "RunControl", "Update", "Final", "run_segmentation", "restore_segmenter", "error_message"]
+__all__ = ["RunRequest", "RunControl", "Update", "Final", "RunFailed", "run_segmentation", "restore_segmenter",
+           "error_message"]
 
 #: ``every = 0`` means "auto": aim for about this many seconds between snapshots.
 AUTO_PERIOD_S = 0.3
@@ -156,8 +157,25 @@ def prepare_array(image, to_grey: bool) -> np.ndarray:
     return arr
 
 
+class RunFailed(Exception):
+    """A ``RuntimeError`` of a run (torch's out-of-memory among them), passed on as another type.
+
+    superqt's generator worker takes a ``RuntimeError`` raised by the generator
+    for the end of the generator and reports neither ``errored`` nor
+    ``finished``, which would leave the widget waiting for good.  The original
+    is the ``__cause__``.
+    """
+
+
 def run_segmentation(req: RunRequest, ctrl: RunControl):
     """Generator for ``thread_worker``: yields ``Update``s, then one ``Final``."""
+    try:
+        yield from _run_segmentation(req, ctrl)
+    except RuntimeError as exc:
+        raise RunFailed(str(exc)) from exc
+
+
+def _run_segmentation(req: RunRequest, ctrl: RunControl):
     from ..engine import Segmenter  # imports torch, in the worker thread
 
     t0 = time.perf_counter()
@@ -169,7 +187,8 @@ def run_segmentation(req: RunRequest, ctrl: RunControl):
         seg.set_scribbles(req.scribbles)
     else:
         seg = Segmenter(prepare_array(req.image, req.to_grey), scribbles=req.scribbles, **req.params)
-    ctrl.attach(seg)
+    seg.clear_stop()  # a Stop pressed after the last run had ended belongs to that run
+    ctrl.attach(seg)  # (a Stop pressed for this run is applied here)
 
     total = max(0, int(req.iterations))
     auto = int(req.every) <= 0
@@ -263,6 +282,8 @@ def restore_segmenter(image, settings: dict, state: dict | None = None, **overri
 
 def error_message(exc: BaseException) -> str:
     """A message for the user, for any exception a run may raise."""
+    if isinstance(exc, RunFailed) and exc.__cause__ is not None:
+        exc = exc.__cause__
     if isinstance(exc, InputError):
         return str(exc)
     name = type(exc).__name__

@@ -425,6 +425,8 @@ class LevelSetWidget(QWidget):
         self.status = QLabel("ready")
         self.status.setWordWrap(True)
         self.status.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        # room for two wrapped lines even when the dock is short of height (errors run that long)
+        self.status.setMinimumHeight(2 * self.status.fontMetrics().lineSpacing() + 4)
         outer.addWidget(self.status)
         self.plot = LossPlot()
         outer.addWidget(self.plot)
@@ -650,6 +652,9 @@ class LevelSetWidget(QWidget):
             run.ctrl.set_scribbles(s)
             run.meta["scribbles"] = self._scribble_layer.name if self._scribble_layer is not None else None
         except InputError as exc:
+            # the run goes on without scribbles rather than with those of a layer no longer chosen
+            run.ctrl.set_scribbles(None)
+            run.meta["scribbles"] = None
             self._error(str(exc))
 
     def _current_scribbles(self, out_shape: tuple) -> np.ndarray | None:
@@ -863,13 +868,12 @@ class LevelSetWidget(QWidget):
         worker.errored.connect(lambda exc, run=run: self._on_errored(run, exc))
         worker.finished.connect(lambda run=run: self._on_finished(run))
         self._handle.run = run
-        if not refine:
-            self.plot.clear()
-            self._kept = None
-        else:
+        if refine:
             it = getattr(self._kept["segmenter"], "iteration", None)
             if it is not None:
                 self.plot.mark(it)
+        # (a new run replaces the kept result and its loss curve with its first update, so one
+        # that fails at the start leaves the last result refinable)
         self._refine_hint = False
         self.progress.setRange(0, max(1, req.iterations))
         self.progress.setValue(0)
@@ -916,6 +920,9 @@ class LevelSetWidget(QWidget):
         self._refresh_layer_choices()
 
     def _apply_update(self, run: _Run, up: Update) -> None:
+        if run.n_updates == 0 and not run.refine:  # the new run's result takes over
+            self.plot.clear()
+            self._kept = None
         image_id = id(run.image)
         meta = {**up.settings, **run.meta, "loss": up.loss, "iterations_run": up.done_in_run, "running": True}
         if run.with_probs and up.uncertainty is not None:
@@ -1013,7 +1020,10 @@ class LevelSetWidget(QWidget):
         self._update_buttons()
         self.run_finished.emit()
         if run.restart and not run.cancelled and not run.failed and self._layer_in_viewer(run.image):
-            self._start(refine=False)
+            if self.image_layer is run.image:
+                self._start(refine=False)
+            else:  # another image was picked meanwhile: the restart is not moved to it
+                self.status.setText(f"stopped {run.image.name!r} for the new settings: press Run to go on")
 
     def _error(self, msg: str) -> None:
         self.last_error = msg
