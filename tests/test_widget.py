@@ -415,6 +415,18 @@ def test_errors_are_notifications_and_layers_are_untouched(make_widget, qtbot, e
     assert [lay.name for lay in viewer.layers] == ["disk", "bad scribbles"]
 
 
+def _disk_widget(make_widget, iterations: int, every: int | None = None, show: bool = False):
+    """A viewer with a 32² disk image and the widget set to N 2 and ``iterations``."""
+    viewer, widget = make_widget(show=show)
+    img, _ = disk_image(32)
+    viewer.add_image(img, name="disk")
+    widget.n_spin.setValue(2)
+    widget.iter_spin.setValue(iterations)
+    if every is not None:
+        widget.every_spin.setValue(every)
+    return viewer, widget
+
+
 @gui
 def test_a_runtime_error_mid_run_is_reported_and_the_widget_recovers(make_widget, qtbot, errors, monkeypatch):
     """torch reports out-of-memory as a RuntimeError; the worker must not swallow it."""
@@ -422,12 +434,7 @@ def test_a_runtime_error_mid_run_is_reported_and_the_widget_recovers(make_widget
 
     from napari_levelset.engine import Segmenter
 
-    viewer, widget = make_widget()
-    img, _ = disk_image(32)
-    viewer.add_image(img, name="disk")
-    widget.n_spin.setValue(2)
-    widget.iter_spin.setValue(LONG)
-    widget.every_spin.setValue(1)
+    viewer, widget = _disk_widget(make_widget, LONG, every=1)
     real_step, calls = Segmenter.step, []
 
     def step_then_fail(self):  # the allocator fails on the fourth step
@@ -449,11 +456,7 @@ def test_a_runtime_error_mid_run_is_reported_and_the_widget_recovers(make_widget
 
 @gui
 def test_a_run_that_fails_at_once_keeps_the_last_result_refinable(make_widget, qtbot, errors, tmp_path):
-    viewer, widget = make_widget(show=True)
-    img, _ = disk_image(32)
-    viewer.add_image(img, name="disk")
-    widget.n_spin.setValue(2)
-    widget.iter_spin.setValue(6)
+    viewer, widget = _disk_widget(make_widget, 6, show=True)
     run_and_wait(qtbot, widget)
     assert widget.can_refine() and len(widget.plot.xs) > 0
     scrib = widget.add_scribble_layer()
@@ -472,12 +475,7 @@ def test_a_run_that_fails_at_once_keeps_the_last_result_refinable(make_widget, q
 
 @gui
 def test_a_stop_that_comes_after_the_end_does_not_stop_the_next_refine(make_widget, qtbot, errors):
-    viewer, widget = make_widget()
-    img, _ = disk_image(32)
-    viewer.add_image(img, name="disk")
-    widget.n_spin.setValue(2)
-    widget.iter_spin.setValue(5)
-    widget.every_spin.setValue(5)
+    viewer, widget = _disk_widget(make_widget, 5, every=5)
     widget.wait_for_display = True
     with qtbot.waitSignal(widget.run_finished, timeout=30_000):
         widget.snapshot_applied.connect(lambda it: widget.stop() if it == 5 else None)
