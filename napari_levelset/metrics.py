@@ -113,7 +113,8 @@ def _relabel(labels: np.ndarray) -> tuple[np.ndarray, int]:
     flat = labels.ravel()
     if flat.size == 0:
         raise ValueError("empty label array")
-    if flat.dtype.kind in "ub" or (flat.dtype.kind == "i" and flat.min() >= 0):
+    non_negative = flat.dtype.kind in "ub" or (flat.dtype.kind == "i" and flat.min() >= 0)
+    if non_negative and flat.max() <= np.iinfo(np.int64).max:  # (uint64 beyond int64 takes np.unique)
         flat = flat.astype(np.int64, copy=False)
         top = int(flat.max())
         if top < 4 * flat.size:  # cheap path: bincount-based compaction

@@ -74,7 +74,8 @@ def connected_regions(labels: np.ndarray, min_size: float = 0.001, spatial_dims:
     out = np.zeros(flat.shape, np.uint32)
     offset = 0
     for i, lab in enumerate(flat):
-        comp = cc_label(lab.astype(np.int64) + 1, background=0, connectivity=1)
+        _, classes = np.unique(lab, return_inverse=True)  # any values (negative, uint64) as 0..K-1
+        comp = cc_label(classes.reshape(lab.shape) + 1, background=0, connectivity=1)
         sizes = np.bincount(comp.ravel())
         small = sizes < min_px
         small[0] = True  # background id (unused) is never a kept region
@@ -195,19 +196,20 @@ def _merge_one(lab: np.ndarray, x: np.ndarray, lam: float, edge: float) -> np.nd
     n = np.bincount(flat, minlength=R).astype(np.float64)
     sums = np.stack([np.bincount(flat, weights=ch.ravel(), minlength=R) for ch in x], 1)  # R C
     # neighbour pairs along every axis: the boundary ones, with their edge weights
-    keys, d2s, all_d2 = [], [], []
+    keys, d2s = [], []
+    d2_sum, n_pairs = 0.0, 0  # the mean over all neighbour pairs, of every axis
     for ax in range(lab.ndim):
         a = np.moveaxis(lab, ax, 0)
         xa = np.moveaxis(x, ax + 1, 1)
         d2 = ((xa[:, 1:] - xa[:, :-1]) ** 2).reshape(C, -1).sum(0)
-        all_d2.append(d2.mean() if d2.size else 0.0)
+        d2_sum, n_pairs = d2_sum + float(d2.sum()), n_pairs + d2.size
         i, j = a[:-1].ravel(), a[1:].ravel()
         on = i != j
         keys.append(np.minimum(i[on], j[on]).astype(np.int64) * R + np.maximum(i[on], j[on]))
         d2s.append(d2[on])
     keys_all = np.concatenate(keys)
     d2 = np.concatenate(d2s)
-    mean_d2 = float(np.mean(all_d2))
+    mean_d2 = d2_sum / n_pairs if n_pairs else 0.0
     w = np.exp(-edge * d2 / (2 * mean_d2)) if edge > 0 and mean_d2 > 0 else np.ones_like(d2)
     pair, pinv = np.unique(keys_all, return_inverse=True)
     length = np.bincount(pinv, weights=w, minlength=len(pair))

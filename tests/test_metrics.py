@@ -161,6 +161,7 @@ def test_relabelling_invariance():
         seg * 1000 - 7,  # sparse, negative values
         (seg - 1).astype(np.uint8),  # label 0 is a region like any other
         seg.astype(np.float64) + 0.0,  # integral floats
+        seg.astype(np.uint64) + np.uint64(2**63),  # beyond int64
     ]
     for v in variants:
         r = M.evaluate_image(v, gts)

@@ -147,6 +147,28 @@ def test_merging_slices_separately():
     assert len(np.unique(out[0])) == 1 and len(np.unique(out[1])) == 1 and out[0, 0, 0] != out[1, 0, 0]
 
 
+def test_a_volume_of_one_slice_merges_like_the_image():
+    """The edge weights' scale is the mean over all neighbour pairs: an axis of length 1 adds none."""
+    rng = np.random.default_rng(0)
+    image = rng.random((1, 24, 24))
+    image[0, :, 12:] += 1.0
+    regions = connected_regions(rng.integers(0, 6, (24, 24)), 1)
+    for lam in (0.01, 0.1):
+        flat = merge_regions(regions, image, lam)
+        volume = merge_regions(regions[None], image[:, None], lam)
+        np.testing.assert_array_equal(volume[0], flat)
+
+
+@pytest.mark.parametrize("values", [(-1, 0), (0, 2**64 - 1)])
+def test_any_class_values_make_regions(values):
+    a, b = values
+    dtype = np.uint64 if b > 2**62 else np.int64
+    lab = np.array([[a, a, b, b]] * 4, dtype=dtype)
+    out = connected_regions(lab, 1)
+    assert len(np.unique(out)) == 2 and out[0, 0] != out[0, 3]
+    assert len(np.unique(connected_regions(np.full((4, 4), a, dtype), 1))) == 1
+
+
 def test_segment_merged_output():
     rng = np.random.default_rng(3)
     img = np.full((48, 48, 3), (40, 120, 40), np.uint8)
