@@ -337,9 +337,12 @@ def outputs_of(method: str, config: dict) -> dict[str, dict[str, Callable | None
     """
     if method != "levelset":
         return {method: {"": None}}
+    from napari_levelset.defaults import MERGE_OPTIONS
     from napari_levelset.regions import to_regions
 
     ms = float(config.get("min_region", 0.001))
+    # the boundary weighting segment() uses for this model
+    options = MERGE_OPTIONS["cnn" if config.get("settings", {}).get("model", "cnn") == "cnn" else "unet"]
     outs: dict[str, dict[str, Callable | None]] = {}
     for r in config.get("regions", ["classes"]):
         if r == "classes":
@@ -349,7 +352,7 @@ def outputs_of(method: str, config: dict) -> dict[str, dict[str, Callable | None
         elif r == "merged":
             outs["levelset+ms"] = {
                 f"|m={w}": (lambda lab, x, ms=ms, w=float(w): to_regions(lab, "merged", min_region=ms, features=x,
-                                                                        merge=w))
+                                                                        merge=w, **options))
                 for w in config.get("merge", [1.0])
             }
         else:

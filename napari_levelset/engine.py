@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .defaults import DEFAULTS
+from .defaults import DEFAULTS, MERGE_OPTIONS
 from .io import InputError, Prepared, labels_dtype, prepare_image
 from .loss import class_means, class_probs, levelset_loss, scribble_loss
 from .cluster import init_centres
@@ -563,14 +563,17 @@ class Segmenter:
                 merge: float | None = None) -> np.ndarray:
         """``labels`` (default: the current ones) as regions: see ``napari_levelset.regions.to_regions``.
 
-        ``merge`` defaults to ``DEFAULTS["merge"]``.
+        ``merge`` defaults to ``DEFAULTS["merge"]``; the boundary weighting is the
+        model's (``MERGE_OPTIONS``).
         """
         from .regions import to_regions
+        from .unet import PretrainedNetwork
 
         labels = self.labels() if labels is None else labels
+        options = MERGE_OPTIONS["unet" if isinstance(self.model, PretrainedNetwork) else "cnn"]
         return to_regions(labels, mode, min_region=min_region, features=self.features() if mode == "merged" else None,
                           merge=DEFAULTS["merge"] if merge is None else merge,
-                          spatial_dims=len(self.prepared.spatial_shape))
+                          spatial_dims=len(self.prepared.spatial_shape), **options)
 
     def snapshot(self, with_probs: bool = False, done: bool = False, stopped: bool = False, t0: float | None = None):
         loss = float(self._loss) if self._loss is not None else float("nan")

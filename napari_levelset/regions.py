@@ -31,13 +31,16 @@ def to_regions(
     features: np.ndarray | None = None,
     merge: float = 0.0,
     spatial_dims: int | None = None,
+    edge: float = 2.0,
+    texture: float = 1.0,
 ) -> np.ndarray:
     """Class labels -> the output ``mode`` asks for (see ``REGION_MODES``).
 
     ``connected`` and ``merged`` split classes into connected pieces, fragments
     under ``min_region`` (pixels, or a fraction of the image when < 1) joined to
     their nearest neighbour.  ``merged`` then runs ``merge_regions`` with
-    weight ``merge`` on ``features`` ``(C, *labels.shape)``.
+    weight ``merge``, ``edge`` and ``texture`` on ``features`` ``(C, *labels.shape)``
+    (``napari_levelset.defaults.MERGE_OPTIONS`` has the ones ``segment`` uses).
     """
     if mode not in REGION_MODES:
         raise ValueError(f"regions must be one of {', '.join(REGION_MODES)}; got {mode!r}")
@@ -47,7 +50,7 @@ def to_regions(
     if mode == "merged":
         if features is None:
             raise ValueError("regions='merged' needs the features the regions are compared on")
-        out = merge_regions(out, features, merge, spatial_dims=spatial_dims)
+        out = merge_regions(out, features, merge, spatial_dims=spatial_dims, edge=edge, texture=texture)
     return out
 
 
