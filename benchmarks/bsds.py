@@ -337,12 +337,15 @@ def outputs_of(method: str, config: dict) -> dict[str, dict[str, Callable | None
     """
     if method != "levelset":
         return {method: {"": None}}
-    from napari_levelset.defaults import MERGE_OPTIONS
+    from napari_levelset.defaults import DEFAULTS, MERGE_OPTIONS, MERGED_MIN_REGION
     from napari_levelset.regions import to_regions
 
-    ms = float(config.get("min_region", 0.001))
-    # the boundary weighting segment() uses for this model
-    options = MERGE_OPTIONS["cnn" if config.get("settings", {}).get("model", "cnn") == "cnn" else "unet"]
+    # the defaults segment() uses for this model, where not given
+    kind = "cnn" if config.get("settings", {}).get("model", "cnn") == "cnn" else "unet"
+    options = MERGE_OPTIONS[kind]
+    given = config.get("min_region")
+    ms = float(DEFAULTS["min_region"] if given is None else given)
+    ms_merged = float(MERGED_MIN_REGION[kind] if given is None else given)
     outs: dict[str, dict[str, Callable | None]] = {}
     for r in config.get("regions", ["classes"]):
         if r == "classes":
@@ -351,8 +354,8 @@ def outputs_of(method: str, config: dict) -> dict[str, dict[str, Callable | None
             outs["levelset+cc"] = {"": lambda lab, x, ms=ms: to_regions(lab, "connected", min_region=ms)}
         elif r == "merged":
             outs["levelset+ms"] = {
-                f"|m={w}": (lambda lab, x, ms=ms, w=float(w): to_regions(lab, "merged", min_region=ms, features=x,
-                                                                        merge=w, **options))
+                f"|m={w}": (lambda lab, x, w=float(w): to_regions(lab, "merged", min_region=ms_merged, features=x,
+                                                              merge=w, **options))
                 for w in config.get("merge", [1.0])
             }
         else:
@@ -470,8 +473,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "merged (levelset+ms)")
     p.add_argument("--merge", default="0.1,0.2,0.3,0.5,0.8,1.2,2",
                    help="merge weights swept for the merged output (each N|m=w is one scale)")
-    p.add_argument("--min-region", type=float, default=0.001,
-                   help="smallest connected region kept, as a fraction of the image (levelset+cc)")
+    p.add_argument("--min-region", type=float, default=None,
+                   help="smallest connected region kept, as a fraction of the image (default: segment's, "
+                        "0.001; 0.0002 for a U-Net's merged regions)")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     p.add_argument("--out", type=Path, default=None, help="output folder (default benchmarks/out/bsds-<split>)")
     p.add_argument("--no-cache", action="store_true", help="recompute even where a cached result exists")

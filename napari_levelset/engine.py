@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .defaults import DEFAULTS, MERGE_OPTIONS
+from .defaults import DEFAULTS, MERGE_OPTIONS, MERGED_MIN_REGION
 from .io import InputError, Prepared, labels_dtype, prepare_image
 from .loss import class_means, class_probs, levelset_loss, scribble_loss
 from .cluster import init_centres
@@ -559,18 +559,22 @@ class Segmenter:
             self._merge_features = np.moveaxis(x, 1, 0).reshape((x.shape[1],) + self.prepared.out_shape)
         return self._merge_features
 
-    def regions(self, labels: np.ndarray | None = None, mode: str = "connected", *, min_region: float = 0.001,
+    def regions(self, labels: np.ndarray | None = None, mode: str = "connected", *, min_region: float | None = None,
                 merge: float | None = None) -> np.ndarray:
         """``labels`` (default: the current ones) as regions: see ``napari_levelset.regions.to_regions``.
 
         ``merge`` defaults to ``DEFAULTS["merge"]``; the boundary weighting is the
-        model's (``MERGE_OPTIONS``).
+        model's (``MERGE_OPTIONS``), and so is ``min_region``'s default for merged
+        regions (``MERGED_MIN_REGION``; ``DEFAULTS["min_region"]`` for connected ones).
         """
         from .regions import to_regions
         from .unet import PretrainedNetwork
 
         labels = self.labels() if labels is None else labels
-        options = MERGE_OPTIONS["unet" if isinstance(self.model, PretrainedNetwork) else "cnn"]
+        kind = "unet" if isinstance(self.model, PretrainedNetwork) else "cnn"
+        options = MERGE_OPTIONS[kind]
+        if min_region is None:
+            min_region = MERGED_MIN_REGION[kind] if mode == "merged" else DEFAULTS["min_region"]
         return to_regions(labels, mode, min_region=min_region, features=self.features() if mode == "merged" else None,
                           merge=DEFAULTS["merge"] if merge is None else merge,
                           spatial_dims=len(self.prepared.spatial_shape), **options)
@@ -647,7 +651,7 @@ def segment(
     seed: int = 0,
     progress: bool = False,
     regions: str = "classes",
-    min_region: float = 0.001,
+    min_region: float | None = None,
     merge: float | None = None,
     model: Any = "cnn",
     finetune_iterations: int | None = None,
@@ -670,7 +674,8 @@ def segment(
 
     ``regions="connected"`` returns one label per connected piece of a class
     instead (uint32, 1..R), fragments smaller than ``min_region`` (pixels, or a
-    fraction of the image when < 1) merged into their nearest neighbour region.
+    fraction of the image when < 1; default 0.001, for a U-Net's merged regions
+    0.0002) merged into their nearest neighbour region.
     ``regions="merged"`` goes on to merge adjacent regions for as long as that
     lowers the level-set energy of the partition (on contrast-normalised
     colour and texture, boundaries weighted by edge strength), with ``merge``

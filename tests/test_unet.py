@@ -399,7 +399,7 @@ def test_segment_fine_tune_starts_from_kmeans_unless_told_otherwise(model_file):
 
 def test_merged_regions_compare_cielab_on_an_rgb_model(model_file):
     """An RGB-trained U-Net sees normalised RGB, but its regions are merged on CIELAB, as the per-image mode's."""
-    from napari_levelset.defaults import MERGE_OPTIONS
+    from napari_levelset.defaults import MERGE_OPTIONS, MERGED_MIN_REGION
     from napari_levelset.engine import Segmenter
     from napari_levelset.io import prepare_image
     from napari_levelset.regions import connected_regions, merge_regions
@@ -414,7 +414,7 @@ def test_merged_regions_compare_cielab_on_an_rgb_model(model_file):
     assert not np.allclose(seg.prepared.data[0], lab)
     np.testing.assert_array_equal(seg.features(), lab)
     labels = seg.labels()
-    expected = merge_regions(connected_regions(labels, 0.001), lab, 0.5, **MERGE_OPTIONS["unet"])
+    expected = merge_regions(connected_regions(labels, MERGED_MIN_REGION["unet"]), lab, 0.5, **MERGE_OPTIONS["unet"])
     np.testing.assert_array_equal(seg.regions(labels, "merged", merge=0.5), expected)
     # a grey image has no CIELAB: its normalised values are compared
     grey = Segmenter(image[..., 0], 3, model=str(path), init="kmeans", device="cpu")
@@ -498,7 +498,7 @@ def test_a_grey_model_on_colour_explains_why_a_new_head_cannot_start(tmp_path):
 
 def test_unet_regions_merge_with_the_unet_boundary_weighting(model_file):
     """A U-Net's pieces are merged with ``MERGE_OPTIONS["unet"]``, the per-image CNN's with ``["cnn"]``."""
-    from napari_levelset.defaults import MERGE_OPTIONS
+    from napari_levelset.defaults import MERGE_OPTIONS, MERGED_MIN_REGION
     from napari_levelset.engine import Segmenter
     from napari_levelset.regions import connected_regions, merge_regions
 
@@ -508,10 +508,15 @@ def test_unet_regions_merge_with_the_unet_boundary_weighting(model_file):
     image = data.coffee()[::8, ::8]
     h, w = image.shape[:2]
     labels = ((np.arange(h)[:, None] // 6 * 7 + np.arange(w)[None] // 6) % 8 + 1).astype(np.uint8)  # blocks
-    pieces = connected_regions(labels, 0.001)
-    merged = {}
+    labels[0, :2] = 5  # a fragment of 2 pixels: under 0.001 of the image, over 0.0002
+    merged, segs = {}, {}
     for model, kind in ((str(path), "unet"), ("cnn", "cnn")):
-        seg = Segmenter(image, 8, model=model, init="kmeans", device="cpu")
+        seg = segs[kind] = Segmenter(image, 8, model=model, init="kmeans", device="cpu")
         merged[kind] = seg.regions(labels, "merged", merge=0.5)
+        pieces = connected_regions(labels, MERGED_MIN_REGION[kind])
         np.testing.assert_array_equal(merged[kind], merge_regions(pieces, seg.features(), 0.5, **MERGE_OPTIONS[kind]))
+        # connected regions keep the common default
+        np.testing.assert_array_equal(seg.regions(labels, "connected"), connected_regions(labels, 0.001))
     assert len(np.unique(merged["unet"])) > len(np.unique(merged["cnn"]))  # the weightings differ here
+    unmerged = {kind: len(np.unique(s.regions(labels, "merged", merge=0.0))) for kind, s in segs.items()}
+    assert unmerged["unet"] == unmerged["cnn"] + 1  # the 2-pixel fragment is offered to the U-Net's merging only
