@@ -37,7 +37,7 @@ def _nonneg_float(text: str) -> float:
 
 
 def _add_segment(sub) -> None:
-    from .engine import DEFAULTS
+    from .defaults import DEFAULTS, MERGE_WEIGHT
 
     p = sub.add_parser(
         "segment",
@@ -105,8 +105,8 @@ def _add_segment(sub) -> None:
         "--merge",
         type=_nonneg_float,
         default=None,
-        help=f"with --regions merged: boundary weight of the merging (default {DEFAULTS['merge']}; "
-        "larger gives fewer regions)",
+        help=f"with --regions merged: boundary weight of the merging (default {MERGE_WEIGHT['cnn']}, "
+        f"for a U-Net {MERGE_WEIGHT['unet']}; larger gives fewer regions)",
     )
     p.add_argument(
         "--min-region",

@@ -37,3 +37,7 @@ MERGE_OPTIONS: dict[str, dict[str, float]] = {
 #: val images, N 32, 48, with its ``MERGE_OPTIONS``: 0.001 -> 0.0002 gives SC 0.560 -> 0.576,
 #: PRI 0.783 -> 0.791, VI 1.761 -> 1.739), the per-image CNN's are not.
 MERGED_MIN_REGION: dict[str, float] = {"cnn": 0.001, "unet": 0.0002}
+#: The merge weight ``regions="merged"`` uses when none is given, per kind of model: where
+#: SC is best on BSDS500 val (N 32: the per-image CNN's about 1, ~11 regions; the U-Net's 2,
+#: ~25 regions, while at 1 it leaves ~42). ``DEFAULTS["merge"]`` is the per-image CNN's.
+MERGE_WEIGHT: dict[str, float] = {"cnn": 1.0, "unet": 2.0}

@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .defaults import DEFAULTS, MERGE_OPTIONS, MERGED_MIN_REGION
+from .defaults import DEFAULTS, MERGE_OPTIONS, MERGE_WEIGHT, MERGED_MIN_REGION
 from .io import InputError, Prepared, labels_dtype, prepare_image
 from .loss import class_means, class_probs, levelset_loss, scribble_loss
 from .cluster import init_centres
@@ -563,9 +563,9 @@ class Segmenter:
                 merge: float | None = None) -> np.ndarray:
         """``labels`` (default: the current ones) as regions: see ``napari_levelset.regions.to_regions``.
 
-        ``merge`` defaults to ``DEFAULTS["merge"]``; the boundary weighting is the
-        model's (``MERGE_OPTIONS``), and so is ``min_region``'s default for merged
-        regions (``MERGED_MIN_REGION``; ``DEFAULTS["min_region"]`` for connected ones).
+        ``merge`` defaults to the model's (``MERGE_WEIGHT``), and so do the boundary
+        weighting (``MERGE_OPTIONS``) and ``min_region`` for merged regions
+        (``MERGED_MIN_REGION``; ``DEFAULTS["min_region"]`` for connected ones).
         """
         from .regions import to_regions
         from .unet import PretrainedNetwork
@@ -576,7 +576,7 @@ class Segmenter:
         if min_region is None:
             min_region = MERGED_MIN_REGION[kind] if mode == "merged" else DEFAULTS["min_region"]
         return to_regions(labels, mode, min_region=min_region, features=self.features() if mode == "merged" else None,
-                          merge=DEFAULTS["merge"] if merge is None else merge,
+                          merge=MERGE_WEIGHT[kind] if merge is None else merge,
                           spatial_dims=len(self.prepared.spatial_shape), **options)
 
     def snapshot(self, with_probs: bool = False, done: bool = False, stopped: bool = False, t0: float | None = None):
@@ -679,7 +679,7 @@ def segment(
     ``regions="merged"`` goes on to merge adjacent regions for as long as that
     lowers the level-set energy of the partition (on contrast-normalised
     colour and texture, boundaries weighted by edge strength), with ``merge``
-    as the boundary weight (default ``DEFAULTS["merge"]``; larger gives fewer
+    as the boundary weight (default 1.0, for a U-Net 2.0; larger gives fewer
     regions): the number of regions then adapts to the image.  See
     ``napari_levelset.regions.merge_regions``.
     """

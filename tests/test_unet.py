@@ -498,7 +498,7 @@ def test_a_grey_model_on_colour_explains_why_a_new_head_cannot_start(tmp_path):
 
 def test_unet_regions_merge_with_the_unet_boundary_weighting(model_file):
     """A U-Net's pieces are merged with ``MERGE_OPTIONS["unet"]``, the per-image CNN's with ``["cnn"]``."""
-    from napari_levelset.defaults import MERGE_OPTIONS, MERGED_MIN_REGION
+    from napari_levelset.defaults import MERGE_OPTIONS, MERGE_WEIGHT, MERGED_MIN_REGION
     from napari_levelset.engine import Segmenter
     from napari_levelset.regions import connected_regions, merge_regions
 
@@ -518,5 +518,9 @@ def test_unet_regions_merge_with_the_unet_boundary_weighting(model_file):
         # connected regions keep the common default
         np.testing.assert_array_equal(seg.regions(labels, "connected"), connected_regions(labels, 0.001))
     assert len(np.unique(merged["unet"])) > len(np.unique(merged["cnn"]))  # the weightings differ here
+    for kind, seg in segs.items():  # without a weight, each model's own default
+        np.testing.assert_array_equal(seg.regions(labels, "merged"),
+                                      seg.regions(labels, "merged", merge=MERGE_WEIGHT[kind]))
+    assert MERGE_WEIGHT["unet"] > MERGE_WEIGHT["cnn"]
     unmerged = {kind: len(np.unique(s.regions(labels, "merged", merge=0.0))) for kind, s in segs.items()}
     assert unmerged["unet"] == unmerged["cnn"] + 1  # the 2-pixel fragment is offered to the U-Net's merging only

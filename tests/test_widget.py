@@ -487,6 +487,21 @@ def test_a_stop_that_comes_after_the_end_does_not_stop_the_next_refine(make_widg
 
 
 @gui
+def test_the_merge_weight_follows_the_model_until_set_by_hand(make_widget):
+    from napari_levelset.defaults import MERGE_WEIGHT
+
+    viewer, widget = make_widget()
+    assert widget.merge_spin.value() == MERGE_WEIGHT["cnn"]
+    widget.set_model("unet")
+    assert widget.merge_spin.value() == MERGE_WEIGHT["unet"]
+    widget.set_model("cnn")
+    assert widget.merge_spin.value() == MERGE_WEIGHT["cnn"]
+    widget.merge_spin.setValue(0.3)  # the user's choice stays
+    widget.set_model("unet")
+    assert widget.merge_spin.value() == 0.3
+
+
+@gui
 def test_main_thread_time_per_snapshot_512(make_widget, qtbot, errors):
     """Main-thread work per snapshot (layer update, plot, metadata) at 512x512."""
     viewer, widget = make_widget()

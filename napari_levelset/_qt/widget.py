@@ -45,7 +45,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from .. import __version__
-from ..defaults import DEFAULTS
+from ..defaults import DEFAULTS, MERGE_WEIGHT
 from ..io import InputError
 from ._plot import LossPlot
 from ._worker import Final, RunControl, RunRequest, Update, error_message, run_segmentation
@@ -1067,8 +1067,15 @@ class LevelSetWidget(QWidget):
                 return
             self._model_path = path
             self.model_combo.setToolTip(f"U-Net from {path}")
+        self._follow_merge_default(self._last_model_index, index)
         self._last_model_index = index
         self._on_structural_changed()
+
+    def _follow_merge_default(self, old_index: int, new_index: int) -> None:
+        """The merge weight follows the model's default (a U-Net's pieces want more merging), unless set by hand."""
+        kind = lambda i: "cnn" if MODELS[i][1] == "cnn" else "unet"  # noqa: E731
+        if abs(self.merge_spin.value() - MERGE_WEIGHT[kind(old_index)]) < 1e-9:
+            self.merge_spin.setValue(MERGE_WEIGHT[kind(new_index)])
 
     def set_model(self, model: str) -> None:
         """Pick the model programmatically: ``cnn``, ``unet`` or a model file path."""
@@ -1080,6 +1087,7 @@ class LevelSetWidget(QWidget):
         self.model_combo.blockSignals(True)
         self.model_combo.setCurrentIndex(values.index("file"))
         self.model_combo.blockSignals(False)
+        self._follow_merge_default(self._last_model_index, values.index("file"))
         self._last_model_index = values.index("file")
         self._on_structural_changed()
 
