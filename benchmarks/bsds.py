@@ -337,11 +337,11 @@ def outputs_of(method: str, config: dict) -> dict[str, dict[str, Callable | None
     """
     if method != "levelset":
         return {method: {"": None}}
-    from napari_levelset.defaults import DEFAULTS, MERGE_OPTIONS, MERGED_MIN_REGION
+    from napari_levelset.defaults import DEFAULTS, MERGE_OPTIONS, MERGED_MIN_REGION, model_kind
     from napari_levelset.regions import to_regions
 
     # the defaults segment() uses for this model, where not given
-    kind = "cnn" if config.get("settings", {}).get("model", "cnn") == "cnn" else "unet"
+    kind = model_kind(config.get("settings", {}).get("model", "cnn"))
     options = MERGE_OPTIONS[kind]
     given = config.get("min_region")
     ms = float(DEFAULTS["min_region"] if given is None else given)

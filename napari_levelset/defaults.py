@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+#: The merge weight ``regions="merged"`` uses when none is given, per kind of model: where
+#: SC is best on BSDS500 val (N 32: the per-image CNN's about 1, ~11 regions; the U-Net's 2,
+#: ~25 regions, while at 1 it leaves ~42). ``DEFAULTS["merge"]`` is the per-image CNN's.
+MERGE_WEIGHT: dict[str, float] = {"cnn": 1.0, "unet": 2.0}
+
 DEFAULTS: dict[str, Any] = dict(
     n_classes=4,
     lam=0.05,
@@ -17,7 +22,7 @@ DEFAULTS: dict[str, Any] = dict(
     alpha=1.0,
     color="auto",
     position=0.5,
-    merge=1.0,
+    merge=MERGE_WEIGHT["cnn"],
     min_region=0.001,
     every=10,
 )
@@ -37,7 +42,9 @@ MERGE_OPTIONS: dict[str, dict[str, float]] = {
 #: val images, N 32, 48, with its ``MERGE_OPTIONS``: 0.001 -> 0.0002 gives SC 0.560 -> 0.576,
 #: PRI 0.783 -> 0.791, VI 1.761 -> 1.739), the per-image CNN's are not.
 MERGED_MIN_REGION: dict[str, float] = {"cnn": 0.001, "unet": 0.0002}
-#: The merge weight ``regions="merged"`` uses when none is given, per kind of model: where
-#: SC is best on BSDS500 val (N 32: the per-image CNN's about 1, ~11 regions; the U-Net's 2,
-#: ~25 regions, while at 1 it leaves ~42). ``DEFAULTS["merge"]`` is the per-image CNN's.
-MERGE_WEIGHT: dict[str, float] = {"cnn": 1.0, "unet": 2.0}
+
+
+def model_kind(model: Any) -> str:
+    """The key of the per-model tables above for a ``model`` setting: ``"cnn"`` for the
+    per-image CNN, ``"unet"`` for the pretrained U-Net or a model file."""
+    return "cnn" if isinstance(model, str) and model == "cnn" else "unet"

@@ -173,6 +173,7 @@ class Segmenter:
 
         given = isinstance(model, torch.nn.Module)
         per_image = (given and not isinstance(model, PretrainedNetwork)) or (not given and model == "cnn")
+        self._model_kind = "cnn" if per_image else "unet"  # the key of the per-model region defaults
         if position is not None:
             _check_nonnegative(position=position)
         _check_nonnegative(lam=lam, alpha=alpha)
@@ -568,10 +569,9 @@ class Segmenter:
         (``MERGED_MIN_REGION``; ``DEFAULTS["min_region"]`` for connected ones).
         """
         from .regions import to_regions
-        from .unet import PretrainedNetwork
 
         labels = self.labels() if labels is None else labels
-        kind = "unet" if isinstance(self.model, PretrainedNetwork) else "cnn"
+        kind = self._model_kind
         options = MERGE_OPTIONS[kind]
         if min_region is None:
             min_region = MERGED_MIN_REGION[kind] if mode == "merged" else DEFAULTS["min_region"]

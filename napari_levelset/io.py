@@ -150,8 +150,9 @@ def to_lab(rgb: np.ndarray) -> np.ndarray:
     Non-negative integer images are read as 0..2**bits - 1, with the bits their
     largest value needs (at least 8: 8-bit data in a wider type, 12- or 16-bit
     data); other images are mapped jointly (all channels together, keeping the
-    colour balance) so that their 0.5th-99.5th percentiles span [0, 1].  L/100 lies in [0, 1] and a/100, b/100
-    roughly in [-1, 1], so squared distances are perceptual colour differences.
+    colour balance) so that their 0.5th-99.5th percentiles span [0, 1].  L/100
+    lies in [0, 1] and a/100, b/100 roughly in [-1, 1], so squared distances are
+    perceptual colour differences.
     """
     from skimage.color import rgb2lab
 

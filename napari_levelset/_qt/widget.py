@@ -45,7 +45,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from .. import __version__
-from ..defaults import DEFAULTS, MERGE_WEIGHT
+from ..defaults import DEFAULTS, MERGE_WEIGHT, model_kind
 from ..io import InputError
 from ._plot import LossPlot
 from ._worker import Final, RunControl, RunRequest, Update, error_message, run_segmentation
@@ -1073,9 +1073,9 @@ class LevelSetWidget(QWidget):
 
     def _follow_merge_default(self, old_index: int, new_index: int) -> None:
         """The merge weight follows the model's default (a U-Net's pieces want more merging), unless set by hand."""
-        kind = lambda i: "cnn" if MODELS[i][1] == "cnn" else "unet"  # noqa: E731
-        if abs(self.merge_spin.value() - MERGE_WEIGHT[kind(old_index)]) < 1e-9:
-            self.merge_spin.setValue(MERGE_WEIGHT[kind(new_index)])
+        old, new = (MERGE_WEIGHT[model_kind(MODELS[i][1])] for i in (old_index, new_index))
+        if abs(self.merge_spin.value() - old) < 1e-9:
+            self.merge_spin.setValue(new)
 
     def set_model(self, model: str) -> None:
         """Pick the model programmatically: ``cnn``, ``unet`` or a model file path."""
