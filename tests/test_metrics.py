@@ -245,3 +245,198 @@ def test_summarize_rejects_ragged():
     r = M.evaluate_image(gt, [gt])
     with pytest.raises(ValueError):
         M.summarize([[r, r], [r]])
+
+
+# ------------------------------------------------------------ instance metrics
+def _squares(shape=(40, 60), boxes=((2, 2, 10), (2, 20, 10), (20, 5, 12)), ids=None):
+    """A label map with square objects ``(row, col, side)``, ids 1.. (or ``ids``)."""
+    lab = np.zeros(shape, np.int32)
+    for k, (r, c, s) in enumerate(boxes):
+        lab[r : r + s, c : c + s] = k + 1 if ids is None else ids[k]
+    return lab
+
+
+def _brute_force_tp(pred, truth, threshold):
+    """Matches counted from every pair's IoU (objects compared as boolean masks)."""
+    tp = 0
+    for p in np.unique(pred[pred != 0]):
+        for t in np.unique(truth[truth != 0]):
+            a, b = pred == p, truth == t
+            if np.count_nonzero(a & b) / np.count_nonzero(a | b) > threshold:
+                tp += 1
+    return tp
+
+
+def _random_disks(seed, shape=(64, 80), n=12):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    lab = np.zeros(shape, np.int32)
+    for k in range(n):
+        cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
+        rad = rng.uniform(3, 9)
+        lab[(yy - cy) ** 2 + (xx - cx) ** 2 < rad**2] = k + 1
+    return lab
+
+
+def test_instances_perfect_match():
+    truth = _squares()
+    s = M.instance_scores(truth.copy(), truth)
+    for key in ("f1", "precision", "recall", "ap", "dice", "mean_matched_iou"):
+        assert s[key] == 1.0, key
+    assert (s["tp"], s["fp"], s["fn"]) == (3, 0, 0)
+    m = M.match_instances(truth, truth)
+    np.testing.assert_array_equal(m["pred_ids"], [1, 2, 3])
+    np.testing.assert_array_equal(m["true_ids"], [1, 2, 3])
+
+
+def test_instances_object_split_in_halves():
+    truth = _squares()
+    pred = truth.copy()
+    pred[20:32, 11:17] = 9  # object 3 (cols 5..16) split into two halves of 72 px: IoU exactly 0.5 each
+    s = M.instance_scores(pred, truth)
+    # neither half exceeds IoU 0.5: TP 2, FP 2 (the halves), FN 1 (object 3)
+    assert (s["tp"], s["fp"], s["fn"]) == (2, 2, 1)
+    assert s["f1"] == pytest.approx(2 * 2 / (2 * 2 + 2 + 1))  # 4/7
+    assert s["precision"] == pytest.approx(2 / 4)
+    assert s["recall"] == pytest.approx(2 / 3)
+    assert s["ap"] == pytest.approx(2 / 5)  # TP / (TP + FP + FN) at every threshold
+    assert s["dice"] == 1.0  # the foreground is unchanged
+
+
+def test_instances_unequal_split_average_precision():
+    truth = _squares()
+    pred = truth.copy()
+    pred[20:32, 14:17] = 9  # object 3 keeps 3/4 of its pixels: IoU 0.75 exactly
+    s = M.instance_scores(pred, truth)
+    assert s["f1"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 0))
+    # thresholds 0.5..0.70: 3 / (3 + 1 + 0); 0.75..0.95 (IoU must exceed t): 2 / (2 + 2 + 1)
+    np.testing.assert_allclose(s["ap_per_threshold"], [0.75] * 5 + [0.4] * 5)
+    assert s["ap"] == pytest.approx(0.575)
+    assert M.match_instances(pred, truth, threshold=0.7)["tp"] == 3
+    assert M.match_instances(pred, truth, threshold=0.75)["tp"] == 2
+
+
+@pytest.mark.parametrize("shift, iou", [(2, 8 / 12), (4, 6 / 14)])
+def test_instances_shifted_objects(shift, iou):
+    boxes = ((2, 2, 10), (2, 20, 10), (20, 30, 10))
+    truth = _squares(boxes=boxes)
+    pred = _squares(boxes=[(r, c + shift, s) for r, c, s in boxes])
+    m = M.match_instances(pred, truth)
+    s = M.instance_scores(pred, truth)
+    assert s["dice"] == pytest.approx(2 * (10 - shift) / 20)
+    if iou > 0.5:
+        assert m["tp"] == 3 and s["f1"] == 1.0
+        np.testing.assert_allclose(m["iou"], iou)
+        # matched at 0.5, 0.55, 0.6, 0.65 of the ten thresholds
+        assert s["ap"] == pytest.approx(0.4)
+    else:
+        assert m["tp"] == 0 and s["f1"] == 0.0 and s["ap"] == 0.0
+        assert (s["fp"], s["fn"]) == (3, 3)
+        assert M.match_instances(pred, truth, threshold=0.4)["tp"] == 3
+
+
+def test_instances_empty_prediction():
+    truth = _squares()
+    s = M.instance_scores(np.zeros_like(truth), truth)
+    for key in ("f1", "precision", "recall", "ap", "dice"):
+        assert s[key] == 0.0, key
+    assert (s["tp"], s["fp"], s["fn"], s["n_pred"], s["n_true"]) == (0, 0, 3, 0, 3)
+    # extra objects where there are none
+    s = M.instance_scores(truth, np.zeros_like(truth))
+    assert s["f1"] == 0.0 and s["fp"] == 3
+    # nothing to find and nothing found is perfect
+    none = M.instance_scores(np.zeros_like(truth), np.zeros_like(truth))
+    assert none["f1"] == none["ap"] == none["dice"] == 1.0
+
+
+def test_instances_ids_need_not_be_consecutive():
+    truth = _squares()
+    pred = truth.copy()
+    pred[20:32, 14:17] = 4
+    ref = M.instance_scores(pred, truth)
+    ids = np.array([0, 7, 1000, 65535, 3])
+    variants = [
+        (ids[pred], truth),
+        (pred, _squares(ids=(40000, 5, 17))),
+        (pred.astype(np.uint64) * np.uint64(2**40), truth.astype(np.uint16)),
+        (pred.astype(np.float32), -truth),  # integral floats, negative ids
+    ]
+    for p, t in variants:
+        s = M.instance_scores(p, t)
+        for key in ("f1", "ap", "dice", "tp", "fp", "fn", "mean_matched_iou"):
+            assert s[key] == pytest.approx(ref[key]), key
+    m = M.match_instances(ids[pred], _squares(ids=(40000, 5, 17)))
+    np.testing.assert_array_equal(m["pred_ids"], [7, 1000, 65535])  # the label values, not indices
+    np.testing.assert_array_equal(m["true_ids"], [40000, 5, 17])
+
+
+def test_instances_disconnected_id_is_one_object():
+    truth = np.array([[1, 1, 0, 2, 2]])
+    pred = np.array([[5, 5, 0, 5, 5]])  # one object covering both: IoU 0.5 with each
+    s = M.instance_scores(pred, truth)
+    assert (s["tp"], s["fp"], s["fn"]) == (0, 1, 2)
+
+
+def test_instances_agree_with_brute_force():
+    for seed in range(4):
+        truth = _random_disks(seed)
+        pred = np.roll(_random_disks(seed), (1, 2), axis=(0, 1))
+        pred[_random_disks(seed + 10) > 0] = 50  # one large extra object over some of them
+        s = M.instance_scores(pred, truth)
+        for t, ap_t in zip(s["thresholds"], s["ap_per_threshold"]):
+            tp = _brute_force_tp(pred, truth, t)
+            n_pred, n_true = len(np.unique(pred)) - 1, len(np.unique(truth)) - 1
+            assert M.match_instances(pred, truth, t)["tp"] == tp
+            assert ap_t == pytest.approx(tp / (n_pred + n_true - tp))
+        inter = np.count_nonzero((pred > 0) & (truth > 0))
+        assert s["dice"] == pytest.approx(2 * inter / (np.count_nonzero(pred) + np.count_nonzero(truth)))
+
+
+def test_instances_below_half_match_one_to_one():
+    truth = np.zeros((10, 20), int)
+    truth[:, :12] = 1
+    pred = truth.copy()
+    pred[:, 6:12] = 2  # two halves, IoU 0.5 each with object 1
+    m = M.match_instances(pred, truth, threshold=0.3)
+    assert (m["tp"], m["fp"], m["fn"]) == (1, 1, 0)
+    # the assignment keeps the largest total IoU: truth 1 -> the larger piece
+    pred[:, 4:12] = 2  # pieces of 4/12 and 8/12
+    m = M.match_instances(pred, truth, threshold=0.3)
+    np.testing.assert_array_equal(m["pred_ids"], [2])
+    np.testing.assert_allclose(m["iou"], [8 / 12])
+
+
+def test_foreground_dice_of_a_mask():
+    truth = np.zeros((10, 10), np.uint8)
+    truth[:, :5] = 255  # a 0 / 255 mask
+    pred = np.zeros((10, 10), np.int32)
+    pred[:, 2:5] = 3
+    pred[:, 5:7] = 4
+    assert M.foreground_dice(pred, truth) == pytest.approx(2 * 30 / (50 + 50))
+    assert M.instance_scores(pred, truth)["dice"] == pytest.approx(M.foreground_dice(pred, truth))
+
+
+def test_instance_input_errors():
+    with pytest.raises(ValueError):
+        M.instance_scores(np.ones((3, 4), int), np.ones((4, 3), int))
+    with pytest.raises(ValueError):
+        M.match_instances(np.ones((3, 3), int), np.ones((3, 3), int), threshold=1.0)
+    with pytest.raises(ValueError):
+        M.instance_scores(np.array([[0.5, 1.0]]), np.array([[0, 1]]))
+
+
+def test_instance_scores_fast_on_large_images():
+    import time
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:1024, :1024]
+    centres = rng.uniform(0, 1024, size=(300, 2))
+    truth = np.zeros((1024, 1024), np.uint16)
+    for k, (cy, cx) in enumerate(centres):
+        truth[(yy - cy) ** 2 + (xx - cx) ** 2 < 20**2] = k + 1
+    pred = np.roll(truth, 3, axis=1)
+    t0 = time.perf_counter()
+    s = M.instance_scores(pred, truth)
+    assert time.perf_counter() - t0 < 1.0
+    assert s["n_true"] == len(np.unique(truth)) - 1 > 150
+    assert s["f1"] > 0.9
