@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 from .defaults import DEFAULTS, MERGE_OPTIONS, MERGE_WEIGHT, MERGED_MIN_REGION
+from .instances import (CONTRAST_MODES, fluorescence_prepared, foreground_classes, instance_labels,
+                        resample_prepared, upsample)
 from .io import InputError, Prepared, labels_dtype, prepare_image
 from .loss import class_means, class_probs, levelset_loss, scribble_loss
 from .cluster import init_centres
@@ -162,6 +164,9 @@ class Segmenter:
         finetune: str = "head",
         position: float | None = None,
         prepared: Prepared | None = None,
+        contrast: str = "linear",
+        diameter: float | None = None,
+        spacing=None,
     ):
         n_classes = int(n_classes)
         if n_classes < 2:
@@ -184,9 +189,25 @@ class Segmenter:
             color = model.model_color if given else model_color(model)
             if color == "lab":  # CIELAB for RGB images; others are normalised (grey goes in as lightness)
                 color = "auto"
+        if contrast not in CONTRAST_MODES:
+            raise InputError(f"contrast must be one of {', '.join(CONTRAST_MODES)}; got {contrast!r}")
+        if contrast == "fluorescence" and color in ("auto", "lab"):  # fluorescence channels are not a colour photo
+            if color == "lab":
+                raise InputError("contrast='fluorescence' is for fluorescence channels; it cannot be combined with color='lab'")
+            color = "rgb"
         if prepared is None:
             prepared = prepare_image(image, channel_axis, spatial_dims, color=color)
         color = prepared.color
+        #: physical size of a pixel (voxel) per spatial axis, or None (pixels)
+        self.spacing = None if spacing is None else tuple(float(v) for v in np.broadcast_to(
+            np.asarray(spacing, float), (len(prepared.spatial_shape),)))
+        #: expected object diameter (unit of ``spacing``), given or estimated; used by instances
+        self.diameter = None if diameter is None else float(diameter)
+        if diameter is not None:
+            _check_positive(diameter=diameter)
+        self.contrast = contrast
+        if contrast == "fluorescence":
+            prepared, self.diameter = fluorescence_prepared(prepared, self.diameter, self.spacing)
         if position is None:  # default: position features for colour photographs, built-in CNN only
             position = DEFAULTS["position"] if isinstance(model, str) and model == "cnn" and color == "lab" else 0.0
         self.prepared = prepared
@@ -277,6 +298,9 @@ class Segmenter:
             position=float(position),
             crop=None if self._crop is None else list(self._crop["shape"]),
             device=str(self.device),
+            contrast=contrast,
+            diameter=self.diameter,
+            spacing=None if self.spacing is None else list(self.spacing),
         )
         self._stop = threading.Event()
         self._pending_scribbles: Any = _UNSET
@@ -561,15 +585,19 @@ class Segmenter:
         return self._merge_features
 
     def regions(self, labels: np.ndarray | None = None, mode: str = "connected", *, min_region: float | None = None,
-                merge: float | None = None) -> np.ndarray:
+                merge: float | None = None, diameter: float | None = None, foreground=None) -> np.ndarray:
         """``labels`` (default: the current ones) as regions: see ``napari_levelset.regions.to_regions``.
 
         ``merge`` defaults to the model's (``MERGE_WEIGHT``), and so do the boundary
         weighting (``MERGE_OPTIONS``) and ``min_region`` for merged regions
         (``MERGED_MIN_REGION``; ``DEFAULTS["min_region"]`` for connected ones).
+        ``mode="instances"`` returns ``instances(diameter=..., foreground=..., min_size=min_region)``
+        (``labels`` is not used: instances come from the current probabilities).
         """
         from .regions import to_regions
 
+        if mode == "instances":
+            return self.instances(diameter=diameter, foreground=foreground, min_size=min_region)
         labels = self.labels() if labels is None else labels
         kind = self._model_kind
         options = MERGE_OPTIONS[kind]
@@ -578,6 +606,49 @@ class Segmenter:
         return to_regions(labels, mode, min_region=min_region, features=self.features() if mode == "merged" else None,
                           merge=MERGE_WEIGHT[kind] if merge is None else merge,
                           spatial_dims=len(self.prepared.spatial_shape), **options)
+
+    def instances(self, *, diameter: float | None = None, foreground=None, min_size: float | None = None,
+                  probs: np.ndarray | None = None) -> np.ndarray:
+        """One label per object of the foreground class(es): uint32, 0 background, 1..K.
+
+        Parameters
+        ----------
+        diameter : float, optional
+            Expected object diameter in the unit of ``spacing`` (pixels without it);
+            default: the one given to or estimated by this ``Segmenter`` (fluorescence
+            contrast), else estimated from the foreground.
+        foreground : int or sequence of int, optional
+            Class labels (1..N) that are objects; default: the brightest class, label N
+            (``napari_levelset.instances.foreground_classes``).
+        min_size : float, optional
+            Smallest object kept, in pixels (voxels); default: a fifth of the expected
+            object's area (volume).
+        probs : ndarray, optional
+            Class probabilities ``(N, *out_shape)`` to use instead of the current ones.
+
+        Returns
+        -------
+        ndarray, uint32, the input's non-channel shape
+            Each batch item (slice of a stack, frame of a time-lapse) is split on its
+            own; ids are numbered over the whole array.  See
+            ``napari_levelset.instances.instance_labels``.
+
+        Raises
+        ------
+        InputError
+            For foreground labels outside 1..N or a non-positive diameter.
+        """
+        fg = foreground_classes(self.n_classes, foreground)
+        probs = self.probabilities() if probs is None else probs
+        p = probs[[k - 1 for k in fg]].sum(0).reshape((-1,) + self.prepared.spatial_shape)
+        d = self.diameter if diameter is None else diameter
+        out = np.zeros(p.shape, np.uint32)
+        offset = 0
+        for i, item in enumerate(p):
+            lab = instance_labels(item, diameter=d, spacing=self.spacing, min_size=min_size)
+            out[i] = np.where(lab > 0, lab + offset, 0)
+            offset += int(lab.max())
+        return self.prepared.to_output(out)
 
     def snapshot(self, with_probs: bool = False, done: bool = False, stopped: bool = False, t0: float | None = None):
         loss = float(self._loss) if self._loss is not None else float("nan")
@@ -641,7 +712,7 @@ def _check_nonnegative(**values) -> None:
 
 def segment(
     image,
-    n_classes: int = DEFAULTS["n_classes"],
+    n_classes: int | None = None,
     lam: float = DEFAULTS["lam"],
     iterations: int | None = None,
     scribbles=None,
@@ -655,6 +726,9 @@ def segment(
     merge: float | None = None,
     model: Any = "cnn",
     finetune_iterations: int | None = None,
+    diameter: float | None = None,
+    spacing=None,
+    foreground=None,
     **kwargs,
 ) -> np.ndarray:
     """Segment ``image`` into ``n_classes`` classes; returns labels 1..N.
@@ -689,6 +763,15 @@ def segment(
         raise InputError(f"regions must be one of {', '.join(REGION_MODES)}; got {regions!r}")
     if merge is not None:
         _check_nonnegative(merge=merge)
+    instances = regions == "instances"
+    if n_classes is None:
+        n_classes = INSTANCE_CLASSES if instances else DEFAULTS["n_classes"]
+    if instances:
+        kwargs.setdefault("contrast", "fluorescence")
+        if model == "cnn" and iterations is None:
+            iterations = INSTANCE_ITERATIONS
+    elif diameter is not None or foreground is not None:
+        raise InputError("diameter and foreground are settings of regions='instances'")
     if model == "cnn":
         iterations = DEFAULTS["iterations"] if iterations is None else iterations
     else:
@@ -699,6 +782,12 @@ def segment(
             and scribbles is not None and np.any(np.asarray(scribbles))):
         raise InputError("scribbles steer the optimisation: a pretrained model used directly would ignore them; "
                          "give finetune_iterations (e.g. 20)")
+    full = None
+    if instances:
+        prepared, full = _instance_preparation(image, channel_axis, spatial_dims, diameter, spacing, model,
+                                               scribbles, kwargs)
+        if full is not None:
+            kwargs["prepared"], kwargs["contrast"], diameter = prepared, "linear", full[1]
     seg = Segmenter(
         image,
         n_classes,
@@ -709,6 +798,8 @@ def segment(
         spatial_dims=spatial_dims,
         device=device,
         seed=seed,
+        diameter=diameter,
+        spacing=spacing,
         **kwargs,
     )
     every = max(1, int(iterations) // 20) if progress else max(1, int(iterations))
@@ -727,5 +818,47 @@ def segment(
     finally:
         if bar is not None:
             bar.close()
+    if instances:
+        probs = None
+        if full is not None:  # optimised on a smaller copy: probabilities back to the full image
+            probs = upsample(seg.probabilities().reshape((n_classes, -1) + seg.prepared.spatial_shape),
+                             full[0].spatial_shape)
+            seg.prepared = full[0]
+            probs = probs.reshape((n_classes,) + full[0].out_shape)
+        return seg.instances(diameter=diameter, foreground=foreground, min_size=min_region, probs=probs)
     labels = last.labels if last is not None else seg.labels()
     return seg.regions(labels, regions, min_region=min_region, merge=merge)
+
+
+#: ``regions="instances"``: classes, iterations and most pixels per image of the optimisation
+INSTANCE_CLASSES = 2
+INSTANCE_ITERATIONS = 30
+INSTANCE_PIXELS = 260_000
+
+
+def _instance_preparation(image, channel_axis, spatial_dims, diameter, spacing, model, scribbles, kwargs):
+    """For ``segment(regions="instances")`` with the per-image CNN and no scribbles: the
+    image prepared (fluorescence contrast where asked) at full size, and a copy small
+    enough for fast optimisation.  Returns ``(small, (full, diameter))``, or
+    ``(None, None)`` where the ``Segmenter`` should prepare the image itself."""
+    if not (isinstance(model, str) and model == "cnn") or scribbles is not None or "prepared" in kwargs:
+        return None, None
+    contrast = kwargs.get("contrast", "fluorescence")
+    if contrast not in CONTRAST_MODES:
+        raise InputError(f"contrast must be one of {', '.join(CONTRAST_MODES)}; got {contrast!r}")
+    color = kwargs.get("color", DEFAULTS["color"])
+    if contrast == "fluorescence":
+        if color == "lab":
+            raise InputError("contrast='fluorescence' is for fluorescence channels; it cannot be combined with color='lab'")
+        color = "rgb"
+    full = prepare_image(image, channel_axis, spatial_dims, color=color)
+    if spacing is not None:
+        spacing = tuple(np.broadcast_to(np.asarray(spacing, float), (len(full.spatial_shape),)))
+    if diameter is not None:
+        _check_positive(diameter=diameter)
+    if contrast == "fluorescence":
+        full, diameter = fluorescence_prepared(full, diameter, spacing)
+    small, zoom = resample_prepared(full, INSTANCE_PIXELS, diameter, spacing)
+    if zoom == 1.0:
+        return full, (full, diameter)
+    return small, (full, diameter)

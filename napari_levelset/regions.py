@@ -19,8 +19,10 @@ import numpy as np
 __all__ = ["REGION_MODES", "connected_regions", "merge_regions", "to_regions"]
 
 #: ``classes``: one label per class; ``connected``: one per connected piece of a
-#: class; ``merged``: connected pieces, then adjacent ones merged while the energy drops.
-REGION_MODES = ("classes", "connected", "merged")
+#: class; ``merged``: connected pieces, then adjacent ones merged while the energy drops;
+#: ``instances``: one label per object of the foreground class(es), 0 for background
+#: (needs the class probabilities: ``Segmenter.regions``, see ``napari_levelset.instances``).
+REGION_MODES = ("classes", "connected", "merged", "instances")
 
 
 def to_regions(
@@ -46,6 +48,8 @@ def to_regions(
         raise ValueError(f"regions must be one of {', '.join(REGION_MODES)}; got {mode!r}")
     if mode == "classes":
         return labels
+    if mode == "instances":
+        raise ValueError("regions='instances' needs the class probabilities: use Segmenter.regions or segment")
     out = connected_regions(labels, min_region, spatial_dims=spatial_dims)
     if mode == "merged":
         if features is None:
