@@ -15,14 +15,32 @@ is an RGB(A) volume.  ``spatial_dims`` (2 or 3) says how many trailing
 non-channel axes are segmented together; leading ones become batch axes, so a
 z-stack with ``spatial_dims=2`` is segmented per slice.
 
+Alpha is dropped only when the channel axis was guessed (napari's RGBA rule):
+a channel axis given explicitly uses every channel it holds, so a
+``(Y, X, 4)`` image with ``channel_axis=-1`` is four channels, not RGBA.  Three
+channels on the last axis are RGB either way (CIELAB with ``color="auto"``).
+
 Normalisation
 -------------
-Each channel is mapped linearly so that its 0.5th percentile goes to 0 and its
-99.5th percentile to 1, then clipped to [0, 1]: a few hot or dead pixels do not
-squash the contrast of everything else.  Where the percentiles coincide (a
-sparse image) the channel's min and max are used instead; a channel that is
-constant becomes 0.  Booleans become 0/1.  NaN or infinite values, an empty
-array, or an image where every channel is constant are errors.
+One rule for every channel, whatever the dtype or layout: the channel is
+mapped linearly so that ``lo`` goes to 0 and ``hi`` to 1, then clipped to
+[0, 1], where ``lo`` is its 0.5th percentile and ``hi`` the larger of its
+99.5th percentile and the brightest value that a structure at least 3 pixels
+across reaches (the maximum of its 3-pixel minimum filter along the spatial
+axes).  A few hot pixels or thin lines do not squash the contrast of
+everything else, and a few small bright objects (nuclei, spots: under 0.5 %
+of the pixels) are not clipped to the level of the brightest noise.  Where
+``hi <= lo`` (a sparse image) the channel's min and max are used instead; a
+channel that is constant becomes 0.  The result depends on the values only:
+they are computed in float32 where every value is a float32 number (uint8,
+uint16, and float copies of them alike), else in float64, scaled by a power of
+two first where they could overflow, so uint16 data and a float32 or float64
+copy of them prepare identically.  RGB images in CIELAB (``to_lab``) follow
+the same principle: whole non-negative values are read by the bits their
+largest value needs (8-bit data in any type, 12- or 16-bit data), and other
+values by the rule above, over all three channels together.  Booleans become
+0/1.  NaN or infinite values, an empty array, or an image where every channel
+is constant are errors.
 """
 
 from __future__ import annotations
@@ -61,9 +79,10 @@ class Prepared:
 
     ``data`` is float32 ``(B, C, *S)``; ``batch_shape`` the shape of the batch
     axes (``()`` when there are none, then ``B == 1``); ``spatial_shape`` is
-    ``S``.  ``rgb`` is true for 3- or 4-channel images given with a channel axis
-    last.  ``color`` is the preparation used: ``rgb`` (channels normalised one by
-    one) or ``lab`` (CIELAB).
+    ``S``.  ``rgb`` is true for an RGB(A) picture: 3 channels on the last axis,
+    or 4 when the channel axis was guessed (then alpha is dropped and ``data``
+    holds 3).  ``color`` is the preparation used: ``rgb`` (channels normalised
+    one by one) or ``lab`` (CIELAB).
     """
 
     data: np.ndarray
@@ -124,44 +143,126 @@ def infer_axes(
     return channel_axis, spatial_dims
 
 
-def normalize(data: np.ndarray, pmin: float = 0.5, pmax: float = 99.5) -> np.ndarray:
-    """Robust per-channel normalisation of ``(C, ...)`` data to float32 in [0, 1]."""
+def _working_copy(values: np.ndarray) -> np.ndarray:
+    """``values`` as floats, exactly: float32 where every value is a float32 number, else float64.
+
+    The choice depends on the values, not on the dtype, so that uint16 data and
+    a float32 or float64 copy of them are computed with the same arithmetic.
+    """
+    a = np.asarray(values)
+    if a.dtype == bool or (a.dtype.kind in "iu" and a.dtype.itemsize <= 2) or a.dtype in (np.float16, np.float32):
+        return a.astype(np.float32)
+    if a.dtype.kind in "iu" and a.size and -(2**24) <= a.min() and a.max() <= 2**24:
+        return a.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        a32 = a.astype(np.float32)  # values beyond float32 become inf here, and differ
+        return a32 if np.array_equal(a32, a) else a.astype(np.float64)
+
+
+def _fit_range(x: np.ndarray) -> np.ndarray:
+    """``x`` divided by a power of two (exactly) if its largest magnitude could overflow a difference."""
+    big = max(-float(x.min()), float(x.max()))
+    if big > np.finfo(x.dtype).max / 4:
+        return np.ldexp(x, -int(np.frexp(big)[1])).astype(x.dtype, copy=False)
+    return x
+
+
+def _structure_max(x: np.ndarray, spatial_dims: int) -> float:
+    """Brightest value a structure at least 3 pixels across (along every spatial axis) reaches.
+
+    The maximum over ``x`` of its minimum filter of size 3 along the last
+    ``spatial_dims`` axes (1 along the others): a hot pixel or a line one or two
+    pixels wide does not count, an object 3 pixels across does.  An axis
+    shorter than 3 takes its minimum over the whole axis.
+    """
+    y = x
+    for ax in range(x.ndim - spatial_dims, x.ndim):
+        n = y.shape[ax]
+        if n < 3:
+            y = y.min(axis=ax, keepdims=True)
+            continue
+        first = [slice(None)] * y.ndim
+        mid, last = list(first), list(first)
+        first[ax], mid[ax], last[ax] = slice(0, n - 2), slice(1, n - 1), slice(2, n)
+        y = np.minimum(np.minimum(y[tuple(first)], y[tuple(mid)]), y[tuple(last)])
+    return float(y.max())
+
+
+def _value_range(x: np.ndarray, spatial_dims: int, pmin: float, pmax: float) -> tuple[float, float]:
+    """``(lo, hi)`` of the module's rule for the working copy ``x`` (all its values together)."""
+    if x.size > 1:
+        lo, hi = (float(v) for v in np.percentile(x, [pmin, pmax]))
+    else:
+        lo = hi = float(x.min())
+    hi = max(hi, _structure_max(x, spatial_dims))
+    if hi <= lo:
+        lo, hi = float(x.min()), float(x.max())
+    return lo, hi
+
+
+def _map_range(x: np.ndarray, lo: float, hi: float, out: np.ndarray) -> None:
+    """``out[...] = clip((x - lo) / (hi - lo), 0, 1)`` in ``x``'s precision."""
+    t = np.subtract(x, x.dtype.type(lo))
+    t /= x.dtype.type(hi) - x.dtype.type(lo)
+    np.clip(t, 0.0, 1.0, out=t)
+    out[...] = t
+
+
+def normalize(data: np.ndarray, pmin: float = 0.5, pmax: float = 99.5, spatial_dims: int | None = None) -> np.ndarray:
+    """Per-channel normalisation of ``(C, ...)`` data to float32 in [0, 1] (the module's rule).
+
+    ``spatial_dims``: how many trailing axes are spatial (default: all but the
+    first); the brightest structure is looked for along those axes only.
+    """
+    data = np.asarray(data)
+    spatial_dims = data.ndim - 1 if spatial_dims is None else int(spatial_dims)
     out = np.empty(data.shape, dtype=np.float32)
     any_varies = False
     for ci, ch in enumerate(data):
-        # float64 stays float64 until scaled: its values may lie beyond float32's range
-        ch = ch.astype(np.float64 if ch.dtype == np.float64 else np.float32, copy=False)
-        lo, hi = np.percentile(ch, [pmin, pmax]) if ch.size > 1 else (ch.min(), ch.max())
-        if hi <= lo:
-            lo, hi = float(ch.min()), float(ch.max())
+        x = _fit_range(_working_copy(ch))
+        lo, hi = _value_range(x, spatial_dims, pmin, pmax)
         if hi <= lo:
             out[ci] = 0.0
             continue
         any_varies = True
-        np.clip((ch - lo) / (hi - lo), 0.0, 1.0, out=out[ci])
+        _map_range(x, lo, hi, out[ci])
     if not any_varies:
         raise InputError("the image is constant: there is nothing to segment")
     return out
 
 
-def to_lab(rgb: np.ndarray) -> np.ndarray:
+#: The most bits whole non-negative colour values are read by (more: mapped by their range).
+MAX_COLOUR_BITS = 32
+
+
+def to_lab(rgb: np.ndarray, spatial_dims: int | None = None) -> np.ndarray:
     """``(3, ...)`` RGB (any range) to CIELAB scaled by 1/100, shape ``(3, ...)``.
 
-    Non-negative integer images are read as 0..2**bits - 1, with the bits their
-    largest value needs (at least 8: 8-bit data in a wider type, 12- or 16-bit
-    data); other images are mapped jointly (all channels together, keeping the
-    colour balance) so that their 0.5th-99.5th percentiles span [0, 1].  L/100
-    lies in [0, 1] and a/100, b/100 roughly in [-1, 1], so squared distances are
-    perceptual colour differences.
+    Whole non-negative values (of any dtype) are read as 0..2**bits - 1, with
+    the bits their largest value needs (at least 8: 8-bit data in a wider type,
+    12- or 16-bit data; at most ``MAX_COLOUR_BITS``); other values are mapped
+    jointly (all channels together, keeping the colour balance) by the
+    module's rule.  ``spatial_dims`` as for ``normalize``.  L/100 lies in [0, 1]
+    and a/100, b/100 roughly in [-1, 1], so squared distances are perceptual
+    colour differences.
     """
     from skimage.color import rgb2lab
 
-    if np.issubdtype(rgb.dtype, np.integer) and rgb.min() >= 0:
-        bits = max(8, int(rgb.max()).bit_length())
-        x = rgb.astype(np.float32) / float(2**bits - 1)
-    else:
-        lo, hi = np.percentile(rgb, [0.5, 99.5])
-        x = np.clip((rgb.astype(np.float32) - lo) / max(hi - lo, 1e-12), 0, 1)
+    rgb = np.asarray(rgb)
+    spatial_dims = rgb.ndim - 1 if spatial_dims is None else int(spatial_dims)
+    x = _fit_range(_working_copy(rgb))
+    top = float(x.max())
+    if float(x.min()) >= 0 and top < 2.0**MAX_COLOUR_BITS and np.array_equal(x, np.floor(x)):
+        bits = max(8, int(top).bit_length())
+        x = x.astype(np.float32) / np.float32(2**bits - 1)
+    else:  # one range for all three channels: the brightest structure of any of them counts
+        lo, hi = _value_range(x, spatial_dims, 0.5, 99.5)
+        scaled = np.empty(x.shape, np.float32)
+        if hi > lo:
+            _map_range(x, lo, hi, scaled)
+        else:
+            scaled[...] = 0.0
+        x = scaled
     lab = rgb2lab(np.moveaxis(x, 0, -1))
     return np.ascontiguousarray(np.moveaxis(lab, -1, 0).astype(np.float32) / 100.0)
 
@@ -177,8 +278,9 @@ def prepare_image(
 
     ``color="lab"`` turns a 3-channel (RGB) image into CIELAB (see ``to_lab``)
     instead of normalising each channel on its own; ``color="auto"`` does so
-    for RGB(A) images (channels last, as napari reads them) and normalises
-    each channel of any other image.
+    for RGB(A) images (see ``Prepared.rgb``) and normalises each channel of
+    any other image.  A guessed RGBA image loses its alpha in every mode; with
+    ``channel_axis`` given, every channel is used.
     """
     arr = np.asarray(image)
     if arr.size == 0:
@@ -192,11 +294,17 @@ def prepare_image(
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
         raise InputError("the image contains NaN or infinite values")
     ch_ax, sdims = infer_axes(arr.shape, channel_axis, spatial_dims)
+    # RGB(A): 3 channels last, or 4 when the channel axis was guessed (napari's RGBA rule, alpha
+    # dropped); a channel axis given explicitly keeps every channel it holds
+    guessed = channel_axis is None and ch_ax is not None
+    last = ch_ax is not None and ch_ax == arr.ndim - 1
+    rgb = last and (arr.shape[-1] == 3 or (guessed and arr.shape[-1] == 4))
     if ch_ax is None:
         arr = arr[np.newaxis]
     else:
         arr = np.moveaxis(arr, ch_ax, 0)
-    rgb = ch_ax is not None and ch_ax == len(np.shape(image)) - 1 and arr.shape[0] in (3, 4)
+    if rgb:
+        arr = arr[:3]
     spatial = arr.shape[arr.ndim - sdims :]
     batch = arr.shape[1 : arr.ndim - sdims]
     if int(np.prod(spatial)) < 2:
@@ -204,15 +312,17 @@ def prepare_image(
     if color == "auto":
         color = "lab" if rgb else "rgb"
     if color == "lab":
-        if arr.shape[0] not in (3, 4):
-            raise InputError(f"color='lab' needs an RGB image (3 channels), this one has {arr.shape[0]}")
-        data = to_lab(arr[:3])
+        if arr.shape[0] != 3:
+            hint = (" (an explicit channel_axis keeps all of them; leave it unset to read a last axis of 4 as RGBA)"
+                    if arr.shape[0] == 4 else "")
+            raise InputError(f"color='lab' needs an RGB image (3 channels), this one has {arr.shape[0]}{hint}")
+        data = to_lab(arr, spatial_dims=sdims)
         if np.ptp(data.reshape(data.shape[0], -1), axis=1).max() == 0:
             raise InputError("the image is constant: there is nothing to segment")
     elif color != "rgb":
         raise InputError(f"color must be 'auto', 'rgb' or 'lab', got {color!r}")
     else:
-        data = normalize(arr) if normalise else arr.astype(np.float32)
+        data = normalize(arr, spatial_dims=sdims) if normalise else arr.astype(np.float32)
     # (C, *batch, *S) -> (B, C, *S)
     data = data.reshape((data.shape[0], -1) + spatial)
     data = np.ascontiguousarray(np.swapaxes(data, 0, 1))

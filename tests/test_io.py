@@ -171,3 +171,87 @@ def test_region_ids_write_to_png_and_stacks_to_greyscale_tiff(tmp_path):
     with tifffile.TiffFile(tmp_path / "s.tif") as tif:
         assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.MINISBLACK
         assert tif.asarray().shape == (3, 8, 8)
+
+
+# ---------------------------------------------------------------- normalisation: the issue's rule
+
+
+def bright_discs(shape=(128, 128), radius=2.5, snr=12.0, seed=0):
+    """Unit-noise background with three small discs ``snr`` brighter: < 0.5 % of the pixels."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    truth = np.zeros(shape, bool)
+    for cy, cx in [(30, 40), (80, 90), (100, 30)]:
+        truth |= (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+    return rng.normal(0, 1, shape) + snr * truth, truth
+
+
+def iou(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+def test_sparse_bright_objects_keep_their_contrast():
+    import napari_levelset as nls
+
+    img, truth = bright_discs()
+    assert truth.mean() < 0.005  # fewer than the 0.5 % above the 99.5th percentile
+    out = normalize(img[None])[0]
+    assert np.median(out[truth]) > 0.7 and np.percentile(out[~truth], 99.9) < 0.5
+    labels = nls.segment(img.astype(np.float32), n_classes=2, device="cpu")
+    assert iou(labels == 2, truth) > 0.8
+
+
+def test_hot_pixels_and_thin_lines_do_not_set_the_range():
+    rng = np.random.default_rng(3)
+    img = rng.normal(100, 5, (1, 128, 128))
+    img[0, 10, 10] = 1e6  # a hot pixel
+    img[0, 40, 40:60] = 1e6  # a line one pixel wide
+    img[0, 80:95, 30:32] = 1e6  # a bar two pixels wide: together under 0.5 % of the pixels
+    out = normalize(img)
+    assert np.median(out) > 0.3  # the bulk keeps its contrast
+
+
+@pytest.mark.parametrize("rgb", [False, True])
+def test_same_values_in_any_dtype_prepare_and_segment_identically(rgb):
+    import napari_levelset as nls
+    from napari_levelset.synthetic import phantom
+
+    image, _ = phantom((48, 56), 3, channels=3 if rgb else None, seed=3)
+    u16 = (np.clip(image, 0, 1) * 4095).astype(np.uint16)  # 12-bit data
+    ref = prepare_image(u16, color="auto").data
+    ref_labels = nls.segment(u16, n_classes=3, device="cpu", iterations=20)
+    for dt in (np.float32, np.float64, np.int32, np.int64):
+        copy = u16.astype(dt)
+        np.testing.assert_array_equal(prepare_image(copy, color="auto").data, ref)
+        np.testing.assert_array_equal(nls.segment(copy, n_classes=3, device="cpu", iterations=20), ref_labels)
+
+
+def test_wide_integers_and_their_float64_copy_prepare_identically():
+    big = np.random.default_rng(0).integers(2**30, 2**31, (32, 32)).astype(np.int64)  # beyond float32's integers
+    np.testing.assert_array_equal(prepare_image(big).data, prepare_image(big.astype(np.float64)).data)
+
+
+def test_float64_extremes_do_not_overflow():
+    img = np.full((20, 20), -1.7e308)
+    img[5:15, 5:15] = 1.7e308
+    out = prepare_image(img).data[0, 0]
+    assert np.isfinite(out).all()
+    assert (out[5:15, 5:15] == 1).all() and (out[:5] == 0).all()
+
+
+def test_an_explicit_channel_axis_uses_every_channel():
+    import napari_levelset as nls
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:64, :64]
+    truth = (yy - 32) ** 2 + (xx - 28) ** 2 < 12**2
+    img4 = rng.normal(0.5, 0.05, (64, 64, 4)).astype(np.float32)
+    img4[..., 3] += 0.5 * truth  # only the 4th channel holds the object
+    assert prepare_image(img4, channel_axis=-1, color="auto").data.shape[1] == 4
+    labels = nls.segment(img4, n_classes=2, channel_axis=-1, device="cpu")
+    assert iou(labels == 2, truth) > 0.8
+    # a guessed channel axis is napari's RGBA: alpha dropped in every colour mode
+    assert prepare_image(img4, color="auto").data.shape[1] == 3
+    assert prepare_image(img4, color="rgb").data.shape[1] == 3
+    with pytest.raises(InputError, match="explicit channel_axis"):
+        prepare_image(img4, channel_axis=-1, color="lab")
