@@ -20,6 +20,15 @@ a channel axis given explicitly uses every channel it holds, so a
 ``(Y, X, 4)`` image with ``channel_axis=-1`` is four channels, not RGBA.  Three
 channels on the last axis are RGB either way (CIELAB with ``color="auto"``).
 
+Files
+-----
+``read_image_file`` returns an ``ImageFile``: the array with its axes (T, Z, C,
+Y, X; Q for an axis the file does not name) and its physical pixel size, as
+ImageJ hyperstacks, OME-TIFFs and calibrated TIFFs give them; ``write_labels``
+stores labels with their axes and voxel size (an ImageJ hyperstack where
+ImageJ can hold the labels, else OME-XML).  ``read_image`` returns the array
+only, as the file stores it.
+
 Normalisation
 -------------
 One rule for every channel, whatever the dtype or layout: the channel is
@@ -60,6 +69,8 @@ __all__ = [
     "prepare_image",
     "to_lab",
     "read_image",
+    "ImageFile",
+    "read_image_file",
     "write_labels",
     "atomic_write",
     "labels_dtype",
@@ -334,18 +345,242 @@ def labels_dtype(n_classes: int):
     return np.uint8 if n_classes <= 255 else np.uint16
 
 
-def read_image(path: str | os.PathLike, labels: bool = False) -> np.ndarray:
-    """Read a PNG/JPEG/TIFF (2D, RGB or a 3D stack) into a numpy array.
+#: Letters of ``ImageFile.axes``: time (and any other axis segmented slice by slice), depth,
+#: channels, height, width, and Q for an axis the file does not name (pages of a plain stack).
+AXES = "TZCYXQ"
+#: tifffile's axis letters as ``ImageFile.axes`` has them (S, samples, becomes C; others: T).
+_TIFF_AXES = {"T": "T", "Z": "Z", "C": "C", "Y": "Y", "X": "X", "S": "S", "I": "Q", "Q": "Q"}
+#: Lengths in micrometres, for spacings given in mixed units.
+_UM = {"pm": 1e-6, "nm": 1e-3, "µm": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6, "Å": 1e-4}
+#: ImageJ stores these dtypes only (other labels fall back, see ``write_labels``).
+_IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
+_OME_DTYPES = (np.int8, np.int16, np.int32, np.uint8, np.uint16, np.uint32, np.float32, np.float64)
 
-    Grey-with-alpha PNGs lose their alpha.  ``labels=True`` reads a palette
-    (indexed) PNG as its indices, the way label images are stored, not as colours.
+
+@dataclass
+class ImageFile:
+    """An image as read from a file, with what the file says about its axes and pixel size.
+
+    ``axes`` has one letter per axis of ``data`` (see ``AXES``), non-channel
+    axes ordered T/Q, Z, Y, X; a channel axis C stays where the file has it,
+    except colour samples, which come last (``rgb`` is then true for an RGB(A)
+    picture of 3 or 4 samples).  ``spacing`` is the physical size of a pixel
+    along each spatial axis (Z, Y, X or Y, X, as in ``axes``), in ``unit``
+    (``µm`` for micrometres; None when the file names no unit), or None when
+    the file says nothing about it.
     """
-    p = Path(path)
+
+    data: np.ndarray
+    axes: str
+    spacing: tuple[float, ...] | None = None
+    unit: str | None = None
+    rgb: bool = False
+
+    @property
+    def spatial_axes(self) -> str:
+        return "".join(a for a in self.axes if a in "ZYX")
+
+    def layout(self) -> tuple[int | None, int | None]:
+        """``(channel_axis, spatial_dims)`` for ``prepare_image`` from the axes.
+
+        C is the channel axis; Z makes 3 spatial dims, else 2; leading T axes
+        are batch axes.  An RGB(A) picture gives ``channel_axis=None`` where
+        napari's rule finds the same axis, so that alpha is dropped as usual;
+        an axis the file does not name (Q) gives ``spatial_dims=None``: guessed
+        as for an array (a plain stack is a volume).
+        """
+        rest = self.axes.replace("C", "")
+        spatial_dims = None if "Q" in rest else (3 if "Z" in rest else 2)
+        if "C" not in self.axes:
+            return None, spatial_dims
+        ch = self.axes.index("C")
+        if self.rgb:
+            try:
+                if infer_axes(self.data.shape, None, spatial_dims)[0] == ch:
+                    return None, spatial_dims
+            except InputError:
+                pass
+        return ch, spatial_dims
+
+    def label_axes(self, channel_axis: int | None) -> str | None:
+        """Axes of labels made with ``channel_axis`` (the input's without C), or None if they disagree."""
+        if channel_axis is None:
+            return None if "C" in self.axes else self.axes
+        if self.axes[channel_axis] != "C":
+            return None
+        return self.axes[:channel_axis] + self.axes[channel_axis + 1 :]
+
+    def spacing_of(self, axes: str) -> tuple[float, ...] | None:
+        """The spacing of the spatial ``axes`` (e.g. ``"YX"`` of a ``"ZYX"`` file), or None if unknown."""
+        if self.spacing is None:
+            return None
+        size = dict(zip(self.spatial_axes, self.spacing))
+        if not axes or any(a not in size for a in axes):
+            return None
+        return tuple(size[a] for a in axes)
+
+
+def _norm_unit(unit) -> str | None:
+    """One spelling per unit (``µm`` for micrometres); None for no unit or pixels."""
+    if unit is None:
+        return None
+    u = str(unit).strip()
+    if u.lower() in ("", "pixel", "pixels", "px", "none"):
+        return None
+    if u.lower() in ("micron", "microns", "um", "µm", "μm", "\\u00b5m", "micrometer", "micrometre"):
+        return "µm"
+    if u.lower() in ("nanometer", "nanometre"):
+        return "nm"
+    if u in ("A", "angstrom", "\\u00c5"):
+        return "Å"
+    return u
+
+
+def _spacing_tuple(size: dict, axes: str) -> tuple[float, ...] | None:
+    spatial = [a for a in axes if a in "ZYX"]
+    try:
+        out = tuple(float(size[a]) for a in spatial)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not out or not all(np.isfinite(v) and v > 0 for v in out):
+        return None
+    return out
+
+
+def _resolution(page, tag: str) -> float | None:
+    """Pixels per unit from a resolution tag, or None."""
+    t = page.tags.get(tag)
+    if t is None:
+        return None
+    try:
+        num, den = t.value
+        return float(num) / float(den) if num and den else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _ome_spacing(xml: str) -> tuple[dict, str | None]:
+    """Physical pixel sizes ``{'X': ..}`` of the first image of OME-XML, converted to one unit."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(xml)
+    pixels = next((el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return {}, None
+    size, units = {}, {}
+    for a in "XYZ":
+        v = pixels.get(f"PhysicalSize{a}")
+        if v is not None:
+            size[a] = float(v)
+            units[a] = _norm_unit(pixels.get(f"PhysicalSize{a}Unit", "µm"))
+    found = set(units.values())
+    if len(found) > 1:  # mixed units: all in micrometres where known
+        if not all(u in _UM for u in found):
+            return {}, None
+        return {a: v * _UM[units[a]] for a, v in size.items()}, "µm"
+    return size, (found.pop() if found else None)
+
+
+def _read_tiff(p: Path) -> ImageFile:
+    import tifffile
+
+    with tifffile.TiffFile(p) as tif:
+        series = tif.series[0]
+        data = np.asarray(series.asarray())
+        raw_axes = series.axes
+        page = tif.pages[0]
+        photometric = getattr(page, "photometric", None)
+        size: dict = {}
+        unit = None
+        if tif.is_imagej:
+            ij = tif.imagej_metadata or {}
+            unit = _norm_unit(ij.get("unit"))
+            x, y = _resolution(page, "XResolution"), _resolution(page, "YResolution")
+            z = ij.get("spacing")
+            calibrated = unit is not None or any(v not in (None, 1.0) for v in (x, y, z))
+            if calibrated and x and y:
+                size = {"X": 1.0 / x, "Y": 1.0 / y, "Z": float(z) if z else 1.0}  # ImageJ's default depth: 1
+        elif tif.is_ome:
+            size, unit = _ome_spacing(tif.ome_metadata)
+        elif tif.is_shaped and tif.shaped_metadata and "spacing" in tif.shaped_metadata[0]:
+            meta = tif.shaped_metadata[0]
+            spatial = [a for a in raw_axes if a in "ZYX"]
+            if len(meta["spacing"]) == len(spatial):
+                size = dict(zip(spatial, meta["spacing"]))
+                unit = _norm_unit(meta.get("unit"))
+        if not size:  # a plain TIFF: its resolution tags, when they name a length (not inches: 72 dpi by default)
+            res_unit = page.tags.get("ResolutionUnit")
+            per_um = {tifffile.RESUNIT.CENTIMETER: 1e-4, tifffile.RESUNIT.MILLIMETER: 1e-3,
+                      tifffile.RESUNIT.MICROMETER: 1.0}.get(None if res_unit is None else res_unit.value)
+            x, y = _resolution(page, "XResolution"), _resolution(page, "YResolution")
+            if per_um and x and y:
+                size, unit = {"X": 1.0 / (x * per_um), "Y": 1.0 / (y * per_um)}, "µm"
+    axes = "".join(_TIFF_AXES.get(a, "T") for a in raw_axes)
+    rgb = False
+    if "S" in axes:  # colour samples: a channel axis, last (with a C axis too, the two become one)
+        s = axes.index("S")
+        if "C" in axes:
+            c = axes.index("C")
+            order = [i for i in range(len(axes)) if i not in (c, s)] + [c, s]
+            data = np.transpose(data, order)
+            data = data.reshape(data.shape[:-2] + (-1,))
+            axes = "".join(axes[i] for i in order[:-2]) + "C"
+        else:
+            data = np.moveaxis(data, s, -1)
+            axes = axes[:s] + axes[s + 1 :] + "C"
+            rgb = data.shape[-1] in (3, 4) and photometric in (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
+    # non-channel axes in the order T/Q, Z, Y, X (C keeps its place)
+    rank = {"T": 0, "Q": 0, "Z": 1, "Y": 2, "X": 3}
+    slots = [i for i, a in enumerate(axes) if a != "C"]
+    ranked = sorted(slots, key=lambda i: rank[axes[i]])
+    if ranked != slots:
+        order = list(range(len(axes)))
+        for slot, i in zip(slots, ranked):
+            order[slot] = i
+        data = np.transpose(data, order)
+        axes = "".join(axes[i] for i in order)
+    spacing = _spacing_tuple(size, axes) if size else None
+    return ImageFile(data=data, axes=axes, spacing=spacing, unit=unit if spacing else None, rgb=rgb)
+
+
+def _plain_axes(arr: np.ndarray) -> tuple[str, bool]:
+    rgb = arr.ndim in (3, 4) and arr.shape[-1] in (3, 4)
+    if rgb:
+        return ("Q" if arr.ndim == 4 else "") + "YXC", True
+    return "Q" * (arr.ndim - 2) + "YX", False
+
+
+def _reading(p: Path, read):
     if not p.exists():
         raise InputError(f"no such file: {p}")
     if p.is_dir():
         raise InputError(f"{p} is a directory, not an image file")
     try:
+        return read()
+    except InputError:
+        raise
+    except Exception as exc:  # any decoder error means: not an image we can read
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        raise InputError(f"cannot read {p} as an image ({exc.__class__.__name__}: {detail})") from None
+
+
+def _read_plain(p: Path) -> np.ndarray:
+    import imageio.v3 as iio
+
+    arr = np.asarray(iio.imread(p))
+    return arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 2 else arr  # grey + alpha
+
+
+def read_image(path: str | os.PathLike, labels: bool = False) -> np.ndarray:
+    """Read a PNG/JPEG/TIFF (2D, RGB or a 3D stack) into a numpy array, as the file stores it.
+
+    Grey-with-alpha PNGs lose their alpha.  ``labels=True`` reads a palette
+    (indexed) PNG as its indices, the way label images are stored, not as colours.
+    ``read_image_file`` also returns the axes and the pixel size.
+    """
+    p = Path(path)
+
+    def read():
         if p.suffix.lower() in TIFF_EXT:
             import tifffile
 
@@ -356,20 +591,65 @@ def read_image(path: str | os.PathLike, labels: bool = False) -> np.ndarray:
             with Image.open(p) as im:
                 if im.mode == "P":
                     return np.asarray(im)
-        import imageio.v3 as iio
+        return _read_plain(p)
 
-        arr = np.asarray(iio.imread(p))
-        return arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 2 else arr  # grey + alpha
-    except Exception as exc:  # any decoder error means: not an image we can read
-        detail = (str(exc).strip().splitlines() or [""])[0]
-        raise InputError(f"cannot read {p} as an image ({exc.__class__.__name__}: {detail})") from None
+    return _reading(p, read)
 
 
-def write_labels(path: str | os.PathLike, labels: np.ndarray) -> Path:
+def read_image_file(path: str | os.PathLike) -> ImageFile:
+    """Read an image file with its axes and physical pixel size (see ``ImageFile``).
+
+    TIFF (tifffile, with imagecodecs for LZW, deflate, zstd or JPEG
+    compression): the first series, its axes as tifffile names them; the pixel
+    size from ImageJ's metadata (X/YResolution and ``spacing``, ``unit``), an
+    OME-TIFF's PhysicalSizeX/Y/Z, the metadata ``write_labels`` stores, or else
+    the resolution tags when their unit is a length (centimetre: micrometres
+    then; inch resolutions, 72 dpi by default in most software, are ignored).
+    PNG/JPEG: YX or YXC (RGB(A)), no pixel size.
+    """
+    p = Path(path)
+
+    def read():
+        if p.suffix.lower() in TIFF_EXT:
+            return _read_tiff(p)
+        arr = _read_plain(p)
+        axes, rgb = _plain_axes(arr)
+        return ImageFile(data=arr, axes=axes, rgb=rgb)
+
+    return _reading(p, read)
+
+
+def _check_axes(axes: str | None, ndim: int, spacing) -> str:
+    if axes is None:  # spatial axes by the spacing's length (2 without one), the others unnamed
+        n = min(ndim, len(spacing) if spacing is not None else 2)
+        return "Q" * (ndim - n) + "ZYX"[3 - n :]
+    axes = str(axes).upper()
+    if len(axes) != ndim or any(a not in AXES for a in axes):
+        raise InputError(f"axes {axes!r} do not fit labels with {ndim} axes (letters: {AXES})")
+    if axes[-2:] != "YX":
+        raise InputError(f"axes {axes!r} must end in YX")
+    return axes
+
+
+def write_labels(path: str | os.PathLike, labels: np.ndarray, axes: str | None = None,
+                 spacing=None, unit: str | None = None) -> Path:
     """Write a label image (TIFF or PNG by extension) atomically.
 
     The data go to a temporary file in the same folder that is renamed over
     ``path`` only when complete, so a failure never leaves a half-written file.
+
+    ``axes`` (letters of ``AXES``, ending in YX), ``spacing`` (one value per
+    Z, Y, X axis) and ``unit`` go into a TIFF as an ImageJ hyperstack (axes,
+    voxel size and unit, as Fiji reads them), for labels that ImageJ can hold:
+    uint8, uint16, float32, or whole values 0..65535 of any type (stored as
+    uint16).  Other labels (region ids beyond 65535, negative values) and axes
+    ImageJ cannot name (Q, a repeated letter) are written as a plain TIFF with
+    the metadata as OME-XML (which Fiji's Bio-Formats reads), or, for axes or
+    dtypes (64-bit integers) OME cannot hold either, as tifffile's JSON
+    description (with the X/Y pixel size in the resolution tags too);
+    ``read_image_file`` reads all three back.
+    Without any of the three a TIFF is written as before (no metadata).  A PNG
+    stores the labels only.
     """
     p = Path(path)
     ext = p.suffix.lower()
@@ -381,8 +661,10 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray) -> Path:
     if ext in TIFF_EXT:
         import tifffile
 
-        # minisblack: labels of a 3- or 4-slice stack are not an RGB(A) picture
-        return atomic_write(p, lambda tmp: tifffile.imwrite(tmp, labels, photometric="minisblack"))
+        if axes is None and spacing is None and unit is None:
+            # minisblack: labels of a 3- or 4-slice stack are not an RGB(A) picture
+            return atomic_write(p, lambda tmp: tifffile.imwrite(tmp, labels, photometric="minisblack"))
+        return atomic_write(p, _tiff_writer(labels, axes, spacing, unit))
     if labels.dtype.itemsize > 2:  # region ids (uint32): PNG holds 16 bits
         if labels.size and (labels.min() < 0 or labels.max() > 65535):
             raise InputError(f"PNG holds labels up to 65535; these go up to {labels.max()}: write a .tif instead")
@@ -390,6 +672,52 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray) -> Path:
     import imageio.v3 as iio
 
     return atomic_write(p, lambda tmp: iio.imwrite(tmp, labels))
+
+
+def _tiff_writer(labels: np.ndarray, axes, spacing, unit):
+    """A ``write(tmp)`` for ``atomic_write`` that stores ``labels`` with their metadata (see ``write_labels``)."""
+    import tifffile
+
+    axes = _check_axes(axes, labels.ndim, spacing)
+    spatial = "".join(a for a in axes if a in "ZYX")
+    if spacing is not None:
+        spacing = tuple(float(v) for v in np.ravel(spacing))
+        if len(spacing) != len(spatial) or not all(np.isfinite(v) and v > 0 for v in spacing):
+            raise InputError(f"spacing must be {len(spatial)} positive numbers (one per axis of {spatial!r}), "
+                             f"got {spacing}")
+    size = dict(zip(spatial, spacing)) if spacing is not None else {}
+    unit = _norm_unit(unit)
+    data = labels.astype(np.uint8) if labels.dtype == bool else labels
+    if data.dtype not in _IMAGEJ_DTYPES and data.dtype.kind in "iu" and data.size:
+        if data.min() >= 0 and data.max() <= 65535:
+            data = data.astype(np.uint16)
+    ij_unit = "micron" if unit == "µm" else unit
+    unique = len(set(axes)) == len(axes)
+    in_order = unique and [a for a in "TZCYX" if a in axes] == list(axes)
+    if data.dtype in _IMAGEJ_DTYPES and in_order and (ij_unit is None or ij_unit.isascii()):
+        meta = {"axes": axes}
+        if "Z" in size:
+            meta["spacing"] = size["Z"]
+        if ij_unit is not None:
+            meta["unit"] = ij_unit
+        res = (1.0 / size["X"], 1.0 / size["Y"]) if size else None
+        return lambda tmp: tifffile.imwrite(tmp, data, imagej=True, metadata=meta, resolution=res)
+    if unique and "Q" not in axes and data.dtype in _OME_DTYPES:
+        meta = {"axes": axes}
+        for a, v in size.items():
+            meta[f"PhysicalSize{a}"] = v
+            meta[f"PhysicalSize{a}Unit"] = unit or "pixel"
+        return lambda tmp: tifffile.imwrite(tmp, data, ome=True, photometric="minisblack", metadata=meta)
+    meta = {"axes": axes}
+    if spacing is not None:
+        meta["spacing"] = list(spacing)
+    if unit is not None:
+        meta["unit"] = unit
+    kw = {}
+    if size and unit in _UM:  # the X/Y pixel size for other readers too, per centimetre
+        kw = dict(resolution=(1e4 / (size["X"] * _UM[unit]), 1e4 / (size["Y"] * _UM[unit])),
+                  resolutionunit=tifffile.RESUNIT.CENTIMETER)
+    return lambda tmp: tifffile.imwrite(tmp, data, photometric="minisblack", metadata=meta, **kw)
 
 
 def atomic_write(path: str | os.PathLike, write) -> Path:

@@ -255,3 +255,110 @@ def test_an_explicit_channel_axis_uses_every_channel():
     assert prepare_image(img4, color="rgb").data.shape[1] == 3
     with pytest.raises(InputError, match="explicit channel_axis"):
         prepare_image(img4, channel_axis=-1, color="lab")
+
+
+# ---------------------------------------------------------------- files: axes and pixel size
+
+
+def test_imagej_hyperstack_labels_round_trip_with_axes_and_voxel_size(tmp_path):
+    from napari_levelset.io import read_image_file
+
+    lab = np.random.default_rng(0).integers(0, 5, (2, 3, 8, 9)).astype(np.uint8)  # T Z Y X
+    path = write_labels(tmp_path / "lab.tif", lab, axes="TZYX", spacing=(2.0, 0.25, 0.5), unit="µm")
+    f = read_image_file(path)
+    np.testing.assert_array_equal(f.data, lab)
+    assert (f.axes, f.spacing, f.unit) == ("TZYX", (2.0, 0.25, 0.5), "µm")
+    np.testing.assert_array_equal(read_image(path), lab)  # the array as stored, as before
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:  # what ImageJ reads: a hyperstack with its calibration
+        assert tif.is_imagej and tif.imagej_metadata["spacing"] == 2.0 and tif.imagej_metadata["unit"] == "micron"
+        assert tif.imagej_metadata["frames"] == 2 and tif.imagej_metadata["slices"] == 3
+
+
+@pytest.mark.parametrize("dtype,top", [(np.uint32, 70_000), (np.int64, 5), (np.uint32, 300)])
+def test_labels_imagej_cannot_hold_keep_their_metadata(tmp_path, dtype, top):
+    from napari_levelset.io import read_image_file
+
+    lab = np.arange(2 * 4 * 5, dtype=dtype).reshape(2, 4, 5) % 7
+    lab[0, 0, 0] = top  # region ids beyond 65535 need 32 bits; int64 needs tifffile's own description
+    path = write_labels(tmp_path / "ids.tif", lab, axes="ZYX", spacing=(3.0, 0.5, 0.5), unit="nm")
+    f = read_image_file(path)
+    np.testing.assert_array_equal(f.data, lab)
+    assert (f.axes, f.spacing, f.unit) == ("ZYX", (3.0, 0.5, 0.5), "nm")
+
+
+def test_unnamed_axes_and_no_metadata(tmp_path):
+    from napari_levelset.io import read_image_file
+
+    lab = np.ones((3, 8, 8), np.uint16)
+    path = write_labels(tmp_path / "q.tif", lab, axes="QYX", spacing=(0.5, 0.5), unit="µm")
+    f = read_image_file(path)
+    assert (f.axes, f.spacing, f.unit) == ("QYX", (0.5, 0.5), "µm")
+    f = read_image_file(write_labels(tmp_path / "plain.tif", lab))  # as before: no metadata
+    assert f.axes == "QYX" and f.spacing is None and f.unit is None
+    with pytest.raises(InputError, match="spacing must be 3"):
+        write_labels(tmp_path / "bad.tif", lab, axes="ZYX", spacing=(1.0, 1.0))
+    with pytest.raises(InputError, match="do not fit"):
+        write_labels(tmp_path / "bad.tif", lab, axes="YX")
+
+
+def test_reads_imagej_ome_and_calibrated_tiffs(tmp_path):
+    import tifffile
+
+    from napari_levelset.io import read_image_file
+
+    rng = np.random.default_rng(1)
+    ij = rng.integers(0, 4000, (2, 3, 2, 8, 9)).astype(np.uint16)  # T Z C Y X
+    tifffile.imwrite(tmp_path / "ij.tif", ij, imagej=True, resolution=(1 / 0.2, 1 / 0.3),
+                     metadata={"axes": "TZCYX", "spacing": 1.5, "unit": "micron"})
+    f = read_image_file(tmp_path / "ij.tif")
+    assert (f.axes, f.spacing, f.unit, f.rgb) == ("TZCYX", pytest.approx((1.5, 0.3, 0.2)), "µm", False)
+    assert f.layout() == (2, 3)  # C is the channel axis, Z makes a volume, T a batch axis
+    assert f.label_axes(2) == "TZYX"
+
+    ome = rng.integers(0, 4000, (3, 2, 8, 9)).astype(np.uint16)  # C Z Y X
+    tifffile.imwrite(tmp_path / "x.ome.tif", ome, ome=True, metadata={
+        "axes": "CZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1, "PhysicalSizeZ": 500.0,
+        "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm", "PhysicalSizeZUnit": "nm"})
+    f = read_image_file(tmp_path / "x.ome.tif")
+    np.testing.assert_array_equal(f.data, ome)
+    assert (f.axes, f.spacing, f.unit) == ("CZYX", pytest.approx((0.5, 0.1, 0.1)), "µm")  # mixed units in µm
+    assert f.layout() == (0, 3)
+
+    rgb = rng.integers(0, 255, (8, 9, 3)).astype(np.uint8)  # a plain RGB TIFF, 5 µm pixels given per centimetre
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb", resolution=(2000, 2000), resolutionunit="CENTIMETER")
+    f = read_image_file(tmp_path / "rgb.tif")
+    assert (f.axes, f.spacing, f.unit, f.rgb) == ("YXC", pytest.approx((5.0, 5.0)), "µm", True)
+    assert f.layout() == (None, 2)  # napari's rule finds the channel axis: alpha would be dropped as usual
+
+    tifffile.imwrite(tmp_path / "dpi.tif", rgb[..., 0], resolution=(72, 72), resolutionunit="INCH")
+    assert read_image_file(tmp_path / "dpi.tif").spacing is None  # a print setting, not a pixel size
+
+
+def test_compressed_tiffs_are_read(tmp_path):
+    from napari_levelset.io import read_image_file
+    import tifffile
+
+    img = (np.random.default_rng(2).random((32, 40)) * 60000).astype(np.uint16)
+    for compression in ("lzw", "zlib", "zstd"):
+        tifffile.imwrite(tmp_path / f"{compression}.tif", img, compression=compression)
+        np.testing.assert_array_equal(read_image(tmp_path / f"{compression}.tif"), img)
+        np.testing.assert_array_equal(read_image_file(tmp_path / f"{compression}.tif").data, img)
+
+
+def test_plain_pictures_keep_reading_as_before(tmp_path):
+    import imageio.v3 as iio
+
+    from napari_levelset.io import read_image_file
+
+    rgba = np.random.default_rng(3).integers(0, 255, (6, 8, 4)).astype(np.uint8)
+    iio.imwrite(tmp_path / "a.png", rgba)
+    f = read_image_file(tmp_path / "a.png")
+    np.testing.assert_array_equal(f.data, rgba)
+    assert (f.axes, f.spacing, f.rgb, f.layout()) == ("YXC", None, True, (None, 2))
+    iio.imwrite(tmp_path / "g.png", rgba[..., 0])
+    assert read_image_file(tmp_path / "g.png").axes == "YX"
+    with pytest.raises(InputError, match="no such file"):
+        read_image_file(tmp_path / "missing.tif")
+
