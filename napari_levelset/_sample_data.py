@@ -12,13 +12,20 @@ from importlib.resources import as_file, files
 
 import numpy as np
 
-__all__ = ["SAMPLES", "sample_path", "load_sample", "coins", "coffee", "blobs3d"]
+__all__ = ["SAMPLES", "TRUTH", "sample_path", "load_sample", "load_truth", "coins", "coffee", "blobs3d", "nuclei"]
 
 #: key -> (file name, layer name, is RGB)
 SAMPLES: dict[str, tuple[str, str, bool]] = {
     "coins": ("coins.tif", "coins", False),
     "coffee": ("coffee.tif", "coffee", True),
     "blobs3d": ("blobs3d.tif", "blobs3d", False),
+    "nuclei": ("nuclei.tif", "nuclei", False),
+}
+
+#: key -> file name of the sample's known answer (not offered in napari's menu)
+TRUTH: dict[str, str] = {
+    "blobs3d": "blobs3d_truth.tif",  # 0/1 blobs
+    "nuclei": "nuclei_truth.tif",  # one id per nucleus, 0 background
 }
 
 
@@ -27,12 +34,20 @@ def sample_path(filename: str):
     return files("napari_levelset") / "sample_data" / filename
 
 
-def load_sample(key: str) -> np.ndarray:
+def _read(filename: str) -> np.ndarray:
     import tifffile
 
-    filename = SAMPLES[key][0]
     with as_file(sample_path(filename)) as path:
         return np.asarray(tifffile.imread(path))
+
+
+def load_sample(key: str) -> np.ndarray:
+    return _read(SAMPLES[key][0])
+
+
+def load_truth(key: str) -> np.ndarray:
+    """The answer a sample was made from (``TRUTH``): ``blobs3d``'s blobs, ``nuclei``'s instances."""
+    return _read(TRUTH[key])
 
 
 def _layer(key: str) -> list[tuple]:
@@ -53,3 +68,13 @@ def coffee() -> list[tuple]:
 def blobs3d() -> list[tuple]:
     """Grey 3D volume: smoothed noisy 3D blobs, uint8 (64, 64, 64)."""
     return _layer("blobs3d")
+
+
+def nuclei() -> list[tuple]:
+    """Grey 2D fluorescence: 60 synthetic nuclei about 28 px across, uint16 (512, 512).
+
+    Made by ``napari_levelset.synthetic.nuclei`` (seed 0): brightness varying 8x,
+    touching pairs, an uneven background, shot and camera noise, in a narrow
+    16-bit range as a camera writes it.  ``load_truth("nuclei")`` is its answer.
+    """
+    return _layer("nuclei")

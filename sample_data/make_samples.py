@@ -8,6 +8,10 @@ bundled data is used (no downloads), so the output is reproducible offline.
 - ``blobs3d.tif``: grey 3D volume, uint8 (64, 64, 64) -- smoothed 3D binary blobs
   with Gaussian noise (seeded); ``blobs3d_truth.tif`` holds the blobs (0/1) it was
   made from.
+- ``nuclei.tif``: grey 2D fluorescence, uint16 (512, 512) -- 60 synthetic nuclei of
+  about 28 pixels across (``napari_levelset.synthetic.nuclei``, seed 0: uneven
+  brightness, touching pairs, background haze, shot and camera noise);
+  ``nuclei_truth.tif`` holds one id per nucleus (0 background, uint16).
 """
 
 from __future__ import annotations
@@ -39,6 +43,12 @@ def make_blobs3d(size: int = 64, seed: int = 1) -> tuple[np.ndarray, np.ndarray]
     return np.clip(vol * 255, 0, 255).astype(np.uint8), truth.astype(np.uint8)
 
 
+def make_nuclei(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    from napari_levelset.synthetic import nuclei
+
+    return nuclei((512, 512), n_objects=60, diameter=28.0, seed=seed)
+
+
 def main() -> None:
     opts = dict(compression="zlib")
     tifffile.imwrite(HERE / "coins.tif", make_coins(), **opts)
@@ -46,6 +56,9 @@ def main() -> None:
     vol, truth = make_blobs3d()
     tifffile.imwrite(HERE / "blobs3d.tif", vol, **opts)
     tifffile.imwrite(HERE / "blobs3d_truth.tif", truth, **opts)
+    image, truth = make_nuclei()
+    tifffile.imwrite(HERE / "nuclei.tif", image, predictor=True, **opts)
+    tifffile.imwrite(HERE / "nuclei_truth.tif", truth, predictor=True, **opts)
     for p in sorted(HERE.glob("*.tif")):
         print(f"{p.name}: {p.stat().st_size / 1024:.0f} KiB")
 
