@@ -1,7 +1,10 @@
 """Command line: ``napari-levelset segment INPUT -o OUTPUT`` and ``napari-levelset train``.
 
 Bad input ends with one line on stderr and exit status 2 (no traceback), and an
-output file is only ever written whole (see ``io.write_labels``).
+output file is only ever written whole (see ``io.write_labels``).  Unless
+``--channel-axis`` or ``--spatial-dims`` is given, ``segment`` takes the axes
+from the file (``io.ImageFile.layout``), passes its pixel size on as
+``spacing`` and writes the labels with the input's axes (minus C) and pixel size.
 """
 
 from __future__ import annotations
@@ -36,6 +39,16 @@ def _nonneg_float(text: str) -> float:
     return v
 
 
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return v
+
+
 def _add_segment(sub) -> None:
     from .defaults import DEFAULTS, MERGE_WEIGHT
 
@@ -43,11 +56,19 @@ def _add_segment(sub) -> None:
         "segment",
         help="segment an image file into N classes",
         description="Segment an image (PNG/JPEG/TIFF; 2D, RGB or a 3D stack) with the level-set loss and "
-        "write a label image (TIFF or PNG, by the output's extension) with the input's spatial shape.",
+        "write a label image (TIFF or PNG, by the output's extension) with the input's spatial shape. The axes "
+        "and pixel size an ImageJ hyperstack, OME-TIFF or calibrated TIFF gives decide how it is segmented "
+        "(C: channels, Z: a volume, T: frame by frame) and go into a TIFF output.",
     )
     p.add_argument("input", help="image file")
     p.add_argument("-o", "--output", required=True, help="label image to write (.tif, .tiff or .png)")
-    p.add_argument("--classes", "-n", type=int, default=DEFAULTS["n_classes"], help="number of classes N (>= 2)")
+    p.add_argument(
+        "--classes",
+        "-n",
+        type=int,
+        default=None,
+        help=f"number of classes N (>= 2; default {DEFAULTS['n_classes']}, chosen automatically for --regions instances)",
+    )
     p.add_argument("--lam", type=_nonneg_float, default=DEFAULTS["lam"], help="weight of the smoothness (TV) term")
     p.add_argument(
         "--iterations",
@@ -59,9 +80,19 @@ def _add_segment(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (CPU results are deterministic)")
     p.add_argument("--scribbles", help="label image of the same shape: 0 unlabelled, k means class k")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
-    p.add_argument("--channel-axis", type=int, default=None, help="axis holding channels (default: guess)")
     p.add_argument(
-        "--spatial-dims", type=int, choices=[2, 3], default=None, help="2: per slice, 3: whole volume (default: guess)"
+        "--channel-axis",
+        type=int,
+        default=None,
+        help="axis holding channels (default: the file's C axis when it names its axes, else a guess)",
+    )
+    p.add_argument(
+        "--spatial-dims",
+        type=int,
+        choices=[2, 3],
+        default=None,
+        help="2: per slice, 3: whole volume (default: 3 when the file has a Z axis, 2 when it names its axes "
+        "without one, else a guess)",
     )
     p.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="learning rate")
     p.add_argument("--width", type=_positive_int, default=DEFAULTS["width"], help="CNN feature channels")
@@ -96,10 +127,26 @@ def _add_segment(sub) -> None:
     )
     p.add_argument(
         "--regions",
-        choices=["classes", "connected", "merged"],
+        choices=["classes", "connected", "merged", "instances"],
         default="classes",
         help="classes: label k = class k; connected: one label per connected region; merged: connected regions, "
-        "adjacent ones merged while the level-set energy drops (the number of regions adapts to the image)",
+        "adjacent ones merged while the level-set energy drops (the number of regions adapts to the image); "
+        "instances: one label per object (0 background), touching objects split",
+    )
+    p.add_argument(
+        "--diameter",
+        type=_positive_float,
+        default=None,
+        help="with --regions instances: expected object diameter, in the image's physical units when the file "
+        "gives a pixel size (e.g. micrometres), else in pixels (default: estimated)",
+    )
+    p.add_argument(
+        "--foreground",
+        type=_positive_int,
+        nargs="+",
+        default=None,
+        metavar="K",
+        help="with --regions instances: the class labels that are objects (default: chosen automatically)",
     )
     p.add_argument(
         "--merge",
@@ -134,20 +181,25 @@ def _check_output(path: Path, inputs=()) -> None:
 
 def _run_segment(args) -> int:
     from .engine import segment
-    from .io import infer_axes, read_image, write_labels
+    from .io import infer_axes, read_image, read_image_file, write_labels
 
     out = Path(args.output)
     _check_output(out, inputs=(args.input, args.scribbles))
-    if args.classes < 2:
+    if args.classes is not None and args.classes < 2:
         raise InputError(f"need at least 2 classes, got {args.classes}")
     if args.iterations is not None and args.iterations < 0:
         raise InputError(f"iterations must be >= 0, got {args.iterations}")
-    image = read_image(args.input)
-    if out.suffix.lower() == ".png":  # find out before the run, not after it
-        channel_axis, _ = infer_axes(image.shape, args.channel_axis, args.spatial_dims)
-        if image.ndim - (channel_axis is not None) != 2:
-            raise InputError(f"PNG holds 2D labels only; an image of shape {image.shape} gives more: "
-                             "write a .tif instead")
+    infile = read_image_file(args.input)
+    image = infile.data
+    channel_axis, spatial_dims = args.channel_axis, args.spatial_dims
+    if channel_axis is None and spatial_dims is None:  # what the file says about its axes
+        channel_axis, spatial_dims = infile.layout()
+    ch, sdims = infer_axes(image.shape, channel_axis, spatial_dims)
+    if out.suffix.lower() == ".png" and image.ndim - (ch is not None) != 2:  # find out before the run, not after
+        raise InputError(f"PNG holds 2D labels only; an image of shape {image.shape} gives more: write a .tif instead")
+    out_axes = infile.label_axes(ch)
+    # the pixel size of the axes segmented together, when the file gives it
+    spacing = infile.spacing_of(out_axes[-sdims:]) if out_axes else None
     scribbles = read_image(args.scribbles, labels=True) if args.scribbles else None
     labels = segment(
         image,
@@ -155,8 +207,8 @@ def _run_segment(args) -> int:
         lam=args.lam,
         iterations=args.iterations,
         scribbles=scribbles,
-        channel_axis=args.channel_axis,
-        spatial_dims=args.spatial_dims,
+        channel_axis=channel_axis,
+        spatial_dims=spatial_dims,
         device=args.device,
         seed=args.seed,
         progress=not args.quiet,
@@ -172,8 +224,14 @@ def _run_segment(args) -> int:
         regions=args.regions,
         merge=args.merge,
         min_region=args.min_region,
+        diameter=args.diameter,
+        foreground=args.foreground,
+        spacing=spacing,
     )
-    write_labels(out, labels)
+    if out_axes is None:  # a channel axis other than the file's C: its axis names do not apply
+        write_labels(out, labels)
+    else:  # the input's axes without C, and its pixel size
+        write_labels(out, labels, axes=out_axes, spacing=infile.spacing, unit=infile.unit)
     if not args.quiet:
         print(f"wrote {out} ({labels.shape}, labels {int(labels.min())}..{int(labels.max())})", file=sys.stderr)
     return 0

@@ -210,3 +210,117 @@ def test_regions_to_png_and_palette_scribbles(tmp_path, capsys):
     assert code == 0, err
     labels = read_image(out)
     assert labels.shape == truth.shape and labels.max() >= 3
+
+
+# ---------------------------------------------------------------- axes and pixel size from the file
+
+
+def capture_segment(monkeypatch):
+    """Replace the library's ``segment`` with one that records its keywords and returns ones."""
+    import napari_levelset.engine as engine
+    from napari_levelset.io import infer_axes
+
+    seen = {}
+
+    def fake(image, **kw):
+        seen.update(kw)
+        ch, _ = infer_axes(image.shape, kw["channel_axis"], kw["spatial_dims"])
+        shape = image.shape if ch is None else image.shape[:ch] + image.shape[ch + 1:]
+        return np.ones(shape, np.uint8)
+
+    monkeypatch.setattr(engine, "segment", fake)
+    return seen
+
+
+def test_axes_and_spacing_come_from_an_imagej_hyperstack(tmp_path, capsys, monkeypatch):
+    from napari_levelset.io import read_image_file
+
+    seen = capture_segment(monkeypatch)
+    src = tmp_path / "stack.tif"
+    tifffile.imwrite(src, np.zeros((2, 3, 2, 8, 9), np.uint16), imagej=True, resolution=(1 / 0.2, 1 / 0.2),
+                     metadata={"axes": "TZCYX", "spacing": 1.5, "unit": "micron"})
+    out = tmp_path / "lab.tif"
+    code, _, err = run_cli(capsys, "segment", src, "-o", out, "-q")
+    assert code == 0, err
+    # C -> channel axis, Z -> a volume, T -> segmented slice by slice; the voxel size goes to the library
+    assert seen["channel_axis"] == 2 and seen["spatial_dims"] == 3
+    assert seen["spacing"] == pytest.approx((1.5, 0.2, 0.2))
+    assert seen["n_classes"] is None and seen["diameter"] is None and seen["foreground"] is None
+    f = read_image_file(out)
+    assert f.data.shape == (2, 3, 8, 9) and f.axes == "TZYX"
+    assert f.spacing == pytest.approx((1.5, 0.2, 0.2)) and f.unit == "µm"
+
+    # what the user says wins; the spacing follows the axes segmented together
+    code, _, err = run_cli(capsys, "segment", src, "-o", out, "-q", "--channel-axis", 2, "--spatial-dims", 2)
+    assert code == 0, err
+    assert seen["spatial_dims"] == 2 and seen["spacing"] == pytest.approx((0.2, 0.2))
+    assert read_image_file(out).axes == "TZYX"
+
+
+def test_time_series_is_segmented_per_frame_and_plain_stacks_as_before(tmp_path, capsys, monkeypatch):
+    seen = capture_segment(monkeypatch)
+    ts = tmp_path / "ts.tif"
+    tifffile.imwrite(ts, np.zeros((5, 8, 9), np.uint8), imagej=True, metadata={"axes": "TYX"})
+    assert run_cli(capsys, "segment", ts, "-o", tmp_path / "a.tif", "-q")[0] == 0
+    assert (seen["channel_axis"], seen["spatial_dims"], seen["spacing"]) == (None, 2, None)
+    plain = write_tif(tmp_path, "plain.tif", np.zeros((5, 8, 9), np.uint8))  # pages the file does not name
+    assert run_cli(capsys, "segment", plain, "-o", tmp_path / "b.tif", "-q")[0] == 0
+    assert (seen["channel_axis"], seen["spatial_dims"]) == (None, None)  # guessed as before: a volume
+    src, _ = rgb_phantom(tmp_path)  # a PNG: napari's rule as before
+    assert run_cli(capsys, "segment", src, "-o", tmp_path / "c.png", "-q")[0] == 0
+    assert (seen["channel_axis"], seen["spatial_dims"], seen["spacing"]) == (None, 2, None)
+
+
+def test_a_calibrated_volume_is_segmented_and_written_with_its_voxel_size(tmp_path, capsys):
+    from napari_levelset.io import read_image_file
+
+    vol, truth = phantom((8, 24, 24), 2, seed=1)
+    src = tmp_path / "vol.tif"
+    tifffile.imwrite(src, (vol * 1000).astype(np.uint16), imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "ZYX", "spacing": 2.0, "unit": "micron"})
+    out = tmp_path / "lab.tif"
+    code, _, err = run_cli(capsys, "segment", src, "-o", out, "--classes", 2, "--iterations", 20, "--device", "cpu",
+                           "-q")
+    assert code == 0, err
+    f = read_image_file(out)
+    assert f.axes == "ZYX" and f.spacing == pytest.approx((2.0, 0.5, 0.5)) and f.unit == "µm"
+    assert matched_iou(f.data, truth).min() > 0.9
+
+
+def touching_discs(tmp_path, spacing=None):
+    """Two discs of radius 10 that touch, on a noisy background, as a 16-bit TIFF."""
+    yy, xx = np.mgrid[:48, :80]
+    truth = np.zeros((48, 80), np.uint8)
+    truth[(yy - 24) ** 2 + (xx - 29) ** 2 <= 100] = 1
+    truth[(yy - 24) ** 2 + (xx - 49) ** 2 <= 100] = 2
+    img = 1000 + 400 * (truth > 0) + np.random.default_rng(0).normal(0, 20, truth.shape)
+    path = tmp_path / "discs.tif"
+    kw = {} if spacing is None else dict(imagej=True, resolution=(1 / spacing, 1 / spacing),
+                                        metadata={"axes": "YX", "unit": "micron"})
+    tifffile.imwrite(path, img.astype(np.uint16), **kw)
+    return path, truth
+
+
+@pytest.mark.parametrize("extra", [[], ["--diameter", 10, "--foreground", 2]])
+def test_instances_give_one_label_per_object(tmp_path, capsys, extra):
+    # --diameter 10 is in micrometres: the file's pixels are 0.5 um, so 20 pixels, the discs' size
+    src, truth = touching_discs(tmp_path, spacing=0.5 if extra else None)
+    out = tmp_path / "inst.tif"
+    code, _, err = run_cli(capsys, "segment", src, "-o", out, "--regions", "instances", "--device", "cpu", "-q", *extra)
+    assert code == 0, err
+    labels = read_image(out)
+    assert labels.shape == truth.shape
+    assert (labels[truth == 0] == 0).mean() > 0.98  # 0 is background
+    ids = np.unique(labels[labels > 0])
+    assert len(ids) == 2  # the touching discs are split
+    assert matched_iou(labels, truth).min() > 0.8
+
+
+def test_instance_settings_are_checked(tmp_path, capsys):
+    src, _ = touching_discs(tmp_path)
+    for bad in (["--diameter", "0"], ["--diameter", "x"], ["--foreground", "-1"], ["--foreground"]):
+        with pytest.raises(SystemExit) as exc:
+            run_cli(capsys, "segment", src, "-o", tmp_path / "x.tif", "--regions", "instances", *bad)
+        assert exc.value.code == 2 and "--" in capsys.readouterr().err
+    code, _, err = run_cli(capsys, "segment", src, "-o", tmp_path / "x.tif", "--diameter", 10, "-q")
+    assert code == 2 and "instances" in err and err.count("\n") == 1  # a setting of instances only
