@@ -44,6 +44,8 @@ def test_importing_the_widget_does_not_import_torch():
         viewer.add_image(np.zeros((8, 8)))
         w = LevelSetWidget(viewer)
         w.add_scribble_layer()
+        w.image_layer = viewer.add_image(np.zeros((5, 8, 8), np.uint16))  # ambiguous axes, 16-bit
+        assert w.axes_note.text() and w.contrast() == "fluorescence"
         assert "torch" not in sys.modules, "making the widget imported torch"
         print("ok")
         """
@@ -611,4 +613,242 @@ def test_regions_button_gives_one_label_per_object(make_widget, qtbot, errors):
     qtbot.waitUntil(lambda: len(np.unique(np.asarray(layer.data))) == expected, timeout=30_000)
     assert layer.metadata["napari_levelset"]["merge"] == 0.0
     assert widget.regions_layer(image) is layer
+    assert not errors, errors
+
+
+# --------------------------------------------------------------------------- microscopy
+def _matched_fraction(instances: np.ndarray, truth: np.ndarray) -> float:
+    """Fraction of the true objects matched one-to-one by a predicted one with IoU > 0.5."""
+    from napari_levelset.synthetic import matched_iou
+
+    return float((matched_iou(instances, truth)[1:] > 0.5).mean())  # [0] is the background
+
+
+def _instances_and_wait(qtbot, widget) -> None:
+    """Press Instances and wait until the step is over (the button comes back)."""
+    assert widget.make_instances() is not None, widget.last_error
+    assert not widget.instances_btn.isEnabled()  # busy
+    qtbot.waitUntil(widget.instances_btn.isEnabled, timeout=60_000)
+
+
+def test_auto_contrast_rule():
+    """auto: fluorescence for grey integer data of more than 8 bits (camera formats), else linear."""
+    from napari.layers import Image
+
+    from napari_levelset._qt._instances import auto_contrast
+
+    assert auto_contrast(Image(np.zeros((8, 8), np.uint16)))[0] == "fluorescence"
+    assert auto_contrast(Image(np.zeros((3, 8, 8), np.int16)))[0] == "fluorescence"
+    assert auto_contrast(Image(np.zeros((8, 8), np.uint8)))[0] == "linear"  # coins, blobs3d
+    assert auto_contrast(Image(np.zeros((8, 8, 3), np.uint8), rgb=True))[0] == "linear"  # coffee
+    assert auto_contrast(Image(np.zeros((8, 8, 3), np.uint16), rgb=True))[0] == "linear"
+    assert auto_contrast(Image(np.zeros((8, 8), np.float32)))[0] == "linear"
+
+
+def test_instances_follow_the_foreground_choice():
+    """The Instances step reads the class labels as they are; the foreground picks which classes are objects."""
+    from napari_levelset._qt._instances import FOREGROUND_AUTO, FOREGROUND_REST, instances_from_labels
+    from napari_levelset.engine import Segmenter
+
+    img, _ = three_regions(64)
+    seg = Segmenter(img, 3, device="cpu", width=8)
+    labels = np.ones((64, 64), np.uint8)
+    labels[8:24, 8:24] = 2  # a dim object
+    labels[40:56, 40:56] = 3  # a bright one
+    labels[40:56, 8:24] = 3
+    top = instances_from_labels(seg, labels, None, FOREGROUND_AUTO)  # the brightest class
+    rest = instances_from_labels(seg, labels, None, FOREGROUND_REST)
+    two = instances_from_labels(seg, labels, None, 2)
+    assert top.dtype == np.uint32 and top.max() == 2 and top[16, 16] == 0
+    assert rest.max() == 3 and rest[16, 16] > 0 and rest[0, 0] == 0
+    assert two.max() == 1 and two[16, 16] == 1 and two[48, 48] == 0
+
+
+@gui
+def test_nuclei_sample_gives_one_label_per_nucleus(make_widget, qtbot, errors, tmp_path):
+    """The 16-bit nuclei sample: auto contrast is fluorescence, and Instances finds the nuclei.
+
+    Also saves a screenshot of the viewer with the instances and the widget; set
+    ``NAPARI_LEVELSET_NUCLEI_SCREENSHOT=docs/nuclei_widget.png`` to keep a copy.
+    """
+    from napari_levelset._sample_data import load_truth
+
+    viewer, widget = make_widget(show=True)
+    viewer.window.resize(1400, 1050)
+    widget.advanced.expand(animate=False)  # shows Contrast: auto (fluorescence: 16-bit)
+    viewer.open_sample("napari-levelset", "nuclei")
+    image = viewer.layers["nuclei"]
+    truth = load_truth("nuclei")
+    assert widget.image_layer is image and image.data.dtype == np.uint16
+    assert widget.contrast() == "fluorescence" and "fluorescence" in widget.contrast_combo.currentText()
+    assert widget.contrast_combo.currentIndex() == 0  # auto
+    assert not widget.axes_box.isVisibleTo(widget)  # a 2D image: nothing ambiguous
+    assert not widget.instances_btn.isEnabled()  # nothing to split yet
+    widget.n_spin.setValue(2)  # nuclei and background
+    widget.iter_spin.setValue(15)
+    assert widget.diameter_spin.text() == "auto" and widget.diameter_spin.suffix() == " px"  # no scale: pixels
+    run_and_wait(qtbot, widget, timeout=120_000)
+    assert not errors, errors
+    meta = widget.output_layer(image).metadata["napari_levelset"]
+    assert meta["contrast"] == "fluorescence" and 20 < meta["diameter"] < 36  # estimated (about 28 px)
+    assert widget.diameter_spin.text() == f"auto (≈ {meta['diameter']:.3g} px)"
+    assert widget.instances_btn.isEnabled()
+    _instances_and_wait(qtbot, widget)
+    layer = widget.instances_layer(image)
+    inst = np.asarray(layer.data)
+    assert layer.name == "nuclei instances" and inst.shape == truth.shape
+    assert np.array_equal(layer.scale, image.scale) and np.array_equal(layer.translate, image.translate)
+    frac = _matched_fraction(inst, truth)
+    print(f"\nnuclei sample: {inst.max()} objects for {truth.max()} nuclei, {frac:.0%} matched at IoU > 0.5")
+    assert frac >= 0.8
+    assert inst.min() == 0 and (inst[truth == 0] == 0).mean() > 0.95  # background is 0 (transparent)
+    lmeta = layer.metadata["napari_levelset"]
+    assert lmeta["kind"] == "instances" and lmeta["n_objects"] == inst.max() and lmeta["diameter"] == meta["diameter"]
+    assert f"{inst.max()} objects" in widget.status.text()
+    assert widget.scribble_combo.findText(layer.name) == -1  # not offered as scribbles
+    # the layers: image, classes, instances (on top)
+    assert [lay.name for lay in viewer.layers] == ["nuclei", "nuclei level-set", "nuclei instances"]
+
+    # the screenshot: the image with its instances (the class layer hidden) and the dock widget
+    widget.output_layer(image).visible = False
+    viewer.layers.selection.active = layer
+    viewer.reset_view()
+    qtbot.wait(100)
+    path = tmp_path / "nuclei_widget.png"
+    viewer.screenshot(str(path), canvas_only=False)
+    assert path.stat().st_size > 10_000
+    keep = os.environ.get("NAPARI_LEVELSET_NUCLEI_SCREENSHOT")
+    if keep:
+        import shutil
+
+        shutil.copy(path, keep)
+
+    # a second press reuses the layer; a foreground class by number
+    widget.instance_controls.set_foreground(2)
+    n_layers = len(viewer.layers)
+    _instances_and_wait(qtbot, widget)
+    assert widget.instances_layer(image) is layer and len(viewer.layers) == n_layers
+    assert layer.metadata["napari_levelset"]["foreground"] == 2
+    assert not errors, errors
+
+
+@gui
+def test_instances_in_physical_units_with_an_estimated_diameter(make_widget, qtbot, errors):
+    """A layer with a pixel size: the diameter is in its unit and the instances keep its geometry."""
+    from napari_levelset.synthetic import nuclei
+
+    viewer, widget = make_widget()
+    img, truth = nuclei((160, 160), n_objects=12, diameter=20.0, seed=3)
+    image = viewer.add_image(img, name="cells", scale=(0.5, 0.5), translate=(10.0, 20.0), units="um")
+    assert widget.diameter_spin.suffix() == " µm" and widget.diameter_spin.text().startswith("auto")
+    widget.n_spin.setValue(2)
+    widget.iter_spin.setValue(15)
+    run_and_wait(qtbot, widget, timeout=120_000)
+    assert not errors, errors
+    seg = widget.segmenter
+    assert seg.contrast == "fluorescence" and seg.spacing == (0.5, 0.5)
+    assert 7.0 < seg.diameter < 13.0  # estimated, in µm: about 20 px of 0.5 µm
+    assert "≈" in widget.diameter_spin.text() and "µm" in widget.diameter_spin.text()  # what auto came to
+    _instances_and_wait(qtbot, widget)
+    layer = widget.instances_layer(image)
+    assert np.array_equal(layer.scale, image.scale) and np.array_equal(layer.translate, image.translate)
+    assert _matched_fraction(np.asarray(layer.data), truth) >= 0.8
+    # a diameter given in µm: 10 µm = 20 px
+    widget.diameter_spin.setValue(10.0)
+    _instances_and_wait(qtbot, widget)
+    meta = layer.metadata["napari_levelset"]
+    assert meta["diameter"] == 10.0 and meta["diameter_unit"] == "µm" and meta["spacing"] == (0.5, 0.5)
+    assert _matched_fraction(np.asarray(layer.data), truth) >= 0.8
+    # the settings stored on the output layer rebuild the run (fluorescence contrast, estimate, spacing)
+    from napari_levelset._qt._worker import restore_segmenter
+
+    out = widget.output_layer(image)
+    again = restore_segmenter(img, out.metadata["napari_levelset"], out.metadata["napari_levelset_state"])
+    assert again.contrast == "fluorescence" and again.diameter == seg.diameter and again.spacing == (0.5, 0.5)
+    assert (again.labels() == np.asarray(out.data)).mean() > 0.98
+    assert not errors, errors
+
+
+@gui
+def test_changing_the_contrast_restarts_a_run(make_widget, qtbot, errors):
+    viewer, widget = make_widget()
+    img, _ = disk_image(48)
+    viewer.add_image(img, name="disk")
+    assert widget.contrast() == "linear"  # a float image: as it is
+    widget.n_spin.setValue(2)
+    widget.iter_spin.setValue(LONG)
+    widget.every_spin.setValue(2)
+    with qtbot.waitSignal(widget.snapshot_applied, timeout=30_000):
+        widget.run()
+    seg = widget.segmenter
+    assert seg.contrast == "linear"
+    with qtbot.waitSignal(widget.run_started, timeout=10_000):
+        widget.contrast_combo.setCurrentText("fluorescence (background removed, log)")
+    with qtbot.waitSignal(widget.snapshot_applied, timeout=60_000):
+        pass
+    assert widget.segmenter is not seg and widget.segmenter.contrast == "fluorescence"
+    assert widget.output_layer().metadata["napari_levelset"]["contrast"] == "fluorescence"
+    with qtbot.waitSignal(widget.run_finished, timeout=10_000):
+        widget.stop()
+    assert not errors, errors
+
+
+@gui
+def test_channel_layers_are_segmented_together(make_widget, qtbot, errors):
+    """Two layers of one image (as napari opens a 2-channel file): each shows one object, together both."""
+    viewer, widget = make_widget()
+    rng = np.random.default_rng(0)
+    truth = np.zeros((48, 48), np.uint8)
+    truth[8:40, 6:22] = 1  # seen in channel A only
+    truth[8:40, 28:44] = 2  # seen in channel B only
+    a = (0.2 + 0.6 * (truth == 1) + rng.normal(0, 0.05, truth.shape)).astype(np.float32)
+    b = (0.2 + 0.6 * (truth == 2) + rng.normal(0, 0.05, truth.shape)).astype(np.float32)
+    la = viewer.add_image(a, name="A", scale=(2.0, 2.0))
+    viewer.add_image(np.zeros((10, 10), np.float32), name="other shape")
+    lb = viewer.add_image(b, name="B", scale=(2.0, 2.0))
+    widget.image_layer = la
+    assert not widget.channels.isVisibleTo(widget) and widget.channels.add_btn.isEnabled()
+    assert widget.channels.add() is lb  # the first layer of the same shape
+    assert widget.channel_layers() == [la, lb] and widget.channels.isVisibleTo(widget)
+    assert not widget.channels.add_btn.isEnabled()  # no other layer of A's shape
+    widget.n_spin.setValue(3)
+    widget.iter_spin.setValue(40)
+    run_and_wait(qtbot, widget)
+    assert not errors, errors
+    out = widget.output_layer(la)
+    meta = out.metadata["napari_levelset"]
+    assert out.data.shape == (48, 48) and meta["channel_axis"] == 0 and meta["channels"] == ["A", "B"]
+    assert np.array_equal(out.scale, la.scale)
+    assert [lay.name for lay in viewer.layers].index("A level-set") == [lay.name for lay in viewer.layers].index("A") + 1
+    assert best_iou(np.asarray(out.data), truth) >= 0.9  # both objects and the background
+    assert widget.output_layer(lb) is None
+    # the further channel changes the run: taking it out restarts nothing here, but refine is off
+    assert widget.can_refine()
+    viewer.layers.remove(lb)
+    assert widget.channel_layers() == [la] and not widget.channels.isVisibleTo(widget)
+    assert not widget.can_refine()
+    assert not errors, errors
+
+
+@gui
+def test_ambiguous_axes_are_named(make_widget, qtbot, errors):
+    """A (5, 64, 64) grey layer is a volume or 5 channels: the widget says which reading it uses."""
+    viewer, widget = make_widget()
+    viewer.add_image(np.random.default_rng(0).random((40, 64, 64), np.float32), name="volume")
+    assert not widget.axes_box.isVisibleTo(widget)  # 40 slices: not ambiguous
+    stack = viewer.add_image(np.random.default_rng(0).random((5, 64, 64), np.float32), name="five")
+    widget.image_layer = stack
+    note = widget.axes_note.text()
+    assert widget.axes_box.isVisibleTo(widget)
+    assert "5 slices" in note and "5 channels" in note and "Advanced → Channels" in note and "'five'" in note
+    widget.axes_switch_btn.click()  # read it as channels
+    assert widget.channel_combo.currentText() == "first axis is channels"
+    assert "read as 5 channels" in widget.axes_note.text() and widget.axes_box.isVisibleTo(widget)
+    assert widget.add_scribble_layer().data.shape == (64, 64)
+    widget.axes_switch_btn.click()  # and back
+    assert widget.channel_combo.currentIndex() == 0 and "read as 5 slices" in widget.axes_note.text()
+    widget.image_layer = viewer.layers["volume"]
+    assert not widget.axes_box.isVisibleTo(widget)
+    widget.image_layer = viewer.add_image(np.zeros((5, 64, 3), np.uint8), name="rgb", rgb=True)
+    assert not widget.axes_box.isVisibleTo(widget)  # the last axis is its colour
     assert not errors, errors

@@ -38,7 +38,7 @@ _UNSET: Any = object()
 class RunRequest:
     """Everything a run needs, gathered on the main thread."""
 
-    image: Any  # array-like; converted in the worker
+    image: Any  # array-like, or a list of them (channel layers, see ``join``); converted in the worker
     params: dict  # keyword arguments for Segmenter (n_classes, lam, lr, ...)
     iterations: int
     every: int = 0  # 0: auto
@@ -47,6 +47,7 @@ class RunRequest:
     scribbles: np.ndarray | None = None
     segmenter: Any = None  # continue this Segmenter (refine) instead of making one
     wait_for_gui: bool = False  # pause after each snapshot until the GUI took it (no snapshot skipped)
+    join: str | None = None  # "stack": one channel per array (new first axis); "concatenate": along axis 0
 
 
 @dataclass
@@ -148,8 +149,17 @@ def _uncertainty(probs: np.ndarray) -> np.ndarray:
     return np.clip((1.0 - pmax) * (n / (n - 1)), 0.0, 1.0).astype(np.float32)
 
 
-def prepare_array(image, to_grey: bool) -> np.ndarray:
-    arr = np.asarray(image)
+def prepare_array(image, to_grey: bool, join: str | None = None) -> np.ndarray:
+    """``image`` as one array: ``join`` puts a list of same-shaped arrays (channel layers) on a
+    new first axis ("stack") or joins them along their first axis ("concatenate")."""
+    if join == "stack":
+        arr = np.stack([np.asarray(a) for a in image], axis=0)
+    elif join == "concatenate":
+        arr = np.concatenate([np.asarray(a) for a in image], axis=0)
+    elif join is None:
+        arr = np.asarray(image)
+    else:
+        raise ValueError(f"join must be None, 'stack' or 'concatenate', got {join!r}")
     if to_grey:
         if arr.ndim < 3 or arr.shape[-1] not in (3, 4):
             raise InputError(f"'RGB -> grey' needs colour channels last, but the image has shape {arr.shape}")
@@ -186,7 +196,7 @@ def _run_segmentation(req: RunRequest, ctrl: RunControl):
         seg.alpha = float(req.params.get("alpha", seg.alpha))
         seg.set_scribbles(req.scribbles)
     else:
-        seg = Segmenter(prepare_array(req.image, req.to_grey), scribbles=req.scribbles, **req.params)
+        seg = Segmenter(prepare_array(req.image, req.to_grey, req.join), scribbles=req.scribbles, **req.params)
     seg.clear_stop()  # a Stop pressed after the last run had ended belongs to that run
     ctrl.attach(seg)  # (a Stop pressed for this run is applied here)
 
@@ -246,7 +256,9 @@ def restore_segmenter(image, settings: dict, state: dict | None = None, **overri
     """Rebuild a ``Segmenter`` from an output layer's metadata (imports torch).
 
     ``settings`` is ``metadata["napari_levelset"]`` and ``state`` is
-    ``metadata["napari_levelset_state"]`` of a layer this plugin made.  With the
+    ``metadata["napari_levelset_state"]`` of a layer this plugin made (for a run on
+    several channel layers, ``image`` is their arrays stacked on a first axis, in
+    the order of ``settings["channels"]``).  With the
     state the network continues exactly where it stopped (refine); without it a
     new run with the same settings reproduces the result on the CPU (same seed).
     ``overrides`` replace settings (e.g. ``device="cpu"``).
@@ -272,6 +284,9 @@ def restore_segmenter(image, settings: dict, state: dict | None = None, **overri
         model=s.get("model", "cnn"),
         color=s.get("color", "rgb"),
         position=float(s.get("position", 0.0)),
+        contrast=s.get("contrast", "linear"),
+        diameter=s.get("diameter"),
+        spacing=s.get("spacing"),
     )
     if state is not None:
         seg.load_state_dict(

@@ -11,6 +11,9 @@ the progress bar, the loss plot and the layer metadata.  Live changes (lambda,
 learning rate, scribbles) go through a ``RunControl`` and take effect at the
 next iteration; changing a structural setting (N, model, width, ...) while a
 run is going stops it and starts a new one.
+
+The instance controls and the contrast rule live in ``_instances.py``, the
+channel-layer pickers and the ambiguous-axes note in ``_channels.py``.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ from superqt import QCollapsible
 from .. import __version__
 from ..defaults import DEFAULTS, MERGE_WEIGHT, model_kind
 from ..io import InputError
+from ._channels import AxesNote, ChannelPickers, channel_candidates
+from ._instances import CONTRAST_CHOICES, InstanceControls, auto_contrast, instances_from_labels, spatial_geometry
 from ._plot import LossPlot
 from ._worker import Final, RunControl, RunRequest, Update, error_message, run_segmentation
 
@@ -238,7 +243,8 @@ class LevelSetWidget(QWidget):
         self._outputs: dict[int, Labels] = {}  # id(image layer) -> output labels layer
         self._uncertainty: dict[int, Image] = {}  # id(image layer) -> uncertainty layer
         self._regions: dict[int, Labels] = {}  # id(image layer) -> regions labels layer
-        self._regions_worker = None
+        self._instances: dict[int, Labels] = {}  # id(image layer) -> instances labels layer
+        self._regions_worker = None  # the Regions or Instances step in progress (one at a time)
         self._scribble_layer: Labels | None = None
         self._model_path: str | None = None
         self._last_model_index = 0
@@ -271,7 +277,15 @@ class LevelSetWidget(QWidget):
 
         self.image_combo = QComboBox()
         self.image_combo.setToolTip("The image to segment (napari Image layers)")
-        form.addRow("Image", self.image_combo)
+        self.channels = ChannelPickers()
+        row = QHBoxLayout()
+        row.addWidget(self.image_combo, 1)
+        row.addWidget(self.channels.add_btn)
+        form.addRow("Image", row)
+        form.addRow("", self.channels)
+        self.axes_box = AxesNote()  # shown when a small first axis may be slices or channels
+        self.axes_note, self.axes_switch_btn = self.axes_box.label, self.axes_box.switch_btn
+        form.addRow(self.axes_box)
 
         self.scribble_combo = QComboBox()
         self.scribble_combo.setToolTip(
@@ -380,6 +394,16 @@ class LevelSetWidget(QWidget):
             "'first axis is channels' for multichannel (C, ...) layers"
         )
         aform.addRow("Channels", self.channel_combo)
+        self.contrast_combo = QComboBox()
+        for text, _ in CONTRAST_CHOICES:
+            self.contrast_combo.addItem(text)
+        self.contrast_combo.setToolTip(
+            "linear: the image as it is (photographs, 8-bit pictures). fluorescence: a slowly varying background "
+            "(an opening wider than the objects) is removed and the rest log-compressed in units of the noise, "
+            "so dim and bright objects differ little. auto: fluorescence for a grey or multichannel layer stored "
+            "as integers of more than 8 bits (microscope cameras' 12/16-bit), else linear. Restarts a run"
+        )
+        aform.addRow("Contrast", self.contrast_combo)
         self.advanced.addWidget(adv)
         outer.addWidget(self.advanced)
 
@@ -416,6 +440,12 @@ class LevelSetWidget(QWidget):
         regions_row.addWidget(self.merge_spin, 1)
         regions_row.addWidget(self.regions_btn)
         outer.addLayout(regions_row)
+        self.instance_controls = InstanceControls()
+        self.instance_controls.set_classes(D["n_classes"])
+        self.diameter_spin = self.instance_controls.diameter_spin
+        self.foreground_combo = self.instance_controls.foreground_combo
+        self.instances_btn = self.instance_controls.instances_btn
+        outer.addWidget(self.instance_controls)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
@@ -433,7 +463,11 @@ class LevelSetWidget(QWidget):
         outer.addStretch(1)
 
         # -- signals
-        self.image_combo.currentIndexChanged.connect(self._update_buttons)
+        self.image_combo.currentIndexChanged.connect(self._on_image_changed)
+        self.channels.changed.connect(self._on_channels_changed)
+        self.axes_box.switch_requested.connect(self._set_first_is_channels)
+        self.instances_btn.clicked.connect(self.make_instances)
+        self.n_spin.valueChanged.connect(self.instance_controls.set_classes)
         self.scribble_combo.currentIndexChanged.connect(self._on_scribble_layer_changed)
         self.new_scribbles_btn.clicked.connect(self.add_scribble_layer)
         self.run_btn.clicked.connect(self.run)
@@ -445,8 +479,10 @@ class LevelSetWidget(QWidget):
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         for w in (self.n_spin, self.width_spin, self.depth_spin, self.seed_spin, self.position_spin):
             w.valueChanged.connect(self._on_structural_changed)
-        for w in (self.device_combo, self.volume_combo, self.channel_combo):
+        for w in (self.device_combo, self.volume_combo, self.channel_combo, self.contrast_combo):
             w.currentIndexChanged.connect(self._on_structural_changed)
+        for w in (self.volume_combo, self.channel_combo):
+            w.currentIndexChanged.connect(self._show_axes_note)
         self._restart_timer = QTimer(self)
         self._restart_timer.setSingleShot(True)
         self._restart_timer.setInterval(300)
@@ -533,7 +569,8 @@ class LevelSetWidget(QWidget):
         self._outputs.pop(id(layer), None)
         self._uncertainty.pop(id(layer), None)
         self._regions.pop(id(layer), None)
-        for d in (self._outputs, self._uncertainty, self._regions):
+        self._instances.pop(id(layer), None)
+        for d in (self._outputs, self._uncertainty, self._regions, self._instances):
             for k, v in list(d.items()):
                 if v is layer:
                     del d[k]
@@ -545,7 +582,8 @@ class LevelSetWidget(QWidget):
             self._refresh_layer_choices()
 
     def _owned_layers(self) -> list:
-        return [*self._outputs.values(), *self._uncertainty.values(), *self._regions.values()]
+        return [*self._outputs.values(), *self._uncertainty.values(), *self._regions.values(),
+                *self._instances.values()]
 
     def _refresh_layer_choices(self) -> None:
         owned = self._owned_layers()
@@ -562,7 +600,43 @@ class LevelSetWidget(QWidget):
             [(_NO_SCRIBBLES, None)] + [(lay.name, lay) for lay in labels],
             self._scribble_layer if any(self._scribble_layer is lab for lab in labels) else None,
         )
+        self._on_image_changed()
+
+    def _on_image_changed(self, *_args) -> None:
+        """The picked image (or the viewer's layers) changed: channel pickers, axes note, units, contrast."""
+        first = self.image_layer
+        self.channels.refill(channel_candidates(first, self._layers(), self._owned_layers()))
+        self._show_axes_note()
+        try:
+            axes = self._axes(first) if first is not None else None
+        except InputError:
+            axes = None
+        self.instance_controls.set_unit(axes["unit"] if axes else "px")
+        kept = self._kept
+        if kept is not None and kept["image"] is first:
+            self.instance_controls.set_estimate(getattr(kept["segmenter"], "diameter", None))
+        contrast, why = auto_contrast(first)
+        self.contrast_combo.setItemText(0, f"auto ({contrast}: {why})" if first is not None else "auto")
         self._update_buttons()
+
+    def _on_channels_changed(self) -> None:
+        run = self._handle.run
+        if run is not None and run.image is self.image_layer:
+            self._on_structural_changed()
+        self._update_buttons()
+
+    def channel_layers(self) -> list:
+        """The layers segmented together: the picked image first, then the further channel layers."""
+        first = self.image_layer
+        return [] if first is None else [first, *self.channels.layers()]
+
+    def _show_axes_note(self, *_args) -> None:
+        first = CHANNEL_MODES[self.channel_combo.currentIndex()][1] == "first"
+        volume = "in 3D" if VOLUME_MODES[self.volume_combo.currentIndex()][1] == 3 else "as 2D slices"
+        self.axes_box.show_for(self.image_layer, first, volume)
+
+    def _set_first_is_channels(self, first: bool) -> None:
+        self.channel_combo.setCurrentIndex([v for _, v in CHANNEL_MODES].index("first" if first else "auto"))
 
     @staticmethod
     def _fill(combo: QComboBox, items: list, current) -> None:
@@ -678,7 +752,9 @@ class LevelSetWidget(QWidget):
         return value
 
     def _axes(self, layer: Image) -> dict:
-        """How to read ``layer``: channel axis, spatial dims, output shape and geometry."""
+        """How to read ``layer`` (with the further channel layers when it is the picked image): channel
+        axis, spatial dims, output shape, geometry (``scale``, ``translate``, ``spacing``, ``unit``), and
+        ``join``: None for one layer, else how the layers' arrays make one image ("stack" or "concatenate")."""
         if not isinstance(layer, Image):
             raise InputError("pick an Image layer to segment")
         if layer.multiscale:
@@ -705,7 +781,19 @@ class LevelSetWidget(QWidget):
             channel_axis, out_shape = None, shape
         if len(out_shape) < 2:
             raise InputError(f"{layer.name!r} has shape {shape}: need at least 2 spatial axes")
+        join = None
+        extra = self.channels.layers() if layer is self.image_layer else []
+        if extra:
+            if layer.rgb:
+                raise InputError(f"{layer.name!r} is RGB: further channel layers go with grey layers only")
+            for other in extra:
+                if tuple(other.data.shape) != shape:
+                    raise InputError(f"the channel layer {other.name!r} has shape {tuple(other.data.shape)}, "
+                                     f"but {layer.name!r} has {shape}")
+            join = "concatenate" if channel_axis == 0 else "stack"
+            channel_axis = 0
         spatial_dims = 2 if len(out_shape) == 2 else VOLUME_MODES[self.volume_combo.currentIndex()][1]
+        spacing, unit = spatial_geometry(layer, spatial_dims, scale)
         return dict(
             channel_axis=channel_axis,
             spatial_dims=spatial_dims,
@@ -714,7 +802,16 @@ class LevelSetWidget(QWidget):
             translate=translate,
             to_grey=to_grey,
             color=color,
+            join=join,
+            layers=[layer, *extra],
+            spacing=spacing,
+            unit=unit,
         )
+
+    def contrast(self, layer: Image | None = None) -> str:
+        """The contrast a run on ``layer`` (default: the picked image) uses: 'linear' or 'fluorescence'."""
+        value = CONTRAST_CHOICES[self.contrast_combo.currentIndex()][1]
+        return auto_contrast(layer if layer is not None else self.image_layer)[0] if value == "auto" else value
 
     def _structural_key(self, layer) -> tuple:
         return (
@@ -728,6 +825,8 @@ class LevelSetWidget(QWidget):
             self.volume_combo.currentIndex(),
             self.channel_combo.currentIndex(),
             self.position_spin.value(),
+            self.contrast(layer),
+            tuple(id(c) for c in self.channels.layers()) if layer is self.image_layer else (),
         )
 
     def _position_value(self) -> float | None:
@@ -751,6 +850,7 @@ class LevelSetWidget(QWidget):
             seed=self.seed_spin.value(),
             model=self._model_value(),
             init="auto",  # a U-Net run is a fine-tune: its head starts from the image's k-means
+            contrast=self.contrast(),
         )
 
     # ------------------------------------------------------------------ running
@@ -828,12 +928,16 @@ class LevelSetWidget(QWidget):
             return None
 
         params = self.parameters()
-        params.update(channel_axis=axes["channel_axis"], spatial_dims=axes["spatial_dims"])
+        params.update(channel_axis=axes["channel_axis"], spatial_dims=axes["spatial_dims"],
+                      contrast=self.contrast(layer), spacing=axes["spacing"])
+        if params["contrast"] == "fluorescence":  # the background window follows the object size
+            params["diameter"] = self.instance_controls.diameter()
         if axes["color"] is not None:
             params["color"] = axes["color"]
         every = self.every_spin.value()
         req = RunRequest(
-            image=layer.data,
+            image=[lay.data for lay in axes["layers"]] if axes["join"] else layer.data,
+            join=axes["join"],
             params=params,
             iterations=self.iter_spin.value(),
             every=every,
@@ -845,6 +949,7 @@ class LevelSetWidget(QWidget):
         )
         meta = dict(
             image=layer.name,
+            channels=[lay.name for lay in axes["layers"]] if axes["join"] else None,
             scribbles=self._scribble_layer.name if scribbles is not None else None,
             to_grey=axes["to_grey"],
             iterations_requested=req.iterations,
@@ -877,7 +982,12 @@ class LevelSetWidget(QWidget):
         self._refine_hint = False
         self.progress.setRange(0, max(1, req.iterations))
         self.progress.setValue(0)
-        self.status.setText(("refining " if refine else "starting ") + repr(layer.name) + "…")
+        text = ("refining " if refine else "starting ") + repr(layer.name)
+        if axes["join"]:
+            text += f" with {len(axes['layers']) - 1} more channel layer(s)"
+        if not refine and params["contrast"] == "fluorescence" and params.get("diameter") is None:
+            text += " (fluorescence contrast: estimating the object size)"
+        self.status.setText(text + "…")
         self._update_buttons()
         worker.start()
         self.run_started.emit(refine)
@@ -993,6 +1103,8 @@ class LevelSetWidget(QWidget):
                 out.metadata[STATE_KEY] = fin.state
         if seg is not None and not run.cancelled:
             self._kept = dict(image=run.image, segmenter=seg, key=run.key, output=out)
+            if run.image is self.image_layer:
+                self.instance_controls.set_estimate(getattr(seg, "diameter", None))
         verb = "stopped" if fin.stopped else "done"
         loss = out.metadata.get(META_KEY, {}).get("loss", float("nan")) if out is not None else float("nan")
         self.status.setText(f"{verb}: iteration {fin.iteration} · loss {loss:.5g} · {fin.elapsed:.1f} s")
@@ -1113,7 +1225,9 @@ class LevelSetWidget(QWidget):
         self.new_scribbles_btn.setEnabled(has_image)
         can = not running and self.can_refine()
         self.refine_btn.setEnabled(can)
-        self.regions_btn.setEnabled(not running and self._regions_worker is None and self._regions_source() is not None)
+        can_split = not running and self._regions_worker is None and self._regions_source() is not None
+        self.regions_btn.setEnabled(can_split)
+        self.instances_btn.setEnabled(can_split)
         hint = can and self._refine_hint
         self.refine_btn.setText("Refine ✎" if hint else "Refine")
         font = self.refine_btn.font()
@@ -1153,13 +1267,47 @@ class LevelSetWidget(QWidget):
         def compute():
             return seg.regions(labels, "merged", merge=merge)
 
+        def done(result):
+            self._show_regions(image, out, result, merge)
+
+        return self._start_step(compute, image, done, "making regions…")
+
+    def instances_layer(self, image: Image | None = None) -> Labels | None:
+        """The instances layer this widget made for ``image`` (default: the picked one)."""
+        image = _real(image) if image is not None else self.image_layer
+        return self._instances.get(id(image)) if image is not None else None
+
+    def make_instances(self, *_args) -> Any:
+        """One label per object of the picked image's result (see the Instances button); returns the worker."""
+        if self._handle.run is not None or self._regions_worker is not None:
+            return None
+        source = self._regions_source()
+        if source is None:
+            self._error("no finished result for this image: press Run first")
+            return None
+        image, out, seg = source
+        labels = np.asarray(out.data).copy()  # as the user sees it, edits included
+        diameter, foreground = self.instance_controls.diameter(), self.instance_controls.foreground()
+        unit = self.instance_controls.unit
+
+        def compute():
+            return instances_from_labels(seg, labels, diameter, foreground)
+
+        def done(result):
+            used = diameter if diameter is not None else getattr(seg, "diameter", None)
+            self._show_instances(image, out, result, dict(diameter=used, diameter_unit=unit,
+                                                          foreground=foreground, spacing=seg.spacing))
+
+        return self._start_step(compute, image, done, "finding objects…")
+
+    def _start_step(self, compute, image: Image, done, busy: str) -> Any:
+        """Run ``compute`` (Regions, Instances) in a thread worker; ``done(result)`` on the main thread."""
         worker = thread_worker(compute, start_thread=False, ignore_errors=True)()
         self._regions_worker = worker
 
-        def done(result, image=image, out=out, merge=merge):
-            if not self._alive() or not self._layer_in_viewer(image):
-                return
-            self._show_regions(image, out, result, merge)
+        def returned(result):
+            if self._alive() and self._layer_in_viewer(image):
+                done(result)
 
         def failed(exc):
             if self._alive():
@@ -1171,10 +1319,10 @@ class LevelSetWidget(QWidget):
             if self._alive():
                 self._update_buttons()
 
-        worker.returned.connect(done)
+        worker.returned.connect(returned)
         worker.errored.connect(failed)
         worker.finished.connect(finished)
-        self.status.setText("making regions…")
+        self.status.setText(busy)
         self._update_buttons()
         worker.start()
         return worker
@@ -1192,6 +1340,23 @@ class LevelSetWidget(QWidget):
             self._insert_above(out, layer)
         layer.metadata[META_KEY] = meta
         self.status.setText(f"{meta['n_regions']} regions (merge weight {merge:.4g})")
+
+    def _show_instances(self, image: Image, out: Labels, instances: np.ndarray, settings: dict) -> None:
+        n = int(instances.max()) if instances.size else 0
+        meta = {**out.metadata.get(META_KEY, {}), **settings, "kind": "instances", "n_objects": n}
+        layer = self._instances.get(id(image))
+        if self._layer_in_viewer(layer):
+            layer.data = instances
+        else:
+            layer = Labels(instances, name=f"{image.name} instances", scale=out.scale, translate=out.translate,
+                           opacity=0.7)
+            self._instances[id(image)] = layer
+            regions = self._regions.get(id(image))
+            self._insert_above(regions if self._layer_in_viewer(regions) else out, layer)
+        layer.metadata[META_KEY] = meta
+        d = settings.get("diameter")
+        size = f" · diameter {d:.3g} {settings['diameter_unit']}" if d else ""
+        self.status.setText(f"{n} objects{size}")
 
     def add_scribble_layer(self, *_args) -> Labels | None:
         """Add an empty scribble layer matching the picked image and select the paint brush."""
