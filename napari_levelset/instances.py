@@ -57,7 +57,9 @@ SEED_SMOOTHING = 1.0 / 16.0
 #: objects smaller than this fraction of the expected object's area (volume) are debris
 MIN_OBJECT = 0.2
 #: most pixels (2D) or voxels (3D) of the resampled copy ``estimate_diameter`` searches
-ESTIMATE_PIXELS = {2: 300_000, 3: 2_000_000}
+ESTIMATE_PIXELS = {2: 65_000, 3: 500_000}
+#: ``estimate_diameter`` smooths its copy with a Gaussian of this many (coarse) pixels
+NOISE_BLUR = 1.0
 #: diameter (pixels) assumed when an image has no foreground pieces to measure
 FALLBACK_DIAMETER = 16.0
 
@@ -102,7 +104,9 @@ def _background(x: np.ndarray, window_px: np.ndarray) -> np.ndarray:
     from skimage.transform import downscale_local_mean, resize
 
     factors = tuple(int(max(1, w // 12)) for w in window_px)
-    small = downscale_local_mean(x, factors) if max(factors) > 1 else x
+    # whole blocks only: downscale_local_mean pads a partial block with zeros, which an opening would keep
+    shape = tuple(max(1, n // f) for n, f in zip(x.shape, factors))
+    small = downscale_local_mean(x[tuple(slice(0, s * f) for s, f in zip(shape, factors))], factors) if max(factors) > 1 else x
     size = tuple(int(max(3, round(w / f))) for w, f in zip(window_px, factors))
     size = tuple(min(s, n) for s, n in zip(size, small.shape))
     bg = ndimage.uniform_filter(ndimage.grey_opening(small, size=size), size)
@@ -139,8 +143,9 @@ def fluorescence_contrast(
     for b in range(data.shape[0]):
         for c in range(data.shape[1]):
             x = data[b, c]
+            sigma = noise_sigma(x)
             r = np.maximum(x - _background(x, window), 0.0)
-            unit = LOG_UNIT_NOISE * max(noise_sigma(x), 1e-4)
+            unit = LOG_UNIT_NOISE * max(sigma, 1e-4)
             y = np.log1p(r / unit)
             top = float(y.max())
             out[b, c] = y / top if top > 0 else 0.0
@@ -170,6 +175,7 @@ def estimate_diameter(image: np.ndarray, spacing: Sequence[float] | None = None)
         pixels when no blob is found.
     """
     from skimage.feature import blob_log
+    from skimage.filters import gaussian
     from skimage.transform import resize
 
     x = np.asarray(image, dtype=np.float32)
@@ -182,10 +188,11 @@ def estimate_diameter(image: np.ndarray, spacing: Sequence[float] | None = None)
     top = float(small.max() - small.min())
     if top <= 0:
         return float(FALLBACK_DIAMETER * sp.min())
+    small = gaussian(small, NOISE_BLUR)  # pixel noise is no blob
     small = (small - small.min()) / top
     max_sigma = max(2.0, min(shape) / 4.0)
     blobs = blob_log(small, min_sigma=1.0, max_sigma=max_sigma, num_sigma=int(4 * np.log2(max_sigma)) + 1,
-                     threshold=None, threshold_rel=0.2, exclude_border=False)
+                     log_scale=True, threshold=None, threshold_rel=0.2, exclude_border=False)
     if len(blobs) == 0:
         return float(FALLBACK_DIAMETER * sp.min())
     return float(2.0 * np.sqrt(2.0) * np.median(blobs[:, -1]) * g)
@@ -304,17 +311,20 @@ def instance_labels(
 def fluorescence_prepared(prepared, diameter: float | None = None, spacing: Sequence[float] | None = None):
     """``prepared`` (a ``napari_levelset.io.Prepared``) with ``fluorescence_contrast`` applied.
 
-    Returns ``(Prepared, diameter)``: the diameter given, or estimated by
-    ``estimate_diameter`` on the first batch item's channel mean, log-compressed in
-    noise units (before background removal, whose window needs it).
+    Returns ``(Prepared, diameter)``: the diameter given, or the median of
+    ``estimate_diameter`` over up to 5 batch items (their channel mean,
+    log-compressed in noise units, before background removal, whose window needs it).
     """
     from dataclasses import replace
 
     data = prepared.data
-    if diameter is None:
-        x = data[0].mean(0)
-        unit = LOG_UNIT_NOISE * max(noise_sigma(x), 1e-4)
-        diameter = estimate_diameter(np.log1p(np.maximum(x, 0) / unit), spacing)
+    if diameter is None:  # the median over up to 5 batch items (frames, slices) spread over the stack
+        estimates = []
+        for b in np.unique(np.linspace(0, data.shape[0] - 1, min(5, data.shape[0])).round().astype(int)):
+            x = data[b].mean(0)
+            unit = LOG_UNIT_NOISE * max(noise_sigma(x), 1e-4)
+            estimates.append(estimate_diameter(np.log1p(np.maximum(x, 0) / unit), spacing))
+        diameter = float(np.median(estimates))
     return replace(prepared, data=fluorescence_contrast(data, diameter, spacing)), float(diameter)
 
 

@@ -1,0 +1,170 @@
+"""One label per object: ``segment(regions="instances")`` and ``napari_levelset.instances``.
+
+Phantoms with known truth (``synthetic.nuclei``: 16-bit, touching nuclei, uneven
+illumination, haze, shot noise); the real nuclei data is only used by
+``benchmarks/nuclei.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_levelset import segment
+from napari_levelset.instances import (
+    estimate_diameter,
+    fluorescence_contrast,
+    foreground_classes,
+    instance_labels,
+)
+from napari_levelset.io import InputError
+from napari_levelset.metrics import instance_scores
+from napari_levelset.synthetic import nuclei
+
+
+@pytest.fixture(scope="module")
+def nuclei2d():
+    return nuclei((256, 256), n_objects=30, diameter=24, seed=2)
+
+
+def test_instances_find_touching_nuclei_of_uneven_brightness(nuclei2d):
+    image, truth = nuclei2d
+    labels = segment(image, regions="instances")
+    assert labels.dtype == np.uint32 and labels.shape == image.shape
+    assert labels.min() == 0  # background is 0
+    scores = instance_scores(labels, truth)
+    assert scores["f1"] >= 0.9, scores
+    assert scores["dice"] >= 0.85, scores
+
+
+def test_two_touching_discs_are_two_objects():
+    yy, xx = np.mgrid[:96, :128]
+    truth = np.zeros((96, 128), np.uint16)
+    truth[(yy - 48) ** 2 + (xx - 44) ** 2 <= 20**2] = 1
+    truth[(yy - 48) ** 2 + (xx - 83) ** 2 <= 20**2] = 2  # centres 39 px apart: they touch
+    rng = np.random.default_rng(0)
+    image = (truth > 0) * 800.0 + 100 + rng.normal(0, 20, truth.shape)
+    labels = segment(image.astype(np.uint16), regions="instances")
+    assert instance_scores(labels, truth)["f1"] == 1.0
+    # the plain connected components of the foreground would be one object
+    assert len(np.unique(labels[truth > 0])) == 2
+
+
+def test_debris_below_the_object_size_is_left_out():
+    yy, xx = np.mgrid[:128, :128]
+    truth = np.zeros((128, 128), np.uint16)
+    truth[(yy - 40) ** 2 + (xx - 40) ** 2 <= 14**2] = 1
+    truth[(yy - 90) ** 2 + (xx - 85) ** 2 <= 14**2] = 2
+    image = (truth > 0) * 1000.0 + 100
+    image[20:22, 100:102] = 1100  # a 2x2 speck
+    image[110, 20] = 1100
+    rng = np.random.default_rng(1)
+    labels = segment((image + rng.normal(0, 15, image.shape)).astype(np.uint16), regions="instances")
+    assert labels[20:22, 100:102].max() == 0 and labels[110, 20] == 0
+    assert instance_scores(labels, truth)["f1"] == 1.0
+
+
+def test_the_same_values_in_any_dtype_give_the_same_instances(nuclei2d):
+    image, _ = nuclei2d
+    a = segment(image, regions="instances")
+    b = segment(image.astype(np.float32), regions="instances")
+    c = segment(image.astype(np.int64), regions="instances")
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+
+
+def test_diameter_in_physical_units_equals_diameter_in_pixels():
+    image, truth = nuclei((256, 256), n_objects=30, diameter=12.0, spacing=(0.5, 0.5), seed=2)
+    physical = segment(image, regions="instances", spacing=(0.5, 0.5), diameter=12.0)
+    pixels = segment(image, regions="instances", diameter=24.0)
+    np.testing.assert_array_equal(physical, pixels)
+    assert instance_scores(physical, truth)["f1"] >= 0.9
+
+
+def test_anisotropic_volume_with_its_voxel_size():
+    image, truth = nuclei((32, 96, 96), n_objects=15, diameter=20, spacing=(2.0, 1.0, 1.0), seed=1)
+    labels = segment(image, regions="instances", spacing=(2.0, 1.0, 1.0))
+    assert labels.shape == image.shape and labels.dtype == np.uint32
+    assert instance_scores(labels, truth)["f1"] >= 0.9
+
+
+def test_a_stack_of_frames_is_split_frame_by_frame_with_distinct_ids():
+    a, ta = nuclei((128, 128), n_objects=10, diameter=20, seed=4)
+    b, tb = nuclei((128, 128), n_objects=10, diameter=20, seed=5)
+    labels = segment(np.stack([a, b]), regions="instances", spatial_dims=2)
+    assert labels.shape == (2, 128, 128)
+    assert not set(np.unique(labels[0])[1:]) & set(np.unique(labels[1])[1:])  # ids numbered over the stack
+    for frame, truth in zip(labels, (ta, tb)):
+        assert instance_scores(frame, truth)["f1"] >= 0.8
+
+
+def test_estimated_diameter_is_close_to_the_truth():
+    for d in (12.0, 24.0, 40.0):
+        image, _ = nuclei((256, 256), n_objects=25, diameter=d, seed=6, touching=0.3)
+        log = np.log1p(np.maximum(image.astype(np.float64) - 100, 0))
+        assert 0.75 * d <= estimate_diameter(log) <= 1.33 * d, d
+
+
+def test_estimated_diameter_follows_the_pixel_size():
+    image, _ = nuclei((256, 256), n_objects=25, diameter=24, seed=6)
+    log = np.log1p(np.maximum(image.astype(np.float64) - 100, 0))
+    assert estimate_diameter(log, spacing=(0.25, 0.25)) == pytest.approx(0.25 * estimate_diameter(log), rel=1e-6)
+
+
+def test_fluorescence_contrast_evens_dim_and_bright_objects_and_removes_a_ramp():
+    yy, xx = np.mgrid[:128, :128].astype(np.float32)
+    ramp = 0.5 * xx / 127  # background rising to half the bright object's level
+    img = ramp.copy()
+    img[(yy - 40) ** 2 + (xx - 30) ** 2 <= 100] += 0.1  # dim, on the dark side
+    img[(yy - 90) ** 2 + (xx - 100) ** 2 <= 100] += 1.0  # bright, on the bright side
+    img += np.random.default_rng(0).normal(0, 0.01, img.shape).astype(np.float32)
+    out = fluorescence_contrast(img[None, None], diameter=20)[0, 0]
+    dim, bright = out[40, 30], out[90, 100]
+    background = np.ones(img.shape, bool)
+    background[(yy - 40) ** 2 + (xx - 30) ** 2 <= 400] = False
+    background[(yy - 90) ** 2 + (xx - 100) ** 2 <= 400] = False
+    # away from the edges (where an opening cannot follow a ramp), the ramp is gone: the
+    # background's level on the bright side is that of the dark side, well below the dim object
+    left, right = out[20:108, 20:44][background[20:108, 20:44]], out[20:108, 84:108][background[20:108, 84:108]]
+    assert np.median(right) < 0.4 * dim and np.median(left) < 0.4 * dim
+    assert abs(np.median(right) - np.median(left)) < 0.25 * dim
+    assert bright / dim < 3  # a 10x brighter object is less than 3x the dim one
+
+
+def test_foreground_rule_and_its_errors():
+    assert foreground_classes(2) == [2]
+    assert foreground_classes(4, [3, 4]) == [3, 4]
+    assert foreground_classes(3, 1) == [1]
+    for bad in ([0], [5], [1, 2, 3, 4], [], [1.5]):
+        with pytest.raises(InputError):
+            foreground_classes(4, bad)
+
+
+def test_dark_objects_on_a_bright_background_with_linear_contrast():
+    yy, xx = np.mgrid[:128, :128]
+    truth = np.zeros((128, 128), np.uint16)
+    for k, (cy, cx) in enumerate([(30, 30), (30, 90), (90, 40), (92, 95)], 1):
+        truth[(yy - cy) ** 2 + (xx - cx) ** 2 <= 15**2] = k
+    rng = np.random.default_rng(3)
+    image = (2000.0 - 1200.0 * (truth > 0) + rng.normal(0, 40, truth.shape)).astype(np.uint16)  # as in brightfield
+    labels = segment(image, regions="instances", contrast="linear", foreground=1)
+    assert instance_scores(labels, truth)["f1"] == 1.0
+    # the default (fluorescence, the brightest class) takes the bright background for the object
+    assert instance_scores(segment(image, regions="instances"), truth)["f1"] < 0.5
+
+
+def test_bad_instance_settings_are_input_errors(nuclei2d):
+    image, _ = nuclei2d
+    with pytest.raises(InputError, match="diameter"):
+        segment(image, regions="instances", diameter=-3)
+    with pytest.raises(InputError, match="spacing"):
+        segment(image, regions="instances", spacing=(1.0, 0.0))
+    with pytest.raises(InputError, match="contrast"):
+        segment(image, regions="instances", contrast="gamma")
+    with pytest.raises(InputError, match="instances"):
+        segment(image, diameter=10)  # a setting of instances given to another output
+
+
+def test_instance_labels_of_an_empty_foreground_are_all_background():
+    out = instance_labels(np.zeros((32, 32), np.float32))
+    assert out.dtype == np.uint32 and not out.any()
