@@ -199,13 +199,15 @@ def _structure_max(x: np.ndarray, spatial_dims: int) -> float:
     return float(y.max())
 
 
-def _value_range(x: np.ndarray, spatial_dims: int, pmin: float, pmax: float) -> tuple[float, float]:
+def _value_range(x: np.ndarray, spatial_dims: int, pmin: float, pmax: float,
+                 structures: bool = True) -> tuple[float, float]:
     """``(lo, hi)`` of the module's rule for the working copy ``x`` (all its values together)."""
     if x.size > 1:
         lo, hi = (float(v) for v in np.percentile(x, [pmin, pmax]))
     else:
         lo = hi = float(x.min())
-    hi = max(hi, _structure_max(x, spatial_dims))
+    if structures:
+        hi = max(hi, _structure_max(x, spatial_dims))
     if hi <= lo:
         lo, hi = float(x.min()), float(x.max())
     return lo, hi
@@ -214,16 +216,21 @@ def _value_range(x: np.ndarray, spatial_dims: int, pmin: float, pmax: float) -> 
 def _map_range(x: np.ndarray, lo: float, hi: float, out: np.ndarray) -> None:
     """``out[...] = clip((x - lo) / (hi - lo), 0, 1)`` in ``x``'s precision."""
     t = np.subtract(x, x.dtype.type(lo))
-    t /= x.dtype.type(hi) - x.dtype.type(lo)
+    den = x.dtype.type(hi) - x.dtype.type(lo)  # 0 only where hi and lo round to one float32: a step
+    t /= den if den > 0 else np.finfo(x.dtype).tiny
     np.clip(t, 0.0, 1.0, out=t)
     out[...] = t
 
 
-def normalize(data: np.ndarray, pmin: float = 0.5, pmax: float = 99.5, spatial_dims: int | None = None) -> np.ndarray:
+def normalize(data: np.ndarray, pmin: float = 0.5, pmax: float = 99.5, spatial_dims: int | None = None,
+              structures: bool = True) -> np.ndarray:
     """Per-channel normalisation of ``(C, ...)`` data to float32 in [0, 1] (the module's rule).
 
     ``spatial_dims``: how many trailing axes are spatial (default: all but the
     first); the brightest structure is looked for along those axes only.
+    ``structures=False`` leaves the brightest structure out of ``hi`` (the
+    99.5th percentile alone, clipping small bright objects: the rule before,
+    with which the shipped U-Net was trained).
     """
     data = np.asarray(data)
     spatial_dims = data.ndim - 1 if spatial_dims is None else int(spatial_dims)
@@ -231,7 +238,7 @@ def normalize(data: np.ndarray, pmin: float = 0.5, pmax: float = 99.5, spatial_d
     any_varies = False
     for ci, ch in enumerate(data):
         x = _fit_range(_working_copy(ch))
-        lo, hi = _value_range(x, spatial_dims, pmin, pmax)
+        lo, hi = _value_range(x, spatial_dims, pmin, pmax, structures)
         if hi <= lo:
             out[ci] = 0.0
             continue
@@ -246,14 +253,14 @@ def normalize(data: np.ndarray, pmin: float = 0.5, pmax: float = 99.5, spatial_d
 MAX_COLOUR_BITS = 32
 
 
-def to_lab(rgb: np.ndarray, spatial_dims: int | None = None) -> np.ndarray:
+def to_lab(rgb: np.ndarray, spatial_dims: int | None = None, structures: bool = True) -> np.ndarray:
     """``(3, ...)`` RGB (any range) to CIELAB scaled by 1/100, shape ``(3, ...)``.
 
     Whole non-negative values (of any dtype) are read as 0..2**bits - 1, with
     the bits their largest value needs (at least 8: 8-bit data in a wider type,
     12- or 16-bit data; at most ``MAX_COLOUR_BITS``); other values are mapped
     jointly (all channels together, keeping the colour balance) by the
-    module's rule.  ``spatial_dims`` as for ``normalize``.  L/100 lies in [0, 1]
+    module's rule.  ``spatial_dims`` and ``structures`` as for ``normalize``.  L/100 lies in [0, 1]
     and a/100, b/100 roughly in [-1, 1], so squared distances are perceptual
     colour differences.
     """
@@ -267,7 +274,7 @@ def to_lab(rgb: np.ndarray, spatial_dims: int | None = None) -> np.ndarray:
         bits = max(8, int(top).bit_length())
         x = x.astype(np.float32) / np.float32(2**bits - 1)
     else:  # one range for all three channels: the brightest structure of any of them counts
-        lo, hi = _value_range(x, spatial_dims, 0.5, 99.5)
+        lo, hi = _value_range(x, spatial_dims, 0.5, 99.5, structures)
         scaled = np.empty(x.shape, np.float32)
         if hi > lo:
             _map_range(x, lo, hi, scaled)
@@ -284,6 +291,7 @@ def prepare_image(
     spatial_dims: int | None = None,
     normalise: bool = True,
     color: str = "rgb",
+    structures: bool = True,
 ) -> Prepared:
     """Check, reorder and normalise ``image`` into ``(B, C, *S)`` float32.
 
@@ -291,7 +299,8 @@ def prepare_image(
     instead of normalising each channel on its own; ``color="auto"`` does so
     for RGB(A) images (see ``Prepared.rgb``) and normalises each channel of
     any other image.  A guessed RGBA image loses its alpha in every mode; with
-    ``channel_axis`` given, every channel is used.
+    ``channel_axis`` given, every channel is used.  ``structures``: see
+    ``normalize``.
     """
     arr = np.asarray(image)
     if arr.size == 0:
@@ -327,13 +336,13 @@ def prepare_image(
             hint = (" (an explicit channel_axis keeps all of them; leave it unset to read a last axis of 4 as RGBA)"
                     if arr.shape[0] == 4 else "")
             raise InputError(f"color='lab' needs an RGB image (3 channels), this one has {arr.shape[0]}{hint}")
-        data = to_lab(arr, spatial_dims=sdims)
+        data = to_lab(arr, spatial_dims=sdims, structures=structures)
         if np.ptp(data.reshape(data.shape[0], -1), axis=1).max() == 0:
             raise InputError("the image is constant: there is nothing to segment")
     elif color != "rgb":
         raise InputError(f"color must be 'auto', 'rgb' or 'lab', got {color!r}")
     else:
-        data = normalize(arr, spatial_dims=sdims) if normalise else arr.astype(np.float32)
+        data = normalize(arr, spatial_dims=sdims, structures=structures) if normalise else arr.astype(np.float32)
     # (C, *batch, *S) -> (B, C, *S)
     data = data.reshape((data.shape[0], -1) + spatial)
     data = np.ascontiguousarray(np.swapaxes(data, 0, 1))

@@ -199,6 +199,9 @@ def test_sparse_bright_objects_keep_their_contrast():
     assert np.median(out[truth]) > 0.7 and np.percentile(out[~truth], 99.9) < 0.5
     labels = nls.segment(img.astype(np.float32), n_classes=2, device="cpu")
     assert iou(labels == 2, truth) > 0.8
+    # structures=False: the 99.5th percentile alone, which clips the discs to the brightest noise
+    old = normalize(img[None], structures=False)[0]
+    assert (old[truth] == 1).all() and (old[~truth] == 1).sum() > 0
 
 
 def test_hot_pixels_and_thin_lines_do_not_set_the_range():
