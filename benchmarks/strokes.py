@@ -1,0 +1,530 @@
+#!/usr/bin/env python
+"""Strokes benchmark: segmentation guided by a few thin synthetic strokes, against the truth they came from.
+
+A user paints one short stroke per class and expects every pixel of the object
+it touches to get that class.  This script draws such strokes from expert
+segmentations, deterministically (``--seed``), runs every method with the same
+strokes and scores the result against the regions the strokes were drawn in.
+
+Strokes (0 = unpainted, k = class k; the ``scribbles`` of ``napari_levelset.segment``):
+
+BSDS500 (``--bsds DIR``, ``--split``, default val)
+    Of each image's human segmentations the coarsest (fewest regions; the first
+    of equals).  Its regions of at least 2 % of the image, the 8 largest when
+    there are more, are the classes 1..K, largest first.  In each one stroke:
+    a connected piece of the skeleton (``skimage.morphology.skeletonize``) of
+    the region eroded by 3 px (less for a region too thin for that), grown
+    from a random point of the skeleton's largest piece (breadth first along
+    the skeleton) to at most 2 % of the region's pixels.
+Nuclei (``--nuclei DIR``, laid out as ``benchmarks/nuclei.py`` reads it)
+    GOWT1 and HeLa (instance masks) and NIH3T3 (a foreground mask, whose
+    connected components stand in for the nuclei).  Class 2 is the nuclei:
+    one stroke as above in each of three nuclei picked at random among those
+    at least as large as the median and off the image border.  Class 1 is the
+    background: three strokes on the skeleton of the background eroded by
+    8 px, each at most a tenth of the image's shorter side, each started at
+    least a quarter of that side away from the strokes before it.
+
+Scores, per image, then averaged over the images of a set:
+
+``mean IoU``
+    over the stroked classes k: the truth's region of class k against all
+    pixels labelled k.
+``pixel accuracy``
+    over the pixels of the stroked regions (on nuclei images: every pixel).
+``Dice`` (nuclei)
+    of the foreground, labels 2 against the nuclei.
+
+Methods (``--methods``, comma-separated), each run in this process on the
+image as stored (RGB uint8, grey uint8 or uint16) with the strokes:
+
+``levelset`` / ``levelset:key=value,...``
+    ``napari_levelset.segment(image, n_classes=K, scribbles=strokes, **settings)``,
+    its defaults unless settings are given (e.g. ``levelset:model=unet,iterations=30``;
+    values read as Python literals).
+``rf``
+    scikit-image's trainable segmentation as in its gallery example:
+    ``multiscale_basic_features`` (intensity and texture, σ 1..16, every
+    channel) and ``fit_segmenter`` / ``predict_segmenter`` with
+    ``RandomForestClassifier(n_estimators=50, n_jobs=-1, max_depth=10,
+    max_samples=0.05, random_state=0)``.  Needs scikit-learn
+    (``pip install scikit-learn``).
+
+Time is the wall clock of the method's call alone (features and training
+included for ``rf``), after one warm-up call of every method on a small
+synthetic image.  A method that raises is reported and the run goes on.
+
+Example::
+
+    python benchmarks/strokes.py --bsds ../shared/data/bsds500 --nuclei ../shared/data/nuclei --limit 20 \\
+        --methods levelset,rf --json /tmp/strokes.json --figure /tmp/strokes.png
+
+``--figure`` writes a PNG with a row per image (the first image of each set, at
+most three): the image with its strokes, the stroked truth, each method's labels,
+class k in the same colour everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+import zlib
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+try:  # run from a checkout without installing the package
+    import napari_levelset  # noqa: F401
+except ImportError:  # pragma: no cover
+    sys.path.insert(0, str(REPO))
+
+import bsds  # noqa: E402
+import nuclei  # noqa: E402
+
+from napari_levelset import metrics  # noqa: E402
+
+MIN_REGION = 0.02  # of the image: smaller BSDS regions get no stroke and are not scored
+MAX_CLASSES = 8  # the largest regions kept
+STROKE_FRACTION = 0.02  # a stroke's pixels, at most, of its region's
+EROSION = 3  # px the region is eroded by before its skeleton is taken
+STROKED_NUCLEI = 3
+BACKGROUND_STROKES = 3
+BACKGROUND_MARGIN = 8  # px between background strokes and the nuclei
+BACKGROUND_LENGTH = 0.1  # of the image's shorter side: one background stroke, at most
+BACKGROUND_SPACING = 0.25  # of the shorter side: the least distance between background strokes
+BACKGROUND, NUCLEUS = 1, 2
+
+
+@dataclass
+class Case:
+    """One image with its strokes and the truth they were drawn from."""
+
+    set: str
+    id: str
+    image: np.ndarray
+    strokes: np.ndarray  # 0 unpainted, k class k
+    truth: np.ndarray  # k where the truth is class k, 0 outside the stroked regions
+    n_classes: int
+    foreground: bool = False  # nuclei: class NUCLEUS is the foreground (scored by Dice)
+
+
+# ------------------------------------------------------------------ strokes
+def _box(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
+    """The bounding box of ``mask``, ``pad`` px larger on every side (within the array)."""
+    rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+    return (slice(max(rows[0] - pad, 0), rows[-1] + pad + 1), slice(max(cols[0] - pad, 0), cols[-1] + pad + 1))
+
+
+def skeleton_of(region: np.ndarray, erosion: int) -> np.ndarray:
+    """The skeleton of ``region`` eroded by ``erosion`` px, or by less where that would leave nothing."""
+    from scipy import ndimage as ndi
+    from skimage.morphology import disk, skeletonize
+
+    box = _box(region, 1)
+    sub = region[box]
+    for r in range(erosion, 0, -1):
+        core = ndi.binary_erosion(sub, disk(r))
+        if core.any():
+            break
+    else:
+        core = sub
+    out = np.zeros(region.shape, bool)
+    out[box] = skeletonize(core)
+    return out
+
+
+def skeleton_piece(skeleton: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
+    """At most ``budget`` connected pixels of ``skeleton``: breadth first from a random point of its largest piece."""
+    from scipy import ndimage as ndi
+
+    pieces, _ = ndi.label(skeleton, structure=np.ones((3, 3)))
+    largest = np.argmax(np.bincount(pieces.ravel())[1:]) + 1
+    ys, xs = np.nonzero(pieces == largest)
+    i = rng.integers(len(ys))
+    start = (int(ys[i]), int(xs[i]))
+    out = np.zeros(skeleton.shape, bool)
+    queue, seen, taken = deque([start]), {start}, 0
+    h, w = skeleton.shape
+    while queue and taken < budget:
+        y, x = queue.popleft()
+        out[y, x] = True
+        taken += 1
+        for q in ((y + dy, x + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)):
+            if 0 <= q[0] < h and 0 <= q[1] < w and skeleton[q] and q not in seen:
+                seen.add(q)
+                queue.append(q)
+    return out
+
+
+def region_stroke(region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One thin stroke inside ``region``: its eroded skeleton, at most ``STROKE_FRACTION`` of its pixels."""
+    budget = max(1, int(STROKE_FRACTION * np.count_nonzero(region)))
+    return skeleton_piece(skeleton_of(region, EROSION), budget, rng)
+
+
+def background_strokes(background: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``BACKGROUND_STROKES`` strokes on the skeleton of the background kept ``BACKGROUND_MARGIN`` px from the rest."""
+    from scipy import ndimage as ndi
+
+    side = min(background.shape)
+    skeleton = skeleton_of(background, BACKGROUND_MARGIN)
+    out = np.zeros(background.shape, bool)
+    for _ in range(BACKGROUND_STROKES):
+        if not skeleton.any():
+            break
+        stroke = skeleton_piece(skeleton, max(1, int(BACKGROUND_LENGTH * side)), rng)
+        out |= stroke
+        skeleton &= ndi.distance_transform_edt(~stroke) >= BACKGROUND_SPACING * side
+    return out
+
+
+def case_rng(seed: int, set_name: str, image_id: str) -> np.random.Generator:
+    """The strokes' random numbers: one stream per image, the same whichever images run with it."""
+    return np.random.default_rng([seed, zlib.crc32(f"{set_name}/{image_id}".encode())])
+
+
+def coarsest(segmentations: Sequence[np.ndarray]) -> np.ndarray:
+    """The human segmentation with the fewest regions (the first of equals)."""
+    return min(segmentations, key=lambda s: len(np.unique(s)))
+
+
+def bsds_case(root: Path, split: str, image_id: str, seed: int) -> Case:
+    """A BSDS500 image, a stroke in each large region of its coarsest human segmentation."""
+    image = bsds.read_image(root / "images" / split / f"{image_id}.jpg")
+    human = coarsest(metrics.load_ground_truth(root / "groundTruth" / split / f"{image_id}.mat"))
+    ids, counts = np.unique(human, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    kept = [ids[i] for i in order if counts[i] >= MIN_REGION * human.size][:MAX_CLASSES]
+    rng = case_rng(seed, "bsds", image_id)
+    truth = np.zeros(human.shape, np.uint8)
+    strokes = np.zeros(human.shape, np.uint8)
+    for k, region_id in enumerate(kept, start=1):
+        region = human == region_id
+        truth[region] = k
+        strokes[region_stroke(region, rng)] = k
+    return Case(f"BSDS500 {split}", image_id, image, strokes, truth, len(kept))
+
+
+def bsds_cases(root: Path, split: str, limit: int | None, seed: int) -> list[Case]:
+    return [bsds_case(root, split, i, seed) for i in bsds.list_images(root, split, limit)]
+
+
+def nuclei_case(dataset: nuclei.NucleiSet, image_id: str, image: np.ndarray, mask: np.ndarray, seed: int) -> Case:
+    """Strokes in three typical nuclei (class 2) and on the background (class 1)."""
+    from skimage.measure import label
+
+    objects = np.asarray(mask) if dataset.instances else label(np.asarray(mask) != 0)
+    areas = np.bincount(objects.ravel())
+    ids = np.nonzero(areas[1:])[0] + 1
+    on_border = np.unique(np.concatenate([objects[[0, -1]].ravel(), objects[:, [0, -1]].ravel()]))
+    candidates = [i for i in ids if areas[i] >= np.median(areas[ids]) and i not in on_border] or list(ids)
+    rng = case_rng(seed, dataset.name, image_id)
+    picked = np.sort(rng.choice(candidates, size=min(STROKED_NUCLEI, len(candidates)), replace=False))
+    truth = np.where(objects > 0, NUCLEUS, BACKGROUND).astype(np.uint8)
+    strokes = np.zeros(truth.shape, np.uint8)
+    for i in picked:
+        strokes[region_stroke(objects == i, rng)] = NUCLEUS
+    strokes[background_strokes(objects == 0, rng)] = BACKGROUND
+    return Case(dataset.name, image_id, image, strokes, truth, 2, foreground=True)
+
+
+def nuclei_cases(root: Path, limit: int | None, seed: int) -> list[Case]:
+    """The images of every nuclei set found under ``root`` (a missing set's folder is skipped)."""
+    sets = [d for d in nuclei.SETS.values() if (root / d.folder / "img").is_dir()]
+    if not sets:
+        raise SystemExit(f"no nuclei sets under {root}: expected {', '.join(d.folder for d in nuclei.SETS.values())}")
+    return [
+        nuclei_case(dataset, image_id, nuclei.read_image(image), nuclei.read_image(truth), seed)
+        for dataset in sets
+        for image_id, image, truth in dataset.items(root, limit)
+    ]
+
+
+# ------------------------------------------------------------------ methods
+Run = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+
+
+def run_levelset(image: np.ndarray, strokes: np.ndarray, n_classes: int, **settings: Any) -> np.ndarray:
+    """``napari_levelset.segment(image, n_classes=K, scribbles=strokes, **settings)``."""
+    from napari_levelset import segment
+
+    return np.asarray(segment(image, n_classes=n_classes, scribbles=strokes, **settings))
+
+
+def run_rf(image: np.ndarray, strokes: np.ndarray, n_classes: int) -> np.ndarray:
+    """scikit-image's trainable segmentation (its gallery's features and random forest)."""
+    from skimage.feature import multiscale_basic_features
+    from skimage.future import fit_segmenter, predict_segmenter
+    from sklearn.ensemble import RandomForestClassifier
+
+    features = multiscale_basic_features(image, intensity=True, edges=False, texture=True, sigma_min=1,
+                                         sigma_max=16, channel_axis=-1 if image.ndim == 3 else None)
+    forest = RandomForestClassifier(n_estimators=50, n_jobs=-1, max_depth=10, max_samples=0.05, random_state=0)
+    return predict_segmenter(features, fit_segmenter(strokes, features, forest))
+
+
+def split_methods(spec: str) -> list[str]:
+    """``--methods`` split at commas, except those between the ``key=value`` items of a ``levelset:`` entry."""
+    names: list[str] = []
+    for token in (t.strip() for t in spec.split(",")):
+        if names and names[-1].startswith("levelset:") and "=" in token and ":" not in token:
+            names[-1] += "," + token
+        elif token:
+            names.append(token)
+    return names
+
+
+def build_methods(spec: str) -> dict[str, Run]:
+    """Method name -> ``run(image, strokes, n_classes) -> labels`` for a ``--methods`` string."""
+    methods: dict[str, Run] = {}
+    for name in split_methods(spec):
+        if name == "rf":
+            try:
+                import sklearn  # noqa: F401
+            except ImportError:
+                raise SystemExit("the rf method needs scikit-learn: pip install scikit-learn") from None
+            methods[name] = run_rf
+        elif name == "levelset" or name.startswith("levelset:"):
+            settings = nuclei.parse_settings(name.partition(":")[2]) if ":" in name else {}
+            methods[name] = lambda im, s, k, kw=settings: run_levelset(im, s, k, **kw)
+        else:
+            raise SystemExit(f"unknown method {name!r}: levelset[:key=value,...] or rf")
+    return methods
+
+
+# ------------------------------------------------------------------ scoring and running
+def score(labels: np.ndarray, case: Case) -> dict[str, float]:
+    """Mean IoU over the stroked classes, pixel accuracy over the stroked regions, foreground Dice on nuclei."""
+    if labels.shape != case.truth.shape:
+        raise ValueError(f"labels of shape {labels.shape} for an image of shape {case.truth.shape}")
+    ious = []
+    for k in range(1, case.n_classes + 1):
+        truth, pred = case.truth == k, labels == k
+        ious.append(np.count_nonzero(truth & pred) / max(np.count_nonzero(truth | pred), 1))
+    scored = case.truth > 0
+    rec = {"miou": float(np.mean(ious)), "accuracy": float(np.mean(labels[scored] == case.truth[scored]))}
+    if case.foreground:
+        rec["dice"] = metrics.foreground_dice(labels == NUCLEUS, case.truth == NUCLEUS)
+    return rec
+
+
+def warm_up(methods: dict[str, Run]) -> None:
+    """Run every method once on a small synthetic RGB image with two strokes (errors are left to the real run)."""
+    yy, xx = np.mgrid[:48, :64]
+    disc = (yy - 24) ** 2 + (xx - 40) ** 2 < 150
+    image = np.stack([40 + 160 * disc, 60 + 100 * disc, 120 - 60 * disc], axis=-1).astype(np.uint8)
+    strokes = np.zeros(disc.shape, np.uint8)
+    strokes[24, 35:45], strokes[5:40, 6] = 2, 1
+    for run in methods.values():
+        try:
+            with warnings.catch_warnings():  # the forest's: too few samples in so small an image
+                warnings.simplefilter("ignore")
+                run(image, strokes, 2)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def run_all(cases: Sequence[Case], methods: dict[str, Run], keep: set[tuple[str, str]]
+            ) -> tuple[list[dict], dict[tuple[str, str], dict[str, np.ndarray]]]:
+    """Run and score every method on every case; also return the labels of the cases in ``keep``."""
+    records, kept = [], {}
+    for case in cases:
+        for name, run in methods.items():
+            rec: dict[str, Any] = {"set": case.set, "image": case.id, "method": name, "classes": case.n_classes}
+            try:
+                t0 = time.perf_counter()
+                labels = np.asarray(run(case.image, case.strokes, case.n_classes))
+                rec["seconds"] = time.perf_counter() - t0
+                rec.update(score(labels, case))
+            except Exception as exc:  # noqa: BLE001 - a failing method is reported, the run goes on
+                rec["error"] = f"{type(exc).__name__}: {exc}"
+                print(f"{case.set} {case.id} {name}: {rec['error']}", file=sys.stderr)
+            else:
+                if (case.set, case.id) in keep:
+                    kept.setdefault((case.set, case.id), {})[name] = labels
+                shown = ", ".join(f"{k} {rec[k]:.3f}" for k in ("miou", "accuracy", "dice") if k in rec)
+                print(f"{case.set} {case.id} {name} (K {case.n_classes}): {shown}, {rec['seconds']:.2f} s",
+                      file=sys.stderr)
+            records.append(rec)
+    return records, kept
+
+
+def summarize(records: Sequence[dict]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Set -> method -> mean of each score over the images it ran on (and its errors)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for rec in records:
+        out.setdefault(rec["set"], {}).setdefault(rec["method"], {"ok": [], "failed": []})[
+            "failed" if "error" in rec else "ok"].append(rec)
+    for methods in out.values():
+        for name, groups in methods.items():
+            ok, failed = groups["ok"], groups["failed"]
+            entry = methods[name] = {"n_images": len(ok)}
+            for key in ("miou", "accuracy", "dice", "seconds"):
+                if ok and key in ok[0]:
+                    entry[key] = float(np.mean([r[key] for r in ok]))
+            if failed:
+                entry.update(error=failed[0]["error"], n_failed=len(failed))
+    return out
+
+
+# ------------------------------------------------------------------ reporting
+SCORES = {"miou": "mean IoU", "accuracy": "pixel accuracy", "dice": "foreground Dice", "seconds": "s / image"}
+
+
+def format_table(summary: dict[str, dict[str, dict]], methods: Sequence[str]) -> str:
+    """Markdown: a row per set and score, a column per method."""
+    rows = []
+    for set_name, by_method in summary.items():
+        n = max(e["n_images"] + e.get("n_failed", 0) for e in by_method.values())
+        keys = ("dice", "miou", "seconds") if any("dice" in e for e in by_method.values()) else (
+            "miou", "accuracy", "seconds")
+        for j, key in enumerate(keys):
+            cells = []
+            for m in methods:
+                entry = by_method.get(m, {})
+                cell = "—" if key not in entry else f"{entry[key]:.2f}" if key == "seconds" else f"{entry[key]:.3f}"
+                cells.append(cell + (f" ({entry['n_failed']} failed)" if j == 0 and "n_failed" in entry else ""))
+            rows.append([f"{set_name} ({n})" if j == 0 else "", SCORES[key], *cells])
+    return "\n".join(nuclei._markdown(["set (images)", "score", *methods], rows))
+
+
+# ------------------------------------------------------------------ figure
+PALETTE = np.array([(70, 70, 70), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+                    (145, 30, 180), (70, 240, 240), (240, 50, 230)], np.uint8)  # index 0: not scored
+
+
+def _display(image: np.ndarray) -> np.ndarray:
+    """RGB uint8 for showing: RGB as it is, grey stretched between its 0.5th and 99.8th percentiles."""
+    if image.ndim == 3:
+        return np.asarray(image[..., :3], np.uint8)
+    lo, hi = np.percentile(image, (0.5, 99.8))
+    grey = np.clip((image.astype(np.float64) - lo) / max(hi - lo, 1e-9), 0, 1)
+    return np.repeat((grey * 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def _panels(case: Case, labels: dict[str, np.ndarray], height: int) -> list[tuple[Any, str]]:
+    """The row of one case: image with strokes, truth, every method's labels; scaled to ``height``."""
+    from PIL import Image
+    from scipy import ndimage as ndi
+
+    size = (round(case.image.shape[1] * height / case.image.shape[0]), height)
+    shrink = case.image.shape[0] / height
+    strokes = ndi.grey_dilation(case.strokes, size=2 * max(1, round(shrink)) + 1)  # visible once shrunk
+    shown = np.asarray(Image.fromarray(_display(case.image)).resize(size, Image.BILINEAR)).copy()
+    small = np.asarray(Image.fromarray(strokes).resize(size, Image.NEAREST))
+    shown[small > 0] = PALETTE[small[small > 0]]
+    panels = [(Image.fromarray(shown), f"{case.set} {case.id}\nstrokes, K {case.n_classes}"),
+              (Image.fromarray(PALETTE[case.truth]).resize(size, Image.NEAREST), "truth\n(grey: not scored)")]
+    for name, lab in labels.items():
+        s = score(lab, case)
+        caption = f"mIoU {s['miou']:.2f}" + (f", Dice {s['dice']:.2f}" if "dice" in s else f", acc {s['accuracy']:.2f}")
+        colours = PALETTE[np.clip(lab, 0, len(PALETTE) - 1).astype(np.intp)]
+        panels.append((Image.fromarray(colours).resize(size, Image.NEAREST), f"{name}\n{caption}"))
+    return panels
+
+
+def write_figure(path: Path, cases: Sequence[Case], labels: dict[tuple[str, str], dict[str, np.ndarray]],
+                 height: int = 280) -> None:
+    """PNG grid: a row per case in ``labels``, panels from ``_panels``."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    try:
+        font = ImageFont.load_default(size=18)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    rows = [_panels(c, labels[(c.set, c.id)], height) for c in cases if (c.set, c.id) in labels]
+    if not rows:
+        return
+    pad, text_h = 12, 46
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    widths = [[max(p.width, measure.multiline_textbbox((0, 0), t, font=font, spacing=2)[2]) for p, t in row]
+              for row in rows]
+    sheet = Image.new("RGB", (max(map(sum, widths)) + pad * (max(map(len, rows)) + 1),
+                              pad + len(rows) * (text_h + height + pad)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, row in enumerate(rows):
+        top, left = pad + r * (text_h + height + pad), pad
+        for (panel, title), width in zip(row, widths[r]):
+            draw.multiline_text((left, top), title, fill="black", font=font, spacing=2)
+            sheet.paste(panel, (left, top + text_h))
+            left += width + pad
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, optimize=True)
+
+
+def figure_cases(cases: Sequence[Case], n: int = 3) -> list[Case]:
+    """The first image of each set, then the second of each, ... : ``n`` in all."""
+    by_set: dict[str, list[Case]] = {}
+    for c in cases:
+        by_set.setdefault(c.set, []).append(c)
+    order = sorted(((i, s) for s, group in enumerate(by_set.values()) for i in range(len(group))))
+    return [list(by_set.values())[s][i] for i, s in order][:n]
+
+
+# ------------------------------------------------------------------ CLI
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Strokes benchmark: segmentation from a few synthetic strokes, scored against the truth "
+                    "they were drawn from (mean IoU, pixel accuracy, foreground Dice, s/image).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--bsds", type=Path, default=None, help="BSDS500 folder (images/, groundTruth/)")
+    p.add_argument("--split", default="val", help="BSDS500 split")
+    p.add_argument("--nuclei", type=Path, default=None, help="nuclei folder (N2DH-GOWT1/, N2DL-HeLa/, NIH3T3/)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images of BSDS500 and of each nuclei set")
+    p.add_argument("--methods", default="levelset,rf", help="comma-separated: levelset, levelset:key=value,..., rf")
+    p.add_argument("--seed", type=int, default=0, help="seed of the strokes")
+    p.add_argument("--json", type=Path, default=None, help="write per-image records and the summary")
+    p.add_argument("--figure", type=Path, default=None, help="write a PNG of strokes, truth and results")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.bsds is None and args.nuclei is None:
+        raise SystemExit("nothing to run: give --bsds DIR and/or --nuclei DIR")
+    methods = build_methods(args.methods)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    cases = []
+    if args.bsds is not None:
+        cases += bsds_cases(args.bsds.resolve(), args.split, args.limit, args.seed)
+    if args.nuclei is not None:
+        cases += nuclei_cases(args.nuclei.resolve(), args.limit, args.seed)
+    shown = figure_cases(cases) if args.figure else []
+
+    warm_up(methods)
+    t_start = time.perf_counter()
+    records, kept = run_all(cases, methods, {(c.set, c.id) for c in shown})
+    elapsed = time.perf_counter() - t_start
+    summary = summarize(records)
+
+    print(f"Strokes benchmark: means over each set's images; s / image = wall clock of one call "
+          f"({args.threads} torch threads, seed {args.seed})\n")
+    print(format_table(summary, list(methods)))
+    print(f"\n(all methods on all images: {elapsed:.1f} s)", file=sys.stderr)
+    if args.figure:
+        write_figure(args.figure, shown, kept)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "bsds": str(args.bsds), "split": args.split, "nuclei": str(args.nuclei), "methods": list(methods),
+            "threads": args.threads, "seed": args.seed, "elapsed_s": elapsed, "summary": summary,
+            "records": records,
+        }, indent=1))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
