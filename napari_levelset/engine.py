@@ -31,9 +31,13 @@ from .instances import (CONTRAST_MODES, fluorescence_prepared, foreground_classe
 from .io import InputError, Prepared, labels_dtype, prepare_image
 from .loss import class_means, class_probs, levelset_loss, scribble_loss
 from .cluster import init_centres
-from .models import PerImageCNN
+from .models import PerImageCNN, init_parameters
 
 __all__ = ["Snapshot", "Segmenter", "segment", "resolve_device", "DEFAULTS"]
+
+#: held while a network is built from the global torch generator (seeded, then restored)
+_GLOBAL_RNG_LOCK = threading.Lock()
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` picks CUDA, then MPS, else the CPU; other names are checked."""
@@ -231,12 +235,16 @@ class Segmenter:
             n_position = self.x.shape[1] - self.image_channels
         in_ch = self.x.shape[1]
         first_logits = None
-        with torch.random.fork_rng(devices=[]):
+        # a seed means one network even when several are built at once in other threads: the
+        # per-image CNN draws from a private generator, and other builds hold the global one alone
+        with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             if isinstance(model, torch.nn.Module):
                 self.model = model
             elif model == "cnn":
-                self.model = PerImageCNN(in_ch, n_classes, width=int(width), depth=int(depth), ndim=ndim)
+                self.model = init_parameters(
+                    PerImageCNN(in_ch, n_classes, width=int(width), depth=int(depth), ndim=ndim),
+                    torch.Generator(device="cpu").manual_seed(self.seed))
             else:
                 from .unet import build_network
 

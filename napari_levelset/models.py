@@ -11,7 +11,30 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["PerImageCNN", "conv_layer", "norm_layer"]
+__all__ = ["PerImageCNN", "conv_layer", "norm_layer", "init_parameters"]
+
+
+@torch.no_grad()
+def init_parameters(module: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Draw ``module``'s convolution and linear weights from ``generator`` (in place).
+
+    The same draws, in the same order, as PyTorch's own ``reset_parameters``
+    (Kaiming-uniform weights with ``a = sqrt(5)``, biases uniform in
+    ``±1/sqrt(fan_in)``), but from a private generator instead of the global one,
+    so that a seed gives the same network however many threads build networks at
+    once.  Normalisation layers keep their deterministic start (weight 1, bias 0).
+    Returns ``module``.
+    """
+    import math
+
+    for m in module.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+            if m.bias is not None:
+                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+    return module
 
 
 def conv_layer(ndim: int):

@@ -332,3 +332,50 @@ def test_scribbles_a_direct_unet_would_ignore_are_an_error():
         segment(image, 3, model="unet", scribbles=scribbles, device="cpu")
     labels = segment(image, 3, model="unet", scribbles=scribbles, finetune_iterations=5, device="cpu")
     assert labels.shape == (48, 64)
+
+
+def test_a_seed_gives_one_network_however_many_threads_build_at_once():
+    """Segmenters built at once in several threads, while another thread reseeds and draws from
+    torch's global generator, all start from the network of a lone build with that seed."""
+    import threading
+
+    import torch
+
+    from napari_levelset.engine import Segmenter
+
+    image = np.random.default_rng(0).random((24, 24)).astype(np.float32)
+    reference = Segmenter(image, 3, seed=7).model.state_dict()
+    stop = threading.Event()
+
+    def hammer():
+        k = 0
+        while not stop.is_set():
+            torch.manual_seed(k)
+            torch.rand(64)
+            k += 1
+
+    results = []
+
+    def build():
+        for _ in range(4):
+            results.append(Segmenter(image, 3, seed=7).model.state_dict())
+
+    import sys
+
+    noise = threading.Thread(target=hammer)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often, as on a busy machine
+    noise.start()
+    builders = [threading.Thread(target=build) for _ in range(4)]
+    try:
+        for t in builders:
+            t.start()
+        for t in builders:
+            t.join()
+    finally:
+        stop.set()
+        noise.join()
+        sys.setswitchinterval(switch)
+    assert len(results) == 16
+    for state in results:
+        assert all(torch.equal(state[k], reference[k]) for k in reference)
