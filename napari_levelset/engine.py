@@ -200,7 +200,8 @@ class Segmenter:
                 raise InputError("contrast='fluorescence' is for fluorescence channels; it cannot be combined with color='lab'")
             color = "rgb"
         if prepared is None:
-            prepared = prepare_image(image, channel_axis, spatial_dims, color=color)
+            # a U-Net gets the normalisation it was trained with (unet.NORMALISATION)
+            prepared = prepare_image(image, channel_axis, spatial_dims, color=color, structures=per_image)
         color = prepared.color
         #: physical size of a pixel (voxel) per spatial axis, or None (pixels)
         self.spacing = None if spacing is None else tuple(float(v) for v in np.broadcast_to(
@@ -587,7 +588,7 @@ class Segmenter:
         if self._merge_features is None:
             prepared = self.prepared
             if self._merge_source is not None:
-                prepared = prepare_image(*self._merge_source, color="lab")
+                prepared = prepare_image(*self._merge_source, color="lab", structures=self._model_kind == "cnn")
             x = prepared.data  # B C *S
             self._merge_features = np.moveaxis(x, 1, 0).reshape((x.shape[1],) + self.prepared.out_shape)
         return self._merge_features

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from .io import PLAIN_EXT, TIFF_EXT, InputError, prepare_image, read_image
+from .unet import STRUCTURES
 from .loss import class_probs, levelset_loss, scribble_loss
 from .unet import MAX_CLASSES, LevelSetUNet, load_model, read_model_file, save_model
 
@@ -90,7 +91,7 @@ def _list_images(folder: Path) -> list[Path]:
 def _split(arr: np.ndarray, name: str, color: str = "rgb") -> np.ndarray:
     """Normalised ``(B, C, H, W)`` float16 of one image or stack (RGBA loses alpha, as when segmenting)."""
     try:
-        prep = prepare_image(arr, spatial_dims=2, color=color)
+        prep = prepare_image(arr, spatial_dims=2, color=color, structures=STRUCTURES)
     except InputError as exc:
         raise InputError(f"{name}: {exc}") from None
     data = prep.data[:, :3] if prep.rgb else prep.data

@@ -524,3 +524,19 @@ def test_unet_regions_merge_with_the_unet_boundary_weighting(model_file):
     assert MERGE_WEIGHT["unet"] > MERGE_WEIGHT["cnn"]
     unmerged = {kind: len(np.unique(s.regions(labels, "merged", merge=0.0))) for kind, s in segs.items()}
     assert unmerged["unet"] == unmerged["cnn"] + 1  # the 2-pixel fragment is offered to the U-Net's merging only
+
+
+def test_a_unet_gets_the_normalisation_it_was_trained_with():
+    """The shipped U-Net learned the percentile rule (unet.NORMALISATION); the per-image CNN's rule
+    also keeps small bright structures, which would feed the U-Net inputs it never saw."""
+    from napari_levelset.engine import Segmenter
+    from napari_levelset.io import prepare_image
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(0.2, 0.02, (64, 64, 3)).astype(np.float32)
+    image[10:14, 10:14] = 5.0  # a small bright object (0.4 % of the pixels): the two rules differ here
+    unet = Segmenter(image, 4, model="unet", color="rgb")
+    cnn = Segmenter(image, 4, color="rgb")
+    np.testing.assert_array_equal(unet.prepared.data, prepare_image(image, color="rgb", structures=False).data)
+    np.testing.assert_array_equal(cnn.prepared.data, prepare_image(image, color="rgb").data)
+    assert not np.array_equal(unet.prepared.data, cnn.prepared.data)
