@@ -69,7 +69,8 @@ def _add_segment(sub) -> None:
         default=None,
         help=f"number of classes N (>= 2; default {DEFAULTS['n_classes']}, chosen automatically for --regions instances)",
     )
-    p.add_argument("--lam", type=_nonneg_float, default=DEFAULTS["lam"], help="weight of the smoothness (TV) term")
+    p.add_argument("--lam", type=_nonneg_float, default=None,
+                   help=f"weight of the smoothness (TV) term (default {DEFAULTS['lam']}; 0.02 with --regions instances)")
     p.add_argument(
         "--iterations",
         "-k",

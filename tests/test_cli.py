@@ -324,3 +324,16 @@ def test_instance_settings_are_checked(tmp_path, capsys):
         assert exc.value.code == 2 and "--" in capsys.readouterr().err
     code, _, err = run_cli(capsys, "segment", src, "-o", tmp_path / "x.tif", "--diameter", 10, "-q")
     assert code == 2 and "instances" in err and err.count("\n") == 1  # a setting of instances only
+
+
+def test_instances_from_the_command_line_equal_the_library_defaults(tmp_path, capsys):
+    from napari_levelset import segment
+    from napari_levelset.synthetic import nuclei
+
+    image, _ = nuclei((128, 128), n_objects=10, diameter=20, seed=4)
+    src = tmp_path / "nuclei.tif"
+    tifffile.imwrite(src, image)
+    out = tmp_path / "inst.tif"
+    code, _, err = run_cli(capsys, "segment", src, "-o", out, "--regions", "instances", "--device", "cpu", "-q")
+    assert code == 0, err
+    np.testing.assert_array_equal(read_image(out), segment(image, regions="instances", device="cpu"))

@@ -769,7 +769,7 @@ class LevelSetWidget(QWidget):
         color = None
         if layer.rgb:
             out_shape = shape[:-1]
-            channel_axis = None if mode == "grey" else len(shape) - 1
+            channel_axis = None  # guessed, napari's rule: RGBA's alpha is dropped (an explicit axis would keep it)
             to_grey = mode == "grey"
             color = "rgb" if mode == "rgb" else None  # None: the default, CIELAB for RGB
         elif mode == "first":
