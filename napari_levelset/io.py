@@ -55,7 +55,7 @@ is constant are errors.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -680,7 +680,15 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, axes: str | None =
         labels = labels.astype(np.uint16)
     import imageio.v3 as iio
 
-    return atomic_write(p, lambda tmp: iio.imwrite(tmp, labels))
+    # encoded in memory, then written with a file object closed here: imageio's own file, on a full disk,
+    # failed again when its destructor closed it (an "Exception ignored" traceback after the error)
+    data = iio.imwrite("<bytes>", labels, extension=".png")
+    return atomic_write(p, lambda tmp: _write_bytes(tmp, data))
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
 
 
 def _tiff_writer(labels: np.ndarray, axes, spacing, unit):
@@ -732,23 +740,45 @@ def _tiff_writer(labels: np.ndarray, axes, spacing, unit):
 def atomic_write(path: str | os.PathLike, write) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
 
-    The temporary file keeps ``path``'s extension (writers choose formats by it)
-    and gets the permissions a new file would get (``mkstemp`` makes 0600).  On
-    any failure it is removed and ``path`` is left as it was.
+    The temporary file keeps ``path``'s extension (writers choose formats by it).
+    It gets the permissions of the file it replaces, or those a new file would
+    get (it is made 0600 first).  When ``path`` is a symbolic link, the file it
+    points to is replaced and the link is kept.  On any failure or interrupt
+    (Ctrl-C, or SIGTERM where the handler raises), from the moment the
+    temporary file exists, it is removed and ``path`` is left as it was.
+    Returns ``path``.
     """
     p = Path(path)
-    if not p.parent.exists():
-        raise InputError(f"output folder does not exist: {p.parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=p.suffix, dir=p.parent)
-    os.close(fd)
+    target = Path(os.path.realpath(p)) if p.is_symlink() else p  # a link's target is rewritten, not the link
+    if not target.parent.exists():
+        raise InputError(f"output folder does not exist: {target.parent}")
+    tmp = None
     try:
+        # the file is made inside the ``try``: an interrupt at any point after it exists removes it; a name
+        # taken meanwhile (FileExistsError) is not ours and is left alone
+        while True:
+            tmp = str(target.parent / f".{target.stem}.{secrets.token_hex(4)}{target.suffix}")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+            except FileExistsError:
+                tmp = None
+                continue
+            os.close(fd)
+            break
         write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, p)
+        try:
+            mode = target.stat().st_mode & 0o7777  # the replaced file's permissions
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         raise
     return p

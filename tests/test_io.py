@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -365,3 +367,62 @@ def test_plain_pictures_keep_reading_as_before(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         read_image_file(tmp_path / "missing.tif")
 
+
+
+def test_a_rewrite_keeps_the_mode_of_the_file_it_replaces(tmp_path):
+    out = tmp_path / "keep-mode.tif"
+    write_labels(out, np.zeros((3, 3), np.uint8))
+    os.chmod(out, 0o640)
+    write_labels(out, np.ones((3, 3), np.uint8))
+    assert out.stat().st_mode & 0o777 == 0o640
+    assert read_image(out).max() == 1
+
+
+def test_a_symlinked_output_rewrites_its_target_and_stays_a_link(tmp_path):
+    (tmp_path / "data").mkdir()
+    real = tmp_path / "data" / "labels.png"
+    write_labels(real, np.zeros((3, 3), np.uint8))
+    link = tmp_path / "link.png"
+    link.symlink_to(real)
+    write_labels(link, np.full((3, 3), 2, np.uint8))
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert read_image(real).max() == 2
+    assert sorted(os.listdir(tmp_path / "data")) == ["labels.png"]
+
+
+def test_an_interrupt_right_after_the_temporary_file_is_made_removes_it(tmp_path, monkeypatch):
+    real_close = os.close
+
+    def close_then_interrupt(fd):  # Ctrl-C arriving the moment the temporary file exists
+        real_close(fd)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "close", close_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_labels(tmp_path / "x.tif", np.ones((3, 3), np.uint8))
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_full_disk_fails_with_one_error_and_no_temporaries(tmp_path):
+    # the temporary file opens /dev/full: every write fails with ENOSPC, as on a full disk
+    script = f"""
+import builtins, io, os, sys
+import numpy as np
+from napari_levelset.io import write_labels
+real_open = io.open
+def full_open(file, mode="r", *a, **k):
+    if "w" in mode and os.path.dirname(str(file)) == {str(tmp_path)!r}:
+        return real_open("/dev/full", mode, *a, **k)
+    return real_open(file, mode, *a, **k)
+builtins.open = io.open = full_open
+try:
+    write_labels({str(tmp_path / "x.png")!r}, np.random.default_rng(0).integers(0, 255, (300, 300)).astype(np.uint8))
+except OSError as exc:
+    print("error:", exc.errno, file=sys.stderr)
+"""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert res.stderr.strip().splitlines() == ["error: 28"], res.stderr
+    assert os.listdir(tmp_path) == []
