@@ -10,8 +10,14 @@ from the file (``io.ImageFile.layout``), passes its pixel size on as
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import math
 import os
+import re
+import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from .io import TIFF_EXT, InputError
@@ -19,34 +25,132 @@ from .io import TIFF_EXT, InputError
 PROG = "napari-levelset"
 
 
-def _positive_int(text: str) -> int:
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line on stderr (exit status 2), naming ``--help``."""
+
+    #: the name errors start with (default: ``prog``)
+    error_prog: str | None = None
+
+    def error(self, message):  # noqa: D102
+        self.exit(2, f"{self.error_prog or self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to a help text that does not give its default already (and has one)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.default not in (None, False, argparse.SUPPRESS) and "default" not in text
+                and action.option_strings):
+            text += " (default: %(default)s)"
+        return text
+
+
+def bounded_int(lo: int, hi: int | None = None, what: str = ""):
+    """An argparse type: a whole number in ``lo..hi`` (``hi`` None: no upper bound)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            bound = f"from {lo} to {hi}" if hi is not None else f">= {lo}"
+            raise argparse.ArgumentTypeError(f"must be {bound}{what}, got {v}")
+        return v
+
+    return parse
+
+
+def bounded_float(lo: float = 0.0, hi: float | None = None, lo_open: bool = False):
+    """An argparse type: a finite number >= ``lo`` (> ``lo`` with ``lo_open``) and <= ``hi``."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        low_ok = v > lo if lo_open else v >= lo
+        if not (math.isfinite(v) and low_ok and (hi is None or v <= hi)):
+            bound = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text}")
+        return v
+
+    return parse
+
+
+_positive_int = bounded_int(1)
+_nonneg_float = bounded_float(0.0)
+_positive_float = bounded_float(0.0, lo_open=True)
+#: learning rates: finite, > 0 and at most 10 (beyond that the optimisation only overflows)
+learning_rate = bounded_float(0.0, 10.0, lo_open=True)
+#: random seeds: what numpy and torch take
+seed = bounded_int(0, 2**32 - 1)
+#: the most classes: the widget's cap
+MAX_CLASSES = 64
+MAX_WIDTH = 1024
+MAX_DEPTH = 16
+
+OOM_ADVICE = "out of memory; try a smaller image, fewer classes, a smaller --width or --max-pixels"
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
+                                              or "cannot allocate memory" in text)
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by the SIGTERM handler ``signals_as_interrupts`` installs: stops the run like Ctrl-C."""
+
+    signum = 15
+
+
+@contextlib.contextmanager
+def signals_as_interrupts():
+    """While active (in the main thread), SIGTERM raises ``Terminated``, so cleanups run as for Ctrl-C."""
+    def handler(signum, frame):
+        raise Terminated()
+
     try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
-def _nonneg_float(text: str) -> float:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except (ValueError, AttributeError, OSError):  # not the main thread, or no SIGTERM here
+        yield
+        return
     try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v >= 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return v
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < v < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return v
+def report_error(exc: BaseException, prog: str = PROG, interrupted: str = "interrupted",
+                 oom_advice: str = OOM_ADVICE) -> int | None:
+    """Print the one line for ``exc`` on stderr and return the exit status; None for an exception not handled.
+
+    Bad input (``InputError``, ``OSError``) and out of memory: 2; Ctrl-C: 130;
+    SIGTERM (see ``signals_as_interrupts``): 143; another ``RuntimeError``
+    (a torch failure): its first line, 1.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        print(f"{prog}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}"
+              + interrupted.removeprefix("interrupted"), file=sys.stderr)
+        return 128 + (Terminated.signum if isinstance(exc, Terminated) else 2)
+    if _is_out_of_memory(exc):
+        print(f"{prog}: error: {oom_advice}", file=sys.stderr)
+        return 2
+    if isinstance(exc, (InputError, OSError)):
+        msg = str(exc).strip()
+        if isinstance(exc, OSError) and exc.strerror and exc.filename:
+            msg = f"{exc.strerror}: {exc.filename}"
+        print(f"{prog}: error: {' '.join(msg.split()) or exc.__class__.__name__}", file=sys.stderr)
+        return 2
+    if isinstance(exc, RuntimeError):
+        msg = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return 1
+    return None
 
 
 def _add_segment(sub) -> None:
@@ -55,32 +159,35 @@ def _add_segment(sub) -> None:
     p = sub.add_parser(
         "segment",
         help="segment an image file into N classes",
+        formatter_class=DefaultsFormatter,
         description="Segment an image (PNG/JPEG/TIFF; 2D, RGB or a 3D stack) with the level-set loss and "
         "write a label image (TIFF or PNG, by the output's extension) with the input's spatial shape. The axes "
         "and pixel size an ImageJ hyperstack, OME-TIFF or calibrated TIFF gives decide how it is segmented "
         "(C: channels, Z: a volume, T: frame by frame) and go into a TIFF output.",
     )
+    p.error_prog = PROG  # as the errors of the run: "napari-levelset: error: ..."
     p.add_argument("input", help="image file")
     p.add_argument("-o", "--output", required=True, help="label image to write (.tif, .tiff or .png)")
     p.add_argument(
         "--classes",
         "-n",
-        type=int,
+        type=bounded_int(2, MAX_CLASSES),
         default=None,
-        help=f"number of classes N (>= 2; default {DEFAULTS['n_classes']}, chosen automatically for --regions instances)",
+        help=f"number of classes N (2..{MAX_CLASSES}; default {DEFAULTS['n_classes']}, chosen automatically for --regions instances)",
     )
     p.add_argument("--lam", type=_nonneg_float, default=None,
                    help=f"weight of the smoothness (TV) term (default {DEFAULTS['lam']}; 0.02 with --regions instances)")
     p.add_argument(
         "--iterations",
         "-k",
-        type=int,
+        type=bounded_int(0),
         default=None,
         help=f"optimisation steps (default {DEFAULTS['iterations']} for the per-image CNN, 0 for a U-Net)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (CPU results are deterministic)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed, 0..2**32-1 (CPU results are deterministic)")
     p.add_argument("--scribbles", help="label image of the same shape: 0 unlabelled, k means class k")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+                   help="where the network runs (auto: a GPU when there is one, else the CPU)")
     p.add_argument(
         "--channel-axis",
         type=int,
@@ -95,9 +202,11 @@ def _add_segment(sub) -> None:
         help="2: per slice, 3: whole volume (default: 3 when the file has a Z axis, 2 when it names its axes "
         "without one, else a guess)",
     )
-    p.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="learning rate")
-    p.add_argument("--width", type=_positive_int, default=DEFAULTS["width"], help="CNN feature channels")
-    p.add_argument("--depth", type=_positive_int, default=DEFAULTS["depth"], help="CNN 3x3 blocks")
+    p.add_argument("--lr", type=learning_rate, default=DEFAULTS["lr"], help="learning rate (> 0, at most 10)")
+    p.add_argument("--width", type=bounded_int(1, MAX_WIDTH), default=DEFAULTS["width"],
+                   help=f"CNN feature channels (1..{MAX_WIDTH})")
+    p.add_argument("--depth", type=bounded_int(1, MAX_DEPTH), default=DEFAULTS["depth"],
+                   help=f"CNN 3x3 blocks (1..{MAX_DEPTH})")
     p.add_argument("--alpha", type=_nonneg_float, default=DEFAULTS["alpha"], help="weight of the scribble term")
     p.add_argument(
         "--color",
@@ -116,8 +225,9 @@ def _add_segment(sub) -> None:
     p.add_argument(
         "--finetune",
         choices=["head", "last", "all"],
-        default="head",
-        help="with a U-Net: what --iterations fine-tune (head: the class head only; all: everything, use --lr 0.003)",
+        default=None,
+        help="with a U-Net and --iterations: what is fine-tuned (head: the class head only, the default; "
+        "all: everything, use --lr 0.003)",
     )
     p.add_argument(
         "--init",
@@ -163,6 +273,13 @@ def _add_segment(sub) -> None:
         help="with --regions connected/merged: smallest region kept, in pixels (>= 1) or as a fraction of the image "
         "(default 0.001; 0.0002 for merged regions of a U-Net)",
     )
+    p.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=None,
+        help="most pixels the network sees at once; larger images are optimised on random crops of this "
+        "size (default: from the free memory)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_segment)
 
@@ -178,6 +295,70 @@ def _check_output(path: Path, inputs=()) -> None:
     for given in inputs:
         if given and path.exists() and Path(given).exists() and os.path.samefile(path, given):
             raise InputError(f"the output {path} is an input file: give another name, so the input is kept")
+    check_writable_folder(Path(os.path.realpath(path)).parent)
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Refuse a folder a file cannot be made in, before any work (by making a temporary file there)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".napari-levelset-check."):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write to {folder} ({exc.strerror or exc.__class__.__name__})") from None
+
+
+#: the library's parameter names that the command spells as flags
+_FLAG_OF = {"finetune_iterations": "--iterations", "iterations": "--iterations", "n_classes": "--classes",
+            "init": "--init", "lam": "--lam", "lr": "--lr", "seed": "--seed", "device": "--device",
+            "channel_axis": "--channel-axis", "spatial_dims": "--spatial-dims", "scribbles": "--scribbles",
+            "regions": "--regions", "diameter": "--diameter", "foreground": "--foreground", "merge": "--merge",
+            "min_region": "--min-region", "finetune": "--finetune", "model": "--model", "color": "--color",
+            "position": "--position", "width": "--width", "depth": "--depth", "alpha": "--alpha",
+            "max_pixels": "--max-pixels"}
+
+
+def cli_words(message: str) -> str:
+    """The library's advice in the command's words: ``init='kmeans'`` becomes ``--init kmeans``, and so on."""
+    names = "|".join(sorted(_FLAG_OF, key=len, reverse=True))
+
+    def flag(m):
+        value = m.group(3)
+        if m.group(1) in ("finetune_iterations", "iterations") and not value:
+            return "--iterations"
+        return _FLAG_OF[m.group(1)] + (f" {value}" if value else "")
+
+    # name='value', name=value, and a bare finetune_iterations
+    message = re.sub(rf"\b({names})=(['\"]?)([\w.\-]+)\2", flag, message)
+    message = re.sub(r"\bfinetune_iterations\b(?:\s*\(e\.g\. (\d+)\))?",
+                     lambda m: f"--iterations (e.g. --iterations {m.group(1) or 20})", message)
+    if "fine-tune" in message and "--iterations" not in message:
+        message = message.replace("fine-tune", "fine-tune with --iterations (e.g. --iterations 20)", 1)
+    return message
+
+
+def _read_checked(path, read):
+    """``read(path)``, with tifffile's log lines held back and an empty result refused as unreadable."""
+    logger = logging.getLogger("tifffile")
+    held: list[logging.LogRecord] = []
+
+    class Hold(logging.Handler):
+        def emit(self, record):
+            held.append(record)
+
+    handler, propagate = Hold(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        result = read(path)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+    data = getattr(result, "data", result)
+    if getattr(data, "size", 1) == 0:  # a damaged TIFF reads as an empty array (tifffile logs why)
+        raise InputError(f"cannot read {path} as an image (the file holds no image data)")
+    for record in held:  # a file that was read: its warnings as before
+        logger.handle(record)
+    return result
 
 
 def _run_segment(args) -> int:
@@ -186,11 +367,12 @@ def _run_segment(args) -> int:
 
     out = Path(args.output)
     _check_output(out, inputs=(args.input, args.scribbles))
-    if args.classes is not None and args.classes < 2:
-        raise InputError(f"need at least 2 classes, got {args.classes}")
-    if args.iterations is not None and args.iterations < 0:
-        raise InputError(f"iterations must be >= 0, got {args.iterations}")
-    infile = read_image_file(args.input)
+    # optimisation steps: the per-image CNN has its default, a U-Net is used directly without --iterations
+    steps = args.iterations if args.iterations is not None else (1 if args.model == "cnn" else 0)
+    if args.finetune is not None and not steps:
+        raise InputError(f"--finetune {args.finetune} needs --iterations (e.g. --iterations 20): "
+                         "without it the U-Net is used as trained and nothing is fine-tuned")
+    infile = _read_checked(args.input, read_image_file)
     image = infile.data
     channel_axis, spatial_dims = args.channel_axis, args.spatial_dims
     if channel_axis is None and spatial_dims is None:  # what the file says about its axes
@@ -201,8 +383,23 @@ def _run_segment(args) -> int:
     out_axes = infile.label_axes(ch)
     # the pixel size of the axes segmented together, when the file gives it
     spacing = infile.spacing_of(out_axes[-sdims:]) if out_axes else None
-    scribbles = read_image(args.scribbles, labels=True) if args.scribbles else None
-    labels = segment(
+    scribbles = (_read_checked(args.scribbles, lambda p: read_image(p, labels=True))
+                 if args.scribbles else None)
+    try:
+        labels = _segment(segment, args, image, scribbles, channel_axis, spatial_dims, spacing, steps)
+    except InputError as exc:  # the library's advice, in the command's words
+        raise InputError(cli_words(str(exc))) from None
+    if out_axes is None:  # a channel axis other than the file's C: its axis names do not apply
+        write_labels(out, labels)
+    else:  # the input's axes without C, and its pixel size
+        write_labels(out, labels, axes=out_axes, spacing=infile.spacing, unit=infile.unit)
+    if not args.quiet:
+        print(f"wrote {out} ({labels.shape}, labels {int(labels.min())}..{int(labels.max())})", file=sys.stderr)
+    return 0
+
+
+def _segment(segment, args, image, scribbles, channel_axis, spatial_dims, spacing, steps):
+    return segment(
         image,
         n_classes=args.classes,
         lam=args.lam,
@@ -212,7 +409,7 @@ def _run_segment(args) -> int:
         spatial_dims=spatial_dims,
         device=args.device,
         seed=args.seed,
-        progress=not args.quiet,
+        progress=not args.quiet and steps > 0,  # no bar (and no loss=nan) for a U-Net used directly
         lr=args.lr,
         width=args.width,
         depth=args.depth,
@@ -220,7 +417,8 @@ def _run_segment(args) -> int:
         color=args.color,
         position=args.position,
         model=args.model,
-        finetune=args.finetune,
+        finetune=args.finetune or "head",
+        **({} if args.max_pixels is None else {"max_pixels": args.max_pixels}),
         **({} if args.init is None else {"init": args.init}),
         regions=args.regions,
         merge=args.merge,
@@ -229,13 +427,6 @@ def _run_segment(args) -> int:
         foreground=args.foreground,
         spacing=spacing,
     )
-    if out_axes is None:  # a channel axis other than the file's C: its axis names do not apply
-        write_labels(out, labels)
-    else:  # the input's axes without C, and its pixel size
-        write_labels(out, labels, axes=out_axes, spacing=infile.spacing, unit=infile.unit)
-    if not args.quiet:
-        print(f"wrote {out} ({labels.shape}, labels {int(labels.min())}..{int(labels.max())})", file=sys.stderr)
-    return 0
 
 
 def _add_train(sub) -> None:
@@ -250,7 +441,7 @@ def _run_train(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG, description="Unsupervised and scribble-guided segmentation with the multiphase level-set loss."
     )
     from . import __version__
@@ -263,29 +454,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``napari-levelset ...``: the exit status (0; 2 for bad input or out of memory; 130 Ctrl-C; 143 SIGTERM)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["train"]:  # the training CLI has its own parser (napari_levelset.train)
-        return _run_train(argparse.Namespace(rest=argv[1:]))
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except InputError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        print(f"{PROG}: error: out of memory; try a smaller image, fewer classes or --width", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:  # torch errors, e.g. CUDA out of memory
-        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        print(f"{PROG}: error: {msg}", file=sys.stderr)
-        return 1
+    with signals_as_interrupts():  # SIGTERM stops a run like Ctrl-C: temporary files are removed
+        if argv[:1] == ["train"]:  # the training CLI has its own parser (napari_levelset.train)
+            return _run_train(argparse.Namespace(rest=argv[1:]))
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help, --version, or a one-line argument error (2)
+            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        try:
+            return args.func(args)
+        except (Exception, KeyboardInterrupt) as exc:
+            code = report_error(exc)
+            if code is None:
+                raise
+            return code
 
 
 if __name__ == "__main__":  # pragma: no cover

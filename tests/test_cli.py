@@ -84,7 +84,7 @@ def write_tif(tmp_path, name, array):
         (lambda p: write_bytes(p / "broken.png", b"\x89PNG garbage"), [], "cannot read"),
         (lambda p: write_tif(p, "flat.tif", np.full((20, 20), 7, np.uint8)), [], "constant"),
         (lambda p: write_tif(p, "nan.tif", np.full((20, 20), np.nan, np.float32)), [], "NaN"),
-        (lambda p: write_tif(p, "ok.tif", np.random.rand(20, 20).astype(np.float32)), ["--classes", "1"], "at least 2"),
+        (lambda p: write_tif(p, "ok.tif", np.random.rand(20, 20).astype(np.float32)), ["--classes", "1"], "from 2 to 64"),
         (
             lambda p: write_tif(p, "ok.tif", np.random.rand(20, 20).astype(np.float32)),
             ["--scribbles", "SCR"],
@@ -175,9 +175,8 @@ def test_merged_regions_output(tmp_path, capsys):
     labels = read_image(out)
     assert len(np.unique(labels)) == 3
     assert matched_iou(labels, truth).min() >= 0.95
-    with pytest.raises(SystemExit) as exc:
-        run_cli(capsys, "segment", src, "-o", out, "--regions", "merged", "--merge", "-1")
-    assert exc.value.code == 2 and "--merge" in capsys.readouterr().err
+    code, _, err = run_cli(capsys, "segment", src, "-o", out, "--regions", "merged", "--merge", "-1")
+    assert code == 2 and "--merge" in err and err.count("\n") == 1
 
 
 def test_output_never_replaces_an_input(tmp_path, capsys):
@@ -319,9 +318,8 @@ def test_instances_give_one_label_per_object(tmp_path, capsys, extra):
 def test_instance_settings_are_checked(tmp_path, capsys):
     src, _ = touching_discs(tmp_path)
     for bad in (["--diameter", "0"], ["--diameter", "x"], ["--foreground", "-1"], ["--foreground"]):
-        with pytest.raises(SystemExit) as exc:
-            run_cli(capsys, "segment", src, "-o", tmp_path / "x.tif", "--regions", "instances", *bad)
-        assert exc.value.code == 2 and "--" in capsys.readouterr().err
+        code, _, err = run_cli(capsys, "segment", src, "-o", tmp_path / "x.tif", "--regions", "instances", *bad)
+        assert code == 2 and "--" in err and err.count("\n") == 1
     code, _, err = run_cli(capsys, "segment", src, "-o", tmp_path / "x.tif", "--diameter", 10, "-q")
     assert code == 2 and "instances" in err and err.count("\n") == 1  # a setting of instances only
 
@@ -337,3 +335,181 @@ def test_instances_from_the_command_line_equal_the_library_defaults(tmp_path, ca
     code, _, err = run_cli(capsys, "segment", src, "-o", out, "--regions", "instances", "--device", "cpu", "-q")
     assert code == 0, err
     np.testing.assert_array_equal(read_image(out), segment(image, regions="instances", device="cpu"))
+
+
+def one_line_error(code, err, *words):
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in err, err
+
+
+@pytest.mark.parametrize(
+    "extra,words",
+    [
+        (["--lr", "1e300"], ["--lr", "<= 10"]),
+        (["--lr", "inf"], ["--lr", "finite"]),
+        (["--lr", "0"], ["--lr", "> 0"]),
+        (["--width", "100000"], ["--width", "1 to 1024"]),
+        (["--depth", "17"], ["--depth", "1 to 16"]),
+        (["--seed", "-1"], ["--seed", "0 to 4294967295"]),
+        (["--seed", str(2**64)], ["--seed", "0 to 4294967295"]),
+        (["--classes", "300"], ["--classes", "2 to 64"]),
+        (["--iterations", "-1"], ["--iterations", ">= 0"]),
+    ],
+)
+def test_out_of_range_settings_are_one_line_errors_naming_the_bound(tmp_path, capsys, extra, words):
+    src, _ = rgb_phantom(tmp_path)
+    out = tmp_path / "out.tif"
+    code, _, err = run_cli(capsys, "segment", src, "-o", out, "-k", 2, *extra)
+    one_line_error(code, err, *words)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 GB"),
+                                 RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore text"),
+                                 MemoryError()])
+def test_out_of_memory_is_a_one_line_error_with_advice(tmp_path, capsys, monkeypatch, exc):
+    import napari_levelset.engine as engine
+
+    def fail(image, **kw):
+        raise exc
+
+    monkeypatch.setattr(engine, "segment", fail)
+    src, _ = rgb_phantom(tmp_path)
+    code, _, err = run_cli(capsys, "segment", src, "-o", tmp_path / "o.tif")
+    one_line_error(code, err, "out of memory", "fewer classes", "--width", "--max-pixels")
+
+
+def test_an_unwritable_output_folder_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
+    import napari_levelset.engine as engine
+
+    src, _ = rgb_phantom(tmp_path)
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    calls = []
+    monkeypatch.setattr(engine, "segment", lambda image, **kw: calls.append(1) or np.zeros(image.shape[:2], np.uint8))
+    real_open = os.open
+
+    def no_write(path, flags, *a, **k):  # a folder where no file can be made, even by root
+        if os.path.dirname(os.fspath(path)) == str(folder) and flags & os.O_CREAT:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(os, "open", no_write)
+    code, _, err = run_cli(capsys, "segment", src, "-o", folder / "o.tif")
+    monkeypatch.undo()
+    one_line_error(code, err, "cannot write to", str(folder))
+    assert calls == [] and os.listdir(folder) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes to read-only folders")
+def test_a_read_only_output_folder_is_refused_before_the_run(tmp_path, capsys):
+    src, _ = rgb_phantom(tmp_path)
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        code, _, err = run_cli(capsys, "segment", src, "-o", folder / "o.tif", "-k", 1000, "-q")
+    finally:
+        folder.chmod(0o755)
+    one_line_error(code, err, "cannot write to")
+
+
+def test_a_damaged_tiff_cannot_be_read_as_an_image(tmp_path, capsys):
+    good = write_tif(tmp_path, "good.tif", np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
+    data = good.read_bytes()
+    bad = write_bytes(tmp_path / "bad.tif", data[:8] + b"\0" * (len(data) - 8))
+    code, _, err = run_cli(capsys, "segment", bad, "-o", tmp_path / "o.tif")
+    one_line_error(code, err, f"cannot read {bad} as an image")
+    assert "empty" not in err
+
+
+def test_a_full_disk_with_png_output_is_one_line(tmp_path):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    src, _ = rgb_phantom(tmp_path)
+    (tmp_path / "out").mkdir()
+    script = f"""
+import builtins, io, os, sys
+real_open = io.open
+def full_open(file, mode="r", *a, **k):  # files made in out/ are /dev/full: a full disk
+    if "w" in mode and os.path.dirname(str(file)) == {str(tmp_path / "out")!r}:
+        return real_open("/dev/full", mode, *a, **k)
+    return real_open(file, mode, *a, **k)
+builtins.open = io.open = full_open
+from napari_levelset.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+    res = subprocess.run([sys.executable, "-c", script, "segment", str(src), "-o", str(tmp_path / "out" / "o.png"),
+                          "-k", "1", "-q"], capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [f"napari-levelset: error: No space left on device"] or (
+        len(res.stderr.splitlines()) == 1 and "No space left" in res.stderr), res.stderr
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_sigterm_during_the_write_removes_the_temporary_file(tmp_path):
+    import signal
+    import time
+
+    src, _ = rgb_phantom(tmp_path)
+    (tmp_path / "out").mkdir()
+    script = """
+import sys, time
+import numpy as np, tifffile
+import napari_levelset.engine as engine
+engine.segment = lambda image, **kw: np.zeros(image.shape[:2], np.uint8)
+real = tifffile.imwrite
+def slow(*a, **k):
+    real(*a, **k)
+    print("writing", flush=True)
+    time.sleep(60)
+tifffile.imwrite = slow
+from napari_levelset.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script, "segment", str(src), "-o", str(tmp_path / "out" / "o.tif"),
+                             "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        assert os.listdir(tmp_path / "out")  # the temporary file
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert err.splitlines() == ["napari-levelset: terminated"]
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_unet_advice_is_given_in_flags(tmp_path, capsys):
+    src, _ = rgb_phantom(tmp_path)
+    code, _, err = run_cli(capsys, "segment", src, "-o", tmp_path / "o.tif", "--model", "unet", "--classes", 32)
+    one_line_error(code, err, "--iterations 20", "--init kmeans")
+    assert "init='kmeans'" not in err
+
+
+def test_a_direct_unet_run_draws_no_progress_bar(tmp_path, capsys):
+    src, _ = rgb_phantom(tmp_path)
+    code, _, err = run_cli(capsys, "segment", src, "-o", tmp_path / "o.tif", "--model", "unet", "--classes", 3)
+    assert code == 0, err
+    assert "nan" not in err and "level-set" not in err and "wrote" in err
+
+
+def test_finetune_without_iterations_is_refused(tmp_path, capsys):
+    src, _ = rgb_phantom(tmp_path)
+    out = tmp_path / "o.tif"
+    code, _, err = run_cli(capsys, "segment", src, "-o", out, "--model", "unet", "--finetune", "all")
+    one_line_error(code, err, "--finetune all", "--iterations")
+    assert not out.exists()
+    code, _, err = run_cli(capsys, "segment", src, "-o", out, "--model", "unet", "--finetune", "all", "-k", 0)
+    one_line_error(code, err, "--iterations")
+
+
+def test_segment_help_shows_defaults_and_every_option_is_explained(capsys):
+    assert main(["segment", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "(default: 0.01)" in text and "(default: auto)" in text  # --lr, --device
+    assert "where the network runs" in text
