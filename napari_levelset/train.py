@@ -475,8 +475,11 @@ def train(
 
 # ----------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
+    from .cli import OneLineParser, bounded_float, bounded_int, learning_rate, seed
+
     d = DEFAULT_TRAIN
-    p = argparse.ArgumentParser(
+    pos, nonneg, nonneg_f = bounded_int(1), bounded_int(0), bounded_float(0.0)
+    p = OneLineParser(
         prog="napari-levelset train",
         description="Train the U-Net on many images with the level-set loss (unsupervised; "
         "optional label images add a cross-entropy term).",
@@ -485,55 +488,69 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", help="folder of images (png, jpg, tif) or one image/stack file (a 3D tif is a stack of 2D images)")
     p.add_argument("-o", "--output", required=True, help="model file to write (e.g. model.pt)")
     p.add_argument("--classes", default="2-16", help="class counts to train heads for: N, A-B or A,B,C")
-    p.add_argument("--lam", type=float, default=d["lam"], help="weight of the total-variation term")
-    p.add_argument("--steps", type=int, default=d["steps"], help="optimiser steps")
-    p.add_argument("--crop", type=int, default=d["crop"], help="side of the random training crops (pixels)")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="crops per step")
-    p.add_argument("--lr", type=float, default=d["lr"], help="Adam learning rate (warm-up, cosine decay)")
+    p.add_argument("--lam", type=nonneg_f, default=d["lam"], help="weight of the total-variation term")
+    p.add_argument("--steps", type=pos, default=d["steps"], help="optimiser steps")
+    p.add_argument("--crop", type=bounded_int(16), default=d["crop"], help="side of the random training crops (pixels)")
+    p.add_argument("--batch-size", type=pos, default=d["batch_size"], help="crops per step")
+    p.add_argument("--lr", type=learning_rate, default=d["lr"], help="Adam learning rate (warm-up, cosine decay)")
     p.add_argument("--labels", default=None, help="folder of label images named like the images (0 = unlabelled)")
-    p.add_argument("--alpha", type=float, default=d["alpha"], help="weight of the label cross-entropy")
+    p.add_argument("--alpha", type=nonneg_f, default=d["alpha"], help="weight of the label cross-entropy")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"], help="steps between checkpoints")
+    p.add_argument("--checkpoint-every", type=pos, default=d["checkpoint_every"], help="steps between checkpoints")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from OUTPUT.ckpt when it exists")
-    p.add_argument("--seed", type=int, default=0, help="random seed (initialisation and crops)")
-    p.add_argument("--kmeans-weight", type=float, default=d["kmeans_weight"],
+    p.add_argument("--seed", type=seed, default=0, help="random seed (initialisation and crops)")
+    p.add_argument("--kmeans-weight", type=nonneg_f, default=d["kmeans_weight"],
                    help="initial weight of the k-means warm-start cross-entropy")
-    p.add_argument("--kmeans-steps", type=float, default=d["kmeans_steps"],
+    p.add_argument("--kmeans-steps", type=nonneg_f, default=d["kmeans_steps"],
                    help="length of the k-means warm start: a fraction of --steps (<= 1) or a step count")
-    p.add_argument("--kmeans-heads", type=int, default=d["kmeans_heads"],
+    p.add_argument("--kmeans-heads", type=nonneg, default=d["kmeans_heads"],
                    help="heads given the k-means cross-entropy per step")
-    p.add_argument("--base", type=int, default=d["base"], help="U-Net channels at full resolution")
-    p.add_argument("--levels", type=int, default=d["levels"], help="U-Net down-samplings")
-    p.add_argument("--embed", type=int, default=d["embed"], help="embedding channels fed to the heads")
+    p.add_argument("--base", type=bounded_int(1, 1024), default=d["base"], help="U-Net channels at full resolution")
+    p.add_argument("--levels", type=bounded_int(1, 8), default=d["levels"], help="U-Net down-samplings")
+    p.add_argument("--embed", type=bounded_int(1, 1024), default=d["embed"], help="embedding channels fed to the heads")
     p.add_argument("--init", default=None, help="model file to start from")
     p.add_argument("--color", choices=["rgb", "lab"], default="rgb",
                    help="input the network sees: normalised channels (rgb) or CIELAB (lab; RGB images only)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=pos, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``napari-levelset train ...``; returns the exit code (0, 2 on bad input, 130 on Ctrl-C)."""
-    args = build_parser().parse_args(argv)
+    """``napari-levelset train ...``; returns the exit code (0; 2 on bad input or out of memory; 130 on Ctrl-C,
+    143 on SIGTERM, both with the checkpoint kept)."""
+    from .cli import report_error, signals_as_interrupts
+
+    prog = "napari-levelset train"
+    parser = build_parser()
     try:
-        res = train(
-            args.images, args.output, n_classes=parse_classes(args.classes), lam=args.lam, steps=args.steps,
-            crop=args.crop, batch_size=args.batch_size, lr=args.lr, labels=args.labels, alpha=args.alpha,
-            device=args.device, checkpoint_every=args.checkpoint_every, resume=args.resume,
-            progress=not args.quiet, seed=args.seed, base=args.base, levels=args.levels, embed=args.embed,
-            init=args.init, threads=args.threads, color=args.color, kmeans_weight=args.kmeans_weight,
-            kmeans_steps=args.kmeans_steps, kmeans_heads=args.kmeans_heads,
-            metadata=dict(command="napari-levelset train " + " ".join(sys.argv[1:] if argv is None else argv)),
-        )
-    except InputError as exc:
-        print(f"napari-levelset train: error: {exc}", file=sys.stderr)
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a one-line argument error (2)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    smallest = max(2 ** args.levels, 16)  # a crop holds whole 2**levels blocks, and at least 16 pixels
+    if args.crop < smallest:
+        print(f"{prog}: error: argument --crop: must be >= {smallest} with --levels {args.levels}, got {args.crop}",
+              file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"napari-levelset train: interrupted; checkpoint saved to {checkpoint_path(args.output)} "
-              "(run the same command again to resume)", file=sys.stderr)
-        return 130
+    try:
+        with signals_as_interrupts():
+            res = train(
+                args.images, args.output, n_classes=parse_classes(args.classes), lam=args.lam, steps=args.steps,
+                crop=args.crop, batch_size=args.batch_size, lr=args.lr, labels=args.labels, alpha=args.alpha,
+                device=args.device, checkpoint_every=args.checkpoint_every, resume=args.resume,
+                progress=not args.quiet, seed=args.seed, base=args.base, levels=args.levels, embed=args.embed,
+                init=args.init, threads=args.threads, color=args.color, kmeans_weight=args.kmeans_weight,
+                kmeans_steps=args.kmeans_steps, kmeans_heads=args.kmeans_heads,
+                metadata=dict(command="napari-levelset train " + " ".join(sys.argv[1:] if argv is None else argv)),
+            )
+    except (Exception, KeyboardInterrupt) as exc:
+        code = report_error(exc, prog, interrupted=f"interrupted; checkpoint saved to {checkpoint_path(args.output)} "
+                            "(run the same command again to resume)",
+                            oom_advice="out of memory; try a smaller --crop, --batch-size or --base")
+        if code is None:
+            raise
+        return code
     if not args.quiet:
         print(f"wrote {res.path} ({res.steps} steps, final loss {res.metadata.get('final_loss'):.4f}, "
               f"{res.seconds:.0f} s)", file=sys.stderr)

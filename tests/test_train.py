@@ -182,3 +182,46 @@ def test_rgba_images_train_an_rgb_model(tmp_path):
 
     labels = napari_levelset.segment(rgb[0], n_classes=3, model=str(res.path), finetune_iterations=2, device="cpu")
     assert labels.shape == (32, 32)
+
+
+@pytest.mark.parametrize(
+    "extra,words",
+    [
+        (["--base", "0"], ["--base"]),
+        (["--levels=-1"], ["--levels"]),
+        (["--lr", "inf"], ["--lr", "finite"]),
+        (["--lr", "1e300"], ["--lr", "<= 10"]),
+        (["--seed=-1"], ["--seed", "0 to 4294967295"]),
+        (["--threads=-1"], ["--threads"]),
+        (["--steps", "0"], ["--steps"]),
+        (["--lam", "nan"], ["--lam"]),
+        (["--crop", "8"], ["--crop", ">= 16"]),
+        (["--crop", "16", "--levels", "5"], ["--crop", ">= 32"]),
+    ],
+)
+def test_cli_settings_are_checked_in_one_line(tmp_path, capsys, extra, words):
+    images = tmp_path / "imgs"
+    images.mkdir()
+    import imageio.v3 as iio
+
+    iio.imwrite(images / "0.png", blobs(1)[0])
+    out = tmp_path / "m.pt"
+    code = main([str(images), "-o", str(out), "--steps", "1", "--device", "cpu", "--quiet", *extra])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err and "too small" not in err, err
+    for w in words:
+        assert w in err, err
+    assert not out.exists()
+
+
+def test_cli_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
+    import napari_levelset.train as train_module
+
+    def fail(*a, **k):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 GB")
+
+    monkeypatch.setattr(train_module, "train", fail)
+    code = main([str(tmp_path), "-o", str(tmp_path / "m.pt"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "out of memory" in err and "--crop" in err, err
