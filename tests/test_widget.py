@@ -26,6 +26,18 @@ LONG = 100_000  # iterations for runs that the test stops itself
 
 
 # --------------------------------------------------------------------------- no display needed
+
+def save_screenshot(viewer, path, keep_variable):
+    """Save the whole window to ``path`` (checked to hold a picture); copy it where the environment
+    variable ``keep_variable`` says, if set (how docs/ screenshots are made)."""
+    viewer.screenshot(str(path), canvas_only=False)
+    assert path.stat().st_size > 10_000
+    keep = os.environ.get(keep_variable)
+    if keep:
+        import shutil
+
+        shutil.copy(path, keep)
+
 def test_importing_the_widget_does_not_import_torch():
     """napari's plugin menu imports the widget module (and docks the widget): no torch."""
     code = textwrap.dedent(
@@ -546,14 +558,7 @@ def test_screenshot_with_a_result(make_widget, qtbot, tmp_path, errors):
     assert not errors
     viewer.reset_view()
     qtbot.wait(50)
-    path = tmp_path / "screenshot.png"
-    viewer.screenshot(str(path), canvas_only=False)
-    assert path.stat().st_size > 10_000
-    keep = os.environ.get("NAPARI_LEVELSET_SCREENSHOT")
-    if keep:
-        import shutil
-
-        shutil.copy(path, keep)
+    save_screenshot(viewer, tmp_path / "screenshot.png", "NAPARI_LEVELSET_SCREENSHOT")
 
 
 @gui
@@ -714,14 +719,7 @@ def test_nuclei_sample_gives_one_label_per_nucleus(make_widget, qtbot, errors, t
     viewer.layers.selection.active = layer
     viewer.reset_view()
     qtbot.wait(100)
-    path = tmp_path / "nuclei_widget.png"
-    viewer.screenshot(str(path), canvas_only=False)
-    assert path.stat().st_size > 10_000
-    keep = os.environ.get("NAPARI_LEVELSET_NUCLEI_SCREENSHOT")
-    if keep:
-        import shutil
-
-        shutil.copy(path, keep)
+    save_screenshot(viewer, tmp_path / "nuclei_widget.png", "NAPARI_LEVELSET_NUCLEI_SCREENSHOT")
 
     # a second press reuses the layer; a foreground class by number
     widget.instance_controls.set_foreground(2)

@@ -1252,8 +1252,9 @@ class LevelSetWidget(QWidget):
             return None
         return layer, out, kept["segmenter"]
 
-    def make_regions(self, *_args) -> Any:
-        """Turn the picked image's result into one label per object (see the Regions button); returns the worker."""
+    def _step_source(self):
+        """For a step after a run (Regions, Instances): (image, output layer, segmenter, the output's labels
+        as the user sees them, edits included), or None (busy, or no finished result: said on the status line)."""
         if self._handle.run is not None or self._regions_worker is not None:
             return None
         source = self._regions_source()
@@ -1261,7 +1262,14 @@ class LevelSetWidget(QWidget):
             self._error("no finished result for this image: press Run first")
             return None
         image, out, seg = source
-        labels = np.asarray(out.data).copy()  # as the user sees it, edits included
+        return image, out, seg, np.asarray(out.data).copy()
+
+    def make_regions(self, *_args) -> Any:
+        """Turn the picked image's result into one label per object (see the Regions button); returns the worker."""
+        source = self._step_source()
+        if source is None:
+            return None
+        image, out, seg, labels = source
         merge = float(self.merge_spin.value())
 
         def compute():
@@ -1279,14 +1287,10 @@ class LevelSetWidget(QWidget):
 
     def make_instances(self, *_args) -> Any:
         """One label per object of the picked image's result (see the Instances button); returns the worker."""
-        if self._handle.run is not None or self._regions_worker is not None:
-            return None
-        source = self._regions_source()
+        source = self._step_source()
         if source is None:
-            self._error("no finished result for this image: press Run first")
             return None
-        image, out, seg = source
-        labels = np.asarray(out.data).copy()  # as the user sees it, edits included
+        image, out, seg, labels = source
         diameter, foreground = self.instance_controls.diameter(), self.instance_controls.foreground()
         unit = self.instance_controls.unit
 
