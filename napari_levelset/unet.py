@@ -628,23 +628,86 @@ def _read_cached(p: Path) -> dict:
     return dict(blob, metadata=json.loads(json.dumps(blob["metadata"])))
 
 
+#: Bounds on the architecture a model file may declare (inclusive): what ``train`` can make
+#: (``--base``/``--embed`` up to 1024, ``--levels`` up to 8, class counts 2..255), with room for
+#: multi-channel images.  The shipped model: in_channels 3, base 16, levels 3, embed 32, convs 2.
+ARCH_LIMITS: dict[str, tuple[int, int]] = dict(in_channels=(1, 64), base=(1, 1024), levels=(0, 8),
+                                                 embed=(1, 1024), convs=(1, 8), ndim=(2, 3))
+#: Class counts a head may have, and so the most heads a model may declare (one per count).
+HEAD_CLASSES = (2, 255)
+MAX_HEADS = HEAD_CLASSES[1] - HEAD_CLASSES[0] + 1
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_architecture(arch: Any, p: Path) -> tuple[int, list[int], dict]:
+    """``(in_channels, heads, body kwargs)`` of a model file's declared architecture, every value bounded."""
+    if not isinstance(arch, dict) or arch.get("arch") != "unet":
+        raise InputError(f"model file {p} describes an architecture this version cannot build (unknown architecture)")
+    values = {}
+    for key, (lo, hi) in ARCH_LIMITS.items():
+        if key not in arch:
+            raise InputError(f"model file {p} describes an architecture this version cannot build (no {key!r})")
+        v = arch[key]
+        if not _is_int(v) or not lo <= v <= hi:
+            raise InputError(f"model file {p} declares {key} {repr(v)[:40]}; this version builds {key} {lo}..{hi}")
+        values[key] = v
+    heads = arch.get("heads")
+    lo, hi = HEAD_CLASSES
+    if not isinstance(heads, list) or not 1 <= len(heads) <= MAX_HEADS:
+        n = len(heads) if isinstance(heads, list) else type(heads).__name__
+        raise InputError(f"model file {p} declares heads {str(n)[:40]}; this version builds 1..{MAX_HEADS} heads "
+                         f"(class counts {lo}..{hi})")
+    for n in heads:
+        if not _is_int(n) or not lo <= n <= hi:
+            raise InputError(f"model file {p} declares a head for {repr(n)[:40]} classes; heads have {lo}..{hi}")
+    if len(set(heads)) != len(heads):
+        raise InputError(f"model file {p} declares a head twice (heads {_ranges(sorted(heads))[:80]})")
+    in_channels = values.pop("in_channels")
+    return in_channels, sorted(heads), values
+
+
+def _check_weights(state: dict, skeleton: nn.Module, p: Path) -> None:
+    """The stored weights against the declared network (built on the meta device: no memory), one line if not."""
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    bad_keys = [k for k in state if not isinstance(k, str)]
+    if bad_keys:
+        raise InputError(f"model file {p} does not match its architecture: a weight is named {bad_keys[0]!r:.40}")
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = ([f"missing {len(missing)} weights (e.g. {missing[0]})"] if missing else []) + (
+            [f"{len(unexpected)} unexpected weights (e.g. {unexpected[0][:60]})"] if unexpected else [])
+        raise InputError(f"model file {p} does not match its architecture: " + ", ".join(parts))
+    for k, shape in expected.items():
+        t = state[k]
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            raise InputError(f"model file {p} does not match its architecture: {k} is not a floating-point tensor")
+        if tuple(t.shape) != shape:
+            raise InputError(f"model file {p} does not match its architecture: {k} has shape {tuple(t.shape)}, "
+                             f"the architecture needs {shape}")
+
+
 def load_model(path: str | os.PathLike) -> tuple[LevelSetUNet, dict]:
     """Load a model file written by ``save_model`` (or a training checkpoint).
 
     Returns ``(net, metadata)``; raises ``InputError`` for anything that is not
-    a valid napari-levelset U-Net file.
+    a valid napari-levelset U-Net file.  Every architecture value is bounded
+    (``ARCH_LIMITS``, ``HEAD_CLASSES``) and the declared network is first built
+    on torch's meta device and compared, name by name and shape by shape, with
+    the stored weights: memory is only allocated for a network the file holds.
     """
     p = Path(path)
     blob = _read_cached(p)
     meta = blob["metadata"]
-    arch = meta.get("architecture")
-    try:
-        if not isinstance(arch, dict) or arch.get("arch") != "unet":
-            raise ValueError("unknown architecture")
-        net = LevelSetUNet(int(arch["in_channels"]), [int(n) for n in arch["heads"]], **{
-            k: int(v) for k, v in _body_kwargs(arch).items()})
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"model file {p} describes an architecture this version cannot build ({exc})") from None
+    in_channels, heads, body = _check_architecture(meta.get("architecture"), p)
+    with torch.device("meta"):
+        skeleton = LevelSetUNet(in_channels, heads, **body)
+    _check_weights(blob["state_dict"], skeleton, p)
+    del skeleton
+    net = LevelSetUNet(in_channels, heads, **body)
     try:
         net.load_state_dict(blob["state_dict"], strict=True)
     except (RuntimeError, KeyError, TypeError) as exc:

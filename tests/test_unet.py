@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -540,3 +541,104 @@ def test_a_unet_gets_the_normalisation_it_was_trained_with():
     np.testing.assert_array_equal(unet.prepared.data, prepare_image(image, color="rgb", structures=False).data)
     np.testing.assert_array_equal(cnn.prepared.data, prepare_image(image, color="rgb").data)
     assert not np.array_equal(unet.prepared.data, cnn.prepared.data)
+
+
+def _with_architecture(model_file, tmp_path, name="arch.pt", **changes):
+    """A copy of the small model file whose metadata declares other architecture values (same weights)."""
+    path, _ = model_file
+    blob = torch.load(path, weights_only=True)
+    meta = json.loads(blob["metadata"])
+    meta["architecture"].update(changes)
+    out = tmp_path / name
+    torch.save({**blob, "metadata": json.dumps(meta)}, out)
+    return out
+
+
+@pytest.mark.parametrize(
+    "changes,words",
+    [
+        (dict(base=5000), ["base 5000", "1..1024"]),
+        (dict(base=0), ["base 0"]),
+        (dict(base="16"), ["base '16'"]),
+        (dict(base=True), ["base"]),
+        (dict(base=16.5), ["base 16.5"]),
+        (dict(levels=20), ["levels 20", "0..8"]),
+        (dict(levels=-1), ["levels -1"]),
+        (dict(embed=10**6), ["embed 1000000"]),
+        (dict(in_channels=1000), ["in_channels 1000"]),
+        (dict(convs=100), ["convs 100"]),
+        (dict(ndim=4), ["ndim 4", "2..3"]),
+        (dict(heads=list(range(2, 2002))), ["heads 2000", "1..254 heads"]),
+        (dict(heads=[]), ["heads 0"]),
+        (dict(heads="2-16"), ["heads str"]),
+        (dict(heads=[2, 300]), ["300", "2..255"]),
+        (dict(heads=[1, 2]), ["head for 1 classes"]),
+        (dict(heads=[2, "3"]), ["'3'"]),
+        (dict(heads=[2, 3, 3]), ["head twice"]),
+    ],
+)
+def test_architecture_values_are_bounded(model_file, tmp_path, changes, words):
+    bad = _with_architecture(model_file, tmp_path, **changes)
+    with pytest.raises(InputError) as info:
+        load_model(bad)
+    msg = str(info.value)
+    assert "\n" not in msg and len(msg) < 300, msg
+    for w in words:
+        assert w in msg, msg
+
+
+def test_missing_architecture_value_is_named(model_file, tmp_path):
+    path, _ = model_file
+    blob = torch.load(path, weights_only=True)
+    meta = json.loads(blob["metadata"])
+    del meta["architecture"]["embed"]
+    torch.save({**blob, "metadata": json.dumps(meta)}, tmp_path / "noembed.pt")
+    _expect_bad(tmp_path / "noembed.pt", "no 'embed'")
+
+
+def test_a_small_file_declaring_a_huge_network_is_refused_without_allocating_it(model_file, tmp_path):
+    """base 1024 with 2 levels is 1.8 GB of weights: the mismatch is found on the meta device, not in memory."""
+    import subprocess
+    import sys
+
+    bad = _with_architecture(model_file, tmp_path, base=1024)  # levels 2 as the small model
+    assert bad.stat().st_size < 100_000
+    code = (
+        "import resource, sys, time\n"
+        "from napari_levelset.io import InputError\n"
+        "from napari_levelset.unet import load_model\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "t = time.perf_counter()\n"
+        "try:\n"
+        "    load_model(sys.argv[1])\n"
+        "except InputError as exc:\n"
+        "    msg = str(exc)\n"
+        "else:\n"
+        "    msg = 'loaded'\n"
+        "grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024\n"
+        "print(f'{grew:.1f} {time.perf_counter() - t:.2f} {msg}')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(bad)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    grew_mb, seconds, msg = out.stdout.strip().split(" ", 2)
+    assert "does not match its architecture" in msg and "shape" in msg, msg
+    assert float(grew_mb) < 200, f"peak memory grew by {grew_mb} MB"
+    assert float(seconds) < 5, seconds
+
+
+def test_stored_weights_are_checked_name_by_name_and_shape_by_shape(model_file, tmp_path):
+    path, _ = model_file
+    blob = torch.load(path, weights_only=True)
+    state = dict(blob["state_dict"])
+    cases = {
+        "shape": ({**state, "heads.2.bias": torch.zeros(5)}, "heads.2.bias has shape (5,)"),
+        "extra": ({**state, "heads.9.bias": torch.zeros(9)}, "unexpected weights (e.g. heads.9.bias)"),
+        "missing": ({k: v for k, v in state.items() if k != "body.out.bias"}, "missing 1 weights (e.g. body.out.bias)"),
+        "string": ({**state, "heads.2.bias": "zeros"}, "heads.2.bias is not a floating-point tensor"),
+        "int": ({**state, "heads.2.bias": torch.zeros(2, dtype=torch.int64)}, "not a floating-point tensor"),
+        "key": ({**state, 7: torch.zeros(2)}, "a weight is named 7"),
+    }
+    for name, (st, match) in cases.items():
+        bad = tmp_path / f"{name}.pt"
+        torch.save({**blob, "state_dict": st}, bad)
+        _expect_bad(bad, re.escape(match))
