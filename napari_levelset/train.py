@@ -280,6 +280,53 @@ def checkpoint_path(out_path: str | os.PathLike) -> Path:
     return Path(str(out_path) + ".ckpt")
 
 
+_FRESH = "delete it or train with resume=False (--no-resume)"
+
+
+def _checkpoint_progress(blob: dict, ckpt: Path, steps: int) -> tuple[int, list[float]]:
+    """``(step, losses)`` of a checkpoint: a whole step in 0..steps and one finite loss per step done."""
+    step = blob.get("step")
+    if isinstance(step, torch.Tensor) and step.numel() == 1 and not step.is_floating_point() and step.dtype != torch.bool:
+        step = int(step)
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= steps:
+        raise InputError(f"checkpoint {ckpt} has step {repr(step)[:40]}, not a whole number in 0..{steps}; {_FRESH}")
+    losses = blob.get("losses")
+    if not isinstance(losses, (list, tuple)) or len(losses) != step:
+        what = f"{len(losses)} losses" if isinstance(losses, (list, tuple)) else f"losses {repr(losses)[:40]}"
+        raise InputError(f"checkpoint {ckpt} has {what} for {step} steps done; {_FRESH}")
+    out = []
+    for v in losses:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise InputError(f"checkpoint {ckpt} has a loss {repr(v)[:40]} that is not a finite number; {_FRESH}")
+        out.append(float(v))
+    return step, out
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, state: Any, ckpt: Path) -> None:
+    """Load a checkpoint's optimiser state, checked against the parameters (``InputError`` otherwise)."""
+    if not isinstance(state, dict) or not isinstance(state.get("state"), dict) \
+            or not isinstance(state.get("param_groups"), list):
+        raise InputError(f"checkpoint {ckpt} has an unusable optimiser state (not a record of state and "
+                         f"parameter groups); {_FRESH}")
+    try:
+        opt.load_state_dict(state)
+    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError, IndexError) as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise InputError(f"checkpoint {ckpt} has an unusable optimiser state ({detail}); {_FRESH}") from None
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for key, v in opt.state.get(p, {}).items():
+                if not isinstance(v, torch.Tensor):
+                    raise InputError(f"checkpoint {ckpt} has an unusable optimiser state ({key} is not a tensor); "
+                                     f"{_FRESH}")
+                if key != "step" and tuple(v.shape) != tuple(p.shape):
+                    raise InputError(f"checkpoint {ckpt} has an unusable optimiser state ({key} of shape "
+                                     f"{tuple(v.shape)} for a parameter of shape {tuple(p.shape)}); {_FRESH}")
+                if not torch.isfinite(v).all():
+                    raise InputError(f"checkpoint {ckpt} has an unusable optimiser state (non-finite {key}); "
+                                     f"{_FRESH}")
+
+
 # ----------------------------------------------------------------------------- training
 def train(
     images,
@@ -378,28 +425,32 @@ def train(
     opt = torch.optim.Adam(net.parameters(), lr=float(lr))
     step, losses = 0, []
     ckpt = checkpoint_path(out)
+    if ckpt.exists() and not ckpt.is_file():
+        raise InputError(f"checkpoint path {ckpt} is a directory or other non-file: move it away to train to {out}")
     if resume and ckpt.is_file():
         blob = read_model_file(ckpt)
         saved = blob["metadata"].get("train_config")
         if saved != config:
-            raise InputError(f"checkpoint {ckpt} was made for a different model ({saved}); "
+            raise InputError(f"checkpoint {ckpt} was made for a different model ({str(saved)[:200]}); "
                              "delete it or train with resume=False (--no-resume)")
-        was = dict(blob["metadata"].get("training") or {}, color=blob["metadata"].get("color"),
-                   data=blob["metadata"].get("data"))
+        training = blob["metadata"].get("training")
+        if training is not None and not isinstance(training, dict):
+            raise InputError(f"checkpoint {ckpt} has unreadable training settings; delete it or train with "
+                             "resume=False (--no-resume)")
+        was = dict(training or {}, color=blob["metadata"].get("color"), data=blob["metadata"].get("data"))
         now = dict(settings, color=color, data=desc)
         changed = sorted(k for k in now if was.get(k) != now[k])
         if changed:
             raise InputError(f"checkpoint {ckpt} was made with other settings ("
-                             + ", ".join(f"{k} {was.get(k)!r}, now {now[k]!r}" for k in changed)
+                             + ", ".join(f"{k} {repr(was.get(k))[:60]}, now {now[k]!r}" for k in changed)
                              + "): train as before to resume, or start afresh with resume=False (--no-resume)")
+        step, losses = _checkpoint_progress(blob, ckpt, steps)
         resumed, _ = load_model(ckpt)
+        if resumed.config != net.config:
+            raise InputError(f"checkpoint {ckpt} holds a different network than its settings say; delete it or "
+                             "train with resume=False (--no-resume)")
         net.load_state_dict(resumed.state_dict())
-        try:
-            opt.load_state_dict(blob["optimizer"])
-        except (KeyError, ValueError, RuntimeError) as exc:
-            raise InputError(f"checkpoint {ckpt} has an unusable optimiser state ({exc})") from None
-        step = int(blob.get("step", 0))
-        losses = [float(v) for v in blob.get("losses", [])]
+        _load_optimizer(opt, blob.get("optimizer"), ckpt)
         if progress:
             print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
 

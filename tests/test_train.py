@@ -225,3 +225,76 @@ def test_cli_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
     code = main([str(tmp_path), "-o", str(tmp_path / "m.pt"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "out of memory" in err and "--crop" in err, err
+
+
+def _tamper(ckpt, **changes):
+    """Rewrite fields of a checkpoint file (a value of None removes the field)."""
+    blob = torch.load(ckpt, weights_only=True)
+    for k, v in changes.items():
+        if v is None:
+            blob.pop(k, None)
+        else:
+            blob[k] = v
+    torch.save(blob, ckpt)
+
+
+@pytest.mark.parametrize(
+    "changes,words",
+    [
+        (dict(optimizer="adam"), ["optimiser state", "not a record"]),
+        (dict(optimizer=None), ["optimiser state"]),
+        (dict(optimizer={"state": {}, "param_groups": "x"}), ["optimiser state"]),
+        (dict(optimizer={"state": {}, "param_groups": [{"lr": 1.0}]}), ["optimiser state"]),
+        (dict(step="abc"), ["step 'abc'", "0..4"]),
+        (dict(step=-3), ["step -3", "0..4"]),
+        (dict(step=9), ["step 9", "0..4"]),
+        (dict(step=2.5), ["step 2.5"]),
+        (dict(step=None), ["step None"]),
+        (dict(losses=["a", "b"]), ["loss 'a'", "not a finite number"]),
+        (dict(losses=[1.0, float("nan")]), ["loss nan"]),
+        (dict(losses="1,2"), ["losses '1,2'"]),
+        (dict(losses=[1.0]), ["1 losses for 2 steps"]),
+    ],
+)
+def test_resume_refuses_a_checkpoint_with_wrong_values_in_one_line(tmp_path, changes, words):
+    kw = dict(steps=4, crop=24, batch_size=2, checkpoint_every=2, **SMALL)
+    train(blobs(2), tmp_path / "m.pt", stop_after=2, **kw)
+    ckpt = checkpoint_path(tmp_path / "m.pt")
+    _tamper(ckpt, **changes)
+    with pytest.raises(InputError) as info:
+        train(blobs(2), tmp_path / "m.pt", **kw)
+    msg = str(info.value)
+    assert "\n" not in msg and str(ckpt) in msg and "--no-resume" in msg, msg
+    for w in words:
+        assert w in msg, msg
+    assert ckpt.exists() and not (tmp_path / "m.pt").exists()
+    res = train(blobs(2), tmp_path / "m.pt", resume=False, **kw)  # starting afresh works
+    assert res.steps == 4 and len(res.losses) == 4
+
+
+def test_resume_refuses_optimizer_moments_of_the_wrong_shape(tmp_path):
+    kw = dict(steps=4, crop=24, batch_size=2, checkpoint_every=2, **SMALL)
+    train(blobs(2), tmp_path / "m.pt", stop_after=2, **kw)
+    ckpt = checkpoint_path(tmp_path / "m.pt")
+    opt = torch.load(ckpt, weights_only=True)["optimizer"]
+    opt["state"][0]["exp_avg"] = torch.zeros(7)
+    _tamper(ckpt, optimizer=opt)
+    with pytest.raises(InputError, match=r"exp_avg of shape \(7,\)"):
+        train(blobs(2), tmp_path / "m.pt", **kw)
+
+
+def test_a_directory_at_the_checkpoint_path_is_refused_before_training(tmp_path):
+    checkpoint_path(tmp_path / "m.pt").mkdir()
+    for resume in (True, False):
+        with pytest.raises(InputError, match="is a directory"):
+            train(blobs(2), tmp_path / "m.pt", steps=2, crop=24, batch_size=2, resume=resume, **SMALL)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_checkpoint_at_the_last_step_resumes_to_the_model_file(tmp_path):
+    kw = dict(steps=3, crop=24, batch_size=2, checkpoint_every=1, **SMALL)
+    part = train(blobs(2), tmp_path / "m.pt", stop_after=2, **kw)
+    _tamper(part.path, step=3, losses=part.losses + [part.losses[-1]])
+    res = train(blobs(2), tmp_path / "m.pt", **kw)
+    assert res.path == tmp_path / "m.pt" and res.steps == 3 and len(res.losses) == 3
+    assert not checkpoint_path(tmp_path / "m.pt").exists()
