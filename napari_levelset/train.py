@@ -20,7 +20,8 @@ cropping.  A checkpoint (model + optimiser + step, the model-file format plus
 ``checkpoint_every`` steps and on Ctrl-C; a later call with ``resume=True``
 continues from it.  Batches depend only on ``(seed, step)``, so an interrupted
 and resumed run draws the same crops as an uninterrupted one; a checkpoint made
-with other settings, colour handling or data is refused.  The checkpoint
+with other settings, colour handling or data is refused, and so is one whose
+step, losses or optimiser state are not what a run writes.  The checkpoint
 is removed once the model file is written.
 
 The command line (``napari-levelset train``) is ``main``.

@@ -35,7 +35,10 @@ hyper-parameters, heads, normalisation, package version, training settings)
 and ``state_dict``.  ``load_model`` reads it back with
 ``torch.load(weights_only=True)``, so no arbitrary code can run; anything else
 (a missing, corrupt or foreign file, a mismatching state dict) raises
-``napari_levelset.io.InputError`` with a one-line message.  Training
+``napari_levelset.io.InputError`` with a one-line message.  Every architecture
+value the metadata declares is bounded (``ARCH_LIMITS``, ``HEAD_CLASSES``), and
+the declared network is built on torch's meta device and compared with the
+stored weights (names and shapes) before any memory is allocated for it.  Training
 checkpoints use the same format plus the optimiser state, so they load too.
 """
 
