@@ -32,6 +32,7 @@ from .io import InputError, Prepared, labels_dtype, prepare_image
 from .loss import class_means, class_probs, levelset_loss, scribble_loss
 from .cluster import init_centres
 from .models import PerImageCNN, init_parameters
+from . import validate
 
 __all__ = ["Snapshot", "Segmenter", "segment", "resolve_device", "DEFAULTS"]
 
@@ -172,20 +173,22 @@ class Segmenter:
         diameter: float | None = None,
         spacing=None,
     ):
-        n_classes = int(n_classes)
-        if n_classes < 2:
-            raise InputError(f"need at least 2 classes, got {n_classes}")
-        if n_classes > 65535:
-            raise InputError(f"at most 65535 classes are supported, got {n_classes}")
-        _check_positive(lr=lr, width=width, depth=depth)
+        n_classes = validate.n_classes(n_classes)
+        lr = validate.number("lr", lr)
+        width, depth = validate.integer("width", width), validate.integer("depth", depth)
+        seed = validate.seed(seed)
+        channel_axis, spatial_dims = validate.channel_axis(channel_axis), validate.spatial_dims(spatial_dims)
+        position = validate.optional_number("position", position)
+        lam, alpha = validate.number("lam", lam), validate.number("alpha", alpha)
+        diameter = validate.optional_number("diameter", diameter)
+        max_pixels = validate.optional_integer("max_pixels", max_pixels)
+        if image is not None and prepared is None:
+            image = validate.image_array(image)
         from .unet import PretrainedNetwork
 
         given = isinstance(model, torch.nn.Module)
         per_image = (given and not isinstance(model, PretrainedNetwork)) or (not given and model == "cnn")
         self._model_kind = "cnn" if per_image else "unet"  # the key of the per-model region defaults
-        if position is not None:
-            _check_nonnegative(position=position)
-        _check_nonnegative(lam=lam, alpha=alpha)
         auto_color = color == "auto"
         if auto_color and not per_image:  # a U-Net takes the input it was trained on
             from .unet import model_color
@@ -208,8 +211,6 @@ class Segmenter:
             np.asarray(spacing, float), (len(prepared.spatial_shape),)))
         #: expected object diameter (unit of ``spacing``), given or estimated; used by instances
         self.diameter = None if diameter is None else float(diameter)
-        if diameter is not None:
-            _check_positive(diameter=diameter)
         self.contrast = contrast
         if contrast == "fluorescence":
             prepared, self.diameter = fluorescence_prepared(prepared, self.diameter, self.spacing)
@@ -329,8 +330,7 @@ class Segmenter:
 
     @lam.setter
     def lam(self, value: float) -> None:
-        _check_nonnegative(lam=value)
-        self._lam = float(value)
+        self._lam = validate.number("lam", value)
 
     @property
     def lr(self) -> float:
@@ -338,9 +338,9 @@ class Segmenter:
 
     @lr.setter
     def lr(self, value: float) -> None:
-        _check_positive(lr=value)
+        value = validate.number("lr", value)
         for group in self.optimizer.param_groups:
-            group["lr"] = float(value)
+            group["lr"] = value
 
     @property
     def settings(self) -> dict:
@@ -366,7 +366,7 @@ class Segmenter:
 
     def _check_scribbles(self, scribbles) -> np.ndarray:
         """Validate scribbles; return them as int64 ``(B, *S)`` label ids."""
-        s = self.prepared.to_batch(np.asarray(scribbles))
+        s = self.prepared.to_batch(validate.scribble_array(scribbles))
         if not (np.issubdtype(s.dtype, np.integer) or s.dtype == bool):
             if not np.all(np.mod(s, 1) == 0):
                 raise InputError("scribbles must be integer labels")
@@ -526,22 +526,35 @@ class Segmenter:
         The last snapshot has ``done=True`` (and ``stopped=True`` when ``stop()``
         ended the run early).  The generator may also simply be closed.
         """
-        iterations = int(iterations)
-        if iterations < 0:
-            raise InputError(f"iterations must be >= 0, got {iterations}")
-        every = max(1, int(every))
+        iterations = validate.integer("iterations", iterations)
+        every = validate.integer("every", every)
         t0 = time.perf_counter()
         try:
             for i in range(iterations):
                 if self._stop.is_set():
+                    self._check_loss()
                     yield self.snapshot(with_probs, done=True, stopped=True, t0=t0)
                     return
                 self.step()
                 if (i + 1) % every == 0 and i + 1 < iterations:
+                    self._check_loss()
                     yield self.snapshot(with_probs, t0=t0)
+            self._check_loss()
             yield self.snapshot(with_probs, done=True, stopped=self._stop.is_set(), t0=t0)
         finally:
             self._stop.clear()
+
+    def _check_loss(self) -> None:
+        """End the run with an ``InputError`` when the last step's loss is NaN or infinite.
+
+        Called where a snapshot reads the loss anyway, so it adds no wait for the device.
+        """
+        if self._loss is not None and not bool(torch.isfinite(self._loss)):
+            lo, hi = validate.LIMITS["lr"]
+            raise InputError(
+                f"the optimisation diverged (loss {float(self._loss)} at iteration {self.iteration}): "
+                f"lower lr (now {self.lr:g}; allowed ({lo:g}, {hi:g}], default {DEFAULTS['lr']:g}) "
+                f"or lam (now {self.lam:g}; default {DEFAULTS['lam']:g})")
 
     # -- reading results -----------------------------------------------------------
     @torch.no_grad()
@@ -605,6 +618,8 @@ class Segmenter:
         """
         from .regions import to_regions
 
+        min_region = validate.optional_number("min_region", min_region)
+        merge = validate.optional_number("merge", merge)
         if mode == "instances":
             return self.instances(diameter=diameter, foreground=foreground, min_size=min_region)
         labels = self.labels() if labels is None else labels
@@ -647,6 +662,8 @@ class Segmenter:
         InputError
             For foreground labels outside 1..N or a non-positive diameter.
         """
+        diameter = validate.optional_number("diameter", diameter)
+        min_size = validate.optional_number("min_size", min_size)
         fg = foreground_classes(self.n_classes, foreground)
         probs = self.probabilities() if probs is None else probs
         p = probs[[k - 1 for k in fg]].sum(0).reshape((-1,) + self.prepared.spatial_shape)
@@ -694,12 +711,6 @@ class _Unset:
 _UNSET: Any = _Unset()
 
 
-def _check_positive(**values) -> None:
-    for name, v in values.items():
-        if not (isinstance(v, (int, float, np.number)) and np.isfinite(v) and v > 0):
-            raise InputError(f"{name} must be a positive number, got {v!r}")
-
-
 def position_channels(x: torch.Tensor, weight: float) -> torch.Tensor:
     """Centred coordinate channels ``(B, D, *S)`` for ``x`` ``(B, C, *S)``, scaled by ``weight``.
 
@@ -711,12 +722,6 @@ def position_channels(x: torch.Tensor, weight: float) -> torch.Tensor:
     axes = [(torch.arange(s, device=x.device, dtype=x.dtype) - (s - 1) / 2) * scale for s in spatial]
     grids = torch.meshgrid(*axes, indexing="ij")
     return torch.stack(grids).unsqueeze(0).expand(x.shape[0], len(spatial), *spatial).contiguous()
-
-
-def _check_nonnegative(**values) -> None:
-    for name, v in values.items():
-        if not (isinstance(v, (int, float, np.number)) and np.isfinite(v) and v >= 0):
-            raise InputError(f"{name} must be a non-negative number, got {v!r}")
 
 
 def segment(
@@ -770,13 +775,22 @@ def segment(
 
     if regions not in REGION_MODES:
         raise InputError(f"regions must be one of {', '.join(REGION_MODES)}; got {regions!r}")
-    if merge is not None:
-        _check_nonnegative(merge=merge)
+    merge = validate.optional_number("merge", merge)
+    min_region = validate.optional_number("min_region", min_region)
+    iterations = validate.optional_integer("iterations", iterations)
+    finetune_iterations = validate.optional_integer("finetune_iterations", finetune_iterations)
+    diameter = validate.optional_number("diameter", diameter)
+    seed = validate.seed(seed)
+    channel_axis, spatial_dims = validate.channel_axis(channel_axis), validate.spatial_dims(spatial_dims)
+    if image is not None:
+        image = validate.image_array(image)
     instances = regions == "instances"
     if n_classes is None:
         n_classes = INSTANCE_CLASSES if instances else DEFAULTS["n_classes"]
+    n_classes = validate.n_classes(n_classes)
     if lam is None:
         lam = INSTANCE_LAM if instances and model == "cnn" else DEFAULTS["lam"]
+    lam = validate.number("lam", lam)
     if instances:
         kwargs.setdefault("contrast", "fluorescence")
         if model == "cnn" and iterations is None:
@@ -790,7 +804,7 @@ def segment(
         if iterations > 0:  # a fine-tune starts its head from this image's k-means where it can
             kwargs.setdefault("init", "auto")
     if (iterations == 0 and model != "cnn" and kwargs.get("init", "network") == "network"
-            and scribbles is not None and np.any(np.asarray(scribbles))):
+            and scribbles is not None and np.any(validate.scribble_array(scribbles))):
         raise InputError("scribbles steer the optimisation: a pretrained model used directly would ignore them; "
                          "give finetune_iterations (e.g. 20)")
     full = None
@@ -868,8 +882,7 @@ def _instance_preparation(image, channel_axis, spatial_dims, diameter, spacing, 
     full = prepare_image(image, channel_axis, spatial_dims, color=color)
     if spacing is not None:
         spacing = tuple(np.broadcast_to(np.asarray(spacing, float), (len(full.spatial_shape),)))
-    if diameter is not None:
-        _check_positive(diameter=diameter)
+    diameter = validate.optional_number("diameter", diameter)
     if contrast == "fluorescence":
         full, diameter = fluorescence_prepared(full, diameter, spacing)
     small, zoom = resample_prepared(full, INSTANCE_PIXELS, diameter, spacing)

@@ -1,0 +1,191 @@
+"""One check for each public setting of ``segment`` and ``Segmenter``: type, whole-number-ness, finiteness, range.
+
+Numpy only.  Every check raises ``InputError`` with a message that names the
+setting, the value given and what is allowed, and returns the value in the
+type the library works with (``int`` or ``float``).
+
+Whole numbers may be given as any integral number (``3``, ``np.int64(3)``,
+``3.0``); fractions, NaN, infinities, booleans and strings are refused.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .io import InputError
+
+__all__ = [
+    "LIMITS",
+    "integer",
+    "number",
+    "optional_integer",
+    "optional_number",
+    "seed",
+    "channel_axis",
+    "spatial_dims",
+    "image_array",
+    "scribble_array",
+]
+
+#: (low, high) of each bounded setting, inclusive; ``None``: unbounded.  ``lr`` excludes 0.
+LIMITS: dict[str, tuple] = dict(
+    n_classes=(2, 65535),
+    lam=(0.0, 1e3),
+    lr=(0.0, 10.0),
+    alpha=(0.0, 1e3),
+    position=(0.0, 100.0),
+    width=(1, 1024),
+    depth=(1, 16),
+    seed=(0, 2**32 - 1),
+    iterations=(0, None),
+    finetune_iterations=(0, None),
+    every=(1, None),
+    max_pixels=(1, None),
+    spatial_dims=(2, 3),
+    merge=(0.0, None),
+    min_region=(0.0, None),
+    min_size=(0.0, None),
+    diameter=(0.0, None),
+)
+#: settings whose low end is excluded (must be larger)
+_OPEN_LOW = {"lr", "diameter"}
+
+
+def _is_bool(value) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    """A real number (Python or numpy scalar, or a 0-d numeric array), not a bool."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    return (isinstance(value, (numbers.Real, np.integer, np.floating)) and not _is_bool(value))
+
+
+def _scalar(value):
+    return value[()] if isinstance(value, np.ndarray) and value.ndim == 0 else value
+
+
+def _range_text(name: str, lo, hi) -> str:
+    """``in [0, 1000]``, ``in (0, 10]``, ``>= 0``, ``> 0``."""
+    if hi is None:
+        return f"> {lo:g}" if name in _OPEN_LOW else f">= {lo:g}"
+    left = "(" if name in _OPEN_LOW else "["
+    return f"in {left}{lo:g}, {hi:g}]"
+
+
+def _shown(value) -> str:
+    """``repr(value)``, shortened when long (a huge integer)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:30] + "..." + text[-6:]
+
+
+def _limits(name: str, lo, hi):
+    if lo is None and hi is None and name in LIMITS:
+        return LIMITS[name]
+    return lo, hi
+
+
+def integer(name: str, value, lo=None, hi=None, *, bounded: bool = True) -> int:
+    """``value`` as an ``int`` in ``lo..hi`` (defaults: ``LIMITS[name]``; ``bounded=False``: any)."""
+    lo, hi = _limits(name, lo, hi) if bounded else (None, None)
+    allowed = f"a whole number in {lo}..{hi}" if hi is not None else (
+        f"a whole number >= {lo}" if lo is not None else "a whole number")
+    v = _scalar(value)
+    if isinstance(v, (numbers.Integral, np.integer)) and not _is_bool(v):
+        out = int(v)
+    elif _is_real(v) and np.isfinite(float(v)) and float(v) == np.floor(float(v)):
+        out = int(float(v))  # an integral float (3.0)
+    else:
+        raise InputError(f"{name} must be {allowed}, got {_shown(value)}")
+    if (lo is not None and out < lo) or (hi is not None and out > hi):
+        raise InputError(f"{name} must be {allowed}, got {_shown(value)}")
+    return out
+
+
+def number(name: str, value, lo=None, hi=None) -> float:
+    """``value`` as a finite ``float`` in the range of ``LIMITS[name]`` (or ``lo``, ``hi``)."""
+    lo, hi = _limits(name, lo, hi)
+    allowed = f"a number {_range_text(name, lo, hi)}" if (lo is not None or hi is not None) else "a finite number"
+    v = _scalar(value)
+    try:
+        out = float(v) if _is_real(v) else float("nan")
+    except OverflowError:  # an int too large for a float
+        out = float("inf")
+    if not np.isfinite(out):
+        raise InputError(f"{name} must be {allowed}, got {_shown(value)}")
+    low_bad = lo is not None and (out <= lo if name in _OPEN_LOW else out < lo)
+    if low_bad or (hi is not None and out > hi):
+        raise InputError(f"{name} must be {allowed}, got {_shown(value)}")
+    return out
+
+
+def optional_integer(name: str, value, lo=None, hi=None) -> int | None:
+    return None if value is None else integer(name, value, lo, hi)
+
+
+def optional_number(name: str, value, lo=None, hi=None) -> float | None:
+    return None if value is None else number(name, value, lo, hi)
+
+
+def seed(value) -> int:
+    """A seed for numpy and torch: a whole number in 0..2**32-1."""
+    return integer("seed", value)
+
+
+def channel_axis(value) -> int | None:
+    """None or a whole number (its range is checked against the image's axes in ``io.infer_axes``)."""
+    return None if value is None else integer("channel_axis", value, bounded=False)
+
+
+def spatial_dims(value) -> int | None:
+    """None, 2 or 3."""
+    if value is None:
+        return None
+    v = _scalar(value)
+    if not _is_real(v) or v not in (2, 3):
+        raise InputError(f"spatial_dims must be 2 or 3 (or None: from the image), got {_shown(value)}")
+    return int(float(v))
+
+
+def image_array(image) -> np.ndarray:
+    """``image`` as a numpy array; a ragged nesting of lists is an ``InputError``."""
+    try:
+        arr = np.asarray(image)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"the image is not a rectangular array ({exc.__class__.__name__}: nested sequences of "
+                         "different lengths?)") from None
+    if arr.dtype == object:
+        raise InputError("the image is not a rectangular array of numbers (dtype object)")
+    return arr
+
+
+def scribble_array(scribbles) -> np.ndarray:
+    """``scribbles`` as a numpy array of real, finite, whole numbers (bool or integer dtype, or integral floats)."""
+    try:
+        s = np.asarray(scribbles)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"scribbles are not a rectangular array ({exc.__class__.__name__})") from None
+    if s.dtype == bool or np.issubdtype(s.dtype, np.integer):
+        return s
+    if not np.issubdtype(s.dtype, np.floating):
+        raise InputError(f"scribbles must be integer labels (0 = unlabelled), got an array of dtype {s.dtype}")
+    if not np.isfinite(s).all() or not np.all(np.mod(s, 1) == 0):
+        raise InputError("scribbles must be integer labels (0 = unlabelled): these hold fractions, NaN or infinity")
+    return s
+
+
+def n_classes(value) -> int:
+    """The number of classes: a whole number in 2..65535."""
+    lo, hi = LIMITS["n_classes"]
+    try:
+        n = integer("n_classes", value, bounded=False)
+    except InputError:
+        raise InputError(f"n_classes must be a whole number in {lo}..{hi}, got {_shown(value)}") from None
+    if n < lo:
+        raise InputError(f"need at least {lo} classes, got n_classes={n} (allowed: {lo}..{hi})")
+    if n > hi:
+        raise InputError(f"at most {hi} classes are supported, got n_classes={n} (allowed: {lo}..{hi})")
+    return n
