@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .defaults import DEFAULTS, MERGE_OPTIONS, MERGE_WEIGHT, MERGED_MIN_REGION
-from .instances import (CONTRAST_MODES, fluorescence_prepared, foreground_classes, instance_labels,
+from .instances import (as_spacing, contrast_color, fluorescence_prepared, foreground_classes, instance_labels,
                         resample_prepared, upsample)
 from .io import InputError, Prepared, labels_dtype, prepare_image
 from .loss import class_means, class_probs, levelset_loss, scribble_loss
@@ -196,19 +196,13 @@ class Segmenter:
             color = model.model_color if given else model_color(model)
             if color == "lab":  # CIELAB for RGB images; others are normalised (grey goes in as lightness)
                 color = "auto"
-        if contrast not in CONTRAST_MODES:
-            raise InputError(f"contrast must be one of {', '.join(CONTRAST_MODES)}; got {contrast!r}")
-        if contrast == "fluorescence" and color in ("auto", "lab"):  # fluorescence channels are not a colour photo
-            if color == "lab":
-                raise InputError("contrast='fluorescence' is for fluorescence channels; it cannot be combined with color='lab'")
-            color = "rgb"
+        color = contrast_color(contrast, color)
         if prepared is None:
             # a U-Net gets the normalisation it was trained with (unet.NORMALISATION)
             prepared = prepare_image(image, channel_axis, spatial_dims, color=color, structures=per_image)
         color = prepared.color
         #: physical size of a pixel (voxel) per spatial axis, or None (pixels)
-        self.spacing = None if spacing is None else tuple(float(v) for v in np.broadcast_to(
-            np.asarray(spacing, float), (len(prepared.spatial_shape),)))
+        self.spacing = as_spacing(spacing, len(prepared.spatial_shape))
         #: expected object diameter (unit of ``spacing``), given or estimated; used by instances
         self.diameter = None if diameter is None else float(diameter)
         self.contrast = contrast
@@ -366,11 +360,7 @@ class Segmenter:
 
     def _check_scribbles(self, scribbles) -> np.ndarray:
         """Validate scribbles; return them as int64 ``(B, *S)`` label ids."""
-        s = self.prepared.to_batch(validate.scribble_array(scribbles))
-        if not (np.issubdtype(s.dtype, np.integer) or s.dtype == bool):
-            if not np.all(np.mod(s, 1) == 0):
-                raise InputError("scribbles must be integer labels")
-        s = s.astype(np.int64)
+        s = self.prepared.to_batch(validate.scribble_array(scribbles)).astype(np.int64)  # whole numbers, checked
         if s.min() < 0:
             raise InputError("scribble labels must be >= 0 (0 = unlabelled)")
         if s.max() > self.n_classes:
@@ -648,7 +638,8 @@ class Segmenter:
             Smallest object kept, in pixels (voxels); default: a fifth of the expected
             object's area (volume).
         probs : ndarray, optional
-            Class probabilities ``(N, *out_shape)`` to use instead of the current ones.
+            Class probabilities ``(N, *shape)`` to use instead of the current ones; their
+            shape (batch axes, then this image's number of spatial axes) is the result's.
 
         Returns
         -------
@@ -665,8 +656,10 @@ class Segmenter:
         diameter = validate.optional_number("diameter", diameter)
         min_size = validate.optional_number("min_size", min_size)
         fg = foreground_classes(self.n_classes, foreground)
-        probs = self.probabilities() if probs is None else probs
-        p = probs[[k - 1 for k in fg]].sum(0).reshape((-1,) + self.prepared.spatial_shape)
+        probs = self.probabilities() if probs is None else np.asarray(probs)
+        out_shape = probs.shape[1:]  # the input's non-channel shape (or a larger one's, see ``segment``)
+        ndim = len(self.prepared.spatial_shape)
+        p = probs[[k - 1 for k in fg]].sum(0).reshape((-1,) + out_shape[len(out_shape) - ndim:])
         d = self.diameter if diameter is None else diameter
         out = np.zeros(p.shape, np.uint32)
         offset = 0
@@ -674,7 +667,7 @@ class Segmenter:
             lab = instance_labels(item, diameter=d, spacing=self.spacing, min_size=min_size)
             out[i] = np.where(lab > 0, lab + offset, 0)
             offset += int(lab.max())
-        return self.prepared.to_output(out)
+        return out.reshape(out_shape)
 
     def snapshot(self, with_probs: bool = False, done: bool = False, stopped: bool = False, t0: float | None = None):
         loss = float(self._loss) if self._loss is not None else float("nan")
@@ -847,9 +840,7 @@ def segment(
         probs = None
         if full is not None:  # optimised on a smaller copy: probabilities back to the full image
             probs = upsample(seg.probabilities().reshape((n_classes, -1) + seg.prepared.spatial_shape),
-                             full[0].spatial_shape)
-            seg.prepared = full[0]
-            probs = probs.reshape((n_classes,) + full[0].out_shape)
+                             full[0].spatial_shape).reshape((n_classes,) + full[0].out_shape)
         return seg.instances(diameter=diameter, foreground=foreground, min_size=min_region, probs=probs)
     labels = last.labels if last is not None else seg.labels()
     return seg.regions(labels, regions, min_region=min_region, merge=merge)
@@ -872,16 +863,9 @@ def _instance_preparation(image, channel_axis, spatial_dims, diameter, spacing, 
     if not (isinstance(model, str) and model == "cnn") or scribbles is not None or "prepared" in kwargs:
         return None, None
     contrast = kwargs.get("contrast", "fluorescence")
-    if contrast not in CONTRAST_MODES:
-        raise InputError(f"contrast must be one of {', '.join(CONTRAST_MODES)}; got {contrast!r}")
-    color = kwargs.get("color", DEFAULTS["color"])
-    if contrast == "fluorescence":
-        if color == "lab":
-            raise InputError("contrast='fluorescence' is for fluorescence channels; it cannot be combined with color='lab'")
-        color = "rgb"
+    color = contrast_color(contrast, kwargs.get("color", DEFAULTS["color"]))
     full = prepare_image(image, channel_axis, spatial_dims, color=color)
-    if spacing is not None:
-        spacing = tuple(np.broadcast_to(np.asarray(spacing, float), (len(full.spatial_shape),)))
+    spacing = as_spacing(spacing, len(full.spatial_shape))
     diameter = validate.optional_number("diameter", diameter)
     if contrast == "fluorescence":
         full, diameter = fluorescence_prepared(full, diameter, spacing)

@@ -11,9 +11,9 @@ module handles:
   differ by a few units, not by a factor of ten, while noise stays near 0.  The
   level-set loss then separates objects from background on this image.
 - **Object size** (``estimate_diameter``).  The field's usual setting is the
-  expected diameter (Cellpose, StarDist, CellProfiler); estimated from the
-  foreground's pieces when not given: twice the area-weighted median of their
-  largest inscribed radius, which a cluster of touching objects does not inflate.
+  expected diameter (Cellpose, StarDist, CellProfiler); estimated when not given
+  from the median scale of scale-normalised Laplacian-of-Gaussian blobs, which
+  neither a slowly varying background nor touching objects inflate.
 - **Instances** (``instance_labels``).  The foreground (the brightest class unless
   told otherwise) is cut into objects by a seeded watershed (scikit-image) on the
   distance transform: seeds are the maxima of the smoothed distance transform at
@@ -36,6 +36,8 @@ from .io import InputError
 
 __all__ = [
     "CONTRAST_MODES",
+    "contrast_color",
+    "as_spacing",
     "fluorescence_contrast",
     "noise_sigma",
     "estimate_diameter",
@@ -62,6 +64,30 @@ ESTIMATE_PIXELS = {2: 65_000, 3: 500_000}
 NOISE_BLUR = 1.0
 #: diameter (pixels) assumed when an image has no foreground pieces to measure
 FALLBACK_DIAMETER = 16.0
+
+
+def contrast_color(contrast: str, color: str) -> str:
+    """The ``color`` setting to prepare an image with under ``contrast``.
+
+    ``fluorescence`` treats the channels as fluorescence, never as a colour photo:
+    ``color="auto"`` becomes ``"rgb"`` (each channel normalised on its own).
+    Raises ``InputError`` for an unknown ``contrast`` or ``fluorescence`` with ``color="lab"``.
+    """
+    if contrast not in CONTRAST_MODES:
+        raise InputError(f"contrast must be one of {', '.join(CONTRAST_MODES)}; got {contrast!r}")
+    if contrast == "fluorescence":
+        if color == "lab":
+            raise InputError("contrast='fluorescence' is for fluorescence channels; it cannot be combined with color='lab'")
+        if color == "auto":
+            return "rgb"
+    return color
+
+
+def as_spacing(spacing: Sequence[float] | float | None, ndim: int) -> tuple[float, ...] | None:
+    """``spacing`` as ``ndim`` positive floats (a single number for every axis), or None.
+
+    Raises ``InputError`` for anything else."""
+    return None if spacing is None else tuple(float(v) for v in _spacing(spacing, ndim))
 
 
 def _spacing(spacing: Sequence[float] | None, ndim: int) -> np.ndarray:
