@@ -27,6 +27,16 @@ LONG = 100_000  # iterations for runs that the test stops itself
 
 # --------------------------------------------------------------------------- no display needed
 
+
+def start_long_run(qtbot, widget):
+    """Start a run of ``LONG`` iterations (a snapshot every 2) and wait for its first snapshot;
+    returns the worker."""
+    widget.iter_spin.setValue(LONG)
+    widget.every_spin.setValue(2)
+    with qtbot.waitSignal(widget.snapshot_applied, timeout=30_000):
+        worker = widget.run()
+    return worker
+
 def save_screenshot(viewer, path, keep_variable):
     """Save the whole window to ``path`` (checked to hold a picture); copy it where the environment
     variable ``keep_variable`` says, if set (how docs/ screenshots are made)."""
@@ -178,10 +188,7 @@ def test_stop_then_rerun_reuses_the_layer(make_widget, qtbot):
     viewer.add_image(img, name="disk")
     user_layer = viewer.add_labels(np.zeros((48, 48), np.uint8), name="disk level-set")  # not ours
     widget.n_spin.setValue(2)
-    widget.iter_spin.setValue(LONG)
-    widget.every_spin.setValue(2)
-    with qtbot.waitSignal(widget.snapshot_applied, timeout=30_000):
-        widget.run()
+    start_long_run(qtbot, widget)
     assert widget.is_running and widget.stop_btn.isEnabled() and not widget.run_btn.isEnabled()
     with qtbot.waitSignal(widget.run_finished, timeout=10_000):
         widget.stop_btn.click()
@@ -204,10 +211,7 @@ def test_live_lambda_and_restart_on_n(make_widget, qtbot):
     img, _ = three_regions(48)
     viewer.add_image(img, name="img")
     widget.n_spin.setValue(2)
-    widget.iter_spin.setValue(LONG)
-    widget.every_spin.setValue(2)
-    with qtbot.waitSignal(widget.snapshot_applied, timeout=30_000):
-        widget.run()
+    start_long_run(qtbot, widget)
     seg = widget.segmenter
     widget.lam.setValue(0.5)  # live: no restart
     assert seg.lam == 0.5 and widget.segmenter is seg
@@ -352,10 +356,7 @@ def test_removing_the_image_mid_run(make_widget, qtbot, errors):
     viewer, widget = make_widget()
     img, _ = disk_image(48)
     image = viewer.add_image(img, name="disk")
-    widget.iter_spin.setValue(LONG)
-    widget.every_spin.setValue(2)
-    with qtbot.waitSignal(widget.snapshot_applied, timeout=30_000):
-        widget.run()
+    start_long_run(qtbot, widget)
     with qtbot.waitSignal(widget.run_finished, timeout=10_000):
         viewer.layers.remove(image)
     assert not errors and not widget.is_running
@@ -368,10 +369,7 @@ def test_closing_the_viewer_mid_run(make_widget, qtbot, errors):
     viewer, widget = make_widget()
     img, _ = disk_image(48)
     viewer.add_image(img, name="disk")
-    widget.iter_spin.setValue(LONG)
-    widget.every_spin.setValue(2)
-    with qtbot.waitSignal(widget.snapshot_applied, timeout=30_000):
-        worker = widget.run()
+    worker = start_long_run(qtbot, widget)
     with qtbot.waitSignal(worker.finished, timeout=10_000):
         viewer.close()
     assert not errors
@@ -383,10 +381,7 @@ def test_closing_the_widget_mid_run(make_widget, qtbot, errors):
     viewer, widget = make_widget()
     img, _ = disk_image(48)
     viewer.add_image(img, name="disk")
-    widget.iter_spin.setValue(LONG)
-    widget.every_spin.setValue(2)
-    with qtbot.waitSignal(widget.snapshot_applied, timeout=30_000):
-        worker = widget.run()
+    worker = start_long_run(qtbot, widget)
     with qtbot.waitSignal(worker.finished, timeout=10_000):
         viewer.window.remove_dock_widget(widget)
     assert not errors and not widget.is_running
@@ -774,10 +769,7 @@ def test_changing_the_contrast_restarts_a_run(make_widget, qtbot, errors):
     viewer.add_image(img, name="disk")
     assert widget.contrast() == "linear"  # a float image: as it is
     widget.n_spin.setValue(2)
-    widget.iter_spin.setValue(LONG)
-    widget.every_spin.setValue(2)
-    with qtbot.waitSignal(widget.snapshot_applied, timeout=30_000):
-        widget.run()
+    start_long_run(qtbot, widget)
     seg = widget.segmenter
     assert seg.contrast == "linear"
     with qtbot.waitSignal(widget.run_started, timeout=10_000):

@@ -223,6 +223,15 @@ class LogSpin(QWidget):
         self.spin.setValue(round(v, digits))
 
 
+
+def _choices(choices, tooltip: str) -> QComboBox:
+    """A combo box listing the texts of ``(text, value)`` pairs, with ``tooltip``."""
+    combo = QComboBox()
+    for text, _ in choices:
+        combo.addItem(text)
+    combo.setToolTip(tooltip)
+    return combo
+
 class LevelSetWidget(QWidget):
     """Unsupervised / scribble-guided segmentation with the multiphase level-set loss.
 
@@ -379,29 +388,22 @@ class LevelSetWidget(QWidget):
         self.device_combo.addItems(DEVICES)
         self.device_combo.setToolTip("auto: CUDA, then MPS, else the CPU")
         aform.addRow("Device", self.device_combo)
-        self.volume_combo = QComboBox()
-        for text, _ in VOLUME_MODES:
-            self.volume_combo.addItem(text)
-        self.volume_combo.setToolTip("Volumes: segment in 3D, or slice by slice with one shared 2D network")
+        self.volume_combo = _choices(VOLUME_MODES, "Volumes: segment in 3D, or slice by slice with one shared 2D network")
         aform.addRow("Volumes", self.volume_combo)
-        self.channel_combo = QComboBox()
-        for text, _ in CHANNEL_MODES:
-            self.channel_combo.addItem(text)
-        self.channel_combo.setToolTip(
+        self.channel_combo = _choices(
+            CHANNEL_MODES,
             "auto: an RGB layer is segmented on its CIELAB colours (perceptual differences); "
             "'RGB channels' normalises each channel on its own; "
             "'RGB → grey' averages them; "
-            "'first axis is channels' for multichannel (C, ...) layers"
+            "'first axis is channels' for multichannel (C, ...) layers",
         )
         aform.addRow("Channels", self.channel_combo)
-        self.contrast_combo = QComboBox()
-        for text, _ in CONTRAST_CHOICES:
-            self.contrast_combo.addItem(text)
-        self.contrast_combo.setToolTip(
+        self.contrast_combo = _choices(
+            CONTRAST_CHOICES,
             "linear: the image as it is (photographs, 8-bit pictures). fluorescence: a slowly varying background "
             "(an opening wider than the objects) is removed and the rest log-compressed in units of the noise, "
             "so dim and bright objects differ little. auto: fluorescence for a grey or multichannel layer stored "
-            "as integers of more than 8 bits (microscope cameras' 12/16-bit), else linear. Restarts a run"
+            "as integers of more than 8 bits (microscope cameras' 12/16-bit), else linear. Restarts a run",
         )
         aform.addRow("Contrast", self.contrast_combo)
         self.advanced.addWidget(adv)
@@ -1331,32 +1333,34 @@ class LevelSetWidget(QWidget):
         worker.start()
         return worker
 
+    def _step_layer(self, store: dict, image: Image, out: Labels, data: np.ndarray, suffix: str, opacity: float,
+                    above: Labels) -> Labels:
+        """The Labels layer ``<image> <suffix>`` that ``store`` keeps for ``image``, holding ``data``: the
+        same layer while it is in the viewer, else a new one with ``out``'s scale and translate, put above
+        ``above``."""
+        layer = store.get(id(image))
+        if self._layer_in_viewer(layer):
+            layer.data = data
+        else:
+            layer = Labels(data, name=f"{image.name} {suffix}", scale=out.scale, translate=out.translate,
+                           opacity=opacity)
+            store[id(image)] = layer
+            self._insert_above(above, layer)
+        return layer
+
     def _show_regions(self, image: Image, out: Labels, regions: np.ndarray, merge: float) -> None:
         meta = {**out.metadata.get(META_KEY, {}), "kind": "regions", "merge": merge,
                 "n_regions": int(len(np.unique(regions)))}
-        layer = self._regions.get(id(image))
-        if self._layer_in_viewer(layer):
-            layer.data = regions
-        else:
-            layer = Labels(regions, name=f"{image.name} regions", scale=out.scale, translate=out.translate,
-                           opacity=0.5)
-            self._regions[id(image)] = layer
-            self._insert_above(out, layer)
+        layer = self._step_layer(self._regions, image, out, regions, "regions", 0.5, above=out)
         layer.metadata[META_KEY] = meta
         self.status.setText(f"{meta['n_regions']} regions (merge weight {merge:.4g})")
 
     def _show_instances(self, image: Image, out: Labels, instances: np.ndarray, settings: dict) -> None:
         n = int(instances.max()) if instances.size else 0
         meta = {**out.metadata.get(META_KEY, {}), **settings, "kind": "instances", "n_objects": n}
-        layer = self._instances.get(id(image))
-        if self._layer_in_viewer(layer):
-            layer.data = instances
-        else:
-            layer = Labels(instances, name=f"{image.name} instances", scale=out.scale, translate=out.translate,
-                           opacity=0.7)
-            self._instances[id(image)] = layer
-            regions = self._regions.get(id(image))
-            self._insert_above(regions if self._layer_in_viewer(regions) else out, layer)
+        regions = self._regions.get(id(image))
+        above = regions if self._layer_in_viewer(regions) else out
+        layer = self._step_layer(self._instances, image, out, instances, "instances", 0.7, above=above)
         layer.metadata[META_KEY] = meta
         d = settings.get("diameter")
         size = f" · diameter {d:.3g} {settings['diameter_unit']}" if d else ""
