@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from .io import TIFF_EXT, InputError
+from .validate import LIMITS
 
 PROG = "napari-levelset"
 
@@ -82,14 +83,13 @@ def bounded_float(lo: float = 0.0, hi: float | None = None, lo_open: bool = Fals
 _positive_int = bounded_int(1)
 _nonneg_float = bounded_float(0.0)
 _positive_float = bounded_float(0.0, lo_open=True)
-#: learning rates: finite, > 0 and at most 10 (beyond that the optimisation only overflows)
-learning_rate = bounded_float(0.0, 10.0, lo_open=True)
-#: random seeds: what numpy and torch take
-seed = bounded_int(0, 2**32 - 1)
+#: learning rates and seeds, within the library's limits (``napari_levelset.validate.LIMITS``)
+learning_rate = bounded_float(*LIMITS["lr"], lo_open=True)
+seed = bounded_int(*LIMITS["seed"])
 #: the most classes: the widget's cap
 MAX_CLASSES = 64
-MAX_WIDTH = 1024
-MAX_DEPTH = 16
+MAX_WIDTH = LIMITS["width"][1]
+MAX_DEPTH = LIMITS["depth"][1]
 
 OOM_ADVICE = "out of memory; try a smaller image, fewer classes, a smaller --width or --max-pixels"
 
