@@ -125,6 +125,26 @@ def signals_as_interrupts():
         signal.signal(signal.SIGTERM, previous)
 
 
+def error_message(exc: BaseException, prog: str = PROG, interrupted: str = "interrupted",
+                  oom_advice: str = OOM_ADVICE) -> tuple[int, str] | None:
+    """``(exit status, one line)`` for ``exc``, as ``report_error`` prints it; None for an exception not handled."""
+    if isinstance(exc, KeyboardInterrupt):
+        return (128 + (Terminated.signum if isinstance(exc, Terminated) else 2),
+                f"{prog}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}"
+                + interrupted.removeprefix("interrupted"))
+    if _is_out_of_memory(exc):
+        return 2, f"{prog}: error: {oom_advice}"
+    if isinstance(exc, (InputError, OSError)):
+        msg = str(exc).strip()
+        if isinstance(exc, OSError) and exc.strerror and exc.filename:
+            msg = f"{exc.strerror}: {exc.filename}"
+        return 2, f"{prog}: error: {' '.join(msg.split()) or exc.__class__.__name__}"
+    if isinstance(exc, RuntimeError):
+        msg = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        return 1, f"{prog}: error: {msg}"
+    return None
+
+
 def report_error(exc: BaseException, prog: str = PROG, interrupted: str = "interrupted",
                  oom_advice: str = OOM_ADVICE) -> int | None:
     """Print the one line for ``exc`` on stderr and return the exit status; None for an exception not handled.
@@ -133,24 +153,49 @@ def report_error(exc: BaseException, prog: str = PROG, interrupted: str = "inter
     SIGTERM (see ``signals_as_interrupts``): 143; another ``RuntimeError``
     (a torch failure): its first line, 1.
     """
-    if isinstance(exc, KeyboardInterrupt):
-        print(f"{prog}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}"
-              + interrupted.removeprefix("interrupted"), file=sys.stderr)
-        return 128 + (Terminated.signum if isinstance(exc, Terminated) else 2)
-    if _is_out_of_memory(exc):
-        print(f"{prog}: error: {oom_advice}", file=sys.stderr)
-        return 2
-    if isinstance(exc, (InputError, OSError)):
-        msg = str(exc).strip()
-        if isinstance(exc, OSError) and exc.strerror and exc.filename:
-            msg = f"{exc.strerror}: {exc.filename}"
-        print(f"{prog}: error: {' '.join(msg.split()) or exc.__class__.__name__}", file=sys.stderr)
-        return 2
-    if isinstance(exc, RuntimeError):
-        msg = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-        print(f"{prog}: error: {msg}", file=sys.stderr)
-        return 1
-    return None
+    handled = error_message(exc, prog, interrupted, oom_advice)
+    if handled is None:
+        return None
+    print(handled[1], file=sys.stderr)
+    return handled[0]
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity where the system tells, else all)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads(processes: int = 1) -> int:
+    """The torch thread count a run uses unless told: half the usable cores, shared among ``processes``, at least 1.
+
+    torch's own choice (one thread per core) waits at every parallel step for
+    its slowest thread: on a 2-core machine with one other busy process a run
+    with 2 threads became 10-15x slower, while with 1 thread it only shares
+    its core.  Half the cores leaves room for one such neighbour per thread.
+    """
+    return max(1, usable_cores() // 2 // max(1, int(processes)))
+
+
+THREADS_RULE = ("torch CPU threads per process (default: half the usable CPU cores, divided among --workers, "
+                "at least 1: {default} here; a thread per core slows down many times when another program is busy)")
+
+
+def add_threads_option(parser, default: int | None = None, rule: str = THREADS_RULE) -> None:
+    """``--threads N`` (a whole number >= 1) for a command; ``rule`` (may name ``{default}``) is its help."""
+    shown = default_threads() if default is None else default
+    parser.add_argument("--threads", type=bounded_int(1), default=default, metavar="N",
+                        help=rule.format(default=shown).replace("%", "%%"))
+
+
+def set_threads(threads: int | None) -> None:
+    """Set torch's CPU thread count (None: leave it)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
 
 
 def _add_segment(sub) -> None:
@@ -163,11 +208,18 @@ def _add_segment(sub) -> None:
         description="Segment an image (PNG/JPEG/TIFF; 2D, RGB or a 3D stack) with the level-set loss and "
         "write a label image (TIFF or PNG, by the output's extension) with the input's spatial shape. The axes "
         "and pixel size an ImageJ hyperstack, OME-TIFF or calibrated TIFF gives decide how it is segmented "
-        "(C: channels, Z: a volume, T: frame by frame) and go into a TIFF output.",
+        "(C: channels, Z: a volume, T: frame by frame) and go into a TIFF output. Several inputs, a folder or "
+        "a glob pattern make a batch written into the folder -o (names kept, --suffix and --ext added; outputs "
+        "already there skipped unless --overwrite; one failing file is reported and the rest go on; exit 1 if "
+        "any failed), on a dask cluster with --workers or --scheduler. A zarr or OME-Zarr input is a volume "
+        "segmented chunk by chunk into a zarr output (-o ending in .zarr).",
     )
     p.error_prog = PROG  # as the errors of the run: "napari-levelset: error: ..."
-    p.add_argument("input", help="image file")
-    p.add_argument("-o", "--output", required=True, help="label image to write (.tif, .tiff or .png)")
+    p.add_argument("input", nargs="+", help="image file; or several, a folder, a glob pattern (quoted) for a batch; "
+                   "or a zarr / OME-Zarr volume")
+    p.add_argument("-o", "--output", required=True,
+                   help="label image to write (.tif, .tiff or .png); for a batch, an existing folder; for a zarr "
+                   "volume, a .zarr path")
     p.add_argument(
         "--classes",
         "-n",
@@ -280,6 +332,22 @@ def _add_segment(sub) -> None:
         help="most pixels the network sees at once; larger images are optimised on random crops of this "
         "size (default: from the free memory)",
     )
+    add_threads_option(p)
+    g = p.add_argument_group("batches and volumes")
+    g.add_argument("--overwrite", action="store_true",
+                   help="batch / zarr: replace outputs that exist (default: skip them, so a batch run again resumes)")
+    g.add_argument("--suffix", default="", help="batch: added to each output name before the extension")
+    g.add_argument("--ext", choices=[".tif", ".tiff", ".png"], default=".tif", help="batch: output format")
+    g.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="batch / zarr: start a local dask cluster of N processes (needs dask[distributed])")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="batch / zarr: run on the dask cluster at ADDRESS (e.g. tcp://host:8786)")
+    g.add_argument("--tile", type=bounded_int(16), default=None, metavar="N",
+                   help="zarr: pixels per axis of a tile, and of an output chunk (default: the input's chunks)")
+    g.add_argument("--crop", type=bounded_int(8), default=64, metavar="N",
+                   help="zarr, per-image CNN: side of the random crops it is trained on")
+    g.add_argument("--crops", type=_positive_int, default=8, metavar="K",
+                   help="zarr, per-image CNN: how many random crops it is trained on")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_segment)
 
@@ -361,55 +429,123 @@ def _read_checked(path, read):
     return result
 
 
-def _run_segment(args) -> int:
-    from .engine import segment
-    from .io import infer_axes, read_image, read_image_file, write_labels
+def _mode(args) -> str:
+    """``single`` (one file to one file, as always), ``batch`` or ``zarr``."""
+    from .batch import _is_pattern, _is_zarr
 
-    out = Path(args.output)
-    _check_output(out, inputs=(args.input, args.scribbles))
+    inputs = args.input
+    if len(inputs) == 1 and _is_zarr(Path(inputs[0])) and Path(inputs[0]).exists():
+        return "zarr"
+    out = args.output
+    if (len(inputs) > 1 or Path(inputs[0]).is_dir() or (_is_pattern(inputs[0]) and not Path(inputs[0]).exists())
+            or Path(out).is_dir() or out.endswith(("/", os.sep))):
+        return "batch"
+    return "single"
+
+
+def _run_segment(args) -> int:
+    mode = _mode(args)
+    if mode == "single":
+        _check_output(Path(args.output), inputs=(args.input[0], args.scribbles))
     # optimisation steps: the per-image CNN has its default, a U-Net is used directly without --iterations
     steps = args.iterations if args.iterations is not None else (1 if args.model == "cnn" else 0)
     if args.finetune is not None and not steps:
         raise InputError(f"--finetune {args.finetune} needs --iterations (e.g. --iterations 20): "
                          "without it the U-Net is used as trained and nothing is fine-tuned")
-    infile = _read_checked(args.input, read_image_file)
-    image = infile.data
-    channel_axis, spatial_dims = args.channel_axis, args.spatial_dims
-    if channel_axis is None and spatial_dims is None:  # what the file says about its axes
-        channel_axis, spatial_dims = infile.layout()
-    ch, sdims = infer_axes(image.shape, channel_axis, spatial_dims)
-    if out.suffix.lower() == ".png" and image.ndim - (ch is not None) != 2:  # find out before the run, not after
-        raise InputError(f"PNG holds 2D labels only; an image of shape {image.shape} gives more: write a .tif instead")
-    out_axes = infile.label_axes(ch)
-    # the pixel size of the axes segmented together, when the file gives it
-    spacing = infile.spacing_of(out_axes[-sdims:]) if out_axes else None
-    scribbles = (_read_checked(args.scribbles, lambda p: read_image(p, labels=True))
-                 if args.scribbles else None)
+    if mode != "single" and args.scribbles:
+        raise InputError("--scribbles is for one image: a batch or a zarr volume takes none")
+    if mode == "batch":
+        return _run_batch(args)
+    threads = args.threads or default_threads()
+    if mode == "zarr":
+        return _run_zarr(args, threads)
+    if args.workers or args.scheduler:
+        raise InputError("--workers and --scheduler spread a batch or a zarr volume: give several inputs, "
+                         "a folder or a glob pattern, with -o a folder")
+    from .batch import segment_file
+
+    set_threads(threads)
+    src = args.input[0]
+    out = Path(args.output)
     try:
-        labels = _segment(segment, args, image, scribbles, channel_axis, spatial_dims, spacing, steps)
+        labels = segment_file(src, out, channel_axis=args.channel_axis, spatial_dims=args.spatial_dims,
+                              scribbles=args.scribbles, progress=not args.quiet and steps > 0,
+                              **segment_settings(args))
     except InputError as exc:  # the library's advice, in the command's words
         raise InputError(cli_words(str(exc))) from None
-    if out_axes is None:  # a channel axis other than the file's C: its axis names do not apply
-        write_labels(out, labels)
-    else:  # the input's axes without C, and its pixel size
-        write_labels(out, labels, axes=out_axes, spacing=infile.spacing, unit=infile.unit)
     if not args.quiet:
         print(f"wrote {out} ({labels.shape}, labels {int(labels.min())}..{int(labels.max())})", file=sys.stderr)
     return 0
 
 
-def _segment(segment, args, image, scribbles, channel_axis, spatial_dims, spacing, steps):
-    return segment(
-        image,
+def _run_batch(args) -> int:
+    from .batch import segment_files
+
+    out = Path(args.output)
+    if not out.is_dir():
+        raise InputError(f"for several inputs -o must be an existing folder, got {out}")
+    processes = args.workers or 1
+    threads = args.threads or default_threads(processes)
+    try:
+        summary = segment_files(args.input, out, suffix=args.suffix, ext=args.ext, overwrite=args.overwrite,
+                                client=args.scheduler, workers=args.workers, threads=threads,
+                                progress=not args.quiet, channel_axis=args.channel_axis,
+                                spatial_dims=args.spatial_dims, **segment_settings(args))
+    except KeyboardInterrupt as exc:
+        summary = getattr(exc, "summary", None)
+        if summary is not None:
+            print(f"{PROG}: {summary}", file=sys.stderr)
+        raise
+    if not args.quiet or summary.failed:
+        print(f"{PROG}: {summary}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def _run_zarr(args, threads) -> int:
+    from .chunked import segment_volume
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".zarr":
+        raise InputError(f"a zarr volume is written as zarr: -o must end in .zarr, got {out.name!r}")
+    if not out.parent.exists():
+        raise InputError(f"output folder does not exist: {out.parent}")
+    if args.regions != "classes":
+        raise InputError("a zarr volume gives class labels only (--regions classes)")
+    if args.spatial_dims is not None or (args.channel_axis not in (None, 0)):
+        raise InputError("a zarr volume is segmented whole: its channels (if any) on the first axis, "
+                         "no --spatial-dims")
+    set_threads(threads)
+    client, close = None, None
+    if args.workers or args.scheduler:
+        from .batch import _client
+
+        client, close = _client(args.scheduler, args.workers, threads)
+    try:
+        settings = {k: v for k, v in segment_settings(args).items()
+                    if k in ("n_classes", "lam", "iterations", "seed", "device", "lr", "width", "depth", "model",
+                             "finetune", "init", "max_pixels")}
+        labels = segment_volume(args.input[0], out, tile=args.tile, crop=args.crop, crops=args.crops,
+                                channel_axis=args.channel_axis, overwrite=args.overwrite, progress=not args.quiet,
+                                client=client, **{k: v for k, v in settings.items() if v is not None})
+    except InputError as exc:
+        raise InputError(cli_words(str(exc))) from None
+    finally:
+        if close is not None:
+            close()
+    if not args.quiet:
+        print(f"wrote {out} ({tuple(labels.shape)}, chunks {tuple(labels.chunks)})", file=sys.stderr)
+    return 0
+
+
+def segment_settings(args) -> dict:
+    """The keyword arguments of ``napari_levelset.segment`` that the command's flags give (no image, axes,
+    scribbles, pixel size or progress)."""
+    return dict(
         n_classes=args.classes,
         lam=args.lam,
         iterations=args.iterations,
-        scribbles=scribbles,
-        channel_axis=channel_axis,
-        spatial_dims=spatial_dims,
         device=args.device,
         seed=args.seed,
-        progress=not args.quiet and steps > 0,  # no bar (and no loss=nan) for a U-Net used directly
         lr=args.lr,
         width=args.width,
         depth=args.depth,
@@ -425,7 +561,6 @@ def _segment(segment, args, image, scribbles, channel_axis, spatial_dims, spacin
         min_region=args.min_region,
         diameter=args.diameter,
         foreground=args.foreground,
-        spacing=spacing,
     )
 
 
