@@ -153,6 +153,16 @@ def read_region(data, channel: int | None, region: Sequence[tuple[int, int]]) ->
 
 
 # -- exact normalisation statistics over chunks ------------------------------------------------
+class ChannelRange(tuple):
+    """``(lo, hi)`` of one channel, with ``dtype``: the float type ``io._working_copy`` computes it in
+    (float32 where every value of the channel is a float32 number, else float64)."""
+
+    def __new__(cls, lo: float, hi: float, dtype=np.float32):
+        t = super().__new__(cls, (float(lo), float(hi)))
+        t.dtype = np.dtype(dtype)
+        return t
+
+
 def _lerp(a, b, t):
     """numpy's ``_lerp`` (``np.percentile``'s linear interpolation), so the result is the same number."""
     diff = b - a
@@ -247,14 +257,20 @@ def _channel_range(data, c, spatial, tile, structures, scheduler, client):
         if block.dtype.kind == "f" and not np.isfinite(block).all():
             raise InputError("the volume contains NaN or infinite values")
         lo, hi = (block.min(), block.max())
+        if small_int or block.dtype in (np.float16, np.float32):
+            exact32 = True
+        elif block.dtype.kind in "iu":  # io._working_copy's rule for wider integers
+            exact32 = bool(-(2**24) <= lo and hi <= 2**24)
+        else:
+            exact32 = bool(np.array_equal(block.astype(np.float32), block))
         hist = None
         if small_int:
             off = 0 if block.dtype.kind != "i" else -int(np.iinfo(block.dtype).min)
             hist = np.bincount((block.astype(np.int64) + off).ravel(), minlength=1 << (8 * block.dtype.itemsize))
-        return hist, lo, hi
+        return hist, lo, hi, exact32
 
     def smax(region, core):
-        block = read_region(data, c, region).astype(np.float64)
+        block = read_region(data, c, region).astype(wdtype)
         return _structure_max(block[np.newaxis], len(spatial))
 
     cores = list(_tiles(spatial, tile))
@@ -272,8 +288,8 @@ def _channel_range(data, c, spatial, tile, structures, scheduler, client):
 
         wdtype = np.float32
     else:
-        wdtype = np.float32 if (data.dtype in (np.float16, np.float32) or (
-            data.dtype.kind in "iu" and -(2**24) <= float(vmin) and float(vmax) <= 2**24)) else np.float64
+        # io._working_copy: float32 where every value is a float32 number
+        wdtype = np.float32 if all(p[3] for p in parts) else np.float64
         kth = _selector(data, c, spatial, tile, wdtype, float(vmin), float(vmax), scheduler, client)
     lo, hi = _percentiles(kth, n, wdtype) if n > 1 else (float(vmin), float(vmin))
     if structures:
@@ -281,7 +297,7 @@ def _channel_range(data, c, spatial, tile, structures, scheduler, client):
         hi = max(hi, max(_compute([delayed(smax)(region, core) for core, region in grown], scheduler, client)))
     if hi <= lo:
         lo, hi = float(np.asarray(vmin, wdtype)), float(np.asarray(vmax, wdtype))
-    return lo, hi
+    return ChannelRange(lo, hi, wdtype)
 
 
 def _selector(data, c, spatial, tile, wdtype, vmin, vmax, scheduler, client, bins=1 << 16):
@@ -317,18 +333,18 @@ def _selector(data, c, spatial, tile, wdtype, vmin, vmax, scheduler, client, bin
     return kth
 
 
-def normalize_block(block: np.ndarray, ranges: Sequence[tuple[float, float]], dtype=np.float32) -> np.ndarray:
+def normalize_block(block: np.ndarray, ranges: Sequence[tuple[float, float]]) -> np.ndarray:
     """``(C, *s)`` raw values to float32 in [0, 1] with the whole volume's ``(lo, hi)`` per channel
-    (``value_range``), exactly as ``napari_levelset.io.normalize`` maps them."""
-    from .io import _map_range, _working_copy
+    (``value_range``; computed in its ``dtype``), exactly as ``napari_levelset.io.normalize`` maps them."""
+    from .io import _map_range
 
     out = np.empty(block.shape, np.float32)
-    for i, (ch, (lo, hi)) in enumerate(zip(block, ranges)):
+    for i, (ch, r) in enumerate(zip(block, ranges)):
+        lo, hi = r
         if hi <= lo:
             out[i] = 0.0
             continue
-        x = _working_copy(ch).astype(dtype, copy=False)
-        _map_range(x, lo, hi, out[i])
+        _map_range(np.asarray(ch).astype(getattr(r, "dtype", np.float32)), lo, hi, out[i])
     return out
 
 
