@@ -72,7 +72,7 @@ def find_inputs(items: Iterable[str | os.PathLike]) -> list[Path]:
                 raise InputError(f"no files match {text!r}")
             out += found
         else:
-            raise InputError(f"No such file or directory: {text}")
+            raise InputError(f"no such file: {text}")
     seen, unique = set(), []
     for p in out:
         key = os.path.realpath(p)

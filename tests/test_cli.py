@@ -513,3 +513,31 @@ def test_segment_help_shows_defaults_and_every_option_is_explained(capsys):
     text = capsys.readouterr().out
     assert "(default: 0.01)" in text and "(default: auto)" in text  # --lr, --device
     assert "where the network runs" in text
+
+
+def test_threads_option_runs_the_real_command(tmp_path, capsys):
+    """``--threads 1``: the installed command runs with one torch thread and gives what segment() gives with one."""
+    import torch
+
+    import napari_levelset as nls
+
+    exe = shutil.which("napari-levelset")
+    cmd = [exe] if exe else [sys.executable, "-m", "napari_levelset.cli"]
+    image, _ = phantom((48, 56), 3, seed=5)
+    src = write_tif(tmp_path, "in.tif", (image * 3000).astype(np.uint16))
+    out = tmp_path / "out.tif"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}  # the flag, not the environment, decides
+    res = subprocess.run(cmd + ["segment", str(src), "-o", str(out), "--classes", "3", "--iterations", "20",
+                                "--threads", "1", "-q"], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        expected = nls.segment(tifffile.imread(src), 3, iterations=20)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(tifffile.imread(out), expected)
+    code, _, err = run_cli(capsys, "segment", src, "-o", out, "--threads", 0)
+    one_line_error(code, err, "--threads", ">= 1")
+    assert main(["segment", "--help"]) == 0
+    assert "half the usable CPU cores" in " ".join(capsys.readouterr().out.split())
