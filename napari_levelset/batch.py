@@ -230,7 +230,10 @@ def _client(client, workers, threads):
     """``(client, close)``: the given client, one for a scheduler address, or a local cluster of ``workers``."""
     if client is None and not workers:
         return None, None
-    from dask.distributed import Client, LocalCluster
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise InputError("a dask cluster needs dask.distributed: pip install 'napari-levelset[scale]'") from None
 
     if client is not None:
         if isinstance(client, str):

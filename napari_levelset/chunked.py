@@ -77,8 +77,7 @@ def open_volume(path: str | os.PathLike) -> Volume:
     metadata when there is one.  Raises ``InputError`` when ``path`` holds no
     zarr array.
     """
-    import zarr
-
+    zarr = _zarr()
     p = str(path)
     try:
         node = zarr.open(p, mode="r")
@@ -103,6 +102,14 @@ def open_volume(path: str | os.PathLike) -> Volume:
         if isinstance(a, dict) and a.get("type") == "space" and a.get("unit"):
             unit = "µm" if a["unit"] == "micrometer" else a["unit"]
     return Volume(data, axes, spacing, unit)
+
+
+def _zarr():
+    try:
+        import zarr
+    except ImportError:
+        raise InputError("zarr volumes need zarr: pip install 'napari-levelset[scale]'") from None
+    return zarr
 
 
 def _as_volume(source) -> Volume:
@@ -483,8 +490,7 @@ def create_labels(path: str | os.PathLike, shape, chunks, dtype, *, axes: str | 
     ``InputError`` when ``path`` exists and ``overwrite`` is false.  Returns
     the ``zarr.Array``.
     """
-    import zarr
-
+    zarr = _zarr()
     p = Path(path)
     if p.exists() and not overwrite:
         raise InputError(f"{p} exists (give overwrite=True / --overwrite to replace it)")
