@@ -3,9 +3,10 @@
 Two measurements, each printing its figures (all ratios within one run):
 
 ``--part files``  N synthetic 2D nuclei images (``napari_levelset.synthetic.nuclei``) written as TIFFs
-                  and segmented with ``napari_levelset.batch.segment_files`` by one worker of a local
-                  dask cluster, then by two (same files, same settings, outputs compared): files/s
-                  each and their ratio.
+                  and segmented with ``napari_levelset.batch.segment_files`` in this process, then by
+                  one worker of a local dask cluster, then by two (processes, one torch thread each;
+                  same files and settings, outputs compared): files/s each and their ratios, the
+                  clusters' start-up (imports on the workers) timed apart.
 ``--part volume`` a synthetic uint16 volume of side S (spheres of random size and brightness on an
                   uneven background with noise), made chunk by chunk into a zarr array, then
                   segmented by ``napari_levelset.chunked``: the per-image CNN trained on random crops,
@@ -183,21 +184,41 @@ def part_files(args) -> None:
             inputs.append(p)
         figures = {}
         outs = {}
-        for workers in (1, 2):
+        from dask.distributed import Client, LocalCluster
+
+        def warm():  # what every task needs, imported before the clock starts
+            import napari_levelset.engine  # noqa: F401
+            import torch  # noqa: F401
+
+        for workers in (0, 1, 2):  # 0: in this process, no dask
             out = tmp / f"out_{workers}"
             out.mkdir()
             t0 = time.perf_counter()
-            summary = segment_files(inputs, out, workers=workers, threads=1, progress=False,
+            cluster = client = None
+            if workers:
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+                client = Client(cluster)
+                client.run(warm)
+            start = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            summary = segment_files(inputs, out, client=client, threads=1, progress=False,
                                     n_classes=args.classes, iterations=args.iterations, seed=0)
             dt = time.perf_counter() - t0
+            if client is not None:
+                client.close()
+                cluster.close()
             if summary.failed:
                 raise SystemExit(f"{len(summary.failed)} files failed: {summary.failed[:2]}")
             figures[workers] = len(inputs) / dt
             outs[workers] = out
-            print(f"{workers} worker(s): {len(inputs)} files in {dt:.1f} s, {figures[workers]:.2f} files/s", flush=True)
-        same = all(np.array_equal(tifffile.imread(outs[1] / f.name), tifffile.imread(outs[2] / f.name))
-                   for f in inputs)
-        print(f"2 workers / 1 worker: {figures[2] / figures[1]:.2f}x files/s; outputs identical: {same}")
+            what = f"{workers} worker(s)" if workers else "in this process"
+            print(f"{what}: {len(inputs)} files in {dt:.1f} s, {figures[workers]:.2f} files/s"
+                  + (f" (cluster started in {start:.1f} s, not counted)" if workers else ""), flush=True)
+        same = all(np.array_equal(tifffile.imread(outs[0] / f.name), tifffile.imread(outs[w] / f.name))
+                   for f in inputs for w in (1, 2))
+        print(f"2 workers / 1 worker: {figures[2] / figures[1]:.2f}x files/s; 1 worker / in this process: "
+              f"{figures[1] / figures[0]:.2f}x; outputs identical: {same}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
