@@ -32,6 +32,7 @@ from .io import InputError, Prepared, labels_dtype, prepare_image
 from .loss import class_means, class_probs, levelset_loss, scribble_loss
 from .cluster import init_centres
 from .models import PerImageCNN, init_parameters
+from .resources import available_memory, is_out_of_memory
 from . import validate
 
 __all__ = ["Snapshot", "Segmenter", "segment", "resolve_device", "DEFAULTS"]
@@ -416,7 +417,23 @@ class Segmenter:
         self._scribbles = torch.from_numpy(lut[pending]).to(self.device)
 
     def step(self) -> torch.Tensor:
-        """One iteration; returns the loss as a tensor (no host sync)."""
+        """One iteration; returns the loss as a tensor (no host sync).
+
+        When an allocation fails, the step is retried on crops of a quarter of the
+        pixels (see ``_shrink_crops``) until it fits or crops reach 16 pixels a side.
+        """
+        while True:
+            try:
+                return self._step()
+            except (RuntimeError, MemoryError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+            # outside the except block, so the failed step's tensors are freed first
+            self.optimizer.zero_grad(set_to_none=True)
+            if not self._shrink_crops():
+                raise MemoryError("out of memory even on the smallest crops")
+
+    def _step(self) -> torch.Tensor:
         self._apply_pending()
         self.optimizer.zero_grad(set_to_none=True)
         x, scr = self.x, self._scribbles
@@ -438,6 +455,20 @@ class Segmenter:
         return self._loss
 
     # -- large images: random crops for optimisation, tiles for labels ---------------
+    def _shrink_crops(self) -> bool:
+        """After a failed allocation, plan crops of a quarter of the pixels now used; False at the floor."""
+        spatial = tuple(self.x.shape[2:])
+        if self._crop is None:
+            used = self.x.shape[0] * int(np.prod(spatial))
+        else:
+            used = self._crop["items"] * int(np.prod(self._crop["shape"]))
+        smallest = int(np.prod([min(s, 16) for s in spatial]))
+        if used <= smallest:
+            return False
+        self._crop = self._plan_crops(max(used // 4, smallest), self._settings["width"])
+        self._logits = None
+        return self._crop is not None
+
     def _plan_crops(self, max_pixels: int | None, width: int) -> dict | None:
         """Decide whether steps must work on crops; return the crop plan or None."""
         B, C = self.x.shape[:2]
@@ -549,8 +580,14 @@ class Segmenter:
     # -- reading results -----------------------------------------------------------
     @torch.no_grad()
     def _ensure_logits(self) -> torch.Tensor:
-        if self._logits is None:
-            self._logits = self.model(self.x) if self._crop is None else self._tiled_logits()
+        while self._logits is None:
+            try:
+                self._logits = self.model(self.x) if self._crop is None else self._tiled_logits()
+            except (RuntimeError, MemoryError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+            if self._logits is None and not self._shrink_crops():  # whole-image logits did not fit: tiles
+                raise MemoryError("out of memory even on the smallest tiles")
         return self._logits
 
     @torch.no_grad()
@@ -684,16 +721,11 @@ class Segmenter:
 
 
 def _free_memory(device: torch.device) -> int:
-    """Bytes free for activations on ``device`` (a guess of 4 GiB when unknown)."""
+    """Bytes free for activations on ``device`` (see :func:`napari_levelset.resources.available_memory`)."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:  # pragma: no cover - psutil comes with napari
-        return 4 * 2**30
+    return available_memory()  # host memory, within the process's rlimit and cgroup
 
 
 class _Unset:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..io import InputError
+from ..resources import is_out_of_memory
 
 __all__ = ["RunRequest", "RunControl", "Update", "Final", "RunFailed", "run_segmentation", "restore_segmenter",
            "error_message"]
@@ -303,14 +304,7 @@ def error_message(exc: BaseException) -> str:
         return str(exc)
     name = type(exc).__name__
     text = str(exc)
-    low = text.lower()
-    if (
-        isinstance(exc, MemoryError)
-        or name == "OutOfMemoryError"
-        or "out of memory" in low
-        or "can't allocate memory" in low
-        or "not enough memory" in low
-    ):
+    if is_out_of_memory(exc):
         return (
             "out of memory: try fewer classes, a smaller network width, '2D per slice' for volumes, "
             "a smaller image or the CPU device"

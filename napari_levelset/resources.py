@@ -1,0 +1,141 @@
+"""How much memory this process may still use, and whether an error means it ran out.
+
+No torch, Qt or napari here: the engine, the CLI and the widget share these two rules.
+
+The memory a process may use is the least of what the machine has free (psutil's
+``available``), what its address-space and data-segment limits leave (``ulimit -v`` /
+``ulimit -d``, read with :mod:`resource`), and what its control group leaves (cgroup v2
+``memory.max`` − ``memory.current``, or v1 ``memory.limit_in_bytes`` − ``memory.usage_in_bytes``),
+so a 4 GB container or ``prlimit --as=4G`` on a 24 GB machine plans for 4 GB, not 24.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["available_memory", "is_out_of_memory"]
+
+#: assumed when nothing can be read (no psutil and no limit)
+UNKNOWN = 4 * 2**30
+
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except (OSError, ValueError):
+        return None
+    if not text or text == "max":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _cgroup_paths(proc_cgroup: str | None = None) -> list[tuple[str, Path]]:
+    """(version, folder) of the memory control groups named by ``/proc/self/cgroup`` (or the text given)."""
+    if proc_cgroup is None:
+        try:
+            proc_cgroup = Path("/proc/self/cgroup").read_text()
+        except OSError:
+            return []
+    lines = proc_cgroup.splitlines()
+    found = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, rel = parts
+        rel = rel.lstrip("/")
+        if controllers == "":  # cgroup v2 (unified)
+            base = _CGROUP_ROOT if (_CGROUP_ROOT / "cgroup.controllers").exists() else _CGROUP_ROOT / "unified"
+            found.append(("v2", base / rel))
+        elif "memory" in controllers.split(","):
+            found.append(("v1", _CGROUP_ROOT / "memory" / rel))
+    return found
+
+
+def cgroup_free(proc_cgroup: str | None = None) -> int | None:
+    """Bytes this process's control group still allows, or None when it sets no limit.
+
+    Every level from the process's own group up to the root is read, since a parent's
+    limit binds its children too.  ``proc_cgroup`` stands in for the text of
+    ``/proc/self/cgroup``.
+    """
+    best = None
+    for version, folder in _cgroup_paths(proc_cgroup):
+        for level in [folder, *folder.parents]:
+            if not str(level).startswith(str(_CGROUP_ROOT)):
+                break
+            if version == "v2":
+                limit, used = _read_int(level / "memory.max"), _read_int(level / "memory.current")
+            else:
+                limit, used = _read_int(level / "memory.limit_in_bytes"), _read_int(level / "memory.usage_in_bytes")
+            if limit is None or limit >= 2**60 or used is None:  # v1 writes "no limit" as a huge number
+                continue
+            free = max(limit - used, 0)
+            best = free if best is None else min(best, free)
+            if level == _CGROUP_ROOT:
+                break
+    return best
+
+
+def rlimit_free() -> int | None:
+    """Bytes the address-space and data limits (``ulimit -v``, ``ulimit -d``) still leave, or None."""
+    try:
+        import resource
+
+        import psutil
+    except ImportError:  # pragma: no cover - not POSIX, or no psutil
+        return None
+    best = None
+    info = psutil.Process().memory_info()
+    for name, used in (("RLIMIT_AS", info.vms), ("RLIMIT_DATA", getattr(info, "data", info.vms))):
+        which = getattr(resource, name, None)
+        if which is None:
+            continue
+        soft, _ = resource.getrlimit(which)
+        if soft == resource.RLIM_INFINITY or soft < 0:
+            continue
+        free = max(int(soft) - int(used), 0)
+        best = free if best is None else min(best, free)
+    return best
+
+
+def available_memory() -> int:
+    """Bytes of host memory this process can still allocate.
+
+    Returns
+    -------
+    int
+        The least of psutil's ``virtual_memory().available``, :func:`rlimit_free` and
+        :func:`cgroup_free`; ``UNKNOWN`` (4 GiB) when none can be read.
+    """
+    candidates = []
+    try:
+        import psutil
+
+        candidates.append(int(psutil.virtual_memory().available))
+    except ImportError:  # pragma: no cover - psutil is a dependency
+        pass
+    for value in (rlimit_free(), cgroup_free()):
+        if value is not None:
+            candidates.append(value)
+    return min(candidates) if candidates else UNKNOWN
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says an allocation failed (``MemoryError``, torch's CPU or CUDA out-of-memory).
+
+    oneDNN's "could not create a primitive", which a convolution raises when its workspace
+    cannot be allocated, counts too.
+    """
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        s in text for s in ("out of memory", "can't allocate memory", "cannot allocate memory",
+                            "not enough memory", "failed to allocate",
+                            "could not create a primitive"))
