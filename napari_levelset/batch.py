@@ -262,7 +262,7 @@ def segment_files(inputs: Sequence[str | os.PathLike] | str, output_dir: str | o
     ``client``: a ``dask.distributed.Client`` or a scheduler address;
     ``workers``: start a local cluster of that many processes; neither: one by
     one in this process.  ``threads``: torch CPU threads per process (None:
-    leave as it is).  ``report(line)`` is called with each failure's one-line
+    leave as it is; in this process the count before is restored after).  ``report(line)`` is called with each failure's one-line
     reason (default: printed on stderr).  Returns a ``BatchSummary``; raises
     ``InputError`` before any work for inputs that name nothing, an output
     folder that does not exist or cannot be written, or two inputs with one
@@ -323,9 +323,11 @@ def segment_files(inputs: Sequence[str | os.PathLike] | str, output_dir: str | o
     c, close = _client(client, workers, threads)
     try:
         if c is None:
-            _set_threads(threads)
-            for f, o in todo:
-                record(f, o, *_file_task(f, o, settings, channel_axis, spatial_dims, None))
+            from .cli import torch_threads
+
+            with torch_threads(threads):
+                for f, o in todo:
+                    record(f, o, *_file_task(f, o, settings, channel_axis, spatial_dims, None))
         else:
             from dask.distributed import as_completed
 
@@ -390,8 +392,14 @@ def segment_arrays(images: Iterable[Any], *, client=None, workers: int | None = 
     c, close = _client(client, workers, threads)
     try:
         if c is None:
-            _set_threads(threads)
-            outcomes = ((i, _array_task(im, settings, None)) for i, im in enumerate(images))
+            from .cli import torch_threads
+
+            def local():
+                with torch_threads(threads):
+                    for i, im in enumerate(images):
+                        yield i, _array_task(im, settings, None)
+
+            outcomes = local()
         else:
             from dask.distributed import as_completed
 

@@ -198,6 +198,22 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """While active, torch uses ``threads`` CPU threads (None: as it is); the count before is restored after."""
+    if not threads:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _add_segment(sub) -> None:
     from .defaults import DEFAULTS, MERGE_WEIGHT
 
@@ -464,13 +480,13 @@ def _run_segment(args) -> int:
                          "a folder or a glob pattern, with -o a folder")
     from .batch import segment_file
 
-    set_threads(threads)
     src = args.input[0]
     out = Path(args.output)
     try:
-        labels = segment_file(src, out, channel_axis=args.channel_axis, spatial_dims=args.spatial_dims,
-                              scribbles=args.scribbles, progress=not args.quiet and steps > 0,
-                              **segment_settings(args))
+        with torch_threads(threads):
+            labels = segment_file(src, out, channel_axis=args.channel_axis, spatial_dims=args.spatial_dims,
+                                  scribbles=args.scribbles, progress=not args.quiet and steps > 0,
+                                  **segment_settings(args))
     except InputError as exc:  # the library's advice, in the command's words
         raise InputError(cli_words(str(exc))) from None
     if not args.quiet:
@@ -514,7 +530,6 @@ def _run_zarr(args, threads) -> int:
     if args.spatial_dims is not None or (args.channel_axis not in (None, 0)):
         raise InputError("a zarr volume is segmented whole: its channels (if any) on the first axis, "
                          "no --spatial-dims")
-    set_threads(threads)
     client, close = None, None
     if args.workers or args.scheduler:
         from .batch import _client
@@ -524,9 +539,11 @@ def _run_zarr(args, threads) -> int:
         settings = {k: v for k, v in segment_settings(args).items()
                     if k in ("n_classes", "lam", "iterations", "seed", "device", "lr", "width", "depth", "model",
                              "finetune", "init", "max_pixels")}
-        labels = segment_volume(args.input[0], out, tile=args.tile, crop=args.crop, crops=args.crops,
-                                channel_axis=args.channel_axis, overwrite=args.overwrite, progress=not args.quiet,
-                                client=client, **{k: v for k, v in settings.items() if v is not None})
+        with torch_threads(threads):
+            labels = segment_volume(args.input[0], out, tile=args.tile, crop=args.crop, crops=args.crops,
+                                    channel_axis=args.channel_axis, overwrite=args.overwrite,
+                                    progress=not args.quiet, client=client,
+                                    **{k: v for k, v in settings.items() if v is not None})
     except InputError as exc:
         raise InputError(cli_words(str(exc))) from None
     finally:

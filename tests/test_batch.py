@@ -15,6 +15,16 @@ from napari_levelset.synthetic import phantom
 SETTINGS = dict(n_classes=2, iterations=5, seed=0, device="cpu")
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """A cluster in this process sets torch's thread count for its tasks: give the next test the count it had."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 def fields(folder, count=3, shape=(40, 48)):
     folder.mkdir(exist_ok=True)
     paths = []

@@ -11,6 +11,16 @@ from napari_levelset.cli import main
 zarr = pytest.importorskip("zarr")
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """A cluster in this process sets torch's thread count for its tasks: give the next test the count it had."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 def blobs(shape=(24, 40, 36), seed=0, dtype=np.uint16):
     rng = np.random.default_rng(seed)
     grid = np.indices(shape)
