@@ -5,6 +5,10 @@ output file is only ever written whole (see ``io.write_labels``).  Unless
 ``--channel-axis`` or ``--spatial-dims`` is given, ``segment`` takes the axes
 from the file (``io.ImageFile.layout``), passes its pixel size on as
 ``spacing`` and writes the labels with the input's axes (minus C) and pixel size.
+Several inputs, a folder or a glob pattern make a batch (``napari_levelset.batch``);
+a zarr / OME-Zarr input a volume segmented chunk by chunk (``napari_levelset.chunked``).
+``--threads`` (``add_threads_option``) sets torch's CPU threads, by default
+``default_threads()``: half the usable cores, shared among ``--workers``, at least 1.
 """
 
 from __future__ import annotations
@@ -351,8 +355,9 @@ def _add_segment(sub) -> None:
     add_threads_option(p)
     g = p.add_argument_group("batches and volumes")
     g.add_argument("--overwrite", action="store_true",
-                   help="batch / zarr: replace outputs that exist (default: skip them, so a batch run again resumes)")
-    g.add_argument("--suffix", default="", help="batch: added to each output name before the extension")
+                   help="batch: replace outputs that exist (default: skip them, so a batch run again resumes); "
+                   "zarr: replace an existing output (default: refuse)")
+    g.add_argument("--suffix", default="", help="batch: added to each output name before the extension (default: none)")
     g.add_argument("--ext", choices=[".tif", ".tiff", ".png"], default=".tif", help="batch: output format")
     g.add_argument("--workers", type=_positive_int, default=None, metavar="N",
                    help="batch / zarr: start a local dask cluster of N processes (needs dask[distributed])")
