@@ -32,6 +32,7 @@ from .io import InputError, Prepared, labels_dtype, prepare_image
 from .loss import class_means, class_probs, levelset_loss, scribble_loss
 from .cluster import init_centres
 from .models import PerImageCNN, init_parameters
+from .strokes import STROKE_ITERATIONS, STROKE_PIXELS, scribbles_to_grid, stroke_contrast, upsample_logits, working_copy
 from .resources import available_memory, is_out_of_memory
 from . import validate
 
@@ -146,6 +147,13 @@ class Segmenter:
         ``cnn`` (the per-image CNN), or anything ``napari_levelset.unet.build_network``
         accepts (``unet`` for the pretrained U-Net, a model file path), or an
         ``nn.Module`` mapping ``(B, C, *S)`` to logits ``(B, N, *S)``.
+    work_pixels:
+        Per-image CNN only: optimise on a copy of the image resampled (one zoom on every
+        spatial axis, anti-aliased) to at most this many pixels (voxels) per batch item;
+        labels and probabilities are its logits interpolated back to the full grid, and
+        scribbles given later are carried to it.  Default: ``STROKE_PIXELS`` (60 000)
+        when scribbles are given here, else the full image.  See
+        ``napari_levelset.strokes``.
     """
 
     def __init__(
@@ -173,6 +181,7 @@ class Segmenter:
         contrast: str = "linear",
         diameter: float | None = None,
         spacing=None,
+        work_pixels: int | None = None,
     ):
         n_classes = validate.n_classes(n_classes)
         lr = validate.number("lr", lr)
@@ -183,6 +192,7 @@ class Segmenter:
         lam, alpha = validate.number("lam", lam), validate.number("alpha", alpha)
         diameter = validate.optional_number("diameter", diameter)
         max_pixels = validate.optional_integer("max_pixels", max_pixels)
+        work_pixels = validate.optional_integer("work_pixels", work_pixels, 16, None)
         if image is not None and prepared is None:
             image = validate.image_array(image)
         from .unet import PretrainedNetwork
@@ -212,6 +222,12 @@ class Segmenter:
         if position is None:  # default: position features for colour photographs, built-in CNN only
             position = DEFAULTS["position"] if isinstance(model, str) and model == "cnn" and color == "lab" else 0.0
         self.prepared = prepared
+        # with strokes the per-image CNN works on a smaller copy (napari_levelset.strokes)
+        self._work = prepared
+        if per_image and (work_pixels is not None or (scribbles is not None
+                                                       and np.any(validate.scribble_array(scribbles)))):
+            self._work, _ = working_copy(prepared, STROKE_PIXELS if work_pixels is None else work_pixels,
+                                         self.diameter, self.spacing)
         # merging regions compares CIELAB on RGB images (unless color="rgb" was asked for), whatever the network saw
         lab_merge = auto_color and prepared.rgb and color != "lab" and image is not None
         self._merge_source = (image, channel_axis, spatial_dims) if lab_merge else None
@@ -222,7 +238,7 @@ class Segmenter:
         self.alpha = float(alpha)
         self._lam = float(lam)
         ndim = len(self.prepared.spatial_shape)
-        self.x = torch.from_numpy(self.prepared.data).to(self.device)
+        self.x = torch.from_numpy(self._work.data).to(self.device)
         self.image_channels = self.x.shape[1]
         #: the channels whose mean orders the classes darkest first: CIELAB's lightness, else all
         self._brightness_channels = 1 if self.prepared.color == "lab" else self.image_channels
@@ -261,7 +277,7 @@ class Segmenter:
         if init == "kmeans" and hasattr(self.model, "init_from_centres"):
             start_scr = None
             if scribbles is not None:
-                start_scr = torch.from_numpy(self._check_scribbles(scribbles)).to(self.device)
+                start_scr = torch.from_numpy(self._to_work(self._check_scribbles(scribbles))).to(self.device)
             centres, spread = init_centres(self.x, n_classes, seed=self.seed, scribbles=start_scr,
                                            order_channels=self._brightness_channels)
             self.model.init_from_centres(centres, float(spread))
@@ -302,6 +318,7 @@ class Segmenter:
             color=color,
             position=float(position),
             crop=None if self._crop is None else list(self._crop["shape"]),
+            work_shape=None if self._work is self.prepared else list(self._work.spatial_shape),
             device=str(self.device),
             contrast=contrast,
             diameter=self.diameter,
@@ -357,7 +374,13 @@ class Segmenter:
 
         They are checked here and take effect at the next iteration.
         """
-        self._pending_scribbles = None if scribbles is None else self._check_scribbles(scribbles)
+        self._pending_scribbles = None if scribbles is None else self._to_work(self._check_scribbles(scribbles))
+
+    def _to_work(self, scribbles: np.ndarray) -> np.ndarray:
+        """Checked scribbles ``(B, *S)`` on the grid the network works on (``scribbles_to_grid``)."""
+        if self._work is self.prepared:
+            return scribbles
+        return scribbles_to_grid(scribbles, self._work.spatial_shape)
 
     def _check_scribbles(self, scribbles) -> np.ndarray:
         """Validate scribbles; return them as int64 ``(B, *S)`` label ids."""
@@ -602,18 +625,29 @@ class Segmenter:
         lut[self._order] = np.arange(1, self.n_classes + 1)
         return torch.from_numpy(lut).to(self.device)
 
+    def _full_logits(self, b: int) -> torch.Tensor:
+        """Logits ``(1, N, *S)`` of batch item ``b`` on the full grid (interpolated from a working copy)."""
+        return upsample_logits(self._ensure_logits()[b : b + 1], self.prepared.spatial_shape)
+
     @torch.no_grad()
     def labels(self) -> np.ndarray:
         """Current labels 1..N with the input's non-channel shape."""
-        lab = self._lut()[self._ensure_logits().argmax(1)]
+        if self._work is self.prepared:
+            lab = self._lut()[self._ensure_logits().argmax(1)]
+        else:  # item by item: the full-size logits of a stack need not exist at once
+            lab = torch.cat([self._lut()[self._full_logits(b).argmax(1)] for b in range(self.x.shape[0])])
         out = lab.cpu().numpy().astype(labels_dtype(self.n_classes))
         return self.prepared.to_output(out)
 
     @torch.no_grad()
     def probabilities(self) -> np.ndarray:
         """Current class probabilities ``(N, *out_shape)``, class k for label k+1."""
-        probs = torch.softmax(self._ensure_logits(), dim=1)[:, torch.from_numpy(self._order).to(self.device)]
-        p = probs.transpose(0, 1).float().cpu().numpy()
+        order = torch.from_numpy(self._order).to(self.device)
+        if self._work is self.prepared:
+            p = torch.softmax(self._ensure_logits(), dim=1)[:, order].transpose(0, 1).float().cpu().numpy()
+        else:
+            p = np.stack([torch.softmax(self._full_logits(b), dim=1)[0, order].float().cpu().numpy()
+                          for b in range(self.x.shape[0])], axis=1)
         return p.reshape((self.n_classes,) + self.prepared.out_shape)
 
     def features(self) -> np.ndarray:
@@ -822,8 +856,12 @@ def segment(
             iterations = INSTANCE_ITERATIONS
     elif diameter is not None or foreground is not None:
         raise InputError("diameter and foreground are settings of regions='instances'")
+    strokes = scribbles is not None and np.any(validate.scribble_array(scribbles))
+    if strokes and not instances and image is not None:  # the widget's auto contrast (napari_levelset.strokes)
+        kwargs.setdefault("contrast", stroke_contrast(image, channel_axis))
     if model == "cnn":
-        iterations = DEFAULTS["iterations"] if iterations is None else iterations
+        if iterations is None:  # strokes: the per-image CNN on a working copy converges sooner
+            iterations = STROKE_ITERATIONS if strokes else DEFAULTS["iterations"]
     else:
         iterations = finetune_iterations if finetune_iterations is not None else (iterations or 0)
         if iterations > 0:  # a fine-tune starts its head from this image's k-means where it can
