@@ -1,0 +1,105 @@
+"""Stroke-guided segmentation: the working copy, strokes carried to it, 2D / 3D / multichannel."""
+
+import numpy as np
+import pytest
+
+from napari_levelset import Segmenter, segment
+from napari_levelset.io import InputError
+from napari_levelset.strokes import scribbles_to_grid, stroke_contrast
+
+
+def three_levels(shape, levels=(0.1, 0.5, 0.9), noise=0.05, seed=0):
+    """Three vertical bands of the given grey levels with Gaussian noise; also the band index."""
+    band = (np.arange(shape[-1]) * 3 // shape[-1])
+    band = np.broadcast_to(band, shape)
+    rng = np.random.default_rng(seed)
+    return (np.asarray(levels)[band] + noise * rng.standard_normal(shape)).astype(np.float32), band
+
+
+def test_thin_strokes_stay_connected_and_in_place_on_a_smaller_grid():
+    from scipy import ndimage as ndi
+
+    s = np.zeros((1, 300, 400), np.int64)
+    s[0, 50, 20:380] = 1  # a horizontal line one pixel wide
+    rr = np.arange(100, 290)
+    s[0, rr, rr] = 2  # a diagonal one
+    small = scribbles_to_grid(s, (75, 100))
+    assert small.shape == (1, 75, 100)
+    for k in (1, 2):
+        _, pieces = ndi.label(small[0] == k, structure=np.ones((3, 3)))
+        assert pieces == 1
+    assert set(np.unique(small[0, 12])) == {0, 1} and (small[0, 12, 5:95] == 1).all()  # row 50 -> 12
+    assert small[0, 25, 25] == 2 and small[0, 72, 72] == 2 and small[0, 20, 80] == 0
+
+
+def test_strokes_decide_the_classes_on_a_working_copy():
+    image, band = three_levels((210, 330))  # 69 300 pixels: optimised on a smaller copy
+    scr = np.zeros(image.shape, np.uint8)
+    scr[120, 10:100] = 1  # the dark band
+    scr[120, 130:230] = 1  # the middle band goes with it
+    scr[120, 250:350] = 2
+    seg = Segmenter(image, 2, scribbles=scr, device="cpu")
+    work = seg.settings["work_shape"]
+    assert work is not None and np.prod(work) <= 60_000
+    labels = list(seg.run(40, every=40))[-1].labels
+    assert labels.shape == image.shape
+    assert (labels[band < 2] == 1).mean() > 0.97 and (labels[band == 2] == 2).mean() > 0.97
+    assert seg.probabilities().shape == (2,) + image.shape
+    # the other grouping, given later to a run going on: it reaches the working copy too
+    scr[120, 130:230] = 2
+    seg.set_scribbles(scr)
+    labels = list(seg.run(40, every=40))[-1].labels
+    assert (labels[band == 0] == 1).mean() > 0.97 and (labels[band >= 1] == 2).mean() > 0.97
+
+
+def test_without_strokes_the_image_is_optimised_at_full_size():
+    image, _ = three_levels((240, 360))
+    assert Segmenter(image, 3, device="cpu").settings["work_shape"] is None
+    assert Segmenter(image, 3, device="cpu", work_pixels=20_000).settings["work_shape"] is not None
+    with pytest.raises(InputError, match="work_pixels"):
+        Segmenter(image, 3, device="cpu", work_pixels=0)
+
+
+def test_a_stroke_on_one_slice_of_a_volume_acts_in_3d():
+    # background 0.1, ball A 0.5, ball B 0.9; strokes on slice 12 only: A goes with the background
+    zz, yy, xx = np.mgrid[:24, :36, :44]
+    ra = (zz - 12) ** 2 + (yy - 18) ** 2 + (xx - 11) ** 2
+    rb = (zz - 12) ** 2 + (yy - 18) ** 2 + (xx - 32) ** 2
+    a, b = ra < 9 ** 2, rb < 9 ** 2
+    rng = np.random.default_rng(1)
+    volume = (0.1 + 0.4 * a + 0.8 * b + 0.05 * rng.standard_normal(a.shape)).astype(np.float32)
+    scr = np.zeros(volume.shape, np.uint8)
+    scr[12, 18, 6:17] = 1  # inside A
+    scr[12, 3, 3:41] = 1  # background
+    scr[12, 18, 27:38] = 2  # inside B
+    labels = segment(volume, n_classes=2, scribbles=scr, spatial_dims=3, device="cpu", iterations=30)
+    assert labels.shape == volume.shape
+    off = np.abs(zz - 12) >= 3  # slices the strokes are not on
+    inner_a, inner_b = ra < 7 ** 2, rb < 7 ** 2  # away from the partial-volume rim
+    assert (labels[inner_a & off] == 1).mean() > 0.95
+    assert (labels[inner_b & off] == 2).mean() > 0.95
+    assert (labels[(ra > 11 ** 2) & (rb > 11 ** 2) & off] == 1).mean() > 0.95
+
+
+def test_strokes_on_a_multichannel_image():
+    # two channels: the bands differ in channel 0, a square differs only in channel 1
+    ch0, band = three_levels((200, 330))
+    ch1 = np.full(ch0.shape, 0.2, np.float32)
+    ch1[60:140, 40:120] = 0.8
+    image = np.stack([ch0, ch1])
+    scr = np.zeros(ch0.shape, np.uint8)
+    scr[100, 60:100] = 2  # the square
+    scr[20, 10:320] = 1  # the bands above it
+    labels = segment(image, n_classes=2, scribbles=scr, channel_axis=0, device="cpu")
+    square = np.zeros(ch0.shape, bool)
+    square[60:140, 40:120] = True
+    assert labels.shape == ch0.shape
+    assert (labels[square] == 2).mean() > 0.9 and (labels[~square] == 1).mean() > 0.9
+
+
+def test_stroke_contrast_follows_the_widgets_rule():
+    assert stroke_contrast(np.zeros((8, 8), np.uint16)) == "fluorescence"
+    assert stroke_contrast(np.zeros((8, 8), np.uint8)) == "linear"
+    assert stroke_contrast(np.zeros((8, 8), np.float32)) == "linear"
+    assert stroke_contrast(np.zeros((8, 8, 3), np.uint16)) == "linear"  # an RGB picture
+    assert stroke_contrast(np.zeros((2, 8, 8), np.uint16), channel_axis=0) == "fluorescence"
