@@ -49,10 +49,17 @@ def save_screenshot(viewer, path, keep_variable):
         shutil.copy(path, keep)
 
 def test_importing_the_widget_does_not_import_torch():
-    """napari's plugin menu imports the widget module (and docks the widget): no torch."""
+    """napari's plugin menu imports the widget module: no torch.  Docking the widget starts
+    importing torch (and pandas, which napari needs for the first Labels layer) in a background
+    thread, so the first Run does not freeze the viewer; the main thread never imports them."""
     code = textwrap.dedent(
         """
-        import sys
+        import sys, threading
+        main_imports = []
+        def hook(event, args):
+            if event == "import" and args[0] in ("torch", "pandas") and threading.current_thread() is threading.main_thread():
+                main_imports.append(args[0])
+        sys.addaudithook(hook)
         import napari_levelset._qt
         assert "torch" not in sys.modules, "napari_levelset._qt imported torch"
         from napari_levelset._qt.widget import LevelSetWidget
@@ -68,7 +75,11 @@ def test_importing_the_widget_does_not_import_torch():
         w.add_scribble_layer()
         w.image_layer = viewer.add_image(np.zeros((5, 8, 8), np.uint16))  # ambiguous axes, 16-bit
         assert w.axes_note.text() and w.contrast() == "fluorescence"
-        assert "torch" not in sys.modules, "making the widget imported torch"
+        for t in threading.enumerate():
+            if t.name == "napari-levelset preload":
+                t.join(120)
+        assert "torch" in sys.modules, "the widget did not preload torch"
+        assert not main_imports, f"the main thread imported {main_imports}"
         print("ok")
         """
     )
@@ -842,3 +853,36 @@ def test_ambiguous_axes_are_named(make_widget, qtbot, errors):
     widget.image_layer = viewer.add_image(np.zeros((5, 64, 3), np.uint8), name="rgb", rgb=True)
     assert not widget.axes_box.isVisibleTo(widget)  # the last axis is its colour
     assert not errors, errors
+
+
+@gui
+def test_quitting_during_a_run_ends_it_quietly():
+    """Closing napari while a run is going ends the run before Qt deletes the worker's signals,
+    so nothing is printed from the dying thread ("wrapped C/C++ object ... has been deleted")."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        import napari
+        from qtpy.QtCore import QEventLoop
+        from napari_levelset._qt.widget import LevelSetWidget
+
+        viewer = napari.Viewer(show=True)
+        viewer.add_image(np.random.default_rng(0).random((256, 256)).astype(np.float32), name="img")
+        widget = LevelSetWidget(viewer)
+        viewer.window.add_dock_widget(widget, name="level set")
+        widget.iter_spin.setValue(100000)
+        widget.every_spin.setValue(5)
+        loop = QEventLoop()
+        widget.snapshot_applied.connect(loop.quit)
+        assert widget.run() is not None
+        loop.exec_()  # the run is going
+        viewer.close()
+        print("closed")
+        sys.exit(0)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "closed" in done.stdout
+    assert "aborted thread" not in done.stderr and "has been deleted" not in done.stderr, done.stderr[-2000:]

@@ -85,6 +85,8 @@ class RunControl:
         self._stop = threading.Event()
         self._ready = threading.Event()  # the GUI took the last Update
         self._ready.set()
+        #: set when the run's generator has returned, raised or been closed
+        self.ended = threading.Event()
         self.segmenter: Any = None
         self._pending_scribbles: Any = _UNSET
         self._pending_lam: float | None = None
@@ -178,12 +180,44 @@ class RunFailed(Exception):
     """
 
 
+#: modules a run needs that are slow to import: torch and the engine (the run itself) and pandas
+#: (napari imports it when the first Labels layer is made).  An import holds Python's global lock
+#: for long stretches, so done during the first run it froze the viewer for up to 1.4 s.
+PRELOAD = ("torch", "napari_levelset.engine", "pandas")
+_preloaded = threading.Event()
+
+
+def preload() -> threading.Thread | None:
+    """Import ``PRELOAD`` in a background thread, once per process, while the user sets up a run.
+
+    Returns the thread, or None when it was started before.
+    """
+    if _preloaded.is_set():
+        return None
+    _preloaded.set()
+
+    def work():
+        import importlib
+
+        for name in PRELOAD:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - a run reports a missing module itself
+                pass
+
+    thread = threading.Thread(target=work, name="napari-levelset preload", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_segmentation(req: RunRequest, ctrl: RunControl):
     """Generator for ``thread_worker``: yields ``Update``s, then one ``Final``."""
     try:
         yield from _run_segmentation(req, ctrl)
     except RuntimeError as exc:
         raise RunFailed(str(exc)) from exc
+    finally:
+        ctrl.ended.set()
 
 
 def _run_segmentation(req: RunRequest, ctrl: RunControl):

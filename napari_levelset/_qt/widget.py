@@ -53,7 +53,7 @@ from ..io import InputError
 from ._channels import AxesNote, ChannelPickers, channel_candidates
 from ._instances import CONTRAST_CHOICES, InstanceControls, auto_contrast, instances_from_labels, spatial_geometry
 from ._plot import LossPlot
-from ._worker import Final, RunControl, RunRequest, Update, error_message, run_segmentation
+from ._worker import Final, RunControl, RunRequest, Update, error_message, preload, run_segmentation
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -165,8 +165,14 @@ class _Handle:
                     pass
         return True
 
+    #: seconds a closing widget waits for its run to end (a stop takes effect after the current step)
+    CLOSE_WAIT = 10.0
+
     def teardown(self, *_args) -> None:
+        run = self.run
         self.cancel()
+        if run is not None:  # let the worker thread end before Qt deletes what it signals through
+            run.ctrl.ended.wait(self.CLOSE_WAIT)
         for emitter, callback in self.connections:
             try:
                 emitter.disconnect(callback)
@@ -276,6 +282,7 @@ class LevelSetWidget(QWidget):
         self._connect_viewer()
         self._refresh_layer_choices()
         self.destroyed.connect(self._handle.teardown)
+        preload()  # torch and friends, off the main thread, before the first Run
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
