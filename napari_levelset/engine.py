@@ -41,6 +41,50 @@ __all__ = ["Snapshot", "Segmenter", "segment", "resolve_device", "DEFAULTS"]
 #: held while a network is built from the global torch generator (seeded, then restored)
 _GLOBAL_RNG_LOCK = threading.Lock()
 
+#: glibc ``mallopt`` parameters (malloc.h) and the values ``keep_step_buffers`` sets
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD, _TRIM_THRESHOLD = 2**30, 2**31 - 1
+_libc: Any = None
+
+
+def keep_step_buffers() -> bool:
+    """Let the C heap keep the large buffers one optimisation step frees, for the next step.
+
+    glibc serves allocations of 32 MiB and more (its largest dynamic ``mmap``
+    threshold) with ``mmap`` and returns them to the system when freed, so every
+    step of a large image maps its activations afresh and page-faults them in: at
+    1024² the per-image CNN took 323 000 minor page faults and 2.3 s per step on one
+    thread, against 0 faults and 0.6-0.9 s with the buffers kept (system time 3.9 s
+    against 0.5 s for five steps).  This raises the ``mmap`` threshold to 1 GiB and
+    the heap-trim threshold to 2 GiB (``mallopt``, see ``man mallopt``); ``Segmenter.run``
+    hands the memory back (``malloc_trim``) when a run ends.  Results are unchanged.
+    Returns whether the setting was made (False where the C library is not glibc).
+    """
+    global _libc
+    if _libc is None:
+        import ctypes
+        import ctypes.util
+        import sys
+
+        _libc = False
+        if sys.platform.startswith("linux"):
+            try:
+                lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                lib.mallopt, lib.malloc_trim  # noqa: B018 - glibc only
+            except (OSError, AttributeError):
+                pass
+            else:
+                if lib.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and lib.mallopt(_M_TRIM_THRESHOLD,
+                                                                                  _TRIM_THRESHOLD):
+                    _libc = lib
+    return bool(_libc)
+
+
+def _release_step_buffers() -> None:
+    """Return the heap's free memory to the system (glibc ``malloc_trim``) after a run."""
+    if _libc:
+        _libc.malloc_trim(0)
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` picks CUDA, then MPS, else the CPU; other names are checked."""
@@ -195,6 +239,7 @@ class Segmenter:
         work_pixels = validate.optional_integer("work_pixels", work_pixels, 16, None)
         if image is not None and prepared is None:
             image = validate.image_array(image)
+        keep_step_buffers()
         from .unet import PretrainedNetwork
 
         given = isinstance(model, torch.nn.Module)
@@ -587,6 +632,7 @@ class Segmenter:
             yield self.snapshot(with_probs, done=True, stopped=self._stop.is_set(), t0=t0)
         finally:
             self._stop.clear()
+            _release_step_buffers()
 
     def _check_loss(self) -> None:
         """End the run with an ``InputError`` when the last step's loss is NaN or infinite.
