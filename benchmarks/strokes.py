@@ -42,6 +42,10 @@ image as stored (RGB uint8, grey uint8 or uint16) with the strokes:
     ``napari_levelset.segment(image, n_classes=K, scribbles=strokes, **settings)``,
     its defaults unless settings are given (e.g. ``levelset:model=unet,iterations=30``;
     values read as Python literals).
+``first`` / ``first:key=value,...``
+    the first result a user sees: ``Segmenter(image, K, scribbles=strokes, **settings).labels()``
+    (the strokes' start: their classes' means seeded from the stroked pixels, no
+    iteration yet); its time is the time to the first labels.
 ``rf``
     scikit-image's trainable segmentation as in its gallery example:
     ``multiscale_basic_features`` (intensity and texture, σ 1..16, every
@@ -260,6 +264,15 @@ def run_levelset(image: np.ndarray, strokes: np.ndarray, n_classes: int, **setti
     return np.asarray(segment(image, n_classes=n_classes, scribbles=strokes, **settings))
 
 
+def run_first(image: np.ndarray, strokes: np.ndarray, n_classes: int, **settings: Any) -> np.ndarray:
+    """The labels a ``Segmenter`` with these strokes shows before its first iteration."""
+    from napari_levelset import Segmenter
+    from napari_levelset.strokes import stroke_contrast
+
+    settings.setdefault("contrast", stroke_contrast(image))  # as segment and the widget choose it
+    return np.asarray(Segmenter(image, n_classes, scribbles=strokes, **settings).labels())
+
+
 def run_rf(image: np.ndarray, strokes: np.ndarray, n_classes: int) -> np.ndarray:
     """scikit-image's trainable segmentation (its gallery's features and random forest)."""
     from skimage.feature import multiscale_basic_features
@@ -276,7 +289,7 @@ def split_methods(spec: str) -> list[str]:
     """``--methods`` split at commas, except those between the ``key=value`` items of a ``levelset:`` entry."""
     names: list[str] = []
     for token in (t.strip() for t in spec.split(",")):
-        if names and names[-1].startswith("levelset:") and "=" in token and ":" not in token:
+        if names and names[-1].startswith(("levelset:", "first:")) and "=" in token and ":" not in token:
             names[-1] += "," + token
         elif token:
             names.append(token)
@@ -293,11 +306,12 @@ def build_methods(spec: str) -> dict[str, Run]:
             except ImportError:
                 raise SystemExit("the rf method needs scikit-learn: pip install scikit-learn") from None
             methods[name] = run_rf
-        elif name == "levelset" or name.startswith("levelset:"):
+        elif name.partition(":")[0] in ("levelset", "first"):
             settings = nuclei.parse_settings(name.partition(":")[2]) if ":" in name else {}
-            methods[name] = lambda im, s, k, kw=settings: run_levelset(im, s, k, **kw)
+            run = run_levelset if name.startswith("levelset") else run_first
+            methods[name] = lambda im, s, k, kw=settings, run=run: run(im, s, k, **kw)
         else:
-            raise SystemExit(f"unknown method {name!r}: levelset[:key=value,...] or rf")
+            raise SystemExit(f"unknown method {name!r}: levelset[:key=value,...], first[:key=value,...] or rf")
     return methods
 
 
@@ -481,7 +495,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--split", default="val", help="BSDS500 split")
     p.add_argument("--nuclei", type=Path, default=None, help="nuclei folder (N2DH-GOWT1/, N2DL-HeLa/, NIH3T3/)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images of BSDS500 and of each nuclei set")
-    p.add_argument("--methods", default="levelset,rf", help="comma-separated: levelset, levelset:key=value,..., rf")
+    p.add_argument("--methods", default="levelset,rf",
+                   help="comma-separated: levelset, levelset:key=value,..., first, first:key=value,..., rf")
     p.add_argument("--seed", type=int, default=0, help="seed of the strokes")
     p.add_argument("--json", type=Path, default=None, help="write per-image records and the summary")
     p.add_argument("--figure", type=Path, default=None, help="write a PNG of strokes, truth and results")

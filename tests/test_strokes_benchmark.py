@@ -117,8 +117,8 @@ def test_nuclei_strokes_in_three_nuclei_and_on_the_background(bench):
 
 
 def test_methods_are_split_at_commas_outside_levelset_settings(bench):
-    assert bench.split_methods("levelset:model='unet',iterations=30,rf, levelset") == [
-        "levelset:model='unet',iterations=30", "rf", "levelset"]
+    assert bench.split_methods("levelset:model='unet',iterations=30,rf, levelset,first:work_pixels=9,lam=1") == [
+        "levelset:model='unet',iterations=30", "rf", "levelset", "first:work_pixels=9,lam=1"]
     with pytest.raises(SystemExit):
         bench.build_methods("otsu")
 
@@ -130,10 +130,10 @@ def test_the_script_scores_every_method_on_both_datasets(bench, tmp_path, capsys
     _write_nuclei(tmp_path / "nuclei")
     out_json, figure = tmp_path / "out" / "strokes.json", tmp_path / "out" / "strokes.png"
     summary = bench.main(["--bsds", str(tmp_path / "bsds"), "--nuclei", str(tmp_path / "nuclei"), "--limit", "1",
-                          "--methods", "levelset:iterations=10,rf", "--threads", "1",
+                          "--methods", "levelset:iterations=10,rf,first", "--threads", "1",
                           "--json", str(out_json), "--figure", str(figure)])
     table = capsys.readouterr().out
-    assert "| set (images) | score | levelset:iterations=10 | rf |" in table
+    assert "| set (images) | score | levelset:iterations=10 | rf | first |" in table
     assert set(summary) == {"BSDS500 val", "HeLa", "NIH3T3"}
     for by_method in summary.values():
         for entry in by_method.values():
@@ -141,8 +141,9 @@ def test_the_script_scores_every_method_on_both_datasets(bench, tmp_path, capsys
             assert 0 <= entry["miou"] <= 1 and entry["seconds"] > 0
     assert summary["BSDS500 val"]["levelset:iterations=10"]["miou"] > 0.8  # flat colours, one stroke each
     assert summary["HeLa"]["levelset:iterations=10"]["dice"] > 0.8  # (the forest sees a pixel or two per tree here)
+    assert summary["BSDS500 val"]["first"]["miou"] > 0.8  # the strokes' start, before any iteration
     records = json.loads(out_json.read_text())["records"]
-    assert len(records) == 3 * 2
+    assert len(records) == 3 * 3
     from PIL import Image
 
     with Image.open(figure) as im:
