@@ -390,6 +390,15 @@ class Segmenter:
         self._lam = validate.number("lam", value)
 
     @property
+    def alpha(self) -> float:
+        """Weight of the scribbles' cross-entropy; may change between steps."""
+        return self._alpha
+
+    @alpha.setter
+    def alpha(self, value: float) -> None:
+        self._alpha = validate.number("alpha", value)
+
+    @property
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 

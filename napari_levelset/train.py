@@ -44,7 +44,8 @@ import torch
 from .io import PLAIN_EXT, TIFF_EXT, InputError, prepare_image, read_image
 from .unet import STRUCTURES
 from .loss import class_probs, levelset_loss, scribble_loss
-from .unet import MAX_CLASSES, LevelSetUNet, load_model, read_model_file, save_model
+from .unet import HEAD_CLASSES, MAX_CLASSES, LevelSetUNet, load_model, read_model_file, save_model
+from . import validate
 
 __all__ = ["train", "main", "TrainResult", "load_training_images", "DEFAULT_TRAIN"]
 
@@ -184,14 +185,14 @@ def _read_labels(labels, names: list[str], arrays: list[np.ndarray]) -> list[np.
 
 # ----------------------------------------------------------------------------- helpers
 def _heads(n_classes) -> list[int]:
+    """The sorted class counts to train heads for: None (2..16), one whole number, or several, each 2..255."""
     if n_classes is None:
         return list(range(2, MAX_CLASSES + 1))
-    if isinstance(n_classes, (int, np.integer)):
-        ns = [int(n_classes)]
-    else:
-        ns = sorted({int(n) for n in n_classes})
-    if not ns or ns[0] < 2 or ns[-1] > 255:
-        raise InputError(f"class counts must be between 2 and 255, got {ns}")
+    lo, hi = HEAD_CLASSES
+    many = isinstance(n_classes, (list, tuple, set, range, np.ndarray)) and np.ndim(n_classes) <= 1
+    ns = sorted({validate.integer("n_classes", n, lo, hi) for n in (n_classes if many else [n_classes])})
+    if not ns:
+        raise InputError(f"n_classes must name at least one class count in {lo}..{hi}")
     return ns
 
 
@@ -203,8 +204,10 @@ def parse_classes(text: str) -> list[int]:
             a, sep, b = part.strip().partition("-")
             out.extend(range(int(a), int(b) + 1) if sep else [int(a)])
         return _heads(out)
-    except ValueError:
-        raise InputError(f"--classes must look like 4, 2-16 or 2,3,5; got {text!r}") from None
+    except (ValueError, InputError):
+        lo, hi = HEAD_CLASSES
+        raise InputError(f"--classes must be class counts in {lo}..{hi} written like 4, 2-16 or 2,3,5; "
+                         f"got {text!r}") from None
 
 
 def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
@@ -382,17 +385,26 @@ def train(
     from . import __version__
     from .engine import resolve_device
 
+    heads = _heads(n_classes)
+    steps, crop, batch_size, checkpoint_every, warmup, kmeans_heads, base, levels, embed = (
+        validate.integer(name, value) for name, value in (
+            ("steps", steps), ("crop", crop), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every),
+            ("warmup", warmup), ("kmeans_heads", kmeans_heads), ("base", base), ("levels", levels),
+            ("embed", embed)))
+    lam, lr, alpha, kmeans_weight, kmeans_steps = (
+        validate.number(name, value) for name, value in (
+            ("lam", lam), ("lr", lr), ("alpha", alpha), ("kmeans_weight", kmeans_weight),
+            ("kmeans_steps", kmeans_steps)))
+    seed = validate.seed(seed)
+    threads = validate.optional_integer("threads", threads)
+    stop_after = validate.optional_integer("stop_after", stop_after)
+    if color not in ("rgb", "lab"):
+        raise InputError(f"color must be 'rgb' or 'lab', got {color!r}")
     out = Path(out_path)
     _check_writable(out)
-    heads = _heads(n_classes)
-    steps, crop, batch_size = int(steps), int(crop), int(batch_size)
-    if steps < 1 or batch_size < 1 or checkpoint_every < 1:
-        raise InputError("steps, batch size and checkpoint interval must be >= 1")
-    if not (lr > 0 and lam >= 0 and alpha >= 0):
-        raise InputError("need lr > 0, lam >= 0 and alpha >= 0")
     dev = resolve_device(device)
     if threads:
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(threads)
     data, labs, desc = load_training_images(images, labels, color)
     m = 2**levels
     smallest = min(min(d.shape[1:]) for d in data)
@@ -530,7 +542,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli import OneLineParser, bounded_float, bounded_int, learning_rate, seed
 
     d = DEFAULT_TRAIN
-    pos, nonneg, nonneg_f = bounded_int(1), bounded_int(0), bounded_float(0.0)
+
+    def whole(name):  # the range train() itself allows
+        return bounded_int(*validate.TRAIN_LIMITS[name])
+
+    def real(name):
+        return bounded_float(*validate.TRAIN_LIMITS[name])
+
     p = OneLineParser(
         prog="napari-levelset train",
         description="Train the U-Net on many images with the level-set loss (unsupervised; "
@@ -540,31 +558,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", help="folder of images (png, jpg, tif) or one image/stack file (a 3D tif is a stack of 2D images)")
     p.add_argument("-o", "--output", required=True, help="model file to write (e.g. model.pt)")
     p.add_argument("--classes", default="2-16", help="class counts to train heads for: N, A-B or A,B,C")
-    p.add_argument("--lam", type=nonneg_f, default=d["lam"], help="weight of the total-variation term")
-    p.add_argument("--steps", type=pos, default=d["steps"], help="optimiser steps")
-    p.add_argument("--crop", type=bounded_int(16), default=d["crop"], help="side of the random training crops (pixels)")
-    p.add_argument("--batch-size", type=pos, default=d["batch_size"], help="crops per step")
+    p.add_argument("--lam", type=bounded_float(*validate.LIMITS["lam"]), default=d["lam"], help="weight of the total-variation term")
+    p.add_argument("--steps", type=whole("steps"), default=d["steps"], help="optimiser steps")
+    p.add_argument("--crop", type=whole("crop"), default=d["crop"], help="side of the random training crops (pixels)")
+    p.add_argument("--batch-size", type=whole("batch_size"), default=d["batch_size"], help="crops per step")
     p.add_argument("--lr", type=learning_rate, default=d["lr"], help="Adam learning rate (warm-up, cosine decay)")
     p.add_argument("--labels", default=None, help="folder of label images named like the images (0 = unlabelled)")
-    p.add_argument("--alpha", type=nonneg_f, default=d["alpha"], help="weight of the label cross-entropy")
+    p.add_argument("--alpha", type=bounded_float(*validate.LIMITS["alpha"]), default=d["alpha"], help="weight of the label cross-entropy")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--checkpoint-every", type=pos, default=d["checkpoint_every"], help="steps between checkpoints")
+    p.add_argument("--checkpoint-every", type=whole("checkpoint_every"), default=d["checkpoint_every"], help="steps between checkpoints")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from OUTPUT.ckpt when it exists")
     p.add_argument("--seed", type=seed, default=0, help="random seed (initialisation and crops)")
-    p.add_argument("--kmeans-weight", type=nonneg_f, default=d["kmeans_weight"],
+    p.add_argument("--kmeans-weight", type=real("kmeans_weight"), default=d["kmeans_weight"],
                    help="initial weight of the k-means warm-start cross-entropy")
-    p.add_argument("--kmeans-steps", type=nonneg_f, default=d["kmeans_steps"],
+    p.add_argument("--kmeans-steps", type=real("kmeans_steps"), default=d["kmeans_steps"],
                    help="length of the k-means warm start: a fraction of --steps (<= 1) or a step count")
-    p.add_argument("--kmeans-heads", type=nonneg, default=d["kmeans_heads"],
+    p.add_argument("--kmeans-heads", type=whole("kmeans_heads"), default=d["kmeans_heads"],
                    help="heads given the k-means cross-entropy per step")
-    p.add_argument("--base", type=bounded_int(1, 1024), default=d["base"], help="U-Net channels at full resolution")
-    p.add_argument("--levels", type=bounded_int(1, 8), default=d["levels"], help="U-Net down-samplings")
-    p.add_argument("--embed", type=bounded_int(1, 1024), default=d["embed"], help="embedding channels fed to the heads")
+    p.add_argument("--base", type=whole("base"), default=d["base"], help="U-Net channels at full resolution")
+    p.add_argument("--levels", type=whole("levels"), default=d["levels"], help="U-Net down-samplings")
+    p.add_argument("--embed", type=whole("embed"), default=d["embed"], help="embedding channels fed to the heads")
     p.add_argument("--init", default=None, help="model file to start from")
     p.add_argument("--color", choices=["rgb", "lab"], default="rgb",
                    help="input the network sees: normalised channels (rgb) or CIELAB (lab; RGB images only)")
-    p.add_argument("--threads", type=pos, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=whole("threads"), default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 

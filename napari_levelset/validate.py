@@ -1,4 +1,4 @@
-"""One check for each public setting of ``segment`` and ``Segmenter``: type, whole-number-ness, finiteness, range.
+"""One check for each public setting of ``segment``, ``Segmenter`` and ``train``: type, whole-number-ness, finiteness, range.
 
 Numpy only.  Every check raises ``InputError`` with a message that names the
 setting, the value given and what is allowed, and returns the value in the
@@ -18,6 +18,7 @@ from .io import InputError
 
 __all__ = [
     "LIMITS",
+    "TRAIN_LIMITS",
     "integer",
     "number",
     "optional_integer",
@@ -48,6 +49,23 @@ LIMITS: dict[str, tuple] = dict(
     min_region=(0.0, None),
     min_size=(0.0, None),
     diameter=(0.0, None),
+)
+#: (low, high) of ``train``'s own settings (``lam``, ``lr``, ``alpha`` and ``seed`` as above); the
+#: network's size as ``unet.ARCH_LIMITS`` allows a model file to declare it
+TRAIN_LIMITS: dict[str, tuple] = dict(
+    steps=(1, 10_000_000),
+    crop=(16, 16384),
+    batch_size=(1, 4096),
+    checkpoint_every=(1, None),
+    warmup=(0, None),
+    kmeans_weight=(0.0, 1e3),
+    kmeans_steps=(0.0, None),
+    kmeans_heads=(0, 254),
+    base=(1, 1024),
+    levels=(1, 8),
+    embed=(1, 1024),
+    threads=(1, 4096),
+    stop_after=(1, None),
 )
 #: settings whose low end is excluded (must be larger)
 _OPEN_LOW = {"lr", "diameter"}
@@ -83,8 +101,11 @@ def _shown(value) -> str:
 
 
 def _limits(name: str, lo, hi):
-    if lo is None and hi is None and name in LIMITS:
-        return LIMITS[name]
+    if lo is None and hi is None:
+        if name in LIMITS:
+            return LIMITS[name]
+        if name in TRAIN_LIMITS:
+            return TRAIN_LIMITS[name]
     return lo, hi
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
@@ -43,6 +43,11 @@ def images(draw):
     return draw(hnp.arrays(dtype, shape, elements=elements))
 
 
+#: well-formed images, so that most examples of the Segmenter test get as far as the live settings
+PLAIN_IMAGES = hnp.arrays(np.float32, st.sampled_from([(8, 8), (12, 9), (6, 7, 3), (4, 6, 6)]),
+                          elements=st.floats(0, 1, width=32))
+
+
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     image=images(),
@@ -64,3 +69,68 @@ def test_a_valid_result_or_an_input_error(image, n_classes, lam, iterations, reg
     assert labels.size > 0 and labels.min() >= 0
     if regions == "classes":
         assert labels.min() >= 1 and labels.max() <= (4 if n_classes is None else int(n_classes))
+
+
+@settings(max_examples=max(10, EXAMPLES // 3), deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    image=st.one_of(PLAIN_IMAGES, PLAIN_IMAGES, images()),
+    n_classes=st.one_of(st.integers(2, 4), st.integers(2, 4), ODD_NUMBERS),
+    scribbles=st.one_of(st.none(), st.sampled_from(["fit", "wrong shape", "too high", "fractions", "text"])),
+    live=st.lists(st.tuples(st.sampled_from(["lam", "lr", "alpha"]), st.one_of(st.floats(0, 1), ODD_NUMBERS)),
+                  max_size=3),
+    every=st.one_of(st.integers(1, 3), ODD_NUMBERS),
+)
+def test_a_segmenter_gives_valid_labels_or_an_input_error(image, n_classes, scribbles, live, every):
+    """``Segmenter`` with scribbles, live changes of λ, lr and α between runs, and ``run(every=)``."""
+    from napari_levelset import Segmenter
+
+    try:
+        seg = Segmenter(image, n_classes, device="cpu", width=4)
+        n = seg.n_classes
+        if scribbles is not None:
+            shape = seg.labels().shape
+            s = {"fit": np.zeros(shape, np.uint8), "wrong shape": np.zeros((3,) + shape, np.uint8),
+                 "too high": np.full(shape, n + 1, np.int32), "fractions": np.full(shape, 0.5),
+                 "text": np.full(shape, "a")}[scribbles]
+            if scribbles == "fit":
+                s.flat[0] = 1
+            seg.set_scribbles(s)
+        for name, value in live:
+            setattr(seg, name, value)
+        for _ in seg.run(2, every=every):
+            pass
+    except InputError:
+        event("InputError")
+        return
+    event("labels")
+    labels = seg.labels()
+    assert np.issubdtype(labels.dtype, np.integer) and labels.min() >= 1 and labels.max() <= n
+
+
+@settings(max_examples=max(10, EXAMPLES // 3), deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    setting=st.sampled_from(["n_classes", "lam", "lr", "alpha", "steps", "crop", "batch_size", "checkpoint_every",
+                             "seed", "warmup", "kmeans_weight", "kmeans_steps", "kmeans_heads", "base", "levels",
+                             "embed", "threads", "stop_after", "color"]),
+    value=st.one_of(st.integers(-3, 40), ODD_NUMBERS, st.sampled_from(["lab", [2, 3], [], [2, 300]])),
+)
+def test_train_writes_a_model_or_raises_an_input_error(tmp_path_factory, setting, value):
+    """``train`` with one setting drawn from odd values, the others small: a model file or an ``InputError``."""
+    from napari_levelset.train import train
+
+    out = tmp_path_factory.mktemp("train") / "model.pt"
+    image = np.random.default_rng(0).random((48, 48)).astype(np.float32)
+    kwargs = dict(n_classes=2, steps=2, crop=32, batch_size=1, base=2, levels=1, embed=2, progress=False,
+                  device="cpu", threads=1)
+    kwargs[setting] = value
+    if setting == "steps" and isinstance(value, int) and value > 3:
+        kwargs[setting] = 3
+    try:
+        result = train([image], out, **kwargs)
+    except InputError:
+        event("InputError")
+        return
+    event("trained")
+    if kwargs.get("stop_after") is None or result.steps >= kwargs["steps"]:
+        assert out.is_file()
+    assert all(np.isfinite(loss) for loss in np.ravel(result.losses)), result.losses

@@ -195,7 +195,7 @@ def test_rgba_images_train_an_rgb_model(tmp_path):
         (["--threads=-1"], ["--threads"]),
         (["--steps", "0"], ["--steps"]),
         (["--lam", "nan"], ["--lam"]),
-        (["--crop", "8"], ["--crop", ">= 16"]),
+        (["--crop", "8"], ["--crop", "16 to 16384"]),
         (["--crop", "16", "--levels", "5"], ["--crop", ">= 32"]),
     ],
 )
@@ -298,3 +298,18 @@ def test_a_checkpoint_at_the_last_step_resumes_to_the_model_file(tmp_path):
     res = train(blobs(2), tmp_path / "m.pt", **kw)
     assert res.path == tmp_path / "m.pt" and res.steps == 3 and len(res.losses) == 3
     assert not checkpoint_path(tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("seed", -1), ("seed", 2**64), ("lr", 1e300), ("lr", float("inf")), ("lam", float("nan")), ("base", 0),
+    ("levels", -1), ("threads", -1), ("steps", 2.5), ("n_classes", 2.7), ("n_classes", [2, 300]),
+    ("crop", 8), ("color", "hsv"), ("kmeans_heads", -1),
+])
+def test_bad_settings_are_input_errors_naming_the_setting(tmp_path, setting, value):
+    """``train`` checks every setting before any work, as ``segment`` does (these were raw errors from
+    torch or numpy, ran, or were truncated: ``steps=2.5`` trained 2 steps)."""
+    kwargs = dict(SMALL, steps=2, crop=32)
+    kwargs[setting] = value
+    with pytest.raises(InputError, match=setting):
+        train(blobs(1), tmp_path / "m.pt", **kwargs)
+    assert not (tmp_path / "m.pt").exists()

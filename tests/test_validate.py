@@ -162,3 +162,17 @@ def test_an_absurd_iteration_count_is_refused_not_run():
         segment(np.random.default_rng(0).random((8, 8)), iterations=2**64)
     with pytest.raises(InputError, match="finetune_iterations"):
         segment(np.random.default_rng(0).random((8, 8)), model="unet", finetune_iterations=10**6)
+
+
+@pytest.mark.parametrize("name", ["lam", "lr", "alpha"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, 1e300, "0.1", None])
+def test_live_settings_are_checked_when_set(name, value):
+    """λ, lr and α change during a run (the widget sets them live): a bad value is refused at once,
+    and the old one is kept (a NaN α used to switch the scribbles off without a word)."""
+    from napari_levelset import Segmenter
+
+    seg = Segmenter(np.random.default_rng(0).random((12, 12)).astype(np.float32), 2, device="cpu", width=4)
+    before = getattr(seg, name)
+    with pytest.raises(InputError, match=name):
+        setattr(seg, name, value)
+    assert getattr(seg, name) == before
