@@ -56,8 +56,10 @@ def keep_step_buffers() -> bool:
     1024² the per-image CNN took 323 000 minor page faults and 2.3 s per step on one
     thread, against 0 faults and 0.6-0.9 s with the buffers kept (system time 3.9 s
     against 0.5 s for five steps).  This raises the ``mmap`` threshold to 1 GiB and
-    the heap-trim threshold to 2 GiB (``mallopt``, see ``man mallopt``); ``Segmenter.run``
-    hands the memory back (``malloc_trim``) when a run ends.  Results are unchanged.
+    the heap-trim threshold to 2 GiB (``mallopt``, see ``man mallopt``), once per process:
+    the heap then keeps up to 2 GiB of freed memory for reuse (beyond that glibc hands it
+    back).  It is not trimmed after each run: the widget calls ``Segmenter.run`` for a few
+    iterations at a time.  Results are unchanged.
     Returns whether the setting was made (False where the C library is not glibc).
     """
     global _libc
@@ -70,7 +72,7 @@ def keep_step_buffers() -> bool:
         if sys.platform.startswith("linux"):
             try:
                 lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-                lib.mallopt, lib.malloc_trim  # noqa: B018 - glibc only
+                lib.mallopt  # noqa: B018 - glibc only
             except (OSError, AttributeError):
                 pass
             else:
@@ -78,12 +80,6 @@ def keep_step_buffers() -> bool:
                                                                                   _TRIM_THRESHOLD):
                     _libc = lib
     return bool(_libc)
-
-
-def _release_step_buffers() -> None:
-    """Return the heap's free memory to the system (glibc ``malloc_trim``) after a run."""
-    if _libc:
-        _libc.malloc_trim(0)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -641,7 +637,6 @@ class Segmenter:
             yield self.snapshot(with_probs, done=True, stopped=self._stop.is_set(), t0=t0)
         finally:
             self._stop.clear()
-            _release_step_buffers()
 
     def _check_loss(self) -> None:
         """End the run with an ``InputError`` when the last step's loss is NaN or infinite.
