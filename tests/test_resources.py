@@ -4,6 +4,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from napari_levelset import resources
@@ -84,3 +85,23 @@ def test_out_of_memory_errors_are_recognised():
     assert resources.is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert not resources.is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     assert not resources.is_out_of_memory(ValueError("out of memory"))
+
+
+def test_the_command_finishes_within_an_address_space_limit(tmp_path):
+    """``napari-levelset segment`` on a 2048² RGB image under ``ulimit -v`` 2.5 GB: it used to plan
+    for the machine's free memory and end with "out of memory"; now it writes the labels."""
+    import tifffile
+    from skimage import data, transform
+
+    image = (transform.resize(data.astronaut(), (2048, 2048), order=1) * 255).astype(np.uint8)
+    src, out = tmp_path / "rgb.tif", tmp_path / "labels.tif"
+    tifffile.imwrite(src, image)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (2_500_000_000, resource.RLIM_INFINITY))
+
+    done = subprocess.run([sys.executable, "-m", "napari_levelset.cli", "segment", str(src), "-o", str(out),
+                           "--iterations", "3"], capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    assert done.returncode == 0, done.stderr[-2000:]
+    labels = tifffile.imread(out)
+    assert labels.shape == image.shape[:2] and len(np.unique(labels)) > 1
