@@ -240,10 +240,16 @@ def _client(client, workers, threads):
             c = Client(client)
             return c, c.close
         return client, None
-    cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None)
+    import logging
+
+    # the workers' own log lines (start, the heartbeats cut at shutdown) stay out of the command's output;
+    # a task's failure comes back as its result, with its reason
+    cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=logging.CRITICAL)
     c = Client(cluster)
 
     def close():
+        c.shutdown()
         c.close()
         cluster.close()
 

@@ -136,3 +136,22 @@ def test_batch_needs_an_output_folder(tmp_path, capsys):
     assert code == 2
     assert "must be an existing folder" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "labels.tif")
+
+
+@pytest.mark.slow
+def test_command_on_a_scheduler_address_and_on_local_worker_processes(tmp_path, capsys):
+    distributed = pytest.importorskip("dask.distributed")
+    inputs = fields(tmp_path / "in", count=2)
+    alone, at, procs = tmp_path / "alone", tmp_path / "at", tmp_path / "procs"
+    for d in (alone, at, procs):
+        d.mkdir()
+    args = ["--classes", "2", "--iterations", "5", "--threads", "1", "-q"]
+    assert main(["segment", str(tmp_path / "in"), "-o", str(alone), *args]) == 0
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
+        assert main(["segment", str(tmp_path / "in"), "-o", str(at), "--scheduler", cl.scheduler_address, *args]) == 0
+    # two worker processes of their own (each imports torch and reads the files itself)
+    assert main(["segment", str(tmp_path / "in" / "*.tif"), "-o", str(procs), "--workers", "2", *args]) == 0
+    for p in inputs:
+        expected = tifffile.imread(alone / p.name)
+        np.testing.assert_array_equal(tifffile.imread(at / p.name), expected)
+        np.testing.assert_array_equal(tifffile.imread(procs / p.name), expected)
