@@ -47,8 +47,8 @@ import numpy as np
 
 from .io import InputError, _structure_max, labels_dtype
 
-__all__ = ["Volume", "open_volume", "value_range", "fit_volume", "VolumeModel", "segment_volume",
-           "create_labels", "read_region"]
+__all__ = ["Volume", "open_volume", "value_range", "fit_volume", "from_segmenter", "VolumeModel",
+           "segment_volume", "create_labels", "read_region", "normalize_block"]
 
 #: percentiles of the normalisation rule (``napari_levelset.io.normalize``)
 PMIN, PMAX = 0.5, 99.5
@@ -456,6 +456,27 @@ def fit_volume(volume, n_classes: int | None = None, *, model: Any = "cnn", iter
     for p in net.parameters():
         p.requires_grad_(False)
     return VolumeModel(net, list(ranges), int(n_classes), order, settings=settings)
+
+
+def from_segmenter(seg, ranges) -> VolumeModel:
+    """A ``VolumeModel`` from a trained ``Segmenter`` (its network, in eval mode, and its label order).
+
+    ``ranges``: the normalisation of the volume to label (``value_range``,
+    with ``structures=True`` for the per-image CNN, False for a U-Net), which
+    must be what ``seg`` was prepared with for its labels to carry over (as
+    for a Segmenter made on the same data, or on crops normalised with them).
+    With a k-means start the order is the Segmenter's own (label *k* = class
+    *k* - 1); otherwise its order, decided on its image, is kept too.  Only a
+    model without position channels can be used tile by tile (raises
+    ``InputError`` otherwise).
+    """
+    settings = seg.settings
+    if settings.get("position"):
+        raise InputError("a Segmenter with position channels (position > 0) cannot label tiles: their coordinates "
+                         "are the whole image's")
+    net = seg.model
+    net.eval()
+    return VolumeModel(net, list(ranges), int(seg.n_classes), np.asarray(settings["order"]), settings=settings)
 
 
 def _inference_fn(net):

@@ -107,3 +107,15 @@ def test_the_same_values_in_float64_normalise_alike():
     assert a == b and a[0].dtype == b[0].dtype == np.float32
     np.testing.assert_array_equal(chunked.normalize_block(v[None].astype(np.float64), b),
                                   io.normalize(v[None], spatial_dims=3))
+
+
+def test_labels_of_a_trained_segmenter_over_chunks_equal_its_own():
+    """A Segmenter in crop mode labels its image tile by tile in eval mode: chunks give the same labels."""
+    v = blobs((20, 36, 40), seed=3)
+    seg = nls.Segmenter(v, 3, max_pixels=4000, seed=1, device="cpu")
+    for _ in seg.run(6):
+        pass
+    vm = chunked.from_segmenter(seg, chunked.value_range(v, tile=16))
+    labels = chunked.segment_volume(v, None, fitted=vm, tile=(8, 16, 16))
+    np.testing.assert_array_equal(labels, seg.labels())
+    assert len(np.unique(labels)) >= 2
