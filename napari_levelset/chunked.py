@@ -216,7 +216,7 @@ def _compute(tasks, scheduler=None, client=None):
 
 
 def _chunk_tile(data, spatial, default=128):
-    chunks = getattr(data, "chunks", None)
+    chunks = getattr(data, "chunksize", None) or getattr(data, "chunks", None)  # dask's chunksize, zarr's chunks
     if chunks and not isinstance(chunks[0], tuple) and len(chunks) >= len(spatial):
         return tuple(int(c) for c in chunks[-len(spatial):])
     return (default,) * len(spatial)
