@@ -63,7 +63,7 @@ __all__ = ["LevelSetWidget", "META_KEY", "STATE_KEY", "WIDGET_DEFAULTS"]
 log = logging.getLogger(__name__)
 
 #: Metadata keys on the output layer: settings (JSON-able) and the network state.
-META_KEY = "napari_levelset"
+from .._writer import META_KEY  # noqa: E402 (where a result keeps its settings)
 STATE_KEY = "napari_levelset_state"
 
 #: The engine's defaults, except the update interval: 0 is the widget's "auto"
