@@ -169,6 +169,9 @@ class ChannelRange(tuple):
         t.dtype = np.dtype(dtype)
         return t
 
+    def __reduce__(self):  # to a dask worker and back
+        return ChannelRange, (self[0], self[1], self.dtype.str)
+
 
 def _lerp(a, b, t):
     """numpy's ``_lerp`` (``np.percentile``'s linear interpolation), so the result is the same number."""

@@ -119,3 +119,15 @@ def test_labels_of_a_trained_segmenter_over_chunks_equal_its_own():
     labels = chunked.segment_volume(v, None, fitted=vm, tile=(8, 16, 16))
     np.testing.assert_array_equal(labels, seg.labels())
     assert len(np.unique(labels)) >= 2
+
+
+def test_what_goes_to_worker_processes_survives_pickling():
+    """A cluster of processes gets the model and the ranges pickled: they must come back the same."""
+    import pickle
+
+    v = blobs((12, 24, 24), seed=4).astype(np.float64)
+    fitted = chunked.fit_volume(v, 2, iterations=3, crop=12, crops=2, seed=0, device="cpu")
+    back = pickle.loads(pickle.dumps(fitted))
+    assert back.ranges == fitted.ranges and [r.dtype for r in back.ranges] == [r.dtype for r in fitted.ranges]
+    np.testing.assert_array_equal(chunked.segment_volume(v, None, fitted=back, tile=8),
+                                  chunked.segment_volume(v, None, fitted=fitted, tile=8))
