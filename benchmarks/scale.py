@@ -19,7 +19,7 @@ Two measurements, each printing its figures (all ratios within one run):
                   volume, its statistics, the training and the tiles); ``peak_rss_gb`` includes the
                   comparisons after it (the whole 256^3 volume in memory).
 
-    python benchmarks/scale.py --part files --files 16 --size 256
+    python benchmarks/scale.py --part files --files 16 --size 256 --repeat 2
     nice -n 10 python benchmarks/scale.py --part volume --sizes 256,512,1024 --dir /tmp/scale
 """
 
@@ -182,7 +182,6 @@ def part_files(args) -> None:
             p = tmp / f"field_{i:03d}.tif"
             tifffile.imwrite(p, np.asarray(img))
             inputs.append(p)
-        figures = {}
         outs = {}
         from dask.distributed import Client, LocalCluster
 
@@ -190,34 +189,45 @@ def part_files(args) -> None:
             import napari_levelset.engine  # noqa: F401
             import torch  # noqa: F401
 
-        for workers in (0, 1, 2):  # 0: in this process, no dask
-            out = tmp / f"out_{workers}"
+        import logging
+
+        runs: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        # 0: in this process, no dask; then 1 and 2 workers alternately, so that load from other
+        # programs falls on both alike; each files/s is the median of its runs
+        order = [0] + [w for _ in range(args.repeat) for w in (1, 2)]
+        for k, workers in enumerate(order):
+            out = tmp / f"out_{k}_{workers}"
             out.mkdir()
             t0 = time.perf_counter()
             cluster = client = None
             if workers:
                 cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       dashboard_address=None, silence_logs=logging.CRITICAL)
                 client = Client(cluster)
                 client.run(warm)
             start = time.perf_counter() - t0
+            load = os.getloadavg()[0]
             t0 = time.perf_counter()
             summary = segment_files(inputs, out, client=client, threads=1, progress=False,
                                     n_classes=args.classes, iterations=args.iterations, seed=0)
             dt = time.perf_counter() - t0
             if client is not None:
+                client.shutdown()
                 client.close()
                 cluster.close()
             if summary.failed:
                 raise SystemExit(f"{len(summary.failed)} files failed: {summary.failed[:2]}")
-            figures[workers] = len(inputs) / dt
-            outs[workers] = out
+            runs[workers].append(len(inputs) / dt)
+            outs.setdefault(workers, out)
             what = f"{workers} worker(s)" if workers else "in this process"
-            print(f"{what}: {len(inputs)} files in {dt:.1f} s, {figures[workers]:.2f} files/s"
-                  + (f" (cluster started in {start:.1f} s, not counted)" if workers else ""), flush=True)
+            print(f"{what}: {len(inputs)} files in {dt:.1f} s, {len(inputs) / dt:.2f} files/s, load average "
+                  f"{load:.1f} at the start" + (f" (cluster started in {start:.1f} s, not counted)" if workers else ""),
+                  flush=True)
+        figures = {w: float(np.median(v)) for w, v in runs.items()}
         same = all(np.array_equal(tifffile.imread(outs[0] / f.name), tifffile.imread(outs[w] / f.name))
                    for f in inputs for w in (1, 2))
-        print(f"2 workers / 1 worker: {figures[2] / figures[1]:.2f}x files/s; 1 worker / in this process: "
+        print(f"median files/s: in this process {figures[0]:.2f}, 1 worker {figures[1]:.2f}, 2 workers "
+              f"{figures[2]:.2f}; 2 workers / 1 worker: {figures[2] / figures[1]:.2f}x; 1 worker / in this process: "
               f"{figures[1] / figures[0]:.2f}x; outputs identical: {same}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -228,6 +238,7 @@ def main() -> None:
     p.add_argument("--part", choices=["files", "volume"], required=True)
     p.add_argument("--files", type=int, default=16, help="files of the batch (files part)")
     p.add_argument("--size", type=int, default=256, help="side of each image (files part)")
+    p.add_argument("--repeat", type=int, default=2, help="runs of 1 and of 2 workers, alternating (files part)")
     p.add_argument("--sizes", default="256,512,1024", help="volume sides (volume part)")
     p.add_argument("--dir", default=tempfile.gettempdir() + "/napari_levelset_scale", help="where the zarr volumes go")
     p.add_argument("--keep", action="store_true", help="keep the zarr volumes")
