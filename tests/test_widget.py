@@ -376,6 +376,72 @@ def test_removing_the_image_mid_run(make_widget, qtbot, errors):
 
 
 @gui
+def test_deleting_the_output_mid_run_stops_the_run(make_widget, qtbot, errors):
+    """A deleted output layer used to come back at the next snapshot: deleting it ends the run."""
+    viewer, widget = make_widget()
+    img, _ = disk_image(48)
+    image = viewer.add_image(img, name="disk")
+    start_long_run(qtbot, widget)
+    out = widget.output_layer(image)
+    assert out is not None
+    with qtbot.waitSignal(widget.run_finished, timeout=10_000):
+        viewer.layers.remove(out)
+    qtbot.wait(100)
+    assert not errors and not widget.is_running
+    assert "deleted" in widget.status.text()
+    assert "disk level-set" not in [lay.name for lay in viewer.layers]
+
+
+@gui
+def test_the_status_names_the_image_and_the_idle_bar_says_so(make_widget, qtbot, errors):
+    viewer, widget = make_widget()
+    assert "0 / 1" not in widget.progress.text()
+    img, _ = disk_image(32)
+    viewer.add_image(img, name="first")
+    widget.iter_spin.setValue(4)
+    widget.every_spin.setValue(2)
+    run_and_wait(qtbot, widget)
+    assert "'first'" in widget.status.text() and widget.progress.text() == "4 / 4 iterations"
+
+
+@gui
+def test_a_new_empty_scribble_layer_does_not_ask_for_refine(make_widget, qtbot, errors):
+    """After a run without strokes, New (an empty layer) changes nothing; painting does."""
+    viewer, widget = make_widget()
+    img, _ = disk_image(32)
+    viewer.add_image(img, name="disk")
+    widget.iter_spin.setValue(4)
+    run_and_wait(qtbot, widget)
+    scribbles = widget.add_scribble_layer()
+    assert widget.refine_btn.text() == "Refine" and "scribbles changed" not in widget.status.text()
+    scribbles.paint((16, 16), 1)
+    qtbot.waitUntil(lambda: widget.refine_btn.text() != "Refine", timeout=5_000)
+    assert "scribbles changed" in widget.status.text()
+
+
+@gui
+def test_a_reopened_widget_reuses_the_results_of_the_last(make_widget, qtbot, errors):
+    """Closing the widget and opening it again: the next run updates ``disk level-set`` instead of
+    adding ``disk level-set [1]`` beside it."""
+    from napari_levelset._qt.widget import LevelSetWidget
+
+    viewer, widget = make_widget()
+    img, _ = disk_image(32)
+    image = viewer.add_image(img, name="disk")
+    widget.iter_spin.setValue(4)
+    run_and_wait(qtbot, widget)
+    out = widget.output_layer(image)
+    again = LevelSetWidget(viewer)
+    assert again.output_layer(image) is out
+    assert again.image_layer is image  # the result is not offered as an image
+    again.iter_spin.setValue(4)
+    run_and_wait(qtbot, again)
+    names = [lay.name for lay in viewer.layers]
+    assert names.count("disk level-set") == 1 and not any("[1]" in n for n in names), names
+    assert again.output_layer(image) is out and not errors
+
+
+@gui
 def test_closing_the_viewer_mid_run(make_widget, qtbot, errors):
     viewer, widget = make_widget()
     img, _ = disk_image(48)

@@ -459,7 +459,7 @@ class LevelSetWidget(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.progress.setFormat("%v / %m iterations")
+        self.progress.setFormat("no run yet")  # "%v / %m iterations" once a run starts
         outer.addWidget(self.progress)
         self.status = QLabel("ready")
         self.status.setWordWrap(True)
@@ -535,7 +535,24 @@ class LevelSetWidget(QWidget):
         self._connect(ev.moved, self._on_layers_moved)
         for layer in self._layers():
             self._connect(layer.events.name, self._on_layer_renamed)
+        self._adopt_results()
 
+    def _adopt_results(self) -> None:
+        """Take over the result layers a closed widget left (``<image> level-set``, ``regions``,
+        ``instances``, ``level-set uncertainty``, each with this plugin's metadata), so that a
+        reopened widget updates them instead of adding ``… [1]`` beside them."""
+        layers = self._layers()
+        by_name = {lay.name: lay for lay in layers}
+        stores = ((self._outputs, "level-set", Labels), (self._regions, "regions", Labels),
+                  (self._instances, "instances", Labels), (self._uncertainty, "level-set uncertainty", Image))
+        for image in layers:
+            if not isinstance(image, Image) or META_KEY in image.metadata:
+                continue
+            for store, suffix, kind in stores:
+                layer = by_name.get(f"{image.name} {suffix}")
+                if (isinstance(layer, kind) and META_KEY in layer.metadata
+                        and layer.metadata[META_KEY].get("image") == image.name and id(image) not in store):
+                    store[id(image)] = layer
     def _layers(self) -> list:
         """The viewer's layers (unwrapped), bottom to top."""
         return [_real(lay) for lay in self.viewer.layers]
@@ -570,6 +587,12 @@ class LevelSetWidget(QWidget):
         run = self._handle.run
         if run is not None and run.image is layer and not run.cancelled:
             run.end_message = f"the image {layer.name!r} was removed: run stopped"
+            self._handle.cancel()
+            if self._alive():
+                self.status.setText(run.end_message)
+        if (run is not None and not run.cancelled and self._outputs.get(id(run.image)) is layer
+                and run.n_updates > 0):
+            run.end_message = f"the output layer {layer.name!r} was deleted: run stopped"
             self._handle.cancel()
             if self._alive():
                 self.status.setText(run.end_message)
@@ -715,15 +738,20 @@ class LevelSetWidget(QWidget):
             self._connect(layer.events.data, self._on_scribbles_painted)
 
     def _on_scribbles_painted(self, event=None) -> None:
-        if self._alive():
-            self._scribbles_changed()
+        if self._alive():  # (napari emits ``paint`` before it writes the stroke into the data)
+            self._scribbles_changed(painted=True)
 
-    def _scribbles_changed(self) -> None:
+    def _scribbles_changed(self, painted: bool = False) -> None:
         run = self._handle.run
         if run is not None and not run.cancelled:
             self._scribble_timer.start()  # coalesce a burst of strokes into one update
         elif self._kept is not None:
-            self._refine_hint = True
+            layer = self._scribble_layer
+            painted = painted or (layer is not None and bool(np.any(np.asarray(layer.data))))
+            output = self._kept.get("output")
+            had = (output.metadata.get(META_KEY, {}).get("scribbles") if output is not None else None) is not None
+            # a new, empty scribble layer after a run without strokes changes nothing
+            self._refine_hint = painted or had
             self._update_buttons()
 
     def _push_scribbles(self) -> None:
@@ -991,6 +1019,7 @@ class LevelSetWidget(QWidget):
         self._refine_hint = False
         self.progress.setRange(0, max(1, req.iterations))
         self.progress.setValue(0)
+        self.progress.setFormat("%v / %m iterations")
         text = ("refining " if refine else "starting ") + repr(layer.name)
         if axes["join"]:
             text += f" with {len(axes['layers']) - 1} more channel layer(s)"
@@ -1084,7 +1113,7 @@ class LevelSetWidget(QWidget):
         run.n_updates += 1
         self.n_updates += 1
         self._set_progress(up.done_in_run, up.total_in_run)
-        self.status.setText(f"iteration {up.iteration} · loss {up.loss:.5g} · {up.elapsed:.1f} s")
+        self.status.setText(f"{run.image.name!r}: iteration {up.iteration} · loss {up.loss:.5g} · {up.elapsed:.1f} s")
         self.plot.add_points(up.losses)
 
     def _set_progress(self, value: int, maximum: int) -> None:
@@ -1116,7 +1145,8 @@ class LevelSetWidget(QWidget):
                 self.instance_controls.set_estimate(getattr(seg, "diameter", None))
         verb = "stopped" if fin.stopped else "done"
         loss = out.metadata.get(META_KEY, {}).get("loss", float("nan")) if out is not None else float("nan")
-        self.status.setText(f"{verb}: iteration {fin.iteration} · loss {loss:.5g} · {fin.elapsed:.1f} s")
+        self.status.setText(f"{verb} {run.image.name!r}: iteration {fin.iteration} · loss {loss:.5g} · "
+                            f"{fin.elapsed:.1f} s")
 
     def _on_errored(self, run: _Run, exc: BaseException) -> None:
         run.failed = True
