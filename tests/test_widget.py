@@ -952,3 +952,18 @@ def test_quitting_during_a_run_ends_it_quietly():
     assert done.returncode == 0, done.stderr[-2000:]
     assert "closed" in done.stdout
     assert "aborted thread" not in done.stderr and "has been deleted" not in done.stderr, done.stderr[-2000:]
+
+
+@gui
+def test_volume_and_channel_settings_show_only_where_they_apply(make_widget):
+    viewer, widget = make_widget(show=True)
+    widget.advanced.expand(animate=False)
+    shown = lambda w: w.isVisibleTo(widget)  # noqa: E731
+    viewer.add_image(np.zeros((16, 16), np.float32), name="grey")
+    assert not shown(widget.volume_combo) and not shown(widget.channel_combo)
+    viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="rgb", rgb=True)
+    widget.image_layer = viewer.layers["rgb"]
+    assert not shown(widget.volume_combo) and shown(widget.channel_combo)
+    viewer.add_image(np.zeros((4, 16, 16), np.float32), name="stack")
+    widget.image_layer = viewer.layers["stack"]
+    assert shown(widget.volume_combo) and shown(widget.channel_combo)

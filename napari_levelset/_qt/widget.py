@@ -347,6 +347,7 @@ class LevelSetWidget(QWidget):
         self.advanced = QCollapsible("Advanced")
         adv = QWidget()
         aform = QFormLayout(adv)
+        self._advanced_form = aform
         aform.setContentsMargins(0, 0, 0, 0)
         self.lr = LogSpin(D["lr"], *LR_RANGE, (-5.0, 0.0))
         self.lr.setToolTip("Adam learning rate (live)")
@@ -649,7 +650,24 @@ class LevelSetWidget(QWidget):
             self.instance_controls.set_estimate(getattr(kept["segmenter"], "diameter", None))
         contrast, why = auto_contrast(first)
         self.contrast_combo.setItemText(0, f"auto ({contrast}: {why})" if first is not None else "auto")
+        self._show_relevant_rows(first)
         self._update_buttons()
+
+    def _show_relevant_rows(self, layer) -> None:
+        """Volumes only for layers with a third axis, Channels only for RGB or multichannel-capable
+        layers: a 2D grey image shows neither."""
+        ndim = None if layer is None else layer.ndim  # napari's ndim: without the RGB(A) axis
+        volume = ndim is None or ndim >= 3
+        channels = ndim is None or ndim >= 3 or bool(layer.rgb)
+        form = self._advanced_form
+        for widget, visible in ((self.volume_combo, volume), (self.channel_combo, channels)):
+            if hasattr(form, "setRowVisible"):  # Qt >= 6.4
+                form.setRowVisible(widget, visible)
+            else:
+                widget.setVisible(visible)
+                label = form.labelForField(widget)
+                if label is not None:
+                    label.setVisible(visible)
 
     def _on_channels_changed(self) -> None:
         run = self._handle.run
