@@ -26,11 +26,9 @@ for the progress bar.
 
 from __future__ import annotations
 
-import copy
 import glob
 import os
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -126,9 +124,6 @@ def segment_file(path, output, *, channel_axis: int | None = None, spatial_dims:
     if scribbles is not None and not isinstance(scribbles, np.ndarray):
         scribbles = _read_checked(scribbles, lambda p: read_image(p, labels=True))
     settings = dict(settings)
-    model = settings.get("model", "cnn")
-    if isinstance(model, (str, os.PathLike)) and str(model) != "cnn":
-        _install_model_cache()
     try:
         labels = segment(image, scribbles=scribbles, channel_axis=channel_axis, spatial_dims=spatial_dims,
                          spacing=spacing, progress=progress, **settings)
@@ -142,42 +137,10 @@ def segment_file(path, output, *, channel_axis: int | None = None, spatial_dims:
 
 
 # -- a pretrained model read once per process --------------------------------------------------
-_CACHE_LOCK = threading.Lock()
-_MODEL_CACHE: dict = {}
-
-
-def _install_model_cache() -> None:
-    """Make ``napari_levelset.unet.load_model`` read each model file once in this process.
-
-    The cached network is returned as a deep copy, so a fine-tune of one item
-    never reaches the next; a file that changed (size or modification time)
-    is read again.
-    """
-    from . import unet
-
-    if getattr(unet.load_model, "_napari_levelset_cached", False):
-        return
-    original = unet.load_model
-
-    def load_model(path):
-        st = os.stat(path)
-        key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
-        with _CACHE_LOCK:
-            if key not in _MODEL_CACHE:
-                _MODEL_CACHE[key] = original(path)
-            net, meta = _MODEL_CACHE[key]
-            return copy.deepcopy(net), copy.deepcopy(meta)
-
-    load_model._napari_levelset_cached = True
-    load_model.__doc__ = original.__doc__
-    with _CACHE_LOCK:
-        if not getattr(unet.load_model, "_napari_levelset_cached", False):
-            unet.load_model = load_model
-
-
-def models_loaded() -> int:
-    """How many model files this process has read through the cache (for tests and benchmarks)."""
-    return len(_MODEL_CACHE)
+# ``napari_levelset.unet`` keeps the last model file it read in memory (by path, size and
+# modification time), so every item of a batch after the first, in this process or on a dask
+# worker, builds its network from memory; each item gets a network of its own, so a fine-tune
+# of one never reaches the next.
 
 
 # -- many files ----------------------------------------------------------------------------------
@@ -371,9 +334,6 @@ def _array_task(image, settings, threads):
     _set_threads(threads)
     from .engine import segment
 
-    model = settings.get("model", "cnn")
-    if isinstance(model, (str, os.PathLike)) and str(model) != "cnn":
-        _install_model_cache()
     try:
         return "done", segment(image, **settings)
     except Exception as exc:

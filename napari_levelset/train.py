@@ -539,7 +539,7 @@ def train(
 
 # ----------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    from .cli import OneLineParser, bounded_float, bounded_int, learning_rate, seed
+    from .cli import DefaultsFormatter, OneLineParser, add_threads_option, bounded_float, bounded_int, learning_rate, seed
 
     d = DEFAULT_TRAIN
 
@@ -553,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="napari-levelset train",
         description="Train the U-Net on many images with the level-set loss (unsupervised; "
         "optional label images add a cross-entropy term).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     p.add_argument("images", help="folder of images (png, jpg, tif) or one image/stack file (a 3D tif is a stack of 2D images)")
     p.add_argument("-o", "--output", required=True, help="model file to write (e.g. model.pt)")
@@ -582,7 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default=None, help="model file to start from")
     p.add_argument("--color", choices=["rgb", "lab"], default="rgb",
                    help="input the network sees: normalised channels (rgb) or CIELAB (lab; RGB images only)")
-    p.add_argument("--threads", type=whole("threads"), default=None, help="torch CPU threads (default: torch's choice)")
+    add_threads_option(p, rule="torch CPU threads (default: half the usable CPU cores, at least 1: {default} here; "
+                              "a thread per core slows down many times when another program is busy)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -590,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """``napari-levelset train ...``; returns the exit code (0; 2 on bad input or out of memory; 130 on Ctrl-C,
     143 on SIGTERM, both with the checkpoint kept)."""
-    from .cli import report_error, signals_as_interrupts
+    from .cli import default_threads, report_error, signals_as_interrupts
 
     prog = "napari-levelset train"
     parser = build_parser()
@@ -610,7 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 crop=args.crop, batch_size=args.batch_size, lr=args.lr, labels=args.labels, alpha=args.alpha,
                 device=args.device, checkpoint_every=args.checkpoint_every, resume=args.resume,
                 progress=not args.quiet, seed=args.seed, base=args.base, levels=args.levels, embed=args.embed,
-                init=args.init, threads=args.threads, color=args.color, kmeans_weight=args.kmeans_weight,
+                init=args.init, threads=args.threads or default_threads(), color=args.color, kmeans_weight=args.kmeans_weight,
                 kmeans_steps=args.kmeans_steps, kmeans_heads=args.kmeans_heads,
                 metadata=dict(command="napari-levelset train " + " ".join(sys.argv[1:] if argv is None else argv)),
             )

@@ -614,10 +614,18 @@ def read_model_file(path: str | os.PathLike) -> dict:
 
 
 _FILE_CACHE: dict = {}
+_FILES_READ = [0]
+
+
+def files_read() -> int:
+    """How many model files this process has read from disk (``load_model`` reads a file once while it
+    is unchanged: batches and dask workers read a model once, not once per image)."""
+    return _FILES_READ[0]
 
 
 def _read_cached(p: Path) -> dict:
-    """``read_model_file`` remembered by (path, size, mtime): the widget and benchmarks build many networks."""
+    """``read_model_file`` remembered by (path, size, mtime): the widget, batches and benchmarks build
+    many networks."""
     try:
         st = p.stat()
         key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
@@ -625,6 +633,7 @@ def _read_cached(p: Path) -> dict:
         return read_model_file(p)
     if key not in _FILE_CACHE:
         blob = read_model_file(p)
+        _FILES_READ[0] += 1
         _FILE_CACHE.clear()  # keep one file only
         _FILE_CACHE[key] = {k: v for k, v in blob.items() if k in ("format", "format_version", "metadata", "state_dict")}
     blob = _FILE_CACHE[key]
