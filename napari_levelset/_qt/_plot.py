@@ -51,11 +51,20 @@ class LossPlot(QWidget):
         self.update()
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        """The curve in a frame, the loss on a log axis when all of it is positive (a jump after a live
+        change or a stroke then leaves the rest of the curve readable); the axis values sit outside the
+        frame, so they never cover the curve."""
         p = QPainter(self)
         try:
             p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
             fg = self.palette().color(self.foregroundRole())
-            r = QRectF(self.rect()).adjusted(4, 4, -4, -14)
+            font = p.font()
+            font.setPointSizeF(max(6.0, font.pointSizeF() * 0.8))
+            p.setFont(font)
+            metrics = p.fontMetrics()
+            labels = (f"{max(self.ys):.3g}", f"{min(self.ys):.3g}") if self.ys else ("", "")
+            left = 6 + max(metrics.horizontalAdvance(t) for t in labels)
+            r = QRectF(self.rect()).adjusted(left, 4, -4, -14)
             faint = QColor(fg)
             faint.setAlpha(70)
             p.setPen(QPen(faint, 1))
@@ -67,7 +76,9 @@ class LossPlot(QWidget):
             x0, x1 = self.xs[0], self.xs[-1]
             if x1 <= x0:
                 x1 = x0 + 1
-            lo, hi = min(self.ys), max(self.ys)
+            log = min(self.ys) > 0
+            ys = [math.log10(y) for y in self.ys] if log else self.ys
+            lo, hi = min(ys), max(ys)
             if hi <= lo:
                 hi = lo + (abs(lo) * 1e-3 or 1e-3)
 
@@ -80,20 +91,19 @@ class LossPlot(QWidget):
                 if x0 <= m <= x1:
                     xm = pt(m, lo).x()
                     p.drawLine(QPointF(xm, r.top()), QPointF(xm, r.bottom()))
-            path = QPainterPath(pt(self.xs[0], self.ys[0]))
-            for x, y in zip(self.xs[1:], self.ys[1:]):
+            path = QPainterPath(pt(self.xs[0], ys[0]))
+            for x, y in zip(self.xs[1:], ys[1:]):
                 path.lineTo(pt(x, y))
             p.setPen(QPen(QColor(255, 160, 40), 1.5))
             p.drawPath(path)
             if len(self.xs) == 1:
-                p.drawEllipse(pt(self.xs[0], self.ys[0]), 2, 2)
+                p.drawEllipse(pt(self.xs[0], ys[0]), 2, 2)
             p.setPen(QPen(fg, 1))
-            font = p.font()
-            font.setPointSizeF(max(6.0, font.pointSizeF() * 0.8))
-            p.setFont(font)
-            p.drawText(QRectF(r.left(), r.bottom(), r.width(), 14), Qt.AlignmentFlag.AlignLeft, f"{x0:g}")
-            p.drawText(QRectF(r.left(), r.bottom(), r.width(), 14), Qt.AlignmentFlag.AlignRight, f"{x1:g} it")
-            p.drawText(r.adjusted(3, 1, -3, -1), Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignRight, f"{hi:.4g}")
-            p.drawText(r.adjusted(3, 1, -3, -1), Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignRight, f"{lo:.4g}")
+            below = QRectF(r.left(), r.bottom(), r.width(), 14)
+            p.drawText(below, Qt.AlignmentFlag.AlignLeft, f"{x0:g}")
+            p.drawText(below, Qt.AlignmentFlag.AlignRight, f"{x1:g} it" + (" · log loss" if log else ""))
+            axis = QRectF(0, r.top(), left - 3, r.height())
+            p.drawText(axis, Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignRight, labels[0])
+            p.drawText(axis, Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignRight, labels[1])
         finally:
             p.end()

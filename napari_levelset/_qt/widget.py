@@ -436,7 +436,7 @@ class LevelSetWidget(QWidget):
         self.merge_spin.setDecimals(3)
         self.merge_spin.setSingleStep(0.1)
         self.merge_spin.setValue(D["merge"])
-        self.merge_spin.setPrefix("merge ")
+        self.merge_spin.setPrefix("merge weight ")
         self.merge_spin.setToolTip(
             "Merge weight of the Regions button: larger merges more, into fewer regions (0: connected regions only)"
         )
@@ -449,6 +449,10 @@ class LevelSetWidget(QWidget):
         )
         regions_row.addWidget(self.merge_spin, 1)
         regions_row.addWidget(self.regions_btn)
+        after = QLabel("After a run — one label per object:")
+        after.setToolTip("Regions and Instances read the finished result (the output layer, your edits "
+                         "included) and write a layer of their own; they are enabled once a run has a result")
+        outer.addWidget(after)
         outer.addLayout(regions_row)
         self.instance_controls = InstanceControls()
         self.instance_controls.set_classes(D["n_classes"])
