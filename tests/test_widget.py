@@ -886,7 +886,7 @@ def test_channel_layers_are_segmented_together(make_widget, qtbot, errors):
     meta = out.metadata["napari_levelset"]
     assert out.data.shape == (48, 48) and meta["channel_axis"] == 0 and meta["channels"] == ["A", "B"]
     assert np.array_equal(out.scale, la.scale)
-    assert [lay.name for lay in viewer.layers].index("A level-set") == [lay.name for lay in viewer.layers].index("A") + 1
+    assert viewer.layers[-1].name == "A level-set"  # on top, where nothing hides it
     assert best_iou(np.asarray(out.data), truth) >= 0.9  # both objects and the background
     assert widget.output_layer(lb) is None
     # the further channel changes the run: taking it out restarts nothing here, but refine is off
@@ -967,3 +967,16 @@ def test_volume_and_channel_settings_show_only_where_they_apply(make_widget):
     viewer.add_image(np.zeros((4, 16, 16), np.float32), name="stack")
     widget.image_layer = viewer.layers["stack"]
     assert shown(widget.volume_combo) and shown(widget.channel_combo)
+
+
+@gui
+def test_results_go_on_top_of_the_layer_list(make_widget, qtbot, errors):
+    """A result inserted just above its image was hidden by any layer above that; it goes on top."""
+    viewer, widget = make_widget()
+    img, _ = disk_image(32)
+    image = viewer.add_image(img, name="disk")
+    viewer.add_image(img, name="another picture")
+    widget.image_layer = image
+    widget.iter_spin.setValue(4)
+    run_and_wait(qtbot, widget)
+    assert viewer.layers[-1] is widget.output_layer(image) and not errors

@@ -1073,15 +1073,12 @@ class LevelSetWidget(QWidget):
     def _layer_in_viewer(self, layer) -> bool:
         return layer is not None and any(layer is lay for lay in self._layers())
 
-    def _insert_above(self, anchor, layer) -> None:
-        """Insert ``layer`` just above ``anchor`` without changing the user's selection."""
+    def _add_on_top(self, layer) -> None:
+        """Add ``layer`` at the top of the layer list (where napari puts new layers, so no other layer
+        hides it) without changing the user's selection."""
         sel = self.viewer.layers.selection
         active, selected = _real(sel.active), {_real(x) for x in sel}
-        try:
-            index = self.viewer.layers.index(anchor) + 1
-        except ValueError:
-            index = len(self.viewer.layers)
-        self.viewer.layers.insert(index, layer)
+        self.viewer.layers.append(layer)
         if selected:
             sel.clear()
             sel.update(selected)
@@ -1112,7 +1109,7 @@ class LevelSetWidget(QWidget):
                     metadata={META_KEY: dict(meta, kind="uncertainty")},
                 )
                 self._uncertainty[image_id] = unc
-                self._insert_above(run.image, unc)
+                self._add_on_top(unc)
         out = self._outputs.get(image_id)
         if self._layer_in_viewer(out):
             if out.data.shape == up.labels.shape and out.data.dtype == up.labels.dtype:
@@ -1129,8 +1126,7 @@ class LevelSetWidget(QWidget):
                 opacity=0.5,
             )
             self._outputs[image_id] = out
-            above = self._uncertainty.get(image_id) if run.with_probs else None
-            self._insert_above(above if self._layer_in_viewer(above) else run.image, out)
+            self._add_on_top(out)
         out.metadata[META_KEY] = meta
         run.n_updates += 1
         self.n_updates += 1
@@ -1392,11 +1388,11 @@ class LevelSetWidget(QWidget):
         worker.start()
         return worker
 
-    def _step_layer(self, store: dict, image: Image, out: Labels, data: np.ndarray, suffix: str, opacity: float,
-                    above: Labels) -> Labels:
+    def _step_layer(self, store: dict, image: Image, out: Labels, data: np.ndarray, suffix: str,
+                    opacity: float) -> Labels:
         """The Labels layer ``<image> <suffix>`` that ``store`` keeps for ``image``, holding ``data``: the
-        same layer while it is in the viewer, else a new one with ``out``'s scale and translate, put above
-        ``above``."""
+        same layer while it is in the viewer, else a new one with ``out``'s scale and translate, put on
+        top of the layer list."""
         layer = store.get(id(image))
         if self._layer_in_viewer(layer):
             layer.data = data
@@ -1404,22 +1400,20 @@ class LevelSetWidget(QWidget):
             layer = Labels(data, name=f"{image.name} {suffix}", scale=out.scale, translate=out.translate,
                            opacity=opacity)
             store[id(image)] = layer
-            self._insert_above(above, layer)
+            self._add_on_top(layer)
         return layer
 
     def _show_regions(self, image: Image, out: Labels, regions: np.ndarray, merge: float) -> None:
         meta = {**out.metadata.get(META_KEY, {}), "kind": "regions", "merge": merge,
                 "n_regions": int(len(np.unique(regions)))}
-        layer = self._step_layer(self._regions, image, out, regions, "regions", 0.5, above=out)
+        layer = self._step_layer(self._regions, image, out, regions, "regions", 0.5)
         layer.metadata[META_KEY] = meta
         self.status.setText(f"{meta['n_regions']} regions (merge weight {merge:.4g})")
 
     def _show_instances(self, image: Image, out: Labels, instances: np.ndarray, settings: dict) -> None:
         n = int(instances.max()) if instances.size else 0
         meta = {**out.metadata.get(META_KEY, {}), **settings, "kind": "instances", "n_objects": n}
-        regions = self._regions.get(id(image))
-        above = regions if self._layer_in_viewer(regions) else out
-        layer = self._step_layer(self._instances, image, out, instances, "instances", 0.7, above=above)
+        layer = self._step_layer(self._instances, image, out, instances, "instances", 0.7)
         layer.metadata[META_KEY] = meta
         d = settings.get("diameter")
         size = f" · diameter {d:.3g} {settings['diameter_unit']}" if d else ""
