@@ -32,7 +32,8 @@ from .io import InputError, Prepared, labels_dtype, prepare_image
 from .loss import class_means, class_probs, levelset_loss, scribble_loss
 from .cluster import init_centres
 from .models import PerImageCNN, init_parameters
-from .strokes import STROKE_ITERATIONS, STROKE_PIXELS, scribbles_to_grid, stroke_contrast, upsample_logits, working_copy
+from .strokes import (STROKE_ITERATIONS, STROKE_PIXELS, scribbles_to_grid, stroke_contrast, stroke_means,
+                      upsample_logits, working_copy)
 from .resources import available_memory, is_out_of_memory
 from . import validate
 
@@ -368,6 +369,7 @@ class Segmenter:
         self._stop = threading.Event()
         self._pending_scribbles: Any = _UNSET
         self._scribbles: torch.Tensor | None = None  # in network class ids, 0 = none
+        self._stroke_means: tuple[torch.Tensor, torch.Tensor] | None = None  # see strokes.stroke_means
         self._logits: torch.Tensor | None = first_logits
         self._loss: torch.Tensor | None = None
         # label k -> network class order[k-1]; with a k-means start class j - 1 *is*
@@ -484,10 +486,11 @@ class Segmenter:
         if pending is _UNSET:
             return
         if pending is None or not pending.any():
-            self._scribbles = None
+            self._scribbles = self._stroke_means = None
             return
         lut = np.concatenate([[0], self._order + 1])
         self._scribbles = torch.from_numpy(lut[pending]).to(self.device)
+        self._stroke_means = stroke_means(self.x, self._scribbles, self.n_classes)
 
     def step(self) -> torch.Tensor:
         """One iteration; returns the loss as a tensor (no host sync).
@@ -517,6 +520,10 @@ class Segmenter:
         logits = self.model(x)
         probs = class_probs(logits)
         means = None if self._crop is None else self._running_means(probs.detach(), x, items)
+        if self._stroke_means is not None:  # stroked classes keep their strokes' means
+            stroked, centres = self._stroke_means
+            means = class_means(probs.detach(), x) if means is None else means
+            means = torch.where(stroked[None, :, None], centres[None], means)
         loss = levelset_loss(probs, x, self._lam, means=means)
         if scr is not None and self.alpha > 0:
             loss = loss + self.alpha * scribble_loss(logits, scr, check=False)  # checked in set_scribbles

@@ -103,3 +103,19 @@ def test_stroke_contrast_follows_the_widgets_rule():
     assert stroke_contrast(np.zeros((8, 8), np.float32)) == "linear"
     assert stroke_contrast(np.zeros((8, 8, 3), np.uint16)) == "linear"  # an RGB picture
     assert stroke_contrast(np.zeros((2, 8, 8), np.uint16), channel_axis=0) == "fluorescence"
+
+
+def test_stroke_means_are_the_means_of_the_painted_pixels():
+    import torch
+
+    from napari_levelset.strokes import stroke_means
+
+    x = torch.arange(2 * 2 * 4 * 5, dtype=torch.float32).reshape(2, 2, 4, 5)  # B 2, C 2
+    scr = torch.zeros(2, 4, 5, dtype=torch.int64)
+    scr[0, 1, 1:3] = 3  # network class 2, on the first item
+    scr[1, 0, 0] = 3  # and on the second
+    stroked, centres = stroke_means(x, scr, 4)
+    assert stroked.tolist() == [False, False, True, False]
+    painted = torch.stack([x[0, :, 1, 1], x[0, :, 1, 2], x[1, :, 0, 0]])
+    assert torch.allclose(centres[2], painted.mean(0)) and not centres[[0, 1, 3]].any()
+    assert stroke_means(x, None, 4) is None
