@@ -980,3 +980,31 @@ def test_results_go_on_top_of_the_layer_list(make_widget, qtbot, errors):
     widget.iter_spin.setValue(4)
     run_and_wait(qtbot, widget)
     assert viewer.layers[-1] is widget.output_layer(image) and not errors
+
+
+@gui
+def test_the_background_class_can_be_transparent(make_widget, qtbot, errors):
+    """In 3D a coloured background class is a solid block: by default the darkest class of a volume
+    is drawn transparent (as napari draws 0), with the label ids unchanged; a 2D photo keeps its
+    colours, and the setting recolours a result at once."""
+    viewer, widget = make_widget()
+    volume = np.zeros((8, 24, 24), np.float32)
+    volume[2:6, 6:18, 6:18] = 1
+    volume += np.random.default_rng(0).normal(0, 0.1, volume.shape).astype(np.float32)
+    vol = viewer.add_image(volume, name="vol")
+    widget.n_spin.setValue(2)
+    widget.iter_spin.setValue(4)
+    run_and_wait(qtbot, widget)
+    out = widget.output_layer(vol)
+    alpha = lambda layer, k: float(layer.colormap.map(np.array([k]))[0][3])  # noqa: E731
+    assert set(np.unique(out.data)) == {1, 2}
+    assert alpha(out, 1) == 0 and alpha(out, 2) > 0
+    img, _ = disk_image(32)
+    flat = viewer.add_image((img * 255).astype(np.uint8), name="flat")
+    widget.image_layer = flat
+    run_and_wait(qtbot, widget)
+    out2 = widget.output_layer(flat)
+    assert alpha(out2, 1) > 0 and alpha(out2, 2) > 0
+    widget.transparent_combo.setCurrentIndex(3)  # the brightest
+    assert alpha(out2, 2) == 0 and alpha(out2, 1) > 0 and alpha(out, 2) == 0
+    assert not errors

@@ -73,6 +73,13 @@ WIDGET_DEFAULTS: dict[str, Any] = {**DEFAULTS, "every": 0}
 MODELS = [("per-image CNN", "cnn"), ("pretrained U-Net", "unet"), ("U-Net from file…", "file")]
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 VOLUME_MODES = [("3D", 3), ("2D per slice", 2)]
+#: which class of the output is drawn transparent, as napari draws label 0 (the data keep their ids)
+TRANSPARENT_CLASS = [
+    ("auto (the darkest for fluorescence or volumes)", "auto"),
+    ("none", "none"),
+    ("the darkest (label 1)", "darkest"),
+    ("the brightest (label N)", "brightest"),
+]
 CHANNEL_MODES = [
     ("auto (RGB → CIELAB colour)", "auto"),
     ("RGB channels as they are", "rgb"),
@@ -137,6 +144,7 @@ class _Run:
     with_probs: bool
     refine: bool
     worker: Any = None
+    params: dict = field(default_factory=dict)  # the settings the run was started with
     n_updates: int = 0
     restart: bool = False
     cancelled: bool = False
@@ -414,6 +422,14 @@ class LevelSetWidget(QWidget):
             "as integers of more than 8 bits (microscope cameras' 12/16-bit), else linear. Restarts a run",
         )
         aform.addRow("Contrast", self.contrast_combo)
+        self.transparent_combo = _choices(
+            TRANSPARENT_CLASS,
+            "The output class drawn transparent, as napari draws background (0): in 3D a coloured "
+            "background class is a solid block that hides everything. Labels keep their ids (label k is "
+            "still class k, so strokes and exports are unchanged); only the colours change",
+        )
+        aform.addRow("Transparent class", self.transparent_combo)
+        self.transparent_combo.currentIndexChanged.connect(self._on_transparent_changed)
         self.advanced.addWidget(adv)
         outer.addWidget(self.advanced)
 
@@ -1025,6 +1041,7 @@ class LevelSetWidget(QWidget):
             translate=axes["translate"],
             with_probs=req.with_probs,
             refine=refine,
+            params=params,
         )
         worker = thread_worker(run_segmentation, ignore_errors=True, start_thread=False)(req, run.ctrl)
         run.worker = worker
@@ -1128,11 +1145,48 @@ class LevelSetWidget(QWidget):
             self._outputs[image_id] = out
             self._add_on_top(out)
         out.metadata[META_KEY] = meta
+        if run.n_updates == 0:
+            self._colour_classes(out, {**run.params, **up.settings})
         run.n_updates += 1
         self.n_updates += 1
         self._set_progress(up.done_in_run, up.total_in_run)
         self.status.setText(f"{run.image.name!r}: iteration {up.iteration} · loss {up.loss:.5g} · {up.elapsed:.1f} s")
         self.plot.add_points(up.losses)
+
+    def _transparent_label(self, settings: dict, ndim: int) -> int | None:
+        """The output label drawn transparent (see ``TRANSPARENT_CLASS``) for a result of ``ndim`` axes
+        made with ``settings`` (n_classes, contrast, spatial_dims), or None."""
+        choice = TRANSPARENT_CLASS[self.transparent_combo.currentIndex()][1]
+        if choice == "auto":
+            volume = ndim >= 3 and settings.get("spatial_dims", 3) == 3
+            choice = "darkest" if volume or settings.get("contrast") == "fluorescence" else "none"
+        if choice == "darkest":
+            return 1
+        if choice == "brightest":
+            return int(settings.get("n_classes") or 0) or None
+        return None
+
+    def _colour_classes(self, out: Labels, settings: dict) -> None:
+        """Napari's colours for the output's labels, with one class transparent (or none)."""
+        from napari.utils.colormaps import CyclicLabelColormap, DirectLabelColormap
+
+        clear = self._transparent_label(settings, out.data.ndim)
+        base = getattr(out, "_levelset_colormap", None)
+        if base is None:
+            base = out._levelset_colormap = out.colormap
+        if clear is None or not isinstance(base, CyclicLabelColormap):
+            out.colormap = base
+            return
+        n = max(int(settings.get("n_classes") or 0), clear)
+        colours = {k: tuple(base.map(np.array([k]))[0]) for k in range(1, n + 1)}
+        for k in (clear, 0, None):
+            colours[k] = (0.0, 0.0, 0.0, 0.0)
+        out.colormap = DirectLabelColormap(color_dict=colours)
+
+    def _on_transparent_changed(self, *_args) -> None:
+        for out in self._outputs.values():
+            if self._layer_in_viewer(out):
+                self._colour_classes(out, out.metadata.get(META_KEY, {}))
 
     def _set_progress(self, value: int, maximum: int) -> None:
         # QProgressBar.setValue repaints synchronously, which makes Qt recompose
