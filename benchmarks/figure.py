@@ -61,7 +61,8 @@ def main(argv=None) -> int:
             tiles = [np.rot90(t) for t in tiles]
         gap = np.full((tiles[0].shape[0], 6, 3), 255, np.uint8)
         rows.append(np.concatenate(sum(([t, gap] for t in tiles), [])[:-1], axis=1))
-        print(f"{i}: {len(np.unique(ours))} level-set regions, {len(np.unique(fz))} Felzenszwalb regions", file=sys.stderr)
+        print(f"{i}: {len(np.unique(ours))} level-set regions, {len(np.unique(fz))} Felzenszwalb regions",
+              file=sys.stderr)
     gap = np.full((6, rows[0].shape[1], 3), 255, np.uint8)
     grid = np.concatenate(sum(([r, gap] for r in rows), [])[:-1], axis=0)
     grid = (rescale(grid, 0.5, channel_axis=-1, anti_aliasing=True) * 255).astype(np.uint8)

@@ -42,13 +42,11 @@ def main(argv=None) -> int:
 
     import napari
     from qtpy.QtCore import QEventLoop, QTimer
-    from qtpy.QtWidgets import QApplication
 
     from napari_levelset._qt.widget import LevelSetWidget
 
     viewer = napari.Viewer(show=True)
     viewer.add_image(test_image(args.size), name="camera")
-    app = QApplication.instance()
     main_id = threading.get_ident()
     ticks: list[float] = []
     last = [time.perf_counter()]

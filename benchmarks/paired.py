@@ -53,7 +53,8 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("a", type=Path, help="cache folder of configuration A (the reference)")
     p.add_argument("b", type=Path, help="cache folder of configuration B")
-    p.add_argument("--output", default="levelset+ms", help="which output's records (levelset, levelset+cc, levelset+ms)")
+    p.add_argument("--output", default="levelset+ms",
+                   help="which output's records (levelset, levelset+cc, levelset+ms)")
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

@@ -131,7 +131,8 @@ def one_volume(args) -> dict:
         counts += np.bincount(np.asarray(labels[tuple(slice(a, b) for a, b in core)]).ravel(),
                               minlength=vm.n_classes + 1)
     return dict(side=side, make_s=round(t_make, 1), range_s=round(t_range, 1), fit_s=round(t_fit, 1),
-                labels_s=round(t_labels, 1), chunked_peak_gb=round(chunked_peak, 2), agree_crop=agree_crop, crop=c, agree_whole=agree_whole,
+                labels_s=round(t_labels, 1), chunked_peak_gb=round(chunked_peak, 2), agree_crop=agree_crop, crop=c,
+                agree_whole=agree_whole,
                 label_fractions=[round(float(v), 4) for v in counts[1:] / counts.sum()], threads=args.threads)
 
 
@@ -162,7 +163,8 @@ def part_volume(args) -> None:
         base = rows[0]
         for row in rows[1:]:
             print(f"{base['side']}^3 -> {row['side']}^3: voxels x{(row['side'] / base['side']) ** 3:.0f}, "
-                  f"labels time x{row['labels_s'] / base['labels_s']:.1f}, whole run x{row['wall_s'] / base['wall_s']:.1f}, "
+                  f"labels time x{row['labels_s'] / base['labels_s']:.1f}, "
+                  f"whole run x{row['wall_s'] / base['wall_s']:.1f}, "
                   f"peak memory of the chunked run {base['chunked_peak_gb']} -> {row['chunked_peak_gb']} GB")
 
 
@@ -186,8 +188,9 @@ def part_files(args) -> None:
         from dask.distributed import Client, LocalCluster
 
         def warm():  # what every task needs, imported before the clock starts
-            import napari_levelset.engine  # noqa: F401
             import torch  # noqa: F401
+
+            import napari_levelset.engine  # noqa: F401
 
         import logging
 

@@ -178,12 +178,14 @@ def main(argv=None) -> int:
     )
     print(f"# ours: {ours}; baseline: {baseline} (eager fp32); N={args.classes}, {args.iterations} iterations")
     if args.streaming:
-        print(f"{'size':>12} {'ch':>3} | {'no snapshots s':>14} {'snapshot/' + str(args.streaming) + ' s':>14} {'overhead':>8}")
+        every = "snapshot/" + str(args.streaming) + " s"
+        print(f"{'size':>12} {'ch':>3} | {'no snapshots s':>14} {every:>14} {'overhead':>8}")
         for size_text in args.sizes.split(","):
             size = parse_size(size_text)
             ch = None if len(size) == 3 else (None if args.rgb == "no" else 3)
             image, truth = phantom(size, args.classes, channels=ch, seed=0)
-            quiet, streamed = streaming_overhead(image, args.classes, device, args.iterations, args.streaming, len(size))
+            quiet, streamed = streaming_overhead(image, args.classes, device, args.iterations, args.streaming,
+                                                 len(size))
             name = "x".join(map(str, size))
             print(f"{name:>12} {ch or 1:>3} | {quiet:14.2f} {streamed:14.2f} {100 * (streamed / quiet - 1):7.1f}%")
         return 0
@@ -203,7 +205,8 @@ def main(argv=None) -> int:
                 b = None
             else:
                 b = measure(
-                    image, truth, args.classes, device, args.baseline_iterations or args.iterations, args.timed, baseline
+                    image, truth, args.classes, device, args.baseline_iterations or args.iterations, args.timed,
+                    baseline
                 )
             name = "x".join(map(str, size))
             fmt = lambda v, f: "-" if b is None else format(v, f)  # noqa: E731

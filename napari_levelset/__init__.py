@@ -33,9 +33,9 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from napari_levelset.engine import Segmenter, Snapshot, segment
-    from napari_levelset.io import prepare_image, read_image, write_labels
-    from napari_levelset.loss import levelset_loss, scribble_loss
+    from napari_levelset.engine import Segmenter, Snapshot, segment  # noqa: F401
+    from napari_levelset.io import prepare_image, read_image, write_labels  # noqa: F401
+    from napari_levelset.loss import levelset_loss, scribble_loss  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -231,8 +231,9 @@ def segment_files(inputs: Sequence[str | os.PathLike] | str, output_dir: str | o
     ``client``: a ``dask.distributed.Client`` or a scheduler address;
     ``workers``: start a local cluster of that many processes; neither: one by
     one in this process.  ``threads``: torch CPU threads per process (None:
-    leave as it is; in this process the count before is restored after).  ``report(line)`` is called with each failure's one-line
-    reason (default: printed on stderr).  Returns a ``BatchSummary``; raises
+    leave as it is; in this process the count before is restored after).
+    ``report(line)`` is called with each failure's one-line reason (default:
+    printed on stderr).  Returns a ``BatchSummary``; raises
     ``InputError`` before any work for inputs that name nothing, an output
     folder that does not exist or cannot be written, or two inputs with one
     output name.  Ctrl-C (``KeyboardInterrupt``) ends the batch after the

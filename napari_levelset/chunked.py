@@ -407,7 +407,6 @@ def fit_volume(volume, n_classes: int | None = None, *, model: Any = "cnn", iter
     ``width``, ``depth``, ``init``, ``finetune``).  Returns a ``VolumeModel``.
     Raises ``InputError`` for bad settings or data.
     """
-    import torch
 
     from .defaults import DEFAULTS
     from .engine import Segmenter

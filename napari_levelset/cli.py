@@ -245,10 +245,12 @@ def _add_segment(sub) -> None:
         "-n",
         type=bounded_int(2, MAX_CLASSES),
         default=None,
-        help=f"number of classes N (2..{MAX_CLASSES}; default {DEFAULTS['n_classes']}, chosen automatically for --regions instances)",
+        help=f"number of classes N (2..{MAX_CLASSES}; default {DEFAULTS['n_classes']}, chosen automatically for "
+             "--regions instances)",
     )
     p.add_argument("--lam", type=_nonneg_float, default=None,
-                   help=f"weight of the smoothness (TV) term (default {DEFAULTS['lam']}; 0.02 with --regions instances)")
+                   help=f"weight of the smoothness (TV) term (default {DEFAULTS['lam']}; 0.02 with --regions "
+                        "instances)")
     p.add_argument(
         "--iterations",
         "-k",

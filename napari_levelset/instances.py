@@ -77,7 +77,8 @@ def contrast_color(contrast: str, color: str) -> str:
         raise InputError(f"contrast must be one of {', '.join(CONTRAST_MODES)}; got {contrast!r}")
     if contrast == "fluorescence":
         if color == "lab":
-            raise InputError("contrast='fluorescence' is for fluorescence channels; it cannot be combined with color='lab'")
+            raise InputError("contrast='fluorescence' is for fluorescence channels; it cannot be combined with "
+                             "color='lab'")
         if color == "auto":
             return "rgb"
     return color
@@ -132,7 +133,10 @@ def _background(x: np.ndarray, window_px: np.ndarray) -> np.ndarray:
     factors = tuple(int(max(1, w // 12)) for w in window_px)
     # whole blocks only: downscale_local_mean pads a partial block with zeros, which an opening would keep
     shape = tuple(max(1, n // f) for n, f in zip(x.shape, factors))
-    small = downscale_local_mean(x[tuple(slice(0, s * f) for s, f in zip(shape, factors))], factors) if max(factors) > 1 else x
+    if max(factors) > 1:
+        small = downscale_local_mean(x[tuple(slice(0, s * f) for s, f in zip(shape, factors))], factors)
+    else:
+        small = x
     size = tuple(int(max(3, round(w / f))) for w, f in zip(window_px, factors))
     size = tuple(min(s, n) for s, n in zip(size, small.shape))
     bg = ndimage.uniform_filter(ndimage.grey_opening(small, size=size), size)

@@ -130,7 +130,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` says an allocation failed (``MemoryError``, torch's CPU or CUDA out-of-memory).
 
     oneDNN's "could not create a primitive", which a convolution raises when its workspace
-    cannot be allocated, counts too.
+    cannot be allocated, and C++'s ``std::bad_alloc`` from autograd count too.
     """
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return True
@@ -138,4 +138,4 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(
         s in text for s in ("out of memory", "can't allocate memory", "cannot allocate memory",
                             "not enough memory", "failed to allocate",
-                            "could not create a primitive"))
+                            "could not create a primitive", "std::bad_alloc"))

@@ -41,11 +41,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .io import PLAIN_EXT, TIFF_EXT, InputError, prepare_image, read_image
-from .unet import STRUCTURES
-from .loss import class_probs, levelset_loss, scribble_loss
-from .unet import HEAD_CLASSES, MAX_CLASSES, LevelSetUNet, load_model, read_model_file, save_model
 from . import validate
+from .io import PLAIN_EXT, TIFF_EXT, InputError, prepare_image, read_image
+from .loss import class_probs, levelset_loss, scribble_loss
+from .unet import HEAD_CLASSES, MAX_CLASSES, STRUCTURES, LevelSetUNet, load_model, read_model_file, save_model
 
 __all__ = ["train", "main", "TrainResult", "load_training_images", "DEFAULT_TRAIN"]
 
@@ -100,7 +99,8 @@ def _split(arr: np.ndarray, name: str, color: str = "rgb") -> np.ndarray:
     return data.astype(np.float16)
 
 
-def load_training_images(images, labels=None, color: str = "rgb") -> tuple[list[np.ndarray], list[np.ndarray | None], str]:
+def load_training_images(images, labels=None,
+                         color: str = "rgb") -> tuple[list[np.ndarray], list[np.ndarray | None], str]:
     """Read and normalise training images (and optional labels).
 
     ``images``: a folder of images, one image or stack file, or a list of arrays
@@ -290,7 +290,8 @@ _FRESH = "delete it or train with resume=False (--no-resume)"
 def _checkpoint_progress(blob: dict, ckpt: Path, steps: int) -> tuple[int, list[float]]:
     """``(step, losses)`` of a checkpoint: a whole step in 0..steps and one finite loss per step done."""
     step = blob.get("step")
-    if isinstance(step, torch.Tensor) and step.numel() == 1 and not step.is_floating_point() and step.dtype != torch.bool:
+    if (isinstance(step, torch.Tensor) and step.numel() == 1 and not step.is_floating_point()
+            and step.dtype != torch.bool):
         step = int(step)
     if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= steps:
         raise InputError(f"checkpoint {ckpt} has step {repr(step)[:40]}, not a whole number in 0..{steps}; {_FRESH}")
@@ -539,7 +540,15 @@ def train(
 
 # ----------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    from .cli import DefaultsFormatter, OneLineParser, add_threads_option, bounded_float, bounded_int, learning_rate, seed
+    from .cli import (
+        DefaultsFormatter,
+        OneLineParser,
+        add_threads_option,
+        bounded_float,
+        bounded_int,
+        learning_rate,
+        seed,
+    )
 
     d = DEFAULT_TRAIN
 
@@ -555,18 +564,22 @@ def build_parser() -> argparse.ArgumentParser:
         "optional label images add a cross-entropy term).",
         formatter_class=DefaultsFormatter,
     )
-    p.add_argument("images", help="folder of images (png, jpg, tif) or one image/stack file (a 3D tif is a stack of 2D images)")
+    p.add_argument("images", help="folder of images (png, jpg, tif) or one image/stack file "
+                                  "(a 3D tif is a stack of 2D images)")
     p.add_argument("-o", "--output", required=True, help="model file to write (e.g. model.pt)")
     p.add_argument("--classes", default="2-16", help="class counts to train heads for: N, A-B or A,B,C")
-    p.add_argument("--lam", type=bounded_float(*validate.LIMITS["lam"]), default=d["lam"], help="weight of the total-variation term")
+    p.add_argument("--lam", type=bounded_float(*validate.LIMITS["lam"]), default=d["lam"],
+                   help="weight of the total-variation term")
     p.add_argument("--steps", type=whole("steps"), default=d["steps"], help="optimiser steps")
     p.add_argument("--crop", type=whole("crop"), default=d["crop"], help="side of the random training crops (pixels)")
     p.add_argument("--batch-size", type=whole("batch_size"), default=d["batch_size"], help="crops per step")
     p.add_argument("--lr", type=learning_rate, default=d["lr"], help="Adam learning rate (warm-up, cosine decay)")
     p.add_argument("--labels", default=None, help="folder of label images named like the images (0 = unlabelled)")
-    p.add_argument("--alpha", type=bounded_float(*validate.LIMITS["alpha"]), default=d["alpha"], help="weight of the label cross-entropy")
+    p.add_argument("--alpha", type=bounded_float(*validate.LIMITS["alpha"]), default=d["alpha"],
+                   help="weight of the label cross-entropy")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--checkpoint-every", type=whole("checkpoint_every"), default=d["checkpoint_every"], help="steps between checkpoints")
+    p.add_argument("--checkpoint-every", type=whole("checkpoint_every"), default=d["checkpoint_every"],
+                   help="steps between checkpoints")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from OUTPUT.ckpt when it exists")
     p.add_argument("--seed", type=seed, default=0, help="random seed (initialisation and crops)")
@@ -611,7 +624,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 crop=args.crop, batch_size=args.batch_size, lr=args.lr, labels=args.labels, alpha=args.alpha,
                 device=args.device, checkpoint_every=args.checkpoint_every, resume=args.resume,
                 progress=not args.quiet, seed=args.seed, base=args.base, levels=args.levels, embed=args.embed,
-                init=args.init, threads=args.threads or default_threads(), color=args.color, kmeans_weight=args.kmeans_weight,
+                init=args.init, threads=args.threads or default_threads(), color=args.color,
+                kmeans_weight=args.kmeans_weight,
                 kmeans_steps=args.kmeans_steps, kmeans_heads=args.kmeans_heads,
                 metadata=dict(command="napari-levelset train " + " ".join(sys.argv[1:] if argv is None else argv)),
             )

@@ -82,7 +82,8 @@ CACHE_BYTES = 1 << 30
 #: Normalisation the models are trained with and given (``napari_levelset.io.normalize`` with
 #: ``structures=False``: the percentile rule the shipped model learned; with the brightest-structure
 #: rule of the per-image CNN it scores lower on BSDS500 val, SC 0.574 -> 0.561 at N 32, merged).
-NORMALISATION = "per-channel linear map of the 0.5th..99.5th percentiles to [0, 1], clipped (napari_levelset.io.normalize)"
+NORMALISATION = ("per-channel linear map of the 0.5th..99.5th percentiles to [0, 1], clipped "
+                 "(napari_levelset.io.normalize)")
 #: ``structures`` argument of ``prepare_image`` for U-Nets (see ``NORMALISATION``)
 STRUCTURES = False
 NORMALISATION_LAB = ("CIELAB scaled by 1/100 (napari_levelset.io.to_lab); a grey image goes in as lightness, "
@@ -601,7 +602,8 @@ def read_model_file(path: str | os.PathLike) -> dict:
         raise InputError(f"{p} is not a napari-levelset U-Net model file")
     version = blob.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise InputError(f"{p} has model format version {version!r}; this napari-levelset reads up to {FORMAT_VERSION}: update it")
+        raise InputError(f"{p} has model format version {version!r}; this napari-levelset reads up to "
+                         f"{FORMAT_VERSION}: update it")
     if not isinstance(blob.get("metadata"), str) or not isinstance(blob.get("state_dict"), dict):
         raise InputError(f"model file {p} is incomplete (no metadata or weights)")
     try:
@@ -635,7 +637,8 @@ def _read_cached(p: Path) -> dict:
         blob = read_model_file(p)
         _FILES_READ[0] += 1
         _FILE_CACHE.clear()  # keep one file only
-        _FILE_CACHE[key] = {k: v for k, v in blob.items() if k in ("format", "format_version", "metadata", "state_dict")}
+        kept = ("format", "format_version", "metadata", "state_dict")
+        _FILE_CACHE[key] = {k: v for k, v in blob.items() if k in kept}
     blob = _FILE_CACHE[key]
     return dict(blob, metadata=json.loads(json.dumps(blob["metadata"])))
 

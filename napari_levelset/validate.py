@@ -1,4 +1,5 @@
-"""One check for each public setting of ``segment``, ``Segmenter`` and ``train``: type, whole-number-ness, finiteness, range.
+"""One check for each public setting of ``segment``, ``Segmenter`` and ``train``: type, whole-number-ness,
+finiteness, range.
 
 Numpy only.  Every check raises ``InputError`` with a message that names the
 setting, the value given and what is allowed, and returns the value in the

@@ -84,7 +84,8 @@ def write_tif(tmp_path, name, array):
         (lambda p: write_bytes(p / "broken.png", b"\x89PNG garbage"), [], "cannot read"),
         (lambda p: write_tif(p, "flat.tif", np.full((20, 20), 7, np.uint8)), [], "constant"),
         (lambda p: write_tif(p, "nan.tif", np.full((20, 20), np.nan, np.float32)), [], "NaN"),
-        (lambda p: write_tif(p, "ok.tif", np.random.rand(20, 20).astype(np.float32)), ["--classes", "1"], "from 2 to 64"),
+        (lambda p: write_tif(p, "ok.tif", np.random.rand(20, 20).astype(np.float32)), ["--classes", "1"],
+         "from 2 to 64"),
         (
             lambda p: write_tif(p, "ok.tif", np.random.rand(20, 20).astype(np.float32)),
             ["--scribbles", "SCR"],
@@ -442,16 +443,16 @@ from napari_levelset.cli import main
 sys.exit(main(sys.argv[1:]))
 """
     res = subprocess.run([sys.executable, "-c", script, "segment", str(src), "-o", str(tmp_path / "out" / "o.png"),
-                          "-k", "1", "-q"], capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                          "-k", "1", "-q"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert res.returncode == 2
-    assert res.stderr.splitlines() == [f"napari-levelset: error: No space left on device"] or (
+    assert res.stderr.splitlines() == ["napari-levelset: error: No space left on device"] or (
         len(res.stderr.splitlines()) == 1 and "No space left" in res.stderr), res.stderr
     assert os.listdir(tmp_path / "out") == []
 
 
 def test_sigterm_during_the_write_removes_the_temporary_file(tmp_path):
     import signal
-    import time
 
     src, _ = rgb_phantom(tmp_path)
     (tmp_path / "out").mkdir()

@@ -342,8 +342,9 @@ def test_reads_imagej_ome_and_calibrated_tiffs(tmp_path):
 
 
 def test_compressed_tiffs_are_read(tmp_path):
-    from napari_levelset.io import read_image_file
     import tifffile
+
+    from napari_levelset.io import read_image_file
 
     img = (np.random.default_rng(2).random((32, 40)) * 60000).astype(np.uint16)
     for compression in ("lzw", "zlib", "zstd"):

@@ -81,8 +81,10 @@ def test_cgroup_limits_are_read_at_every_level(tmp_path, monkeypatch, version):
 def test_out_of_memory_errors_are_recognised():
     assert resources.is_out_of_memory(MemoryError())
     assert resources.is_out_of_memory(RuntimeError(
-        "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes"))
+        "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: "
+        "you tried to allocate 8 bytes"))
     assert resources.is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert resources.is_out_of_memory(RuntimeError("std::bad_alloc"))
     assert not resources.is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     assert not resources.is_out_of_memory(ValueError("out of memory"))
 

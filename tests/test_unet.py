@@ -499,11 +499,11 @@ def test_a_grey_model_on_colour_explains_why_a_new_head_cannot_start(tmp_path):
 
 def test_unet_regions_merge_with_the_unet_boundary_weighting(model_file):
     """A U-Net's pieces are merged with ``MERGE_OPTIONS["unet"]``, the per-image CNN's with ``["cnn"]``."""
+    from skimage import data
+
     from napari_levelset.defaults import MERGE_OPTIONS, MERGE_WEIGHT, MERGED_MIN_REGION
     from napari_levelset.engine import Segmenter
     from napari_levelset.regions import connected_regions, merge_regions
-
-    from skimage import data
 
     path, _ = model_file
     image = data.coffee()[::8, ::8]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import best_iou, disk_image, run_and_wait, three_regions
+
 from napari_levelset.defaults import DEFAULTS
 
 gui = pytest.mark.gui
@@ -57,7 +57,8 @@ def test_importing_the_widget_does_not_import_torch():
         import sys, threading
         main_imports = []
         def hook(event, args):
-            if event == "import" and args[0] in ("torch", "pandas") and threading.current_thread() is threading.main_thread():
+            main = threading.current_thread() is threading.main_thread()
+            if event == "import" and args[0] in ("torch", "pandas") and main:
                 main_imports.append(args[0])
         sys.addaudithook(hook)
         import napari_levelset._qt
@@ -334,7 +335,8 @@ def test_rgb_image_runs(make_widget, qtbot, errors):
     assert out.metadata["napari_levelset"]["channel_axis"] == 2
     assert out.metadata["napari_levelset"]["color"] == "lab"  # auto: an RGB layer is compared in CIELAB
     assert widget.position_spin.text() == "auto"  # auto position: on for a CIELAB photograph
-    assert DEFAULTS["position"] > 0 and out.metadata["napari_levelset"]["position"] == pytest.approx(DEFAULTS["position"])
+    assert DEFAULTS["position"] > 0
+    assert out.metadata["napari_levelset"]["position"] == pytest.approx(DEFAULTS["position"])
     assert best_iou(np.asarray(out.data), truth) >= 0.9
     unc = widget.uncertainty_layer(image)
     assert unc.data.shape == (48, 48) and 0 <= unc.data.min() and unc.data.max() <= 1

@@ -83,7 +83,8 @@ class LossPlot(QWidget):
                 hi = lo + (abs(lo) * 1e-3 or 1e-3)
 
             def pt(x, y):
-                return QPointF(r.left() + (x - x0) / (x1 - x0) * r.width(), r.bottom() - (y - lo) / (hi - lo) * r.height())
+                return QPointF(r.left() + (x - x0) / (x1 - x0) * r.width(),
+                               r.bottom() - (y - lo) / (hi - lo) * r.height())
 
             mark_pen = QPen(faint, 1, Qt.PenStyle.DashLine)
             p.setPen(mark_pen)

@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 
 #: Metadata keys on the output layer: settings (JSON-able) and the network state.
 from .._writer import META_KEY  # noqa: E402 (where a result keeps its settings)
+
 STATE_KEY = "napari_levelset_state"
 
 #: The engine's defaults, except the update interval: 0 is the widget's "auto"
@@ -404,7 +405,8 @@ class LevelSetWidget(QWidget):
         self.device_combo.addItems(DEVICES)
         self.device_combo.setToolTip("auto: CUDA, then MPS, else the CPU")
         aform.addRow("Device", self.device_combo)
-        self.volume_combo = _choices(VOLUME_MODES, "Volumes: segment in 3D, or slice by slice with one shared 2D network")
+        self.volume_combo = _choices(VOLUME_MODES,
+                                     "Volumes: segment in 3D, or slice by slice with one shared 2D network")
         aform.addRow("Volumes", self.volume_combo)
         self.channel_combo = _choices(
             CHANNEL_MODES,
@@ -1282,7 +1284,8 @@ class LevelSetWidget(QWidget):
 
     def _on_model_changed(self, index: int) -> None:
         if MODELS[index][1] == "file":
-            path, _ = QFileDialog.getOpenFileName(self, "U-Net model file", "", "Model files (*.pt *.pth *.ckpt);;All files (*)")
+            path, _ = QFileDialog.getOpenFileName(self, "U-Net model file", "",
+                                                  "Model files (*.pt *.pth *.ckpt);;All files (*)")
             if not path:
                 self.model_combo.blockSignals(True)
                 self.model_combo.setCurrentIndex(self._last_model_index)
