@@ -145,7 +145,11 @@ class Segmenter:
         like ``lam`` and ``lr`` it may be changed during a run.
     scribbles:
         Optional integer array of the image's non-channel shape: 0 unlabelled,
-        ``k`` means label ``k``.
+        ``k`` means label ``k``.  They add α times the cross-entropy on the painted
+        pixels, start their classes' means at the painted pixels' mean (k-means start)
+        and keep them there in the data term (``napari_levelset.strokes.stroke_means``);
+        given here, they also make the per-image CNN work on a smaller copy
+        (``work_pixels``).
     channel_axis, spatial_dims:
         See ``napari_levelset.io.prepare_image``.
     device:
