@@ -2,7 +2,8 @@
 
 A few brush strokes (scribbles: 0 unpainted, ``k`` class ``k``) switch on the
 α·cross-entropy term of the loss and seed their classes' means in the k-means
-start (``napari_levelset.cluster.init_centres``).  Such a run is about regions
+start (``napari_levelset.cluster.init_centres``), where the data term then keeps
+them (``stroke_means``).  Such a run is about regions
 the user pointed at, not about pixel-exact boundaries of every fine structure, so
 ``Segmenter`` optimises it on a copy of the image resampled to at most
 ``STROKE_PIXELS`` pixels per batch item (slice or frame; voxels of a volume),
@@ -11,7 +12,8 @@ the full grid.  On BSDS500 train (the first 20 images, the protocol of
 ``benchmarks/strokes.py``) 60 000 pixels and 40 iterations gave mean IoU 0.745
 against 0.761 at full size (154 000 pixels) with 100 iterations, in about a quarter
 of the time (40 000 pixels: 0.740; 100 000: 0.757; 60 000 with 30 iterations: 0.729,
-with 60: 0.755); see ``benchmarks/RESULTS.md``, section "Strokes".
+with 60: 0.755; all before the means were kept); see ``benchmarks/RESULTS.md``,
+section "Strokes".
 
 Strokes are carried to the working grid by their coordinates (each painted pixel
 lands in the working pixel that holds it), so a stroke one pixel wide stays a
@@ -26,8 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["STROKE_PIXELS", "STROKE_ITERATIONS", "stroke_contrast", "stroke_means", "working_copy", "scribbles_to_grid",
-           "upsample_logits"]
+__all__ = ["STROKE_PIXELS", "STROKE_ITERATIONS", "stroke_contrast", "stroke_means", "working_copy",
+           "scribbles_to_grid", "upsample_logits"]
 
 #: most pixels (voxels) per batch item a run with strokes optimises on (``Segmenter``'s ``work_pixels``)
 STROKE_PIXELS = 60_000
