@@ -25,17 +25,31 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from . import validate
+from .cluster import init_centres
 from .defaults import DEFAULTS, MERGE_OPTIONS, MERGE_WEIGHT, MERGED_MIN_REGION
-from .instances import (as_spacing, contrast_color, fluorescence_prepared, foreground_classes, instance_labels,
-                        resample_prepared, upsample)
+from .instances import (
+    as_spacing,
+    contrast_color,
+    fluorescence_prepared,
+    foreground_classes,
+    instance_labels,
+    resample_prepared,
+    upsample,
+)
 from .io import InputError, Prepared, labels_dtype, prepare_image
 from .loss import class_means, class_probs, levelset_loss, scribble_loss
-from .cluster import init_centres
 from .models import PerImageCNN, init_parameters
-from .strokes import (STROKE_ITERATIONS, STROKE_PIXELS, scribbles_to_grid, stroke_contrast, stroke_means,
-                      upsample_logits, working_copy)
 from .resources import available_memory, is_out_of_memory
-from . import validate
+from .strokes import (
+    STROKE_ITERATIONS,
+    STROKE_PIXELS,
+    scribbles_to_grid,
+    stroke_contrast,
+    stroke_means,
+    upsample_logits,
+    working_copy,
+)
 
 __all__ = ["Snapshot", "Segmenter", "segment", "resolve_device", "DEFAULTS"]
 
@@ -81,6 +95,14 @@ def keep_step_buffers() -> bool:
                                                                                   _TRIM_THRESHOLD):
                     _libc = lib
     return bool(_libc)
+
+
+def release_heap() -> None:
+    """Give the C heap's free memory back to the system (glibc ``malloc_trim``), after an allocation
+    failed: under an address-space limit the memory ``keep_step_buffers`` keeps would otherwise stop
+    other threads (oneDNN's) from getting any."""
+    if _libc:
+        _libc.malloc_trim(0)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -317,7 +339,8 @@ class Segmenter:
         elif init == "auto":  # a k-means start where the model can take one
             init = "kmeans" if getattr(self.model, "takes_centres", True) else "network"
         if init == "random" and pretrained:
-            raise InputError("init='random' is for the per-image CNN; a pretrained model starts from 'network' or 'kmeans'")
+            raise InputError("init='random' is for the per-image CNN; a pretrained model starts from 'network' "
+                             "or 'kmeans'")
         self.model.to(self.device).train()
         start_means = None
         if init == "kmeans" and hasattr(self.model, "init_from_centres"):
@@ -329,8 +352,13 @@ class Segmenter:
             self.model.init_from_centres(centres, float(spread))
             start_means = centres
             if hasattr(self.model, "skip"):  # the CNN branch starts at zero: the first labels cost one 1x1 conv
-                with torch.no_grad():
-                    first_logits = self.model.skip(self.x)
+                try:
+                    with torch.no_grad():
+                        first_logits = self.model.skip(self.x)
+                except (RuntimeError, MemoryError) as exc:  # computed tile by tile when first needed
+                    if not is_out_of_memory(exc):
+                        raise
+                    first_logits = None
         elif init not in ("kmeans", "random", "network"):
             raise InputError(f"init must be 'kmeans', 'random' or 'network', got {init!r}")
         if pretrained and not getattr(self.model, "head_trained", True):
@@ -466,7 +494,8 @@ class Segmenter:
             weights = {k: torch.as_tensor(np.asarray(v)) for k, v in state["model"].items()}
             self.model.load_state_dict(weights)
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-            raise InputError(f"the stored network state does not fit these settings ({exc.__class__.__name__})") from None
+            raise InputError(f"the stored network state does not fit these settings ({exc.__class__.__name__})") \
+                from None
         self.model.to(self.device)
         order = np.asarray(state.get("order", np.arange(self.n_classes)), dtype=np.int64)
         if sorted(order.tolist()) != list(range(self.n_classes)):
@@ -510,6 +539,7 @@ class Segmenter:
                     raise
             # outside the except block, so the failed step's tensors are freed first
             self.optimizer.zero_grad(set_to_none=True)
+            release_heap()
             if not self._shrink_crops():
                 raise MemoryError("out of memory even on the smallest crops")
 
@@ -670,6 +700,8 @@ class Segmenter:
             except (RuntimeError, MemoryError) as exc:
                 if not is_out_of_memory(exc):
                     raise
+            if self._logits is None:
+                release_heap()
             if self._logits is None and not self._shrink_crops():  # whole-image logits did not fit: tiles
                 raise MemoryError("out of memory even on the smallest tiles")
         return self._logits

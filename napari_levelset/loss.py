@@ -57,7 +57,8 @@ def _check(probs: torch.Tensor, image: torch.Tensor) -> None:
         raise ValueError(f"probs must be (B, N, *S) with 2 or 3 spatial axes, got shape {tuple(probs.shape)}")
     if image.dim() != probs.dim() or image.shape[0] != probs.shape[0] or image.shape[2:] != probs.shape[2:]:
         raise ValueError(
-            f"image {tuple(image.shape)} does not match probs {tuple(probs.shape)}: expected (B, C, *S) with the same B and S"
+            f"image {tuple(image.shape)} does not match probs {tuple(probs.shape)}: "
+            "expected (B, C, *S) with the same B and S"
         )
 
 

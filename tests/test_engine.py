@@ -121,7 +121,8 @@ def test_position_separates_same_coloured_regions_far_apart():
     assert np.bincount(plain[left]).argmax() == np.bincount(plain[right]).argmax()
     assert np.bincount(placed[left]).argmax() != np.bincount(placed[right]).argmax()
     # label ids still follow brightness: the disks' labels are below the background's
-    assert max(np.bincount(placed[left]).argmax(), np.bincount(placed[right]).argmax()) < np.bincount(placed[~(left | right)]).argmax()
+    inside = max(np.bincount(placed[left]).argmax(), np.bincount(placed[right]).argmax())
+    assert inside < np.bincount(placed[~(left | right)]).argmax()
 
 
 def test_streaming_snapshots_and_probabilities():

@@ -27,21 +27,22 @@ def _run_limited(code: str, headroom_mb: int) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def test_a_run_finishes_within_an_address_space_limit():
-    """A 2048² image needs more than 800 MB at full resolution: the crops are planned from the limit
-    (not from the machine's free memory), and with crops forbidden the failed allocation falls back to them."""
-    done = _run_limited("""
+@pytest.mark.parametrize("max_pixels", [None, 10**9])
+def test_a_run_finishes_within_an_address_space_limit(max_pixels):
+    """A 2048² image needs more than 800 MB at full resolution.  ``None``: the crops are planned from the
+    limit, not from the machine's free memory; ``10**9`` (crops forbidden): the failed allocation falls
+    back to crops.  Each in a fresh process, as the command runs."""
+    done = _run_limited(f"""
         free = available_memory()
         assert free <= 800 * 2**20, free
         img = np.random.default_rng(0).normal(size=(2048, 2048)).astype(np.float32)
         img[512:1536, 512:1536] += 4
-        for max_pixels in (None, 10**9):  # planned from the limit; then a plan that cannot fit
-            kw = {} if max_pixels is None else {"max_pixels": max_pixels}
-            labels = segment(img, n_classes=2, iterations=2, **kw)
-            assert labels.shape == img.shape
-            inside = np.bincount(labels[600:1400, 600:1400].ravel()).argmax()
-            outside = np.bincount(labels[:400, :400].ravel()).argmax()
-            assert inside != outside, (max_pixels, inside, outside)
+        kw = {{}} if {max_pixels!r} is None else {{"max_pixels": {max_pixels!r}}}
+        labels = segment(img, n_classes=2, iterations=2, **kw)
+        assert labels.shape == img.shape
+        inside = np.bincount(labels[600:1400, 600:1400].ravel()).argmax()
+        outside = np.bincount(labels[:400, :400].ravel()).argmax()
+        assert inside != outside, (inside, outside)
         print("ok")
     """, headroom_mb=800)
     assert done.returncode == 0, done.stderr[-3000:]
