@@ -365,21 +365,10 @@ def test_rgb_image_runs(make_widget, qtbot, errors):
 
 
 @gui
-def test_removing_the_image_mid_run(make_widget, qtbot, errors):
-    viewer, widget = make_widget()
-    img, _ = disk_image(48)
-    image = viewer.add_image(img, name="disk")
-    start_long_run(qtbot, widget)
-    with qtbot.waitSignal(widget.run_finished, timeout=10_000):
-        viewer.layers.remove(image)
-    assert not errors and not widget.is_running
-    assert "removed" in widget.status.text()
-    assert widget.image_layer is None and not widget.refine_btn.isEnabled()
-
-
-@gui
-def test_deleting_the_output_mid_run_stops_the_run(make_widget, qtbot, errors):
-    """A deleted output layer used to come back at the next snapshot: deleting it ends the run."""
+@pytest.mark.parametrize("which", ["image", "output"])
+def test_removing_the_image_or_the_output_mid_run_stops_the_run(make_widget, qtbot, errors, which):
+    """Removing the image ends the run; so does deleting the output layer, which used to come back at
+    the next snapshot."""
     viewer, widget = make_widget()
     img, _ = disk_image(48)
     image = viewer.add_image(img, name="disk")
@@ -387,11 +376,14 @@ def test_deleting_the_output_mid_run_stops_the_run(make_widget, qtbot, errors):
     out = widget.output_layer(image)
     assert out is not None
     with qtbot.waitSignal(widget.run_finished, timeout=10_000):
-        viewer.layers.remove(out)
+        viewer.layers.remove(image if which == "image" else out)
     qtbot.wait(100)
     assert not errors and not widget.is_running
-    assert "deleted" in widget.status.text()
-    assert "disk level-set" not in [lay.name for lay in viewer.layers]
+    assert ("removed" if which == "image" else "deleted") in widget.status.text()
+    if which == "image":
+        assert widget.image_layer is None and not widget.refine_btn.isEnabled()
+    else:
+        assert "disk level-set" not in [lay.name for lay in viewer.layers]
 
 
 @gui
