@@ -401,10 +401,7 @@ def test_the_status_names_the_image_and_the_idle_bar_says_so(make_widget, qtbot,
 @gui
 def test_a_new_empty_scribble_layer_does_not_ask_for_refine(make_widget, qtbot, errors):
     """After a run without strokes, New (an empty layer) changes nothing; painting does."""
-    viewer, widget = make_widget()
-    img, _ = disk_image(32)
-    viewer.add_image(img, name="disk")
-    widget.iter_spin.setValue(4)
+    viewer, widget = _disk_widget(make_widget, 4)
     run_and_wait(qtbot, widget)
     scribbles = widget.add_scribble_layer()
     assert widget.refine_btn.text() == "Refine" and "scribbles changed" not in widget.status.text()
@@ -419,10 +416,8 @@ def test_a_reopened_widget_reuses_the_results_of_the_last(make_widget, qtbot, er
     adding ``disk level-set [1]`` beside it."""
     from napari_levelset._qt.widget import LevelSetWidget
 
-    viewer, widget = make_widget()
-    img, _ = disk_image(32)
-    image = viewer.add_image(img, name="disk")
-    widget.iter_spin.setValue(4)
+    viewer, widget = _disk_widget(make_widget, 4)
+    image = viewer.layers["disk"]
     run_and_wait(qtbot, widget)
     out = widget.output_layer(image)
     again = LevelSetWidget(viewer)
