@@ -4,7 +4,7 @@ The level-set loss assigns every pixel one of N classes; a class may cover many
 separate pieces of the image.  Where one label per *object* is wanted (region
 benchmarks such as BSDS500, counting cells), ``connected_regions`` splits each
 class into its connected components and merges fragments smaller than
-``min_size`` into the nearest large region.  ``merge_regions`` then merges
+``min_region`` into the nearest large region.  ``merge_regions`` then merges
 adjacent regions for as long as that lowers the level-set energy of the hard
 partition (the same loss, with y = 0 or 1), so the number of regions adapts
 to the image instead of following N.  ``to_regions`` is the one entry point
@@ -58,10 +58,10 @@ def to_regions(
     return out
 
 
-def connected_regions(labels: np.ndarray, min_size: float = 0.001, spatial_dims: int | None = None) -> np.ndarray:
+def connected_regions(labels: np.ndarray, min_region: float = 0.001, spatial_dims: int | None = None) -> np.ndarray:
     """Relabel ``labels`` so that each connected piece of a class is its own region.
 
-    ``min_size`` is the smallest region kept, in pixels (>= 1) or as a fraction of
+    ``min_region`` is the smallest region kept, in pixels (>= 1) or as a fraction of
     the pixels of one image (< 1).  Smaller fragments take the label of the nearest
     kept region.  With ``spatial_dims`` smaller than ``labels.ndim``, leading axes
     are independent slices.  Returns uint32 labels 1..R (numbered over the whole
@@ -77,7 +77,7 @@ def connected_regions(labels: np.ndarray, min_size: float = 0.001, spatial_dims:
     spatial = labels.shape[labels.ndim - sd :]
     flat = labels.reshape((-1,) + spatial)
     npix = int(np.prod(spatial))
-    min_px = int(min_size) if min_size >= 1 else max(1, int(round(min_size * npix)))
+    min_px = int(min_region) if min_region >= 1 else max(1, int(round(min_region * npix)))
     out = np.zeros(flat.shape, np.uint32)
     offset = 0
     for i, lab in enumerate(flat):
@@ -107,7 +107,7 @@ TEXTURE_SIGMA = 2.0
 def merge_regions(
     regions: np.ndarray,
     features: np.ndarray,
-    lam: float,
+    merge: float,
     spatial_dims: int | None = None,
     *,
     texture: float = 1.0,
@@ -119,18 +119,19 @@ def merge_regions(
     For a hard partition (``y_n`` = 0 or 1) the level-set loss becomes the
     piecewise-constant Mumford-Shah energy::
 
-        E = sum_R sum_{r in R} |f(r) - c_R|^2  +  2 lam * sum_{neighbour pairs (p, q) on a boundary} w_pq
+        E = sum_R sum_{r in R} |f(r) - c_R|^2  +  2 merge * sum_{neighbour pairs (p, q) on a boundary} w_pq
 
-    (``lam`` times the total variation of the indicator functions, which counts
+    (the merge weight -- the level-set loss's λ for this hard partition -- times the total
+    variation of the indicator functions, which counts
     each boundary pair twice).  Merging adjacent regions ``i`` and ``j`` raises
     the first term by ``n_i n_j / (n_i + n_j) |c_i - c_j|^2`` and removes their
     shared boundary ``B_ij = sum w_pq``, so it lowers ``E`` exactly when
-    ``n_i n_j / (n_i + n_j) |c_i - c_j|^2 / (2 B_ij) < lam``.  Pairs are merged in
-    increasing order of that threshold until none is below ``lam`` (Koepfler,
+    ``n_i n_j / (n_i + n_j) |c_i - c_j|^2 / (2 B_ij) < merge``.  Pairs are merged in
+    increasing order of that threshold until none is below ``merge`` (Koepfler,
     Lopez & Morel's region merging for the Mumford-Shah functional): the result
-    at a larger ``lam`` is always a coarsening of the one at a smaller ``lam``.
+    at a larger ``merge`` is always a coarsening of the one at a smaller ``merge``.
 
-    Three choices make one ``lam`` suit many images (chosen on BSDS500 val):
+    Three choices make one ``merge`` weight suit many images (chosen on BSDS500 val):
 
     - ``normalise``: the features are scaled so that their overall spread (root of
       the summed channel variances) is ``FEATURE_SPREAD``; a dull and a vivid
@@ -154,7 +155,7 @@ def merge_regions(
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != regions.ndim + 1 or features.shape[1:] != regions.shape:
         raise ValueError(f"features {features.shape} must be (C, *regions.shape) with regions {regions.shape}")
-    for name, v in (("lam", lam), ("texture", texture), ("edge", edge)):
+    for name, v in (("merge", merge), ("texture", texture), ("edge", edge)):
         if not (np.isfinite(v) and v >= 0):
             raise ValueError(f"{name} must be a non-negative number, got {v!r}")
     sd = regions.ndim if spatial_dims is None else int(spatial_dims)
@@ -167,7 +168,7 @@ def merge_regions(
     offset = 0
     for s, lab in enumerate(flat):
         f = _merge_features(feats[:, s], texture, normalise)
-        merged = _merge_one(lab, f, float(lam), float(edge))
+        merged = _merge_one(lab, f, float(merge), float(edge))
         out[s] = merged + 1 + offset
         offset += int(merged.max()) + 1
     return out.reshape(regions.shape)
@@ -191,7 +192,7 @@ def _merge_features(x: np.ndarray, texture: float, normalise: bool) -> np.ndarra
     return x
 
 
-def _merge_one(lab: np.ndarray, x: np.ndarray, lam: float, edge: float) -> np.ndarray:
+def _merge_one(lab: np.ndarray, x: np.ndarray, merge: float, edge: float) -> np.ndarray:
     """Greedy merging of one image's regions ``lab`` on features ``x``; returns labels 0..R'-1."""
     import heapq
 
@@ -227,7 +228,7 @@ def _merge_one(lab: np.ndarray, x: np.ndarray, lam: float, edge: float) -> np.nd
         adj[j][i] = c
 
     def threshold(i: int, j: int) -> float:
-        """The ``lam`` above which merging ``i`` and ``j`` lowers the energy."""
+        """The merge weight above which merging ``i`` and ``j`` lowers the energy."""
         d = sums[i] / n[i] - sums[j] / n[j]
         return n[i] * n[j] / (n[i] + n[j]) * float(d @ d) / (2.0 * max(adj[i][j], 1e-12))
 
@@ -237,7 +238,7 @@ def _merge_one(lab: np.ndarray, x: np.ndarray, lam: float, edge: float) -> np.nd
     parent = list(range(R))
     while heap:
         t, i, j, vi, vj = heapq.heappop(heap)
-        if t >= lam:
+        if t >= merge:
             break
         if vi != version[i] or vj != version[j]:
             continue  # stale: one of them changed since this entry was made

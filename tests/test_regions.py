@@ -9,7 +9,7 @@ def test_each_connected_piece_of_a_class_becomes_a_region():
     lab = np.ones((20, 30), np.uint8)
     lab[2:8, 2:8] = 2
     lab[12:18, 20:28] = 2  # same class, separate piece
-    out = connected_regions(lab, min_size=1)
+    out = connected_regions(lab, min_region=1)
     assert len(np.unique(out)) == 3
     assert out[4, 4] != out[14, 24]
     assert out[0, 0] == out[19, 0]
@@ -19,7 +19,7 @@ def test_small_fragments_merge_into_the_nearest_region():
     lab = np.ones((40, 40), np.uint8)
     lab[:, 20:] = 2
     lab[10, 5] = 2  # one-pixel speck inside class 1
-    out = connected_regions(lab, min_size=5)
+    out = connected_regions(lab, min_region=5)
     assert len(np.unique(out)) == 2
     assert out[10, 5] == out[0, 0]
 
@@ -27,7 +27,7 @@ def test_small_fragments_merge_into_the_nearest_region():
 def test_fraction_and_slices_are_independent():
     lab = np.ones((2, 30, 30), np.uint8)
     lab[0, :, 15:] = 2
-    out = connected_regions(lab, min_size=0.01, spatial_dims=2)
+    out = connected_regions(lab, min_region=0.01, spatial_dims=2)
     # slice 0 has two regions, slice 1 one, and ids are not shared between slices
     assert len(np.unique(out[0])) == 2 and len(np.unique(out[1])) == 1
     assert not set(np.unique(out[0])) & set(np.unique(out[1]))
