@@ -46,11 +46,12 @@ def stroke_contrast(image, channel_axis: int | None = None) -> str:
     A fixed rule for 8-bit grey images fails one way or the other: on the NIH3T3 nuclei
     (8-bit Hoechst) fluorescence contrast raised the strokes' foreground Dice from 0.687
     to 0.815, while on grey copies of BSDS500 train photographs it lowered the mean IoU
-    from 0.45 to 0.38 (on the darkest val photographs, median in the lowest fifth of
-    their range, from 0.50 to 0.39).  The strokes tell the two apart: fluorescence
-    separated them better on 13 of the 14 nuclei images and on none of those photographs
-    (``benchmarks/RESULTS.md``, section "Strokes").  Integer data of more than 8 bits
-    (the napari widget's *auto* rule) is fluorescence either way.
+    from 0.45 to 0.38 (on the 9 darkest of 100 val photographs, median in the lowest
+    fifth of their range, from 0.50 to 0.39).  The strokes tell them apart: fluorescence
+    separated them better on 13 of the 14 nuclei images (all but NIH3T3 dna-26), on 1 of
+    those 9 photographs and on 4 of the 21 darkest (mean IoU of the 21: 0.452 linear,
+    0.448 by this choice); see ``benchmarks/RESULTS.md``, section "Strokes".  Integer
+    data of more than 8 bits (the napari widget's *auto* rule) is fluorescence either way.
     """
     image = np.asarray(image)
     rgb = channel_axis is None and image.ndim in (3, 4) and image.shape[-1] in (3, 4)
