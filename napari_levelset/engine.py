@@ -47,7 +47,6 @@ from .strokes import (
     scribbles_to_grid,
     stroke_contrast,
     stroke_means,
-    stroke_separation,
     upsample_logits,
     working_copy,
 )
@@ -222,13 +221,6 @@ class Segmenter:
         scribbles given later are carried to it.  Default: ``STROKE_PIXELS`` (60 000)
         when scribbles are given here, else the full image.  See
         ``napari_levelset.strokes``.
-    contrast:
-        ``linear``, ``fluorescence`` (``napari_levelset.instances.fluorescence_contrast``)
-        or ``auto``: fluorescence for integer data of more than 8 bits that is not RGB; for
-        other non-RGB images with scribbles of at least two classes (per-image CNN),
-        whichever of the two preparations separates the scribbled classes more
-        (``napari_levelset.strokes.stroke_separation``); else linear.  ``self.contrast``
-        says which was used.
     """
 
     def __init__(
@@ -283,12 +275,7 @@ class Segmenter:
             color = model.model_color if given else model_color(model)
             if color == "lab":  # CIELAB for RGB images; others are normalised (grey goes in as lightness)
                 color = "auto"
-        auto_contrast = contrast == "auto"  # chosen by the strokes (napari_levelset.strokes.stroke_contrast)
-        if auto_contrast:
-            contrast = "linear" if image is None else stroke_contrast(image, channel_axis)
-            auto_contrast = contrast == "auto"
-            contrast = "linear" if auto_contrast else contrast
-        color_asked, color = color, contrast_color(contrast, color)
+        color = contrast_color(contrast, color)
         if prepared is None:
             # a U-Net gets the normalisation it was trained with (unet.NORMALISATION)
             prepared = prepare_image(image, channel_axis, spatial_dims, color=color, structures=per_image)
@@ -297,15 +284,9 @@ class Segmenter:
         self.spacing = as_spacing(spacing, len(prepared.spatial_shape))
         #: expected object diameter (unit of ``spacing``), given or estimated; used by instances
         self.diameter = None if diameter is None else float(diameter)
+        self.contrast = contrast
         if contrast == "fluorescence":
             prepared, self.diameter = fluorescence_prepared(prepared, self.diameter, self.spacing)
-        elif (auto_contrast and per_image and color != "lab" and scribbles is not None
-              and image is not None):
-            prepared, contrast = self._stroke_contrast(image, prepared, scribbles, channel_axis, spatial_dims,
-                                                       color_asked)
-        color = prepared.color
-        #: the contrast the image was prepared with ('linear' or 'fluorescence'; see ``contrast``)
-        self.contrast = contrast
         if position is None:  # default: position features for colour photographs, built-in CNN only
             position = DEFAULTS["position"] if isinstance(model, str) and model == "cnn" and color == "lab" else 0.0
         self.prepared = prepared
@@ -428,22 +409,6 @@ class Segmenter:
         self._order = np.arange(n_classes) if init == "kmeans" else self._current_order()
         if scribbles is not None:
             self.set_scribbles(scribbles)
-
-    def _stroke_contrast(self, image, prepared, scribbles, channel_axis, spatial_dims, color):
-        """``contrast="auto"`` with strokes: ``(prepared, contrast)``, the linear preparation or the
-        fluorescence one, whichever separates the strokes' classes more (``stroke_separation``)."""
-        strokes = prepared.to_batch(validate.scribble_array(scribbles)).astype(np.int64)
-        if np.count_nonzero(np.bincount(strokes.reshape(-1))[1:]) < 2:
-            return prepared, "linear"
-        fluo = prepared
-        if contrast_color("fluorescence", color) != prepared.color:
-            fluo = prepare_image(image, channel_axis, spatial_dims, color=contrast_color("fluorescence", color),
-                                 structures=True)
-        fluo, diameter = fluorescence_prepared(fluo, self.diameter, self.spacing)
-        if stroke_separation(fluo.data, strokes) > stroke_separation(prepared.data, strokes):
-            self.diameter = diameter
-            return fluo, "fluorescence"
-        return prepared, "linear"
 
     # -- live settings -------------------------------------------------------------
     @property
@@ -985,7 +950,7 @@ def segment(
     elif diameter is not None or foreground is not None:
         raise InputError("diameter and foreground are settings of regions='instances'")
     strokes = scribbles is not None and np.any(validate.scribble_array(scribbles))
-    if strokes and not instances and image is not None:  # chosen by the strokes (napari_levelset.strokes)
+    if strokes and not instances and image is not None:  # the widget's auto contrast (napari_levelset.strokes)
         kwargs.setdefault("contrast", stroke_contrast(image, channel_axis))
     if model == "cnn":
         if iterations is None:  # strokes: the per-image CNN on a working copy converges sooner

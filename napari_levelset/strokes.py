@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["STROKE_PIXELS", "STROKE_ITERATIONS", "stroke_contrast", "stroke_separation", "stroke_means",
-           "working_copy", "scribbles_to_grid", "upsample_logits"]
+__all__ = ["STROKE_PIXELS", "STROKE_ITERATIONS", "stroke_contrast", "stroke_means", "working_copy",
+           "scribbles_to_grid", "upsample_logits"]
 
 #: most pixels (voxels) per batch item a run with strokes optimises on (``Segmenter``'s ``work_pixels``)
 STROKE_PIXELS = 60_000
@@ -38,52 +38,17 @@ STROKE_ITERATIONS = 40
 
 
 def stroke_contrast(image, channel_axis: int | None = None) -> str:
-    """The ``contrast`` a run with strokes starts from when none is given: ``fluorescence`` for
-    integer data of more than 8 bits that is not an RGB(A) picture, else ``auto``.
+    """The ``contrast`` ``segment`` uses with strokes when none is given: ``fluorescence`` for
+    integer data of more than 8 bits that is not an RGB(A) picture, else ``linear``.
 
-    ``auto`` (``Segmenter``'s ``contrast="auto"``) prepares the image both ways and keeps
-    the one on which the strokes' classes are further apart (``stroke_separation``).
-    A fixed rule for 8-bit grey images fails one way or the other: on the NIH3T3 nuclei
-    (8-bit Hoechst) fluorescence contrast raised the strokes' foreground Dice from 0.687
-    to 0.815, while on grey copies of BSDS500 train photographs it lowered the mean IoU
-    from 0.45 to 0.38 (on the 9 darkest of 100 val photographs, median in the lowest
-    fifth of their range, from 0.50 to 0.39).  The strokes tell them apart: fluorescence
-    separated them better on 13 of the 14 nuclei images (all but NIH3T3 dna-26), on 1 of
-    those 9 photographs and on 4 of the 21 darkest (mean IoU of the 21: 0.452 linear,
-    0.448 by this choice); see ``benchmarks/RESULTS.md``, section "Strokes".  Integer
-    data of more than 8 bits (the napari widget's *auto* rule) is fluorescence either way.
+    The napari widget's *auto* contrast follows the same rule, so a run there and
+    ``segment`` prepare an image alike.  8-bit grey images stay ``linear``: on grey
+    copies of BSDS500 train photographs the fluorescence preparation lowered the
+    strokes' mean IoU from 0.45 to 0.38.
     """
     image = np.asarray(image)
     rgb = channel_axis is None and image.ndim in (3, 4) and image.shape[-1] in (3, 4)
-    if image.dtype.kind in "ui" and image.dtype.itemsize > 1 and not rgb:
-        return "fluorescence"
-    return "linear" if rgb else "auto"
-
-
-def stroke_separation(data: np.ndarray, scribbles: np.ndarray) -> float:
-    """How far apart the strokes' classes are in ``data``: Fisher's criterion of the closest pair.
-
-    ``data`` ``(B, C, *S)`` float (a prepared image), ``scribbles`` ``(B, *S)`` int (0 =
-    none).  Returns the smallest squared distance between two stroked classes' mean
-    vectors divided by the mean over stroked classes of their within-class variance
-    (summed over channels); 0.0 with fewer than two stroked classes.  Fisher's linear
-    discriminant ratio (Fisher 1936; Duda, Hart & Stork, *Pattern Classification*, 3.8),
-    comparable between two preparations of one image because it does not depend on
-    their scale.
-    """
-    data, scribbles = np.asarray(data), np.asarray(scribbles)
-    pixels = np.moveaxis(data, 1, 0).reshape(data.shape[1], -1)
-    flat = scribbles.reshape(-1)
-    classes = [k for k in np.unique(flat) if k > 0]
-    if len(classes) < 2:
-        return 0.0
-    means, spread = [], []
-    for k in classes:
-        values = pixels[:, flat == k].astype(np.float64)
-        means.append(values.mean(1))
-        spread.append(values.var(1).sum())
-    gap = min(float(np.sum((means[i] - means[j]) ** 2)) for i in range(len(means)) for j in range(i))
-    return gap / max(float(np.mean(spread)), 1e-12)
+    return "fluorescence" if image.dtype.kind in "ui" and image.dtype.itemsize > 1 and not rgb else "linear"
 
 
 def working_copy(prepared, max_pixels: int, diameter: float | None = None, spacing=None):

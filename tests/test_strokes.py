@@ -97,60 +97,12 @@ def test_strokes_on_a_multichannel_image():
     assert (labels[square] == 2).mean() > 0.9 and (labels[~square] == 1).mean() > 0.9
 
 
-def test_stroke_contrast_is_fluorescence_beyond_8_bits_linear_for_rgb_else_chosen_by_the_strokes():
+def test_stroke_contrast_follows_the_widgets_rule():
     assert stroke_contrast(np.zeros((8, 8), np.uint16)) == "fluorescence"
-    assert stroke_contrast(np.zeros((8, 8), np.uint8)) == "auto"
-    assert stroke_contrast(np.zeros((8, 8), np.float32)) == "auto"
+    assert stroke_contrast(np.zeros((8, 8), np.uint8)) == "linear"
+    assert stroke_contrast(np.zeros((8, 8), np.float32)) == "linear"
     assert stroke_contrast(np.zeros((8, 8, 3), np.uint16)) == "linear"  # an RGB picture
-    assert stroke_contrast(np.zeros((8, 8, 3), np.uint8)) == "linear"
     assert stroke_contrast(np.zeros((2, 8, 8), np.uint16), channel_axis=0) == "fluorescence"
-
-
-def test_stroke_separation_is_fishers_ratio_of_the_closest_stroked_classes():
-    from napari_levelset.strokes import stroke_separation
-
-    data = np.array([0.0, 2.0, 10.0, 12.0, 30.0, 5.0], np.float32).reshape(1, 1, 2, 3)
-    strokes = np.array([1, 1, 2, 2, 3, 0]).reshape(1, 2, 3)
-    # means 1, 11, 30: closest pair 1 and 11, squared gap 100; variances 1, 1, 0: mean 2/3
-    assert stroke_separation(data, strokes) == pytest.approx(150.0)
-    assert stroke_separation(7 * data + 3, strokes) == pytest.approx(150.0)  # no unit
-    assert stroke_separation(data, np.where(strokes == 1, 1, 0)) == 0.0  # one class
-
-
-def blobs_on_a_ramp(seed=0):
-    """8-bit: bright discs (radius 8) on a background rising from 20 to 120 across; their mask;
-    strokes in two discs (2) and along the bottom (1)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:160, :160]
-    centres = [(30, 30), (30, 130), (80, 80), (130, 40), (130, 120), (80, 20), (80, 140)]
-    discs = np.zeros(yy.shape, bool)
-    for cy, cx in centres:
-        discs |= (yy - cy) ** 2 + (xx - cx) ** 2 < 64
-    image = 20 + 100 * xx / 159 + 60 * discs + 4 * rng.standard_normal(yy.shape)
-    strokes = np.zeros(yy.shape, np.uint8)
-    for cy, cx in centres[:2]:
-        strokes[cy, cx - 3:cx + 4] = 2
-    strokes[150, 10:150] = 1
-    return np.clip(image, 0, 255).astype(np.uint8), discs, strokes
-
-
-def test_auto_contrast_takes_the_preparation_that_separates_the_strokes():
-    image, discs, strokes = blobs_on_a_ramp()
-    seg = Segmenter(image, 2, scribbles=strokes, contrast="auto")
-    assert seg.contrast == "fluorescence"  # the ramp spreads the background stroke in linear contrast
-    bands, band = three_levels((64, 96), noise=0.04)
-    image2 = np.round(bands * 255).clip(0, 255).astype(np.uint8)
-    strokes2 = np.zeros(band.shape, np.uint8)
-    strokes2[32, 5:25], strokes2[32, 37:57], strokes2[32, 70:90] = 1, 2, 3
-    assert Segmenter(image2, 3, scribbles=strokes2, contrast="auto").contrast == "linear"  # regions, not objects
-    assert Segmenter(image2, 3, contrast="auto").contrast == "linear"  # nothing to compare without strokes
-
-
-def test_segment_with_strokes_finds_the_unstroked_discs_on_an_uneven_8_bit_background():
-    image, discs, strokes = blobs_on_a_ramp()
-    labels = segment(image, n_classes=2, scribbles=strokes)
-    dice = 2 * np.count_nonzero((labels == 2) & discs) / (np.count_nonzero(labels == 2) + np.count_nonzero(discs))
-    assert dice > 0.8
 
 
 def test_stroke_means_are_the_means_of_the_painted_pixels():

@@ -997,3 +997,4 @@ def test_the_background_class_can_be_transparent(make_widget, qtbot, errors):
     widget.transparent_combo.setCurrentIndex(3)  # the brightest
     assert alpha(out2, 2) == 0 and alpha(out2, 1) > 0 and alpha(out, 2) == 0
     assert not errors
+
