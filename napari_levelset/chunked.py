@@ -409,7 +409,7 @@ def fit_volume(volume, n_classes: int | None = None, *, model: Any = "cnn", iter
     """
 
     from .defaults import DEFAULTS
-    from .engine import Segmenter
+    from .engine import Segmenter, run_with_progress
     from .io import Prepared
 
     vol = _as_volume(volume)
@@ -436,19 +436,7 @@ def fit_volume(volume, n_classes: int | None = None, *, model: Any = "cnn", iter
         kwargs.setdefault("init", "auto")
     seg = Segmenter(None, n_classes, lam=lam, model=model, seed=seed, device=device, max_pixels=max_pixels,
                     prepared=prepared, color="rgb", **kwargs)
-    bar = None
-    if progress and iterations:
-        from tqdm import tqdm
-
-        bar = tqdm(total=int(iterations), unit="it", desc="level-set (crops)", leave=False)
-    try:
-        for snap in seg.run(int(iterations), every=max(1, int(iterations) // 20)):
-            if bar is not None:
-                bar.update(snap.iteration - bar.n)
-                bar.set_postfix(loss=f"{snap.loss:.4g}")
-    finally:
-        if bar is not None:
-            bar.close()
+    run_with_progress(seg, iterations, progress, desc="level-set (crops)")
     settings = seg.settings
     # a k-means start fixes label k = class k - 1 (ids darkest first); otherwise the order
     # comes from the class means of the whole volume

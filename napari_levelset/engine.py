@@ -876,6 +876,29 @@ def position_channels(x: torch.Tensor, weight: float) -> torch.Tensor:
     return torch.stack(grids).unsqueeze(0).expand(x.shape[0], len(spatial), *spatial).contiguous()
 
 
+def run_with_progress(seg: Segmenter, iterations: int, progress: bool, desc: str = "level-set") -> Snapshot | None:
+    """Run ``seg`` for ``iterations`` steps, with a tqdm progress bar on stderr when ``progress``
+    (about 20 updates); returns the last snapshot (None for 0 iterations)."""
+    iterations = int(iterations)
+    every = max(1, iterations // 20) if progress else max(1, iterations)
+    bar = None
+    if progress and iterations:
+        from tqdm import tqdm
+
+        bar = tqdm(total=iterations, unit="it", desc=desc, leave=False)
+    last = None
+    try:
+        for snap in seg.run(iterations, every=every):
+            last = snap
+            if bar is not None:
+                bar.update(snap.iteration - bar.n)
+                bar.set_postfix(loss=f"{snap.loss:.4g}")
+    finally:
+        if bar is not None:
+            bar.close()
+    return last
+
+
 def segment(
     image,
     n_classes: int | None = None,
@@ -983,22 +1006,7 @@ def segment(
         spacing=spacing,
         **kwargs,
     )
-    every = max(1, int(iterations) // 20) if progress else max(1, int(iterations))
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=int(iterations), unit="it", desc="level-set", leave=False)
-    last = None
-    try:
-        for snap in seg.run(iterations, every=every):
-            last = snap
-            if bar is not None:
-                bar.update(snap.iteration - bar.n)
-                bar.set_postfix(loss=f"{snap.loss:.4g}")
-    finally:
-        if bar is not None:
-            bar.close()
+    last = run_with_progress(seg, iterations, progress)
     if instances:
         probs = None
         if full is not None:  # optimised on a smaller copy: probabilities back to the full image
