@@ -43,7 +43,8 @@ def test_strokes_decide_the_classes_on_a_working_copy():
     assert work is not None and np.prod(work) <= 60_000
     labels = list(seg.run(40, every=40))[-1].labels
     assert labels.shape == image.shape
-    assert (labels[band < 2] == 1).mean() > 0.97 and (labels[band == 2] == 2).mean() > 0.97
+    # (the band boundaries are drawn from the smaller copy: a few per cent of a band)
+    assert (labels[band < 2] == 1).mean() > 0.95 and (labels[band == 2] == 2).mean() > 0.95
     assert seg.probabilities().shape == (2,) + image.shape
     # the other grouping, given later to a run going on: it reaches the working copy too
     scr[120, 130:230] = 2
