@@ -1050,6 +1050,9 @@ class LevelSetWidget(QWidget):
         worker.yielded.connect(lambda item, run=run: self._on_yielded(run, item))
         worker.errored.connect(lambda exc, run=run: self._on_errored(run, exc))
         worker.finished.connect(lambda run=run: self._on_finished(run))
+        # set in the worker's own thread as it finishes (a stopped generator is never resumed, so its
+        # ``finally`` may not run): a closing widget waits for this
+        worker.finished.connect(run.ctrl.ended.set, Qt.ConnectionType.DirectConnection)
         self._handle.run = run
         if refine:
             it = getattr(self._kept["segmenter"], "iteration", None)
