@@ -24,7 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .errors import user_message
 from .io import TIFF_EXT, InputError
+from .resources import is_out_of_memory
 from .validate import LIMITS
 
 PROG = "napari-levelset"
@@ -98,14 +100,6 @@ MAX_DEPTH = LIMITS["depth"][1]
 OOM_ADVICE = "out of memory; try a smaller image, fewer classes, a smaller --width or --max-pixels"
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
-                                              or "cannot allocate memory" in text)
-
-
 class Terminated(KeyboardInterrupt):
     """Raised by the SIGTERM handler ``signals_as_interrupts`` installs: stops the run like Ctrl-C."""
 
@@ -136,17 +130,11 @@ def error_message(exc: BaseException, prog: str = PROG, interrupted: str = "inte
         return (128 + (Terminated.signum if isinstance(exc, Terminated) else 2),
                 f"{prog}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}"
                 + interrupted.removeprefix("interrupted"))
-    if _is_out_of_memory(exc):
-        return 2, f"{prog}: error: {oom_advice}"
-    if isinstance(exc, (InputError, OSError)):
-        msg = str(exc).strip()
-        if isinstance(exc, OSError) and exc.strerror and exc.filename:
-            msg = f"{exc.strerror}: {exc.filename}"
-        return 2, f"{prog}: error: {' '.join(msg.split()) or exc.__class__.__name__}"
-    if isinstance(exc, RuntimeError):
-        msg = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-        return 1, f"{prog}: error: {msg}"
-    return None
+    msg = user_message(exc, oom_advice)
+    if msg is None:
+        return None
+    bad_input = is_out_of_memory(exc) or isinstance(exc, (InputError, OSError))
+    return (2 if bad_input else 1), f"{prog}: error: {msg}"
 
 
 def report_error(exc: BaseException, prog: str = PROG, interrupted: str = "interrupted",

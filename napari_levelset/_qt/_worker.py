@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import user_message
 from ..io import InputError
-from ..resources import is_out_of_memory
 
 __all__ = ["RunRequest", "RunControl", "Update", "Final", "RunFailed", "run_segmentation", "restore_segmenter",
            "error_message"]
@@ -330,19 +330,19 @@ def restore_segmenter(image, settings: dict, state: dict | None = None, **overri
     return seg
 
 
+#: what the widget advises when memory runs out, in the widget's words
+OOM_ADVICE = ("out of memory: try fewer classes, a smaller network width, '2D per slice' for volumes, "
+              "a smaller image or the CPU device")
+
+
 def error_message(exc: BaseException) -> str:
     """A message for the user, for any exception a run may raise."""
     if isinstance(exc, RunFailed) and exc.__cause__ is not None:
         exc = exc.__cause__
     if isinstance(exc, InputError):
         return str(exc)
-    name = type(exc).__name__
-    text = str(exc)
-    if is_out_of_memory(exc):
-        return (
-            "out of memory: try fewer classes, a smaller network width, '2D per slice' for volumes, "
-            "a smaller image or the CPU device"
-        )
-    if isinstance(exc, FileNotFoundError):
-        return f"file not found: {text}"
+    msg = user_message(exc, OOM_ADVICE)
+    if msg is not None:
+        return msg
+    name, text = type(exc).__name__, str(exc)
     return f"{name}: {text}" if text else name
