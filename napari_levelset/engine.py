@@ -767,7 +767,7 @@ class Segmenter:
         ``merge`` defaults to the model's (``MERGE_WEIGHT``), and so do the boundary
         weighting (``MERGE_OPTIONS``) and ``min_region`` for merged regions
         (``MERGED_MIN_REGION``; ``DEFAULTS["min_region"]`` for connected ones).
-        ``mode="instances"`` returns ``instances(diameter=..., foreground=..., min_size=min_region)``
+        ``mode="instances"`` returns ``instances(diameter=..., foreground=..., min_region=min_region)``
         (``labels`` is not used: instances come from the current probabilities).
         """
         from .regions import to_regions
@@ -775,7 +775,7 @@ class Segmenter:
         min_region = validate.optional_number("min_region", min_region)
         merge = validate.optional_number("merge", merge)
         if mode == "instances":
-            return self.instances(diameter=diameter, foreground=foreground, min_size=min_region)
+            return self.instances(diameter=diameter, foreground=foreground, min_region=min_region)
         labels = self.labels() if labels is None else labels
         kind = self._model_kind
         options = MERGE_OPTIONS[kind]
@@ -785,7 +785,7 @@ class Segmenter:
                           merge=MERGE_WEIGHT[kind] if merge is None else merge,
                           spatial_dims=len(self.prepared.spatial_shape), **options)
 
-    def instances(self, *, diameter: float | None = None, foreground=None, min_size: float | None = None,
+    def instances(self, *, diameter: float | None = None, foreground=None, min_region: float | None = None,
                   probs: np.ndarray | None = None) -> np.ndarray:
         """One label per object of the foreground class(es): uint32, 0 background, 1..K.
 
@@ -798,7 +798,7 @@ class Segmenter:
         foreground : int or sequence of int, optional
             Class labels (1..N) that are objects; default: the brightest class, label N
             (``napari_levelset.instances.foreground_classes``).
-        min_size : float, optional
+        min_region : float, optional
             Smallest object kept, in pixels (voxels); default: a fifth of the expected
             object's area (volume).
         probs : ndarray, optional
@@ -818,7 +818,7 @@ class Segmenter:
             For foreground labels outside 1..N or a non-positive diameter.
         """
         diameter = validate.optional_number("diameter", diameter)
-        min_size = validate.optional_number("min_size", min_size)
+        min_region = validate.optional_number("min_region", min_region)
         fg = foreground_classes(self.n_classes, foreground)
         probs = self.probabilities() if probs is None else np.asarray(probs)
         out_shape = probs.shape[1:]  # the input's non-channel shape (or a larger one's, see ``segment``)
@@ -828,7 +828,7 @@ class Segmenter:
         out = np.zeros(p.shape, np.uint32)
         offset = 0
         for i, item in enumerate(p):
-            lab = instance_labels(item, diameter=d, spacing=self.spacing, min_size=min_size)
+            lab = instance_labels(item, diameter=d, spacing=self.spacing, min_region=min_region)
             out[i] = np.where(lab > 0, lab + offset, 0)
             offset += int(lab.max())
         return out.reshape(out_shape)
@@ -1012,7 +1012,7 @@ def segment(
         if full is not None:  # optimised on a smaller copy: probabilities back to the full image
             probs = upsample(seg.probabilities().reshape((n_classes, -1) + seg.prepared.spatial_shape),
                              full[0].spatial_shape).reshape((n_classes,) + full[0].out_shape)
-        return seg.instances(diameter=diameter, foreground=foreground, min_size=min_region, probs=probs)
+        return seg.instances(diameter=diameter, foreground=foreground, min_region=min_region, probs=probs)
     labels = last.labels if last is not None else seg.labels()
     return seg.regions(labels, regions, min_region=min_region, merge=merge)
 

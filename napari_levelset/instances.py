@@ -271,7 +271,7 @@ def instance_labels(
     *,
     diameter: float | None = None,
     spacing: Sequence[float] | None = None,
-    min_size: float | None = None,
+    min_region: float | None = None,
 ) -> np.ndarray:
     """One label per object of a foreground probability map (2D or 3D).
 
@@ -285,7 +285,7 @@ def instance_labels(
         Default: ``estimate_diameter`` of the foreground.
     spacing : sequence of float, optional
         Physical pixel (voxel) size per spatial axis (anisotropic volumes).
-    min_size : float, optional
+    min_region : float, optional
         Smallest object kept, in pixels (voxels).  Default: ``MIN_OBJECT`` times
         the area (volume) of a disc (ball) of the expected diameter.
 
@@ -311,9 +311,9 @@ def instance_labels(
     if not (np.isfinite(d) and d > 0):
         raise InputError(f"diameter must be a positive number, got {diameter!r}")
     d_px = d / sp  # per axis, in pixels
-    if min_size is None:
+    if min_region is None:
         unit_ball = np.pi / 4 if nd == 2 else np.pi / 6
-        min_size = MIN_OBJECT * unit_ball * float(np.prod(d_px))
+        min_region = MIN_OBJECT * unit_ball * float(np.prod(d_px))
     dt = ndimage.distance_transform_edt(mask, sampling=sp)
     smooth = ndimage.gaussian_filter(dt, sigma=np.maximum(SEED_SMOOTHING * d_px, 0.5))
     comp, _ = ndimage.label(mask)
@@ -328,7 +328,7 @@ def instance_labels(
         markers[extra] = (comp[extra] + len(peaks)).astype(np.int32)
     lab = watershed(-smooth, markers, mask=mask)
     sizes = np.bincount(lab.ravel())
-    small = sizes < float(min_size)
+    small = sizes < float(min_region)
     small[0] = True
     lab[small[lab]] = 0
     ids = np.unique(lab)

@@ -48,7 +48,6 @@ LIMITS: dict[str, tuple] = dict(
     spatial_dims=(2, 3),
     merge=(0.0, None),
     min_region=(0.0, None),
-    min_size=(0.0, None),
     diameter=(0.0, None),
 )
 #: (low, high) of ``train``'s own settings (``lam``, ``lr``, ``alpha`` and ``seed`` as above); the
