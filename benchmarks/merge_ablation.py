@@ -40,12 +40,12 @@ except ImportError:  # pragma: no cover
 import bsds  # noqa: E402
 
 VARIANTS = {
-    "plain": dict(normalise=False, edge=0.0, texture=0.0),
-    "+normalise": dict(normalise=True, edge=0.0, texture=0.0),
-    "+normalise+edge": dict(normalise=True, edge=2.0, texture=0.0),
-    "+normalise+edge+texture (default)": dict(normalise=True, edge=2.0, texture=1.0),
+    "plain": dict(normalize=False, edge=0.0, texture=0.0),
+    "+normalize": dict(normalize=True, edge=0.0, texture=0.0),
+    "+normalize+edge": dict(normalize=True, edge=2.0, texture=0.0),
+    "+normalize+edge+texture (default)": dict(normalize=True, edge=2.0, texture=1.0),
 }
-DEFAULT_ROW = "+normalise+edge+texture (default)"
+DEFAULT_ROW = "+normalize+edge+texture (default)"
 RGB_ROW = "the default, on normalised RGB"
 #: weights swept per variant: the plain energy is on the unscaled features, so it needs its own range
 WEIGHTS = {

@@ -253,6 +253,9 @@ def normalize(data: np.ndarray, pmin: float = 0.5, pmax: float = 99.5, spatial_d
 MAX_COLOUR_BITS = 32
 
 
+
+_normalize = normalize  # for prepare_image, whose flag of the same name hides the function
+
 def to_lab(rgb: np.ndarray, spatial_dims: int | None = None, structures: bool = True) -> np.ndarray:
     """``(3, ...)`` RGB (any range) to CIELAB scaled by 1/100, shape ``(3, ...)``.
 
@@ -289,7 +292,7 @@ def prepare_image(
     image,
     channel_axis: int | None = None,
     spatial_dims: int | None = None,
-    normalise: bool = True,
+    normalize: bool = True,
     color: str = "rgb",
     structures: bool = True,
 ) -> Prepared:
@@ -342,7 +345,7 @@ def prepare_image(
     elif color != "rgb":
         raise InputError(f"color must be 'auto', 'rgb' or 'lab', got {color!r}")
     else:
-        data = normalize(arr, spatial_dims=sdims, structures=structures) if normalise else arr.astype(np.float32)
+        data = _normalize(arr, spatial_dims=sdims, structures=structures) if normalize else arr.astype(np.float32)
     # (C, *batch, *S) -> (B, C, *S)
     data = data.reshape((data.shape[0], -1) + spatial)
     data = np.ascontiguousarray(np.swapaxes(data, 0, 1))

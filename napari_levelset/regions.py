@@ -112,7 +112,7 @@ def merge_regions(
     *,
     texture: float = 1.0,
     edge: float = 2.0,
-    normalise: bool = True,
+    normalize: bool = True,
 ) -> np.ndarray:
     """Merge adjacent regions while the level-set energy of the partition decreases.
 
@@ -133,7 +133,7 @@ def merge_regions(
 
     Three choices make one ``merge`` weight suit many images (chosen on BSDS500 val):
 
-    - ``normalise``: the features are scaled so that their overall spread (root of
+    - ``normalize``: the features are scaled so that their overall spread (root of
       the summed channel variances) is ``FEATURE_SPREAD``; a dull and a vivid
       image then merge alike.
     - ``texture``: a feature of local contrast is appended, the local standard
@@ -167,19 +167,19 @@ def merge_regions(
     out = np.zeros(flat.shape, np.uint32)
     offset = 0
     for s, lab in enumerate(flat):
-        f = _merge_features(feats[:, s], texture, normalise)
+        f = _merge_features(feats[:, s], texture, normalize)
         merged = _merge_one(lab, f, float(merge), float(edge))
         out[s] = merged + 1 + offset
         offset += int(merged.max()) + 1
     return out.reshape(regions.shape)
 
 
-def _merge_features(x: np.ndarray, texture: float, normalise: bool) -> np.ndarray:
+def _merge_features(x: np.ndarray, texture: float, normalize: bool) -> np.ndarray:
     """``(C, *S)`` features, scaled to ``FEATURE_SPREAD`` and with the texture channel appended."""
     from scipy import ndimage
 
     x = np.array(x, dtype=np.float64)
-    if normalise:
+    if normalize:
         spread = float(np.sqrt(x.reshape(x.shape[0], -1).var(axis=1).sum()))
         if spread > 0:
             x *= FEATURE_SPREAD / spread

@@ -91,7 +91,7 @@ def _blocks_image(seed=0):
 def test_merging_lowers_the_energy_to_a_local_minimum(plain):
     truth, features, over = _blocks_image()
     if plain:
-        kw, f, lam, edge = dict(texture=0.0, edge=0.0, normalise=False), features, 0.05, 0.0
+        kw, f, lam, edge = dict(texture=0.0, edge=0.0, normalize=False), features, 0.05, 0.0
     else:  # the defaults: normalised features with a texture channel, edge-weighted boundaries
         kw, f, lam, edge = {}, _merge_features(features, 1.0, True), 0.1, 2.0
     merged = merge_regions(over, features, lam, **kw)
@@ -114,7 +114,7 @@ def test_merge_weight_sets_the_granularity():
     features = np.zeros((1, 20, 20))
     features[0, :, 10:] = 1.0
     regions = np.where(np.arange(20)[None, :] < 10, 1, 2) * np.ones((20, 1), int)
-    plain = dict(texture=0.0, edge=0.0, normalise=False)
+    plain = dict(texture=0.0, edge=0.0, normalize=False)
     # merging costs 200*200/400 * 1 = 100 and removes 20 boundary pairs: worth it above lam = 2.5
     assert len(np.unique(merge_regions(regions, features, 2.4, **plain))) == 2
     assert len(np.unique(merge_regions(regions, features, 2.6, **plain))) == 1
