@@ -253,8 +253,8 @@ def normalize(data: np.ndarray, pmin: float = 0.5, pmax: float = 99.5, spatial_d
 MAX_COLOUR_BITS = 32
 
 
-
 _normalize = normalize  # for prepare_image, whose flag of the same name hides the function
+
 
 def to_lab(rgb: np.ndarray, spatial_dims: int | None = None, structures: bool = True) -> np.ndarray:
     """``(3, ...)`` RGB (any range) to CIELAB scaled by 1/100, shape ``(3, ...)``.
