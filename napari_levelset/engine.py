@@ -531,17 +531,22 @@ class Segmenter:
         When an allocation fails, the step is retried on crops of a quarter of the
         pixels (see ``_shrink_crops``) until it fits or crops reach 16 pixels a side.
         """
+        return self._until_it_fits(self._step, "crops")
+
+    def _until_it_fits(self, compute, what: str):
+        """``compute()``; when an allocation fails, free what the failed attempt held, plan crops (or
+        tiles) of a quarter of the pixels and try again, down to 16 pixels a side."""
         while True:
             try:
-                return self._step()
+                return compute()
             except (RuntimeError, MemoryError) as exc:
                 if not is_out_of_memory(exc):
                     raise
-            # outside the except block, so the failed step's tensors are freed first
+            # outside the except block, so the failed attempt's tensors are freed first
             self.optimizer.zero_grad(set_to_none=True)
             release_heap()
             if not self._shrink_crops():
-                raise MemoryError("out of memory even on the smallest crops")
+                raise MemoryError(f"out of memory even on the smallest {what}")
 
     def _step(self) -> torch.Tensor:
         self._apply_pending()
@@ -694,16 +699,9 @@ class Segmenter:
     # -- reading results -----------------------------------------------------------
     @torch.no_grad()
     def _ensure_logits(self) -> torch.Tensor:
-        while self._logits is None:
-            try:
-                self._logits = self.model(self.x) if self._crop is None else self._tiled_logits()
-            except (RuntimeError, MemoryError) as exc:
-                if not is_out_of_memory(exc):
-                    raise
-            if self._logits is None:
-                release_heap()
-            if self._logits is None and not self._shrink_crops():  # whole-image logits did not fit: tiles
-                raise MemoryError("out of memory even on the smallest tiles")
+        if self._logits is None:  # whole-image logits that do not fit are computed tile by tile
+            self._logits = self._until_it_fits(
+                lambda: self.model(self.x) if self._crop is None else self._tiled_logits(), "tiles")
         return self._logits
 
     @torch.no_grad()
