@@ -61,8 +61,24 @@ def cgroup_free(proc_cgroup: str | None = None) -> int | None:
     """Bytes this process's control group still allows, or None when it sets no limit.
 
     Every level from the process's own group up to the root is read, since a parent's
-    limit binds its children too.  ``proc_cgroup`` stands in for the text of
-    ``/proc/self/cgroup``.
+    limit binds its children too.
+
+    Parameters
+    ----------
+    proc_cgroup : str or None
+        Stands in for the text of ``/proc/self/cgroup`` (read when None).
+
+    Returns
+    -------
+    int or None
+        The least of ``limit - usage`` (bytes, at least 0) over the levels that set a limit:
+        cgroup v2 ``memory.max`` − ``memory.current``, v1 ``memory.limit_in_bytes`` −
+        ``memory.usage_in_bytes`` (a v1 limit of 2**60 or more means none); None without one.
+
+    Examples
+    --------
+    >>> cgroup_free("") is None  # no control group named
+    True
     """
     best = None
     for version, folder in _cgroup_paths(proc_cgroup):
@@ -83,7 +99,15 @@ def cgroup_free(proc_cgroup: str | None = None) -> int | None:
 
 
 def rlimit_free() -> int | None:
-    """Bytes the address-space and data limits (``ulimit -v``, ``ulimit -d``) still leave, or None."""
+    """Bytes the address-space and data limits (``ulimit -v``, ``ulimit -d``) still leave, or None.
+
+    Returns
+    -------
+    int or None
+        The least of ``RLIMIT_AS`` − the process's virtual size and ``RLIMIT_DATA`` − its data
+        segment (bytes, at least 0, read with :mod:`resource` and psutil); None when neither is
+        set, or off POSIX, or without psutil.
+    """
     try:
         import resource
 
@@ -112,6 +136,11 @@ def available_memory() -> int:
     int
         The least of psutil's ``virtual_memory().available``, :func:`rlimit_free` and
         :func:`cgroup_free`; ``UNKNOWN`` (4 GiB) when none can be read.
+
+    Examples
+    --------
+    >>> available_memory() > 0
+    True
     """
     candidates = []
     try:
@@ -129,8 +158,26 @@ def available_memory() -> int:
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` says an allocation failed (``MemoryError``, torch's CPU or CUDA out-of-memory).
 
-    oneDNN's "could not create a primitive", which a convolution raises when its workspace
-    cannot be allocated, and C++'s ``std::bad_alloc`` from autograd count too.
+    Parameters
+    ----------
+    exc : BaseException
+        What a run raised.
+
+    Returns
+    -------
+    bool
+        True for ``MemoryError``, an exception class named ``OutOfMemoryError`` (torch's
+        ``torch.OutOfMemoryError``), or a ``RuntimeError`` whose message says "out of memory",
+        "can't/cannot allocate memory", "not enough memory" or "failed to allocate".  oneDNN's
+        "could not create a primitive", which a convolution raises when its workspace cannot be
+        allocated, and C++'s ``std::bad_alloc`` from autograd count too.
+
+    Examples
+    --------
+    >>> is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    True
+    >>> is_out_of_memory(ValueError("out of memory"))
+    False
     """
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return True
