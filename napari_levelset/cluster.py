@@ -1,4 +1,12 @@
-"""k-means++ in torch, used to start the level-set optimisation from sensible class means."""
+"""k-means++ in torch, used to start the level-set optimisation from sensible class means.
+
+References
+----------
+.. [1] D. Arthur and S. Vassilvitskii, "k-means++: the advantages of careful seeding",
+   Proc. ACM-SIAM Symposium on Discrete Algorithms (SODA), 1027-1035 (2007): the seeding.
+.. [2] S. P. Lloyd, "Least squares quantization in PCM", IEEE Transactions on Information
+   Theory 28, 129-137 (1982): the iterations.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,21 @@ __all__ = ["kmeans", "smooth", "init_centres"]
 
 
 def sq_dist(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-    """Squared distances ``(P, K)``; much faster than ``torch.cdist`` for few channels."""
+    """Squared distances ``(P, K)``; much faster than ``torch.cdist`` for few channels.
+
+    Parameters
+    ----------
+    points : torch.Tensor
+        Float ``(P, C)``.
+    centres : torch.Tensor
+        Float ``(K, C)``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(P, K)``, ``|points[p] - centres[k]|^2`` expanded as ``|p|^2 - 2 p.c + |c|^2`` and
+        clamped at 0 (rounding).
+    """
     d = (points * points).sum(1, keepdim=True) - 2 * points @ centres.t() + (centres * centres).sum(1)
     return d.clamp_min_(0)
 
@@ -18,6 +40,25 @@ def smooth(x: torch.Tensor, passes: int = 2) -> torch.Tensor:
     """Box-filter ``(B, C, *S)`` with 3-pixel windows ``passes`` times (edges renormalised).
 
     Axes shorter than 3 pixels are left unsmoothed.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Float ``(B, C, H, W)`` or ``(B, C, D, H, W)``.
+    passes : int
+        How many times the 3-pixel mean (``avg_pool2d``/``avg_pool3d``, stride 1, padding
+        not counted) is applied.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape and dtype as ``x``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> smooth(torch.ones(1, 1, 5, 5)).allclose(torch.ones(1, 1, 5, 5))
+    True
     """
     pool = F.avg_pool2d if x.dim() == 4 else F.avg_pool3d
     size = tuple(3 if s >= 3 else 1 for s in x.shape[2:])  # an axis of 1 or 2 pixels is not smoothed
@@ -44,6 +85,35 @@ def init_centres(
 
     Smoothing lowers the noise the way the TV term will, so a big noisy region is
     not split in two at the expense of a small distinct one.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Float ``(B, C, *S)`` prepared image, 2 or 3 spatial axes.
+    k : int
+        Number of classes (centres).
+    seed : int
+        Seed of the k-means++ seeding and of the subsample of pixels.
+    scribbles : torch.Tensor or None
+        Integer ``(B, *S)``: 0 none, ``j`` class ``j - 1`` (at most ``k`` classes).
+    order_channels : int or None
+        How many leading channels define "darkest" (None: all).
+
+    Returns
+    -------
+    centres : torch.Tensor
+        Float32 ``(k, C)``, darkest first (scribbled classes keep their places).
+    spread : torch.Tensor
+        Scalar: the mean squared distance of a raw (unsmoothed) pixel to its nearest centre,
+        over at most 16384 pixels drawn at random (in squared units of ``x``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.cat([torch.zeros(1, 1, 8, 4), torch.ones(1, 1, 8, 4)], dim=-1)
+    >>> centres, spread = init_centres(x, 2)
+    >>> centres.shape, bool(centres[0, 0] < centres[1, 0])  # darkest first
+    (torch.Size([2, 1]), True)
     """
     flat = lambda t: t.transpose(0, 1).reshape(t.shape[1], -1).t()  # noqa: E731
     xs = flat(smooth(x.float()))
@@ -96,6 +166,45 @@ def kmeans(
     squared distance of a point to its centre (a scalar tensor).  Centres that end
     up empty keep their seed position; duplicates are allowed when there are
     fewer distinct points than ``k``.
+
+    Parameters
+    ----------
+    points : torch.Tensor
+        Float ``(P, C)``.
+    k : int
+        Number of free centres to find.
+    seed : int
+        Seed of the subsample and of the k-means++ draws (a CPU ``torch.Generator``).
+    iterations : int
+        Most Lloyd iterations per seeding (they stop early once the centres stay put).
+    max_points : int
+        Most points clustered; more are subsampled at random.
+    restarts : int
+        Number of seedings tried (at least 1).
+    fixed : torch.Tensor or None
+        ``(F, C)`` centres that take part in the assignment but never move.
+    order_channels : int or None
+        How many leading channels define "darkest" (None: all).
+
+    Returns
+    -------
+    centres : torch.Tensor
+        Float32 ``(k, C)``, darkest first.
+    spread : torch.Tensor
+        Scalar: the mean squared distance of a (subsampled) point to its nearest centre,
+        fixed centres included.
+
+    Notes
+    -----
+    k-means++ seeding (Arthur & Vassilvitskii 2007) and Lloyd's iterations (Lloyd 1982).
+
+    Examples
+    --------
+    >>> import torch
+    >>> points = torch.tensor([[0.0], [0.1], [1.0], [1.1]])
+    >>> centres, spread = kmeans(points, 2)
+    >>> [round(v, 2) for v in centres.flatten().tolist()]
+    [0.05, 1.05]
     """
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     n = points.shape[0]
