@@ -20,7 +20,7 @@ References
 ----------
 .. [1] B. Kim and J. C. Ye, "Mumford-Shah loss functional for image segmentation with
    deep learning", IEEE Transactions on Image Processing 29, 1856-1866 (2020),
-   doi:10.1109/TIP.2019.2941265.  The loss above is its multiphase loss, with the
+   arXiv:1904.02872.  The loss above is its multiphase loss, with the
    network's softmax outputs as the characteristic functions of the classes.
 .. [2] L. A. Vese and T. F. Chan, "A multiphase level set framework for image
    segmentation using the Mumford and Shah model", International Journal of Computer

@@ -4,6 +4,14 @@
 "Unsupervised segmentation by backpropagation", optimised on one image:
 ``depth`` blocks of 3x3 convolution + ReLU + BatchNorm, then a 1x1 head.
 It works on 2D (``ndim=2``) and 3D (``ndim=3``) images.
+
+References
+----------
+.. [1] A. Kanezaki, "Unsupervised image segmentation by backpropagation", IEEE
+   International Conference on Acoustics, Speech and Signal Processing (ICASSP), 2018.
+.. [2] B. Kim and J. C. Ye, "Mumford-Shah loss functional for image segmentation with
+   deep learning", IEEE Transactions on Image Processing 29, 1856-1866 (2020): the loss
+   the network is optimised with here (``napari_levelset.loss``).
 """
 
 from __future__ import annotations
@@ -23,7 +31,26 @@ def init_parameters(module: nn.Module, generator: torch.Generator) -> nn.Module:
     ``±1/sqrt(fan_in)``), but from a private generator instead of the global one,
     so that a seed gives the same network however many threads build networks at
     once.  Normalisation layers keep their deterministic start (weight 1, bias 0).
-    Returns ``module``.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Its ``Conv1d``/``Conv2d``/``Conv3d``/``Linear`` submodules (itself included) are redrawn.
+    generator : torch.Generator
+        A seeded generator on the parameters' device.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module`` itself.
+
+    Examples
+    --------
+    >>> import torch
+    >>> a = init_parameters(torch.nn.Conv2d(1, 4, 3), torch.Generator().manual_seed(0))
+    >>> b = init_parameters(torch.nn.Conv2d(1, 4, 3), torch.Generator().manual_seed(0))
+    >>> torch.equal(a.weight, b.weight)
+    True
     """
     import math
 
@@ -38,6 +65,23 @@ def init_parameters(module: nn.Module, generator: torch.Generator) -> nn.Module:
 
 
 def conv_layer(ndim: int):
+    """The convolution class for ``ndim`` spatial axes.
+
+    Parameters
+    ----------
+    ndim : int
+        2 or 3.
+
+    Returns
+    -------
+    type
+        ``torch.nn.Conv2d`` or ``torch.nn.Conv3d``.
+
+    Raises
+    ------
+    ValueError
+        When ``ndim`` is neither 2 nor 3.
+    """
     if ndim == 2:
         return nn.Conv2d
     if ndim == 3:
@@ -46,22 +90,57 @@ def conv_layer(ndim: int):
 
 
 def norm_layer(ndim: int):
+    """The batch-normalisation class for ``ndim`` spatial axes.
+
+    Parameters
+    ----------
+    ndim : int
+        2, or 3 (anything but 2 gives the 3D class).
+
+    Returns
+    -------
+    type
+        ``torch.nn.BatchNorm2d`` or ``torch.nn.BatchNorm3d``.
+    """
     return nn.BatchNorm2d if ndim == 2 else nn.BatchNorm3d
 
 
 class PerImageCNN(nn.Module):
     """Kanezaki-style per-image CNN.
 
+    ``depth`` blocks of 3x3 (3x3x3) convolution + ReLU + BatchNorm, then a 1x1 head, plus
+    a 1x1 path from the input straight to the logits (see :meth:`init_from_centres`).
+    Maps ``(B, in_channels, *S)`` to logits ``(B, n_classes, *S)``, any S.
+
     Parameters
     ----------
-    in_channels, n_classes:
-        Input channels and number of output classes (logits).
-    width:
+    in_channels : int
+        Input channels (at least 1).
+    n_classes : int
+        Number of output classes (logits), at least 2.
+    width : int
         Feature channels of every 3x3 block (Kanezaki used 100).
-    depth:
+    depth : int
         Number of 3x3 conv + ReLU + BatchNorm blocks (Kanezaki used 2).
-    ndim:
+    ndim : int
         2 for images, 3 for volumes.
+
+    Raises
+    ------
+    ValueError
+        When ``in_channels < 1``, ``n_classes < 2``, ``width < 1`` or ``depth < 1``, or
+        ``ndim`` is not 2 or 3.
+
+    References
+    ----------
+    .. [1] Kanezaki 2018, see the module's references.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = PerImageCNN(in_channels=3, n_classes=4)
+    >>> net(torch.rand(1, 3, 32, 32)).shape
+    torch.Size([1, 4, 32, 32])
     """
 
     def __init__(
@@ -99,6 +178,18 @@ class PerImageCNN(nn.Module):
         return self.depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for ``x``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Float ``(B, in_channels, *S)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Float ``(B, n_classes, *S)``.
+        """
         return self.head(self.body(x)) + self.skip(x)
 
     @torch.no_grad()
@@ -110,6 +201,13 @@ class PerImageCNN(nn.Module):
         squared distance of a pixel to its centre.  Then
         ``logit_n = -|x - mu_n|^2 / (2 s) + const`` with ``s = spread``, which is
         linear in ``x``, and the CNN branch starts at zero.
+
+        Parameters
+        ----------
+        centres : torch.Tensor
+            Float ``(n_classes, k)``, ``k <= in_channels`` (e.g. from ``cluster.init_centres``).
+        spread : float
+            Mean squared distance of a pixel to its centre (floored at 1e-4).
         """
         s = max(float(spread), 1e-4)
         k = centres.shape[1]

@@ -24,8 +24,39 @@ def phantom(
     every region covers at least ``min_fraction`` of the image).  Grey images
     take evenly spaced levels in [0.2, 0.8]; with ``channels`` the colours are
     random but at least 0.4 apart.  Gaussian noise of std ``noise`` is added.
-    Returns float32 ``image`` (``shape`` or ``shape + (channels,)``) and int
-    ``truth`` (``shape``).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Spatial shape, ``(H, W)`` or ``(D, H, W)`` (pixels).
+    n_phases : int
+        Number of regions (classes).
+    channels : int or None
+        Colour channels (None or 0: a grey image).
+    noise : float
+        Standard deviation of the Gaussian noise, in image values (the levels lie in [0, 1]).
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+    min_fraction : float
+        Least area of every region, as a fraction of the image.
+
+    Returns
+    -------
+    image : numpy.ndarray
+        float32, ``shape`` or ``shape + (channels,)``.
+    truth : numpy.ndarray
+        int (``intp``), ``shape``, values ``0..n_phases-1``.
+
+    Raises
+    ------
+    ValueError
+        When no draw of 1000 gives every region ``min_fraction`` of the image.
+
+    Examples
+    --------
+    >>> image, truth = phantom((32, 32), 3)
+    >>> image.shape, image.dtype, sorted(set(truth.ravel().tolist()))
+    ((32, 32), dtype('float32'), [0, 1, 2])
     """
     rng = np.random.default_rng(seed)
     grids = np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij")
@@ -54,8 +85,36 @@ def matched_iou(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """IoU of each truth region with its best-matching predicted label.
 
     The matching is one-to-one and maximises the total IoU (Hungarian method);
-    a truth region left without a partner scores 0.  Returns one value per truth
-    region, in the order of ``np.unique(truth)``.
+    a truth region left without a partner scores 0.
+
+    Parameters
+    ----------
+    pred : numpy.ndarray
+        Integer labels, any shape.
+    truth : numpy.ndarray
+        Integer labels, the same shape (every value, 0 included, is a region).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``(K,)``, one value in [0, 1] per truth region, in the order of
+        ``np.unique(truth)``.
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ.
+
+    Notes
+    -----
+    The matching is ``scipy.optimize.linear_sum_assignment`` on the IoU matrix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> truth = np.array([[0, 0, 1, 1]])
+    >>> matched_iou(np.array([[5, 5, 5, 7]]), truth).tolist()
+    [0.6666666666666666, 0.5]
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -93,8 +152,39 @@ def nuclei(
     image, with Poisson (shot) and Gaussian (camera) noise, written as 16-bit with
     a narrow range (an offset of 100 counts), as cameras do.
 
-    Returns ``image`` (uint16, ``shape``) and ``truth`` (uint16, ``shape``: 0
-    background, 1..K one id per nucleus; an overlap goes to the later nucleus).
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(H, W)`` or ``(D, H, W)``, pixels.
+    n_objects : int
+        Nuclei to place; one that finds no free place in 200 tries is left out.
+    diameter : float
+        Mean nucleus diameter (radii vary by ±20 %), in the unit of ``spacing``.
+    spacing : tuple of float or None
+        Physical pixel size per axis (None: 1, so ``diameter`` is in pixels).
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+    touching : float
+        Fraction (0..1) of the nuclei placed against an earlier neighbour.
+
+    Returns
+    -------
+    image : numpy.ndarray
+        uint16, ``shape``.
+    truth : numpy.ndarray
+        uint16, ``shape``: 0 background, 1..K one id per nucleus; an overlap goes to the
+        later nucleus.
+
+    Notes
+    -----
+    The blur and the haze are ``scipy.ndimage.gaussian_filter`` (sigma ``0.05 * diameter``,
+    at least 1 pixel, and ``3 * diameter``).
+
+    Examples
+    --------
+    >>> image, truth = nuclei((64, 64), n_objects=3, diameter=12.0)
+    >>> image.dtype, truth.shape, int(truth.max()) <= 3
+    (dtype('uint16'), (64, 64), True)
     """
     from scipy import ndimage
 
