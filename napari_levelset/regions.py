@@ -10,6 +10,14 @@ partition (the same loss, with y = 0 or 1), so the number of regions adapts
 to the image instead of following N.  ``to_regions`` is the one entry point
 ``segment``, the CLI and the benchmarks use.  scikit-image and scipy are
 imported only when this is called.
+
+References
+----------
+.. [1] G. Koepfler, C. Lopez and J.-M. Morel, "A multiscale algorithm for image
+   segmentation by variational method", SIAM Journal on Numerical Analysis 31,
+   282-299 (1994): region merging for the piecewise-constant Mumford-Shah energy.
+.. [2] V. Caselles, R. Kimmel and G. Sapiro, "Geodesic active contours", International
+   Journal of Computer Vision 22, 61-79 (1997): the edge-stopping weight.
 """
 
 from __future__ import annotations
@@ -43,6 +51,44 @@ def to_regions(
     their nearest neighbour.  ``merged`` then runs ``merge_regions`` with
     weight ``merge``, ``edge`` and ``texture`` on ``features`` ``(C, *labels.shape)``
     (``napari_levelset.defaults.MERGE_OPTIONS`` has the ones ``segment`` uses).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Integer class labels, ``(*batch, *S)``.
+    mode : str
+        One of ``REGION_MODES`` except ``instances``: ``classes`` returns ``labels`` as
+        they are.
+    min_region : float
+        Smallest region kept: pixels (>= 1) or a fraction of one image's pixels (< 1).
+    features : numpy.ndarray or None
+        Float ``(C, *labels.shape)``, needed for ``merged``.
+    merge : float
+        Merge weight (>= 0; see :func:`merge_regions`).
+    spatial_dims : int or None
+        Trailing axes segmented together (2 or 3); None: all of them.
+    edge : float
+        Edge weighting of the boundary length (see :func:`merge_regions`).
+    texture : float
+        Weight of the local-contrast feature (see :func:`merge_regions`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``classes``: ``labels`` itself; otherwise uint32 ``labels.shape``, regions 1..R.
+
+    Raises
+    ------
+    ValueError
+        When ``mode`` is unknown or ``instances`` (that needs the class probabilities:
+        ``Segmenter.regions``), or ``merged`` is asked for without ``features``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.array([[0, 0, 1, 0, 0]] * 5)
+    >>> np.unique(to_regions(labels, "connected", min_region=1)).tolist()
+    [1, 2, 3]
     """
     if mode not in REGION_MODES:
         raise ValueError(f"regions must be one of {', '.join(REGION_MODES)}; got {mode!r}")
@@ -64,8 +110,42 @@ def connected_regions(labels: np.ndarray, min_region: float = 0.001, spatial_dim
     ``min_region`` is the smallest region kept, in pixels (>= 1) or as a fraction of
     the pixels of one image (< 1).  Smaller fragments take the label of the nearest
     kept region.  With ``spatial_dims`` smaller than ``labels.ndim``, leading axes
-    are independent slices.  Returns uint32 labels 1..R (numbered over the whole
-    array, so slices never share an id).
+    are independent slices.  When no piece is large enough, the largest one is kept.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Class labels of any integer (or other) dtype, ``(*batch, *S)``.
+    min_region : float
+        Smallest region kept: pixels (>= 1) or a fraction of one image's pixels (< 1).
+    spatial_dims : int or None
+        2 or 3 trailing axes (None: all of ``labels``'s axes, which must then be 2 or 3).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint32, ``labels.shape``, labels 1..R (numbered over the whole array, so slices
+        never share an id).
+
+    Raises
+    ------
+    ValueError
+        When ``spatial_dims`` is not 2 or 3, or exceeds ``labels.ndim``.
+
+    Notes
+    -----
+    Components are ``skimage.measure.label`` with connectivity 1 (4- or 6-neighbours); a
+    fragment takes its label from the nearest kept pixel
+    (``scipy.ndimage.distance_transform_edt`` with ``return_indices``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.array([[0, 0, 1, 0, 0]] * 5)
+    >>> connected_regions(labels, min_region=1)[0].tolist()
+    [1, 1, 2, 3, 3]
+    >>> connected_regions(labels, min_region=6)[0].tolist()  # the stripe (5 pixels) is absorbed
+    [1, 1, 1, 2, 2]
     """
     from scipy import ndimage
     from skimage.measure import label as cc_label
@@ -148,8 +228,52 @@ def merge_regions(
     best, e.g. from ``connected_regions``).  ``features``: ``(C, *regions.shape)``
     float values compared by squared distance (the prepared image the loss saw).
     With ``spatial_dims`` smaller than ``regions.ndim`` leading axes are
-    independent slices.  Returns uint32 labels 1..R' numbered over the whole
-    array, ``R' <= R``.
+    independent slices.
+
+    Parameters
+    ----------
+    regions : numpy.ndarray
+        Integer labels ``(*batch, *S)``, each value one region.
+    features : numpy.ndarray
+        Float ``(C, *regions.shape)`` (units of the prepared image, about [0, 1]).
+    merge : float
+        The merge weight (>= 0): λ of the hard partition's energy; 0 merges nothing.
+    spatial_dims : int or None
+        2 or 3 trailing axes (None: all of ``regions``'s axes).
+    texture : float
+        Weight of the local-contrast feature (>= 0; 0: none).
+    edge : float
+        Edge-stopping strength (>= 0; 0: plain boundary length).
+    normalize : bool
+        Scale the features to an overall spread of ``FEATURE_SPREAD`` first.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint32, ``regions.shape``, labels 1..R' numbered over the whole array, ``R' <= R``.
+
+    Raises
+    ------
+    ValueError
+        When ``features`` is not ``(C, *regions.shape)``, ``merge``, ``texture`` or ``edge``
+        is negative or not finite, or ``spatial_dims`` is not 2 or 3 (or exceeds
+        ``regions.ndim``).
+
+    Notes
+    -----
+    Greedy merging in the manner of Koepfler, Lopez & Morel 1994 with the edge weight of
+    geodesic active contours (Caselles, Kimmel & Sapiro 1997), see the module's references;
+    the texture window is ``scipy.ndimage.gaussian_filter``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> regions = np.repeat([[1, 1, 2, 2]], 4, axis=0)
+    >>> features = np.repeat([[[0.50, 0.50, 0.52, 0.52]]], 4, axis=1)  # (1, 4, 4)
+    >>> np.unique(merge_regions(regions, features, merge=1.0, texture=0, edge=0)).tolist()
+    [1]
+    >>> np.unique(merge_regions(regions, features, merge=0.0)).tolist()
+    [1, 2]
     """
     regions = np.asarray(regions)
     features = np.asarray(features, dtype=np.float64)

@@ -23,6 +23,12 @@ image ``(B, C, *S)`` tile by tile:
 The output (``raw`` network output, ``probs`` = softmax over channels, or
 ``labels`` = the arg-max, without any ``(K, *S)`` buffer) is assembled on
 ``out_device`` (the CPU by default).
+
+Notes
+-----
+This is overlap-tile inference as in U-Net (Ronneberger, Fischer & Brox, MICCAI 2015),
+with the halo taken from the network's receptive field so that tiling changes nothing,
+and a cosine (``sin**2``) cross-fade where a smaller halo is asked for.
 """
 
 from __future__ import annotations
@@ -55,6 +61,39 @@ def tile_grid(shape: Sequence[int], *, radius, multiple=1, tile=512, overlap=8, 
 
     Coordinates are in the image padded to a multiple of ``multiple``; keep
     ranges are clipped to the real size.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Spatial shape ``S`` of the image, pixels.
+    radius : int or sequence of int
+        Receptive radius of the network, pixels (one value, or one per axis).
+    multiple : int or sequence of int
+        Sizes the network needs are multiples of this (its down-sampling factor).
+    tile : int or sequence of int
+        Core size, pixels, rounded up to a multiple of ``multiple``.
+    overlap : int or sequence of int
+        Pixels each core is grown by on a shared border and blended over (at most half a tile).
+    halo : int or sequence of int or None
+        Input margin around a core, pixels (rounded up to ``multiple``); None:
+        ``radius + overlap``.
+
+    Returns
+    -------
+    list of list of tuple
+        One list per axis of 6-tuples of int: the core ``[core_start, core_stop)``, the input
+        read ``[in_start, in_stop)`` and the range kept ``[keep_start, keep_stop)``.  An axis
+        that fits in one tile has the one entry ``(0, P, 0, P, 0, s)``.
+
+    Raises
+    ------
+    ValueError
+        When a per-axis value does not have one entry per axis of ``shape``.
+
+    Examples
+    --------
+    >>> tile_grid((100,), radius=4, tile=64, overlap=8)
+    [[(0, 64, 0, 76, 0, 72), (64, 100, 52, 100, 56, 100)]]
     """
     nd = len(shape)
     radius = _per_axis(radius, nd, "radius")
@@ -114,13 +153,52 @@ def tiled_apply(
 ) -> torch.Tensor:
     """Apply the local, fully-convolutional ``fn`` to ``x`` ``(B, C, *S)`` tile by tile.
 
-    ``radius``/``multiple``/``tile``/``overlap``/``halo``: ints or one per
-    spatial axis (``tile`` defaults to 512 in 2D, 128 in 3D; ``halo`` to
-    ``radius + overlap`` rounded up to ``multiple``).  ``output``: ``raw``
-    (``fn``'s output, ``(B, K, *S)`` float32), ``probs`` (softmax over ``K``)
-    or ``labels`` (``(B, *S)`` arg-max, uint8 when ``K <= 256`` else int32;
-    written core by core, the blend is not needed there).  Tiles run on
-    ``device`` (default: ``x``'s); the result is on ``out_device``.
+    Parameters
+    ----------
+    fn : callable
+        ``(B, C, *T) -> (B, K, *T)`` tensor function, local within ``radius``, that keeps the
+        batch and spatial shape (a network in eval mode, under ``torch.no_grad``).
+    x : torch.Tensor or array-like
+        Float ``(B, C, *S)``.
+    radius : int or sequence of int
+        Receptive radius of ``fn``, pixels per spatial axis.
+    multiple : int or sequence of int
+        Tile sizes ``fn`` needs are multiples of this.
+    tile : int or sequence of int or None
+        Core size, pixels; defaults to 512 in 2D, 128 in 3D.
+    overlap : int or sequence of int
+        Pixels of cosine blend on each side of a shared border (0 for ``labels``).
+    halo : int or sequence of int or None
+        Input margin around a core, pixels; defaults to ``radius + overlap`` rounded up to
+        ``multiple`` (exact: equal to whole-image inference to float rounding).
+    output : {"raw", "probs", "labels"}
+        ``raw``: ``fn``'s output; ``probs``: softmax over ``K``; ``labels``: the arg-max,
+        written core by core (the blend is not needed there).
+    device : str or torch.device or None
+        Where the tiles run (default: ``x``'s device).
+    out_device : str or torch.device or None
+        Where the result is assembled (None: ``x``'s device).
+
+    Returns
+    -------
+    torch.Tensor
+        ``raw``/``probs``: float32 ``(B, K, *S)``; ``labels``: ``(B, *S)``, uint8 when
+        ``K <= 256`` else int32.  On ``out_device``.
+
+    Raises
+    ------
+    ValueError
+        When ``output`` is unknown, ``x`` has fewer than 3 axes, a per-axis value has the
+        wrong length, or ``fn`` changes the batch or spatial shape.
+
+    Examples
+    --------
+    >>> import torch
+    >>> conv = torch.nn.Conv2d(1, 2, 3, padding=1, padding_mode="replicate")
+    >>> x = torch.rand(1, 1, 40, 40)
+    >>> y = tiled_apply(conv, x, radius=1, tile=16, overlap=2)
+    >>> y.shape, torch.allclose(y, conv(x), atol=1e-5)
+    (torch.Size([1, 2, 40, 40]), True)
     """
     if output not in ("raw", "probs", "labels"):
         raise ValueError(f"output must be 'raw', 'probs' or 'labels', got {output!r}")
@@ -176,10 +254,43 @@ def predict(net: torch.nn.Module, x, *, tile=None, overlap=8, halo=None, output:
             out_device="cpu") -> torch.Tensor:
     """Tiled inference with a network that has ``receptive_radius`` and ``multiple``.
 
-    ``x`` is the prepared image ``(B, C, *S)`` (numpy or tensor, e.g.
-    ``napari_levelset.io.prepare_image(...).data``).  Returns ``(B, N, *S)``
-    logits (``output="raw"``) or probabilities, or ``(B, *S)`` labels 0..N-1,
-    on ``out_device``.
+    Parameters
+    ----------
+    net : torch.nn.Module
+        A local, fully-convolutional network with ``receptive_radius`` and ``multiple``
+        (``unet.LevelSetUNet``, ``unet.PretrainedNetwork``); put in eval mode for the call,
+        its training mode restored after.
+    x : numpy.ndarray or torch.Tensor
+        The prepared image, float32 ``(B, C, *S)`` (e.g.
+        ``napari_levelset.io.prepare_image(...).data``).
+    tile : int or sequence of int or None
+        Core size, pixels (see :func:`tiled_apply`).
+    overlap : int or sequence of int
+        Blend width, pixels (see :func:`tiled_apply`).
+    halo : int or sequence of int or None
+        Input margin, pixels (see :func:`tiled_apply`).
+    output : {"probs", "raw", "labels"}
+        What to return.
+    device : str or torch.device
+        Where the network runs; ``"auto"``: as ``engine.resolve_device`` chooses.
+    out_device : str or torch.device or None
+        Where the result is assembled.
+
+    Returns
+    -------
+    torch.Tensor
+        float32 ``(B, N, *S)`` logits (``output="raw"``) or probabilities, or ``(B, *S)``
+        labels 0..N-1 (uint8 for N <= 256), on ``out_device``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_levelset.io import prepare_image
+    >>> from napari_levelset.unet import build_network
+    >>> net = build_network("unet", in_channels=1, n_classes=3)
+    >>> x = prepare_image(np.random.rand(64, 64)).data
+    >>> predict(net, x, output="labels", device="cpu").shape
+    torch.Size([1, 64, 64])
     """
     from .engine import resolve_device
 
