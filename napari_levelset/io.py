@@ -50,6 +50,14 @@ largest value needs (8-bit data in any type, 12- or 16-bit data), and other
 values by the rule above, over all three channels together.  Booleans become
 0/1.  NaN or infinite values, an empty array, or an image where every channel
 is constant are errors.
+
+Errors in the input (shape, dtype, values, file names) raise :class:`InputError`,
+whose message is meant for the user.
+
+Notes
+-----
+Files are read with tifffile (TIFF, ImageJ and OME metadata) and imageio / Pillow
+(PNG, JPEG); CIELAB is ``skimage.color.rgb2lab`` (D65 white point).
 """
 
 from __future__ import annotations
@@ -81,19 +89,41 @@ PLAIN_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 
 
 class InputError(ValueError):
-    """Bad input from the user: the message is meant to be shown as it is."""
+    """Bad input from the user: the message is meant to be shown as it is.
+
+    A ``ValueError``; raised by this module, and by the engine, CLI and widget for input
+    they cannot use.  ``errors.user_message`` shows it on one line.
+
+    Examples
+    --------
+    >>> try:
+    ...     infer_axes((5,))
+    ... except InputError as exc:
+    ...     print(exc)
+    need at least 2 spatial axes, got an image of shape (5,)
+    """
 
 
 @dataclass
 class Prepared:
-    """An image ready for the network.
+    """An image ready for the network (made by :func:`prepare_image`).
 
-    ``data`` is float32 ``(B, C, *S)``; ``batch_shape`` the shape of the batch
-    axes (``()`` when there are none, then ``B == 1``); ``spatial_shape`` is
-    ``S``.  ``rgb`` is true for an RGB(A) picture: 3 channels on the last axis,
-    or 4 when the channel axis was guessed (then alpha is dropped and ``data``
-    holds 3).  ``color`` is the preparation used: ``rgb`` (channels normalised
-    one by one) or ``lab`` (CIELAB).
+    Parameters
+    ----------
+    data : numpy.ndarray
+        float32 ``(B, C, *S)``, C-contiguous.
+    batch_shape : tuple of int
+        The shape of the batch axes (``()`` when there are none, then ``B == 1``);
+        ``B == prod(batch_shape)``.
+    spatial_shape : tuple of int
+        ``S``, 2 or 3 axes.
+    channel_axis : int or None
+        The input's channel axis, non-negative (None: no channel axis).
+    rgb : bool
+        True for an RGB(A) picture: 3 channels on the last axis, or 4 when the channel
+        axis was guessed (then alpha is dropped and ``data`` holds 3).
+    color : str
+        The preparation used: ``rgb`` (channels normalised one by one) or ``lab`` (CIELAB).
     """
 
     data: np.ndarray
@@ -105,15 +135,42 @@ class Prepared:
 
     @property
     def out_shape(self) -> tuple[int, ...]:
-        """Shape of a label image for this input (input shape minus channels)."""
+        """Shape of a label image for this input (input shape minus channels): ``batch_shape + spatial_shape``."""
         return self.batch_shape + self.spatial_shape
 
     def to_output(self, labels: np.ndarray) -> np.ndarray:
-        """Reshape ``(B, *S)`` labels to the input's non-channel shape."""
+        """Reshape ``(B, *S)`` labels to the input's non-channel shape.
+
+        Parameters
+        ----------
+        labels : numpy.ndarray
+            ``(B, *S)``, any dtype.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``out_shape``, the same dtype (a view where numpy can make one).
+        """
         return labels.reshape(self.out_shape)
 
     def to_batch(self, labels: np.ndarray) -> np.ndarray:
-        """Reshape labels of the input's non-channel shape to ``(B, *S)``."""
+        """Reshape labels of the input's non-channel shape to ``(B, *S)``.
+
+        Parameters
+        ----------
+        labels : array-like
+            ``out_shape`` (e.g. scribbles drawn on the input), any dtype.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(B, *S)``, the same dtype.
+
+        Raises
+        ------
+        InputError
+            When ``labels`` does not have the shape ``out_shape``.
+        """
         labels = np.asarray(labels)
         if labels.shape != self.out_shape:
             raise InputError(f"scribbles have shape {labels.shape}, but the image needs {self.out_shape}")
@@ -125,7 +182,41 @@ def infer_axes(
 ) -> tuple[int | None, int]:
     """Return ``(channel_axis, spatial_dims)`` for an array of ``shape``.
 
-    ``channel_axis`` is returned non-negative (or None).
+    The module's rules (see "Axes" in the module docstring): without ``channel_axis``
+    a last axis of 3 or 4 is a colour axis for a 3D array (unless ``spatial_dims=3``)
+    or a 4D one; ``spatial_dims`` defaults to all non-channel axes.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The array's shape.
+    channel_axis : int or None
+        The channel axis (negative counts from the end); None: guessed.
+    spatial_dims : int or None
+        2 or 3 trailing non-channel axes segmented together; None: all non-channel axes.
+
+    Returns
+    -------
+    channel_axis : int or None
+        Non-negative, or None for no channel axis.
+    spatial_dims : int
+        2 or 3.
+
+    Raises
+    ------
+    InputError
+        When ``spatial_dims`` is not 2 or 3, ``channel_axis`` is out of range, fewer than
+        2 non-channel axes remain, ``spatial_dims`` exceeds them, or more than 3 remain
+        and ``spatial_dims`` is not given.
+
+    Examples
+    --------
+    >>> infer_axes((512, 512, 3))
+    (2, 2)
+    >>> infer_axes((30, 512, 512))
+    (None, 3)
+    >>> infer_axes((30, 512, 512), spatial_dims=2)
+    (None, 2)
     """
     ndim = len(shape)
     if spatial_dims not in (None, 2, 3):
@@ -231,6 +322,37 @@ def normalize(data: np.ndarray, pmin: float = 0.5, pmax: float = 99.5, spatial_d
     ``structures=False`` leaves the brightest structure out of ``hi`` (the
     99.5th percentile alone, clipping small bright objects: the rule before,
     with which the shipped U-Net was trained).
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        ``(C, ...)``, any real numeric or bool dtype.
+    pmin : float
+        Percentile (0..100) mapped to 0.
+    pmax : float
+        Percentile (0..100) mapped to 1 (or the brightest structure, when higher).
+    spatial_dims : int or None
+        How many trailing axes are spatial (default: all but the first); the brightest
+        structure is looked for along those axes only.
+    structures : bool
+        Let a structure at least 3 pixels across raise ``hi`` above the ``pmax`` percentile.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, ``data.shape``, values in [0, 1]; a constant channel is 0.
+
+    Raises
+    ------
+    InputError
+        When every channel is constant.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = normalize(np.arange(100, dtype=np.uint16).reshape(1, 10, 10))
+    >>> out.dtype, float(out.min()), float(out.max())
+    (dtype('float32'), 0.0, 1.0)
     """
     data = np.asarray(data)
     spatial_dims = data.ndim - 1 if spatial_dims is None else int(spatial_dims)
@@ -266,6 +388,31 @@ def to_lab(rgb: np.ndarray, spatial_dims: int | None = None, structures: bool = 
     module's rule.  ``spatial_dims`` and ``structures`` as for ``normalize``.  L/100 lies in [0, 1]
     and a/100, b/100 roughly in [-1, 1], so squared distances are perceptual
     colour differences.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        ``(3, ...)`` red, green, blue; any real dtype.
+    spatial_dims : int or None
+        Trailing spatial axes (default: all but the first), as for :func:`normalize`.
+    structures : bool
+        As for :func:`normalize` (used where values are mapped by their range).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(3, ...)``, C-contiguous: L/100, a/100, b/100.
+
+    Notes
+    -----
+    The conversion is ``skimage.color.rgb2lab`` (sRGB, D65 white point).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lab = to_lab(np.full((3, 2, 2), 255, np.uint8))  # white
+    >>> lab.shape, bool(np.allclose(lab[:, 0, 0], [1.0, 0.0, 0.0], atol=1e-3))
+    ((3, 2, 2), True)
     """
     from skimage.color import rgb2lab
 
@@ -302,8 +449,46 @@ def prepare_image(
     instead of normalising each channel on its own; ``color="auto"`` does so
     for RGB(A) images (see ``Prepared.rgb``) and normalises each channel of
     any other image.  A guessed RGBA image loses its alpha in every mode; with
-    ``channel_axis`` given, every channel is used.  ``structures``: see
-    ``normalize``.
+    ``channel_axis`` given, every channel is used.
+
+    Parameters
+    ----------
+    image : array-like
+        Any real numeric or bool array with 2 or 3 spatial axes, an optional channel axis
+        and leading batch axes (see "Axes" in the module docstring).
+    channel_axis : int or None
+        The channel axis (None: guessed, napari's RGB(A) rule).
+    spatial_dims : int or None
+        2 or 3 trailing non-channel axes segmented together (None: all of them, at most 3).
+    normalize : bool
+        Normalise each channel (the module's rule); False: the values as float32.
+    color : {"rgb", "lab", "auto"}
+        ``rgb``: channels normalised one by one; ``lab``: CIELAB (see :func:`to_lab`, needs
+        3 channels); ``auto``: ``lab`` for RGB(A) pictures, else ``rgb``.
+    structures : bool
+        See :func:`normalize`.
+
+    Returns
+    -------
+    Prepared
+        ``data`` float32 ``(B, C, *S)``, with the batch and spatial shapes.
+
+    Raises
+    ------
+    InputError
+        When the image is empty, not numeric, complex, holds NaN or infinite values, has
+        under 2 pixels, is constant, its axes cannot be told (see :func:`infer_axes`), or
+        ``color`` is unknown or ``lab`` without 3 channels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = prepare_image(np.random.rand(4, 64, 64), spatial_dims=2)  # 4 slices
+    >>> p.data.shape, p.batch_shape, p.spatial_shape
+    ((4, 1, 64, 64), (4,), (64, 64))
+    >>> rgb = np.random.randint(0, 256, (32, 32, 3), dtype=np.uint8)
+    >>> prepare_image(rgb, color="auto").color
+    'lab'
     """
     arr = np.asarray(image)
     if arr.size == 0:
@@ -354,6 +539,23 @@ def prepare_image(
 
 
 def labels_dtype(n_classes: int):
+    """The smallest unsigned dtype for class labels ``0..n_classes-1``.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of classes.
+
+    Returns
+    -------
+    type
+        ``numpy.uint8`` up to 255 classes, else ``numpy.uint16``.
+
+    Examples
+    --------
+    >>> labels_dtype(4).__name__, labels_dtype(300).__name__
+    ('uint8', 'uint16')
+    """
     return np.uint8 if n_classes <= 255 else np.uint16
 
 
@@ -380,6 +582,19 @@ class ImageFile:
     along each spatial axis (Z, Y, X or Y, X, as in ``axes``), in ``unit``
     (``µm`` for micrometres; None when the file names no unit), or None when
     the file says nothing about it.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        The pixels, as read (any dtype).
+    axes : str
+        One letter of ``AXES`` per axis of ``data``.
+    spacing : tuple of float or None
+        Physical pixel size per spatial axis (Z, Y, X or Y, X), in ``unit``.
+    unit : str or None
+        The unit of ``spacing`` (``µm``, ``nm``, ...), None when not named.
+    rgb : bool
+        True for an RGB(A) picture of 3 or 4 colour samples on the last axis.
     """
 
     data: np.ndarray
@@ -390,6 +605,7 @@ class ImageFile:
 
     @property
     def spatial_axes(self) -> str:
+        """The letters of ``axes`` among Z, Y, X, in order (e.g. ``"ZYX"``)."""
         return "".join(a for a in self.axes if a in "ZYX")
 
     def layout(self) -> tuple[int | None, int | None]:
@@ -400,6 +616,19 @@ class ImageFile:
         napari's rule finds the same axis, so that alpha is dropped as usual;
         an axis the file does not name (Q) gives ``spatial_dims=None``: guessed
         as for an array (a plain stack is a volume).
+
+        Returns
+        -------
+        channel_axis : int or None
+            Index of C in ``axes``, or None.
+        spatial_dims : int or None
+            3 with a Z axis, else 2; None with a Q axis.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> ImageFile(np.zeros((2, 5, 3, 8, 8)), "TZCYX").layout()
+        (2, 3)
         """
         rest = self.axes.replace("C", "")
         spatial_dims = None if "Q" in rest else (3 if "Z" in rest else 2)
@@ -415,7 +644,19 @@ class ImageFile:
         return ch, spatial_dims
 
     def label_axes(self, channel_axis: int | None) -> str | None:
-        """Axes of labels made with ``channel_axis`` (the input's without C), or None if they disagree."""
+        """Axes of labels made with ``channel_axis`` (the input's without C), or None if they disagree.
+
+        Parameters
+        ----------
+        channel_axis : int or None
+            The channel axis the image was segmented with (non-negative).
+
+        Returns
+        -------
+        str or None
+            ``axes`` without C, or None when ``channel_axis`` is not the file's C axis (or
+            is None while the file has one).
+        """
         if channel_axis is None:
             return None if "C" in self.axes else self.axes
         if self.axes[channel_axis] != "C":
@@ -423,7 +664,25 @@ class ImageFile:
         return self.axes[:channel_axis] + self.axes[channel_axis + 1 :]
 
     def spacing_of(self, axes: str) -> tuple[float, ...] | None:
-        """The spacing of the spatial ``axes`` (e.g. ``"YX"`` of a ``"ZYX"`` file), or None if unknown."""
+        """The spacing of the spatial ``axes`` (e.g. ``"YX"`` of a ``"ZYX"`` file), or None if unknown.
+
+        Parameters
+        ----------
+        axes : str
+            Letters among Z, Y, X.
+
+        Returns
+        -------
+        tuple of float or None
+            One value per letter, in ``unit``; None when the file has no spacing or lacks
+            one of the axes.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> ImageFile(np.zeros((4, 8, 8)), "ZYX", spacing=(2.0, 0.5, 0.5), unit="µm").spacing_of("YX")
+        (0.5, 0.5)
+        """
         if self.spacing is None:
             return None
         size = dict(zip(self.spatial_axes, self.spacing))
@@ -586,9 +845,32 @@ def _read_plain(p: Path) -> np.ndarray:
 def read_image(path: str | os.PathLike, labels: bool = False) -> np.ndarray:
     """Read a PNG/JPEG/TIFF (2D, RGB or a 3D stack) into a numpy array, as the file stores it.
 
-    Grey-with-alpha PNGs lose their alpha.  ``labels=True`` reads a palette
-    (indexed) PNG as its indices, the way label images are stored, not as colours.
-    ``read_image_file`` also returns the axes and the pixel size.
+    Grey-with-alpha PNGs lose their alpha.  ``read_image_file`` also returns the axes
+    and the pixel size.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.tif``/``.tiff`` (``tifffile.imread``) or a file imageio reads (PNG, JPEG, ...).
+    labels : bool
+        Read a palette (indexed) PNG as its indices, the way label images are stored, not
+        as colours.
+
+    Returns
+    -------
+    numpy.ndarray
+        The pixels in the file's dtype and axis order (RGB(A) last).
+
+    Raises
+    ------
+    InputError
+        When the file does not exist, is a directory, or cannot be decoded as an image.
+
+    Examples
+    --------
+    >>> from napari_levelset._sample_data import sample_path
+    >>> read_image(sample_path("coins.tif")).shape
+    (303, 384)
     """
     p = Path(path)
 
@@ -618,6 +900,28 @@ def read_image_file(path: str | os.PathLike) -> ImageFile:
     the resolution tags when their unit is a length (centimetre: micrometres
     then; inch resolutions, 72 dpi by default in most software, are ignored).
     PNG/JPEG: YX or YXC (RGB(A)), no pixel size.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    ImageFile
+        The data with its axes (non-channel axes ordered T/Q, Z, Y, X), spacing and unit.
+
+    Raises
+    ------
+    InputError
+        When the file does not exist, is a directory, or cannot be decoded as an image.
+
+    Examples
+    --------
+    >>> from napari_levelset._sample_data import sample_path
+    >>> f = read_image_file(sample_path("blobs3d.tif"))
+    >>> f.data.shape, f.axes
+    ((64, 64, 64), 'QYX')
     """
     p = Path(path)
 
@@ -662,6 +966,42 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, axes: str | None =
     ``read_image_file`` reads all three back.
     Without any of the three a TIFF is written as before (no metadata).  A PNG
     stores the labels only.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Ends in ``.tif``, ``.tiff`` or ``.png``; its folder must exist.
+    labels : numpy.ndarray
+        Integer (or bool, float) labels; 2D for a PNG (ids up to 65535).
+    axes : str or None
+        One letter of ``AXES`` per axis, ending in YX (None: from the spacing's length).
+    spacing : sequence of float or None
+        Physical size of a pixel along each Z, Y, X axis in ``axes`` (positive, in ``unit``).
+    unit : str or None
+        The unit of ``spacing`` (``µm``, ``nm``, ...; None: none named).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    InputError
+        When the extension is not ``.tif``/``.tiff``/``.png``, a PNG gets labels that are
+        not 2D or go beyond 0..65535, ``axes`` or ``spacing`` do not fit the labels, or the
+        folder does not exist.
+    OSError
+        When the file cannot be written (the old file is then left as it was).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> out = os.path.join(tempfile.mkdtemp(), "labels.tif")
+    >>> _ = write_labels(out, np.ones((4, 8, 8), np.uint16), axes="ZYX", spacing=(2.0, 0.5, 0.5), unit="µm")
+    >>> f = read_image_file(out)
+    >>> f.axes, f.spacing, f.unit
+    ('ZYX', (2.0, 0.5, 0.5), 'µm')
     """
     p = Path(path)
     ext = p.suffix.lower()
@@ -749,7 +1089,33 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     points to is replaced and the link is kept.  On any failure or interrupt
     (Ctrl-C, or SIGTERM where the handler raises), from the moment the
     temporary file exists, it is removed and ``path`` is left as it was.
-    Returns ``path``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (or replace).
+    write : callable
+        ``write(tmp: str) -> None`` writes the whole file at ``tmp``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    InputError
+        When the folder of ``path`` (of the link's target) does not exist.
+    BaseException
+        Whatever ``write`` raises, after the temporary file is removed.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from pathlib import Path
+    >>> out = os.path.join(tempfile.mkdtemp(), "notes.txt")
+    >>> atomic_write(out, lambda tmp: Path(tmp).write_text("done")).read_text()
+    'done'
     """
     p = Path(path)
     target = Path(os.path.realpath(p)) if p.is_symlink() else p  # a link's target is rewritten, not the link
