@@ -24,6 +24,16 @@ module handles:
 All of it works on 2D and 3D images, with anisotropic voxels given as
 ``spacing`` (physical size per spatial axis; ``diameter`` in the same unit).
 numpy, scipy and scikit-image only; no torch.
+
+References
+----------
+.. [1] J. Immerkær, "Fast noise variance estimation", Computer Vision and Image
+   Understanding 64(2), 300-302 (1996): ``noise_sigma``.
+.. [2] T. Lindeberg, "Feature detection with automatic scale selection", International
+   Journal of Computer Vision 30, 79-116 (1998): the blobs of ``estimate_diameter``
+   (``skimage.feature.blob_log``).
+.. [3] The watershed of ``instance_labels`` is ``skimage.segmentation.watershed``, seeded by
+   ``skimage.feature.peak_local_max`` of ``scipy.ndimage.distance_transform_edt``.
 """
 
 from __future__ import annotations
@@ -71,7 +81,28 @@ def contrast_color(contrast: str, color: str) -> str:
 
     ``fluorescence`` treats the channels as fluorescence, never as a colour photo:
     ``color="auto"`` becomes ``"rgb"`` (each channel normalised on its own).
-    Raises ``InputError`` for an unknown ``contrast`` or ``fluorescence`` with ``color="lab"``.
+
+    Parameters
+    ----------
+    contrast : str
+        One of ``CONTRAST_MODES``.
+    color : str
+        The ``color`` asked for (``"auto"``, ``"rgb"`` or ``"lab"``, see ``io.prepare_image``).
+
+    Returns
+    -------
+    str
+        ``color``, or ``"rgb"`` for ``"auto"`` under ``fluorescence``.
+
+    Raises
+    ------
+    InputError
+        For an unknown ``contrast``, or ``fluorescence`` with ``color="lab"``.
+
+    Examples
+    --------
+    >>> contrast_color("fluorescence", "auto"), contrast_color("linear", "auto")
+    ('rgb', 'auto')
     """
     if contrast not in CONTRAST_MODES:
         raise InputError(f"contrast must be one of {', '.join(CONTRAST_MODES)}; got {contrast!r}")
@@ -87,7 +118,28 @@ def contrast_color(contrast: str, color: str) -> str:
 def as_spacing(spacing: Sequence[float] | float | None, ndim: int) -> tuple[float, ...] | None:
     """``spacing`` as ``ndim`` positive floats (a single number for every axis), or None.
 
-    Raises ``InputError`` for anything else."""
+    Parameters
+    ----------
+    spacing : sequence of float or float or None
+        Physical pixel size per spatial axis, or one value for all of them.
+    ndim : int
+        Number of spatial axes.
+
+    Returns
+    -------
+    tuple of float or None
+        ``ndim`` values, or None when ``spacing`` is None.
+
+    Raises
+    ------
+    InputError
+        For anything but ``ndim`` (or 1) finite positive numbers.
+
+    Examples
+    --------
+    >>> as_spacing(0.5, 3), as_spacing(None, 2)
+    ((0.5, 0.5, 0.5), None)
+    """
     return None if spacing is None else tuple(float(v) for v in _spacing(spacing, ndim))
 
 
@@ -107,7 +159,26 @@ def noise_sigma(x: np.ndarray) -> float:
 
     Immerkær's estimator ("Fast noise variance estimation", CVIU 64(2), 1996): the
     mean absolute response to a Laplacian-difference mask that cancels smooth
-    image structure, over each 2D slice of the last two axes.  Returns a float >= 0.
+    image structure, over each 2D slice of the last two axes.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Float, 2D or 3D (any leading axes: slices of the last two).
+
+    Returns
+    -------
+    float
+        ``sqrt(pi / 2) / 6`` times the mean absolute mask response (``scipy.ndimage.convolve``,
+        borders left out), in the units of ``x``; >= 0.  The plain standard deviation
+        where a slice has under 3 pixels along an axis.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(0, 0.1, (256, 256))
+    >>> round(noise_sigma(x), 2)
+    0.1
     """
     from scipy import ndimage
 
@@ -164,6 +235,27 @@ def fluorescence_contrast(
         grey opening over ``BACKGROUND_DIAMETERS`` diameters, scipy), ``σ`` the noise
         (``noise_sigma``) and ``k = LOG_UNIT_NOISE``, divided by its maximum so it
         lies in [0, 1].  A channel with no structure left becomes 0.
+
+    Raises
+    ------
+    InputError
+        When ``spacing`` is not one positive number per spatial axis.
+
+    Notes
+    -----
+    The background is ``scipy.ndimage.grey_opening`` on a block mean
+    (``skimage.transform.downscale_local_mean``), smoothed with ``uniform_filter`` and
+    resized back (``skimage.transform.resize``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_levelset.synthetic import nuclei
+    >>> from napari_levelset.io import prepare_image
+    >>> image, _ = nuclei((128, 128), n_objects=8, diameter=16.0)
+    >>> out = fluorescence_contrast(prepare_image(image).data, diameter=16.0)
+    >>> out.shape, out.dtype, float(out.max())
+    ((1, 1, 128, 128), dtype('float32'), 1.0)
     """
     data = np.asarray(data, dtype=np.float32)
     nd = data.ndim - 2
@@ -203,6 +295,18 @@ def estimate_diameter(image: np.ndarray, spacing: Sequence[float] | None = None)
         r peaks at scale r / sqrt(2).  Band-pass by nature, it is not misled by a
         slowly varying background or by touching objects.  ``FALLBACK_DIAMETER``
         pixels when no blob is found.
+
+    Raises
+    ------
+    InputError
+        When ``spacing`` is not one positive number per axis.
+
+    Examples
+    --------
+    >>> from napari_levelset.synthetic import nuclei
+    >>> image, _ = nuclei((128, 128), n_objects=10, diameter=20.0)
+    >>> 10 < estimate_diameter(image.astype("float32")) < 40
+    True
     """
     from skimage.feature import blob_log
     from skimage.filters import gaussian
@@ -250,8 +354,30 @@ def foreground_classes(n_classes: int, foreground: Sequence[int] | int | None = 
     """The class labels (1..N) that count as foreground.
 
     Default rule: the brightest class, label N (labels are ordered darkest first),
-    as for fluorescence, where objects are brighter than the background.  Raises
-    ``InputError`` for labels outside 1..N or a choice that leaves no background.
+    as for fluorescence, where objects are brighter than the background.
+
+    Parameters
+    ----------
+    n_classes : int
+        N, the number of classes.
+    foreground : int or sequence of int or None
+        Class labels (1..N) that are foreground; None: the default rule.
+
+    Returns
+    -------
+    list of int
+        Sorted, distinct labels in 1..N, fewer than N.
+
+    Raises
+    ------
+    InputError
+        For labels outside 1..N (or not whole numbers), or a choice that names none or
+        all of the classes (no background).
+
+    Examples
+    --------
+    >>> foreground_classes(3), foreground_classes(4, [3, 2, 3])
+    ([3], [2, 3])
     """
     if foreground is None:
         return [int(n_classes)]
@@ -296,6 +422,20 @@ def instance_labels(
         seeded watershed on the distance transform (scikit-image ``watershed``,
         seeds from ``peak_local_max`` of the smoothed distance transform, at least
         ``SEED_DISTANCE`` diameters apart); smaller objects are left out.
+
+    Raises
+    ------
+    InputError
+        When ``diameter`` is not a positive number, or ``spacing`` not one positive number
+        per axis.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> yy, xx = np.mgrid[:40, :60]
+    >>> two = ((yy - 20) ** 2 + (xx - 20) ** 2 < 100) | ((yy - 20) ** 2 + (xx - 38) ** 2 < 100)
+    >>> int(instance_labels(two.astype(np.float32), diameter=20).max())  # two touching discs
+    2
     """
     from scipy import ndimage
     from skimage.feature import peak_local_max
@@ -341,9 +481,24 @@ def instance_labels(
 def fluorescence_prepared(prepared, diameter: float | None = None, spacing: Sequence[float] | None = None):
     """``prepared`` (a ``napari_levelset.io.Prepared``) with ``fluorescence_contrast`` applied.
 
-    Returns ``(Prepared, diameter)``: the diameter given, or the median of
-    ``estimate_diameter`` over up to 5 batch items (their channel mean,
-    log-compressed in noise units, before background removal, whose window needs it).
+    Parameters
+    ----------
+    prepared : napari_levelset.io.Prepared
+        The prepared image, ``data`` float32 ``(B, C, *S)``.
+    diameter : float or None
+        Expected object diameter, in the unit of ``spacing`` (pixels without it); None:
+        estimated.
+    spacing : sequence of float or None
+        Physical pixel size per spatial axis.
+
+    Returns
+    -------
+    prepared : napari_levelset.io.Prepared
+        A copy with the contrast applied to ``data`` (same shape).
+    diameter : float
+        The diameter given, or the median of ``estimate_diameter`` over up to 5 batch
+        items (their channel mean, log-compressed in noise units, before background
+        removal, whose window needs it).
     """
     from dataclasses import replace
 
@@ -359,10 +514,33 @@ def fluorescence_prepared(prepared, diameter: float | None = None, spacing: Sequ
 
 
 def resample_prepared(prepared, max_pixels: float, diameter: float | None, spacing=None, min_diameter_px: float = 12.0):
-    """A copy of ``prepared`` zoomed by one factor z <= 1 on every spatial axis so that a batch
-    item has at most ``max_pixels`` pixels, but objects keep at least ``min_diameter_px``
-    pixels across.  Returns ``(Prepared, z)``; ``z == 1`` returns ``prepared`` itself.
-    Uses scikit-image's ``resize`` with anti-aliasing."""
+    """A copy of ``prepared`` zoomed by one factor z <= 1 on every spatial axis.
+
+    The factor makes a batch item at most ``max_pixels`` pixels, but objects keep at least
+    ``min_diameter_px`` pixels across.  Uses scikit-image's ``resize`` (linear, with
+    anti-aliasing).
+
+    Parameters
+    ----------
+    prepared : napari_levelset.io.Prepared
+        The prepared image, ``data`` float32 ``(B, C, *S)``.
+    max_pixels : float
+        Most pixels (voxels) of one batch item after zooming.
+    diameter : float or None
+        Expected object diameter, in the unit of ``spacing`` (None: no lower bound on z).
+    spacing : sequence of float or None
+        Physical pixel size per spatial axis (the largest one converts ``diameter``).
+    min_diameter_px : float
+        Fewest pixels an object of ``diameter`` keeps across.
+
+    Returns
+    -------
+    prepared : napari_levelset.io.Prepared
+        The zoomed copy (``data`` float32 ``(B, C, *S')``, ``spatial_shape`` ``S'``), or
+        ``prepared`` itself when ``z == 1``.
+    z : float
+        The zoom factor (1.0 when z would be 0.95 or more, or the shape would not change).
+    """
     from dataclasses import replace
 
     from skimage.transform import resize
@@ -381,7 +559,20 @@ def resample_prepared(prepared, max_pixels: float, diameter: float | None, spaci
 
 
 def upsample(probs: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Linear interpolation of ``(..., *S_small)`` maps to ``(..., *shape)`` (scikit-image ``resize``)."""
+    """Linear interpolation of ``(..., *S_small)`` maps to ``(..., *shape)`` (scikit-image ``resize``).
+
+    Parameters
+    ----------
+    probs : numpy.ndarray
+        Float ``(..., *S_small)``.
+    shape : tuple of int
+        The spatial shape wanted, ``len(shape)`` trailing axes.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(..., *shape)``.
+    """
     from skimage.transform import resize
 
     lead = probs.shape[: probs.ndim - len(shape)]
