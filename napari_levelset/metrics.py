@@ -57,6 +57,22 @@ objects takes a few tens of milliseconds.
 This module needs only numpy and scipy (``scipy.io`` for the ``.mat`` files
 and ``scipy.optimize`` for matching below IoU 0.5, imported lazily), so it is
 cheap to import.
+
+References
+----------
+.. [1] P. Arbeláez, M. Maire, C. Fowlkes and J. Malik, "Contour detection and
+   hierarchical image segmentation", IEEE TPAMI 33(5), 898-916 (2011): the benchmark,
+   Segmentation Covering, and PRI / VI as it computes them.
+.. [2] W. M. Rand, "Objective criteria for the evaluation of clustering methods", Journal
+   of the American Statistical Association 66, 846-850 (1971); R. Unnikrishnan,
+   C. Pantofaru and M. Hebert, "Toward objective evaluation of image segmentation
+   algorithms", IEEE TPAMI 29(6), 929-944 (2007): the (probabilistic) Rand index.
+.. [3] M. Meilă, "Comparing clusterings - an information based distance", Journal of
+   Multivariate Analysis 98(5), 873-895 (2007): the variation of information.
+.. [4] J. C. Caicedo et al., "Nucleus segmentation across imaging experiments: the 2018
+   Data Science Bowl", Nature Methods 16, 1247-1253 (2019): the instance AP, as StarDist
+   (Schmidt et al., MICCAI 2018) and Cellpose (Stringer et al., Nature Methods 18,
+   100-106, 2021) compute it.
 """
 
 from __future__ import annotations
@@ -90,14 +106,15 @@ def load_ground_truth(path: str | PathLike) -> list[np.ndarray]:
 
     Parameters
     ----------
-    path
+    path : str or os.PathLike
         A ``groundTruth/<split>/<id>.mat`` file; it holds a cell
         ``groundTruth`` whose ``k``-th entry has a ``Segmentation`` field.
 
     Returns
     -------
-    list of 2-D integer arrays (one label map per human annotator, labels
-    from 1 as stored in the file).
+    list of numpy.ndarray
+        2-D integer ``(H, W)`` arrays, one label map per human annotator, labels
+        from 1 as stored in the file (``scipy.io.loadmat``).
     """
     from scipy.io import loadmat
 
@@ -110,14 +127,20 @@ def load_segmentations(path: str | PathLike, key: str = "segs") -> list[np.ndarr
 
     Parameters
     ----------
-    path
+    path : str or os.PathLike
         ``.mat`` file holding a cell array named ``key``.
-    key
+    key : str
         Name of the cell variable (``"segs"`` in the benchmark's example data).
 
     Returns
     -------
-    list of 2-D integer label arrays, in cell order (scale 1, 2, ...).
+    list of numpy.ndarray
+        2-D integer ``(H, W)`` label arrays, in cell order (scale 1, 2, ...).
+
+    Raises
+    ------
+    KeyError
+        When the file holds no variable ``key``.
     """
     from scipy.io import loadmat
 
@@ -150,9 +173,30 @@ def _relabel(labels: np.ndarray) -> tuple[np.ndarray, int]:
 def contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Joint histogram of two label maps of the same shape.
 
-    Returns a float64 matrix ``n`` with ``n[i, j]`` = number of pixels having
-    the ``i``-th distinct value of ``a`` and the ``j``-th distinct value of
-    ``b`` (values in sorted order; absent values have no row/column).
+    Parameters
+    ----------
+    a : numpy.ndarray
+        Label map, any shape; integer values of any dtype (or floats holding integers).
+    b : numpy.ndarray
+        Label map of the same shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``(n_a, n_b)`` matrix ``n`` with ``n[i, j]`` = number of pixels having
+        the ``i``-th distinct value of ``a`` and the ``j``-th distinct value of
+        ``b`` (values in sorted order; absent values have no row/column).
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ, a map is empty, or holds non-integer values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> contingency(np.array([0, 0, 1, 1]), np.array([5, 7, 7, 7])).tolist()
+    [[1.0, 1.0], [0.0, 2.0]]
     """
     a = np.asarray(a)
     b = np.asarray(b)
@@ -177,15 +221,30 @@ def covering_matches(seg: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.nd
 
     Parameters
     ----------
-    seg, gt
-        Label maps of the same shape.
+    seg, gt : numpy.ndarray
+        Label maps of the same shape (integer values, any dtype).
 
     Returns
     -------
-    gt_best : (n_gt_regions,) best Jaccard of each ground-truth region over
+    gt_best : numpy.ndarray
+        float64 ``(n_gt_regions,)``: best Jaccard of each ground-truth region over
         the segmentation's regions (``max(matches, [], 1)`` in MATLAB).
-    gt_areas : (n_gt_regions,) pixel counts of the ground-truth regions.
-    jaccard : (n_seg_regions, n_gt_regions) the full Jaccard matrix.
+    gt_areas : numpy.ndarray
+        float64 ``(n_gt_regions,)``: pixel counts of the ground-truth regions.
+    jaccard : numpy.ndarray
+        float64 ``(n_seg_regions, n_gt_regions)``: the full Jaccard matrix.
+
+    Raises
+    ------
+    ValueError
+        As :func:`contingency`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> best, areas, _ = covering_matches(np.array([[1, 1, 2, 2]]), np.array([[1, 1, 1, 2]]))
+    >>> best.tolist(), areas.tolist()
+    ([0.6666666666666666, 0.5], [3.0, 1.0])
     """
     n = contingency(seg, gt)
     jac = _jaccard(n)
@@ -197,6 +256,27 @@ def rand_index(n: np.ndarray) -> float:
 
     ``1 - (Σ a_i²/2 + Σ b_j²/2 - Σ n_ij²) / C(N, 2)`` where ``a``, ``b`` are
     the row and column sums and ``N`` the number of pixels.
+
+    Parameters
+    ----------
+    n : numpy.ndarray
+        ``(n_a, n_b)`` contingency matrix (pixel counts, see :func:`contingency`).
+
+    Returns
+    -------
+    float
+        In [0, 1]; 1.0 for fewer than 2 pixels.
+
+    Notes
+    -----
+    Rand 1971; averaged over the ground truths it is the PRI of Unnikrishnan et al. 2007
+    (see the module's references).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rand_index(np.array([[2.0, 0.0], [0.0, 2.0]])), round(rand_index(np.array([[1.0, 1.0], [1.0, 1.0]])), 4)
+    (1.0, 0.3333)
     """
     n = np.asarray(n, dtype=np.float64)
     total = n.sum()
@@ -209,7 +289,28 @@ def rand_index(n: np.ndarray) -> float:
 
 
 def variation_of_information(n: np.ndarray) -> float:
-    """Variation of information ``H1 + H2 - 2 MI`` (bits) from a contingency matrix."""
+    """Variation of information ``H1 + H2 - 2 MI`` (bits) from a contingency matrix.
+
+    Parameters
+    ----------
+    n : numpy.ndarray
+        ``(n_a, n_b)`` contingency matrix (pixel counts, see :func:`contingency`).
+
+    Returns
+    -------
+    float
+        >= 0, in bits (base-2 logarithms); 0 for identical partitions.
+
+    Notes
+    -----
+    Meilă 2007 (see the module's references).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> variation_of_information(np.array([[1.0, 1.0], [1.0, 1.0]]))  # two independent halvings
+    2.0
+    """
     n = np.asarray(n, dtype=np.float64)
     joint = n / n.sum()
     m1 = joint.sum(axis=1)
@@ -234,32 +335,47 @@ def evaluate_image(seg: np.ndarray, gts: Sequence[np.ndarray]) -> dict[str, Any]
 
     Parameters
     ----------
-    seg
-        2-D integer label map (any label values; each value is one region).
-    gts
+    seg : numpy.ndarray
+        2-D ``(H, W)`` integer label map (any label values; each value is one region).
+    gts : sequence of numpy.ndarray
         The image's ground-truth label maps (see :func:`load_ground_truth`),
         each of the same shape as ``seg``.
 
     Returns
     -------
-    dict with
+    dict
+        With the keys:
 
-    ``cntR``, ``sumR``
-        Covering accumulators (ground truth covered by the segmentation):
-        ``Σ_k Σ_{R∈G_k} |R| · max_S J(R, S)`` and ``Σ_k Σ_R |R|``.
-    ``cntP``, ``sumP``
-        The reverse accumulators (segmentation regions matched against the
-        union of all ground-truth regions), as the benchmark also records.
-    ``sc``
-        ``cntR / sumR``: the image's segmentation covering.
-    ``pri``, ``vi``
-        Rand index and variation of information averaged over ``gts``.
-    ``n_regions``
-        Number of distinct labels in ``seg``.
-    ``gt_matches``, ``gt_areas``
-        float64 / int64 arrays over all ground-truth regions (ground truths
-        concatenated in order): each region's best Jaccard and its area;
-        :func:`summarize` uses them for the "best covering" over scales.
+        ``cntR``, ``sumR``
+            Covering accumulators (ground truth covered by the segmentation):
+            ``Σ_k Σ_{R∈G_k} |R| · max_S J(R, S)`` and ``Σ_k Σ_R |R|``.
+        ``cntP``, ``sumP``
+            The reverse accumulators (segmentation regions matched against the
+            union of all ground-truth regions), as the benchmark also records.
+        ``sc``
+            ``cntR / sumR``: the image's segmentation covering.
+        ``pri``, ``vi``
+            Rand index and variation of information averaged over ``gts``.
+        ``n_regions``
+            Number of distinct labels in ``seg``.
+        ``gt_matches``, ``gt_areas``
+            float64 / int64 arrays over all ground-truth regions (ground truths
+            concatenated in order): each region's best Jaccard and its area;
+            :func:`summarize` uses them for the "best covering" over scales.
+
+    Raises
+    ------
+    ValueError
+        When ``seg`` is not 2-D, ``gts`` is empty, a ground truth has another shape, or a
+        map holds non-integer values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gt = np.array([[1, 1, 2, 2]] * 4)
+    >>> r = evaluate_image(gt.copy(), [gt])
+    >>> r["sc"], r["pri"], r["vi"], r["n_regions"]
+    (1.0, 1.0, 0.0, 2)
     """
     seg = np.asarray(seg)
     if seg.ndim != 2:
@@ -305,7 +421,25 @@ def evaluate_image(seg: np.ndarray, gts: Sequence[np.ndarray]) -> dict[str, Any]
 
 
 def evaluate_segmentations(segs: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> list[dict[str, Any]]:
-    """:func:`evaluate_image` for each segmentation (scale) of one image."""
+    """:func:`evaluate_image` for each segmentation (scale) of one image.
+
+    Parameters
+    ----------
+    segs : sequence of numpy.ndarray
+        2-D label maps, one per scale (e.g. :func:`load_segmentations`).
+    gts : sequence of numpy.ndarray
+        The image's ground-truth label maps, each of the same shape.
+
+    Returns
+    -------
+    list of dict
+        One :func:`evaluate_image` result per segmentation, in order.
+
+    Raises
+    ------
+    ValueError
+        As :func:`evaluate_image`.
+    """
     return [evaluate_image(s, gts) for s in segs]
 
 
@@ -325,31 +459,50 @@ def summarize(
 
     Parameters
     ----------
-    results
+    results : sequence or mapping
         For every image (a sequence, or a mapping image-id → results), the
         list of :func:`evaluate_image` dicts, one per scale, in the same scale
         order for all images.  ``gt_matches``/``gt_areas`` may be lists (e.g.
         read back from JSON); without them ``best_covering`` is ``nan``.
-    scales
+    scales : sequence or None
         Labels of the scales (thresholds, k, parameter values); defaults to
         ``1..n_scales`` like the benchmark's ``thresh`` for ``segs`` input.
 
     Returns
     -------
-    dict with
+    dict
+        With the keys:
 
-    ``scales``, ``n_images``
-    ``sc_per_scale``, ``pri_per_scale``, ``vi_per_scale``
-        Dataset scores at each scale (``eval_cover_th.txt`` and
-        ``eval_RI_VOI_thr.txt``).
-    ``sc_ods``, ``sc_ods_scale``, ``sc_ois``, ``best_covering``
-        ``eval_cover.txt``: ODS covering and its scale, OIS covering, and the
-        covering with every ground-truth region matched at its best scale.
-    ``pri_ods``, ``pri_ods_scale``, ``pri_ois``, ``vi_ods``, ``vi_ods_scale``, ``vi_ois``
-        ``eval_RI_VOI.txt``.
-    ``sc_ois_scales``, ``pri_ois_scales``, ``vi_ois_scales``
-        The scale picked for every image by OIS (last optimum on ties, as in
-        the MATLAB ``ff(end)``).
+        ``scales``, ``n_images``
+            The scale labels (list) and the number of images (int).
+        ``sc_per_scale``, ``pri_per_scale``, ``vi_per_scale``
+            Dataset scores at each scale (``eval_cover_th.txt`` and
+            ``eval_RI_VOI_thr.txt``), lists of float.
+        ``sc_ods``, ``sc_ods_scale``, ``sc_ois``, ``best_covering``
+            ``eval_cover.txt``: ODS covering and its scale, OIS covering, and the
+            covering with every ground-truth region matched at its best scale.
+        ``pri_ods``, ``pri_ods_scale``, ``pri_ois``, ``vi_ods``, ``vi_ods_scale``, ``vi_ois``
+            ``eval_RI_VOI.txt``.
+        ``sc_ois_scales``, ``pri_ois_scales``, ``vi_ois_scales``
+            The scale picked for every image by OIS (last optimum on ties, as in
+            the MATLAB ``ff(end)``).
+
+    Raises
+    ------
+    ValueError
+        When there are no images, the images have different (or no) numbers of scales, or
+        ``scales`` has another length.
+    KeyError
+        When a per-image result lacks ``cntR``, ``sumR``, ``pri`` or ``vi``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gt = np.array([[1, 1, 2, 2]] * 4)
+    >>> per_image = [evaluate_segmentations([np.ones_like(gt), gt], [gt])]
+    >>> s = summarize(per_image, scales=[1, 2])
+    >>> s["sc_ods"], s["sc_ods_scale"], s["vi_ods"]
+    (1.0, 2, 0.0)
     """
     per_image = list(results.values()) if isinstance(results, Mapping) else list(results)
     if not per_image:
@@ -513,12 +666,12 @@ def match_instances(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5)
 
     Parameters
     ----------
-    pred, truth
+    pred, truth : numpy.ndarray
         Integer label maps of the same shape (any number of dimensions, any
         integer or bool dtype, or floats holding integers): 0 is background,
         every other value is one object.  Ids need not be consecutive; an id
         whose pixels are not connected is still one object.
-    threshold
+    threshold : float
         IoU a pair must *exceed* (strictly) to match, in ``[0, 1)``.  For
         ``threshold >= 0.5`` the matching is unique: an object overlapping
         another by IoU > 0.5 covers more than half of it, so it has at most
@@ -530,24 +683,41 @@ def match_instances(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5)
 
     Returns
     -------
-    dict with
+    dict
+        With the keys:
 
-    ``pred_ids``, ``true_ids``
-        int64 arrays ``(TP,)``: the label values of the matched pairs, in
-        increasing ``pred_ids`` order.
-    ``iou``
-        float64 array ``(TP,)``: their IoU.
-    ``tp``, ``fp``, ``fn``
-        Matched pairs, unmatched predicted and unmatched true objects (ints).
-    ``n_pred``, ``n_true``
-        Numbers of predicted and true objects.
-    ``threshold``
-        The threshold used.
+        ``pred_ids``, ``true_ids``
+            int64 arrays ``(TP,)``: the label values of the matched pairs, in
+            increasing ``pred_ids`` order.
+        ``iou``
+            float64 array ``(TP,)``: their IoU.
+        ``tp``, ``fp``, ``fn``
+            Matched pairs, unmatched predicted and unmatched true objects (ints).
+        ``n_pred``, ``n_true``
+            Numbers of predicted and true objects.
+        ``threshold``
+            The threshold used.
 
+    Raises
+    ------
+    ValueError
+        When the shapes differ, the maps are empty, hold non-integer values, or
+        ``threshold`` is outside ``[0, 1)``.
+
+    Notes
+    -----
     Source: the instance matching of the Data Science Bowl 2018 metric
     (Caicedo et al., Nature Methods 16:1247-1253, 2019) as used by StarDist
     (Schmidt et al., MICCAI 2018) and Cellpose (Stringer et al., Nature
     Methods 18:100-106, 2021).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> truth = np.array([[1, 1, 0, 2, 2]])
+    >>> m = match_instances(np.array([[3, 3, 0, 0, 4]]), truth)
+    >>> m["pred_ids"].tolist(), m["true_ids"].tolist(), m["tp"], m["fp"], m["fn"]
+    ([3], [1], 1, 1, 1)
     """
     ov = _overlap(pred, truth)
     return _match_record(ov, _matched_pairs(ov, float(threshold)), float(threshold))
@@ -573,13 +743,25 @@ def foreground_dice(pred: np.ndarray, truth: np.ndarray) -> float:
 
     Parameters
     ----------
-    pred, truth
+    pred, truth : numpy.ndarray
         Arrays of the same shape (labels or masks; any dtype): nonzero is
         foreground.  A 0 / 255 mask works as it is.
 
     Returns
     -------
-    float in ``[0, 1]``; 1 when both are empty.
+    float
+        In ``[0, 1]``; 1 when both are empty.
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> foreground_dice(np.array([0, 1, 1, 1]), np.array([0, 0, 255, 255]))
+    0.8
     """
     p = np.asarray(pred) != 0
     t = np.asarray(truth) != 0
@@ -596,38 +778,55 @@ def instance_scores(
 
     Parameters
     ----------
-    pred, truth
+    pred, truth : numpy.ndarray
         Integer label maps of the same shape, 0 background (see
         :func:`match_instances`).
-    thresholds
-        IoU thresholds of the average precision (default 0.5, 0.55, ..., 0.95).
+    thresholds : sequence of float
+        IoU thresholds of the average precision (default 0.5, 0.55, ..., 0.95), each
+        in ``[0, 1)``.
 
     Returns
     -------
-    dict with (floats unless said otherwise)
+    dict
+        With the keys (floats unless said otherwise):
 
-    ``f1``, ``precision``, ``recall``
-        At IoU > 0.5: ``2TP / (2TP + FP + FN)``, ``TP / (TP + FP)``,
-        ``TP / (TP + FN)``.
-    ``ap``
-        Mean over ``thresholds`` of ``AP_t = TP_t / (TP_t + FP_t + FN_t)``:
-        the Data Science Bowl 2018 score (Caicedo et al., Nature Methods
-        16:1247-1253, 2019) as StarDist's ``matching`` (its
-        ``accuracy``) and Cellpose's ``average_precision`` compute it, not
-        the area under a precision-recall curve of object detection.
-    ``ap_per_threshold``
-        list of ``AP_t``, one per threshold; ``thresholds`` the thresholds.
-    ``dice``
-        Foreground Dice of ``pred != 0`` against ``truth != 0``
-        (:func:`foreground_dice`).
-    ``mean_matched_iou``
-        Mean IoU of the pairs matched at 0.5 (0 if none): how well matched
-        objects are outlined.
-    ``tp``, ``fp``, ``fn``, ``n_pred``, ``n_true``
-        ints, counts at IoU 0.5.
+        ``f1``, ``precision``, ``recall``
+            At IoU > 0.5: ``2TP / (2TP + FP + FN)``, ``TP / (TP + FP)``,
+            ``TP / (TP + FN)``.
+        ``ap``
+            Mean over ``thresholds`` of ``AP_t = TP_t / (TP_t + FP_t + FN_t)``:
+            the Data Science Bowl 2018 score (Caicedo et al., Nature Methods
+            16:1247-1253, 2019) as StarDist's ``matching`` (its
+            ``accuracy``) and Cellpose's ``average_precision`` compute it, not
+            the area under a precision-recall curve of object detection.
+        ``ap_per_threshold``
+            list of ``AP_t``, one per threshold; ``thresholds`` the thresholds.
+        ``dice``
+            Foreground Dice of ``pred != 0`` against ``truth != 0``
+            (:func:`foreground_dice`).
+        ``mean_matched_iou``
+            Mean IoU of the pairs matched at 0.5 (0 if none): how well matched
+            objects are outlined.
+        ``tp``, ``fp``, ``fn``, ``n_pred``, ``n_true``
+            ints, counts at IoU 0.5.
 
+    Raises
+    ------
+    ValueError
+        As :func:`match_instances`.
+
+    Notes
+    -----
     A ratio with a zero denominator is 1 when both maps are empty (nothing
     to find, nothing found) and 0 otherwise (as StarDist).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> truth = np.array([[1, 1, 0, 2, 2]])
+    >>> s = instance_scores(truth.copy(), truth)
+    >>> s["f1"], s["ap"], s["dice"]
+    (1.0, 1.0, 1.0)
     """
     ov = _overlap(pred, truth)
     empty = ov.pred_ids.size == 0 and ov.true_ids.size == 0
