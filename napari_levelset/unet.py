@@ -40,6 +40,16 @@ value the metadata declares is bounded (``ARCH_LIMITS``, ``HEAD_CLASSES``), and
 the declared network is built on torch's meta device and compared with the
 stored weights (names and shapes) before any memory is allocated for it.  Training
 checkpoints use the same format plus the optimiser state, so they load too.
+
+References
+----------
+.. [1] O. Ronneberger, P. Fischer and T. Brox, "U-Net: convolutional networks for
+   biomedical image segmentation", MICCAI 2015: the body's architecture.
+.. [2] B. Kim and J. C. Ye, "Mumford-Shah loss functional for image segmentation with
+   deep learning", IEEE Transactions on Image Processing 29, 1856-1866 (2020): the
+   unsupervised loss the heads are trained with.
+.. [3] J. L. Ba, J. R. Kiros and G. E. Hinton, "Layer normalization", arXiv:1607.06450
+   (2016): ``ChannelNorm`` (``torch.nn.functional.layer_norm`` over channels).
 """
 
 from __future__ import annotations
@@ -92,7 +102,22 @@ NORMALISATION_LAB = ("CIELAB scaled by 1/100 (napari_levelset.io.to_lab); a grey
 
 # ----------------------------------------------------------------------------- layers
 class ChannelNorm(nn.Module):
-    """LayerNorm over the channel axis at every pixel (no batch or spatial statistics)."""
+    """LayerNorm over the channel axis at every pixel (no batch or spatial statistics).
+
+    Parameters
+    ----------
+    channels : int
+        Number of channels C (size of the learnt ``weight`` and ``bias``).
+    eps : float
+        Added to the variance.
+
+    Examples
+    --------
+    >>> import torch
+    >>> y = ChannelNorm(8)(torch.rand(2, 8, 5, 5))
+    >>> y.shape, bool(y.mean(1).abs().max() < 1e-5)
+    (torch.Size([2, 8, 5, 5]), True)
+    """
 
     def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__()
@@ -101,6 +126,18 @@ class ChannelNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise ``x`` over its channels at every pixel.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Float ``(B, C, *S)``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, C, *S)``: zero mean, unit variance over C, times ``weight`` plus ``bias``.
+        """
         # channels-last view + the fused layer_norm kernel: several times faster than
         # mean/var arithmetic on the (B, C, *S) layout
         perm = (0,) + tuple(range(2, x.dim())) + (1,)
@@ -122,6 +159,37 @@ class UNet(nn.Module):
     level ``l``, ``convs`` 3x3 convolutions (+ ChannelNorm + ReLU) per block,
     transposed-convolution up-sampling and skip connections, and a final 1x1
     convolution to ``embed`` channels.  Works in 2D and 3D (``ndim``).
+
+    Parameters
+    ----------
+    in_channels : int
+        Input channels C (>= 1).
+    base : int
+        Channels of the first level (>= 1).
+    levels : int
+        Down-samplings by 2 (>= 0); inputs are padded to a multiple of ``2**levels``.
+    embed : int
+        Channels of the output embedding (>= 1).
+    ndim : int
+        2 or 3 spatial axes.
+    convs : int
+        3x3 convolutions per block (>= 1).
+
+    Raises
+    ------
+    ValueError
+        When a count is below its minimum, or ``ndim`` is not 2 or 3.
+
+    References
+    ----------
+    .. [1] Ronneberger, Fischer & Brox 2015, see the module's references.
+
+    Examples
+    --------
+    >>> import torch
+    >>> body = UNet(in_channels=1, levels=2)
+    >>> body(torch.rand(1, 1, 30, 30)).shape, body.multiple, body.receptive_radius
+    (torch.Size([1, 32, 30, 30]), 4, 26)
     """
 
     def __init__(self, in_channels: int = 3, base: int = 16, levels: int = 3, embed: int = 32, ndim: int = 2,
@@ -157,13 +225,36 @@ class UNet(nn.Module):
         return r + 2 * sum(2**lvl for lvl in range(levels))
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` padded at the high end of each spatial axis (edge replication) to a multiple."""
+        """``x`` padded at the high end of each spatial axis (edge replication) to a multiple.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, C, *S)``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, C, *P)``, ``P`` the next multiples of ``multiple`` (``x`` itself when none
+            is needed).
+        """
         m = self.multiple
         pad = [(-s) % m for s in x.shape[2:]]
         return _pad_replicate(x, pad) if any(pad) else x
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        """Everything before the last block: the input of ``tail`` (``x`` a multiple in size)."""
+        """Everything before the last block: the input of ``tail`` (``x`` a multiple in size).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, C, *P)``, every spatial size a multiple of ``multiple``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, 2 * base, *P)`` (``(B, base, *P)`` with ``levels=0``).
+        """
         skips = []
         h = x
         for lvl, block in enumerate(self.enc):
@@ -179,15 +270,45 @@ class UNet(nn.Module):
         return h
 
     def tail(self, h: torch.Tensor) -> torch.Tensor:
-        """The last full-resolution block and the 1x1 embedding convolution."""
+        """The last full-resolution block and the 1x1 embedding convolution.
+
+        Parameters
+        ----------
+        h : torch.Tensor
+            What :meth:`trunk` returned.
+
+        Returns
+        -------
+        torch.Tensor
+            The embedding ``(B, embed, *P)``.
+        """
         if len(self.dec):
             h = self.dec[0](h)
         return self.out(h)
 
     def tail_modules(self) -> list[nn.Module]:
+        """The modules :meth:`tail` runs (those ``finetune="last"`` trains).
+
+        Returns
+        -------
+        list of torch.nn.Module
+            The last decoder block (when ``levels > 0``) and the 1x1 output convolution.
+        """
         return ([self.dec[0]] if len(self.dec) else []) + [self.out]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The embedding of ``x``, any spatial size (padded, then cropped back).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Float ``(B, in_channels, *S)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Float ``(B, embed, *S)``.
+        """
         spatial = x.shape[2:]
         y = self.tail(self.trunk(self.pad(x)))
         if tuple(y.shape[2:]) != tuple(spatial):
@@ -206,7 +327,41 @@ def _pad_replicate(x: torch.Tensor, pad: list[int]) -> torch.Tensor:
 
 
 class LevelSetUNet(nn.Module):
-    """U-Net body plus one 1x1 head per class count (``heads``: e.g. 2..16)."""
+    """U-Net body plus one 1x1 head per class count (``heads``: e.g. 2..16).
+
+    Each head is a 1x1 convolution of ``[embedding, image]`` (``embed + in_channels``
+    channels) to ``n`` logits.
+
+    Parameters
+    ----------
+    in_channels : int
+        Input channels C.
+    heads : iterable of int
+        Class counts to make heads for (each >= 2; duplicates ignored).
+    base : int
+        As for :class:`UNet`.
+    levels : int
+        As for :class:`UNet`.
+    embed : int
+        As for :class:`UNet`.
+    ndim : int
+        2 or 3.
+    convs : int
+        As for :class:`UNet`.
+
+    Raises
+    ------
+    ValueError
+        When ``heads`` is empty or has a count below 2, or the body's values are invalid.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = LevelSetUNet(in_channels=3, heads=[2, 4], levels=2)
+    >>> out = net(torch.rand(1, 3, 32, 32))
+    >>> sorted(out), out[4].shape
+    ([2, 4], torch.Size([1, 4, 32, 32]))
+    """
 
     def __init__(self, in_channels: int = 3, heads: Iterable[int] = range(2, MAX_CLASSES + 1), base: int = 16,
                  levels: int = 3, embed: int = 32, ndim: int = 2, convs: int = 2):
@@ -222,26 +377,64 @@ class LevelSetUNet(nn.Module):
 
     @property
     def config(self) -> dict:
+        """The architecture as a dict (``arch``, the body's values, ``heads``, ``norm``, ``head``)."""
         return dict(arch="unet", **self.body.config, heads=self.head_counts, norm="channel-layernorm",
                     head="1x1 conv of [embedding, image] per class count")
 
     @property
     def head_counts(self) -> list[int]:
+        """The class counts with a head, sorted."""
         return sorted(int(k) for k in self.heads)
 
     @property
     def multiple(self) -> int:
+        """Spatial sizes the body needs (``2**levels``; inputs are padded to it)."""
         return self.body.multiple
 
     @property
     def receptive_radius(self) -> int:
+        """The body's receptive radius, pixels per axis (the heads are 1x1)."""
         return self.body.receptive_radius
 
     def head(self, feats: torch.Tensor, x: torch.Tensor, n: int) -> torch.Tensor:
+        """The head for ``n`` classes on the embedding and the image.
+
+        Parameters
+        ----------
+        feats : torch.Tensor
+            The embedding ``(B, embed, *S)``.
+        x : torch.Tensor
+            The image ``(B, in_channels, *S)``.
+        n : int
+            A class count in :attr:`head_counts`.
+
+        Returns
+        -------
+        torch.Tensor
+            Logits ``(B, n, *S)``.
+
+        Raises
+        ------
+        KeyError
+            When there is no head for ``n``.
+        """
         return self.heads[str(n)](torch.cat([feats, x], 1))
 
     def forward(self, x: torch.Tensor, n: int | None = None) -> torch.Tensor | dict[int, torch.Tensor]:
-        """Logits for ``n`` classes, or a dict ``{n: logits}`` of every head when ``n`` is None."""
+        """Logits for ``n`` classes, or a dict ``{n: logits}`` of every head when ``n`` is None.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Float ``(B, in_channels, *S)``, the normalised image.
+        n : int or None
+            The class count (a head must exist for it); None: every head.
+
+        Returns
+        -------
+        torch.Tensor or dict of int to torch.Tensor
+            Logits ``(B, n, *S)``, or ``{n: (B, n, *S)}`` for every head.
+        """
         feats = self.body(x)
         if n is not None:
             return self.head(feats, x, n)
@@ -265,6 +458,34 @@ class PretrainedNetwork(nn.Module):
     (always the same image) only runs the trainable part.  Calls without
     gradients on inputs larger than ``tile`` go through
     ``napari_levelset.tiling``, so only one tile's activations exist at a time.
+
+    Parameters
+    ----------
+    unet : LevelSetUNet
+        The loaded model; its body is shared (not copied), and so is the head for
+        ``n_classes`` when it has one.
+    n_classes : int
+        N.  Without a trained head for N the head is new (zeros; ``head_trained`` False)
+        and only usable from a k-means start (:meth:`init_from_centres`).
+    in_channels : int
+        Channels of the image given (adapted to the model's, see above).
+    ndim : int
+        Spatial axes of the image, 2 or 3.
+    finetune : {"head", "last", "all"}
+        What a ``Segmenter`` run trains.
+    tile : int or None
+        Tile size (pixels) for gradient-free calls on large inputs; None: 512 in 2D, 128 in 3D.
+    extra_channels : int
+        Trailing input channels (pixel coordinates) that go to the head only; their head
+        weights start at zero.
+    model_color : str
+        The preparation the model was trained with (``rgb`` or ``lab``).
+
+    Raises
+    ------
+    InputError
+        When ``ndim`` is not 2 or 3, a 3D model gets a 2D image, ``finetune`` is unknown, or
+        the model cannot take ``in_channels`` channels.
     """
 
     def __init__(self, unet: LevelSetUNet, n_classes: int, in_channels: int, ndim: int, finetune: str = "head",
@@ -318,11 +539,13 @@ class PretrainedNetwork(nn.Module):
     # geometry for napari_levelset.tiling
     @property
     def multiple(self) -> tuple[int, ...]:
+        """Per spatial axis, the multiple inputs are padded to (1 along the slices of a 2D model on 3D data)."""
         m = self.body.multiple
         return (1, m, m) if self.slicewise else (m,) * self.ndim
 
     @property
     def receptive_radius(self) -> tuple[int, ...]:
+        """Per spatial axis, the body's receptive radius in pixels (0 across slices of a 2D model on 3D data)."""
         r = self.body.receptive_radius
         return (0, r, r) if self.slicewise else (r,) * self.ndim
 
@@ -425,6 +648,7 @@ class PretrainedNetwork(nn.Module):
         return any(s > t for s in (x.shape[3:] if self.slicewise else x.shape[2:]))
 
     def clear_cache(self) -> None:
+        """Forget the cached output of the frozen part (it is recomputed on the next call)."""
         self._cache = None
 
     @property
@@ -443,6 +667,19 @@ class PretrainedNetwork(nn.Module):
         classes.  Needs the image channels to reach the head unchanged (no colour
         to grey adaptation).  ``centres`` may go on over the extra (position)
         channels, which then get their part of the assignment too.
+
+        Parameters
+        ----------
+        centres : torch.Tensor
+            Float ``(n_classes, k)``: class means over the image channels, optionally
+            followed by the extra channels (e.g. ``cluster.init_centres``).
+        spread : float
+            Mean squared distance of a pixel to its centre (floored at 1e-4).
+
+        Raises
+        ------
+        InputError
+            When the model averages colour to grey (``takes_centres`` is False).
         """
         if not self.takes_centres:
             raise InputError("a k-means start needs the model's input channels; this model averages colour to grey")
@@ -463,6 +700,23 @@ class PretrainedNetwork(nn.Module):
         self.head_trained = True  # started from this image: usable as it is
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for ``x`` (cached frozen part, tiled when large and without gradients).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Float ``(B, in_channels + extra_channels, *S)``, the prepared image.
+
+        Returns
+        -------
+        torch.Tensor
+            Float ``(B, n_classes, *S)``.
+
+        Raises
+        ------
+        InputError
+            When ``x`` has another number of channels.
+        """
         if self.finetune == "all" and torch.is_grad_enabled() and any(p.requires_grad for p in self.body.parameters()):
             return self._whole(x)
         if self.finetune == "all":  # nothing is frozen: no cache (the body changes), tiled when large
@@ -526,6 +780,28 @@ def _ranges(ns: list[int]) -> str:
 
 # ----------------------------------------------------------------------------- files
 def pretrained_path(name: str = "unet") -> Path:
+    """Where the shipped model ``name`` lives (in the package's ``weights`` folder).
+
+    Parameters
+    ----------
+    name : str
+        A key of ``PRETRAINED`` (``"unet"``).
+
+    Returns
+    -------
+    pathlib.Path
+        The file (it may be missing from an installation without weights).
+
+    Raises
+    ------
+    KeyError
+        When ``name`` is not a shipped model.
+
+    Examples
+    --------
+    >>> pretrained_path().name
+    'unet_bsds.pt'
+    """
     return WEIGHTS_DIR / PRETRAINED[name]
 
 
@@ -549,8 +825,40 @@ def save_model(path: str | os.PathLike, net: nn.Module, metadata: dict | None = 
     ``metadata`` (JSON-serialisable) is merged over the architecture, head and
     normalisation description and the package version; a ``PretrainedNetwork``
     (e.g. after a fine-tune) also keeps the metadata of the file it came from,
-    its colour handling included.  ``extra`` entries
-    (plain types and tensors, e.g. an optimiser state) are stored beside.
+    its colour handling included.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (``atomic_write``: a failure leaves the old file as it was).
+    net : torch.nn.Module
+        A ``LevelSetUNet``, or a ``PretrainedNetwork`` (saved as a one-head ``LevelSetUNet``).
+    metadata : dict or None
+        JSON-serialisable; merged over the architecture, head and normalisation description
+        and the package version.
+    **extra
+        Entries stored beside (plain types and tensors, e.g. an optimiser state).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    InputError
+        For a ``PretrainedNetwork`` with position channels or with a new, untrained head,
+        metadata that is not JSON-serialisable, or a folder that does not exist.
+    TypeError
+        When ``net`` is neither a ``LevelSetUNet`` nor a ``PretrainedNetwork``.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> out = os.path.join(tempfile.mkdtemp(), "tiny.pt")
+    >>> _ = save_model(out, LevelSetUNet(1, [2], base=4, levels=1, embed=4), {"note": "tiny"})
+    >>> load_model(out)[1]["note"]
+    'tiny'
     """
     from . import __version__
 
@@ -588,7 +896,25 @@ def _body_kwargs(arch: dict) -> dict:
 
 
 def read_model_file(path: str | os.PathLike) -> dict:
-    """The raw dict of a model or checkpoint file, checked (``InputError`` otherwise)."""
+    """The raw dict of a model or checkpoint file, checked (``InputError`` otherwise).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file, read with ``torch.load(weights_only=True)`` on the CPU.
+
+    Returns
+    -------
+    dict
+        ``format``, ``format_version``, ``metadata`` (parsed from its JSON string into a
+        dict), ``state_dict`` and any extra entries (a checkpoint's optimiser state).
+
+    Raises
+    ------
+    InputError
+        When the file is missing or unreadable, not of this ``FORMAT``, of a newer
+        ``FORMAT_VERSION``, or lacks readable metadata or weights.
+    """
     p = Path(path)
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)
@@ -620,8 +946,16 @@ _FILES_READ = [0]
 
 
 def files_read() -> int:
-    """How many model files this process has read from disk (``load_model`` reads a file once while it
-    is unchanged: batches and dask workers read a model once, not once per image)."""
+    """How many model files this process has read from disk.
+
+    ``load_model`` reads a file once while it is unchanged: batches and dask workers read
+    a model once, not once per image.
+
+    Returns
+    -------
+    int
+        The count since the process started.
+    """
     return _FILES_READ[0]
 
 
@@ -708,11 +1042,36 @@ def _check_weights(state: dict, skeleton: nn.Module, p: Path) -> None:
 def load_model(path: str | os.PathLike) -> tuple[LevelSetUNet, dict]:
     """Load a model file written by ``save_model`` (or a training checkpoint).
 
-    Returns ``(net, metadata)``; raises ``InputError`` for anything that is not
-    a valid napari-levelset U-Net file.  Every architecture value is bounded
-    (``ARCH_LIMITS``, ``HEAD_CLASSES``) and the declared network is first built
-    on torch's meta device and compared, name by name and shape by shape, with
-    the stored weights: memory is only allocated for a network the file holds.
+    Every architecture value is bounded (``ARCH_LIMITS``, ``HEAD_CLASSES``) and the
+    declared network is first built on torch's meta device and compared, name by name
+    and shape by shape, with the stored weights: memory is only allocated for a network
+    the file holds.  A file unchanged since it was last read is not read again.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file.
+
+    Returns
+    -------
+    net : LevelSetUNet
+        In eval mode, on the CPU.
+    metadata : dict
+        The file's metadata (``architecture``, ``normalisation``, ``package_version``,
+        ``color``, training settings, ...).
+
+    Raises
+    ------
+    InputError
+        For anything that is not a valid napari-levelset U-Net file: missing, unreadable,
+        foreign, out-of-bounds architecture, weights that do not match it, or NaN or
+        infinite weights.
+
+    Examples
+    --------
+    >>> net, meta = load_model(pretrained_path("unet"))
+    >>> net.head_counts[0], net.head_counts[-1], meta["architecture"]["levels"]
+    (2, 16, 3)
     """
     p = Path(path)
     blob = _read_cached(p)
@@ -737,7 +1096,23 @@ def load_model(path: str | os.PathLike) -> tuple[LevelSetUNet, dict]:
 
 
 def model_color(model: str | os.PathLike = "unet") -> str:
-    """The image preparation (``rgb`` or ``lab``) a model file was trained with."""
+    """The image preparation (``rgb`` or ``lab``) a model file was trained with.
+
+    Parameters
+    ----------
+    model : str or os.PathLike
+        ``"unet"`` (the shipped model) or the path of a model file.
+
+    Returns
+    -------
+    str
+        The ``color`` of its metadata, ``"rgb"`` when it names none.
+
+    Raises
+    ------
+    InputError
+        When the model is not installed, the file is missing, or it is not a valid model file.
+    """
     return load_model(_resolve_model_path(model))[1].get("color", "rgb")
 
 
@@ -761,6 +1136,43 @@ def build_network(model: str | os.PathLike = "unet", in_channels: int = 3, n_cla
     the class head only, beside the embedding and the image; their head
     weights start at zero (or from a k-means start) and are learnt in a
     fine-tune.
+
+    Parameters
+    ----------
+    model : str or os.PathLike
+        ``"unet"`` (the shipped model) or the path of a model file.
+    in_channels : int
+        Channels of the prepared image.
+    n_classes : int
+        N (>= 2).
+    ndim : int
+        Spatial axes of the image, 2 or 3.
+    finetune : {"head", "last", "all"}
+        What a fine-tune trains.
+    tile : int or None
+        Tile size (pixels) for gradient-free inference on large inputs.
+    color : str or None
+        The image preparation the caller uses (``rgb`` or ``lab``), checked against the model's.
+    extra_channels : int
+        Head-only trailing input channels (pixel coordinates).
+
+    Returns
+    -------
+    PretrainedNetwork
+        With ``metadata`` (the model file's) as an attribute.
+
+    Raises
+    ------
+    InputError
+        When ``n_classes < 2``, the model cannot be found or read, ``color`` differs from the
+        model's, or the network cannot take the image (see :class:`PretrainedNetwork`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = build_network("unet", in_channels=1, n_classes=3)
+    >>> net(torch.rand(1, 1, 64, 64)).shape, net.finetune, net.head_trained
+    (torch.Size([1, 3, 64, 64]), 'head', True)
     """
     n_classes = int(n_classes)
     if n_classes < 2:
