@@ -10,7 +10,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "napari_levelset"
 #: modules napari imports: they may use napari and Qt, but must not import torch at import time
-NAPARI_FACING = {"_sample_data", "_writer"}
+NAPARI_FACING = {"_sample_data", "_writer", "_layers"}
 CORE = sorted(p.stem for p in PACKAGE.glob("*.py")
               if p.stem not in NAPARI_FACING | {"__init__", "__main__"})
 
