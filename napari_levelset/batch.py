@@ -49,9 +49,37 @@ def _is_pattern(text: str) -> bool:
 
 
 def find_inputs(items: Iterable[str | os.PathLike]) -> list[Path]:
-    """The image files that ``items`` name: files as given, a folder's image files (``IMAGE_EXT``,
-    sorted, not recursive), a glob pattern's matches (sorted).  Duplicates are dropped.
-    Raises ``InputError`` for an item that names nothing."""
+    """The image files that ``items`` name.
+
+    Files as given, a folder's image files (``IMAGE_EXT``, sorted, not recursive, hidden
+    files left out; a zarr folder counts as a file), a glob pattern's matches (sorted).
+    Duplicates (the same file by its real path) are dropped.
+
+    Parameters
+    ----------
+    items : iterable of str or os.PathLike
+        Files, folders and glob patterns (``*``, ``?``, ``[``).
+
+    Returns
+    -------
+    list of pathlib.Path
+        In the order the items name them.
+
+    Raises
+    ------
+    InputError
+        For an item that names nothing: a missing file, a folder without image files, a
+        pattern without matches.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("b.tif", "a.png", "notes.txt"):
+    ...     _ = (d / name).write_bytes(b"")
+    >>> [p.name for p in find_inputs([d, d / "a.png"])]
+    ['a.png', 'b.tif']
+    """
     out: list[Path] = []
     for item in items:
         text = str(item)
@@ -85,8 +113,31 @@ def _is_zarr(p: Path) -> bool:
 
 
 def output_for(path: str | os.PathLike, output_dir: str | os.PathLike, suffix: str = "", ext: str = ".tif") -> Path:
-    """``output_dir / (stem + suffix + ext)`` for input ``path`` (``a/b/field_01.png`` -> ``OUT/field_01.tif``);
-    a double extension such as ``.ome.tif`` counts as one."""
+    """``output_dir / (stem + suffix + ext)`` for input ``path`` (``a/b/field_01.png`` -> ``OUT/field_01.tif``).
+
+    A double extension such as ``.ome.tif`` counts as one.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The input file.
+    output_dir : str or os.PathLike
+        The output folder.
+    suffix : str
+        Added to the stem (e.g. ``"_labels"``).
+    ext : str
+        The output's extension, with its dot.
+
+    Returns
+    -------
+    pathlib.Path
+        The output file's path (nothing is created).
+
+    Examples
+    --------
+    >>> output_for("a/b/field_01.ome.tiff", "OUT", suffix="_labels").as_posix()
+    'OUT/field_01_labels.tif'
+    """
     name = Path(path).name
     stem = name[: -len(".ome.tif")] if name.lower().endswith(".ome.tif") else (
         name[: -len(".ome.tiff")] if name.lower().endswith(".ome.tiff") else Path(name).stem)
@@ -102,9 +153,37 @@ def segment_file(path, output, *, channel_axis: int | None = None, spatial_dims:
     size the file gives decide how it is segmented (unless ``channel_axis`` or
     ``spatial_dims`` is given), ``settings`` go to ``napari_levelset.segment``,
     and the labels are written atomically with the input's axes (minus C) and
-    pixel size (``io.write_labels``).  ``scribbles``: a label file path.
-    Raises ``InputError`` (bad input; its advice in the command's words) and
-    ``OSError``.
+    pixel size (``io.write_labels``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file (anything ``io.read_image_file`` reads).
+    output : str or os.PathLike
+        The label file, ``.tif``/``.tiff`` or ``.png`` (2D labels only).
+    channel_axis : int or None
+        Overrides the file's channel axis (see ``io.infer_axes``).
+    spatial_dims : int or None
+        Overrides how many trailing axes are segmented together (2 or 3).
+    scribbles : str or os.PathLike or numpy.ndarray or None
+        A label file path (read as indices) or an array: 0 unlabelled, ``k`` class ``k - 1``.
+    progress : bool
+        Show a progress bar.
+    **settings
+        Go to ``napari_levelset.segment`` (``n_classes``, ``iterations``, ``model``, ...).
+
+    Returns
+    -------
+    numpy.ndarray
+        The labels, the image's shape without its channel axis (as ``segment`` returns them).
+
+    Raises
+    ------
+    InputError
+        For bad input (its advice in the command's words), e.g. a PNG output for labels
+        that are not 2D.
+    OSError
+        When the output cannot be written.
     """
     from .cli import _read_checked, cli_words
     from .engine import segment
@@ -146,8 +225,21 @@ def segment_file(path, output, *, channel_axis: int | None = None, spatial_dims:
 # -- many files ----------------------------------------------------------------------------------
 @dataclass
 class BatchSummary:
-    """What a batch did: ``done`` and ``skipped`` (output already there) as ``(input, output)``,
-    ``failed`` as ``(input, reason)``; ``interrupted`` when Ctrl-C or SIGTERM ended it."""
+    """What a batch did (the result of :func:`segment_files`).
+
+    ``str(summary)`` gives one line, e.g. ``"2 done, 1 skipped (output exists), 0 failed"``.
+
+    Parameters
+    ----------
+    done : list of tuple
+        ``(input, output)`` paths of the files segmented.
+    skipped : list of tuple
+        ``(input, output)`` where the output was already there.
+    failed : list of tuple
+        ``(input, reason)``, the reason one line of text.
+    interrupted : bool
+        True when Ctrl-C or SIGTERM ended the batch.
+    """
 
     done: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
@@ -156,6 +248,7 @@ class BatchSummary:
 
     @property
     def ok(self) -> bool:
+        """True when nothing failed and the batch ran to the end."""
         return not self.failed and not self.interrupted
 
     def __str__(self) -> str:
@@ -233,12 +326,58 @@ def segment_files(inputs: Sequence[str | os.PathLike] | str, output_dir: str | o
     one in this process.  ``threads``: torch CPU threads per process (None:
     leave as it is; in this process the count before is restored after).
     ``report(line)`` is called with each failure's one-line reason (default:
-    printed on stderr).  Returns a ``BatchSummary``; raises
-    ``InputError`` before any work for inputs that name nothing, an output
-    folder that does not exist or cannot be written, or two inputs with one
-    output name.  Ctrl-C (``KeyboardInterrupt``) ends the batch after the
-    files written so far: it is raised again with the summary as its
-    ``summary`` attribute.
+    printed on stderr).
+
+    Parameters
+    ----------
+    inputs : str or os.PathLike or sequence of them
+        Files, folders and glob patterns (see :func:`find_inputs`).
+    output_dir : str or os.PathLike
+        An existing, writable folder.
+    suffix : str
+        Added to each output's stem.
+    ext : str
+        ``.tif``, ``.tiff`` or ``.png``.
+    overwrite : bool
+        Segment files whose output exists (otherwise they are skipped, so running an
+        interrupted batch again resumes it).
+    client : dask.distributed.Client or str or None
+        A client, or a scheduler address, to spread the files over.
+    workers : int or None
+        Start a local dask cluster of that many processes (one thread each).
+    threads : int or None
+        torch CPU threads per process (None: leave as it is; in this process the count
+        before is restored after).
+    progress : bool
+        Show a progress bar (tqdm) on stderr.
+    channel_axis : int or None
+        Overrides every file's channel axis.
+    spatial_dims : int or None
+        Overrides how many trailing axes are segmented together.
+    report : callable or None
+        ``report(line)`` is called with each failure's one-line reason (default: printed
+        on stderr, above the bar).
+    **settings
+        Go to ``napari_levelset.segment`` for every file.
+
+    Returns
+    -------
+    BatchSummary
+        What was done, skipped and failed.
+
+    Raises
+    ------
+    InputError
+        Before any work: for inputs that name nothing, an output folder that does not
+        exist or cannot be written, an unknown ``ext``, two inputs with one output name,
+        an output that is an input, or ``client``/``workers`` without dask.distributed.
+    KeyboardInterrupt
+        Ctrl-C ends the batch after the files written so far: it is raised again with the
+        summary as its ``summary`` attribute.
+
+    Notes
+    -----
+    The cluster is dask.distributed's (``Client``, ``LocalCluster``, ``as_completed``).
     """
     from .cli import PROG, check_writable_folder
 
@@ -325,7 +464,15 @@ def segment_files(inputs: Sequence[str | os.PathLike] | str, output_dir: str | o
 # -- many arrays ---------------------------------------------------------------------------------
 @dataclass
 class ArrayResults:
-    """``labels[i]``: the labels of item ``i`` (None where it failed); ``failed``: ``(i, reason)``."""
+    """The result of :func:`segment_arrays`.
+
+    Parameters
+    ----------
+    labels : list
+        ``labels[i]``: the labels of item ``i`` (a numpy array), None where it failed.
+    failed : list of tuple
+        ``(i, reason)``, sorted by ``i``.
+    """
 
     labels: list
     failed: list = field(default_factory=list)
@@ -345,8 +492,38 @@ def segment_arrays(images: Iterable[Any], *, client=None, workers: int | None = 
                    progress: bool = False, **settings) -> ArrayResults:
     """``napari_levelset.segment(image, **settings)`` for each of ``images``, one failure not ending the rest.
 
-    ``client`` / ``workers`` / ``threads`` as in ``segment_files`` (the arrays
-    are sent to the workers).  Returns ``ArrayResults`` in input order.
+    Parameters
+    ----------
+    images : iterable of array-like
+        The images (read whole into a list first).
+    client : dask.distributed.Client or str or None
+        As in :func:`segment_files` (the arrays are sent to the workers).
+    workers : int or None
+        As in :func:`segment_files`.
+    threads : int or None
+        As in :func:`segment_files`.
+    progress : bool
+        Show a progress bar (tqdm).
+    **settings
+        Go to ``napari_levelset.segment`` for every image.
+
+    Returns
+    -------
+    ArrayResults
+        Labels in input order, and the failures with their reasons.
+
+    Raises
+    ------
+    InputError
+        When ``client``/``workers`` is given without dask.distributed installed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> images = [np.random.rand(32, 32), np.zeros((32, 32))]  # the second is constant
+    >>> out = segment_arrays(images, n_classes=2, iterations=2)
+    >>> out.labels[0].shape, out.labels[1], [i for i, _ in out.failed]
+    ((32, 32), None, [1])
     """
     images = list(images)
     results: list = [None] * len(images)
