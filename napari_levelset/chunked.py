@@ -34,6 +34,14 @@ the volume's spatial shape, chunked like the tiles; ``ome=True`` writes an
 OME-Zarr (NGFF 0.4) image group with its axes and voxel size, whose level
 ``0`` holds the labels.  Sources: zarr (https://zarr.dev), dask
 (https://dask.org), the OME-NGFF specification (https://ngff.openmicroscopy.org).
+
+Examples
+--------
+>>> import numpy as np
+>>> vol = np.random.default_rng(0).random((24, 48, 48)).astype(np.float32)
+>>> labels = segment_volume(vol, n_classes=2, iterations=2, crop=16, crops=2, tile=32)
+>>> labels.shape, labels.dtype
+((24, 48, 48), dtype('uint8'))
 """
 
 from __future__ import annotations
@@ -56,8 +64,19 @@ PMIN, PMAX = 0.5, 99.5
 
 @dataclass
 class Volume:
-    """A lazily read array with what its file says: ``data`` (zarr or any array), ``axes`` letters
-    (``ZYX``, ``CZYX``, ...; None when unknown), ``spacing`` per spatial axis and its ``unit``."""
+    """A lazily read array with what its file says (see :func:`open_volume`).
+
+    Parameters
+    ----------
+    data : array-like
+        A ``zarr.Array``, or any array (numpy, dask): ``(*S)`` or ``(C, *S)``.
+    axes : str or None
+        One letter per axis (``ZYX``, ``CZYX``, ...); None when unknown.
+    spacing : tuple of float or None
+        Physical voxel size per spatial axis, in ``unit``.
+    unit : str or None
+        The unit of ``spacing`` (``µm`` for micrometres).
+    """
 
     data: Any
     axes: str | None = None
@@ -66,16 +85,29 @@ class Volume:
 
     @property
     def channel_axis(self) -> int | None:
+        """The index of C in ``axes``, or None (no C, or no axes known)."""
         return self.axes.index("C") if self.axes and "C" in self.axes else None
 
 
 def open_volume(path: str | os.PathLike) -> Volume:
     """Open a zarr array or an OME-Zarr image (its level 0) for lazy reading.
 
-    Returns a ``Volume`` whose ``data`` is the ``zarr.Array`` (nothing read
-    yet); axes, voxel size and unit come from the OME-NGFF ``multiscales``
-    metadata when there is one.  Raises ``InputError`` when ``path`` holds no
-    zarr array.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A zarr array, or an OME-Zarr image group (NGFF ``multiscales`` metadata).
+
+    Returns
+    -------
+    Volume
+        Its ``data`` is the ``zarr.Array`` (nothing read yet); axes, voxel size and unit
+        come from the OME-NGFF ``multiscales`` metadata when there is one.
+
+    Raises
+    ------
+    InputError
+        When ``path`` holds no zarr array (missing, foreign, or a group without
+        ``multiscales``), or zarr is not installed.
     """
     zarr = _zarr()
     p = str(path)
@@ -144,6 +176,26 @@ def read_region(data, channel: int | None, region: Sequence[tuple[int, int]]) ->
     networks pad to a multiple).  ``channel`` None reads every channel of a
     channels-first array, or the array itself when it has none (then pass
     ``channel=-1``).  Only this region is read from a lazy (zarr, dask) array.
+
+    Parameters
+    ----------
+    data : array-like
+        ``(*S)`` or ``(C, *S)``, numpy, zarr or dask.
+    channel : int or None
+        A channel index; None: every channel; -1: the array has no channel axis.
+    region : sequence of tuple of int
+        ``(start, stop)`` per spatial axis, pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``data``'s dtype, ``(*R)`` or ``(C, *R)`` with ``R`` the region's sizes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> read_region(np.arange(4).reshape(2, 2), -1, [(1, 3), (0, 2)]).tolist()
+    [[2, 3], [2, 3]]
     """
     spatial_shape = data.shape[-len(region):]
     sl = tuple(slice(a, min(b, s)) for (a, b), s in zip(region, spatial_shape))
@@ -161,8 +213,19 @@ def read_region(data, channel: int | None, region: Sequence[tuple[int, int]]) ->
 
 # -- exact normalisation statistics over chunks ------------------------------------------------
 class ChannelRange(tuple):
-    """``(lo, hi)`` of one channel, with ``dtype``: the float type ``io._working_copy`` computes it in
-    (float32 where every value of the channel is a float32 number, else float64)."""
+    """``(lo, hi)`` of one channel, with ``dtype``: the float type ``io._working_copy`` computes it in.
+
+    float32 where every value of the channel is a float32 number, else float64.
+
+    Parameters
+    ----------
+    lo : float
+        The value mapped to 0.
+    hi : float
+        The value mapped to 1.
+    dtype : numpy.dtype or type or str
+        The float type the channel is mapped in.
+    """
 
     def __new__(cls, lo: float, hi: float, dtype=np.float32):
         t = super().__new__(cls, (float(lo), float(hi)))
@@ -235,8 +298,41 @@ def value_range(volume, channel_axis: int | None = None, structures: bool = True
     of up to 16 bits (and bool) are counted in a histogram; other dtypes are
     read as float32 (float16, float32, and integers within +-2**24) or float64,
     and their order statistics selected by a histogram over [min, max] and a
-    pass that gathers the values of the bins holding them.  Raises
-    ``InputError`` for NaN or infinite values.
+    pass that gathers the values of the bins holding them.
+
+    Parameters
+    ----------
+    volume : str or os.PathLike or Volume or array-like
+        A zarr / OME-Zarr path, a ``Volume``, or an array ``(*S)`` or ``(C, *S)``.
+    channel_axis : int or None
+        0 for channels first (None: from the volume's axes, else none).
+    structures : bool
+        Let the brightest 3-pixel structure raise ``hi`` (as ``io.normalize``).
+    tile : int or sequence of int or None
+        Pixels per axis of a task (default: the array's chunks, 128 without).
+    scheduler : str or None
+        dask scheduler (``"sync"`` by default, ``"threads"``).
+    client : dask.distributed.Client or None
+        Computes the tasks on a cluster instead.
+
+    Returns
+    -------
+    list of ChannelRange
+        One ``(lo, hi)`` per channel (a tuple of two floats with a ``dtype``).
+
+    Raises
+    ------
+    InputError
+        For NaN or infinite values, or a volume whose layout or dtype is not supported.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_levelset.io import normalize
+    >>> vol = np.random.default_rng(0).integers(0, 4000, (16, 32, 32)).astype(np.uint16)
+    >>> ranges = value_range(vol, tile=8)
+    >>> np.array_equal(normalize_block(vol[None], ranges), normalize(vol[None]))
+    True
     """
     vol = _as_volume(volume)
     ch, spatial = _layout(vol, channel_axis)
@@ -344,8 +440,23 @@ def _selector(data, c, spatial, tile, wdtype, vmin, vmax, scheduler, client, bin
 
 
 def normalize_block(block: np.ndarray, ranges: Sequence[tuple[float, float]]) -> np.ndarray:
-    """``(C, *s)`` raw values to float32 in [0, 1] with the whole volume's ``(lo, hi)`` per channel
-    (``value_range``; computed in its ``dtype``), exactly as ``napari_levelset.io.normalize`` maps them."""
+    """``(C, *s)`` raw values to float32 in [0, 1] with the whole volume's ``(lo, hi)`` per channel.
+
+    Computed in each range's ``dtype`` (``value_range``), exactly as
+    ``napari_levelset.io.normalize`` maps them.
+
+    Parameters
+    ----------
+    block : numpy.ndarray
+        ``(C, *s)`` raw values, any real dtype.
+    ranges : sequence of tuple of float
+        ``(lo, hi)`` per channel (``value_range``); ``hi <= lo`` maps the channel to 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(C, *s)`` in [0, 1].
+    """
     from .io import _map_range
 
     out = np.empty(block.shape, np.float32)
@@ -361,9 +472,24 @@ def normalize_block(block: np.ndarray, ranges: Sequence[tuple[float, float]]) ->
 # -- the network and its labels over tiles ---------------------------------------------------------
 @dataclass
 class VolumeModel:
-    """What labels a volume chunk by chunk: ``network`` (an ``nn.Module`` ``(B, C, *S) -> (B, N, *S)``
-    logits, used in eval mode), the normalisation ``ranges`` per channel, and ``order`` (label *k* is
-    network class ``order[k-1]``; None: computed from the whole volume's class means)."""
+    """What labels a volume chunk by chunk (made by :func:`fit_volume` or :func:`from_segmenter`).
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        ``(B, C, *S) -> (B, N, *S)`` logits, used in eval mode.
+    ranges : list
+        The normalisation ``(lo, hi)`` per channel (``value_range``).
+    n_classes : int
+        N.
+    order : numpy.ndarray or None
+        Label *k* is network class ``order[k-1]``; None: computed from the whole volume's
+        class means.
+    working_dtype : type
+        The float type tiles are computed in.
+    settings : dict
+        The ``Segmenter``'s settings.
+    """
 
     network: Any
     ranges: list
@@ -374,10 +500,12 @@ class VolumeModel:
 
     @property
     def radius(self) -> tuple[int, ...] | int:
+        """The network's receptive radius in pixels (per axis, or one for all)."""
         return getattr(self.network, "receptive_radius", getattr(self.network, "depth", 8))
 
     @property
     def multiple(self):
+        """The multiple (per axis, or one for all) the network's input sizes must be."""
         return getattr(self.network, "multiple", 1)
 
 
@@ -404,8 +532,52 @@ def fit_volume(volume, n_classes: int | None = None, *, model: Any = "cnn", iter
     (default: two crops) bounds the pixels of one step.  ``model="unet"`` or a
     model file: used as trained, or fine-tuned on the crops for
     ``iterations`` > 0.  Other keyword arguments go to ``Segmenter`` (``lr``,
-    ``width``, ``depth``, ``init``, ``finetune``).  Returns a ``VolumeModel``.
-    Raises ``InputError`` for bad settings or data.
+    ``width``, ``depth``, ``init``, ``finetune``).
+
+    Parameters
+    ----------
+    volume : str or os.PathLike or Volume or array-like
+        A zarr / OME-Zarr path, a ``Volume``, or an array ``(*S)`` or ``(C, *S)``.
+    n_classes : int or None
+        N (None: ``defaults.DEFAULTS["n_classes"]``).
+    model : str or os.PathLike
+        ``"cnn"``, ``"unet"`` or a model file.
+    iterations : int or None
+        Optimisation steps (None: the default for the CNN, 0 for a U-Net).
+    lam : float or None
+        Weight of the level-set loss's length term (None: the default).
+    crop : int
+        Pixels per axis of a random crop.
+    crops : int
+        Number of random crops.
+    max_pixels : int or None
+        Most pixels of one step (None: two crops for the CNN).
+    seed : int
+        Seed of the crops and of the network.
+    channel_axis : int or None
+        0 for channels first (None: from the volume's axes).
+    device : str
+        torch device, or ``"auto"``.
+    ranges : list or None
+        The normalisation per channel (None: ``value_range`` of the volume).
+    progress : bool
+        Show a progress bar.
+    scheduler : str or None
+        dask scheduler for ``value_range``.
+    client : dask.distributed.Client or None
+        Cluster for ``value_range``.
+    **kwargs
+        Go to ``Segmenter``.
+
+    Returns
+    -------
+    VolumeModel
+        The network in eval mode, without gradients, with ``ranges`` and the label order.
+
+    Raises
+    ------
+    InputError
+        For bad settings or data.
     """
 
     from .defaults import DEFAULTS
@@ -457,8 +629,24 @@ def from_segmenter(seg, ranges) -> VolumeModel:
     for a Segmenter made on the same data, or on crops normalised with them).
     With a k-means start the order is the Segmenter's own (label *k* = class
     *k* - 1); otherwise its order, decided on its image, is kept too.  Only a
-    model without position channels can be used tile by tile (raises
-    ``InputError`` otherwise).
+    model without position channels can be used tile by tile.
+
+    Parameters
+    ----------
+    seg : napari_levelset.engine.Segmenter
+        A trained Segmenter.
+    ranges : sequence of tuple of float
+        The normalisation per channel of the volume to label.
+
+    Returns
+    -------
+    VolumeModel
+        Sharing ``seg``'s network (put in eval mode).
+
+    Raises
+    ------
+    InputError
+        When the Segmenter has position channels (``position > 0``).
     """
     settings = seg.settings
     if settings.get("position"):
@@ -497,9 +685,38 @@ def create_labels(path: str | os.PathLike, shape, chunks, dtype, *, axes: str | 
     """Make an empty zarr label array at ``path`` (or an OME-Zarr image group with it at level ``0``).
 
     ``axes`` letters (e.g. ``ZYX``), ``spacing`` per spatial axis and
-    ``unit`` go into the OME-NGFF 0.4 ``multiscales`` metadata.  Raises
-    ``InputError`` when ``path`` exists and ``overwrite`` is false.  Returns
-    the ``zarr.Array``.
+    ``unit`` go into the OME-NGFF 0.4 ``multiscales`` metadata.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where the zarr (format 2) array or group is made.
+    shape : sequence of int
+        The labels' shape.
+    chunks : sequence of int
+        Chunk shape.
+    dtype : numpy.dtype or type
+        Label dtype (e.g. ``io.labels_dtype(n_classes)``).
+    axes : str or None
+        Axis letters for the OME metadata (None: the last ``len(shape)`` of ``ZYX``).
+    spacing : sequence of float or None
+        Voxel size per spatial axis, in ``unit``.
+    unit : str or None
+        ``µm``, ``nm``, ``mm`` (written as NGFF unit names) or another name.
+    ome : bool
+        Make an OME-Zarr image group with the array at ``0``.
+    overwrite : bool
+        Replace what is at ``path``.
+
+    Returns
+    -------
+    zarr.Array
+        Filled with 0.
+
+    Raises
+    ------
+    InputError
+        When ``path`` exists and ``overwrite`` is false, or zarr is not installed.
     """
     zarr = _zarr()
     p = Path(path)
@@ -549,8 +766,60 @@ def segment_volume(volume, output=None, n_classes: int | None = None, *, model: 
     the default, one at a time; ``"threads"``), or ``client`` a
     ``dask.distributed.Client``.  Labels are 1..N, uint8 (uint16 beyond 255
     classes), equal to whole-volume inference with the same network.
-    Raises ``InputError`` for bad input, and when ``output`` exists without
-    ``overwrite``.
+
+    Parameters
+    ----------
+    volume : str or os.PathLike or Volume or array-like
+        A zarr / OME-Zarr path, a ``Volume``, or an array ``(*S)`` or ``(C, *S)``.
+    output : str or os.PathLike or None
+        Zarr path for the labels, or None for numpy.
+    n_classes : int or None
+        As :func:`fit_volume`.
+    model : str or os.PathLike
+        As :func:`fit_volume`.
+    iterations : int or None
+        As :func:`fit_volume`.
+    lam : float or None
+        As :func:`fit_volume`.
+    tile : int or sequence of int or None
+        Pixels per axis of a task (rounded up to the network's multiple).
+    crop : int
+        As :func:`fit_volume`.
+    crops : int
+        As :func:`fit_volume`.
+    max_pixels : int or None
+        As :func:`fit_volume`.
+    seed : int
+        As :func:`fit_volume`.
+    channel_axis : int or None
+        0 for channels first (None: from the volume's axes).
+    device : str
+        torch device, or ``"auto"``.
+    ome : bool or None
+        Write an OME-Zarr image group (None: when the input has axes).
+    overwrite : bool
+        Replace an existing ``output``.
+    scheduler : str or None
+        dask scheduler for the tiles.
+    client : dask.distributed.Client or None
+        Cluster for the tiles (needs ``output``).
+    progress : bool
+        Show progress bars.
+    fitted : VolumeModel or None
+        Use this model instead of fitting one.
+    **kwargs
+        Go to ``Segmenter`` (through :func:`fit_volume`).
+
+    Returns
+    -------
+    zarr.Array or numpy.ndarray
+        Labels 1..N with the volume's spatial shape.
+
+    Raises
+    ------
+    InputError
+        For bad input, when ``output`` exists without ``overwrite``, or a ``client`` is
+        given without ``output``.
     """
     from dask import delayed
 
