@@ -25,6 +25,17 @@ step, losses or optimiser state are not what a run writes.  The checkpoint
 is removed once the model file is written.
 
 The command line (``napari-levelset train``) is ``main``.
+
+References
+----------
+.. [1] B. Kim and J. C. Ye, "Mumford-Shah loss functional for image segmentation with
+   deep learning", IEEE Transactions on Image Processing 29, 1856-1866 (2020): the loss.
+.. [2] D. P. Kingma and J. Ba, "Adam: a method for stochastic optimization", ICLR 2015
+   (``torch.optim.Adam``); the cosine decay as in I. Loshchilov and F. Hutter, "SGDR:
+   stochastic gradient descent with warm restarts", ICLR 2017 (without restarts).
+.. [3] H. W. Kuhn, "The Hungarian method for the assignment problem", Naval Research
+   Logistics Quarterly 2, 83-97 (1955): the matching of k-means labels to the prediction
+   (``scipy.optimize.linear_sum_assignment``).
 """
 
 from __future__ import annotations
@@ -71,7 +82,21 @@ DEFAULT_TRAIN: dict[str, Any] = dict(
 
 @dataclass
 class TrainResult:
-    """What ``train`` did: the model file, the steps done, the loss of every step."""
+    """What ``train`` did: the model file, the steps done, the loss of every step.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The model file written (the checkpoint when ``stop_after`` ended the call).
+    steps : int
+        Steps done in all (resumed ones included).
+    losses : list of float
+        The level-set loss of every step done, in order.
+    seconds : float
+        Wall time of this call's loop, seconds.
+    metadata : dict
+        The metadata stored in the file (settings, data, ``final_loss``, ...).
+    """
 
     path: Path
     steps: int
@@ -105,10 +130,42 @@ def load_training_images(images, labels=None,
 
     ``images``: a folder of images, one image or stack file, or a list of arrays
     (or paths).  ``labels``: a folder with label images named like the images
-    (same stem), or a list like ``images`` (entries may be None).  ``color``:
-    ``rgb`` or ``lab``, as for segmentation (``prepare_image``).  Returns the
-    2D images ``(C, H, W)`` float16, the labels ``(H, W)`` int16 or None, and a
-    short description of the data.
+    (same stem), or a list like ``images`` (entries may be None).
+
+    Parameters
+    ----------
+    images : str or os.PathLike or sequence
+        A folder of images, one image or stack file (a 3D file is a stack of 2D images),
+        or a list of arrays (or paths).
+    labels : str or os.PathLike or sequence or None
+        A folder of label images named like the images, or a list like ``images``
+        (entries may be None): integers, 0 unlabelled, ``k`` class ``k - 1``.
+    color : str
+        ``rgb`` or ``lab``, as for segmentation (``prepare_image``).
+
+    Returns
+    -------
+    images : list of numpy.ndarray
+        The 2D images ``(C, H, W)`` float16, one per slice of a stack (grey ones repeated
+        to the colour images' channel count).
+    labels : list of numpy.ndarray or None
+        Per image, ``(H, W)`` int16 labels or None.
+    description : str
+        A short description of the data (e.g. ``"2 arrays"``).
+
+    Raises
+    ------
+    InputError
+        When no images are given or found, an image cannot be read or prepared, the images
+        have incompatible channel counts, or the labels do not fit (shape, dtype, negative
+        values, none matching).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> data, labs, desc = load_training_images([np.random.rand(3, 32, 40)])
+    >>> len(data), data[0].shape, data[0].dtype, labs, desc
+    (3, (1, 32, 40), dtype('float16'), [None, None, None], '1 arrays')
     """
     names: list[str] = []
     arrays: list[np.ndarray] = []
@@ -197,7 +254,28 @@ def _heads(n_classes) -> list[int]:
 
 
 def parse_classes(text: str) -> list[int]:
-    """``"4"``, ``"2-16"`` or ``"2,3,5"`` -> list of class counts."""
+    """``"4"``, ``"2-16"`` or ``"2,3,5"`` -> list of class counts.
+
+    Parameters
+    ----------
+    text : str
+        Counts and ranges, separated by commas.
+
+    Returns
+    -------
+    list of int
+        Sorted, distinct class counts, each in ``HEAD_CLASSES`` (2..255).
+
+    Raises
+    ------
+    InputError
+        When the text is not written so, or a count is outside 2..255.
+
+    Examples
+    --------
+    >>> parse_classes("2-4,8")
+    [2, 3, 4, 8]
+    """
     try:
         out: list[int] = []
         for part in text.split(","):
@@ -281,6 +359,23 @@ def _check_writable(out: Path) -> None:
 
 
 def checkpoint_path(out_path: str | os.PathLike) -> Path:
+    """The checkpoint file of a training run writing ``out_path``: ``<out_path>.ckpt``.
+
+    Parameters
+    ----------
+    out_path : str or os.PathLike
+        The model file.
+
+    Returns
+    -------
+    pathlib.Path
+        The checkpoint's path.
+
+    Examples
+    --------
+    >>> checkpoint_path("models/mine.pt").as_posix()
+    'models/mine.pt.ckpt'
+    """
     return Path(str(out_path) + ".ckpt")
 
 
@@ -381,7 +476,90 @@ def train(
     ``init``: a model file to start from (same heads and
     channels).  ``threads``: torch CPU threads.  ``stop_after``: end (with a
     checkpoint, no model file) after that many steps of this call -- for tests
-    and for splitting a long run.  Returns a ``TrainResult``.
+    and for splitting a long run.
+
+    Parameters
+    ----------
+    images : str or os.PathLike or sequence
+        Training images (see :func:`load_training_images`).
+    out_path : str or os.PathLike
+        The model file to write (its folder must be writable).
+    n_classes : int or sequence of int or None
+        Class counts to train heads for, each 2..255 (None: 2..16).
+    lam : float
+        Weight of the loss's total-variation term.
+    steps : int
+        Adam steps in all.
+    crop : int
+        Side of the square training crops, pixels.
+    batch_size : int
+        Crops per step.
+    lr : float
+        Adam's peak learning rate (linear warm-up over ``warmup`` steps, then cosine decay
+        to 5 % of it).
+    labels : str or os.PathLike or sequence or None
+        Optional label images (see :func:`load_training_images`).
+    alpha : float
+        Weight of the labels' cross-entropy.
+    device : str
+        ``auto``, ``cpu``, ``cuda`` or ``mps``.
+    checkpoint_every : int
+        Steps between checkpoints.
+    resume : bool
+        Continue from ``<out_path>.ckpt`` when it exists.
+    progress : bool
+        Show a progress bar (tqdm) and notes on stderr.
+    seed : int
+        Seed of the initialisation and of the crops.
+    warmup : int
+        Steps of linear learning-rate warm-up.
+    kmeans_weight : float
+        Initial weight of the k-means cross-entropy.
+    kmeans_steps : float
+        Length of the k-means warm start: a fraction of ``steps`` (<= 1) or a step count.
+    kmeans_heads : int
+        Heads given the k-means cross-entropy per step.
+    base : int
+        U-Net channels at full resolution.
+    levels : int
+        U-Net down-samplings.
+    embed : int
+        Embedding channels fed to the heads.
+    init : str or os.PathLike or None
+        A model file to start from (same heads and channels).
+    threads : int or None
+        torch CPU threads.
+    color : {"rgb", "lab"}
+        Image preparation, stored in the model.
+    stop_after : int or None
+        Steps of this call after which it ends with a checkpoint.
+    metadata : dict or None
+        Extra metadata for the model file.
+
+    Returns
+    -------
+    TrainResult
+        The file written, the steps, the losses and the metadata.
+
+    Raises
+    ------
+    InputError
+        For bad settings or data (images too small for a crop, labels beyond every head,
+        an ``init`` model of another architecture, a checkpoint made otherwise or not as a
+        run writes it, an output folder that cannot be written).
+    RuntimeError
+        When the loss becomes NaN or infinite (lower the learning rate).
+    KeyboardInterrupt
+        Ctrl-C: raised again after a checkpoint is written.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> out = os.path.join(tempfile.mkdtemp(), "tiny.pt")
+    >>> res = train([np.random.rand(64, 64)], out, n_classes=2, steps=2, crop=32, batch_size=2,
+    ...             base=4, levels=1, embed=4, progress=False)
+    >>> res.steps, len(res.losses), res.path.name
+    (2, 2, 'tiny.pt')
     """
     from . import __version__
     from .engine import resolve_device
@@ -540,6 +718,13 @@ def train(
 
 # ----------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``napari-levelset train``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Options and defaults as ``DEFAULT_TRAIN`` and ``validate.TRAIN_LIMITS`` give them.
+    """
     from .cli import (
         DefaultsFormatter,
         OneLineParser,
@@ -602,8 +787,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``napari-levelset train ...``; returns the exit code (0; 2 on bad input or out of memory; 130 on Ctrl-C,
-    143 on SIGTERM, both with the checkpoint kept)."""
+    """``napari-levelset train ...``: parse the arguments and run :func:`train`.
+
+    Parameters
+    ----------
+    argv : sequence of str or None
+        The arguments after ``train`` (None: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit code: 0; 2 on bad input or out of memory; 130 on Ctrl-C, 143 on SIGTERM,
+        both with the checkpoint kept.
+    """
     from .cli import default_threads, report_error, signals_as_interrupts
 
     prog = "napari-levelset train"
