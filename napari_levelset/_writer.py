@@ -56,6 +56,14 @@ def write_labels_layer(path: str, data: Any, meta: dict) -> list[str]:
     ------
     napari_levelset.io.InputError
         When the path does not end in .tif/.tiff, or the labels cannot be written there.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> out = os.path.join(tempfile.mkdtemp(), "cells.tif")
+    >>> meta = {"name": "cells", "scale": (0.5, 0.5), "metadata": {"napari_levelset": {"n_classes": 3}}}
+    >>> [os.path.basename(f) for f in write_labels_layer(out, np.ones((8, 8), np.uint8), meta)]
+    ['cells.tif', 'cells.json']
     """
     labels = np.asarray(data)
     scale = meta.get("scale")
