@@ -25,6 +25,24 @@ gui = pytest.mark.gui
 LONG = 100_000  # iterations for runs that the test stops itself
 
 
+@pytest.fixture(autouse=True)
+def remembered_settings_here(monkeypatch, tmp_path):
+    """The settings a widget remembers between sessions (magicgui's ``persist``) go to this test's own
+    folder: no test starts from another's, or from the user's; yields the folder.  magicgui saves them
+    from a timer thread a moment after a change: the test waits for it before the folder goes."""
+    import threading
+
+    import magicgui._util
+
+    folder = tmp_path / "remembered"
+    monkeypatch.setattr(magicgui._util, "user_cache_dir", lambda *args, **kwargs: folder)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(folder))  # the same for a Python started by a test
+    yield folder
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer):
+            thread.join(5)
+
+
 # --------------------------------------------------------------------------- no display needed
 
 
@@ -225,12 +243,12 @@ def test_live_lambda_and_restart_on_n(make_widget, qtbot):
     widget.n_spin.setValue(2)
     start_long_run(qtbot, widget)
     seg = widget.segmenter
-    widget.lam.setValue(0.5)  # live: no restart
+    widget.lam.value = 0.5  # live: no restart
     assert seg.lam == 0.5 and widget.segmenter is seg
     with qtbot.waitSignal(widget.snapshot_applied, timeout=10_000):
         pass
     assert widget.output_layer().metadata["napari_levelset"]["lam"] == 0.5
-    widget.lr.setValue(0.02)
+    widget.lr.value = 0.02
     assert seg.lr == pytest.approx(0.02)
     out = widget.output_layer()
     with qtbot.waitSignal(widget.run_started, timeout=10_000):
@@ -612,7 +630,7 @@ def test_screenshot_with_a_result(make_widget, qtbot, tmp_path, errors):
     widget.advanced.expand(animate=False)
     viewer.open_sample("napari-levelset", "coins")
     widget.n_spin.setValue(3)
-    widget.lam.setValue(0.05)
+    widget.lam.value = 0.05
     widget.iter_spin.setValue(30)
     widget.every_spin.setValue(5)
     run_and_wait(qtbot, widget)
@@ -701,7 +719,7 @@ def test_auto_contrast_rule():
     """auto: fluorescence for grey integer data of more than 8 bits (camera formats), else linear."""
     from napari.layers import Image
 
-    from napari_levelset._qt._instances import auto_contrast
+    from napari_levelset._layers import auto_contrast
 
     assert auto_contrast(Image(np.zeros((8, 8), np.uint16)))[0] == "fluorescence"
     assert auto_contrast(Image(np.zeros((3, 8, 8), np.int16)))[0] == "fluorescence"
@@ -713,7 +731,7 @@ def test_auto_contrast_rule():
 
 def test_instances_follow_the_foreground_choice():
     """The Instances step reads the class labels as they are; the foreground picks which classes are objects."""
-    from napari_levelset._qt._instances import FOREGROUND_AUTO, FOREGROUND_REST, instances_from_labels
+    from napari_levelset._layers import FOREGROUND_AUTO, FOREGROUND_REST, instances_from_labels
     from napari_levelset.engine import Segmenter
 
     img, _ = three_regions(64)
@@ -998,3 +1016,30 @@ def test_the_background_class_can_be_transparent(make_widget, qtbot, errors):
     assert alpha(out2, 2) == 0 and alpha(out2, 1) > 0 and alpha(out, 2) == 0
     assert not errors
 
+
+@gui
+def test_a_new_widget_starts_from_the_remembered_settings(make_widget, qtbot, remembered_settings_here):
+    """How results are shown and where runs go is remembered between sessions; how an image is segmented
+    (N, λ, …) starts from the defaults."""
+    import pickle
+
+    from napari_levelset._qt.widget import LevelSetWidget
+
+    def remembered():
+        files = list(remembered_settings_here.glob("*"))
+        return {k: pickle.loads(v) for k, v in pickle.loads(files[0].read_bytes()).items()} if files else {}
+
+    viewer, widget = make_widget()
+    assert widget.device_combo.currentText() == "auto" and widget.every_spin.text() == "auto"
+    widget.device_combo.setCurrentText("cpu")
+    widget.every_spin.setValue(7)
+    widget.transparent_combo.setCurrentIndex(2)  # the darkest
+    widget.uncertainty_check.setChecked(True)
+    widget.n_spin.setValue(5)
+    expected = dict(uncertainty=True, every=7, device="cpu", transparent="darkest")
+    qtbot.waitUntil(lambda: remembered() == expected, timeout=5_000)  # saved a moment after the last change
+    again = LevelSetWidget(viewer)
+    assert again.device_combo.currentText() == "cpu" and again.every_spin.value() == 7
+    assert again.transparent_combo.currentIndex() == 2 and again.uncertainty_check.isChecked()
+    assert again.n_spin.value() == DEFAULTS["n_classes"]
+    assert again.parameters()["device"] == "cpu"

@@ -5,56 +5,21 @@ channel.  ``ChannelPickers`` lets the widget take further layers of the picked
 image's shape as more channels of one image: the run stacks them on a new first
 axis (channels), and its outputs go next to the picked (first) layer.
 
-``axes_note`` tells when an array's axes can be read two ways -- a small first
-axis (2-7) on a grey layer is either the slices of a volume or channels -- so the
-widget says which reading it uses and where to change it instead of guessing
-silently.  No torch here.
+``AxesNote`` shows ``napari_levelset._layers.axes_note`` -- a small first axis
+(2-7) on a grey layer is either the slices of a volume or channels -- with a
+button for the other reading.  No torch here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from napari.layers import Image
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QToolButton, QVBoxLayout, QWidget
 
-__all__ = ["ChannelPickers", "AxesNote", "channel_candidates", "axes_note", "AMBIGUOUS_CHANNELS"]
+from .._layers import axes_note
 
-#: a first axis of this length on a grey layer may be channels as well as slices
-AMBIGUOUS_CHANNELS = range(2, 8)
-
-
-def channel_candidates(first, layers: list, owned: list) -> list:
-    """Image layers that can be further channels of ``first``: same shape, grey, one scale level."""
-    if first is None or first.rgb or first.multiscale:
-        return []
-    shape = tuple(first.data.shape)
-    return [
-        lay for lay in layers
-        if isinstance(lay, Image) and lay is not first and not any(lay is o for o in owned)
-        and not lay.rgb and not lay.multiscale and tuple(lay.data.shape) == shape
-    ]
-
-
-def axes_note(layer, first_is_channels: bool, volume_text: str) -> str | None:
-    """A line naming both readings of an ambiguous layer and where to switch, or None.
-
-    ``first_is_channels``: Advanced → Channels is 'first axis is channels';
-    ``volume_text``: how a volume is segmented now ('3D' or '2D per slice').
-    """
-    if layer is None or getattr(layer, "rgb", False) or getattr(layer, "multiscale", False):
-        return None
-    shape = tuple(layer.data.shape)
-    if len(shape) < 3 or shape[0] not in AMBIGUOUS_CHANNELS:
-        return None
-    n = shape[0]
-    dims = " × ".join(str(s) for s in shape)
-    if first_is_channels:
-        return (f"⚠ {layer.name!r} is {dims}: its first axis is read as {n} channels of one image "
-                f"(Advanced → Channels). If it holds {n} slices (z or time), set Channels back to auto.")
-    return (f"⚠ {layer.name!r} is {dims}: its first axis is read as {n} slices, segmented {volume_text}. "
-            f"If it holds {n} channels, set Advanced → Channels to 'first axis is channels'.")
+__all__ = ["ChannelPickers", "AxesNote"]
 
 
 class AxesNote(QWidget):
