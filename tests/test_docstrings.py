@@ -7,7 +7,8 @@ classes defined in it) and every public method a public class defines itself:
 - the docstring parses as numpydoc with no unknown or repeated section, and has a summary line;
 - its Parameters section names exactly the parameters of the signature (``self``/``cls`` left
   out; ``*args``/``**kwargs`` written with their stars), each with a type and a description;
-  a class documents its constructor's parameters (none needed where it inherits a builtin's);
+  a class documents its constructor's parameters (none needed where it inherits one from
+  outside the package, e.g. an exception's);
 - a function has a Returns (or Yields) section unless it is annotated ``-> None``;
 - every exception the function raises itself (``raise Name(...)``) is named under Raises;
 - a property has a docstring with a summary.
@@ -106,11 +107,14 @@ def _documented_names(parsed) -> list[str]:
 
 
 def _init_of(cls):
-    """The constructor whose parameters the class documents, or None when it inherits a builtin's."""
+    """The constructor whose parameters the class documents, or None when it inherits one from outside
+    the package (a builtin's, ``torch.nn.Module``'s)."""
+    package = cls.__module__.split(".")[0]
     for klass in cls.__mro__:
         init = vars(klass).get("__init__")
         if init is not None:
-            return init if inspect.isfunction(init) else None
+            own = inspect.isfunction(init) and klass.__module__.split(".")[0] == package
+            return init if own else None
     return None  # pragma: no cover
 
 
@@ -120,8 +124,7 @@ def _own_raises(func) -> set[str]:
         src = textwrap.dedent(inspect.getsource(func))
     except (OSError, TypeError):  # pragma: no cover
         return set()
-    body = src.split(":", 1)[-1] if src.lstrip().startswith("def") else src
-    found = set(re.findall(r"\braise\s+([A-Z]\w*)", body))
+    found = set(re.findall(r"\braise\s+([A-Z]\w*)", src))
     return {n for n in found if n.endswith(("Error", "Exception", "Interrupt", "Exit"))}
 
 
