@@ -1043,3 +1043,22 @@ def test_a_new_widget_starts_from_the_remembered_settings(make_widget, qtbot, re
     assert again.transparent_combo.currentIndex() == 2 and again.uncertainty_check.isChecked()
     assert again.n_spin.value() == DEFAULTS["n_classes"]
     assert again.parameters()["device"] == "cpu"
+
+
+@gui
+def test_a_reopened_widget_adopts_every_kind_of_result(make_widget):
+    """One table names the result layers where they are made and where a reopened widget takes them over."""
+    from napari_levelset._qt._outputs import RESULT_LAYERS, result_name
+    from napari_levelset._qt.widget import LevelSetWidget
+
+    assert [result_name("img", kind) for kind in RESULT_LAYERS] == [
+        "img level-set", "img level-set uncertainty", "img regions", "img instances"]
+    viewer, widget = make_widget()
+    image = viewer.add_image(np.zeros((8, 8), np.float32), name="img")
+    made = {kind: viewer.add_layer(layer_type(np.zeros((8, 8), np.uint8), name=result_name("img", kind),
+                                              metadata={"napari_levelset": {"image": "img"}}))
+            for kind, (_suffix, layer_type) in RESULT_LAYERS.items()}
+    again = LevelSetWidget(viewer)
+    assert again.output_layer(image) is made["output"] and again.uncertainty_layer(image) is made["uncertainty"]
+    assert again.regions_layer(image) is made["regions"] and again.instances_layer(image) is made["instances"]
+    assert again.image_combo.count() == 1 and again.scribble_combo.count() == 1  # results are not offered
