@@ -120,3 +120,30 @@ def test_stroke_means_are_the_means_of_the_painted_pixels():
     painted = torch.stack([x[0, :, 1, 1], x[0, :, 1, 2], x[1, :, 0, 0]])
     assert torch.allclose(centres[2], painted.mean(0)) and not centres[[0, 1, 3]].any()
     assert stroke_means(x, None, 4) is None
+
+
+def test_local_contrast_makes_dim_and_bright_objects_alike():
+    from napari_levelset.strokes import local_contrast
+
+    yy, xx = np.mgrid[:96, :128]
+    dim = (yy - 30) ** 2 + (xx - 30) ** 2 < 12**2
+    bright = (yy - 60) ** 2 + (xx - 90) ** 2 < 12**2
+    rng = np.random.default_rng(0)
+    x = (0.1 + 0.05 * dim + 0.8 * bright + 0.002 * rng.standard_normal(dim.shape)).astype(np.float32)
+    log, norm = local_contrast(x, 24)
+    assert log.shape == norm.shape == x.shape and 0 <= norm.min() and norm.max() <= 1
+    assert np.median(norm[dim]) > 0.7 and np.median(norm[bright]) > 0.7  # both near 1 inside
+    background = ~(np.hypot(yy - 30, xx - 30) < 20) & ~(np.hypot(yy - 60, xx - 90) < 20)
+    assert np.median(norm[background]) < 0.1
+    assert np.median(log[bright]) > np.median(log[dim]) > np.median(log[background])
+
+
+def test_stroke_channels_replace_each_channel_by_two():
+    from napari_levelset.io import prepare_image
+    from napari_levelset.strokes import stroke_channels
+
+    image = np.random.default_rng(1).random((2, 40, 50)).astype(np.float32)
+    prepared = prepare_image(image, channel_axis=0)
+    out = stroke_channels(prepared, 1.0, 10.0)
+    assert out.data.shape == (1, 4, 40, 50) and out.data.dtype == np.float32
+    assert out.spatial_shape == prepared.spatial_shape
