@@ -123,11 +123,11 @@ def run_levelset(image: np.ndarray, scale: Any, config: dict) -> np.ndarray:
 
 def levelset_features(image: np.ndarray, config: dict) -> np.ndarray:
     """The prepared image ``(C, H, W)`` the level-set data term compared (for merging regions)."""
-    from napari_levelset.engine import DEFAULTS
     from napari_levelset.io import prepare_image
+    from napari_levelset.settings import Settings
 
     settings = config.get("settings", {})
-    prepared = prepare_image(image, color=settings.get("color", DEFAULTS["color"]))
+    prepared = prepare_image(image, color=settings.get("color", Settings().color))
     return prepared.data[0]
 
 
@@ -337,15 +337,15 @@ def outputs_of(method: str, config: dict) -> dict[str, dict[str, Callable | None
     """
     if method != "levelset":
         return {method: {"": None}}
-    from napari_levelset.defaults import DEFAULTS, MERGE_OPTIONS, MERGED_MIN_REGION, model_kind
     from napari_levelset.regions import to_regions
+    from napari_levelset.settings import MERGE_OPTIONS, model_kind, region_defaults
 
     # the defaults segment() uses for this model, where not given
     kind = model_kind(config.get("settings", {}).get("model", "cnn"))
     options = MERGE_OPTIONS[kind]
     given = config.get("min_region")
-    ms = float(DEFAULTS["min_region"] if given is None else given)
-    ms_merged = float(MERGED_MIN_REGION[kind] if given is None else given)
+    ms = float(region_defaults(kind, "connected")[1] if given is None else given)
+    ms_merged = float(region_defaults(kind, "merged")[1] if given is None else given)
     outs: dict[str, dict[str, Callable | None]] = {}
     for r in config.get("regions", ["classes"]):
         if r == "classes":

@@ -35,7 +35,8 @@ import time
 import numpy as np
 import torch
 
-from napari_levelset.engine import DEFAULTS, Segmenter, resolve_device
+from napari_levelset.engine import Segmenter, resolve_device
+from napari_levelset.settings import Settings
 from napari_levelset.synthetic import matched_iou, phantom
 
 
@@ -148,7 +149,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="256,512,64x64x64", help="comma list: 512 means 512x512; 64x64x64 a volume")
     ap.add_argument("--rgb", choices=["yes", "no", "both"], default="yes", help="2D images in RGB, grey or both")
     ap.add_argument("--classes", type=int, default=4)
-    ap.add_argument("--iterations", type=int, default=DEFAULTS["iterations"], help="iterations per configuration")
+    ap.add_argument("--iterations", type=int, default=Settings().resolved().iterations,
+                    help="iterations per configuration")
     ap.add_argument("--timed", type=int, default=10, help="iterations timed for ms/iteration (after 3 warm-up)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--no-baseline", action="store_true", help="skip the naive baseline (very large sizes)")
@@ -164,7 +166,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     device = resolve_device(args.device)
-    ours = {k: DEFAULTS[k] for k in ("lam", "lr", "width", "depth")}
+    ours = {k: getattr(Settings().resolved(), k) for k in ("lam", "lr", "width", "depth")}
     for item in args.set:
         key, _, value = item.partition("=")
         ours[key] = type(ours.get(key, 0.0))(value) if key in ours else value

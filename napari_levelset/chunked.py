@@ -539,7 +539,7 @@ def fit_volume(volume, n_classes: int | None = None, *, model: Any = "cnn", iter
     volume : str or os.PathLike or Volume or array-like
         A zarr / OME-Zarr path, a ``Volume``, or an array ``(*S)`` or ``(C, *S)``.
     n_classes : int or None
-        N (None: ``defaults.DEFAULTS["n_classes"]``).
+        N (None: the default, ``settings.Settings.resolved``).
     model : str or os.PathLike
         ``"cnn"``, ``"unet"`` or a model file.
     iterations : int or None
@@ -579,18 +579,17 @@ def fit_volume(volume, n_classes: int | None = None, *, model: Any = "cnn", iter
     InputError
         For bad settings or data.
     """
-
-    from .defaults import DEFAULTS
     from .engine import Segmenter, run_with_progress
     from .io import Prepared
+    from .settings import Settings, model_kind
 
     vol = _as_volume(volume)
     ch, spatial = _layout(vol, channel_axis)
-    n_classes = DEFAULTS["n_classes"] if n_classes is None else n_classes
-    lam = DEFAULTS["lam"] if lam is None else lam
-    per_image = isinstance(model, str) and model == "cnn"
-    if iterations is None:
-        iterations = DEFAULTS["iterations"] if per_image else 0
+    # the per-model defaults (N, lam, iterations, the start) as segment() resolves them
+    s = Settings(n_classes=n_classes, lam=lam, iterations=iterations, model=model, seed=seed, device=device,
+                 **kwargs).resolved()
+    n_classes, lam, iterations = s.n_classes, s.lam, s.iterations
+    per_image = model_kind(model) == "cnn"
     if ranges is None:
         ranges = value_range(vol, ch, structures=per_image, scheduler=scheduler, client=client)
     raw = _random_crops(vol.data, ch, spatial, crop if iterations or per_image else 16, crops if iterations else 1,
@@ -602,12 +601,10 @@ def fit_volume(volume, n_classes: int | None = None, *, model: Any = "cnn", iter
                         spatial_shape=tuple(data.shape[2:]), channel_axis=None if ch is None else 0, color="rgb")
     if max_pixels is None and per_image:
         max_pixels = 2 * int(np.prod(data.shape[2:]))
-    if per_image:
-        kwargs.setdefault("position", 0.0)
-    if not per_image and iterations:
-        kwargs.setdefault("init", "auto")
-    seg = Segmenter(None, n_classes, lam=lam, model=model, seed=seed, device=device, max_pixels=max_pixels,
-                    prepared=prepared, color="rgb", **kwargs)
+    # no position channels: a volume's chunks are labelled each on its own grid
+    seg = Segmenter(None, settings=s.replace(max_pixels=max_pixels, color="rgb",
+                                             position=0.0 if s.position is None else s.position),
+                    prepared=prepared)
     run_with_progress(seg, iterations, progress, desc="level-set (crops)")
     settings = seg.settings
     # a k-means start fixes label k = class k - 1 (ids darkest first); otherwise the order

@@ -27,6 +27,7 @@ from pathlib import Path
 from .errors import user_message
 from .io import TIFF_EXT, InputError
 from .resources import is_out_of_memory
+from .settings import model_kind
 from .validate import LIMITS
 
 PROG = "napari-levelset"
@@ -207,7 +208,9 @@ def torch_threads(threads: int | None):
 
 
 def _add_segment(sub) -> None:
-    from .defaults import DEFAULTS, MERGE_WEIGHT
+    from .settings import MERGE_WEIGHT, MIN_REGION, POSITION, POSITION_MIN_CLASSES, Settings
+
+    D, R = Settings(), Settings().resolved()  # the defaults, and what "default" resolves to for the per-image CNN
 
     p = sub.add_parser(
         "segment",
@@ -233,18 +236,18 @@ def _add_segment(sub) -> None:
         "-n",
         type=bounded_int(2, MAX_CLASSES),
         default=None,
-        help=f"number of classes N (2..{MAX_CLASSES}; default {DEFAULTS['n_classes']}, chosen automatically for "
+        help=f"number of classes N (2..{MAX_CLASSES}; default {R.n_classes}, chosen automatically for "
              "--regions instances)",
     )
     p.add_argument("--lam", type=_nonneg_float, default=None,
-                   help=f"weight of the smoothness (TV) term (default {DEFAULTS['lam']}; 0.02 with --regions "
+                   help=f"weight of the smoothness (TV) term (default {R.lam}; 0.02 with --regions "
                         "instances)")
     p.add_argument(
         "--iterations",
         "-k",
         type=bounded_int(0),
         default=None,
-        help=f"optimisation steps (default {DEFAULTS['iterations']} for the per-image CNN, 0 for a U-Net)",
+        help=f"optimisation steps (default {R.iterations} for the per-image CNN, 0 for a U-Net)",
     )
     p.add_argument("--seed", type=seed, default=0, help="random seed, 0..2**32-1 (CPU results are deterministic)")
     p.add_argument("--scribbles", help="label image of the same shape: 0 unlabelled, k means class k")
@@ -264,16 +267,16 @@ def _add_segment(sub) -> None:
         help="2: per slice, 3: whole volume (default: 3 when the file has a Z axis, 2 when it names its axes "
         "without one, else a guess)",
     )
-    p.add_argument("--lr", type=learning_rate, default=DEFAULTS["lr"], help="learning rate (> 0, at most 10)")
-    p.add_argument("--width", type=bounded_int(1, MAX_WIDTH), default=DEFAULTS["width"],
+    p.add_argument("--lr", type=learning_rate, default=D.lr, help="learning rate (> 0, at most 10)")
+    p.add_argument("--width", type=bounded_int(1, MAX_WIDTH), default=D.width,
                    help=f"CNN feature channels (1..{MAX_WIDTH})")
-    p.add_argument("--depth", type=bounded_int(1, MAX_DEPTH), default=DEFAULTS["depth"],
+    p.add_argument("--depth", type=bounded_int(1, MAX_DEPTH), default=D.depth,
                    help=f"CNN 3x3 blocks (1..{MAX_DEPTH})")
-    p.add_argument("--alpha", type=_nonneg_float, default=DEFAULTS["alpha"], help="weight of the scribble term")
+    p.add_argument("--alpha", type=_nonneg_float, default=D.alpha, help="weight of the scribble term")
     p.add_argument(
         "--color",
         choices=["auto", "rgb", "lab"],
-        default=DEFAULTS["color"],
+        default=D.color,
         help="auto: CIELAB for RGB images, else rgb; rgb: each channel normalised on its own; lab: CIELAB",
     )
     p.add_argument(
@@ -281,7 +284,8 @@ def _add_segment(sub) -> None:
         type=_nonneg_float,
         default=None,
         help=f"weight of pixel coordinates in the data term (0: colour only; larger: more compact regions; "
-        f"default {DEFAULTS['position']} for RGB images in CIELAB with the per-image CNN, else 0)",
+        f"default {POSITION} for RGB images in CIELAB with the per-image CNN and N >= {POSITION_MIN_CLASSES}, "
+        "else 0)",
     )
     p.add_argument("--model", default="cnn", help="cnn (per-image CNN), unet (pretrained U-Net) or a model file")
     p.add_argument(
@@ -333,7 +337,7 @@ def _add_segment(sub) -> None:
         type=_nonneg_float,
         default=None,
         help="with --regions connected/merged: smallest region kept, in pixels (>= 1) or as a fraction of the image "
-        "(default 0.001; 0.0002 for merged regions of a U-Net)",
+        f"(default {MIN_REGION}; 0.0002 for merged regions of a U-Net)",
     )
     p.add_argument(
         "--max-pixels",
@@ -459,7 +463,7 @@ def _run_segment(args) -> int:
     if mode == "single":
         _check_output(Path(args.output), inputs=(args.input[0], args.scribbles))
     # optimisation steps: the per-image CNN has its default, a U-Net is used directly without --iterations
-    steps = args.iterations if args.iterations is not None else (1 if args.model == "cnn" else 0)
+    steps = args.iterations if args.iterations is not None else (1 if model_kind(args.model) == "cnn" else 0)
     if args.finetune is not None and not steps:
         raise InputError(f"--finetune {args.finetune} needs --iterations (e.g. --iterations 20): "
                          "without it the U-Net is used as trained and nothing is fine-tuned")
@@ -481,7 +485,7 @@ def _run_segment(args) -> int:
         with torch_threads(threads):
             labels = segment_file(src, out, channel_axis=args.channel_axis, spatial_dims=args.spatial_dims,
                                   scribbles=args.scribbles, progress=not args.quiet and steps > 0,
-                                  **segment_settings(args))
+                                  settings=segment_settings(args))
     except InputError as exc:  # the library's advice, in the command's words
         raise InputError(cli_words(str(exc))) from None
     if not args.quiet:
@@ -501,7 +505,7 @@ def _run_batch(args) -> int:
         summary = segment_files(args.input, out, suffix=args.suffix, ext=args.ext, overwrite=args.overwrite,
                                 client=args.scheduler, workers=args.workers, threads=threads,
                                 progress=not args.quiet, channel_axis=args.channel_axis,
-                                spatial_dims=args.spatial_dims, **segment_settings(args))
+                                spatial_dims=args.spatial_dims, settings=segment_settings(args))
     except KeyboardInterrupt as exc:
         summary = getattr(exc, "summary", None)
         if summary is not None:
@@ -531,9 +535,9 @@ def _run_zarr(args, threads) -> int:
 
         client, close = _client(args.scheduler, args.workers, threads)
     try:
-        settings = {k: v for k, v in segment_settings(args).items()
-                    if k in ("n_classes", "lam", "iterations", "seed", "device", "lr", "width", "depth", "model",
-                             "finetune", "init", "max_pixels")}
+        given = segment_settings(args)
+        settings = {k: getattr(given, k) for k in ("n_classes", "lam", "iterations", "seed", "device", "lr", "width",
+                                                   "depth", "model", "finetune", "init", "max_pixels")}
         with torch_threads(threads):
             labels = segment_volume(args.input[0], out, tile=args.tile, crop=args.crop, crops=args.crops,
                                     channel_axis=args.channel_axis, overwrite=args.overwrite,
@@ -549,29 +553,16 @@ def _run_zarr(args, threads) -> int:
     return 0
 
 
-def segment_settings(args) -> dict:
-    """The keyword arguments of ``napari_levelset.segment`` that the command's flags give (no image, axes,
-    scribbles, pixel size or progress)."""
-    return dict(
-        n_classes=args.classes,
-        lam=args.lam,
-        iterations=args.iterations,
-        device=args.device,
-        seed=args.seed,
-        lr=args.lr,
-        width=args.width,
-        depth=args.depth,
-        alpha=args.alpha,
-        color=args.color,
-        position=args.position,
-        model=args.model,
-        finetune=args.finetune or "head",
-        **({} if args.max_pixels is None else {"max_pixels": args.max_pixels}),
-        **({} if args.init is None else {"init": args.init}),
-        regions=args.regions,
-        merge=args.merge,
-        min_region=args.min_region,
-        diameter=args.diameter,
+def segment_settings(args):
+    """The ``napari_levelset.settings.Settings`` the command's flags give (no image, axes, scribbles, pixel
+    size or progress); flags left out keep their ``None``, "the default for this model and output"."""
+    from .settings import Settings
+
+    return Settings(
+        n_classes=args.classes, lam=args.lam, iterations=args.iterations, device=args.device, seed=args.seed,
+        lr=args.lr, width=args.width, depth=args.depth, alpha=args.alpha, color=args.color, position=args.position,
+        model=args.model, finetune=args.finetune or "head", max_pixels=args.max_pixels, init=args.init,
+        regions=args.regions, merge=args.merge, min_region=args.min_region, diameter=args.diameter,
         foreground=args.foreground,
     )
 

@@ -27,7 +27,6 @@ import torch
 
 from . import validate
 from .cluster import init_centres
-from .defaults import DEFAULTS, MERGE_OPTIONS, MERGE_WEIGHT, MERGED_MIN_REGION
 from .instances import (
     as_spacing,
     contrast_color,
@@ -41,17 +40,19 @@ from .io import InputError, Prepared, labels_dtype, prepare_image
 from .loss import class_means, class_probs, levelset_loss, scribble_loss
 from .models import PerImageCNN, init_parameters
 from .resources import available_memory, is_out_of_memory
-from .strokes import (
-    STROKE_ITERATIONS,
-    STROKE_PIXELS,
-    scribbles_to_grid,
-    stroke_contrast,
-    stroke_means,
-    upsample_logits,
-    working_copy,
+from .settings import (
+    INSTANCE_PIXELS,
+    MERGE_OPTIONS,
+    SNAPSHOT_EVERY,
+    Settings,
+    default_position,
+    is_builtin_cnn,
+    model_kind,
+    region_defaults,
 )
+from .strokes import scribbles_to_grid, stroke_means, upsample_logits, working_copy
 
-__all__ = ["Snapshot", "Segmenter", "segment", "resolve_device", "DEFAULTS"]
+__all__ = ["Snapshot", "Segmenter", "Settings", "segment", "resolve_device"]
 
 #: held while a network is built from the global torch generator (seeded, then restored)
 _GLOBAL_RNG_LOCK = threading.Lock()
@@ -147,127 +148,94 @@ class Snapshot:
 
 
 class Segmenter:
-    """Segment one image by optimising a small CNN with the level-set loss.
+    """One image, one network and its optimiser: the streaming level-set optimisation.
 
     Parameters
     ----------
-    image:
+    image : array_like or None
         Any numeric or boolean array: grey or multichannel, 2D or 3D (see
-        ``napari_levelset.io`` for how axes are read).
-    n_classes:
-        Number of classes N (>= 2).
-    lam:
-        Weight of the total-variation term: larger gives smoother, fewer regions.
-    lr:
-        Adam learning rate.
-    width, depth:
-        Feature channels and number of 3x3 blocks of the CNN.
-    alpha:
-        Weight of the scribble cross-entropy (used only where scribbles exist);
-        like ``lam`` and ``lr`` it may be changed during a run.
-    scribbles:
-        Optional integer array of the image's non-channel shape: 0 unlabelled,
-        ``k`` means label ``k``.  They add α times the cross-entropy on the painted
-        pixels, start their classes' means at the painted pixels' mean (k-means start)
-        and keep them there in the data term (``napari_levelset.strokes.stroke_means``);
-        given here, they also make the per-image CNN work on a smaller copy
-        (``work_pixels``).
-    channel_axis, spatial_dims:
+        ``napari_levelset.io.prepare_image`` for how axes are read).  None with ``prepared``.
+    n_classes : int, optional
+        Shorthand for ``Settings.n_classes``.
+    settings : Settings, optional
+        All settings (``napari_levelset.settings.Settings``: what each is, its default and
+        range); ``**changes`` are applied to it.  Defaults are resolved by
+        ``Settings.resolved`` (the number of iterations is ``run``'s argument here).
+    scribbles : array_like of int, optional
+        The image's non-channel shape: 0 unlabelled, ``k`` means label ``k``.  They add α
+        times the cross-entropy on the painted pixels, start their classes' means at the
+        painted pixels' mean (k-means start) and keep them there in the data term
+        (``napari_levelset.strokes.stroke_means``); given here, they also make the
+        per-image CNN work on a smaller copy (``Settings.work_pixels``).
+    channel_axis, spatial_dims : int, optional
         See ``napari_levelset.io.prepare_image``.
-    device:
-        ``auto``, ``cpu``, ``cuda`` or ``mps``.
-    seed:
-        Seed for the network's initialisation; CPU results are deterministic.
-    init:
-        ``kmeans`` (default for the per-image CNN): start from the soft
-        assignment to k-means class means of a lightly smoothed copy of the
-        image; ``random``: Kanezaki's plain random start; ``network`` (default
-        for a U-Net): the pretrained head as trained.  A U-Net with ``kmeans``
-        keeps its body and restarts its head from this image's k-means, which a
-        fine-tune then refines with the body's features (better on BSDS500 than
-        fine-tuning the trained head, see the README).  ``auto``: ``kmeans``
-        wherever the model takes the image's channels as they are, else
-        ``network`` (what ``segment`` and the widget use for a fine-tune).
-    color:
-        ``rgb`` (default: each channel normalised on its own) or ``lab`` (RGB
-        images only: CIELAB, so the data term measures perceptual colour
-        difference).
-    finetune:
-        For a U-Net: what the iterations train: ``head`` (default; the body is
-        frozen and computed once), ``last`` or ``all`` (use ``lr=0.003`` then).
-    position:
-        Weight of the pixel coordinates appended to the image as extra channels
-        (0: none).  Default: 0.5 for an RGB image compared in CIELAB (a
-        photograph: objects are compact) with the per-image CNN, else 0 (phases
-        of a grey or multichannel image may lie anywhere).  They enter both the network and the data term, so a
-        class is a region of similar colour *and* place: with many classes the
-        result tends to compact regions, as in SLIC superpixels.  With a
-        pretrained U-Net the coordinates go to its class head only (beside the
-        body's embedding), whose weights for them a fine-tune learns.  Coordinates run
-        over [-w/2, w/2] along the image's longest axis (channels are in [0, 1]).
-    max_pixels:
-        Most pixels (voxels) one optimisation step may hold activations for.
-        Default: as many as fit in half the free memory of the device.  A larger
-        image is optimised on random crops (and random slices of a batch), and
-        its labels are computed tile by tile, so it never has to fit at once.
-    model:
-        ``cnn`` (the per-image CNN), or anything ``napari_levelset.unet.build_network``
-        accepts (``unet`` for the pretrained U-Net, a model file path), or an
-        ``nn.Module`` mapping ``(B, C, *S)`` to logits ``(B, N, *S)``.
-    work_pixels:
-        Per-image CNN only: optimise on a copy of the image resampled (one zoom on every
-        spatial axis, anti-aliased) to at most this many pixels (voxels) per batch item;
-        labels and probabilities are its logits interpolated back to the full grid, and
-        scribbles given later are carried to it.  Default: ``STROKE_PIXELS`` (60 000)
-        when scribbles are given here, else the full image.  See
-        ``napari_levelset.strokes``.
+    prepared : napari_levelset.io.Prepared, optional
+        The image already prepared (then ``image`` may be None).
+    spacing : sequence of float, optional
+        Physical size of a pixel (voxel) per spatial axis (for ``diameter``).
+    **changes
+        ``Settings`` fields by name: ``lam``, ``lr``, ``alpha`` (these three may also
+        change during a run, as properties), ``width``, ``depth``, ``model``, ``init``,
+        ``finetune``, ``color``, ``position``, ``contrast``, ``seed``, ``device``,
+        ``max_pixels``, ``work_pixels``, ``diameter``.
+
+    Raises
+    ------
+    InputError
+        For a bad image, bad scribbles, an unknown setting or one out of range.
+
+    Notes
+    -----
+    ``init="kmeans"`` (the per-image CNN's default) starts from the soft assignment to
+    k-means class means of a lightly smoothed copy of the image; ``"random"`` is
+    Kanezaki's plain random start (Kanezaki 2018); ``"network"`` (a pretrained U-Net's
+    default) uses the trained head; a U-Net with ``"kmeans"`` keeps its body and
+    restarts its head from this image's k-means, which a fine-tune then refines.
+    ``position`` appends the pixel coordinates as channels (they span the weight along
+    the longest axis) to the network's input and the data term; with a U-Net they go to
+    its class head only.  A larger image than ``max_pixels`` is optimised on random crops
+    and its labels computed tile by tile.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.zeros((32, 32)); img[8:24, 8:24] = 1
+    >>> seg = Segmenter(img, 2, lam=0.1)
+    >>> last = list(seg.run(10, every=5))[-1]
+    >>> last.labels.shape
+    (32, 32)
     """
 
     def __init__(
         self,
         image,
-        n_classes: int = DEFAULTS["n_classes"],
+        n_classes: int | None = None,
         *,
-        lam: float = DEFAULTS["lam"],
-        lr: float = DEFAULTS["lr"],
-        width: int = DEFAULTS["width"],
-        depth: int = DEFAULTS["depth"],
-        alpha: float = DEFAULTS["alpha"],
+        settings: Settings | None = None,
         scribbles=None,
         channel_axis: int | None = None,
         spatial_dims: int | None = None,
-        device: str | torch.device = "auto",
-        seed: int = 0,
-        init: str | None = None,
-        model: Any = "cnn",
-        color: str = DEFAULTS["color"],
-        max_pixels: int | None = None,
-        finetune: str = "head",
-        position: float | None = None,
         prepared: Prepared | None = None,
-        contrast: str = "linear",
-        diameter: float | None = None,
         spacing=None,
-        work_pixels: int | None = None,
+        **changes,
     ):
-        n_classes = validate.n_classes(n_classes)
-        lr = validate.number("lr", lr)
-        width, depth = validate.integer("width", width), validate.integer("depth", depth)
-        seed = validate.seed(seed)
+        Settings.check_names(changes)
+        if n_classes is not None:
+            changes["n_classes"] = n_classes
+        if "model" in changes and changes["model"] is None:
+            changes["model"] = "cnn"
+        s = (settings if settings is not None else Settings()).replace(**changes)
         channel_axis, spatial_dims = validate.channel_axis(channel_axis), validate.spatial_dims(spatial_dims)
-        position = validate.optional_number("position", position)
-        lam, alpha = validate.number("lam", lam), validate.number("alpha", alpha)
-        diameter = validate.optional_number("diameter", diameter)
-        max_pixels = validate.optional_integer("max_pixels", max_pixels)
-        work_pixels = validate.optional_integer("work_pixels", work_pixels, 16, None)
         if image is not None and prepared is None:
             image = validate.image_array(image)
+        strokes = scribbles is not None and bool(np.any(validate.scribble_array(scribbles)))
+        # a Segmenter made directly runs for as long as asked, so the iterations rule is not applied here
+        s = s.resolved(strokes=strokes, image=None)
+        n_classes, model, color, contrast = s.n_classes, s.model, s.color, s.contrast
         keep_step_buffers()
-        from .unet import PretrainedNetwork
-
         given = isinstance(model, torch.nn.Module)
-        per_image = (given and not isinstance(model, PretrainedNetwork)) or (not given and model == "cnn")
-        self._model_kind = "cnn" if per_image else "unet"  # the key of the per-model region defaults
+        self._model_kind = model_kind(model)  # "cnn": a network made for this image; the per-model tables' key
+        per_image = self._model_kind == "cnn"
         auto_color = color == "auto"
         if auto_color and not per_image:  # a U-Net takes the input it was trained on
             from .unet import model_color
@@ -283,28 +251,27 @@ class Segmenter:
         #: physical size of a pixel (voxel) per spatial axis, or None (pixels)
         self.spacing = as_spacing(spacing, len(prepared.spatial_shape))
         #: expected object diameter (unit of ``spacing``), given or estimated; used by instances
-        self.diameter = None if diameter is None else float(diameter)
+        self.diameter = s.diameter
         self.contrast = contrast
         if contrast == "fluorescence":
             prepared, self.diameter = fluorescence_prepared(prepared, self.diameter, self.spacing)
-        if position is None:  # default: position features for colour photographs, built-in CNN only
-            position = DEFAULTS["position"] if isinstance(model, str) and model == "cnn" and color == "lab" else 0.0
+        position = s.position
+        if position is None:  # position channels for colour photographs, built-in CNN only
+            position = default_position(model, color, n_classes)
         self.prepared = prepared
         # with strokes the per-image CNN works on a smaller copy (napari_levelset.strokes)
         self._work = prepared
-        if per_image and (work_pixels is not None or (scribbles is not None
-                                                       and np.any(validate.scribble_array(scribbles)))):
-            self._work, _ = working_copy(prepared, STROKE_PIXELS if work_pixels is None else work_pixels,
-                                         self.diameter, self.spacing)
+        if per_image and s.work_pixels is not None:
+            self._work, _ = working_copy(prepared, s.work_pixels, self.diameter, self.spacing)
         # merging regions compares CIELAB on RGB images (unless color="rgb" was asked for), whatever the network saw
         lab_merge = auto_color and prepared.rgb and color != "lab" and image is not None
         self._merge_source = (image, channel_axis, spatial_dims) if lab_merge else None
         self._merge_features: np.ndarray | None = None
-        self.device = resolve_device(device)
+        self.device = resolve_device(s.device)
         self.n_classes = n_classes
-        self.seed = int(seed)
-        self.alpha = float(alpha)
-        self._lam = float(lam)
+        self.seed = s.seed
+        self.alpha = s.alpha
+        self._lam = s.lam
         ndim = len(self.prepared.spatial_shape)
         self.x = torch.from_numpy(self._work.data).to(self.device)
         self.image_channels = self.x.shape[1]
@@ -324,19 +291,20 @@ class Segmenter:
                 self.model = model
             elif model == "cnn":
                 self.model = init_parameters(
-                    PerImageCNN(in_ch, n_classes, width=int(width), depth=int(depth), ndim=ndim),
+                    PerImageCNN(in_ch, n_classes, width=s.width, depth=s.depth, ndim=ndim),
                     torch.Generator(device="cpu").manual_seed(self.seed))
             else:
                 from .unet import build_network
 
                 self.model = build_network(
-                    model, in_channels=self.image_channels, n_classes=n_classes, ndim=ndim, finetune=finetune,
+                    model, in_channels=self.image_channels, n_classes=n_classes, ndim=ndim, finetune=s.finetune,
                     color=color, extra_channels=n_position,
                 )
+        from .unet import PretrainedNetwork
+
         pretrained = isinstance(self.model, PretrainedNetwork)
-        if init is None:  # a pretrained network starts from what it learned
-            init = "network" if pretrained else "kmeans"
-        elif init == "auto":  # a k-means start where the model can take one
+        init = s.init
+        if init == "auto":  # a k-means start where the model can take one
             init = "kmeans" if getattr(self.model, "takes_centres", True) else "network"
         if init == "random" and pretrained:
             raise InputError("init='random' is for the per-image CNN; a pretrained model starts from 'network' "
@@ -359,8 +327,6 @@ class Segmenter:
                     if not is_out_of_memory(exc):
                         raise
                     first_logits = None
-        elif init not in ("kmeans", "random", "network"):
-            raise InputError(f"init must be 'kmeans', 'random' or 'network', got {init!r}")
         if pretrained and not getattr(self.model, "head_trained", True):
             from .unet import _ranges
 
@@ -371,9 +337,9 @@ class Segmenter:
                         "on grey images and sees this colour image as grey")
             raise InputError(f"this model has heads for {_ranges(self.model.head_counts)} classes, "
                              f"not {n_classes}: use one of those, {hint}")
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=float(lr))
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr)
         self.iteration = 0
-        self._crop = self._plan_crops(max_pixels, int(width))
+        self._crop = self._plan_crops(s.max_pixels, s.width)
         self._rng = np.random.default_rng(self.seed)
         self._mean_stats: torch.Tensor | None = None  # crops: running (B, N, C + 1) sums of y*x and y per pixel
         if self._crop is not None:
@@ -382,20 +348,13 @@ class Segmenter:
                 c = start_means.to(self.x.device, self.x.dtype)
                 w = torch.full((n_classes, 1), 1.0 / n_classes, device=c.device, dtype=c.dtype)
                 self._mean_stats = torch.cat([c * w, w], 1).unsqueeze(0).repeat(self.x.shape[0], 1, 1)
-        self._settings = dict(
-            model=model if isinstance(model, str) else type(model).__name__,
-            width=int(width),
-            depth=int(depth),
-            seed=self.seed,
-            init=init,
-            finetune=finetune if model != "cnn" else None,
-            color=color,
-            position=float(position),
+        #: the settings this run was made with, every default resolved (``lam``, ``lr`` and ``alpha`` as made:
+        #: the live values are the properties of the same names)
+        self.run_settings = s.replace(init=init, color=color, position=float(position), contrast=contrast,
+                                      diameter=self.diameter, device=str(self.device))
+        self._record = dict(  # what describes this run beside its settings
             crop=None if self._crop is None else list(self._crop["shape"]),
             work_shape=None if self._work is self.prepared else list(self._work.spatial_shape),
-            device=str(self.device),
-            contrast=contrast,
-            diameter=self.diameter,
             spacing=None if self.spacing is None else list(self.spacing),
         )
         self._stop = threading.Event()
@@ -442,15 +401,12 @@ class Segmenter:
     def settings(self) -> dict:
         """Everything needed to reproduce this run (JSON-serialisable)."""
         return dict(
-            n_classes=self.n_classes,
-            lam=self.lam,
-            lr=self.lr,
-            alpha=self.alpha,
+            **self.run_settings.replace(lam=self.lam, lr=self.lr, alpha=self.alpha).to_json(),
             iteration=self.iteration,
             channel_axis=self.prepared.channel_axis,
             spatial_dims=len(self.prepared.spatial_shape),
             order=[int(i) for i in self._order],
-            **self._settings,
+            **self._record,
         )
 
     def set_scribbles(self, scribbles) -> None:
@@ -584,7 +540,7 @@ class Segmenter:
         smallest = int(np.prod([min(s, 16) for s in spatial]))
         if used <= smallest:
             return False
-        self._crop = self._plan_crops(max(used // 4, smallest), self._settings["width"])
+        self._crop = self._plan_crops(max(used // 4, smallest), self.run_settings.width)
         self._logits = None
         return self._crop is not None
 
@@ -660,7 +616,7 @@ class Segmenter:
             self.model.train(was_training)
         return torch.cat(chunks)
 
-    def run(self, iterations: int, every: int = DEFAULTS["every"], with_probs: bool = False) -> Iterator[Snapshot]:
+    def run(self, iterations: int, every: int = SNAPSHOT_EVERY, with_probs: bool = False) -> Iterator[Snapshot]:
         """Optimise ``iterations`` more steps, yielding a snapshot every ``every`` steps.
 
         The last snapshot has ``done=True`` (and ``stopped=True`` when ``stop()``
@@ -693,8 +649,8 @@ class Segmenter:
             lo, hi = validate.LIMITS["lr"]
             raise InputError(
                 f"the optimisation diverged (loss {float(self._loss)} at iteration {self.iteration}): "
-                f"lower lr (now {self.lr:g}; allowed ({lo:g}, {hi:g}], default {DEFAULTS['lr']:g}) "
-                f"or lam (now {self.lam:g}; default {DEFAULTS['lam']:g})")
+                f"lower lr (now {self.lr:g}; allowed ({lo:g}, {hi:g}], default {Settings().lr:g}) "
+                f"or lam (now {self.lam:g}; default {Settings().resolved().lam:g})")
 
     # -- reading results -----------------------------------------------------------
     @torch.no_grad()
@@ -762,9 +718,9 @@ class Segmenter:
                 merge: float | None = None, diameter: float | None = None, foreground=None) -> np.ndarray:
         """``labels`` (default: the current ones) as regions: see ``napari_levelset.regions.to_regions``.
 
-        ``merge`` defaults to the model's (``MERGE_WEIGHT``), and so do the boundary
-        weighting (``MERGE_OPTIONS``) and ``min_region`` for merged regions
-        (``MERGED_MIN_REGION``; ``DEFAULTS["min_region"]`` for connected ones).
+        ``merge`` and ``min_region`` default to the model's for ``mode``
+        (``napari_levelset.settings.region_defaults``), and so does the boundary
+        weighting (``MERGE_OPTIONS``).
         ``mode="instances"`` returns ``instances(diameter=..., foreground=..., min_region=min_region)``
         (``labels`` is not used: instances come from the current probabilities).
         """
@@ -776,12 +732,11 @@ class Segmenter:
             return self.instances(diameter=diameter, foreground=foreground, min_region=min_region)
         labels = self.labels() if labels is None else labels
         kind = self._model_kind
-        options = MERGE_OPTIONS[kind]
-        if min_region is None:
-            min_region = MERGED_MIN_REGION[kind] if mode == "merged" else DEFAULTS["min_region"]
-        return to_regions(labels, mode, min_region=min_region, features=self.features() if mode == "merged" else None,
-                          merge=MERGE_WEIGHT[kind] if merge is None else merge,
-                          spatial_dims=len(self.prepared.spatial_shape), **options)
+        default_merge, default_min_region = region_defaults(kind, mode)
+        return to_regions(labels, mode, min_region=default_min_region if min_region is None else min_region,
+                          features=self.features() if mode == "merged" else None,
+                          merge=default_merge if merge is None else merge,
+                          spatial_dims=len(self.prepared.spatial_shape), **MERGE_OPTIONS[kind])
 
     def instances(self, *, diameter: float | None = None, foreground=None, min_region: float | None = None,
                   probs: np.ndarray | None = None) -> np.ndarray:
@@ -905,140 +860,117 @@ def segment(
     scribbles=None,
     channel_axis: int | None = None,
     spatial_dims: int | None = None,
-    device: str = "auto",
-    seed: int = 0,
+    *,
     progress: bool = False,
-    regions: str = "classes",
-    min_region: float | None = None,
-    merge: float | None = None,
-    model: Any = "cnn",
-    finetune_iterations: int | None = None,
-    diameter: float | None = None,
     spacing=None,
-    foreground=None,
-    **kwargs,
+    finetune_iterations: int | None = None,
+    settings: Settings | None = None,
+    **changes,
 ) -> np.ndarray:
-    """Segment ``image`` into ``n_classes`` classes; returns labels 1..N.
+    """Segment ``image`` with the level-set loss: class labels, regions or instances.
 
-    The result has the image's shape without the channel axis, dtype uint8
-    (uint16 beyond 255 classes).  Extra keyword arguments (``lr``, ``width``,
-    ``depth``, ``alpha``, ``color``, ``init``, ``model``) go to ``Segmenter``;
-    ``progress=True`` shows a progress bar on stderr.
+    Parameters
+    ----------
+    image : array_like
+        Grey or multichannel, 2D or 3D, any numeric or boolean dtype (see
+        ``napari_levelset.io.prepare_image`` for how axes are read).
+    n_classes, lam, iterations : optional
+        Shorthands for the ``Settings`` fields of the same names (default: per model and
+        output, ``Settings.resolved``).
+    scribbles : array_like of int, optional
+        The image's non-channel shape: 0 unpainted, ``k`` means label ``k``.
+    channel_axis, spatial_dims : int, optional
+        As for ``prepare_image``.
+    progress : bool
+        Show a progress bar on stderr.
+    spacing : sequence of float, optional
+        Physical size of a pixel (voxel) per spatial axis, for ``diameter``.
+    finetune_iterations : int, optional
+        A synonym of ``iterations`` for a pretrained U-Net (its iterations fine-tune it).
+    settings : Settings, optional
+        The settings; ``changes`` (any ``Settings`` field by name: ``model``, ``regions``,
+        ``merge``, ``lr``, ...) are applied to it.
 
-    ``model="cnn"`` (default) optimises the per-image CNN for ``iterations``
-    steps (default 100).  ``model="unet"`` (the pretrained U-Net) or a model
-    file path segments at once and then fine-tunes on this image for
-    ``finetune_iterations`` steps (default 0: direct use; ``iterations`` is
-    accepted as a synonym); see ``Segmenter``'s ``finetune``.  A fine-tune
-    starts its head from this image's k-means (``init="auto"``) unless
-    ``init`` says otherwise.
+    Returns
+    -------
+    ndarray
+        The image's shape without the channel axis.  ``regions="classes"`` (default):
+        labels 1..N, uint8 (uint16 beyond 255 classes).  ``"connected"``: one label per
+        connected piece of a class, uint32 1..R, pieces smaller than ``min_region``
+        merged into a neighbour.  ``"merged"``: connected regions, adjacent ones merged
+        while the level-set energy of the partition drops (``merge`` the boundary weight;
+        ``napari_levelset.regions.merge_regions``).  ``"instances"``: one label per object,
+        uint32, 0 background (``napari_levelset.instances.instance_labels``).
 
-    ``regions="connected"`` returns one label per connected piece of a class
-    instead (uint32, 1..R), fragments smaller than ``min_region`` (pixels, or a
-    fraction of the image when < 1; default 0.001, for a U-Net's merged regions
-    0.0002) merged into their nearest neighbour region.
-    ``regions="merged"`` goes on to merge adjacent regions for as long as that
-    lowers the level-set energy of the partition (on contrast-normalised
-    colour and texture, boundaries weighted by edge strength), with ``merge``
-    as the boundary weight (default 1.0, for a U-Net 2.0; larger gives fewer
-    regions): the number of regions then adapts to the image.  See
-    ``napari_levelset.regions.merge_regions``.
+    Raises
+    ------
+    InputError
+        For a bad image, scribbles or setting (named in the message), or scribbles given to
+        a pretrained model used directly.
+
+    Notes
+    -----
+    The per-image CNN (``model="cnn"``) is optimised on this image (after Kanezaki 2018,
+    with the loss of Kim & Ye 2020); ``model="unet"`` or a model file segments at once
+    and fine-tunes for ``iterations`` steps (default 0) from this image's k-means start.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.zeros((32, 32)); img[8:24, 8:24] = 1
+    >>> labels = segment(img, n_classes=2, iterations=5)
+    >>> labels.shape, int(labels.max())
+    ((32, 32), 2)
     """
-    from .regions import REGION_MODES
-
-    if regions not in REGION_MODES:
-        raise InputError(f"regions must be one of {', '.join(REGION_MODES)}; got {regions!r}")
-    merge = validate.optional_number("merge", merge)
-    min_region = validate.optional_number("min_region", min_region)
-    iterations = validate.optional_integer("iterations", iterations)
-    finetune_iterations = validate.optional_integer("finetune_iterations", finetune_iterations)
-    diameter = validate.optional_number("diameter", diameter)
-    seed = validate.seed(seed)
+    Settings.check_names(changes)
+    shorthand = dict(n_classes=n_classes, lam=lam, iterations=iterations)
+    for name, value in shorthand.items():
+        if value is not None:
+            changes[name] = value
+    if finetune_iterations is not None:
+        changes["iterations"] = validate.integer("finetune_iterations", finetune_iterations)
+    s = (settings if settings is not None else Settings()).replace(**changes)
     channel_axis, spatial_dims = validate.channel_axis(channel_axis), validate.spatial_dims(spatial_dims)
     if image is not None:
         image = validate.image_array(image)
-    instances = regions == "instances"
-    if n_classes is None:
-        n_classes = INSTANCE_CLASSES if instances else DEFAULTS["n_classes"]
-    n_classes = validate.n_classes(n_classes)
-    if lam is None:
-        lam = INSTANCE_LAM if instances and model == "cnn" else DEFAULTS["lam"]
-    lam = validate.number("lam", lam)
-    if instances:
-        kwargs.setdefault("contrast", "fluorescence")
-        if model == "cnn" and iterations is None:
-            iterations = INSTANCE_ITERATIONS
-    elif diameter is not None or foreground is not None:
+    instances = s.regions == "instances"
+    if not instances and (s.diameter is not None or s.foreground is not None):
         raise InputError("diameter and foreground are settings of regions='instances'")
-    strokes = scribbles is not None and np.any(validate.scribble_array(scribbles))
-    if strokes and not instances and image is not None:  # the widget's auto contrast (napari_levelset.strokes)
-        kwargs.setdefault("contrast", stroke_contrast(image, channel_axis))
-    if model == "cnn":
-        if iterations is None:  # strokes: the per-image CNN on a working copy converges sooner
-            iterations = STROKE_ITERATIONS if strokes else DEFAULTS["iterations"]
-    else:
-        iterations = finetune_iterations if finetune_iterations is not None else (iterations or 0)
-        if iterations > 0:  # a fine-tune starts its head from this image's k-means where it can
-            kwargs.setdefault("init", "auto")
-    if (iterations == 0 and model != "cnn" and kwargs.get("init", "network") == "network"
-            and scribbles is not None and np.any(validate.scribble_array(scribbles))):
+    strokes = scribbles is not None and bool(np.any(validate.scribble_array(scribbles)))
+    s = s.resolved(strokes=strokes, image=image, channel_axis=channel_axis)
+    if s.iterations == 0 and model_kind(s.model) == "unet" and s.init == "network" and strokes:
         raise InputError("scribbles steer the optimisation: a pretrained model used directly would ignore them; "
                          "give finetune_iterations (e.g. 20)")
-    full = None
+    full = prepared = None
     if instances:
-        prepared, full = _instance_preparation(image, channel_axis, spatial_dims, diameter, spacing, model,
-                                               scribbles, kwargs)
+        prepared, full = _instance_preparation(image, channel_axis, spatial_dims, spacing, s, scribbles)
         if full is not None:
-            kwargs["prepared"], kwargs["contrast"], diameter = prepared, "linear", full[1]
-    seg = Segmenter(
-        image,
-        n_classes,
-        lam=lam,
-        model=model,
-        scribbles=scribbles,
-        channel_axis=channel_axis,
-        spatial_dims=spatial_dims,
-        device=device,
-        seed=seed,
-        diameter=diameter,
-        spacing=spacing,
-        **kwargs,
-    )
-    last = run_with_progress(seg, iterations, progress)
+            s = s.replace(contrast="linear", diameter=full[1])
+    seg = Segmenter(image, settings=s, scribbles=scribbles, channel_axis=channel_axis, spatial_dims=spatial_dims,
+                    prepared=prepared, spacing=spacing)
+    last = run_with_progress(seg, s.iterations, progress)
     if instances:
         probs = None
         if full is not None:  # optimised on a smaller copy: probabilities back to the full image
-            probs = upsample(seg.probabilities().reshape((n_classes, -1) + seg.prepared.spatial_shape),
-                             full[0].spatial_shape).reshape((n_classes,) + full[0].out_shape)
-        return seg.instances(diameter=diameter, foreground=foreground, min_region=min_region, probs=probs)
+            n = s.n_classes
+            probs = upsample(seg.probabilities().reshape((n, -1) + seg.prepared.spatial_shape),
+                             full[0].spatial_shape).reshape((n,) + full[0].out_shape)
+        return seg.instances(diameter=s.diameter, foreground=s.foreground, min_region=s.min_region, probs=probs)
     labels = last.labels if last is not None else seg.labels()
-    return seg.regions(labels, regions, min_region=min_region, merge=merge)
+    return seg.regions(labels, s.regions, min_region=s.min_region, merge=s.merge)
 
 
-#: ``regions="instances"`` with the per-image CNN: classes, λ, iterations and most pixels per
-#: image of the optimisation, chosen on the nuclei sets (``benchmarks/nuclei.py``; λ 0.05 split
-#: HeLa's small touching nuclei less well: F1 0.896 against 0.913, λ 0.01 lost GOWT1's: 0.773)
-INSTANCE_CLASSES = 2
-INSTANCE_LAM = 0.02
-INSTANCE_ITERATIONS = 30
-INSTANCE_PIXELS = 260_000
-
-
-def _instance_preparation(image, channel_axis, spatial_dims, diameter, spacing, model, scribbles, kwargs):
+def _instance_preparation(image, channel_axis, spatial_dims, spacing, s: Settings, scribbles):
     """For ``segment(regions="instances")`` with the per-image CNN and no scribbles: the
     image prepared (fluorescence contrast where asked) at full size, and a copy small
-    enough for fast optimisation.  Returns ``(small, (full, diameter))``, or
-    ``(None, None)`` where the ``Segmenter`` should prepare the image itself."""
-    if not (isinstance(model, str) and model == "cnn") or scribbles is not None or "prepared" in kwargs:
+    enough for fast optimisation (``INSTANCE_PIXELS``).  Returns ``(small, (full, diameter))``,
+    or ``(None, None)`` where the ``Segmenter`` should prepare the image itself."""
+    if not is_builtin_cnn(s.model) or scribbles is not None:
         return None, None
-    contrast = kwargs.get("contrast", "fluorescence")
-    color = contrast_color(contrast, kwargs.get("color", DEFAULTS["color"]))
-    full = prepare_image(image, channel_axis, spatial_dims, color=color)
+    full = prepare_image(image, channel_axis, spatial_dims, color=contrast_color(s.contrast, s.color))
     spacing = as_spacing(spacing, len(full.spatial_shape))
-    diameter = validate.optional_number("diameter", diameter)
-    if contrast == "fluorescence":
+    diameter = s.diameter
+    if s.contrast == "fluorescence":
         full, diameter = fluorescence_prepared(full, diameter, spacing)
     small, zoom = resample_prepared(full, INSTANCE_PIXELS, diameter, spacing)
-    if zoom == 1.0:
-        return full, (full, diameter)
-    return small, (full, diameter)
+    return (full if zoom == 1.0 else small), (full, diameter)

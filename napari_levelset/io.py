@@ -82,6 +82,7 @@ __all__ = [
     "write_labels",
     "atomic_write",
     "labels_dtype",
+    "join_channels",
 ]
 
 TIFF_EXT = {".tif", ".tiff"}
@@ -1151,3 +1152,53 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
                 pass
         raise
     return p
+
+
+def join_channels(image, to_grey: bool = False, join: str | None = None) -> np.ndarray:
+    """One array from an image given as one array or as several same-shaped channel arrays.
+
+    Parameters
+    ----------
+    image : array_like or sequence of array_like
+        One image, or (with ``join``) a list of same-shaped arrays, such as napari layers
+        holding one channel each.
+    to_grey : bool
+        Average the colour channels (the last axis, 3 or 4 long; alpha is dropped) into
+        one grey channel, float32.
+    join : {None, "stack", "concatenate"}
+        ``"stack"``: the arrays become channels on a new first axis; ``"concatenate"``:
+        they are joined along their own first (channel) axis; None: ``image`` is one array.
+
+    Returns
+    -------
+    ndarray
+        The joined image (its dtype; float32 after ``to_grey``).
+
+    Raises
+    ------
+    InputError
+        For ``to_grey`` on an array without colour channels last.
+    ValueError
+        For an unknown ``join``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> join_channels([np.zeros((4, 5)), np.ones((4, 5))], join="stack").shape
+    (2, 4, 5)
+    >>> join_channels(np.zeros((4, 5, 3), np.uint8), to_grey=True).shape
+    (4, 5)
+    """
+    if join == "stack":
+        arr = np.stack([np.asarray(a) for a in image], axis=0)
+    elif join == "concatenate":
+        arr = np.concatenate([np.asarray(a) for a in image], axis=0)
+    elif join is None:
+        arr = np.asarray(image)
+    else:
+        raise ValueError(f"join must be None, 'stack' or 'concatenate', got {join!r}")
+    if to_grey:
+        if arr.ndim < 3 or arr.shape[-1] not in (3, 4):
+            raise InputError(f"'RGB -> grey' needs colour channels last, but the image has shape {arr.shape}")
+        arr = arr[..., :3].astype(np.float32).mean(axis=-1)
+    return arr

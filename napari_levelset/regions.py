@@ -50,7 +50,7 @@ def to_regions(
     under ``min_region`` (pixels, or a fraction of the image when < 1) joined to
     their nearest neighbour.  ``merged`` then runs ``merge_regions`` with
     weight ``merge``, ``edge`` and ``texture`` on ``features`` ``(C, *labels.shape)``
-    (``napari_levelset.defaults.MERGE_OPTIONS`` has the ones ``segment`` uses).
+    (``napari_levelset.settings.MERGE_OPTIONS`` has the ones ``segment`` uses).
 
     Parameters
     ----------

@@ -245,7 +245,8 @@ def test_axes_and_spacing_come_from_an_imagej_hyperstack(tmp_path, capsys, monke
     # C -> channel axis, Z -> a volume, T -> segmented slice by slice; the voxel size goes to the library
     assert seen["channel_axis"] == 2 and seen["spatial_dims"] == 3
     assert seen["spacing"] == pytest.approx((1.5, 0.2, 0.2))
-    assert seen["n_classes"] is None and seen["diameter"] is None and seen["foreground"] is None
+    given = seen["settings"]  # flags left out stay "the default for this model and output"
+    assert given.n_classes is None and given.diameter is None and given.foreground is None
     f = read_image_file(out)
     assert f.data.shape == (2, 3, 8, 9) and f.axes == "TZYX"
     assert f.spacing == pytest.approx((1.5, 0.2, 0.2)) and f.unit == "µm"

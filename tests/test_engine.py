@@ -266,7 +266,9 @@ def test_cuda_recovers_phantom():
 
 def test_images_too_large_for_memory_are_optimised_on_crops():
     image, truth = phantom((96, 128), 3, channels=3, seed=3)
-    seg = Segmenter(image, 3, device="cpu", max_pixels=48 * 64)
+    # position channels, as a colour photograph at N >= 8 or with regions gets them: on crops of a quarter of
+    # the image two of these phases (lightness 0.46 and 0.67, same hue) merge without them at lam 0.05
+    seg = Segmenter(image, 3, device="cpu", max_pixels=48 * 64, position=0.5)
     assert seg.settings["crop"] is not None
     assert seg.settings["crop"][0] * seg.settings["crop"][1] <= 48 * 64
     snaps = list(seg.run(150, every=50))
@@ -276,7 +278,9 @@ def test_images_too_large_for_memory_are_optimised_on_crops():
 def test_crop_steps_use_whole_image_class_means():
     """A crop holding one class must not drag the other classes' means to its own colour."""
     image, truth = phantom((96, 128), 3, channels=3, seed=3)
-    seg = Segmenter(image, 3, device="cpu", max_pixels=48 * 64)
+    # position channels, as a colour photograph at N >= 8 or with regions gets them: on crops of a quarter of
+    # the image two of these phases (lightness 0.46 and 0.67, same hue) merge without them at lam 0.05
+    seg = Segmenter(image, 3, device="cpu", max_pixels=48 * 64, position=0.5)
     start = seg._mean_stats.clone()
     c0 = start[0, :, :-1] / start[0, :, -1:]
     # a crop of pure class-0 pixels: its soft means for the other classes are whatever few pixels leak

@@ -400,10 +400,10 @@ def test_segment_fine_tune_starts_from_kmeans_unless_told_otherwise(model_file):
 
 def test_merged_regions_compare_cielab_on_an_rgb_model(model_file):
     """An RGB-trained U-Net sees normalised RGB, but its regions are merged on CIELAB, as the per-image mode's."""
-    from napari_levelset.defaults import MERGE_OPTIONS, MERGED_MIN_REGION
     from napari_levelset.engine import Segmenter
     from napari_levelset.io import prepare_image
     from napari_levelset.regions import connected_regions, merge_regions
+    from napari_levelset.settings import MERGE_OPTIONS, MERGED_MIN_REGION
     from napari_levelset.synthetic import phantom
 
     path, _ = model_file
@@ -501,9 +501,9 @@ def test_unet_regions_merge_with_the_unet_boundary_weighting(model_file):
     """A U-Net's pieces are merged with ``MERGE_OPTIONS["unet"]``, the per-image CNN's with ``["cnn"]``."""
     from skimage import data
 
-    from napari_levelset.defaults import MERGE_OPTIONS, MERGE_WEIGHT, MERGED_MIN_REGION
     from napari_levelset.engine import Segmenter
     from napari_levelset.regions import connected_regions, merge_regions
+    from napari_levelset.settings import MERGE_OPTIONS, MERGE_WEIGHT, MERGED_MIN_REGION
 
     path, _ = model_file
     image = data.coffee()[::8, ::8]

@@ -74,9 +74,12 @@ def test_segmenter_checks_the_same_settings(image, name, value, allowed):
         Segmenter(image, **kwargs)
 
 
-def test_segmenter_refuses_no_number_of_classes(image):
-    with pytest.raises(InputError, match="n_classes.*2..65535.*None"):
-        Segmenter(image, None, device="cpu")
+def test_no_number_of_classes_means_the_default(image):
+    from napari_levelset.settings import Settings
+
+    assert Segmenter(image, None, device="cpu").n_classes == Settings().resolved().n_classes == 4
+    with pytest.raises(InputError, match="n_classes.*2..65535.*'4'"):
+        Segmenter(image, "4", device="cpu")
 
 
 @pytest.mark.parametrize("model", ["cnn", "unet"])

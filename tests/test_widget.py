@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from conftest import best_iou, disk_image, run_and_wait, three_regions
 
-from napari_levelset.defaults import DEFAULTS
+from napari_levelset.settings import Settings, default_position
 
 gui = pytest.mark.gui
 LONG = 100_000  # iterations for runs that the test stops itself
@@ -352,9 +352,8 @@ def test_rgb_image_runs(make_widget, qtbot, errors):
     assert out.data.shape == (48, 48) and len(np.unique(out.data)) >= 2
     assert out.metadata["napari_levelset"]["channel_axis"] == 2
     assert out.metadata["napari_levelset"]["color"] == "lab"  # auto: an RGB layer is compared in CIELAB
-    assert widget.position_spin.text() == "auto"  # auto position: on for a CIELAB photograph
-    assert DEFAULTS["position"] > 0
-    assert out.metadata["napari_levelset"]["position"] == pytest.approx(DEFAULTS["position"])
+    assert widget.position_spin.text() == "auto"  # auto position: a CIELAB photograph's, for its N
+    assert out.metadata["napari_levelset"]["position"] == default_position("cnn", "lab", 2) == 0
     assert best_iou(np.asarray(out.data), truth) >= 0.9
     unc = widget.uncertainty_layer(image)
     assert unc.data.shape == (48, 48) and 0 <= unc.data.min() and unc.data.max() <= 1
@@ -581,7 +580,7 @@ def test_a_stop_that_comes_after_the_end_does_not_stop_the_next_refine(make_widg
 
 @gui
 def test_the_merge_weight_follows_the_model_until_set_by_hand(make_widget):
-    from napari_levelset.defaults import MERGE_WEIGHT
+    from napari_levelset.settings import MERGE_WEIGHT
 
     viewer, widget = make_widget()
     assert widget.merge_spin.value() == MERGE_WEIGHT["cnn"]
@@ -1041,8 +1040,8 @@ def test_a_new_widget_starts_from_the_remembered_settings(make_widget, qtbot, re
     again = LevelSetWidget(viewer)
     assert again.device_combo.currentText() == "cpu" and again.every_spin.value() == 7
     assert again.transparent_combo.currentIndex() == 2 and again.uncertainty_check.isChecked()
-    assert again.n_spin.value() == DEFAULTS["n_classes"]
-    assert again.parameters()["device"] == "cpu"
+    assert again.n_spin.value() == Settings().resolved().n_classes
+    assert again.parameters().device == "cpu"
 
 
 @gui

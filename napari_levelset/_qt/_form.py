@@ -32,15 +32,15 @@ from qtpy.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QWidget
 from superqt import QCollapsible
 
 from .._layers import contrast_value, layer_axes
-from ..defaults import DEFAULTS, MERGE_WEIGHT, model_kind
+from ..settings import MERGE_WEIGHT, POSITION, POSITION_MIN_CLASSES, Settings, model_kind
 from ._channels import AxesNote, ChannelPickers
 
 __all__ = ["SettingsForm", "LogSpin", "WIDGET_DEFAULTS", "MODELS", "DEVICES", "VOLUME_MODES", "CHANNEL_MODES",
            "CONTRAST_CHOICES", "TRANSPARENT_CLASS", "NO_SCRIBBLES"]
 
-#: The engine's defaults, except the update interval: 0 is the widget's "auto"
-#: (about 0.3 s between snapshots).
-WIDGET_DEFAULTS: dict[str, Any] = {**DEFAULTS, "every": 0}
+#: The form's starting values: ``Settings``' defaults for the per-image CNN, and the update interval 0, the
+#: widget's "auto" (about 0.3 s between snapshots; ``Segmenter.run``'s own default is ``SNAPSHOT_EVERY``).
+WIDGET_DEFAULTS: dict[str, Any] = {**Settings().resolved().to_json(), "every": 0}
 
 MODELS = [("per-image CNN", "cnn"), ("pretrained U-Net", "unet"), ("U-Net from file…", "file")]
 DEVICES = ["auto", "cpu", "cuda", "mps"]
@@ -220,7 +220,8 @@ class SettingsForm:
             POSITION_AUTO, *POSITION_RANGE, 2, step=0.05, special="auto",
             tooltip="Weight of pixel position beside colour (per-image CNN): 0 groups pixels by colour alone; "
                     "larger values give more compact regions and split same-coloured objects far apart. "
-                    f"auto: {D['position']} for an RGB image compared in CIELAB, else 0")
+                    f"auto: {POSITION} for an RGB image compared in CIELAB with {POSITION_MIN_CLASSES} or more "
+                    "classes, else 0")
         self.seed = SpinBox(value=0, min=SEED_RANGE[0], max=SEED_RANGE[1],
                             tooltip="Random seed of the network's initialisation (CPU runs are reproducible)")
         self.volumes = ComboBox(choices=VOLUME_MODES, tooltip="Volumes: segment in 3D, or slice by slice with one "
@@ -385,20 +386,14 @@ class SettingsForm:
         return int(round(self.every.value))
 
     def structural_key(self, layer) -> tuple:
-        """The settings a run on ``layer`` was started with whose change needs a new run (see Refine)."""
+        """What a run on ``layer`` was started with whose change needs a new run (see Refine): the layer,
+        how it is read, and the settings that make a new network (``Settings.restart_key``)."""
         return (
             id(layer),
-            self.n_classes.value,
-            self.model_value(),
-            self.width.value,
-            self.depth.value,
-            self.seed.value,
-            self.device.value,
             self.volumes.native.currentIndex(),
             self.channel_mode.native.currentIndex(),
-            self.position.value,
-            self.contrast(layer),
             tuple(id(c) for c in self.channels.layers()) if layer is self.image_layer else (),
+            self.parameters().replace(contrast=self.contrast(layer)).restart_key(),
         )
 
     def _position_value(self) -> float | None:
@@ -408,19 +403,20 @@ class SettingsForm:
         value = self.position.value
         return None if value <= POSITION_AUTO else value
 
-    def parameters(self) -> dict:
-        """The current settings as keyword arguments for ``Segmenter`` (no axes)."""
-        return dict(
+    def parameters(self) -> Settings:
+        """The form's settings (``napari_levelset.settings.Settings``; no axes)."""
+        return Settings(
             n_classes=self.n_classes.value,
             lam=self.lam.value,
             lr=self.lr.value,
+            iterations=self.iterations.value,
             width=self.width.value,
             depth=self.depth.value,
             alpha=self.alpha.value,
             position=self._position_value(),
             device=self.device.value,
             seed=self.seed.value,
-            model=self.model_value(),
+            model=self.model_value() or "cnn",
             init="auto",  # a U-Net run is a fine-tune: its head starts from the image's k-means
             contrast=self.contrast(),
         )

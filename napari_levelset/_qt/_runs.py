@@ -24,6 +24,7 @@ from qtpy.QtCore import Qt
 
 from .. import __version__
 from ..io import InputError
+from ..settings import Settings
 from ._outputs import META_KEY, STATE_KEY
 from ._worker import Final, RunControl, RunRequest, Update, error_message, run_segmentation
 
@@ -46,7 +47,7 @@ class _Run:
     with_probs: bool
     refine: bool
     worker: Any = None
-    params: dict = field(default_factory=dict)  # the settings the run was started with
+    params: Settings = field(default_factory=Settings)  # the settings the run was started with
     n_updates: int = 0
     restart: bool = False
     cancelled: bool = False
@@ -159,18 +160,17 @@ class RunsMixin:
             self._error(str(exc))
             return None
 
-        params = form.parameters()
-        params.update(channel_axis=axes["channel_axis"], spatial_dims=axes["spatial_dims"],
-                      contrast=form.contrast(layer), spacing=axes["spacing"])
-        if params["contrast"] == "fluorescence":  # the background window follows the object size
-            params["diameter"] = self.instance_controls.diameter()
+        params = form.parameters().replace(contrast=form.contrast(layer))
+        if params.contrast == "fluorescence":  # the background window follows the object size
+            params = params.replace(diameter=self.instance_controls.diameter())
         if axes["color"] is not None:
-            params["color"] = axes["color"]
+            params = params.replace(color=axes["color"])
         every = form.every_value()
         req = RunRequest(
             image=[lay.data for lay in axes["layers"]] if axes["join"] else layer.data,
             join=axes["join"],
-            params=params,
+            settings=params,
+            axes=dict(channel_axis=axes["channel_axis"], spatial_dims=axes["spatial_dims"], spacing=axes["spacing"]),
             iterations=form.iterations.value,
             every=every,
             with_probs=bool(form.uncertainty.value),
@@ -222,7 +222,7 @@ class RunsMixin:
         text = ("refining " if refine else "starting ") + repr(layer.name)
         if axes["join"]:
             text += f" with {len(axes['layers']) - 1} more channel layer(s)"
-        if not refine and params["contrast"] == "fluorescence" and params.get("diameter") is None:
+        if not refine and params.contrast == "fluorescence" and params.diameter is None:
             text += " (fluorescence contrast: estimating the object size)"
         self.status.setText(text + "…")
         self._update_buttons()
@@ -254,7 +254,7 @@ class RunsMixin:
         meta = {**up.settings, **run.meta, "loss": up.loss, "iterations_run": up.done_in_run, "running": True}
         out = self.outputs.show_snapshot(run.image, up, meta, run.with_probs, run.scale, run.translate)
         if run.n_updates == 0:
-            self.outputs.colour_classes(out, {**run.params, **up.settings}, self.form.transparent.value)
+            self.outputs.colour_classes(out, {**run.params.to_json(), **up.settings}, self.form.transparent.value)
         run.n_updates += 1
         self.n_updates += 1
         self._set_progress(up.done_in_run, up.total_in_run)

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import user_message
-from ..io import InputError
+from ..io import InputError, join_channels
+from ..settings import Settings, restore_segmenter
 
 __all__ = ["RunRequest", "RunControl", "Update", "Final", "RunFailed", "run_segmentation", "restore_segmenter",
            "error_message"]
@@ -40,7 +41,8 @@ class RunRequest:
     """Everything a run needs, gathered on the main thread."""
 
     image: Any  # array-like, or a list of them (channel layers, see ``join``); converted in the worker
-    params: dict  # keyword arguments for Segmenter (n_classes, lam, lr, ...)
+    settings: Settings  # the run's settings (the image's axes apart)
+    axes: dict  # channel_axis, spatial_dims and spacing, for Segmenter
     iterations: int
     every: int = 0  # 0: auto
     with_probs: bool = False
@@ -152,24 +154,6 @@ def _uncertainty(probs: np.ndarray) -> np.ndarray:
     return np.clip((1.0 - pmax) * (n / (n - 1)), 0.0, 1.0).astype(np.float32)
 
 
-def prepare_array(image, to_grey: bool, join: str | None = None) -> np.ndarray:
-    """``image`` as one array: ``join`` puts a list of same-shaped arrays (channel layers) on a
-    new first axis ("stack") or joins them along their first axis ("concatenate")."""
-    if join == "stack":
-        arr = np.stack([np.asarray(a) for a in image], axis=0)
-    elif join == "concatenate":
-        arr = np.concatenate([np.asarray(a) for a in image], axis=0)
-    elif join is None:
-        arr = np.asarray(image)
-    else:
-        raise ValueError(f"join must be None, 'stack' or 'concatenate', got {join!r}")
-    if to_grey:
-        if arr.ndim < 3 or arr.shape[-1] not in (3, 4):
-            raise InputError(f"'RGB -> grey' needs colour channels last, but the image has shape {arr.shape}")
-        arr = arr[..., :3].astype(np.float32).mean(axis=-1)
-    return arr
-
-
 class RunFailed(Exception):
     """A ``RuntimeError`` of a run (torch's out-of-memory among them), passed on as another type.
 
@@ -226,12 +210,11 @@ def _run_segmentation(req: RunRequest, ctrl: RunControl):
     t0 = time.perf_counter()
     if req.segmenter is not None:
         seg = req.segmenter
-        seg.lam = req.params["lam"]
-        seg.lr = req.params["lr"]
-        seg.alpha = float(req.params.get("alpha", seg.alpha))
+        seg.lam, seg.lr, seg.alpha = req.settings.lam, req.settings.lr, req.settings.alpha
         seg.set_scribbles(req.scribbles)
     else:
-        seg = Segmenter(prepare_array(req.image, req.to_grey, req.join), scribbles=req.scribbles, **req.params)
+        seg = Segmenter(join_channels(req.image, req.to_grey, req.join), scribbles=req.scribbles,
+                        settings=req.settings, **req.axes)
     seg.clear_stop()  # a Stop pressed after the last run had ended belongs to that run
     ctrl.attach(seg)  # (a Stop pressed for this run is applied here)
 
@@ -285,49 +268,6 @@ def _run_segmentation(req: RunRequest, ctrl: RunControl):
         iteration=seg.iteration,
         elapsed=time.perf_counter() - t0,
     )
-
-
-def restore_segmenter(image, settings: dict, state: dict | None = None, **overrides):
-    """Rebuild a ``Segmenter`` from an output layer's metadata (imports torch).
-
-    ``settings`` is ``metadata["napari_levelset"]`` and ``state`` is
-    ``metadata["napari_levelset_state"]`` of a layer this plugin made (for a run on
-    several channel layers, ``image`` is their arrays stacked on a first axis, in
-    the order of ``settings["channels"]``).  With the
-    state the network continues exactly where it stopped (refine); without it a
-    new run with the same settings reproduces the result on the CPU (same seed).
-    ``overrides`` replace settings (e.g. ``device="cpu"``).
-    """
-    from ..engine import Segmenter
-
-    s = dict(settings)
-    s.update(overrides)
-    init = s.get("init", "kmeans")
-    seg = Segmenter(
-        prepare_array(image, bool(s.get("to_grey", False))),
-        int(s["n_classes"]),
-        lam=float(s["lam"]),
-        lr=float(s["lr"]),
-        width=int(s.get("width", 32)),
-        depth=int(s.get("depth", 2)),
-        alpha=float(s.get("alpha", 1.0)),
-        channel_axis=s.get("channel_axis"),
-        spatial_dims=s.get("spatial_dims"),
-        device=s.get("device", "auto"),
-        seed=int(s.get("seed", 0)),
-        init=init if init in ("kmeans", "random") else "kmeans",
-        model=s.get("model", "cnn"),
-        color=s.get("color", "rgb"),
-        position=float(s.get("position", 0.0)),
-        contrast=s.get("contrast", "linear"),
-        diameter=s.get("diameter"),
-        spacing=s.get("spacing"),
-    )
-    if state is not None:
-        seg.load_state_dict(
-            {"model": state, "order": s.get("order", list(range(seg.n_classes))), "iteration": s.get("iteration", 0)}
-        )
-    return seg
 
 
 #: what the widget advises when memory runs out, in the widget's words

@@ -1,0 +1,499 @@
+"""The settings of a level-set run as one typed object, and the per-model rules that fill in defaults.
+
+Read this module to find a setting: each field of ``Settings`` says what it is, its
+default, its unit and whether it may change during a run (``LIVE``), restarts one
+(``RESTART``) or only changes what is made of its result.  ``Settings`` checks every
+value when it is made (``napari_levelset.validate``), round-trips through JSON
+(``to_json`` / ``from_json``: the metadata of a result layer and the ``.json`` beside a
+saved TIFF), and ``resolved`` applies the one set of per-model rules: the number of
+classes, λ, iterations, start, contrast, position weight, working-copy size, merge
+weight and smallest region that "default" means for this model and this output.
+
+Who uses it: ``engine.Segmenter`` and ``engine.segment`` (the algorithm),
+``cli`` (its flags' defaults and help), ``_qt`` (the widget's form and what restarts a
+run) and ``restore_segmenter`` (a result layer's run rebuilt).  Numpy only: no torch,
+so the widget and ``--help`` read it without loading PyTorch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from . import validate
+from .io import InputError
+
+__all__ = [
+    "Settings",
+    "LIVE",
+    "RESTART",
+    "model_kind",
+    "is_builtin_cnn",
+    "region_defaults",
+    "default_position",
+    "restore_segmenter",
+    "MERGE_WEIGHT",
+    "MERGE_OPTIONS",
+    "MERGED_MIN_REGION",
+    "MIN_REGION",
+    "POSITION",
+    "POSITION_MIN_CLASSES",
+    "INSTANCE_CLASSES",
+    "INSTANCE_LAM",
+    "INSTANCE_ITERATIONS",
+    "INSTANCE_PIXELS",
+    "SNAPSHOT_EVERY",
+]
+
+# -- per-model tables (chosen on BSDS500 val and the nuclei sets; see benchmarks/RESULTS.md) ---------------
+
+#: The merge weight ``regions="merged"`` uses when none is given, per kind of model: where
+#: SC is best on BSDS500 val (N 32: the per-image CNN's about 1, ~11 regions; the U-Net's 2,
+#: ~25 regions, while at 1 it leaves ~42).
+MERGE_WEIGHT: dict[str, float] = {"cnn": 1.0, "unet": 2.0}
+
+#: How ``regions="merged"`` weighs boundaries for each kind of model (``merge_regions``'s
+#: ``edge`` and ``texture``), chosen on BSDS500 val: the U-Net's pieces also end away from
+#: colour edges, and a sharper edge weight (boundaries off an edge cost more) with more
+#: weight on texture merges them better (all 100 val images, N 32, 48: SC 0.548 -> 0.560,
+#: PRI 0.773 -> 0.783, VI 1.816 -> 1.761); the per-image CNN's pieces follow edges already.
+MERGE_OPTIONS: dict[str, dict[str, float]] = {
+    "cnn": dict(edge=2.0, texture=1.0),
+    "unet": dict(edge=6.0, texture=3.0),
+}
+
+#: The smallest piece kept before merging (``regions="merged"``; a fraction of the image),
+#: per kind of model: the U-Net's small pieces are worth offering to the merging (all 100
+#: val images, N 32, 48, with its ``MERGE_OPTIONS``: 0.001 -> 0.0002 gives SC 0.560 -> 0.576,
+#: PRI 0.783 -> 0.791, VI 1.761 -> 1.739), the per-image CNN's are not.
+MERGED_MIN_REGION: dict[str, float] = {"cnn": 0.001, "unet": 0.0002}
+
+#: The smallest connected region kept (``regions="connected"``), a fraction of the image.
+MIN_REGION = 0.001
+
+#: The position weight of a colour photograph (an RGB image in CIELAB) with the per-image CNN,
+#: chosen on BSDS500 val for merged regions at N 16-24 (see ``default_position``).
+POSITION = 0.5
+#: With fewer classes than this a photograph gets no position channels: a few classes are
+#: phases of colour, and coordinates cut uniform areas by straight lines (see ``default_position``).
+POSITION_MIN_CLASSES = 8
+
+#: ``regions="instances"`` with the per-image CNN: classes, λ, iterations and most pixels per
+#: image of the optimisation, chosen on the nuclei sets (``benchmarks/nuclei.py``; λ 0.05 split
+#: HeLa's small touching nuclei less well: F1 0.896 against 0.913, λ 0.01 lost GOWT1's: 0.773)
+INSTANCE_CLASSES = 2
+INSTANCE_LAM = 0.02
+INSTANCE_ITERATIONS = 30
+INSTANCE_PIXELS = 260_000
+
+#: Iterations between two snapshots of ``Segmenter.run`` when none is given.
+SNAPSHOT_EVERY = 10
+
+_N_CLASSES, _LAM, _ITERATIONS = 4, 0.05, 100
+_REGION_MODES = ("classes", "connected", "merged", "instances")
+_CHOICES: dict[str, tuple] = dict(
+    init=(None, "auto", "kmeans", "random", "network"),
+    finetune=("head", "last", "all"),
+    color=("auto", "rgb", "lab"),
+    contrast=(None, "linear", "fluorescence"),
+    regions=_REGION_MODES,
+)
+
+
+def _doc(text: str, kind: str) -> dict:
+    return {"doc": text, "kind": kind}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of a level-set run: checked when made, JSON round trip, per-model defaults.
+
+    ``None`` means "the default for this model and output" and is filled in by
+    ``resolved``.  Fields are of four kinds (``Settings.kind(name)``): *live* ones (λ,
+    ``lr``, α) may change while a run goes on; *network* ones make a new network, so
+    changing them restarts a run (``restart_key``); *run* ones say how long to run; and
+    *output* ones say what is made of the labels afterwards.
+
+    Parameters
+    ----------
+    n_classes : int, optional
+        Number of classes N, 2..65535.  Default 4; 2 for ``regions="instances"``.
+    lam : float, optional
+        λ, the weight of the total-variation term, in [0, 1000]; larger gives smoother,
+        fewer regions.  Default 0.05; 0.02 for instances with the per-image CNN.  Live.
+    lr : float
+        Adam learning rate, in (0, 10].  Live.
+    alpha : float
+        α, the weight of the scribbles' cross-entropy, in [0, 1000] (used only where
+        scribbles exist).  Live.
+    iterations : int, optional
+        Optimisation steps, 0..100000.  Default: the per-image CNN 100 (40 with strokes,
+        30 for instances); a pretrained U-Net 0 (used directly; more is a fine-tune).
+    width, depth : int
+        Feature channels (1..1024) and 3×3 blocks (1..16) of the per-image CNN.
+    model : str or torch.nn.Module
+        ``"cnn"`` (the per-image CNN), ``"unet"`` (the pretrained U-Net), a model file
+        path, or a module mapping ``(B, C, *S)`` to logits ``(B, N, *S)``.
+    init : {None, "auto", "kmeans", "random", "network"}
+        The start.  Default: ``"kmeans"`` for a network made for this image; a
+        pretrained one ``"network"`` (as trained), or ``"auto"`` when it is fine-tuned
+        (its head from this image's k-means where it can take one).
+    finetune : {"head", "last", "all"}
+        What a U-Net's fine-tune trains.
+    color : {"auto", "rgb", "lab"}
+        ``"auto"``: CIELAB for an RGB image, else each channel normalised on its own.
+    position : float, optional
+        Weight of the pixel coordinates appended as channels, in [0, 100] (the part of
+        SLIC's compactness).  Default: ``default_position``.
+    contrast : {None, "linear", "fluorescence"}
+        How intensities are prepared.  Default: ``"fluorescence"`` for instances and for
+        strokes on integer data of more than 8 bits (``strokes.stroke_contrast``), else
+        ``"linear"``.
+    seed : int
+        Seed of the network's initialisation and crops, 0..2**32-1.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` (or ``"cuda:1"``), ``"mps"``.
+    max_pixels : int, optional
+        Most pixels one step may hold activations for (default: from free memory).
+    work_pixels : int, optional
+        Per-image CNN: optimise on a copy of at most this many pixels per item (>= 16).
+        Default: ``strokes.STROKE_PIXELS`` with strokes, else the full image.
+    diameter : float, optional
+        Expected object diameter (unit of the image's spacing; pixels without one), > 0.
+    regions : {"classes", "connected", "merged", "instances"}
+        What ``segment`` returns (see ``napari_levelset.regions.to_regions``).
+    merge : float, optional
+        Boundary weight of ``regions="merged"`` (>= 0).  Default: ``MERGE_WEIGHT``.
+    min_region : float, optional
+        Smallest region kept: pixels (>= 1) or a fraction of the image (< 1).
+        Default: ``region_defaults``.
+    foreground : tuple of int, optional
+        Class labels that are objects, for instances (default: the brightest class).
+
+    Raises
+    ------
+    InputError
+        For any value out of its range or of the wrong type, naming the setting.
+
+    Examples
+    --------
+    >>> s = Settings(n_classes=3, lam=0.1)
+    >>> s.replace(lr=0.02).lr
+    0.02
+    >>> Settings.from_json(s.to_json()) == s
+    True
+    >>> Settings(regions="instances").resolved().n_classes
+    2
+    """
+
+    n_classes: int | None = field(default=None, metadata=_doc("number of classes N", "network"))
+    lam: float | None = field(default=None, metadata=_doc("weight of the total-variation term λ", "live"))
+    lr: float = field(default=0.01, metadata=_doc("Adam learning rate", "live"))
+    alpha: float = field(default=1.0, metadata=_doc("weight of the scribble cross-entropy α", "live"))
+    iterations: int | None = field(default=None, metadata=_doc("optimisation steps", "run"))
+    width: int = field(default=16, metadata=_doc("feature channels of the per-image CNN", "network"))
+    depth: int = field(default=2, metadata=_doc("3x3 blocks of the per-image CNN", "network"))
+    model: Any = field(default="cnn", metadata=_doc("cnn, unet, a model file or a module", "network"))
+    init: str | None = field(default=None, metadata=_doc("start: auto, kmeans, random or network", "network"))
+    finetune: str = field(default="head", metadata=_doc("what a U-Net fine-tune trains", "network"))
+    color: str = field(default="auto", metadata=_doc("auto, rgb or lab", "network"))
+    position: float | None = field(default=None, metadata=_doc("weight of the pixel coordinates", "network"))
+    contrast: str | None = field(default=None, metadata=_doc("linear or fluorescence", "network"))
+    seed: int = field(default=0, metadata=_doc("random seed", "network"))
+    device: str = field(default="auto", metadata=_doc("auto, cpu, cuda or mps", "network"))
+    max_pixels: int | None = field(default=None, metadata=_doc("most pixels one step holds", "network"))
+    work_pixels: int | None = field(default=None, metadata=_doc("size of the per-image CNN's copy", "network"))
+    diameter: float | None = field(default=None, metadata=_doc("expected object diameter", "network"))
+    regions: str = field(default="classes", metadata=_doc("classes, connected, merged or instances", "output"))
+    merge: float | None = field(default=None, metadata=_doc("merge weight of merged regions", "output"))
+    min_region: float | None = field(default=None, metadata=_doc("smallest region kept", "output"))
+    foreground: tuple | None = field(default=None, metadata=_doc("class labels that are objects", "output"))
+
+    def __post_init__(self) -> None:
+        put = object.__setattr__
+        put(self, "n_classes", None if self.n_classes is None else validate.n_classes(self.n_classes))
+        for name in ("lam", "position", "merge", "min_region", "diameter"):
+            put(self, name, validate.optional_number(name, getattr(self, name)))
+        for name in ("lr", "alpha"):
+            put(self, name, validate.number(name, getattr(self, name)))
+        for name in ("iterations", "max_pixels"):
+            put(self, name, validate.optional_integer(name, getattr(self, name)))
+        put(self, "work_pixels", validate.optional_integer("work_pixels", self.work_pixels, 16, None))
+        put(self, "width", validate.integer("width", self.width))
+        put(self, "depth", validate.integer("depth", self.depth))
+        put(self, "seed", validate.seed(self.seed))
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                shown = ", ".join(repr(a) for a in allowed)
+                raise InputError(f"{name} must be one of {shown}; got {value!r}")
+        if isinstance(self.model, str):
+            if not self.model:
+                raise InputError("model must be 'cnn', 'unet', a model file or a torch module; got ''")
+        elif not callable(self.model):
+            raise InputError(f"model must be 'cnn', 'unet', a model file or a torch module; got {self.model!r}")
+        if not isinstance(self.device, str) and type(self.device).__name__ != "device":
+            raise InputError(f"device must be 'auto', 'cpu', 'cuda' or 'mps'; got {self.device!r}")
+        if self.foreground is not None:
+            fg = (self.foreground,) if not isinstance(self.foreground, (list, tuple)) else self.foreground
+            put(self, "foreground", tuple(validate.integer("foreground", k, 1, None) for k in fg))
+
+    # -- fields ---------------------------------------------------------------------------------------
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The field names, in order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def kind(cls, name: str) -> str:
+        """``"live"``, ``"network"``, ``"run"`` or ``"output"`` for the field ``name``."""
+        return _FIELDS[name].metadata["kind"]
+
+    @classmethod
+    def doc(cls, name: str) -> str:
+        """A few words on the field ``name`` (for help texts and tooltips)."""
+        return _FIELDS[name].metadata["doc"]
+
+    @classmethod
+    def check_names(cls, names) -> None:
+        """Raise ``InputError`` naming any of ``names`` that is not a setting."""
+        unknown = sorted(set(names) - set(_FIELDS))
+        if unknown:
+            raise InputError(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                             f"the settings are: {', '.join(_FIELDS)}")
+
+    def replace(self, **changes) -> Settings:
+        """A copy with ``changes`` applied (checked).  Unknown names raise ``InputError``."""
+        self.check_names(changes)
+        return dataclasses.replace(self, **changes)
+
+    def restart_key(self) -> tuple:
+        """The values whose change needs a new network (the *network* fields), as a hashable tuple."""
+        return tuple(_key(getattr(self, name)) for name in RESTART)
+
+    # -- JSON ----------------------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        """The settings as a JSON-serialisable dict (a module given as ``model`` is recorded by its class name)."""
+        out = {name: getattr(self, name) for name in self.names()}
+        if not isinstance(self.model, str):
+            out["model"] = type(self.model).__name__
+        out["device"] = str(self.device)
+        if self.foreground is not None:
+            out["foreground"] = list(self.foreground)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping | str) -> Settings:
+        """Settings from ``to_json``'s dict (or its JSON text); other keys (a run's record) are ignored.
+
+        Raises
+        ------
+        InputError
+            For a value out of range, or text that is not a JSON object.
+        """
+        if isinstance(data, str):
+            try:
+                data = json.loads(data)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"the settings are not valid JSON: {exc}") from None
+        if not isinstance(data, Mapping):
+            raise InputError(f"the settings must be a JSON object, got {type(data).__name__}")
+        # a None where the field has a value as default is an older record's "not used" (finetune of a CNN)
+        return cls(**{k: v for k, v in data.items()
+                      if k in _FIELDS and not (v is None and _FIELDS[k].default is not None)})
+
+    # -- per-model rules --------------------------------------------------------------------------------
+    def resolved(self, *, strokes: bool = False, image=None, channel_axis: int | None = None) -> Settings:
+        """The settings with every per-model default filled in (``position`` excepted: it depends on the
+        colour the image is prepared in, see ``default_position``).
+
+        Parameters
+        ----------
+        strokes : bool
+            Whether scribbles are given: the per-image CNN then works on a smaller copy for
+            fewer iterations (``napari_levelset.strokes``).
+        image : array_like, optional
+            The image, for the strokes' default contrast (``strokes.stroke_contrast``).
+        channel_axis : int, optional
+            Its channel axis, as for ``prepare_image``.
+
+        Returns
+        -------
+        Settings
+            With ``n_classes``, ``lam``, ``iterations``, ``init``, ``contrast``, ``merge`` and
+            ``min_region`` set (``work_pixels`` too for a per-image CNN with strokes).
+        """
+        kind = model_kind(self.model)
+        instances = self.regions == "instances"
+        changes: dict[str, Any] = {}
+        if self.n_classes is None:
+            changes["n_classes"] = INSTANCE_CLASSES if instances else _N_CLASSES
+        if self.lam is None:
+            changes["lam"] = INSTANCE_LAM if instances and is_builtin_cnn(self.model) else _LAM
+        if self.contrast is None:
+            contrast = "linear"
+            if instances:
+                contrast = "fluorescence"
+            elif strokes and image is not None:
+                from .strokes import stroke_contrast
+
+                contrast = stroke_contrast(image, channel_axis)
+            changes["contrast"] = contrast
+        iterations = self.iterations
+        if iterations is None:
+            if kind == "cnn":
+                from .strokes import STROKE_ITERATIONS
+
+                iterations = INSTANCE_ITERATIONS if instances else STROKE_ITERATIONS if strokes else _ITERATIONS
+            else:
+                iterations = 0
+            changes["iterations"] = iterations
+        if self.init is None:
+            changes["init"] = "kmeans" if kind == "cnn" else "auto" if iterations > 0 else "network"
+        if kind == "cnn" and strokes and self.work_pixels is None:
+            from .strokes import STROKE_PIXELS
+
+            changes["work_pixels"] = STROKE_PIXELS
+        merge, min_region = region_defaults(kind, self.regions)
+        if self.merge is None:
+            changes["merge"] = merge
+        if self.min_region is None and not instances:
+            changes["min_region"] = min_region
+        return dataclasses.replace(self, **changes) if changes else self
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+#: the fields that may change while a run goes on
+LIVE: tuple[str, ...] = tuple(n for n, f in _FIELDS.items() if f.metadata["kind"] == "live")
+#: the fields whose change needs a new network
+RESTART: tuple[str, ...] = tuple(n for n, f in _FIELDS.items() if f.metadata["kind"] == "network")
+
+
+def _key(value):
+    """``value`` hashable: a module by identity, a list as a tuple."""
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if isinstance(value, (list, tuple)):
+        return tuple(_key(v) for v in value)
+    return (type(value).__name__, id(value))
+
+
+def is_builtin_cnn(model) -> bool:
+    """Whether ``model`` is the built-in per-image CNN (``"cnn"``): the one that takes position channels."""
+    return isinstance(model, str) and model == "cnn"
+
+
+def model_kind(model) -> str:
+    """The kind of network a ``model`` setting makes: the key of the per-model tables.
+
+    Parameters
+    ----------
+    model : str or torch.nn.Module
+        A ``Settings.model`` value.
+
+    Returns
+    -------
+    str
+        ``"cnn"`` for a network optimised on this image from its initialisation (the
+        built-in per-image CNN, or any module that is not a pretrained network);
+        ``"unet"`` for a pretrained network (``"unet"``, a model file, or a
+        ``napari_levelset.unet.PretrainedNetwork``).
+
+    Examples
+    --------
+    >>> model_kind("cnn"), model_kind("unet"), model_kind("my_model.pt")
+    ('cnn', 'unet', 'unet')
+    """
+    if isinstance(model, str):
+        return "cnn" if model == "cnn" else "unet"
+    from .unet import PretrainedNetwork  # a module was given: torch is loaded already
+
+    return "unet" if isinstance(model, PretrainedNetwork) else "cnn"
+
+
+def region_defaults(kind: str, mode: str) -> tuple[float, float]:
+    """``(merge, min_region)``: the merge weight and smallest region of ``mode`` regions for a ``kind`` of model.
+
+    ``kind`` is ``model_kind``'s answer; ``mode`` one of ``classes``, ``connected``,
+    ``merged``, ``instances``.  ``min_region`` is a fraction of the image:
+    ``MERGED_MIN_REGION[kind]`` for merged regions, else ``MIN_REGION``.
+    """
+    return MERGE_WEIGHT[kind], MERGED_MIN_REGION[kind] if mode == "merged" else MIN_REGION
+
+
+def default_position(model, color: str, n_classes: int) -> float:
+    """The position weight a run gets when none is given.
+
+    ``POSITION`` (0.5) for the built-in per-image CNN on an image prepared in CIELAB (a
+    colour photograph: objects are compact) with at least ``POSITION_MIN_CLASSES`` (8)
+    classes; else 0 (the plain colour model).  With a few classes, coordinates cut
+    uniform areas by straight lines (a table top in three parts, a sky split across), and
+    regions merged from them score lower.  First 20 BSDS500 val images, merged regions
+    (best merge weight), position 0 against 0.5: SC 0.492 / 0.452 at N 4, 0.525 / 0.509 at
+    N 6, 0.517 / 0.521 at N 8; class labels scored as regions favour 0.5 (SC 0.380 / 0.389,
+    PRI 0.654 / 0.690 at N 4; ``benchmarks/RESULTS.md``).  Other networks take the
+    image's channels only.
+
+    Parameters
+    ----------
+    model : str or torch.nn.Module
+        The ``model`` setting.
+    color : str
+        The colour the image was prepared in (``Prepared.color``: ``"lab"`` or ``"rgb"``).
+    n_classes : int
+        Number of classes.
+
+    Returns
+    -------
+    float
+        The weight, 0 or ``POSITION``.
+    """
+    if not is_builtin_cnn(model) or color != "lab":
+        return 0.0
+    return POSITION if n_classes >= POSITION_MIN_CLASSES else 0.0
+
+
+#: keys of ``Segmenter.settings`` that describe the run rather than choose it
+_RECORD = ("channel_axis", "spatial_dims", "spacing")
+
+
+def restore_segmenter(image, settings: Mapping, state: Mapping | None = None, **overrides):
+    """Rebuild a ``Segmenter`` from a result layer's metadata (imports torch).
+
+    Parameters
+    ----------
+    image : array_like
+        The image the run was made on (for a run on several channel layers, their arrays
+        stacked on a first axis, in the order of ``settings["channels"]``; an RGB image
+        the widget turned grey is turned grey again when ``settings["to_grey"]``).
+    settings : mapping
+        ``metadata["napari_levelset"]`` of the result layer: ``Segmenter.settings`` (and
+        the widget's own keys, which are ignored here).
+    state : mapping, optional
+        ``metadata["napari_levelset_state"]``: the network's weights.  With it the network
+        continues exactly where it stopped (refine); without it a new run with the same
+        settings reproduces the result on the CPU (same seed).
+    **overrides
+        Settings to replace (e.g. ``device="cpu"``).
+
+    Returns
+    -------
+    napari_levelset.engine.Segmenter
+
+    Raises
+    ------
+    InputError
+        For settings out of range or unknown names among ``overrides``.
+    """
+    from .engine import Segmenter
+    from .io import join_channels
+
+    s = Settings.from_json(settings).replace(**overrides)
+    data = join_channels(image, to_grey=bool(settings.get("to_grey", False)))
+    seg = Segmenter(data, settings=s, **{k: settings.get(k) for k in _RECORD})
+    if state is not None:
+        seg.load_state_dict({"model": state, "order": settings.get("order", list(range(seg.n_classes))),
+                             "iteration": settings.get("iteration", 0)})
+    return seg

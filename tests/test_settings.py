@@ -1,0 +1,127 @@
+"""The settings object: checks, JSON round trip, live and restarting fields, and the per-model rules."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_levelset.io import InputError
+from napari_levelset.settings import (
+    LIVE,
+    RESTART,
+    Settings,
+    default_position,
+    model_kind,
+    region_defaults,
+    restore_segmenter,
+)
+
+
+def test_every_value_is_checked_when_made():
+    with pytest.raises(InputError, match="lam"):
+        Settings(lam=-1)
+    with pytest.raises(InputError, match="n_classes"):
+        Settings(n_classes=1)
+    with pytest.raises(InputError, match="finetune"):
+        Settings(finetune="some")
+    with pytest.raises(InputError, match="regions"):
+        Settings(regions="superpixels")
+    with pytest.raises(InputError, match="unknown setting lamda"):
+        Settings().replace(lamda=0.1)
+    assert Settings(width=np.int64(8), lr=np.float32(0.5)).width == 8
+    assert isinstance(Settings(width=np.int64(8)).width, int)
+
+
+def test_json_round_trip_and_records_of_older_runs():
+    s = Settings(n_classes=5, lam=0.2, model="unet", finetune="all", max_pixels=4096, foreground=[2, 3],
+                 regions="merged", merge=0.7)
+    text = json.dumps(s.to_json())
+    assert Settings.from_json(text) == s
+    # a run's record carries more keys, and a per-image CNN's used to store finetune=None
+    old = dict(s.to_json(), iteration=40, order=[1, 0], crop=None, finetune=None)
+    assert Settings.from_json(old).finetune == "head"
+    with pytest.raises(InputError, match="JSON"):
+        Settings.from_json("{not json")
+
+
+def test_live_fields_never_restart_and_the_restart_key_follows_the_rest():
+    assert set(LIVE) == {"lam", "lr", "alpha"}
+    assert not set(LIVE) & set(RESTART)
+    s = Settings()
+    assert s.replace(lam=1.0, lr=0.1, alpha=5.0, iterations=7, merge=3.0).restart_key() == s.restart_key()
+    for name, value in dict(n_classes=3, width=8, model="unet", seed=2, position=1.0, contrast="linear").items():
+        assert s.replace(**{name: value}).restart_key() != s.restart_key(), name
+
+
+def test_one_rule_per_model_for_iterations_start_and_merging():
+    torch = pytest.importorskip("torch")
+
+    class Tiny(torch.nn.Module):  # a network of the user's own, optimised on the image like the built-in CNN
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    assert model_kind("cnn") == model_kind(Tiny()) == "cnn"
+    assert model_kind("unet") == model_kind("my_model.pt") == "unet"
+    cnn, custom, unet = (Settings(model=m).resolved() for m in ("cnn", Tiny(), "unet"))
+    assert cnn.iterations == custom.iterations == 100 and unet.iterations == 0
+    assert cnn.init == custom.init == "kmeans" and unet.init == "network"
+    assert Settings(model="unet", iterations=20).resolved().init == "auto"
+    assert cnn.merge == custom.merge < unet.merge
+    assert region_defaults("unet", "merged")[1] < region_defaults("unet", "connected")[1]
+    assert Settings(regions="instances").resolved().n_classes == 2
+
+
+def test_a_network_of_ones_own_is_optimised_for_the_per_image_default():
+    """``segment`` used to treat any module as a pretrained U-Net and run it for 0 iterations."""
+    torch = pytest.importorskip("torch")
+    from napari_levelset import segment
+
+    class Counting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+            self.steps = 0
+
+        def forward(self, x):
+            self.steps += self.training and torch.is_grad_enabled()
+            return self.conv(x)
+
+    img = np.zeros((24, 24), np.float32)
+    img[6:18, 6:18] = 1
+    net = Counting()
+    segment(img, 2, model=net, device="cpu")
+    assert net.steps == Settings(model=net).resolved().iterations == 100
+
+
+def test_position_fits_the_output_asked_for():
+    # a few classes of a photograph are colour phases; many classes are compact pieces
+    assert default_position("cnn", "lab", 4) == default_position("cnn", "lab", 7) == 0.0
+    assert default_position("cnn", "lab", 8) == default_position("cnn", "lab", 16) == 0.5
+    assert default_position("cnn", "rgb", 16) == 0.0
+    assert default_position("unet", "lab", 16) == 0.0
+
+
+def test_restored_segmenter_keeps_every_setting():
+    """Restoring used to turn init='network' into 'kmeans', drop finetune and max_pixels, and take width 32
+    where a record had none."""
+    pytest.importorskip("torch")
+    from napari_levelset.engine import Segmenter
+
+    rng = np.random.default_rng(0)
+    img = rng.random((40, 48)).astype(np.float32)
+    seg = Segmenter(img, 3, device="cpu", width=8, max_pixels=20 * 24, seed=4)
+    again = restore_segmenter(img, seg.settings)
+    assert again.run_settings == seg.run_settings
+    assert again.settings["crop"] == seg.settings["crop"] is not None
+    unet = Segmenter(img, 4, model="unet", device="cpu", finetune="all")
+    restored = restore_segmenter(img, unet.settings)
+    assert restored.run_settings.init == "network" and restored.run_settings.finetune == "all"
+    np.testing.assert_array_equal(restored.labels(), unet.labels())
+    with pytest.raises(InputError, match="unknown setting"):
+        restore_segmenter(img, seg.settings, widht=4)
