@@ -50,7 +50,7 @@ from .settings import (
     model_kind,
     region_defaults,
 )
-from .strokes import scribbles_to_grid, stroke_means, upsample_logits, working_copy
+from .strokes import scribbles_to_grid, stroke_channels, stroke_means, upsample_logits, working_copy
 
 __all__ = ["Snapshot", "Segmenter", "Settings", "segment", "resolve_device"]
 
@@ -262,7 +262,12 @@ class Segmenter:
         # with strokes the per-image CNN works on a smaller copy (napari_levelset.strokes)
         self._work = prepared
         if per_image and s.work_pixels is not None:
-            self._work, _ = working_copy(prepared, s.work_pixels, self.diameter, self.spacing)
+            self._work, zoom = working_copy(prepared, s.work_pixels, self.diameter, self.spacing)
+            if strokes and not prepared.rgb:
+                # grey or fluorescence channels: local contrast where it sets the strokes further apart
+                grid = scribbles_to_grid(prepared.to_batch(validate.scribble_array(scribbles)),
+                                         self._work.spatial_shape)
+                self._work = stroke_channels(self._work, zoom, self.diameter, self.spacing, grid)
         # merging regions compares CIELAB on RGB images (unless color="rgb" was asked for), whatever the network saw
         lab_merge = auto_color and prepared.rgb and color != "lab" and image is not None
         self._merge_source = (image, channel_axis, spatial_dims) if lab_merge else None

@@ -147,3 +147,30 @@ def test_stroke_channels_replace_each_channel_by_two():
     out = stroke_channels(prepared, 1.0, 10.0)
     assert out.data.shape == (1, 4, 40, 50) and out.data.dtype == np.float32
     assert out.spatial_shape == prepared.spatial_shape
+
+
+def test_strokes_on_bright_nuclei_find_the_dim_ones_too():
+    """Strokes on three bright nuclei and the background of a 16-bit fluorescence image: the dim nuclei, which
+    no stroke touches and which are nearer the background's intensity than the stroked nuclei', are found too
+    (the working copy's local-contrast channels, ``strokes.stroke_channels``)."""
+    rng = np.random.default_rng(0)
+    size = 256
+    yy, xx = np.mgrid[:size, :size]
+    img = np.full((size, size), 100.0) + 40 * (xx / size)  # an uneven background
+    truth = np.zeros((size, size), bool)
+    centres = [(40 + 58 * i, 40 + 58 * j) for i in range(4) for j in range(4)]
+    bright = {0, 3, 5, 10, 12, 15}
+    for k, (cy, cx) in enumerate(centres):
+        disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= 14**2
+        img[disk] += 2000 if k in bright else 150
+        truth |= disk
+    img = rng.poisson(img).astype(np.uint16)
+    scribbles = np.zeros((size, size), np.uint8)
+    for k in (0, 5, 10):
+        cy, cx = centres[k]
+        scribbles[cy - 5 : cy + 6, cx] = 2
+    scribbles[10, 10:240] = 1
+    scribbles[10:240, 250] = 1
+    foreground = segment(img, 2, scribbles=scribbles, device="cpu") == 2
+    assert all(foreground[centres[k]] for k in range(16) if k not in bright)
+    assert 2 * (foreground & truth).sum() / (foreground.sum() + truth.sum()) >= 0.95
