@@ -13,6 +13,20 @@ image they cover at the start (with the default k-means start: darkest class
 first).  It is fixed when the ``Segmenter`` is made, so snapshots never swap
 colours, scribble value ``k`` always means output label ``k``, and a run with
 the same seed on the CPU gives the same ids whatever the snapshot interval.
+
+Shapes: an image is read as ``B`` items (slices of a stack, frames) of ``C``
+channels over the spatial axes ``S`` (2 or 3 of them); the network sees
+``(B, C, *S)`` float32 and gives logits ``(B, N, *S)`` for ``N`` classes.  Results
+(labels, probabilities, regions) come back in the input's non-channel shape.
+
+References
+----------
+Kim, B. & Ye, J. C. (2020).  Mumford-Shah loss functional for image segmentation
+with deep learning.  IEEE Transactions on Image Processing 29, 1856-1866 (the
+level-set loss, ``napari_levelset.loss``).
+
+Kanezaki, A. (2018).  Unsupervised image segmentation by backpropagation.  IEEE
+ICASSP, 1543-1547 (a CNN optimised on one image, ``napari_levelset.models.PerImageCNN``).
 """
 
 from __future__ import annotations
@@ -76,7 +90,11 @@ def keep_step_buffers() -> bool:
     the heap then keeps up to 2 GiB of freed memory for reuse (beyond that glibc hands it
     back).  It is not trimmed after each run: the widget calls ``Segmenter.run`` for a few
     iterations at a time.  Results are unchanged.
-    Returns whether the setting was made (False where the C library is not glibc).
+
+    Returns
+    -------
+    bool
+        Whether the setting was made (False where the C library is not glibc).
     """
     global _libc
     if _libc is None:
@@ -107,7 +125,29 @@ def release_heap() -> None:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, else the CPU; other names are checked."""
+    """The torch device a run uses: ``auto`` picks CUDA, then MPS, else the CPU; other names are checked.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"``, ``"cpu"``, ``"cuda"`` (or ``"cuda:1"``, ...) or ``"mps"``, in any case; a
+        ``torch.device`` is returned as it is.
+
+    Returns
+    -------
+    torch.device
+        The device.
+
+    Raises
+    ------
+    InputError
+        When CUDA or MPS is asked for but not available, or for an unknown name.
+
+    Examples
+    --------
+    >>> resolve_device("CPU")
+    device(type='cpu')
+    """
     if isinstance(device, torch.device):
         return device
     name = str(device).lower()
@@ -135,6 +175,25 @@ class Snapshot:
     (only when asked for) is float32 ``(N, *labels.shape)``, class ``k`` of it
     belonging to label ``k + 1``.  ``done`` is true for the last snapshot of a
     run, ``stopped`` when that run was ended by ``stop()``.
+
+    Parameters
+    ----------
+    iteration : int
+        Iterations done by the ``Segmenter`` so far (over all its runs).
+    loss : float
+        The loss of the last step (NaN before the first step).
+    labels : ndarray, uint8 or uint16
+        Labels 1..N, the input's non-channel shape (``Segmenter.labels``).
+    probs : ndarray of float32, optional
+        Class probabilities ``(N, *labels.shape)`` (``Segmenter.probabilities``), or None.
+    done : bool
+        Whether this is the last snapshot of a run.
+    stopped : bool
+        Whether that run was ended early by ``stop()``.
+    elapsed : float
+        Seconds since the run began (wall clock).
+    settings : dict
+        ``Segmenter.settings`` at this iteration (JSON-serialisable).
     """
 
     iteration: int
@@ -377,6 +436,7 @@ class Segmenter:
     # -- live settings -------------------------------------------------------------
     @property
     def lam(self) -> float:
+        """λ, the weight of the total-variation term (in [0, 1000]); may change between steps."""
         return self._lam
 
     @lam.setter
@@ -394,6 +454,7 @@ class Segmenter:
 
     @property
     def lr(self) -> float:
+        """The Adam learning rate (in (0, 10]); may change between steps."""
         return float(self.optimizer.param_groups[0]["lr"])
 
     @lr.setter
@@ -418,6 +479,18 @@ class Segmenter:
         """Set (or clear, with None) the scribbles; safe to call while running.
 
         They are checked here and take effect at the next iteration.
+
+        Parameters
+        ----------
+        scribbles : array_like of int, or None
+            The image's non-channel shape: 0 unlabelled, ``k`` (1..N) means label ``k``;
+            bool, integer or integral float dtype.  None (or all zeros) clears them.
+
+        Raises
+        ------
+        InputError
+            For scribbles that are not whole numbers, do not fit the image's shape, or hold a
+            label below 0 or above N.
         """
         self._pending_scribbles = None if scribbles is None else self._to_work(self._check_scribbles(scribbles))
 
@@ -442,6 +515,13 @@ class Segmenter:
         With the same settings, ``load_state_dict`` restores them into a new
         ``Segmenter`` so that a stored result can be refined later.  The
         optimiser's moments are not included: a restored run restarts them.
+
+        Returns
+        -------
+        dict
+            ``model``: the network's ``state_dict`` as numpy arrays (copies, on the CPU);
+            ``order``: list of int, label ``k`` is network class ``order[k-1]``;
+            ``iteration``: int.
         """
         return dict(
             model={k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()},
@@ -450,7 +530,22 @@ class Segmenter:
         )
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore what ``state_dict`` returned (arrays may be numpy or torch)."""
+        """Restore what ``state_dict`` returned (arrays may be numpy or torch).
+
+        The cached logits and loss are dropped; the optimiser's state is kept as it is.
+
+        Parameters
+        ----------
+        state : dict
+            ``model`` (weights by name), and optionally ``order`` (default: 0..N-1) and
+            ``iteration`` (default 0).
+
+        Raises
+        ------
+        InputError
+            When the weights do not fit this network (missing, unexpected or mis-shaped),
+            or ``order`` is not a permutation of 0..N-1.
+        """
         try:
             weights = {k: torch.as_tensor(np.asarray(v)) for k, v in state["model"].items()}
             self.model.load_state_dict(weights)
@@ -491,6 +586,17 @@ class Segmenter:
 
         When an allocation fails, the step is retried on crops of a quarter of the
         pixels (see ``_shrink_crops``) until it fits or crops reach 16 pixels a side.
+
+        Returns
+        -------
+        torch.Tensor
+            The loss, a 0-d tensor on ``device`` (detached): the level-set loss plus α times
+            the scribbles' cross-entropy.
+
+        Raises
+        ------
+        MemoryError
+            When even the smallest crops do not fit.
         """
         return self._until_it_fits(self._step, "crops")
 
@@ -626,6 +732,33 @@ class Segmenter:
 
         The last snapshot has ``done=True`` (and ``stopped=True`` when ``stop()``
         ended the run early).  The generator may also simply be closed.
+
+        Parameters
+        ----------
+        iterations : int
+            Steps to take, 0..100000 (0: one snapshot of the current state).
+        every : int
+            Steps between two snapshots, >= 1.
+        with_probs : bool
+            Whether snapshots carry ``probs`` (class probabilities).
+
+        Yields
+        ------
+        Snapshot
+            After every ``every`` steps, and once at the end (``done=True``).
+
+        Raises
+        ------
+        InputError
+            For ``iterations`` or ``every`` out of range, or when the loss becomes NaN or
+            infinite (lower ``lr`` or ``lam``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> seg = Segmenter(np.eye(16), 2)
+        >>> [(s.iteration, s.done) for s in seg.run(4, every=2)]
+        [(2, False), (4, True)]
         """
         iterations = validate.integer("iterations", iterations)
         every = validate.integer("every", every)
@@ -683,7 +816,13 @@ class Segmenter:
 
     @torch.no_grad()
     def labels(self) -> np.ndarray:
-        """Current labels 1..N with the input's non-channel shape."""
+        """Current labels 1..N with the input's non-channel shape.
+
+        Returns
+        -------
+        ndarray, uint8 (uint16 beyond 255 classes)
+            The input's non-channel shape; label ``k`` is network class ``order[k-1]``.
+        """
         if self._work is self.prepared:
             lab = self._lut()[self._ensure_logits().argmax(1)]
         else:  # item by item: the full-size logits of a stack need not exist at once
@@ -693,7 +832,14 @@ class Segmenter:
 
     @torch.no_grad()
     def probabilities(self) -> np.ndarray:
-        """Current class probabilities ``(N, *out_shape)``, class k for label k+1."""
+        """Current class probabilities ``(N, *out_shape)``, class k for label k+1.
+
+        Returns
+        -------
+        ndarray of float32
+            ``(N, *out_shape)``, ``out_shape`` the input's non-channel shape; they sum to 1 over
+            the first axis (a softmax of the logits).
+        """
         order = torch.from_numpy(self._order).to(self.device)
         if self._work is self.prepared:
             p = torch.softmax(self._ensure_logits(), dim=1)[:, order].transpose(0, 1).float().cpu().numpy()
@@ -710,6 +856,11 @@ class Segmenter:
         weight were chosen on CIELAB, and merging photographs on RGB is worse (see
         ``benchmarks/RESULTS.md``).  With ``color="rgb"`` asked for, the normalised
         channels are compared.
+
+        Returns
+        -------
+        ndarray of float32
+            ``(C, *out_shape)``, computed once and kept.
         """
         if self._merge_features is None:
             prepared = self.prepared
@@ -728,6 +879,44 @@ class Segmenter:
         weighting (``MERGE_OPTIONS``).
         ``mode="instances"`` returns ``instances(diameter=..., foreground=..., min_region=min_region)``
         (``labels`` is not used: instances come from the current probabilities).
+
+        Parameters
+        ----------
+        labels : ndarray of int, optional
+            Class labels, the input's non-channel shape; default: ``labels()``.
+        mode : {"classes", "connected", "merged", "instances"}
+            What to make of them (``napari_levelset.regions.REGION_MODES``).
+        min_region : float, optional
+            Smallest region kept: pixels (>= 1) or a fraction of the image (< 1); for
+            instances, pixels (voxels).
+        merge : float, optional
+            Boundary weight of ``"merged"`` (>= 0).
+        diameter : float, optional
+            Instances only: expected object diameter, unit of ``spacing`` (pixels without).
+        foreground : int or sequence of int, optional
+            Instances only: class labels that are objects.
+
+        Returns
+        -------
+        ndarray
+            ``"classes"``: ``labels`` as they are; otherwise uint32 of the same shape, regions
+            1..R (instances: 0 background).
+
+        Raises
+        ------
+        InputError
+            For ``min_region`` or ``merge`` out of range, or (instances) a bad ``diameter`` or
+            ``foreground``.
+        ValueError
+            For an unknown ``mode`` (``napari_levelset.regions.to_regions``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> seg = Segmenter(np.eye(8), 2)
+        >>> lab = np.ones((8, 8), np.uint8); lab[:, 4:] = 2; lab[2:4, 1:3] = 2
+        >>> int(seg.regions(lab, "connected", min_region=1).max())
+        3
         """
         from .regions import to_regions
 
@@ -792,6 +981,22 @@ class Segmenter:
         return out.reshape(out_shape)
 
     def snapshot(self, with_probs: bool = False, done: bool = False, stopped: bool = False, t0: float | None = None):
+        """A ``Snapshot`` of the current state (labels computed now).
+
+        Parameters
+        ----------
+        with_probs : bool
+            Whether to include the class probabilities.
+        done, stopped : bool
+            The snapshot's flags (see ``Snapshot``).
+        t0 : float, optional
+            ``time.perf_counter()`` at the start of the run, for ``elapsed`` (0 without).
+
+        Returns
+        -------
+        Snapshot
+            ``loss`` is the last step's, NaN before any step.
+        """
         loss = float(self._loss) if self._loss is not None else float("nan")
         return Snapshot(
             iteration=self.iteration,
@@ -826,6 +1031,19 @@ def position_channels(x: torch.Tensor, weight: float) -> torch.Tensor:
 
     Each axis's coordinate is divided by the longest axis, so they span at most
     ``[-weight/2, weight/2]`` and a unit of distance is the same along every axis.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        The image, ``(B, C, *S)``; only its shape, device and dtype are used.
+    weight : float
+        The span of the longest axis' coordinate (``Settings.position``).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, D, *S)``, ``D = len(S)``, ``x``'s device and dtype; channel ``d`` is the
+        coordinate along spatial axis ``d``.
     """
     spatial = x.shape[2:]
     scale = float(weight) / max(max(spatial) - 1, 1)
@@ -836,7 +1054,24 @@ def position_channels(x: torch.Tensor, weight: float) -> torch.Tensor:
 
 def run_with_progress(seg: Segmenter, iterations: int, progress: bool, desc: str = "level-set") -> Snapshot | None:
     """Run ``seg`` for ``iterations`` steps, with a tqdm progress bar on stderr when ``progress``
-    (about 20 updates); returns the last snapshot (None for 0 iterations)."""
+    (about 20 updates).
+
+    Parameters
+    ----------
+    seg : Segmenter
+        The run to continue.
+    iterations : int
+        Steps to take.
+    progress : bool
+        Whether to show the progress bar (with the loss).
+    desc : str
+        The bar's label.
+
+    Returns
+    -------
+    Snapshot or None
+        The last snapshot (None for 0 iterations).
+    """
     iterations = int(iterations)
     every = max(1, iterations // 20) if progress else max(1, iterations)
     bar = None
@@ -893,8 +1128,10 @@ def segment(
     finetune_iterations : int, optional
         A synonym of ``iterations`` for a pretrained U-Net (its iterations fine-tune it).
     settings : Settings, optional
-        The settings; ``changes`` (any ``Settings`` field by name: ``model``, ``regions``,
-        ``merge``, ``lr``, ...) are applied to it.
+        The settings; ``changes`` are applied to it.
+    **changes
+        Any ``Settings`` field by name (``model``, ``regions``, ``merge``, ``lr``,
+        ``diameter``, ...).
 
     Returns
     -------
