@@ -243,39 +243,122 @@ class Settings:
     # -- fields ---------------------------------------------------------------------------------------
     @classmethod
     def names(cls) -> tuple[str, ...]:
-        """The field names, in order."""
+        """The field names, in order.
+
+        Returns
+        -------
+        tuple of str
+            ``("n_classes", "lam", "lr", ...)``, as declared.
+        """
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
     def kind(cls, name: str) -> str:
-        """``"live"``, ``"network"``, ``"run"`` or ``"output"`` for the field ``name``."""
+        """``"live"``, ``"network"``, ``"run"`` or ``"output"`` for the field ``name``.
+
+        Parameters
+        ----------
+        name : str
+            A field name.
+
+        Returns
+        -------
+        str
+            The field's kind.
+
+        Raises
+        ------
+        KeyError
+            For a name that is not a field.
+
+        Examples
+        --------
+        >>> Settings.kind("lam"), Settings.kind("width"), Settings.kind("regions")
+        ('live', 'network', 'output')
+        """
         return _FIELDS[name].metadata["kind"]
 
     @classmethod
     def doc(cls, name: str) -> str:
-        """A few words on the field ``name`` (for help texts and tooltips)."""
+        """A few words on the field ``name`` (for help texts and tooltips).
+
+        Parameters
+        ----------
+        name : str
+            A field name.
+
+        Returns
+        -------
+        str
+            The description, lower case, no final stop.
+
+        Raises
+        ------
+        KeyError
+            For a name that is not a field.
+        """
         return _FIELDS[name].metadata["doc"]
 
     @classmethod
     def check_names(cls, names) -> None:
-        """Raise ``InputError`` naming any of ``names`` that is not a setting."""
+        """Raise ``InputError`` naming any of ``names`` that is not a setting.
+
+        Parameters
+        ----------
+        names : iterable of str
+            Names to check (e.g. the keys of ``**changes``).
+
+        Raises
+        ------
+        InputError
+            When any name is not a field; the message lists the unknown ones and all settings.
+        """
         unknown = sorted(set(names) - set(_FIELDS))
         if unknown:
             raise InputError(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
                              f"the settings are: {', '.join(_FIELDS)}")
 
     def replace(self, **changes) -> Settings:
-        """A copy with ``changes`` applied (checked).  Unknown names raise ``InputError``."""
+        """A copy with ``changes`` applied (checked).  Unknown names raise ``InputError``.
+
+        Parameters
+        ----------
+        **changes
+            Field values by name.
+
+        Returns
+        -------
+        Settings
+            A new object; this one is unchanged (it is frozen).
+
+        Raises
+        ------
+        InputError
+            For an unknown name or a value out of range.
+        """
         self.check_names(changes)
         return dataclasses.replace(self, **changes)
 
     def restart_key(self) -> tuple:
-        """The values whose change needs a new network (the *network* fields), as a hashable tuple."""
+        """The values whose change needs a new network (the *network* fields), as a hashable tuple.
+
+        Returns
+        -------
+        tuple
+            The values of ``RESTART``'s fields, in order; a module given as ``model`` is keyed by
+            its class name and identity, a list becomes a tuple.
+        """
         return tuple(_key(getattr(self, name)) for name in RESTART)
 
     # -- JSON ----------------------------------------------------------------------------------------
     def to_json(self) -> dict:
-        """The settings as a JSON-serialisable dict (a module given as ``model`` is recorded by its class name)."""
+        """The settings as a JSON-serialisable dict (a module given as ``model`` is recorded by its class name).
+
+        Returns
+        -------
+        dict
+            One key per field; ``device`` as a string, ``foreground`` as a list.
+        """
         out = {name: getattr(self, name) for name in self.names()}
         if not isinstance(self.model, str):
             out["model"] = type(self.model).__name__
@@ -287,6 +370,19 @@ class Settings:
     @classmethod
     def from_json(cls, data: Mapping | str) -> Settings:
         """Settings from ``to_json``'s dict (or its JSON text); other keys (a run's record) are ignored.
+
+        A None for a field whose default is not None (an older record's "not used") is
+        read as the default.
+
+        Parameters
+        ----------
+        data : mapping or str
+            ``to_json``'s dict, ``Segmenter.settings``, or JSON text of one.
+
+        Returns
+        -------
+        Settings
+            The settings, checked.
 
         Raises
         ------
@@ -381,7 +477,18 @@ def _key(value):
 
 
 def is_builtin_cnn(model) -> bool:
-    """Whether ``model`` is the built-in per-image CNN (``"cnn"``): the one that takes position channels."""
+    """Whether ``model`` is the built-in per-image CNN (``"cnn"``): the one that takes position channels.
+
+    Parameters
+    ----------
+    model : str or torch.nn.Module
+        A ``Settings.model`` value.
+
+    Returns
+    -------
+    bool
+        True only for the string ``"cnn"``.
+    """
     return isinstance(model, str) and model == "cnn"
 
 
@@ -419,6 +526,28 @@ def region_defaults(kind: str, mode: str) -> tuple[float, float]:
     ``kind`` is ``model_kind``'s answer; ``mode`` one of ``classes``, ``connected``,
     ``merged``, ``instances``.  ``min_region`` is a fraction of the image:
     ``MERGED_MIN_REGION[kind]`` for merged regions, else ``MIN_REGION``.
+
+    Parameters
+    ----------
+    kind : {"cnn", "unet"}
+        The kind of model (``model_kind``).
+    mode : str
+        The regions mode (``Settings.regions``).
+
+    Returns
+    -------
+    tuple of float
+        ``(MERGE_WEIGHT[kind], min_region)``, ``min_region`` a fraction of the image.
+
+    Raises
+    ------
+    KeyError
+        For an unknown ``kind``.
+
+    Examples
+    --------
+    >>> region_defaults("unet", "merged")
+    (2.0, 0.0002)
     """
     return MERGE_WEIGHT[kind], MERGED_MIN_REGION[kind] if mode == "merged" else MIN_REGION
 
@@ -481,11 +610,14 @@ def restore_segmenter(image, settings: Mapping, state: Mapping | None = None, **
     Returns
     -------
     napari_levelset.engine.Segmenter
+        Made on ``image`` with the stored settings (and ``channel_axis``, ``spatial_dims``,
+        ``spacing``), with the weights, label order and iteration count of ``state`` where given.
 
     Raises
     ------
     InputError
-        For settings out of range or unknown names among ``overrides``.
+        For settings out of range, unknown names among ``overrides``, or a ``state`` that does
+        not fit the network (``Segmenter.load_state_dict``).
     """
     from .engine import Segmenter
     from .io import join_channels

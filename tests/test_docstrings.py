@@ -43,6 +43,8 @@ MODULES = [
     "napari_levelset.resources",
     "napari_levelset._writer",
     "napari_levelset._sample_data",
+    "napari_levelset.engine",
+    "napari_levelset.settings",
 ]
 
 
