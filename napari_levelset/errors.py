@@ -31,6 +31,16 @@ def user_message(exc: BaseException, oom_advice: str) -> str | None:
         ``InputError``: its message, on one line.  ``OSError``: "<reason>: <file>" (e.g.
         "No space left on device: out.tif").  Out of memory: ``oom_advice``.  Another
         ``RuntimeError`` (a torch failure): its first line.  None for anything else.
+
+    Examples
+    --------
+    >>> import errno
+    >>> user_message(OSError(errno.ENOSPC, "No space left on device", "out.tif"), "use less memory")
+    'No space left on device: out.tif'
+    >>> user_message(MemoryError(), "use less memory")
+    'use less memory'
+    >>> user_message(KeyError("x"), "use less memory") is None
+    True
     """
     if is_out_of_memory(exc):
         return oom_advice

@@ -6,7 +6,17 @@ setting, the value given and what is allowed, and returns the value in the
 type the library works with (``int`` or ``float``).
 
 Whole numbers may be given as any integral number (``3``, ``np.int64(3)``,
-``3.0``); fractions, NaN, infinities, booleans and strings are refused.
+``3.0``); fractions, NaN, infinities, booleans and strings are refused.  A 0-d
+numpy array counts as its value.
+
+Examples
+--------
+>>> integer("width", 3.0)
+3
+>>> number("lam", "0.1")
+Traceback (most recent call last):
+...
+napari_levelset.io.InputError: lam must be a number in [0, 1000], got '0.1'
 """
 
 from __future__ import annotations
@@ -110,7 +120,40 @@ def _limits(name: str, lo, hi):
 
 
 def integer(name: str, value, lo=None, hi=None, *, bounded: bool = True) -> int:
-    """``value`` as an ``int`` in ``lo..hi`` (defaults: ``LIMITS[name]``; ``bounded=False``: any)."""
+    """``value`` as an ``int`` in ``lo..hi`` (defaults: ``LIMITS[name]``; ``bounded=False``: any).
+
+    Parameters
+    ----------
+    name : str
+        The setting's name: for the message, and the key of ``LIMITS`` or ``TRAIN_LIMITS``
+        when ``lo`` and ``hi`` are both None.
+    value : int, float, numpy scalar or 0-d array
+        An integral number (``3``, ``np.int64(3)``, ``3.0``); not a bool.
+    lo, hi : int, optional
+        Inclusive range; None: unbounded on that side.
+    bounded : bool
+        False: any whole number (``lo`` and ``hi`` ignored).
+
+    Returns
+    -------
+    int
+        The value.
+
+    Raises
+    ------
+    InputError
+        For a fraction, NaN, infinity, bool, string or other non-number, or a value out of
+        range; the message names the setting, the value and what is allowed.
+
+    Examples
+    --------
+    >>> integer("depth", np.int64(4))
+    4
+    >>> integer("depth", 17)
+    Traceback (most recent call last):
+    ...
+    napari_levelset.io.InputError: depth must be a whole number in 1..16, got 17
+    """
     lo, hi = _limits(name, lo, hi) if bounded else (None, None)
     allowed = f"a whole number in {lo}..{hi}" if hi is not None else (
         f"a whole number >= {lo}" if lo is not None else "a whole number")
@@ -127,7 +170,39 @@ def integer(name: str, value, lo=None, hi=None, *, bounded: bool = True) -> int:
 
 
 def number(name: str, value, lo=None, hi=None) -> float:
-    """``value`` as a finite ``float`` in the range of ``LIMITS[name]`` (or ``lo``, ``hi``)."""
+    """``value`` as a finite ``float`` in the range of ``LIMITS[name]`` (or ``lo``, ``hi``).
+
+    Parameters
+    ----------
+    name : str
+        The setting's name: for the message, and the key of ``LIMITS`` or ``TRAIN_LIMITS``
+        when ``lo`` and ``hi`` are both None.  For ``lr`` and ``diameter`` the low end is
+        excluded.
+    value : int, float, numpy scalar or 0-d array
+        A real number; not a bool.
+    lo, hi : float, optional
+        Range, inclusive (but see ``name``); None: unbounded on that side.
+
+    Returns
+    -------
+    float
+        The value.
+
+    Raises
+    ------
+    InputError
+        For NaN, infinity (or an integer too large for a float), a bool, string or other
+        non-number, or a value out of range.
+
+    Examples
+    --------
+    >>> number("lr", 1)
+    1.0
+    >>> number("lr", 0)
+    Traceback (most recent call last):
+    ...
+    napari_levelset.io.InputError: lr must be a number in (0, 10], got 0
+    """
     lo, hi = _limits(name, lo, hi)
     allowed = f"a number {_range_text(name, lo, hi)}" if (lo is not None or hi is not None) else "a finite number"
     v = _scalar(value)
@@ -144,25 +219,115 @@ def number(name: str, value, lo=None, hi=None) -> float:
 
 
 def optional_integer(name: str, value, lo=None, hi=None) -> int | None:
+    """None, or ``integer(name, value, lo, hi)``.
+
+    Parameters
+    ----------
+    name : str
+        The setting's name (see ``integer``).
+    value : int, float, numpy scalar, 0-d array or None
+        The value to check.
+    lo, hi : int, optional
+        Inclusive range (default: the setting's limits).
+
+    Returns
+    -------
+    int or None
+        The value, None for None.
+
+    Raises
+    ------
+    InputError
+        As ``integer``.
+    """
     return None if value is None else integer(name, value, lo, hi)
 
 
 def optional_number(name: str, value, lo=None, hi=None) -> float | None:
+    """None, or ``number(name, value, lo, hi)``.
+
+    Parameters
+    ----------
+    name : str
+        The setting's name (see ``number``).
+    value : int, float, numpy scalar, 0-d array or None
+        The value to check.
+    lo, hi : float, optional
+        Range (default: the setting's limits).
+
+    Returns
+    -------
+    float or None
+        The value, None for None.
+
+    Raises
+    ------
+    InputError
+        As ``number``.
+    """
     return None if value is None else number(name, value, lo, hi)
 
 
 def seed(value) -> int:
-    """A seed for numpy and torch: a whole number in 0..2**32-1."""
+    """A seed for numpy and torch: a whole number in 0..2**32-1.
+
+    Parameters
+    ----------
+    value : int, float, numpy scalar or 0-d array
+        The seed given.
+
+    Returns
+    -------
+    int
+        The seed.
+
+    Raises
+    ------
+    InputError
+        For anything but a whole number in 0..2**32-1.
+    """
     return integer("seed", value)
 
 
 def channel_axis(value) -> int | None:
-    """None or a whole number (its range is checked against the image's axes in ``io.infer_axes``)."""
+    """None or a whole number (its range is checked against the image's axes in ``io.infer_axes``).
+
+    Parameters
+    ----------
+    value : int or None
+        The channel axis given (negative counts from the end).
+
+    Returns
+    -------
+    int or None
+        The axis, None for None.
+
+    Raises
+    ------
+    InputError
+        For a value that is not a whole number.
+    """
     return None if value is None else integer("channel_axis", value, bounded=False)
 
 
 def spatial_dims(value) -> int | None:
-    """None, 2 or 3."""
+    """None, 2 or 3.
+
+    Parameters
+    ----------
+    value : int or None
+        The number of spatial axes segmented together given; None: from the image.
+
+    Returns
+    -------
+    int or None
+        2, 3, or None.
+
+    Raises
+    ------
+    InputError
+        For any other value.
+    """
     if value is None:
         return None
     v = _scalar(value)
@@ -172,7 +337,23 @@ def spatial_dims(value) -> int | None:
 
 
 def image_array(image) -> np.ndarray:
-    """``image`` as a numpy array; a ragged nesting of lists is an ``InputError``."""
+    """``image`` as a numpy array; a ragged nesting of lists is an ``InputError``.
+
+    Parameters
+    ----------
+    image : array_like
+        The image (an array, or nested sequences of numbers).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``numpy.asarray(image)`` (no copy for an array): any shape, any dtype but object.
+
+    Raises
+    ------
+    InputError
+        For nested sequences of different lengths, or an array of dtype object.
+    """
     try:
         arr = np.asarray(image)
     except (ValueError, TypeError) as exc:
@@ -184,7 +365,32 @@ def image_array(image) -> np.ndarray:
 
 
 def scribble_array(scribbles) -> np.ndarray:
-    """``scribbles`` as a numpy array of real, finite, whole numbers (bool or integer dtype, or integral floats)."""
+    """``scribbles`` as a numpy array of real, finite, whole numbers (bool or integer dtype, or integral floats).
+
+    Their shape and range (0..N) are checked where the image is known
+    (``Segmenter.set_scribbles``).
+
+    Parameters
+    ----------
+    scribbles : array_like
+        Labels, 0 unlabelled.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``numpy.asarray(scribbles)``, dtype unchanged (bool, integer or float).
+
+    Raises
+    ------
+    InputError
+        For a ragged array, a dtype that is not bool, integer or float, or floats holding
+        fractions, NaN or infinity.
+
+    Examples
+    --------
+    >>> scribble_array([[0, 1], [2.0, 0]]).dtype
+    dtype('float64')
+    """
     try:
         s = np.asarray(scribbles)
     except (ValueError, TypeError) as exc:
@@ -199,7 +405,23 @@ def scribble_array(scribbles) -> np.ndarray:
 
 
 def n_classes(value) -> int:
-    """The number of classes: a whole number in 2..65535."""
+    """The number of classes: a whole number in 2..65535.
+
+    Parameters
+    ----------
+    value : int, float, numpy scalar or 0-d array
+        The number of classes given.
+
+    Returns
+    -------
+    int
+        The number of classes.
+
+    Raises
+    ------
+    InputError
+        For anything but a whole number, or one outside 2..65535 (the message says which end).
+    """
     lo, hi = LIMITS["n_classes"]
     try:
         n = integer("n_classes", value, bounded=False)

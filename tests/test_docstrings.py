@@ -45,6 +45,8 @@ MODULES = [
     "napari_levelset._sample_data",
     "napari_levelset.engine",
     "napari_levelset.settings",
+    "napari_levelset.validate",
+    "napari_levelset.errors",
 ]
 
 
