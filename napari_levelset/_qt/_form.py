@@ -397,9 +397,7 @@ class SettingsForm:
         )
 
     def _position_value(self) -> float | None:
-        """The position weight for ``Segmenter``: None (auto) at the spin box's minimum."""
-        if self.model_value() != "cnn":
-            return 0.0
+        """The position weight: None (auto: ``settings.default_position``) at the spin box's minimum."""
         value = self.position.value
         return None if value <= POSITION_AUTO else value
 
