@@ -9,6 +9,17 @@ Several inputs, a folder or a glob pattern make a batch (``napari_levelset.batch
 a zarr / OME-Zarr input a volume segmented chunk by chunk (``napari_levelset.chunked``).
 ``--threads`` (``add_threads_option``) sets torch's CPU threads, by default
 ``default_threads()``: half the usable cores, shared among ``--workers``, at least 1.
+
+Exit statuses: 0 done; 1 a batch with a failed file, or a torch failure; 2 bad input
+or out of memory; 130 Ctrl-C; 143 SIGTERM.
+
+Examples
+--------
+From a shell::
+
+    napari-levelset segment cells.tif -o cells_labels.tif --classes 3 --regions instances
+    napari-levelset segment photos/ -o out/ --regions merged --workers 4
+    napari-levelset train --help
 """
 
 from __future__ import annotations
@@ -40,6 +51,23 @@ class OneLineParser(argparse.ArgumentParser):
     error_prog: str | None = None
 
     def error(self, message):  # noqa: D102
+        """Print ``<prog>: error: <message> (see <prog> --help)`` on stderr and exit with status 2.
+
+        Parameters
+        ----------
+        message : str
+            argparse's message.
+
+        Returns
+        -------
+        typing.NoReturn
+            Never returns.
+
+        Raises
+        ------
+        SystemExit
+            Always, with status 2.
+        """
         self.exit(2, f"{self.error_prog or self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -55,9 +83,51 @@ class DefaultsFormatter(argparse.HelpFormatter):
 
 
 def bounded_int(lo: int, hi: int | None = None, what: str = ""):
-    """An argparse type: a whole number in ``lo..hi`` (``hi`` None: no upper bound)."""
+    """An argparse type: a whole number in ``lo..hi`` (``hi`` None: no upper bound).
+
+    Parameters
+    ----------
+    lo : int
+        The smallest value allowed.
+    hi : int, optional
+        The largest value allowed; None: no upper bound.
+    what : str
+        Added to the message after the bound (e.g. ``" classes"``).
+
+    Returns
+    -------
+    callable
+        ``parse(text) -> int``, raising ``argparse.ArgumentTypeError`` for text that is not a
+        whole number in range (argparse turns it into a one-line error).
+
+    Examples
+    --------
+    >>> bounded_int(2, 64)("3")
+    3
+    >>> bounded_int(2, 64)("99")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be from 2 to 64, got 99
+    """
 
     def parse(text: str) -> int:
+        """``text`` as a whole number in range.
+
+        Parameters
+        ----------
+        text : str
+            The command-line value.
+
+        Returns
+        -------
+        int
+            The value.
+
+        Raises
+        ------
+        argparse.ArgumentTypeError
+            For text that is not a whole number, or a number out of range.
+        """
         try:
             v = int(text)
         except ValueError:
@@ -71,9 +141,47 @@ def bounded_int(lo: int, hi: int | None = None, what: str = ""):
 
 
 def bounded_float(lo: float = 0.0, hi: float | None = None, lo_open: bool = False):
-    """An argparse type: a finite number >= ``lo`` (> ``lo`` with ``lo_open``) and <= ``hi``."""
+    """An argparse type: a finite number >= ``lo`` (> ``lo`` with ``lo_open``) and <= ``hi``.
+
+    Parameters
+    ----------
+    lo : float
+        The low end.
+    hi : float, optional
+        The largest value allowed; None: no upper bound.
+    lo_open : bool
+        Whether ``lo`` itself is refused.
+
+    Returns
+    -------
+    callable
+        ``parse(text) -> float``, raising ``argparse.ArgumentTypeError`` for text that is not a
+        finite number in range.
+
+    Examples
+    --------
+    >>> bounded_float(0.0, 10.0, lo_open=True)("0.5")
+    0.5
+    """
 
     def parse(text: str) -> float:
+        """``text`` as a finite number in range.
+
+        Parameters
+        ----------
+        text : str
+            The command-line value.
+
+        Returns
+        -------
+        float
+            The value.
+
+        Raises
+        ------
+        argparse.ArgumentTypeError
+            For text that is not a number, NaN, an infinity, or a number out of range.
+        """
         try:
             v = float(text)
         except ValueError:
@@ -109,7 +217,20 @@ class Terminated(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def signals_as_interrupts():
-    """While active (in the main thread), SIGTERM raises ``Terminated``, so cleanups run as for Ctrl-C."""
+    """While active (in the main thread), SIGTERM raises ``Terminated``, so cleanups run as for Ctrl-C.
+
+    Outside the main thread, or where there is no SIGTERM, it does nothing.  The handler
+    before is restored on exit.
+
+    Yields
+    ------
+    None
+
+    Raises
+    ------
+    Terminated
+        In the main thread, when SIGTERM arrives while active.
+    """
     def handler(signum, frame):
         raise Terminated()
 
@@ -126,7 +247,34 @@ def signals_as_interrupts():
 
 def error_message(exc: BaseException, prog: str = PROG, interrupted: str = "interrupted",
                   oom_advice: str = OOM_ADVICE) -> tuple[int, str] | None:
-    """``(exit status, one line)`` for ``exc``, as ``report_error`` prints it; None for an exception not handled."""
+    """``(exit status, one line)`` for ``exc``, as ``report_error`` prints it; None for an exception not handled.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What the command raised.
+    prog : str
+        The name the line starts with.
+    interrupted : str
+        The line for Ctrl-C after ``prog: ``, starting with ``"interrupted"`` (for SIGTERM
+        that word becomes "terminated").
+    oom_advice : str
+        The message for running out of memory.
+
+    Returns
+    -------
+    tuple of (int, str), or None
+        Ctrl-C: 130, SIGTERM: 143 (128 + the signal number); bad input (``InputError``,
+        ``OSError``) and out of memory: 2; another ``RuntimeError``: 1.  None for an exception
+        ``napari_levelset.errors.user_message`` does not handle (a bug).
+
+    Examples
+    --------
+    >>> error_message(InputError("no such file: a.tif"))
+    (2, 'napari-levelset: error: no such file: a.tif')
+    >>> error_message(KeyboardInterrupt())
+    (130, 'napari-levelset: interrupted')
+    """
     if isinstance(exc, KeyboardInterrupt):
         return (128 + (Terminated.signum if isinstance(exc, Terminated) else 2),
                 f"{prog}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}"
@@ -145,6 +293,18 @@ def report_error(exc: BaseException, prog: str = PROG, interrupted: str = "inter
     Bad input (``InputError``, ``OSError``) and out of memory: 2; Ctrl-C: 130;
     SIGTERM (see ``signals_as_interrupts``): 143; another ``RuntimeError``
     (a torch failure): its first line, 1.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What the command raised.
+    prog, interrupted, oom_advice : str
+        As for ``error_message``.
+
+    Returns
+    -------
+    int or None
+        The exit status; None (nothing printed) for an exception not handled.
     """
     handled = error_message(exc, prog, interrupted, oom_advice)
     if handled is None:
@@ -154,7 +314,13 @@ def report_error(exc: BaseException, prog: str = PROG, interrupted: str = "inter
 
 
 def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity where the system tells, else all)."""
+    """CPU cores this process may run on (its affinity where the system tells, else all).
+
+    Returns
+    -------
+    int
+        At least 1.
+    """
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -168,6 +334,16 @@ def default_threads(processes: int = 1) -> int:
     its slowest thread: on a 2-core machine with one other busy process a run
     with 2 threads became 10-15x slower, while with 1 thread it only shares
     its core.  Half the cores leaves room for one such neighbour per thread.
+
+    Parameters
+    ----------
+    processes : int
+        Worker processes sharing the cores (values below 1 count as 1).
+
+    Returns
+    -------
+    int
+        ``usable_cores() // 2 // processes``, at least 1.
     """
     return max(1, usable_cores() // 2 // max(1, int(processes)))
 
@@ -177,14 +353,30 @@ THREADS_RULE = ("torch CPU threads per process (default: half the usable CPU cor
 
 
 def add_threads_option(parser, default: int | None = None, rule: str = THREADS_RULE) -> None:
-    """``--threads N`` (a whole number >= 1) for a command; ``rule`` (may name ``{default}``) is its help."""
+    """``--threads N`` (a whole number >= 1) for a command; ``rule`` (may name ``{default}``) is its help.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser; ``--threads`` is added to it.
+    default : int, optional
+        The option's default; None: ``default_threads()`` decides at run time (and is shown).
+    rule : str
+        The help text; ``{default}`` is replaced by the default shown.
+    """
     shown = default_threads() if default is None else default
     parser.add_argument("--threads", type=bounded_int(1), default=default, metavar="N",
                         help=rule.format(default=shown).replace("%", "%%"))
 
 
 def set_threads(threads: int | None) -> None:
-    """Set torch's CPU thread count (None: leave it)."""
+    """Set torch's CPU thread count (None: leave it).
+
+    Parameters
+    ----------
+    threads : int or None
+        Threads for torch (``torch.set_num_threads``); None or 0 leaves the count as it is.
+    """
     if threads:
         import torch
 
@@ -193,7 +385,17 @@ def set_threads(threads: int | None) -> None:
 
 @contextlib.contextmanager
 def torch_threads(threads: int | None):
-    """While active, torch uses ``threads`` CPU threads (None: as it is); the count before is restored after."""
+    """While active, torch uses ``threads`` CPU threads (None: as it is); the count before is restored after.
+
+    Parameters
+    ----------
+    threads : int or None
+        Threads for torch; None or 0 changes nothing.
+
+    Yields
+    ------
+    None
+    """
     if not threads:
         yield
         return
@@ -382,7 +584,18 @@ def _check_output(path: Path, inputs=()) -> None:
 
 
 def check_writable_folder(folder: Path) -> None:
-    """Refuse a folder a file cannot be made in, before any work (by making a temporary file there)."""
+    """Refuse a folder a file cannot be made in, before any work (by making a temporary file there).
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The folder outputs go to.
+
+    Raises
+    ------
+    InputError
+        When a file cannot be made there (it does not exist, no permission, read-only).
+    """
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".napari-levelset-check."):
             pass
@@ -401,7 +614,24 @@ _FLAG_OF = {"finetune_iterations": "--iterations", "iterations": "--iterations",
 
 
 def cli_words(message: str) -> str:
-    """The library's advice in the command's words: ``init='kmeans'`` becomes ``--init kmeans``, and so on."""
+    """The library's advice in the command's words: ``init='kmeans'`` becomes ``--init kmeans``, and so on.
+
+    Parameters
+    ----------
+    message : str
+        An ``InputError``'s message from the library.
+
+    Returns
+    -------
+    str
+        The message with the library's parameter names as flags (``finetune_iterations``
+        as ``--iterations``).
+
+    Examples
+    --------
+    >>> cli_words("lower lr or use init='kmeans'")
+    'lower lr or use --init kmeans'
+    """
     names = "|".join(sorted(_FLAG_OF, key=len, reverse=True))
 
     def flag(m):
@@ -555,7 +785,23 @@ def _run_zarr(args, threads) -> int:
 
 def segment_settings(args):
     """The ``napari_levelset.settings.Settings`` the command's flags give (no image, axes, scribbles, pixel
-    size or progress); flags left out keep their ``None``, "the default for this model and output"."""
+    size or progress); flags left out keep their ``None``, "the default for this model and output".
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``segment``'s parsed arguments.
+
+    Returns
+    -------
+    napari_levelset.settings.Settings
+        Not resolved (``Settings.resolved`` fills in the per-model defaults).
+
+    Raises
+    ------
+    InputError
+        For a value the settings refuse (e.g. an empty ``--model``).
+    """
     from .settings import Settings
 
     return Settings(
@@ -579,6 +825,16 @@ def _run_train(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``napari-levelset`` parser: ``--version`` and the ``segment`` and ``train`` commands.
+
+    ``train``'s own flags are parsed by ``napari_levelset.train.main`` (``main`` hands it the
+    arguments); here it is listed for ``--help`` only.
+
+    Returns
+    -------
+    OneLineParser
+        Its errors are one line on stderr, exit status 2.
+    """
     parser = OneLineParser(
         prog=PROG, description="Unsupervised and scribble-guided segmentation with the multiphase level-set loss."
     )
@@ -592,7 +848,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``napari-levelset ...``: the exit status (0; 2 for bad input or out of memory; 130 Ctrl-C; 143 SIGTERM)."""
+    """``napari-levelset ...``: the exit status (0; 2 for bad input or out of memory; 130 Ctrl-C; 143 SIGTERM).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after the program name; None: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0 done (also ``--help``, ``--version``); 1 a batch in which a file
+        failed, or a torch failure; 2 bad input, a bad argument or out of memory; 130 Ctrl-C;
+        143 SIGTERM.  ``train``: ``napari_levelset.train.main``'s.  An exception that is a bug
+        propagates with its traceback.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     with signals_as_interrupts():  # SIGTERM stops a run like Ctrl-C: temporary files are removed
         if argv[:1] == ["train"]:  # the training CLI has its own parser (napari_levelset.train)

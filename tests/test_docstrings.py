@@ -47,6 +47,7 @@ MODULES = [
     "napari_levelset.settings",
     "napari_levelset.validate",
     "napari_levelset.errors",
+    "napari_levelset.cli",
 ]
 
 
