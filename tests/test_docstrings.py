@@ -48,6 +48,7 @@ MODULES = [
     "napari_levelset.validate",
     "napari_levelset.errors",
     "napari_levelset.cli",
+    "napari_levelset._qt._worker",
 ]
 
 

@@ -38,7 +38,38 @@ _UNSET: Any = object()
 
 @dataclass
 class RunRequest:
-    """Everything a run needs, gathered on the main thread."""
+    """Everything a run needs, gathered on the main thread.
+
+    Parameters
+    ----------
+    image : array_like or list of array_like
+        The image (the layer's data), or one array per channel layer (see ``join``);
+        converted in the worker (``napari_levelset.io.join_channels``).
+    settings : napari_levelset.settings.Settings
+        The run's settings (the image's axes apart).
+    axes : dict
+        ``channel_axis``, ``spatial_dims`` and ``spacing`` (physical pixel size per spatial
+        axis, or None), passed to ``Segmenter``.
+    iterations : int
+        Iterations to run (values below 0 count as 0).
+    every : int
+        Iterations between two updates; 0: auto (about ``AUTO_PERIOD_S`` seconds apart, at
+        most ``AUTO_MAX_CHUNK`` iterations).
+    with_probs : bool
+        Whether updates carry ``uncertainty`` (needs the class probabilities).
+    to_grey : bool
+        Average the colour channels (last axis) first.
+    scribbles : ndarray of int, optional
+        The image's non-channel shape, 0 unlabelled, ``k`` label ``k``.
+    segmenter : napari_levelset.engine.Segmenter, optional
+        Continue this one (refine) instead of making one; it takes ``lam``, ``lr``,
+        ``alpha`` and the scribbles of this request.
+    wait_for_gui : bool
+        Pause after each update until the GUI took it (no update skipped).
+    join : {None, "stack", "concatenate"}
+        For a list of arrays: ``"stack"``, one channel per array (a new first axis);
+        ``"concatenate"``, along axis 0.
+    """
 
     image: Any  # array-like, or a list of them (channel layers, see ``join``); converted in the worker
     settings: Settings  # the run's settings (the image's axes apart)
@@ -55,7 +86,30 @@ class RunRequest:
 
 @dataclass
 class Update:
-    """A snapshot for the GUI (made in the worker)."""
+    """A snapshot for the GUI (made in the worker).
+
+    Parameters
+    ----------
+    iteration : int
+        The Segmenter's total iteration count.
+    done_in_run : int
+        Iterations done in this run.
+    total_in_run : int
+        Iterations this run was asked for.
+    loss : float
+        The last step's loss.
+    labels : ndarray, uint8 or uint16
+        Labels 1..N, the image's non-channel shape.
+    uncertainty : ndarray of float32, optional
+        The labels' shape: 0 where one class has all the probability, 1 where all are equal
+        (``(1 - max p) * N / (N - 1)``); None unless ``RunRequest.with_probs``.
+    settings : dict
+        ``Segmenter.settings``.
+    losses : list of tuple of (int, float)
+        ``(iteration, loss)`` at the end of each chunk since the last update.
+    elapsed : float
+        Seconds since the run began.
+    """
 
     iteration: int  # the Segmenter's total iteration count
     done_in_run: int  # iterations done in this run
@@ -70,7 +124,21 @@ class Update:
 
 @dataclass
 class Final:
-    """Sent once at the end of a run that was not aborted."""
+    """Sent once at the end of a run that was not aborted.
+
+    Parameters
+    ----------
+    stopped : bool
+        Whether a stop was asked for (``RunControl.stop``) or ended the run.
+    settings : dict
+        ``Segmenter.settings`` at the end.
+    state : dict or None
+        The network's ``state_dict`` as numpy arrays; None for a model without a usable one.
+    iteration : int
+        The Segmenter's total iteration count.
+    elapsed : float
+        Seconds the run took.
+    """
 
     stopped: bool
     settings: dict
@@ -80,7 +148,17 @@ class Final:
 
 
 class RunControl:
-    """Thread-safe handle on a run, shared by the widget and the worker."""
+    """Thread-safe handle on a run, shared by the widget and the worker.
+
+    Changes made before the worker has a ``Segmenter`` are kept and applied by ``attach``.
+
+    Examples
+    --------
+    >>> ctrl = RunControl()
+    >>> ctrl.set_lam(0.1); ctrl.stop()
+    >>> ctrl.stop_requested
+    True
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -97,9 +175,11 @@ class RunControl:
     # -- called from the main thread ----------------------------------------
     @property
     def stop_requested(self) -> bool:
+        """Whether ``stop`` was called."""
         return self._stop.is_set()
 
     def stop(self) -> None:
+        """Ask the run to end after the current iteration (and stop waiting for the GUI)."""
         self._stop.set()
         self._ready.set()
         with self._lock:
@@ -108,7 +188,18 @@ class RunControl:
             seg.stop()
 
     def set_scribbles(self, scribbles: np.ndarray | None) -> None:
-        """Raises ``InputError`` at once when a Segmenter exists and rejects them."""
+        """Set (or clear, with None) the run's scribbles, at its next iteration.
+
+        Parameters
+        ----------
+        scribbles : ndarray of int or None
+            The image's non-channel shape, 0 unlabelled, ``k`` label ``k``.
+
+        Raises
+        ------
+        InputError
+            At once when a Segmenter exists and rejects them (``Segmenter.set_scribbles``).
+        """
         with self._lock:
             if self.segmenter is None:
                 self._pending_scribbles = scribbles
@@ -116,6 +207,18 @@ class RunControl:
             self.segmenter.set_scribbles(scribbles)
 
     def set_lam(self, value: float) -> None:
+        """Set λ, the weight of the total-variation term, from the next iteration.
+
+        Parameters
+        ----------
+        value : float
+            The new λ, in [0, 1000].
+
+        Raises
+        ------
+        InputError
+            When a Segmenter exists and the value is out of range.
+        """
         with self._lock:
             if self.segmenter is None:
                 self._pending_lam = float(value)
@@ -123,6 +226,18 @@ class RunControl:
                 self.segmenter.lam = float(value)
 
     def set_lr(self, value: float) -> None:
+        """Set the learning rate, from the next iteration.
+
+        Parameters
+        ----------
+        value : float
+            The new learning rate, in (0, 10].
+
+        Raises
+        ------
+        InputError
+            When a Segmenter exists and the value is out of range.
+        """
         with self._lock:
             if self.segmenter is None:
                 self._pending_lr = float(value)
@@ -130,10 +245,23 @@ class RunControl:
                 self.segmenter.lr = float(value)
 
     def gui_ready(self) -> None:
+        """Tell the worker that the GUI took the last ``Update``: the next one may be sent."""
         self._ready.set()
 
     # -- called from the worker ---------------------------------------------
     def attach(self, seg: Any) -> None:
+        """Hand the run's ``Segmenter`` over, applying what was set before it existed.
+
+        Parameters
+        ----------
+        seg : napari_levelset.engine.Segmenter
+            The run's Segmenter; a stop asked for already is passed on to it.
+
+        Raises
+        ------
+        InputError
+            When it rejects the pending scribbles, λ or learning rate.
+        """
         with self._lock:
             self.segmenter = seg
             if self._pending_lam is not None:
@@ -174,7 +302,11 @@ _preloaded = threading.Event()
 def preload() -> threading.Thread | None:
     """Import ``PRELOAD`` in a background thread, once per process, while the user sets up a run.
 
-    Returns the thread, or None when it was started before.
+    Returns
+    -------
+    threading.Thread or None
+        The (daemon) thread, or None when it was started before.  A module that fails to
+        import is skipped: a run reports it itself.
     """
     if _preloaded.is_set():
         return None
@@ -195,7 +327,33 @@ def preload() -> threading.Thread | None:
 
 
 def run_segmentation(req: RunRequest, ctrl: RunControl):
-    """Generator for ``thread_worker``: yields ``Update``s, then one ``Final``."""
+    """Generator for ``thread_worker``: yields ``Update``s, then one ``Final``.
+
+    Iterations run in chunks (``RunRequest.every``, or sized to about ``AUTO_PERIOD_S``
+    seconds); after a chunk an ``Update`` is sent only when the GUI took the previous one
+    (``RunControl.gui_ready``), at a stop and at the end.
+
+    Parameters
+    ----------
+    req : RunRequest
+        What to run.
+    ctrl : RunControl
+        The handle the widget controls the run with; ``ctrl.ended`` is set when the
+        generator returns, raises or is closed.
+
+    Yields
+    ------
+    Update or Final
+        Updates while the run goes on, then one ``Final``.
+
+    Raises
+    ------
+    RunFailed
+        For a ``RuntimeError`` of the run (out of memory among them); the original is its
+        ``__cause__``.
+    napari_levelset.io.InputError
+        For a bad image, scribbles or setting.
+    """
     try:
         yield from _run_segmentation(req, ctrl)
     except RuntimeError as exc:
@@ -276,7 +434,25 @@ OOM_ADVICE = ("out of memory: try fewer classes, a smaller network width, '2D pe
 
 
 def error_message(exc: BaseException) -> str:
-    """A message for the user, for any exception a run may raise."""
+    """A message for the user, for any exception a run may raise.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What the run raised (a ``RunFailed`` is read as its cause).
+
+    Returns
+    -------
+    str
+        ``InputError``: its message; what ``napari_levelset.errors.user_message`` handles (with
+        the widget's advice for running out of memory, ``OOM_ADVICE``); else
+        ``"<type>: <message>"``.
+
+    Examples
+    --------
+    >>> error_message(ValueError("bad value"))
+    'ValueError: bad value'
+    """
     if isinstance(exc, RunFailed) and exc.__cause__ is not None:
         exc = exc.__cause__
     if isinstance(exc, InputError):
