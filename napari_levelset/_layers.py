@@ -42,6 +42,16 @@ def real(obj):
 
     Every access through the proxy makes a new wrapper, so layers are unwrapped
     once to compare them by identity and to key dicts on them.
+
+    Parameters
+    ----------
+    obj : object
+        A proxied object (its ``__wrapped__``), or any other object.
+
+    Returns
+    -------
+    object
+        ``obj.__wrapped__`` where it has one, else ``obj``.
     """
     return getattr(obj, "__wrapped__", obj)
 
@@ -51,8 +61,34 @@ def layer_axes(layer, channel_mode: str, volume_dims: int, extra: list = ()) -> 
     output shape, geometry (``scale``, ``translate``, ``spacing``, ``unit``), and ``join``: None for one
     layer, else how the layers' arrays make one image ("stack" or "concatenate").
 
-    ``channel_mode``: "auto", "rgb", "grey" or "first" (the first axis is channels);
-    ``volume_dims``: the spatial dims of a volume's run (3, or 2 for slice by slice).
+    Parameters
+    ----------
+    layer : napari.layers.Image
+        The image to segment (not multiscale).
+    channel_mode : {"auto", "rgb", "grey", "first"}
+        ``"first"``: the first axis is channels.  On an RGB layer, ``"grey"`` averages the
+        colours first and ``"rgb"`` asks for normalised RGB (``Settings.color``) instead of the
+        default CIELAB; alpha is dropped.
+    volume_dims : int
+        The spatial dims of a volume's run: 3, or 2 for slice by slice.
+    extra : list of napari.layers.Image
+        Further channel layers, each of ``layer``'s shape (grey layers only).
+
+    Returns
+    -------
+    dict
+        ``channel_axis`` (int or None), ``spatial_dims`` (2 or 3), ``out_shape`` (tuple of int:
+        the labels' shape), ``scale`` and ``translate`` (tuples of float, one per output
+        axis), ``to_grey`` (bool), ``color`` ("rgb" or None), ``join`` (None, "stack" or
+        "concatenate"), ``layers`` (``[layer, *extra]``), ``spacing`` (tuple of float, the
+        physical pixel size per segmented axis, or None) and ``unit`` (str, see
+        ``spatial_geometry``).
+
+    Raises
+    ------
+    InputError
+        For a layer that is not an Image layer, a multiscale one, fewer than 2 spatial axes
+        (3 axes for ``"first"``), or channel layers with an RGB layer or of another shape.
     """
     if not isinstance(layer, Image):
         raise InputError("pick an Image layer to segment")
@@ -108,7 +144,20 @@ def layer_axes(layer, channel_mode: str, volume_dims: int, extra: list = ()) -> 
 
 
 def auto_contrast(layer) -> tuple[str, str]:
-    """``(contrast, why)`` for ``layer`` under *auto*: fluorescence for integer data of more than 8 bits."""
+    """``(contrast, why)`` for ``layer`` under *auto*: fluorescence for integer data of more than 8 bits.
+
+    Parameters
+    ----------
+    layer : napari.layers.Image or None
+        The picked image.
+
+    Returns
+    -------
+    tuple of str
+        ``("fluorescence", "16-bit")`` (and so on) for a grey or multichannel layer of
+        (un)signed integers wider than 8 bits; else ``"linear"`` with the reason:
+        ``"no image"``, ``"RGB"``, ``"8-bit"`` or the dtype's name (e.g. ``"float32"``).
+    """
     if layer is None:
         return "linear", "no image"
     if layer.rgb:
@@ -120,13 +169,43 @@ def auto_contrast(layer) -> tuple[str, str]:
 
 
 def contrast_value(choice: str, layer) -> str:
-    """The contrast a run on ``layer`` uses for the picker value ``choice`` ('auto' resolved)."""
+    """The contrast a run on ``layer`` uses for the picker value ``choice`` ('auto' resolved).
+
+    Parameters
+    ----------
+    choice : str
+        ``"auto"``, ``"linear"`` or ``"fluorescence"``.
+    layer : napari.layers.Image or None
+        The picked image (for ``"auto"``, see ``auto_contrast``).
+
+    Returns
+    -------
+    str
+        ``"linear"`` or ``"fluorescence"`` (another choice as it is).
+    """
     return auto_contrast(layer)[0] if choice == "auto" else choice
 
 
 def spatial_geometry(layer, spatial_dims: int, scale: tuple) -> tuple[tuple | None, str]:
     """``(spacing, unit)``: the layer's physical pixel size along the segmented axes (None when it is
-    1 everywhere, i.e. pixels) and the unit a diameter is given in."""
+    1 everywhere, i.e. pixels) and the unit a diameter is given in.
+
+    Parameters
+    ----------
+    layer : napari.layers.Image
+        The layer (its ``units``, where napari has them).
+    spatial_dims : int
+        How many trailing axes are segmented together (2 or 3).
+    scale : tuple of float
+        The scale of the output axes; its last ``spatial_dims`` entries are used.
+
+    Returns
+    -------
+    tuple
+        ``(spacing, unit)``: ``spacing`` a tuple of float or None; ``unit`` ``"px"`` without a
+        spacing, else the last axis' unit in short form (e.g. ``"µm"``), or ``"scale units"``
+        where the layer names none (or pixels).
+    """
     spacing = tuple(float(s) for s in scale[len(scale) - spatial_dims:])
     if all(abs(s - 1.0) < 1e-12 for s in spacing):
         return None, "px"
@@ -143,7 +222,23 @@ def spatial_geometry(layer, spatial_dims: int, scale: tuple) -> tuple[tuple | No
 
 
 def channel_candidates(first, layers: list, owned: list) -> list:
-    """Image layers that can be further channels of ``first``: same shape, grey, one scale level."""
+    """Image layers that can be further channels of ``first``: same shape, grey, one scale level.
+
+    Parameters
+    ----------
+    first : napari.layers.Image or None
+        The picked image.
+    layers : list of napari layers
+        The viewer's layers.
+    owned : list of napari layers
+        Layers to leave out (the widget's own), compared by identity.
+
+    Returns
+    -------
+    list of napari.layers.Image
+        In the order of ``layers``, ``first`` left out; empty when ``first`` is None, RGB or
+        multiscale.
+    """
     if first is None or first.rgb or first.multiscale:
         return []
     shape = tuple(first.data.shape)
@@ -157,8 +252,22 @@ def channel_candidates(first, layers: list, owned: list) -> list:
 def axes_note(layer, first_is_channels: bool, volume_text: str) -> str | None:
     """A line naming both readings of an ambiguous layer and where to switch, or None.
 
-    ``first_is_channels``: Advanced → Channels is 'first axis is channels';
-    ``volume_text``: how a volume is segmented now ('3D' or '2D per slice').
+    A grey, single-scale layer of at least 3 axes whose first axis has a length in
+    ``AMBIGUOUS_CHANNELS`` (2-7) is ambiguous.
+
+    Parameters
+    ----------
+    layer : napari.layers.Image or None
+        The picked image.
+    first_is_channels : bool
+        Whether Advanced → Channels is 'first axis is channels'.
+    volume_text : str
+        How a volume is segmented now ('3D' or '2D per slice').
+
+    Returns
+    -------
+    str or None
+        The note (starting with ⚠), or None for a layer that is not ambiguous.
     """
     if layer is None or getattr(layer, "rgb", False) or getattr(layer, "multiscale", False):
         return None
@@ -175,7 +284,25 @@ def axes_note(layer, first_is_channels: bool, volume_text: str) -> str | None:
 
 
 def foreground_value(choice, n_classes: int):
-    """The ``foreground`` argument of ``Segmenter.instances`` for a picker value."""
+    """The ``foreground`` argument of ``Segmenter.instances`` for a picker value.
+
+    Parameters
+    ----------
+    choice : str or int
+        ``FOREGROUND_AUTO``, ``FOREGROUND_REST`` or a class label.
+    n_classes : int
+        Number of classes N.
+
+    Returns
+    -------
+    None, list of int or int
+        None for *auto* (the brightest class), labels ``2..N`` for *rest*, else the label.
+
+    Examples
+    --------
+    >>> foreground_value("rest", 4), foreground_value("3", 4), foreground_value("auto", 4)
+    ([2, 3, 4], 3, None)
+    """
     if choice == FOREGROUND_AUTO:
         return None  # Segmenter.instances' default: the brightest class
     if choice == FOREGROUND_REST:
@@ -190,6 +317,23 @@ def instances_from_labels(seg, labels: np.ndarray, diameter: float | None, foreg
     values (a label above N painted by hand) as background.  The labels go to
     ``Segmenter.instances`` as one-hot probabilities, so the objects follow what the
     user sees, edits included.
+
+    Parameters
+    ----------
+    seg : napari_levelset.engine.Segmenter
+        The run that made the result (its number of classes, spacing and diameter).
+    labels : ndarray of int
+        Class labels, the image's non-channel shape (the output layer's data).
+    diameter : float or None
+        Expected object diameter, in the unit of the image's spacing (pixels without one);
+        None: the Segmenter's, else estimated from the foreground.
+    foreground : str or int
+        A picker value (see ``foreground_value``).
+
+    Returns
+    -------
+    ndarray of uint32
+        ``labels``' shape; 0 background, objects 1..K.
     """
     n = int(seg.n_classes)
     labels = np.asarray(labels)
