@@ -98,6 +98,8 @@ def test_importing_the_widget_does_not_import_torch():
             if t.name == "napari-levelset preload":
                 t.join(120)
         assert "torch" in sys.modules, "the widget did not preload torch"
+        # the first optimiser imports torch._dynamo (1.2 s): the first run's first labels waited for it
+        assert "torch._dynamo" in sys.modules, "the widget did not preload what the first optimiser imports"
         assert not main_imports, f"the main thread imported {main_imports}"
         print("ok")
         """

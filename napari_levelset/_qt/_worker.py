@@ -292,10 +292,12 @@ class RunFailed(Exception):
     """
 
 
-#: modules a run needs that are slow to import: torch and the engine (the run itself) and pandas
-#: (napari imports it when the first Labels layer is made).  An import holds Python's global lock
-#: for long stretches, so done during the first run it froze the viewer for up to 1.4 s.
-PRELOAD = ("torch", "napari_levelset.engine", "pandas")
+#: modules a run needs that are slow to import: torch and the engine (the run itself), torch's
+#: dynamo (imported by the first optimiser made, 1.2 s: the first run's first labels came 1 s later
+#: than the next run's) and pandas (napari imports it when the first Labels layer is made).  An
+#: import holds Python's global lock for long stretches, so done during the first run it froze the
+#: viewer for up to 1.4 s.
+PRELOAD = ("torch", "napari_levelset.engine", "torch._dynamo", "pandas")
 _preloaded = threading.Event()
 
 
