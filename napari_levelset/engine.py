@@ -375,6 +375,9 @@ class Segmenter:
                              "or 'kmeans'")
         self.model.to(self.device).train()
         start_means = None
+        #: the k-means start's variance, and which network classes started from their own strokes' mean
+        self._spread: float | None = None
+        self._seeded = torch.zeros(n_classes, dtype=torch.bool)
         if init == "kmeans" and hasattr(self.model, "init_from_centres"):
             start_scr = None
             if scribbles is not None:
@@ -382,6 +385,10 @@ class Segmenter:
             centres, spread = init_centres(self.x, n_classes, seed=self.seed, scribbles=start_scr,
                                            order_channels=self._brightness_channels)
             self.model.init_from_centres(centres, float(spread))
+            self._spread = float(spread)
+            if start_scr is not None:  # the k-means start took the strokes' classes from them
+                ids = torch.unique(start_scr).cpu()
+                self._seeded[ids[ids > 0] - 1] = True
             start_means = centres
             if hasattr(self.model, "skip"):  # the CNN branch starts at zero: the first labels cost one 1x1 conv
                 try:
@@ -580,6 +587,13 @@ class Segmenter:
         lut = np.concatenate([[0], self._order + 1])
         self._scribbles = torch.from_numpy(lut[pending]).to(self.device)
         self._stroke_means = stroke_means(self.x, self._scribbles, self.n_classes)
+        stroked, centres = self._stroke_means
+        new = stroked.cpu() & ~self._seeded
+        if new.any() and self._spread is not None and hasattr(self.model, "seed_class"):
+            for k in torch.nonzero(new).flatten().tolist():  # a class stroked for the first time: restart it
+                self.model.seed_class(k, centres[k], self._spread)
+            self._seeded |= new
+            self._logits = None
 
     def step(self) -> torch.Tensor:
         """One iteration; returns the loss as a tensor (no host sync).

@@ -217,3 +217,34 @@ class PerImageCNN(nn.Module):
         self.skip.bias.copy_(-(centres.to(w) ** 2).sum(1) / (2 * s))
         self.head.weight.zero_()
         self.head.bias.zero_()
+
+    @torch.no_grad()
+    def seed_class(self, k: int, centre: torch.Tensor, spread: float) -> None:
+        """Restart class ``k`` from a new mean, as ``init_from_centres`` would have started it.
+
+        The 1x1 path's row ``k`` becomes the Gaussian-mixture term of ``centre``, and the
+        CNN branch's row ``k`` the mean of the other classes' rows, so that what the branch
+        learned against class ``k`` (while it had no pixels) no longer holds it back.  Used
+        when a class is stroked for the first time during a run: its stroked pixels then
+        change label at the next step instead of after tens of steps.
+
+        Parameters
+        ----------
+        k : int
+            Network class index, 0..n_classes-1.
+        centre : torch.Tensor
+            Float ``(k_channels,)``, ``k_channels <= in_channels``: the class's new mean in the
+            first input channels.
+        spread : float
+            The mixture's variance, as given to ``init_from_centres`` (floored at 1e-4).
+        """
+        s = max(float(spread), 1e-4)
+        w = self.skip.weight.view(self.n_classes, -1)
+        c = centre.to(w)
+        w[k] = 0
+        w[k, : c.shape[0]] = c / s
+        self.skip.bias[k] = -(c**2).sum() / (2 * s)
+        others = [j for j in range(self.n_classes) if j != k]
+        head = self.head.weight.view(self.n_classes, -1)
+        head[k] = head[others].mean(0)
+        self.head.bias[k] = self.head.bias[others].mean()
