@@ -3,7 +3,7 @@
 No torch, Qt or napari here.  :func:`user_message` turns an exception into one line of text, or
 None for an exception that is a bug (those keep their traceback).  Each front end adds its own
 frame: the CLI its program name and exit status (``cli.error_message``), the widget a
-notification (``_qt._worker.error_message``), and each its own advice for running out of
+notification (``widget_message``), and each its own advice for running out of
 memory, in its own words (command-line flags, or the widget's settings).
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from .io import InputError
 from .resources import is_out_of_memory
 
-__all__ = ["user_message"]
+__all__ = ["user_message", "widget_message", "RunFailed", "WIDGET_OOM_ADVICE"]
 
 
 def user_message(exc: BaseException, oom_advice: str) -> str | None:
@@ -52,3 +52,49 @@ def user_message(exc: BaseException, oom_advice: str) -> str | None:
     if isinstance(exc, RuntimeError):
         return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
     return None
+
+
+class RunFailed(Exception):
+    """A ``RuntimeError`` of a run (torch's out-of-memory among them), passed on as another type.
+
+    superqt's generator worker takes a ``RuntimeError`` raised by the generator
+    for the end of the generator and reports neither ``errored`` nor
+    ``finished``, which would leave the widget waiting for good.  The original
+    is the ``__cause__``.
+    """
+
+
+#: what the widget advises when memory runs out, in the widget's words
+WIDGET_OOM_ADVICE = ("out of memory: try fewer classes, a smaller network width, '2D per slice' for volumes, "
+                     "a smaller image or the CPU device")
+
+
+def widget_message(exc: BaseException) -> str:
+    """The napari widget's message for any exception a run may raise (shown as a notification).
+
+    Parameters
+    ----------
+    exc : BaseException
+        What the run raised (a ``RunFailed`` is read as its cause).
+
+    Returns
+    -------
+    str
+        ``InputError``: its message; what ``napari_levelset.errors.user_message`` handles (with
+        the widget's advice for running out of memory, ``WIDGET_OOM_ADVICE``); else
+        ``"<type>: <message>"``.
+
+    Examples
+    --------
+    >>> widget_message(ValueError("bad value"))
+    'ValueError: bad value'
+    """
+    if isinstance(exc, RunFailed) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    if isinstance(exc, InputError):
+        return str(exc)
+    msg = user_message(exc, WIDGET_OOM_ADVICE)
+    if msg is not None:
+        return msg
+    name, text = type(exc).__name__, str(exc)
+    return f"{name}: {text}" if text else name

@@ -24,7 +24,7 @@ def test_the_command_and_the_widget_say_the_same():
     from napari_levelset.cli import error_message as cli_message
 
     pytest.importorskip("qtpy")
-    from napari_levelset._qt._worker import error_message as widget_message
+    from napari_levelset.errors import widget_message
 
     for exc in (InputError("n_classes must be a whole number in 2..65535, got 1"),
                 OSError(errno.EACCES, "Permission denied", "/root/x.tif"),

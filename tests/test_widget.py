@@ -126,7 +126,7 @@ def test_restore_segmenter_reproduces_labels():
 
 
 def test_error_messages_are_for_users():
-    from napari_levelset._qt._worker import error_message
+    from napari_levelset.errors import widget_message as error_message
     from napari_levelset.io import InputError
 
     assert error_message(InputError("the image is constant")) == "the image is constant"

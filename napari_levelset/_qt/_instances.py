@@ -22,8 +22,8 @@ from napari.qt.threading import thread_worker
 from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QWidget
 
 from .._layers import FOREGROUND_AUTO, FOREGROUND_REST, instances_from_labels, real
+from ..errors import widget_message
 from ._outputs import META_KEY
-from ._worker import error_message
 
 __all__ = ["InstanceControls", "StepsMixin"]
 
@@ -195,8 +195,8 @@ class StepsMixin:
 
         def failed(exc):
             if self._alive():
-                self.status.setText(f"error: {error_message(exc)}")
-            self._error(error_message(exc))
+                self.status.setText(f"error: {widget_message(exc)}")
+            self._error(widget_message(exc))
 
         def finished():
             self._regions_worker = None

@@ -23,10 +23,11 @@ from napari.qt.threading import thread_worker
 from qtpy.QtCore import Qt
 
 from .. import __version__
+from ..errors import widget_message
 from ..io import InputError
 from ..settings import Settings
 from ._outputs import META_KEY, STATE_KEY
-from ._worker import Final, RunControl, RunRequest, Update, error_message, run_segmentation
+from ._worker import Final, RunControl, RunRequest, Update, run_segmentation
 
 __all__ = ["RunsMixin"]
 
@@ -297,7 +298,7 @@ class RunsMixin:
         run.failed = True
         if run.cancelled:
             return  # the image went away or the viewer is closing: nothing to report
-        msg = error_message(exc)
+        msg = widget_message(exc)
         if not isinstance(exc, InputError):
             log.debug("napari-levelset run failed", exc_info=exc)
         if self._kept is not None and self._kept["segmenter"] is run.ctrl.segmenter:

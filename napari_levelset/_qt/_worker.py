@@ -22,12 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import user_message
-from ..io import InputError, join_channels
+from ..errors import RunFailed
+from ..io import join_channels
 from ..settings import Settings, restore_segmenter
 
-__all__ = ["RunRequest", "RunControl", "Update", "Final", "RunFailed", "run_segmentation", "restore_segmenter",
-           "error_message"]
+__all__ = ["RunRequest", "RunControl", "Update", "Final", "run_segmentation", "restore_segmenter"]
 
 #: ``every = 0`` means "auto": aim for about this many seconds between snapshots.
 AUTO_PERIOD_S = 0.3
@@ -282,16 +281,6 @@ def _uncertainty(probs: np.ndarray) -> np.ndarray:
     return np.clip((1.0 - pmax) * (n / (n - 1)), 0.0, 1.0).astype(np.float32)
 
 
-class RunFailed(Exception):
-    """A ``RuntimeError`` of a run (torch's out-of-memory among them), passed on as another type.
-
-    superqt's generator worker takes a ``RuntimeError`` raised by the generator
-    for the end of the generator and reports neither ``errored`` nor
-    ``finished``, which would leave the widget waiting for good.  The original
-    is the ``__cause__``.
-    """
-
-
 #: modules a run needs that are slow to import: torch and the engine (the run itself), torch's
 #: dynamo (imported by the first optimiser made, 1.2 s: the first run's first labels came 1 s later
 #: than the next run's) and pandas (napari imports it when the first Labels layer is made).  An
@@ -428,39 +417,3 @@ def _run_segmentation(req: RunRequest, ctrl: RunControl):
         iteration=seg.iteration,
         elapsed=time.perf_counter() - t0,
     )
-
-
-#: what the widget advises when memory runs out, in the widget's words
-OOM_ADVICE = ("out of memory: try fewer classes, a smaller network width, '2D per slice' for volumes, "
-              "a smaller image or the CPU device")
-
-
-def error_message(exc: BaseException) -> str:
-    """A message for the user, for any exception a run may raise.
-
-    Parameters
-    ----------
-    exc : BaseException
-        What the run raised (a ``RunFailed`` is read as its cause).
-
-    Returns
-    -------
-    str
-        ``InputError``: its message; what ``napari_levelset.errors.user_message`` handles (with
-        the widget's advice for running out of memory, ``OOM_ADVICE``); else
-        ``"<type>: <message>"``.
-
-    Examples
-    --------
-    >>> error_message(ValueError("bad value"))
-    'ValueError: bad value'
-    """
-    if isinstance(exc, RunFailed) and exc.__cause__ is not None:
-        exc = exc.__cause__
-    if isinstance(exc, InputError):
-        return str(exc)
-    msg = user_message(exc, OOM_ADVICE)
-    if msg is not None:
-        return msg
-    name, text = type(exc).__name__, str(exc)
-    return f"{name}: {text}" if text else name
