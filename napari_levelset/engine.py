@@ -316,7 +316,7 @@ class Segmenter:
             prepared, self.diameter = fluorescence_prepared(prepared, self.diameter, self.spacing)
         position = s.position
         if position is None:  # position channels for colour photographs, built-in CNN only
-            position = default_position(model, color, n_classes)
+            position = default_position(model, color, n_classes, strokes)
         self.prepared = prepared
         # with strokes the per-image CNN works on a smaller copy (napari_levelset.strokes)
         self._work = prepared

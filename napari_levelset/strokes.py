@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["STROKE_PIXELS", "STROKE_ITERATIONS", "MAPS_ALPHA", "stroke_contrast", "stroke_means", "working_copy",
+__all__ = ["STROKE_PIXELS", "STROKE_ITERATIONS", "stroke_contrast", "stroke_means", "working_copy",
            "stroke_channels", "stroke_separation", "local_contrast", "scribbles_to_grid", "upsample_logits"]
 
 #: most pixels (voxels) per batch item a run with strokes optimises on (``Segmenter``'s ``work_pixels``)
@@ -43,17 +43,6 @@ NORMALISE_FLOOR_NOISE = 10.0
 MIN_SEPARATION = 1.0
 #: ``local_contrast``: the log compression's unit, in noise standard deviations
 LOCAL_LOG_UNIT_NOISE = 1.0
-#: the factor on α (the strokes' cross-entropy) while the working copy holds the ``stroke_channels``
-#: maps: there the strokes act mostly through their kept means (``stroke_means``).  The
-#: cross-entropy on a few thin strokes along nuclei's bright, textured middles taught the
-#: network that texture and shrank unstroked nuclei to fragments (NIH3T3 dna-30: recall 0.77
-#: at the first labels, 0.48 after 40 iterations).  Strokes benchmark, foreground Dice GOWT1 /
-#: HeLa / NIH3T3: factor 1 0.934 / 0.920 / 0.808, 0.3 0.935 / 0.920 / 0.819, 0.1 0.935 /
-#: 0.922 / 0.823, 0 0.934 / 0.919 / 0.831 (the first labels: 0.933 / 0.913 / 0.833); 0.1 keeps
-#: α a setting that still acts.  RGB photographs never take the maps, so BSDS500 is unchanged.
-#: (1 torch thread.)  ``Segmenter`` applies it as ``alpha * MAPS_ALPHA`` where ``stroke_channels``
-#: replaced the channels.
-MAPS_ALPHA = 0.1
 
 
 def stroke_contrast(image, channel_axis: int | None = None) -> str:

@@ -174,23 +174,3 @@ def test_strokes_on_bright_nuclei_find_the_dim_ones_too():
     foreground = segment(img, 2, scribbles=scribbles, device="cpu") == 2
     assert all(foreground[centres[k]] for k in range(16) if k not in bright)
     assert 2 * (foreground & truth).sum() / (foreground.sum() + truth.sum()) >= 0.95
-
-
-def test_the_cross_entropy_is_damped_where_the_maps_are_taken():
-    """``strokes.MAPS_ALPHA`` scales α while the working copy holds the local-contrast maps; an RGB
-    picture (never the maps) keeps α as given."""
-    from napari_levelset.strokes import MAPS_ALPHA
-
-    assert 0.0 <= MAPS_ALPHA <= 1.0
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:96, :96]
-    disk = (yy - 48) ** 2 + (xx - 48) ** 2 <= 15**2
-    grey = rng.poisson(100.0 + 900 * disk).astype(np.uint16)
-    scribbles = np.zeros(grey.shape, np.uint8)
-    scribbles[44:53, 48], scribbles[5, 5:90] = 2, 1
-    seg = Segmenter(grey, 2, scribbles=scribbles, contrast="fluorescence", device="cpu")
-    if not hasattr(seg, "_alpha_factor"):
-        pytest.skip("this engine applies no factor to alpha")
-    assert seg.x.shape[1] == 2 and seg._alpha_factor == MAPS_ALPHA  # the two maps of the one channel
-    rgb = np.repeat((255 * disk).astype(np.uint8)[..., None], 3, axis=-1)
-    assert Segmenter(rgb, 2, scribbles=scribbles, device="cpu")._alpha_factor == 1.0
