@@ -50,6 +50,7 @@ MODULES = [
     "napari_levelset.cli",
     "napari_levelset._qt._worker",
     "napari_levelset._layers",
+    "napari_levelset.strokes",
 ]
 #: modules that import napari (an optional dependency): checked where it is installed
 NEEDS_NAPARI = {"napari_levelset._layers"}
