@@ -483,7 +483,7 @@ def _add_segment(sub) -> None:
     )
     p.add_argument(
         "--position",
-        type=_nonneg_float,
+        type=bounded_float(0.0, LIMITS["position"][1]),
         default=None,
         help=f"weight of pixel coordinates in the data term (0: colour only; larger: more compact regions; "
         f"default {POSITION} for RGB images in CIELAB with the per-image CNN and N >= {POSITION_MIN_CLASSES}, "

@@ -283,7 +283,7 @@ class Segmenter:
             changes["n_classes"] = n_classes
         if "model" in changes and changes["model"] is None:
             changes["model"] = "cnn"
-        s = (settings if settings is not None else Settings()).replace(**changes)
+        s = Settings.given(settings).replace(**changes)
         channel_axis, spatial_dims = validate.channel_axis(channel_axis), validate.spatial_dims(spatial_dims)
         if image is not None and prepared is None:
             image = validate.image_array(image)
@@ -1185,7 +1185,7 @@ def segment(
             changes[name] = value
     if finetune_iterations is not None:
         changes["iterations"] = validate.integer("finetune_iterations", finetune_iterations)
-    s = (settings if settings is not None else Settings()).replace(**changes)
+    s = Settings.given(settings).replace(**changes)
     channel_axis, spatial_dims = validate.channel_axis(channel_axis), validate.spatial_dims(spatial_dims)
     if image is not None:
         image = validate.image_array(image)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -234,8 +235,9 @@ class Settings:
                 raise InputError("model must be 'cnn', 'unet', a model file or a torch module; got ''")
         elif not callable(self.model):
             raise InputError(f"model must be 'cnn', 'unet', a model file or a torch module; got {self.model!r}")
-        if not isinstance(self.device, str) and type(self.device).__name__ != "device":
-            raise InputError(f"device must be 'auto', 'cpu', 'cuda' or 'mps'; got {self.device!r}")
+        device = str(self.device)
+        if not (device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", device)):
+            raise InputError(f"device must be 'auto', 'cpu', 'cuda' (or 'cuda:N') or 'mps'; got {self.device!r}")
         if self.foreground is not None:
             fg = (self.foreground,) if not isinstance(self.foreground, (list, tuple)) else self.foreground
             put(self, "foreground", tuple(validate.integer("foreground", k, 1, None) for k in fg))
@@ -372,12 +374,14 @@ class Settings:
         """Settings from ``to_json``'s dict (or its JSON text); other keys (a run's record) are ignored.
 
         A None for a field whose default is not None (an older record's "not used") is
-        read as the default.
+        read as the default.  The ``.json`` the napari writer saves beside a TIFF holds the
+        settings under ``"settings"``; they are read from there.
 
         Parameters
         ----------
         data : mapping or str
-            ``to_json``'s dict, ``Segmenter.settings``, or JSON text of one.
+            ``to_json``'s dict, ``Segmenter.settings``, the napari writer's ``.json``, or JSON
+            text of one of them.
 
         Returns
         -------
@@ -387,7 +391,8 @@ class Settings:
         Raises
         ------
         InputError
-            For a value out of range, or text that is not a JSON object.
+            For a value out of range, text that is not a JSON object, or an object that holds no
+            setting at all (a non-empty one).
         """
         if isinstance(data, str):
             try:
@@ -396,9 +401,40 @@ class Settings:
                 raise InputError(f"the settings are not valid JSON: {exc}") from None
         if not isinstance(data, Mapping):
             raise InputError(f"the settings must be a JSON object, got {type(data).__name__}")
+        if isinstance(data.get("settings"), Mapping):  # the napari writer's file: {"name", ..., "settings"}
+            data = data["settings"]
+        if data and not set(data) & set(_FIELDS):
+            raise InputError(f"no settings here: none of the keys {', '.join(sorted(map(str, data))[:8])} "
+                             f"is a setting ({', '.join(_FIELDS)})")
         # a None where the field has a value as default is an older record's "not used" (finetune of a CNN)
         return cls(**{k: v for k, v in data.items()
                       if k in _FIELDS and not (v is None and _FIELDS[k].default is not None)})
+
+    @classmethod
+    def given(cls, settings) -> Settings:
+        """``settings`` as a ``Settings``: None gives the defaults, a mapping or JSON text is read by ``from_json``.
+
+        Parameters
+        ----------
+        settings : Settings, mapping, str or None
+            What ``segment``'s or ``Segmenter``'s ``settings`` argument was given.
+
+        Returns
+        -------
+        Settings
+
+        Raises
+        ------
+        InputError
+            For anything else, or settings out of range.
+        """
+        if settings is None:
+            return cls()
+        if isinstance(settings, cls):
+            return settings
+        if isinstance(settings, (Mapping, str)):
+            return cls.from_json(settings)
+        raise InputError(f"settings must be a Settings, a dict of settings or None; got {type(settings).__name__}")
 
     # -- per-model rules --------------------------------------------------------------------------------
     def resolved(self, *, strokes: bool = False, image=None, channel_axis: int | None = None) -> Settings:
@@ -612,7 +648,9 @@ def restore_segmenter(image, settings: Mapping, state: Mapping | None = None, **
         the widget's own keys, which are ignored here).
     state : mapping, optional
         ``metadata["napari_levelset_state"]``: the network's weights.  With it the network
-        continues exactly where it stopped (refine); without it a new run with the same
+        continues from the weights it stopped with (refine; the optimiser's moments are not
+        kept, and a snapshot's labels came from the forward pass before its last step, so
+        the rebuilt labels differ in a few pixels); without it a new run with the same
         settings reproduces the result on the CPU (same seed).
     **overrides
         Settings to replace (e.g. ``device="cpu"``).
@@ -632,6 +670,8 @@ def restore_segmenter(image, settings: Mapping, state: Mapping | None = None, **
     from .engine import Segmenter
     from .io import join_channels
 
+    if isinstance(settings.get("settings"), Mapping):  # the napari writer's .json
+        settings = settings["settings"]
     s = Settings.from_json(settings).replace(**overrides)
     data = join_channels(image, to_grey=bool(settings.get("to_grey", False)))
     seg = Segmenter(data, settings=s, **{k: settings.get(k) for k in _RECORD})

@@ -142,3 +142,22 @@ def test_strokes_on_a_photograph_keep_the_position_channels():
     strokes[10, 10:60], strokes[60, 40:90], strokes[90, 10:60] = 1, 2, 3
     assert Segmenter(photo, 3, device="cpu", scribbles=strokes).settings["position"] == 0.5
     assert Segmenter(photo, 3, device="cpu").settings["position"] == 0.0
+
+
+def test_the_writers_json_and_a_dict_are_read_and_nonsense_is_refused(tmp_path):
+    from napari_levelset._writer import write_labels_layer
+
+    s = Settings(n_classes=4, lam=0.2)
+    files = write_labels_layer(str(tmp_path / "out.tif"), np.ones((8, 8), np.uint8),
+                                       {"name": "out", "metadata": {"napari_levelset": s.to_json()}})
+    text = (tmp_path / "out.json").read_text()
+    assert str(tmp_path / "out.json") in files
+    assert Settings.from_json(text) == s  # used to come back as all defaults, without a word
+    with pytest.raises(InputError, match="no settings here"):
+        Settings.from_json({"lamda": 3})
+    with pytest.raises(InputError, match="device"):
+        Settings(device="tpu")
+    assert Settings(device="cuda:1").device == "cuda:1"
+    assert Settings.given({"lam": 0.3}).lam == 0.3
+    with pytest.raises(InputError, match="settings must be"):
+        Settings.given(0.3)
