@@ -237,7 +237,7 @@ class Settings:
             raise InputError(f"model must be 'cnn', 'unet', a model file or a torch module; got {self.model!r}")
         device = str(self.device)
         if not (device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", device)):
-            raise InputError(f"device must be 'auto', 'cpu', 'cuda' (or 'cuda:N') or 'mps'; got {self.device!r}")
+            raise InputError(f"unknown device {self.device!r}: use auto, cpu, cuda (or cuda:N) or mps")
         if self.foreground is not None:
             fg = (self.foreground,) if not isinstance(self.foreground, (list, tuple)) else self.foreground
             put(self, "foreground", tuple(validate.integer("foreground", k, 1, None) for k in fg))
