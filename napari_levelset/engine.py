@@ -809,8 +809,24 @@ class Segmenter:
     def _ensure_logits(self) -> torch.Tensor:
         if self._logits is None:  # whole-image logits that do not fit are computed tile by tile
             self._logits = self._until_it_fits(
-                lambda: self.model(self.x) if self._crop is None else self._tiled_logits(), "tiles")
+                lambda: self._look(self.x) if self._crop is None else self._tiled_logits(), "tiles")
         return self._logits
+
+    def _look(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's logits for ``x`` as the optimisation sees them (training mode: BatchNorm on the
+        batch's statistics), without moving BatchNorm's running statistics: reading the labels must
+        not change the network a result layer saves."""
+        norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                 and m.training and m.track_running_stats]
+        saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+        try:
+            for m in norms:
+                m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+            return self.model(x)
+        finally:
+            for m, (momentum, count) in zip(norms, saved):
+                m.momentum = momentum
+                m.num_batches_tracked.copy_(count)
 
     @torch.no_grad()
     def _current_order(self) -> np.ndarray:

@@ -425,3 +425,19 @@ def test_a_class_stroked_during_a_run_takes_its_stroke_at_the_next_step():
     labels = seg.labels()
     assert np.mean(labels[corrected == 3] == 3) > 0.5
     assert np.mean(labels[corrected == 1] == 1) > 0.9 and np.mean(labels[corrected == 2] == 2) > 0.9
+
+
+def test_reading_the_labels_leaves_the_network_as_it_was():
+    """``labels()`` computes the logits it needs in training mode; it used to move BatchNorm's running statistics,
+    so looking at a result changed the network a result layer saves."""
+    image, _ = phantom((32, 40), 3, seed=1)
+    seg = Segmenter(image, 3, device="cpu")
+    for _ in seg.run(3, every=3):
+        pass
+    state = seg.state_dict()
+    seg.load_state_dict(state)  # as a restored run: the next labels need a forward pass
+    before = {k: v.copy() for k, v in state["model"].items()}
+    seg.labels()
+    seg.probabilities()
+    after = seg.state_dict()["model"]
+    assert all(np.array_equal(before[k], after[k]) for k in before)
