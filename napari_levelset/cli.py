@@ -38,7 +38,6 @@ from pathlib import Path
 from .errors import user_message
 from .io import TIFF_EXT, InputError
 from .resources import is_out_of_memory
-from .settings import model_kind
 from .validate import LIMITS
 
 PROG = "napari-levelset"
@@ -693,7 +692,7 @@ def _run_segment(args) -> int:
     if mode == "single":
         _check_output(Path(args.output), inputs=(args.input[0], args.scribbles))
     # optimisation steps: the per-image CNN has its default, a U-Net is used directly without --iterations
-    steps = args.iterations if args.iterations is not None else (1 if model_kind(args.model) == "cnn" else 0)
+    steps = segment_settings(args).resolved().iterations  # the model's default where not given
     if args.finetune is not None and not steps:
         raise InputError(f"--finetune {args.finetune} needs --iterations (e.g. --iterations 20): "
                          "without it the U-Net is used as trained and nothing is fine-tuned")

@@ -278,12 +278,9 @@ class Segmenter:
         spacing=None,
         **changes,
     ):
-        Settings.check_names(changes)
         if n_classes is not None:
             changes["n_classes"] = n_classes
-        if "model" in changes and changes["model"] is None:
-            changes["model"] = "cnn"
-        s = Settings.given(settings).replace(**changes)
+        s = Settings.given(settings).replace(**changes)  # unknown names are an InputError here
         channel_axis, spatial_dims = validate.channel_axis(channel_axis), validate.spatial_dims(spatial_dims)
         if image is not None and prepared is None:
             image = validate.image_array(image)
@@ -324,8 +321,7 @@ class Segmenter:
             self._work, zoom = working_copy(prepared, s.work_pixels, self.diameter, self.spacing)
             if strokes and not prepared.rgb:
                 # grey or fluorescence channels: local contrast where it sets the strokes further apart
-                grid = scribbles_to_grid(prepared.to_batch(validate.scribble_array(scribbles)),
-                                         self._work.spatial_shape)
+                grid = self._to_work(prepared.to_batch(validate.scribble_array(scribbles)))
                 self._work = stroke_channels(self._work, zoom, self.diameter, self.spacing, grid)
         # merging regions compares CIELAB on RGB images (unless color="rgb" was asked for), whatever the network saw
         lab_merge = auto_color and prepared.rgb and color != "lab" and image is not None
@@ -1194,7 +1190,6 @@ def segment(
     >>> labels.shape, int(labels.max())
     ((32, 32), 2)
     """
-    Settings.check_names(changes)
     shorthand = dict(n_classes=n_classes, lam=lam, iterations=iterations)
     for name, value in shorthand.items():
         if value is not None:
