@@ -3,7 +3,7 @@
 
 Every method is run on every image of a split at each value of its "scale"
 sweep; each (method, scale, image) result is scored with
-:mod:`napari_levelset.metrics` (a faithful port of the original MATLAB region
+:mod:`napari_levelset.evaluation.metrics` (a faithful port of the original MATLAB region
 benchmark) and cached as a small JSON file, so an interrupted sweep resumes
 where it stopped and a re-run with more images only computes the new ones.
 
@@ -50,7 +50,7 @@ the segmentation, so new outputs or merge weights only re-score them),
 
 The level-set outputs: ``levelset`` (classes), ``levelset+cc`` (connected regions)
 and ``levelset+ms`` (connected regions merged while the level-set energy of the
-partition drops, ``napari_levelset.regions.merge_regions``; every weight of
+partition drops, ``napari_levelset.post.regions.merge_regions``; every weight of
 ``--merge`` is a scale ``N|m=w`` of its own, so ODS/OIS choose among them).
 """
 
@@ -77,7 +77,7 @@ try:  # run from a checkout without installing the package
 except ImportError:  # pragma: no cover
     sys.path.insert(0, str(REPO))
 
-from napari_levelset import metrics  # noqa: E402
+from napari_levelset.evaluation import metrics  # noqa: E402
 
 CACHE_VERSION = 1
 DEFAULT_BSDS = REPO.parent / "shared" / "data" / "bsds500"
@@ -108,7 +108,7 @@ def run_levelset(image: np.ndarray, scale: Any, config: dict) -> np.ndarray:
     ``config['settings']`` are extra keyword arguments of ``napari_levelset.segment``
     (see ``parse_levelset_scale`` for settings inside the scale).  The outputs
     scored from these labels (classes, connected or merged regions) are made by
-    ``outputs_of`` with ``napari_levelset.regions.to_regions``, exactly as
+    ``outputs_of`` with ``napari_levelset.post.regions.to_regions``, exactly as
     ``segment(regions=...)`` makes them.
     """
     from napari_levelset import segment
@@ -123,7 +123,7 @@ def run_levelset(image: np.ndarray, scale: Any, config: dict) -> np.ndarray:
 
 def levelset_features(image: np.ndarray, config: dict) -> np.ndarray:
     """The prepared image ``(C, H, W)`` the level-set data term compared (for merging regions)."""
-    from napari_levelset.io import prepare_image
+    from napari_levelset.io.images import prepare_image
     from napari_levelset.settings import Settings
 
     settings = config.get("settings", {})
@@ -337,7 +337,7 @@ def outputs_of(method: str, config: dict) -> dict[str, dict[str, Callable | None
     """
     if method != "levelset":
         return {method: {"": None}}
-    from napari_levelset.regions import to_regions
+    from napari_levelset.post.regions import to_regions
     from napari_levelset.settings import MERGE_OPTIONS, model_kind, region_defaults
 
     # the defaults segment() uses for this model, where not given

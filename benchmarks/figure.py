@@ -46,7 +46,8 @@ def main(argv=None) -> int:
     from skimage.segmentation import felzenszwalb
     from skimage.transform import rescale
 
-    from napari_levelset import metrics, segment
+    from napari_levelset import segment
+    from napari_levelset.evaluation import metrics
 
     settings = {k: ast.literal_eval(v) for k, _, v in (s.partition("=") for s in args.set)}
     rows = []

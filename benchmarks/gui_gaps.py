@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     import napari
     from qtpy.QtCore import QEventLoop, QTimer
 
-    from napari_levelset._qt.widget import LevelSetWidget
+    from napari_levelset.napari.widget import LevelSetWidget
 
     viewer = napari.Viewer(show=True)
     viewer.add_image(test_image(args.size), name="camera")

@@ -3,7 +3,7 @@
 
 Reads the level-set label maps that ``benchmarks/bsds.py`` stored (run it first
 with the same ``--out``, ``--split``, ``--limit``, ``--classes`` and ``--set``),
-then merges their connected regions with ``napari_levelset.regions.merge_regions``
+then merges their connected regions with ``napari_levelset.post.regions.merge_regions``
 under each variant and reports SC / PRI / VI at ODS and OIS over all
 ``N|m=weight`` scales, like ``bsds.py`` does for its ``levelset+ms`` output::
 
@@ -56,8 +56,8 @@ WEIGHTS = {
 
 def score_image(task: dict) -> dict[str, list[dict]]:
     """All variants and weights for one image and all N: {variant: [result per scale]}."""
-    from napari_levelset import metrics
-    from napari_levelset.regions import connected_regions, merge_regions
+    from napari_levelset.evaluation import metrics
+    from napari_levelset.post.regions import connected_regions, merge_regions
 
     image = bsds.read_image(Path(task["image"]))
     gts = metrics.load_ground_truth(task["gt"])
@@ -65,7 +65,7 @@ def score_image(task: dict) -> dict[str, list[dict]]:
     variants = dict(VARIANTS)
     rgb = None
     if task.get("rgb"):
-        from napari_levelset.io import prepare_image
+        from napari_levelset.io.images import prepare_image
 
         rgb = prepare_image(image, color="rgb").data[0]
         variants[RGB_ROW] = VARIANTS[DEFAULT_ROW]
@@ -95,7 +95,7 @@ def main(argv=None) -> dict:
 
     from tqdm import tqdm
 
-    from napari_levelset import metrics
+    from napari_levelset.evaluation import metrics
 
     settings = {}
     for item in args.settings:

@@ -3,7 +3,7 @@
 
 Runs every method on every image of the nuclei data (``DATA_DIR``, laid out as
 described in its ``README.md``) and scores it against the expert masks with
-:mod:`napari_levelset.metrics`:
+:mod:`napari_levelset.evaluation.metrics`:
 
 ``GOWT1`` (``N2DH-GOWT1``) and ``HeLa`` (``N2DL-HeLa``)
     ``img/tNN.tif`` against the instance masks ``gt/man_segNN.tif``: F1 at
@@ -72,7 +72,7 @@ try:  # run from a checkout without installing the package
 except ImportError:  # pragma: no cover
     sys.path.insert(0, str(REPO))
 
-from napari_levelset import metrics  # noqa: E402
+from napari_levelset.evaluation import metrics  # noqa: E402
 
 SPOT_SIGMAS = (2, 4, 6, 8, 10, 12, 15)
 MIN_SIZE = 30  # px: smaller Otsu objects are dropped

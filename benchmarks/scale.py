@@ -2,14 +2,14 @@
 
 Two measurements, each printing its figures (all ratios within one run):
 
-``--part files``  N synthetic 2D nuclei images (``napari_levelset.synthetic.nuclei``) written as TIFFs
-                  and segmented with ``napari_levelset.batch.segment_files`` in this process, then by
+``--part files``  N synthetic 2D nuclei images (``napari_levelset.evaluation.synthetic.nuclei``) written as TIFFs
+                  and segmented with ``napari_levelset.scale.batch.segment_files`` in this process, then by
                   one worker of a local dask cluster, then by two (processes, one torch thread each;
                   same files and settings, outputs compared): files/s each and their ratios, the
                   clusters' start-up (imports on the workers) timed apart.
 ``--part volume`` a synthetic uint16 volume of side S (spheres of random size and brightness on an
                   uneven background with noise), made chunk by chunk into a zarr array, then
-                  segmented by ``napari_levelset.chunked``: the per-image CNN trained on random crops,
+                  segmented by ``napari_levelset.scale.chunked``: the per-image CNN trained on random crops,
                   labels tile by tile into a zarr array.  Each size runs in a fresh process whose
                   peak resident memory (``ru_maxrss`` from ``os.wait4``, the kernel's high-water
                   mark) is reported, with the seconds of each phase, and the agreement of the chunked
@@ -82,7 +82,7 @@ def one_volume(args) -> dict:
     """Run in a child process: make, segment, compare; returns the figures."""
     import torch
 
-    from napari_levelset import chunked
+    from napari_levelset.scale import chunked
 
     torch.set_num_threads(args.threads)
     side, out = args.one, Path(args.dir)
@@ -119,8 +119,8 @@ def one_volume(args) -> dict:
     mine = np.asarray(labels[tuple(slice(start, start + c) for _ in range(3))])
     agree_crop = float(np.mean(mine[inner] == ref[inner]))
     agree_whole = None
-    if side <= 256:  # the whole volume in memory (normalised by napari_levelset.io.normalize)
-        from napari_levelset.io import normalize
+    if side <= 256:  # the whole volume in memory (normalised by napari_levelset.io.images.normalize)
+        from napari_levelset.io.images import normalize
 
         whole = normalize(np.asarray(vol.data[:])[None], spatial_dims=3)
         with torch.no_grad():
@@ -172,8 +172,8 @@ def part_volume(args) -> None:
 def part_files(args) -> None:
     import tifffile
 
-    from napari_levelset.batch import segment_files
-    from napari_levelset.synthetic import nuclei
+    from napari_levelset.scale.batch import segment_files
+    from napari_levelset.evaluation.synthetic import nuclei
 
     tmp = Path(tempfile.mkdtemp(prefix="scale_files_"))
     try:
@@ -190,7 +190,7 @@ def part_files(args) -> None:
         def warm():  # what every task needs, imported before the clock starts
             import torch  # noqa: F401
 
-            import napari_levelset.engine  # noqa: F401
+            import napari_levelset.method.engine  # noqa: F401
 
         import logging
 

@@ -35,9 +35,9 @@ import time
 import numpy as np
 import torch
 
-from napari_levelset.engine import Segmenter, resolve_device
+from napari_levelset.method.engine import Segmenter, resolve_device
 from napari_levelset.settings import Settings
-from napari_levelset.synthetic import matched_iou, phantom
+from napari_levelset.evaluation.synthetic import matched_iou, phantom
 
 
 def parse_size(text: str) -> tuple[int, ...]:

@@ -94,7 +94,7 @@ except ImportError:  # pragma: no cover
 import bsds  # noqa: E402
 import nuclei  # noqa: E402
 
-from napari_levelset import metrics  # noqa: E402
+from napari_levelset.evaluation import metrics  # noqa: E402
 
 MIN_REGION = 0.02  # of the image: smaller BSDS regions get no stroke and are not scored
 MAX_CLASSES = 8  # the largest regions kept
@@ -267,7 +267,7 @@ def run_levelset(image: np.ndarray, strokes: np.ndarray, n_classes: int, **setti
 def run_first(image: np.ndarray, strokes: np.ndarray, n_classes: int, **settings: Any) -> np.ndarray:
     """The labels a ``Segmenter`` with these strokes shows before its first iteration."""
     from napari_levelset import Segmenter
-    from napari_levelset.strokes import stroke_contrast
+    from napari_levelset.method.strokes import stroke_contrast
 
     settings.setdefault("contrast", stroke_contrast(image))  # as segment and the widget choose it
     return np.asarray(Segmenter(image, n_classes, scribbles=strokes, **settings).labels())

@@ -4,7 +4,7 @@ Each configuration runs in its own process (the networks are small, so one
 process leaves the GPU mostly idle and several share it well).  A process
 first times a few steps with and without the k-means warm start, then picks
 the step count that ends within the budget, and trains with
-``napari_levelset.train.train`` (the same function as ``napari-levelset train``).
+``napari_levelset.training.train.train`` (the same function as ``napari-levelset train``).
 
 Usage::
 
@@ -35,7 +35,7 @@ SHIPPED_PIXELS = 3600 * 4 * 128 * 128
 
 
 def _images(folder: Path):
-    from napari_levelset.io import read_image
+    from napari_levelset.io.images import read_image
 
     return [read_image(p) for p in sorted(folder.glob("*.jpg"))]
 
@@ -43,7 +43,7 @@ def _images(folder: Path):
 def _run(name: str, args, start: float, queue) -> None:
     import torch
 
-    from napari_levelset.train import train
+    from napari_levelset.training.train import train
 
     cfg = dict(CONFIGS[name], crop=args.crop, batch_size=args.batch_size, device=args.device, progress=False,
                checkpoint_every=10**9, resume=False, kmeans_heads=args.kmeans_heads)

@@ -72,7 +72,7 @@ def _joint_kmeans(seg, n: int, seed: int = 0) -> None:
     """Start the head from k-means on [embedding, image] (the embedding scaled to the image's spread)."""
     import torch
 
-    from napari_levelset.cluster import kmeans, smooth, sq_dist
+    from napari_levelset.method.cluster import kmeans, smooth, sq_dist
 
     net = seg.model
     img, extra = net._split(seg.x)
@@ -97,8 +97,8 @@ def _lab_network(image, n: int, extra: int):
     """The U-Net on the normalised RGB image, CIELAB (and position) as extra head inputs."""
     import torch
 
-    from napari_levelset.io import prepare_image
-    from napari_levelset.unet import build_network
+    from napari_levelset.io.images import prepare_image
+    from napari_levelset.nn.unet import build_network
 
     class LabHead(torch.nn.Module):
         def __init__(self):
@@ -157,7 +157,7 @@ def _wrap_head(seg, kind: str) -> None:
 
 def labels_of(variant: str, image: np.ndarray, n: int):
     """Class labels of one variant, and the Segmenter (for its features)."""
-    from napari_levelset.engine import Segmenter
+    from napari_levelset.method.engine import Segmenter
 
     if variant == "per-image":
         seg = Segmenter(image, n)
@@ -184,9 +184,9 @@ def score_image(task: dict) -> dict:
     """{variant: ([result per scale], seconds)} for one image."""
     import torch
 
-    from napari_levelset import metrics
-    from napari_levelset.io import prepare_image
-    from napari_levelset.regions import connected_regions, merge_regions
+    from napari_levelset.evaluation import metrics
+    from napari_levelset.io.images import prepare_image
+    from napari_levelset.post.regions import connected_regions, merge_regions
 
     torch.set_num_threads(1)
     image = bsds.read_image(Path(task["image"]))
@@ -220,7 +220,7 @@ def main(argv=None) -> dict:
 
     from tqdm import tqdm
 
-    from napari_levelset import metrics
+    from napari_levelset.evaluation import metrics
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(VARIANTS))

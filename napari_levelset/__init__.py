@@ -20,22 +20,22 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "levelset_loss": "napari_levelset.loss",
-    "scribble_loss": "napari_levelset.loss",
-    "segment": "napari_levelset.engine",
-    "Segmenter": "napari_levelset.engine",
-    "Snapshot": "napari_levelset.engine",
-    "prepare_image": "napari_levelset.io",
-    "read_image": "napari_levelset.io",
-    "write_labels": "napari_levelset.io",
+    "levelset_loss": "napari_levelset.method.loss",
+    "scribble_loss": "napari_levelset.method.loss",
+    "segment": "napari_levelset.method.engine",
+    "Segmenter": "napari_levelset.method.engine",
+    "Snapshot": "napari_levelset.method.engine",
+    "prepare_image": "napari_levelset.io.images",
+    "read_image": "napari_levelset.io.images",
+    "write_labels": "napari_levelset.io.images",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from napari_levelset.engine import Segmenter, Snapshot, segment  # noqa: F401
-    from napari_levelset.io import prepare_image, read_image, write_labels  # noqa: F401
-    from napari_levelset.loss import levelset_loss, scribble_loss  # noqa: F401
+    from napari_levelset.method.engine import Segmenter, Snapshot, segment  # noqa: F401
+    from napari_levelset.io.images import prepare_image, read_image, write_labels  # noqa: F401
+    from napari_levelset.method.loss import levelset_loss, scribble_loss  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

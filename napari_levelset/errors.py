@@ -9,8 +9,8 @@ memory, in its own words (command-line flags, or the widget's settings).
 
 from __future__ import annotations
 
-from .io import InputError
-from .resources import is_out_of_memory
+from napari_levelset.io.images import InputError
+from napari_levelset.resources import is_out_of_memory
 
 __all__ = ["user_message", "widget_message", "RunFailed", "WIDGET_OOM_ADVICE"]
 

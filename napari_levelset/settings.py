@@ -23,8 +23,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from . import validate
-from .io import InputError
+from napari_levelset import validate
+from napari_levelset.io.images import InputError
 
 __all__ = [
     "Settings",
@@ -164,7 +164,7 @@ class Settings:
     diameter : float, optional
         Expected object diameter (unit of the image's spacing; pixels without one), > 0.
     regions : {"classes", "connected", "merged", "instances"}
-        What ``segment`` returns (see ``napari_levelset.regions.to_regions``).
+        What ``segment`` returns (see ``napari_levelset.post.regions.to_regions``).
     merge : float, optional
         Boundary weight of ``regions="merged"`` (>= 0).  Default: ``MERGE_WEIGHT``.
     min_region : float, optional
@@ -445,7 +445,7 @@ class Settings:
         ----------
         strokes : bool
             Whether scribbles are given: the per-image CNN then works on a smaller copy for
-            fewer iterations (``napari_levelset.strokes``).
+            fewer iterations (``napari_levelset.method.strokes``).
         image : array_like, optional
             The image, for the strokes' default contrast (``strokes.stroke_contrast``).
         channel_axis : int, optional
@@ -469,14 +469,14 @@ class Settings:
             if instances:
                 contrast = "fluorescence"
             elif strokes and image is not None:
-                from .strokes import stroke_contrast
+                from napari_levelset.method.strokes import stroke_contrast
 
                 contrast = stroke_contrast(image, channel_axis)
             changes["contrast"] = contrast
         iterations = self.iterations
         if iterations is None:
             if kind == "cnn":
-                from .strokes import STROKE_ITERATIONS
+                from napari_levelset.method.strokes import STROKE_ITERATIONS
 
                 iterations = INSTANCE_ITERATIONS if instances else STROKE_ITERATIONS if strokes else _ITERATIONS
             else:
@@ -485,7 +485,7 @@ class Settings:
         if self.init is None:
             changes["init"] = "kmeans" if kind == "cnn" else "auto" if iterations > 0 else "network"
         if kind == "cnn" and strokes and self.work_pixels is None:
-            from .strokes import STROKE_PIXELS
+            from napari_levelset.method.strokes import STROKE_PIXELS
 
             changes["work_pixels"] = STROKE_PIXELS
         merge, min_region = region_defaults(kind, self.regions)
@@ -542,7 +542,7 @@ def model_kind(model) -> str:
         ``"cnn"`` for a network optimised on this image from its initialisation (the
         built-in per-image CNN, or any module that is not a pretrained network);
         ``"unet"`` for a pretrained network (``"unet"``, a model file, or a
-        ``napari_levelset.unet.PretrainedNetwork``).
+        ``napari_levelset.nn.unet.PretrainedNetwork``).
 
     Examples
     --------
@@ -551,7 +551,7 @@ def model_kind(model) -> str:
     """
     if isinstance(model, str):
         return "cnn" if model == "cnn" else "unet"
-    from .unet import PretrainedNetwork  # a module was given: torch is loaded already
+    from napari_levelset.nn.unet import PretrainedNetwork  # a module was given: torch is loaded already
 
     return "unet" if isinstance(model, PretrainedNetwork) else "cnn"
 
@@ -657,7 +657,7 @@ def restore_segmenter(image, settings: Mapping, state: Mapping | None = None, **
 
     Returns
     -------
-    napari_levelset.engine.Segmenter
+    napari_levelset.method.engine.Segmenter
         Made on ``image`` with the stored settings (and ``channel_axis``, ``spatial_dims``,
         ``spacing``), with the weights, label order and iteration count of ``state`` where given.
 
@@ -667,8 +667,8 @@ def restore_segmenter(image, settings: Mapping, state: Mapping | None = None, **
         For settings out of range, unknown names among ``overrides``, or a ``state`` that does
         not fit the network (``Segmenter.load_state_dict``).
     """
-    from .engine import Segmenter
-    from .io import join_channels
+    from napari_levelset.method.engine import Segmenter
+    from napari_levelset.io.images import join_channels
 
     if isinstance(settings.get("settings"), Mapping):  # the napari writer's .json
         settings = settings["settings"]

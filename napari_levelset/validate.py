@@ -16,7 +16,7 @@ Examples
 >>> number("lam", "0.1")
 Traceback (most recent call last):
 ...
-napari_levelset.io.InputError: lam must be a number in [0, 1000], got '0.1'
+napari_levelset.io.images.InputError: lam must be a number in [0, 1000], got '0.1'
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numbers
 
 import numpy as np
 
-from .io import InputError
+from napari_levelset.io.images import InputError
 
 __all__ = [
     "LIMITS",
@@ -152,7 +152,7 @@ def integer(name: str, value, lo=None, hi=None, *, bounded: bool = True) -> int:
     >>> integer("depth", 17)
     Traceback (most recent call last):
     ...
-    napari_levelset.io.InputError: depth must be a whole number in 1..16, got 17
+    napari_levelset.io.images.InputError: depth must be a whole number in 1..16, got 17
     """
     lo, hi = _limits(name, lo, hi) if bounded else (None, None)
     allowed = f"a whole number in {lo}..{hi}" if hi is not None else (
@@ -201,7 +201,7 @@ def number(name: str, value, lo=None, hi=None) -> float:
     >>> number("lr", 0)
     Traceback (most recent call last):
     ...
-    napari_levelset.io.InputError: lr must be a number in (0, 10], got 0
+    napari_levelset.io.images.InputError: lr must be a number in (0, 10], got 0
     """
     lo, hi = _limits(name, lo, hi)
     allowed = f"a number {_range_text(name, lo, hi)}" if (lo is not None or hi is not None) else "a finite number"

@@ -9,7 +9,7 @@ bundled data is used (no downloads), so the output is reproducible offline.
   with Gaussian noise (seeded); ``blobs3d_truth.tif`` holds the blobs (0/1) it was
   made from.
 - ``nuclei.tif``: grey 2D fluorescence, uint16 (512, 512) -- 60 synthetic nuclei of
-  about 28 pixels across (``napari_levelset.synthetic.nuclei``, seed 0: uneven
+  about 28 pixels across (``napari_levelset.evaluation.synthetic.nuclei``, seed 0: uneven
   brightness, touching pairs, background haze, shot and camera noise);
   ``nuclei_truth.tif`` holds one id per nucleus (0 background, uint16).
 """
@@ -44,7 +44,7 @@ def make_blobs3d(size: int = 64, seed: int = 1) -> tuple[np.ndarray, np.ndarray]
 
 
 def make_nuclei(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    from napari_levelset.synthetic import nuclei
+    from napari_levelset.evaluation.synthetic import nuclei
 
     return nuclei((512, 512), n_objects=60, diameter=28.0, seed=seed)
 

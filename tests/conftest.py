@@ -107,7 +107,7 @@ def best_iou(pred: np.ndarray, truth: np.ndarray) -> float:
 @pytest.fixture
 def errors(monkeypatch):
     """Error notifications the widget shows, collected instead of displayed."""
-    from napari_levelset._qt import widget as W
+    from napari_levelset.napari import widget as W
 
     shown: list[str] = []
     monkeypatch.setattr(W, "_notify_error", shown.append)

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 import napari_levelset as nls
-from napari_levelset import chunked, io
-from napari_levelset.cli import main
+from napari_levelset.scale import chunked
+import napari_levelset.io.images as io
+from napari_levelset.cli.main import main
 
 zarr = pytest.importorskip("zarr")
 

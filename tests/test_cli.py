@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_levelset.cli import main
-from napari_levelset.io import read_image, write_labels
-from napari_levelset.synthetic import matched_iou, phantom
+from napari_levelset.cli.main import main
+from napari_levelset.io.images import read_image, write_labels
+from napari_levelset.evaluation.synthetic import matched_iou, phantom
 
 
 def rgb_phantom(tmp_path, name="img.png"):
@@ -126,7 +126,7 @@ def test_existing_output_survives_a_failed_run(tmp_path, capsys):
 
 def test_installed_entry_point(tmp_path):
     exe = shutil.which("napari-levelset")
-    cmd = [exe] if exe else [sys.executable, "-m", "napari_levelset.cli"]
+    cmd = [exe] if exe else [sys.executable, "-m", "napari_levelset.cli.main"]
     src, _ = rgb_phantom(tmp_path)
     out = tmp_path / "l.png"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -217,8 +217,8 @@ def test_regions_to_png_and_palette_scribbles(tmp_path, capsys):
 
 def capture_segment(monkeypatch):
     """Replace the library's ``segment`` with one that records its keywords and returns ones."""
-    import napari_levelset.engine as engine
-    from napari_levelset.io import infer_axes
+    import napari_levelset.method.engine as engine
+    from napari_levelset.io.images import infer_axes
 
     seen = {}
 
@@ -233,7 +233,7 @@ def capture_segment(monkeypatch):
 
 
 def test_axes_and_spacing_come_from_an_imagej_hyperstack(tmp_path, capsys, monkeypatch):
-    from napari_levelset.io import read_image_file
+    from napari_levelset.io.images import read_image_file
 
     seen = capture_segment(monkeypatch)
     src = tmp_path / "stack.tif"
@@ -273,7 +273,7 @@ def test_time_series_is_segmented_per_frame_and_plain_stacks_as_before(tmp_path,
 
 
 def test_a_calibrated_volume_is_segmented_and_written_with_its_voxel_size(tmp_path, capsys):
-    from napari_levelset.io import read_image_file
+    from napari_levelset.io.images import read_image_file
 
     vol, truth = phantom((8, 24, 24), 2, seed=1)
     src = tmp_path / "vol.tif"
@@ -328,7 +328,7 @@ def test_instance_settings_are_checked(tmp_path, capsys):
 
 def test_instances_from_the_command_line_equal_the_library_defaults(tmp_path, capsys):
     from napari_levelset import segment
-    from napari_levelset.synthetic import nuclei
+    from napari_levelset.evaluation.synthetic import nuclei
 
     image, _ = nuclei((128, 128), n_objects=10, diameter=20, seed=4)
     src = tmp_path / "nuclei.tif"
@@ -372,7 +372,7 @@ def test_out_of_range_settings_are_one_line_errors_naming_the_bound(tmp_path, ca
                                  RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore text"),
                                  MemoryError()])
 def test_out_of_memory_is_a_one_line_error_with_advice(tmp_path, capsys, monkeypatch, exc):
-    import napari_levelset.engine as engine
+    import napari_levelset.method.engine as engine
 
     def fail(image, **kw):
         raise exc
@@ -384,7 +384,7 @@ def test_out_of_memory_is_a_one_line_error_with_advice(tmp_path, capsys, monkeyp
 
 
 def test_an_unwritable_output_folder_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
-    import napari_levelset.engine as engine
+    import napari_levelset.method.engine as engine
 
     src, _ = rgb_phantom(tmp_path)
     folder = tmp_path / "locked"
@@ -440,7 +440,7 @@ def full_open(file, mode="r", *a, **k):  # files made in out/ are /dev/full: a f
         return real_open("/dev/full", mode, *a, **k)
     return real_open(file, mode, *a, **k)
 builtins.open = io.open = full_open
-from napari_levelset.cli import main
+from napari_levelset.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
     res = subprocess.run([sys.executable, "-c", script, "segment", str(src), "-o", str(tmp_path / "out" / "o.png"),
@@ -460,7 +460,7 @@ def test_sigterm_during_the_write_removes_the_temporary_file(tmp_path):
     script = """
 import sys, time
 import numpy as np, tifffile
-import napari_levelset.engine as engine
+import napari_levelset.method.engine as engine
 engine.segment = lambda image, **kw: np.zeros(image.shape[:2], np.uint8)
 real = tifffile.imwrite
 def slow(*a, **k):
@@ -468,7 +468,7 @@ def slow(*a, **k):
     print("writing", flush=True)
     time.sleep(60)
 tifffile.imwrite = slow
-from napari_levelset.cli import main
+from napari_levelset.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
     proc = subprocess.Popen([sys.executable, "-c", script, "segment", str(src), "-o", str(tmp_path / "out" / "o.tif"),
@@ -524,7 +524,7 @@ def test_threads_option_runs_the_real_command(tmp_path, capsys):
     import napari_levelset as nls
 
     exe = shutil.which("napari-levelset")
-    cmd = [exe] if exe else [sys.executable, "-m", "napari_levelset.cli"]
+    cmd = [exe] if exe else [sys.executable, "-m", "napari_levelset.cli.main"]
     image, _ = phantom((48, 56), 3, seed=5)
     src = write_tif(tmp_path, "in.tif", (image * 3000).astype(np.uint16))
     out = tmp_path / "out.tif"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 from napari_levelset import segment  # noqa: E402
-from napari_levelset.io import InputError  # noqa: E402
+from napari_levelset.io.images import InputError  # noqa: E402
 
 EXAMPLES = int(os.environ.get("NAPARI_LEVELSET_CONTRACT_EXAMPLES", "60"))
 
@@ -116,7 +116,7 @@ def test_a_segmenter_gives_valid_labels_or_an_input_error(image, n_classes, scri
 )
 def test_train_writes_a_model_or_raises_an_input_error(tmp_path_factory, setting, value):
     """``train`` with one setting drawn from odd values, the others small: a model file or an ``InputError``."""
-    from napari_levelset.train import train
+    from napari_levelset.training.train import train
 
     out = tmp_path_factory.mktemp("train") / "model.pt"
     image = np.random.default_rng(0).random((48, 48)).astype(np.float32)

@@ -27,33 +27,33 @@ import pytest
 numpydoc_docscrape = pytest.importorskip("numpydoc.docscrape")
 
 MODULES = [
-    "napari_levelset.io",
-    "napari_levelset.metrics",
-    "napari_levelset.tiling",
-    "napari_levelset.regions",
-    "napari_levelset.instances",
-    "napari_levelset.unet",
-    "napari_levelset.loss",
-    "napari_levelset.cluster",
-    "napari_levelset.models",
-    "napari_levelset.synthetic",
-    "napari_levelset.batch",
-    "napari_levelset.chunked",
-    "napari_levelset.train",
+    "napari_levelset.io.images",
+    "napari_levelset.evaluation.metrics",
+    "napari_levelset.nn.tiling",
+    "napari_levelset.post.regions",
+    "napari_levelset.post.instances",
+    "napari_levelset.nn.unet",
+    "napari_levelset.method.loss",
+    "napari_levelset.method.cluster",
+    "napari_levelset.nn.models",
+    "napari_levelset.evaluation.synthetic",
+    "napari_levelset.scale.batch",
+    "napari_levelset.scale.chunked",
+    "napari_levelset.training.train",
     "napari_levelset.resources",
-    "napari_levelset._writer",
-    "napari_levelset._sample_data",
-    "napari_levelset.engine",
+    "napari_levelset.napari._writer",
+    "napari_levelset.napari._sample_data",
+    "napari_levelset.method.engine",
     "napari_levelset.settings",
     "napari_levelset.validate",
     "napari_levelset.errors",
-    "napari_levelset.cli",
-    "napari_levelset._qt._worker",
-    "napari_levelset._layers",
-    "napari_levelset.strokes",
+    "napari_levelset.cli.main",
+    "napari_levelset.napari._worker",
+    "napari_levelset.napari._layers",
+    "napari_levelset.method.strokes",
 ]
 #: modules that import napari (an optional dependency): checked where it is installed
-NEEDS_NAPARI = {"napari_levelset._layers"}
+NEEDS_NAPARI = {"napari_levelset.napari._layers"}
 
 
 def _public_names(module) -> list[str]:

@@ -5,7 +5,7 @@ import errno
 import pytest
 
 from napari_levelset.errors import user_message
-from napari_levelset.io import InputError
+from napari_levelset.io.images import InputError
 
 
 @pytest.mark.parametrize("exc, expected", [
@@ -21,7 +21,7 @@ def test_one_line_per_kind_of_failure(exc, expected):
 
 
 def test_the_command_and_the_widget_say_the_same():
-    from napari_levelset.cli import error_message as cli_message
+    from napari_levelset.cli.main import error_message as cli_message
 
     pytest.importorskip("qtpy")
     from napari_levelset.errors import widget_message

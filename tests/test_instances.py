@@ -1,4 +1,4 @@
-"""One label per object: ``segment(regions="instances")`` and ``napari_levelset.instances``.
+"""One label per object: ``segment(regions="instances")`` and ``napari_levelset.post.instances``.
 
 Phantoms with known truth (``synthetic.nuclei``: 16-bit, touching nuclei, uneven
 illumination, haze, shot noise); the real nuclei data is only used by
@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 
 from napari_levelset import segment
-from napari_levelset.instances import (
+from napari_levelset.post.instances import (
     estimate_diameter,
     fluorescence_contrast,
     foreground_classes,
     instance_labels,
 )
-from napari_levelset.io import InputError
-from napari_levelset.metrics import instance_scores
-from napari_levelset.synthetic import nuclei
+from napari_levelset.io.images import InputError
+from napari_levelset.evaluation.metrics import instance_scores
+from napari_levelset.evaluation.synthetic import nuclei
 
 
 @pytest.fixture(scope="module")

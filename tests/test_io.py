@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from napari_levelset.io import InputError, infer_axes, normalize, prepare_image, read_image, write_labels
+from napari_levelset.io.images import InputError, infer_axes, normalize, prepare_image, read_image, write_labels
 
 
 @pytest.mark.parametrize(
@@ -219,7 +219,7 @@ def test_hot_pixels_and_thin_lines_do_not_set_the_range():
 @pytest.mark.parametrize("rgb", [False, True])
 def test_same_values_in_any_dtype_prepare_and_segment_identically(rgb):
     import napari_levelset as nls
-    from napari_levelset.synthetic import phantom
+    from napari_levelset.evaluation.synthetic import phantom
 
     image, _ = phantom((48, 56), 3, channels=3 if rgb else None, seed=3)
     u16 = (np.clip(image, 0, 1) * 4095).astype(np.uint16)  # 12-bit data
@@ -266,7 +266,7 @@ def test_an_explicit_channel_axis_uses_every_channel():
 
 
 def test_imagej_hyperstack_labels_round_trip_with_axes_and_voxel_size(tmp_path):
-    from napari_levelset.io import read_image_file
+    from napari_levelset.io.images import read_image_file
 
     lab = np.random.default_rng(0).integers(0, 5, (2, 3, 8, 9)).astype(np.uint8)  # T Z Y X
     path = write_labels(tmp_path / "lab.tif", lab, axes="TZYX", spacing=(2.0, 0.25, 0.5), unit="µm")
@@ -283,7 +283,7 @@ def test_imagej_hyperstack_labels_round_trip_with_axes_and_voxel_size(tmp_path):
 
 @pytest.mark.parametrize("dtype,top", [(np.uint32, 70_000), (np.int64, 5), (np.uint32, 300)])
 def test_labels_imagej_cannot_hold_keep_their_metadata(tmp_path, dtype, top):
-    from napari_levelset.io import read_image_file
+    from napari_levelset.io.images import read_image_file
 
     lab = np.arange(2 * 4 * 5, dtype=dtype).reshape(2, 4, 5) % 7
     lab[0, 0, 0] = top  # region ids beyond 65535 need 32 bits; int64 needs tifffile's own description
@@ -294,7 +294,7 @@ def test_labels_imagej_cannot_hold_keep_their_metadata(tmp_path, dtype, top):
 
 
 def test_unnamed_axes_and_no_metadata(tmp_path):
-    from napari_levelset.io import read_image_file
+    from napari_levelset.io.images import read_image_file
 
     lab = np.ones((3, 8, 8), np.uint16)
     path = write_labels(tmp_path / "q.tif", lab, axes="QYX", spacing=(0.5, 0.5), unit="µm")
@@ -311,7 +311,7 @@ def test_unnamed_axes_and_no_metadata(tmp_path):
 def test_reads_imagej_ome_and_calibrated_tiffs(tmp_path):
     import tifffile
 
-    from napari_levelset.io import read_image_file
+    from napari_levelset.io.images import read_image_file
 
     rng = np.random.default_rng(1)
     ij = rng.integers(0, 4000, (2, 3, 2, 8, 9)).astype(np.uint16)  # T Z C Y X
@@ -344,7 +344,7 @@ def test_reads_imagej_ome_and_calibrated_tiffs(tmp_path):
 def test_compressed_tiffs_are_read(tmp_path):
     import tifffile
 
-    from napari_levelset.io import read_image_file
+    from napari_levelset.io.images import read_image_file
 
     img = (np.random.default_rng(2).random((32, 40)) * 60000).astype(np.uint16)
     for compression in ("lzw", "zlib", "zstd"):
@@ -356,7 +356,7 @@ def test_compressed_tiffs_are_read(tmp_path):
 def test_plain_pictures_keep_reading_as_before(tmp_path):
     import imageio.v3 as iio
 
-    from napari_levelset.io import read_image_file
+    from napari_levelset.io.images import read_image_file
 
     rgba = np.random.default_rng(3).integers(0, 255, (6, 8, 4)).astype(np.uint8)
     iio.imwrite(tmp_path / "a.png", rgba)
@@ -410,7 +410,7 @@ def test_a_full_disk_fails_with_one_error_and_no_temporaries(tmp_path):
     script = f"""
 import builtins, io, os, sys
 import numpy as np
-from napari_levelset.io import write_labels
+from napari_levelset.io.images import write_labels
 real_open = io.open
 def full_open(file, mode="r", *a, **k):
     if "w" in mode and os.path.dirname(str(file)) == {str(tmp_path)!r}:

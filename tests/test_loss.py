@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_levelset.loss import (
+from napari_levelset.method.loss import (
     LOGIT_FLOOR,
     class_means,
     class_probs,

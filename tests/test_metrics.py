@@ -1,4 +1,4 @@
-"""Tests for napari_levelset.metrics (BSDS500 region benchmark).
+"""Tests for napari_levelset.evaluation.metrics (BSDS500 region benchmark).
 
 The reference test reproduces the original MATLAB benchmark's outputs for its
 own example (``bench-check/`` in the BSDS500 data folder); it is skipped when
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_levelset import metrics as M
+from napari_levelset.evaluation import metrics as M
 
 
 def _bsds_dir() -> Path:

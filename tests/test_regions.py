@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from napari_levelset import segment
-from napari_levelset.regions import _merge_features, connected_regions, merge_regions
+from napari_levelset.post.regions import _merge_features, connected_regions, merge_regions
 
 
 def test_each_connected_piece_of_a_class_becomes_a_region():
@@ -52,7 +52,7 @@ def test_lab_colour_input():
     img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
     lab = segment(img, 2, iterations=20, device="cpu", color="lab")
     assert (lab[:, :20] == lab[0, 0]).mean() > 0.98 and (lab[:, 20:] != lab[0, 0]).mean() > 0.98
-    from napari_levelset.io import InputError
+    from napari_levelset.io.images import InputError
 
     with pytest.raises(InputError, match="needs an RGB image"):
         segment(img[..., 0], 2, iterations=1, device="cpu", color="lab")

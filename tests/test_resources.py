@@ -18,7 +18,7 @@ def _run_limited(code: str, headroom_mb: int) -> subprocess.CompletedProcess:
         import resource, psutil
         import numpy as np
         import torch
-        from napari_levelset.engine import segment
+        from napari_levelset.method.engine import segment
         from napari_levelset.resources import available_memory
         vms = psutil.Process().memory_info().vms
         resource.setrlimit(resource.RLIMIT_AS, (vms + {headroom_mb} * 2**20, resource.RLIM_INFINITY))
@@ -103,7 +103,7 @@ def test_the_command_finishes_within_an_address_space_limit(tmp_path):
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (2_500_000_000, resource.RLIM_INFINITY))
 
-    done = subprocess.run([sys.executable, "-m", "napari_levelset.cli", "segment", str(src), "-o", str(out),
+    done = subprocess.run([sys.executable, "-m", "napari_levelset.cli.main", "segment", str(src), "-o", str(out),
                            "--iterations", "3"], capture_output=True, text=True, timeout=300, preexec_fn=limit)
     assert done.returncode == 0, done.stderr[-2000:]
     labels = tifffile.imread(out)

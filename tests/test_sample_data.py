@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_levelset import _sample_data as S
+from napari_levelset.napari import _sample_data as S
 
 EXPECTED = {  # key: (shape, rgb, dtype)
     "coins": ((303, 384), False, np.uint8),
@@ -67,11 +67,11 @@ def test_manifest_contributions():
     widgets = {w.display_name: w.command for w in mf.contributions.widgets}
     assert "Level-set segmentation" in widgets
     commands = {c.id: c.python_name for c in mf.contributions.commands}
-    assert commands[widgets["Level-set segmentation"]] == "napari_levelset._qt.widget:LevelSetWidget"
+    assert commands[widgets["Level-set segmentation"]] == "napari_levelset.napari.widget:LevelSetWidget"
     samples = {s.key: s for s in mf.contributions.sample_data}
     assert set(samples) == set(EXPECTED)
     for key, sample in samples.items():
-        assert commands[sample.command] == f"napari_levelset._sample_data:{key}"
+        assert commands[sample.command] == f"napari_levelset.napari._sample_data:{key}"
 
 
 @pytest.mark.skipif(shutil.which("npe2") is None, reason="the npe2 command is not installed")

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from napari_levelset.io import InputError
+from napari_levelset.io.images import InputError
 from napari_levelset.settings import (
     LIVE,
     RESTART,
@@ -113,7 +113,7 @@ def test_restored_segmenter_keeps_every_setting():
     """Restoring used to turn init='network' into 'kmeans', drop finetune and max_pixels, and take width 32
     where a record had none."""
     pytest.importorskip("torch")
-    from napari_levelset.engine import Segmenter
+    from napari_levelset.method.engine import Segmenter
 
     rng = np.random.default_rng(0)
     img = rng.random((40, 48)).astype(np.float32)
@@ -135,7 +135,7 @@ def test_strokes_on_a_photograph_keep_the_position_channels():
     pytest.importorskip("torch")
     from skimage import data
 
-    from napari_levelset.engine import Segmenter
+    from napari_levelset.method.engine import Segmenter
 
     photo = data.coffee()[::4, ::4]
     strokes = np.zeros(photo.shape[:2], np.uint8)
@@ -145,7 +145,7 @@ def test_strokes_on_a_photograph_keep_the_position_channels():
 
 
 def test_the_writers_json_and_a_dict_are_read_and_nonsense_is_refused(tmp_path):
-    from napari_levelset._writer import write_labels_layer
+    from napari_levelset.napari._writer import write_labels_layer
 
     s = Settings(n_classes=4, lam=0.2)
     files = write_labels_layer(str(tmp_path / "out.tif"), np.ones((8, 8), np.uint8),

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from napari_levelset import Segmenter, segment
-from napari_levelset.io import InputError
-from napari_levelset.strokes import scribbles_to_grid, stroke_contrast
+from napari_levelset.io.images import InputError
+from napari_levelset.method.strokes import scribbles_to_grid, stroke_contrast
 
 
 def three_levels(shape, levels=(0.1, 0.5, 0.9), noise=0.05, seed=0):
@@ -109,7 +109,7 @@ def test_stroke_contrast_follows_the_widgets_rule():
 def test_stroke_means_are_the_means_of_the_painted_pixels():
     import torch
 
-    from napari_levelset.strokes import stroke_means
+    from napari_levelset.method.strokes import stroke_means
 
     x = torch.arange(2 * 2 * 4 * 5, dtype=torch.float32).reshape(2, 2, 4, 5)  # B 2, C 2
     scr = torch.zeros(2, 4, 5, dtype=torch.int64)
@@ -123,7 +123,7 @@ def test_stroke_means_are_the_means_of_the_painted_pixels():
 
 
 def test_local_contrast_makes_dim_and_bright_objects_alike():
-    from napari_levelset.strokes import local_contrast
+    from napari_levelset.method.strokes import local_contrast
 
     yy, xx = np.mgrid[:96, :128]
     dim = (yy - 30) ** 2 + (xx - 30) ** 2 < 12**2
@@ -139,8 +139,8 @@ def test_local_contrast_makes_dim_and_bright_objects_alike():
 
 
 def test_stroke_channels_replace_each_channel_by_two():
-    from napari_levelset.io import prepare_image
-    from napari_levelset.strokes import stroke_channels
+    from napari_levelset.io.images import prepare_image
+    from napari_levelset.method.strokes import stroke_channels
 
     image = np.random.default_rng(1).random((2, 40, 50)).astype(np.float32)
     prepared = prepare_image(image, channel_axis=0)

@@ -1,12 +1,12 @@
-"""Tiled inference equals whole-image inference (napari_levelset.tiling)."""
+"""Tiled inference equals whole-image inference (napari_levelset.nn.tiling)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from napari_levelset.tiling import predict, tile_grid, tiled_apply
-from napari_levelset.unet import LevelSetUNet, build_network, save_model
+from napari_levelset.nn.tiling import predict, tile_grid, tiled_apply
+from napari_levelset.nn.unet import LevelSetUNet, build_network, save_model
 
 
 def small_body(in_channels=3, ndim=2, levels=2):

@@ -1,4 +1,4 @@
-"""Training across images (napari_levelset.train) and its command line."""
+"""Training across images (napari_levelset.training.train) and its command line."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import tifffile
 import torch
 
-from napari_levelset.io import InputError
-from napari_levelset.train import checkpoint_path, load_training_images, main, parse_classes, train
-from napari_levelset.unet import build_network, load_model
+from napari_levelset.io.images import InputError
+from napari_levelset.training.train import checkpoint_path, load_training_images, main, parse_classes, train
+from napari_levelset.nn.unet import build_network, load_model
 
 SMALL = dict(base=4, levels=2, embed=4, n_classes=[2, 3], progress=False, device="cpu")
 
@@ -30,7 +30,7 @@ def blobs(n=4, size=40, channels=3, seed=0):
 
 
 def _levelset(net, images, n=3):
-    from napari_levelset.loss import levelset_loss
+    from napari_levelset.method.loss import levelset_loss
 
     x = torch.from_numpy(np.stack([load_training_images([im])[0][0] for im in images]).astype(np.float32))
     with torch.no_grad():
@@ -38,7 +38,7 @@ def _levelset(net, images, n=3):
 
 
 def test_a_few_steps_lower_the_loss(tmp_path):
-    from napari_levelset.unet import LevelSetUNet
+    from napari_levelset.nn.unet import LevelSetUNet
 
     images = blobs()
     res = train(images, tmp_path / "m.pt", steps=25, crop=32, batch_size=4, lr=1e-2, warmup=3, kmeans_steps=10,
@@ -216,7 +216,7 @@ def test_cli_settings_are_checked_in_one_line(tmp_path, capsys, extra, words):
 
 
 def test_cli_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
-    import napari_levelset.train as train_module
+    import napari_levelset.training.train as train_module
 
     def fail(*a, **k):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 GB")

@@ -6,7 +6,7 @@ import pytest
 
 import napari_levelset
 from napari_levelset import Segmenter
-from napari_levelset.io import InputError
+from napari_levelset.io.images import InputError
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ def test_a_ragged_list_is_not_an_image():
 
 
 def test_a_loss_that_becomes_nan_ends_the_run_and_says_what_to_lower(image, monkeypatch):
-    import napari_levelset.engine as engine
+    import napari_levelset.method.engine as engine
 
     real = engine.levelset_loss
 
@@ -159,7 +159,7 @@ def test_an_absurd_iteration_count_is_refused_not_run():
     import numpy as np
 
     from napari_levelset import segment
-    from napari_levelset.io import InputError
+    from napari_levelset.io.images import InputError
 
     with pytest.raises(InputError, match="iterations"):
         segment(np.random.default_rng(0).random((8, 8)), iterations=2**64)

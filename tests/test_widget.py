@@ -79,10 +79,10 @@ def test_importing_the_widget_does_not_import_torch():
             if event == "import" and args[0] in ("torch", "pandas") and main:
                 main_imports.append(args[0])
         sys.addaudithook(hook)
-        import napari_levelset._qt
-        assert "torch" not in sys.modules, "napari_levelset._qt imported torch"
-        from napari_levelset._qt.widget import LevelSetWidget
-        import napari_levelset._sample_data
+        import napari_levelset.napari
+        assert "torch" not in sys.modules, "napari_levelset.napari imported torch"
+        from napari_levelset.napari.widget import LevelSetWidget
+        import napari_levelset.napari._sample_data
         assert "torch" not in sys.modules, "the widget module imported torch"
         from qtpy.QtWidgets import QApplication
         from napari.components import ViewerModel
@@ -111,8 +111,8 @@ def test_importing_the_widget_does_not_import_torch():
 
 def test_restore_segmenter_reproduces_labels():
     """The settings + state stored in layer metadata rebuild the same result."""
-    from napari_levelset._qt._worker import restore_segmenter
-    from napari_levelset.engine import Segmenter
+    from napari_levelset.napari._worker import restore_segmenter
+    from napari_levelset.method.engine import Segmenter
 
     img, _ = disk_image(32)
     seg = Segmenter(img, 3, device="cpu", width=8)
@@ -127,7 +127,7 @@ def test_restore_segmenter_reproduces_labels():
 
 def test_error_messages_are_for_users():
     from napari_levelset.errors import widget_message as error_message
-    from napari_levelset.io import InputError
+    from napari_levelset.io.images import InputError
 
     assert error_message(InputError("the image is constant")) == "the image is constant"
     assert "out of memory" in error_message(MemoryError())
@@ -139,7 +139,7 @@ def test_error_messages_are_for_users():
 # --------------------------------------------------------------------------- GUI
 @gui
 def test_widget_in_plugins_menu(make_widget):
-    from napari_levelset._qt.widget import LevelSetWidget
+    from napari_levelset.napari.widget import LevelSetWidget
 
     viewer, widget = make_widget()
     assert isinstance(widget, LevelSetWidget)
@@ -201,7 +201,7 @@ def test_run_segments_synthetic_image(make_widget, qtbot, errors):
     assert meta["running"] is False and meta["stopped"] is False
     assert "body.0.weight" in out.metadata["napari_levelset_state"]
     # the stored settings + state reproduce the result
-    from napari_levelset._qt._worker import restore_segmenter
+    from napari_levelset.napari._worker import restore_segmenter
 
     again = restore_segmenter(img, meta, out.metadata["napari_levelset_state"])
     assert (again.labels() == out.data).mean() > 0.98
@@ -433,7 +433,7 @@ def test_a_new_empty_scribble_layer_does_not_ask_for_refine(make_widget, qtbot, 
 def test_a_reopened_widget_reuses_the_results_of_the_last(make_widget, qtbot, errors):
     """Closing the widget and opening it again: the next run updates ``disk level-set`` instead of
     adding ``disk level-set [1]`` beside it."""
-    from napari_levelset._qt.widget import LevelSetWidget
+    from napari_levelset.napari.widget import LevelSetWidget
 
     viewer, widget = _disk_widget(make_widget, 4)
     image = viewer.layers["disk"]
@@ -526,7 +526,7 @@ def test_a_runtime_error_mid_run_is_reported_and_the_widget_recovers(make_widget
     """torch reports out-of-memory as a RuntimeError; the worker must not swallow it."""
     import torch
 
-    from napari_levelset.engine import Segmenter
+    from napari_levelset.method.engine import Segmenter
 
     viewer, widget = _disk_widget(make_widget, LONG, every=1)
     real_step, calls = Segmenter.step, []
@@ -687,7 +687,7 @@ def test_regions_button_gives_one_label_per_object(make_widget, qtbot, errors):
     meta = widget.regions_layer(image).metadata["napari_levelset"]
     assert meta["kind"] == "regions" and meta["n_regions"] == 3
     # merge weight 0: the connected pieces of the classes as they are, in the same layer
-    from napari_levelset.regions import connected_regions
+    from napari_levelset.post.regions import connected_regions
 
     layer = widget.regions_layer(image)
     widget.merge_spin.setValue(0.0)
@@ -704,7 +704,7 @@ def test_regions_button_gives_one_label_per_object(make_widget, qtbot, errors):
 # --------------------------------------------------------------------------- microscopy
 def _matched_fraction(instances: np.ndarray, truth: np.ndarray) -> float:
     """Fraction of the true objects matched one-to-one by a predicted one with IoU > 0.5."""
-    from napari_levelset.synthetic import matched_iou
+    from napari_levelset.evaluation.synthetic import matched_iou
 
     return float((matched_iou(instances, truth)[1:] > 0.5).mean())  # [0] is the background
 
@@ -720,7 +720,7 @@ def test_auto_contrast_rule():
     """auto: fluorescence for grey integer data of more than 8 bits (camera formats), else linear."""
     from napari.layers import Image
 
-    from napari_levelset._layers import auto_contrast
+    from napari_levelset.napari._layers import auto_contrast
 
     assert auto_contrast(Image(np.zeros((8, 8), np.uint16)))[0] == "fluorescence"
     assert auto_contrast(Image(np.zeros((3, 8, 8), np.int16)))[0] == "fluorescence"
@@ -732,8 +732,8 @@ def test_auto_contrast_rule():
 
 def test_instances_follow_the_foreground_choice():
     """The Instances step reads the class labels as they are; the foreground picks which classes are objects."""
-    from napari_levelset._layers import FOREGROUND_AUTO, FOREGROUND_REST, instances_from_labels
-    from napari_levelset.engine import Segmenter
+    from napari_levelset.napari._layers import FOREGROUND_AUTO, FOREGROUND_REST, instances_from_labels
+    from napari_levelset.method.engine import Segmenter
 
     img, _ = three_regions(64)
     seg = Segmenter(img, 3, device="cpu", width=8)
@@ -756,7 +756,7 @@ def test_nuclei_sample_gives_one_label_per_nucleus(make_widget, qtbot, errors, t
     Also saves a screenshot of the viewer with the instances and the widget; set
     ``NAPARI_LEVELSET_NUCLEI_SCREENSHOT=docs/nuclei_widget.png`` to keep a copy.
     """
-    from napari_levelset._sample_data import load_truth
+    from napari_levelset.napari._sample_data import load_truth
 
     viewer, widget = make_widget(show=True)
     viewer.window.resize(1400, 1050)
@@ -813,7 +813,7 @@ def test_nuclei_sample_gives_one_label_per_nucleus(make_widget, qtbot, errors, t
 @gui
 def test_instances_in_physical_units_with_an_estimated_diameter(make_widget, qtbot, errors):
     """A layer with a pixel size: the diameter is in its unit and the instances keep its geometry."""
-    from napari_levelset.synthetic import nuclei
+    from napari_levelset.evaluation.synthetic import nuclei
 
     viewer, widget = make_widget()
     img, truth = nuclei((160, 160), n_objects=12, diameter=20.0, seed=3)
@@ -838,7 +838,7 @@ def test_instances_in_physical_units_with_an_estimated_diameter(make_widget, qtb
     assert meta["diameter"] == 10.0 and meta["diameter_unit"] == "µm" and meta["spacing"] == (0.5, 0.5)
     assert _matched_fraction(np.asarray(layer.data), truth) >= 0.8
     # the settings stored on the output layer rebuild the run (fluorescence contrast, estimate, spacing)
-    from napari_levelset._qt._worker import restore_segmenter
+    from napari_levelset.napari._worker import restore_segmenter
 
     out = widget.output_layer(image)
     again = restore_segmenter(img, out.metadata["napari_levelset"], out.metadata["napari_levelset_state"])
@@ -939,7 +939,7 @@ def test_quitting_during_a_run_ends_it_quietly():
         import numpy as np
         import napari
         from qtpy.QtCore import QEventLoop
-        from napari_levelset._qt.widget import LevelSetWidget
+        from napari_levelset.napari.widget import LevelSetWidget
 
         viewer = napari.Viewer(show=True)
         viewer.add_image(np.random.default_rng(0).random((256, 256)).astype(np.float32), name="img")
@@ -1024,7 +1024,7 @@ def test_a_new_widget_starts_from_the_remembered_settings(make_widget, qtbot, re
     (N, λ, …) starts from the defaults."""
     import pickle
 
-    from napari_levelset._qt.widget import LevelSetWidget
+    from napari_levelset.napari.widget import LevelSetWidget
 
     def remembered():
         files = list(remembered_settings_here.glob("*"))
@@ -1052,8 +1052,8 @@ def test_a_new_widget_starts_from_the_remembered_settings(make_widget, qtbot, re
 @gui
 def test_a_reopened_widget_adopts_every_kind_of_result(make_widget):
     """One table names the result layers where they are made and where a reopened widget takes them over."""
-    from napari_levelset._qt._outputs import RESULT_LAYERS, result_name
-    from napari_levelset._qt.widget import LevelSetWidget
+    from napari_levelset.napari._outputs import RESULT_LAYERS, result_name
+    from napari_levelset.napari.widget import LevelSetWidget
 
     assert [result_name("img", kind) for kind in RESULT_LAYERS] == [
         "img level-set", "img level-set uncertainty", "img regions", "img instances"]

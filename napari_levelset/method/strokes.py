@@ -1,0 +1,420 @@
+"""Stroke-guided segmentation: the smaller working copy a ``Segmenter`` with strokes optimises on.
+
+A few brush strokes (scribbles: 0 unpainted, ``k`` class ``k``) switch on the
+α·cross-entropy term of the loss and seed their classes' means in the k-means
+start (``napari_levelset.method.cluster.init_centres``), where the data term then keeps
+them (``stroke_means``).  Such a run is about regions
+the user pointed at, not about pixel-exact boundaries of every fine structure, so
+``Segmenter`` optimises it on a copy of the image resampled to at most
+``STROKE_PIXELS`` pixels per batch item (slice or frame; voxels of a volume),
+and labels and probabilities are the working copy's logits interpolated back to
+the full grid.  On BSDS500 train (the first 20 images, the protocol of
+``benchmarks/strokes.py``) 60 000 pixels and 40 iterations gave mean IoU 0.745
+against 0.761 at full size (154 000 pixels) with 100 iterations, in about a quarter
+of the time (40 000 pixels: 0.740; 100 000: 0.757; 60 000 with 30 iterations: 0.729,
+with 60: 0.755; all before the means were kept); see ``benchmarks/RESULTS.md``,
+section "Strokes".
+
+Strokes are carried to the working grid by their coordinates (each painted pixel
+lands in the working pixel that holds it), so a stroke one pixel wide stays a
+connected stroke however far the copy is shrunk.  A stroke on one slice of a
+volume (``spatial_dims=3``) trains the 3D network that labels every slice, so it
+acts in 3D.
+
+Images here are ``(B, C, *S)`` arrays and strokes ``(B, *S)`` arrays, with two or
+three spatial axes ``S``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["STROKE_PIXELS", "STROKE_ITERATIONS", "stroke_contrast", "stroke_means", "working_copy",
+           "stroke_channels", "stroke_separation", "local_contrast", "scribbles_to_grid", "upsample_logits"]
+
+#: most pixels (voxels) per batch item a run with strokes optimises on (``Segmenter``'s ``work_pixels``)
+STROKE_PIXELS = 60_000
+#: ``segment``'s iterations with strokes and the per-image CNN, when none are given
+STROKE_ITERATIONS = 40
+#: ``local_contrast``: the local maximum an object is normalised by is taken over this many diameters
+NORMALISE_DIAMETERS = 1.0
+#: ``local_contrast``: the least divisor of the normalisation, in noise standard deviations
+NORMALISE_FLOOR_NOISE = 10.0
+#: ``stroke_channels``: the least ``stroke_separation`` of the strokes in the local-contrast maps
+MIN_SEPARATION = 1.0
+#: ``local_contrast``: the log compression's unit, in noise standard deviations
+LOCAL_LOG_UNIT_NOISE = 1.0
+
+
+def stroke_contrast(image, channel_axis: int | None = None) -> str:
+    """The ``contrast`` that ``segment`` uses with strokes when none is given.
+
+    Parameters
+    ----------
+    image : array_like
+        The image as given to ``segment``, any shape and dtype.
+    channel_axis : int or None
+        Its channel axis, or None when it has none (or it is to be guessed).
+
+    Returns
+    -------
+    str
+        ``"fluorescence"`` for integer data (signed or unsigned) of more than 8 bits that
+        is not an RGB(A) picture, else ``"linear"``.  Without ``channel_axis``, a 3D or 4D
+        array whose last axis has 3 or 4 elements is taken for an RGB(A) picture.
+
+    Notes
+    -----
+    The napari widget's *auto* contrast follows the same rule, so a run there and
+    ``segment`` prepare an image alike.  8-bit grey images stay ``linear``: on grey
+    copies of BSDS500 train photographs the fluorescence preparation lowered the
+    strokes' mean IoU from 0.45 to 0.38 (0.446 to 0.380, 30 iterations, 40 000 pixels;
+    ``benchmarks/RESULTS.md``, "Strokes").
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stroke_contrast(np.zeros((64, 64), np.uint16)), stroke_contrast(np.zeros((64, 64), np.uint8))
+    ('fluorescence', 'linear')
+    >>> stroke_contrast(np.zeros((64, 64, 3), np.uint16))  # an RGB picture
+    'linear'
+    >>> stroke_contrast(np.zeros((64, 64, 3), np.uint16), channel_axis=2)
+    'fluorescence'
+    """
+    image = np.asarray(image)
+    rgb = channel_axis is None and image.ndim in (3, 4) and image.shape[-1] in (3, 4)
+    return "fluorescence" if image.dtype.kind in "ui" and image.dtype.itemsize > 1 and not rgb else "linear"
+
+
+def working_copy(prepared, max_pixels: int, diameter: float | None = None, spacing=None):
+    """``prepared`` resampled by one zoom on every spatial axis to at most ``max_pixels`` pixels per batch item.
+
+    Parameters
+    ----------
+    prepared : napari_levelset.io.images.Prepared
+        The prepared image, ``data`` float32 ``(B, C, *S)``.
+    max_pixels : int
+        Most pixels (voxels) of one batch item on the working copy (``Segmenter``'s
+        ``work_pixels``; ``STROKE_PIXELS`` by default).
+    diameter : float or None
+        Expected object diameter, in the unit of ``spacing`` (pixels without it), known
+        for fluorescence contrast; the zoom keeps such objects at least 12 pixels across,
+        even if that leaves more pixels.  None: no such bound.
+    spacing : sequence of float or None
+        Physical pixel (voxel) size per spatial axis (the largest one converts
+        ``diameter`` to pixels), or None (pixels).
+
+    Returns
+    -------
+    prepared : napari_levelset.io.images.Prepared
+        The working copy: ``data`` float32 ``(B, C, *S')``, ``spatial_shape`` ``S'``
+        (each axis ``round(zoom * S)``, at least 2 pixels; the pixel bound holds up to
+        that rounding), or ``prepared`` itself when ``zoom == 1.0``.
+    zoom : float
+        The zoom factor, <= 1; 1.0 also where shrinking would save less than 5 % per
+        axis (a zoom of 0.95 or more) or would not change the shape.
+
+    Notes
+    -----
+    Linear interpolation with Gaussian anti-aliasing (scikit-image ``resize``, via
+    ``napari_levelset.post.instances.resample_prepared``).
+    """
+    from napari_levelset.post.instances import resample_prepared
+
+    return resample_prepared(prepared, float(max_pixels), diameter, spacing)
+
+
+def local_contrast(x: np.ndarray, diameter_px=None) -> np.ndarray:
+    """Two local-contrast maps of one grey channel: log-compressed, and normalised by the local maximum.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        One grey channel, 2D or 3D ``(*S)``, any real dtype (computed in float32).
+    diameter_px : float or sequence of float or None
+        The objects' diameter in pixels of ``x``, a scalar or one per axis; None
+        estimates it (``napari_levelset.post.instances.estimate_diameter`` on
+        ``log(1 + max(x, 0) / (3 σ))``).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(2, *S)``, both maps in [0, 1]: ``[0]`` the log-compressed map,
+        ``[1]`` the map normalised by its local maximum (see Notes).
+
+    Notes
+    -----
+    ``r = max(x - b, 0)``, ``b`` the background (a grey opening over two object
+    diameters, at least 3 pixels, ``napari_levelset.post.instances``'s), ``σ`` the noise
+    standard deviation (``napari_levelset.post.instances.noise_sigma``, at least 1e-5):
+
+    - ``log(1 + r / (LOCAL_LOG_UNIT_NOISE σ))``, divided by its maximum;
+    - ``r'`` (``r`` smoothed by a Gaussian of 1 px) over its local maximum (a maximum
+      filter over ``NORMALISE_DIAMETERS`` diameters, at least 3 pixels, smoothed by a
+      Gaussian of a quarter diameter, at least 1 pixel), that maximum held at least
+      ``NORMALISE_FLOOR_NOISE σ``; clipped to [0, 1].  Every object, dim or bright,
+      comes out near 1 inside and at about a half at its edge, the background near 0:
+      so a class mean seeded on bright objects' strokes also covers dim ones.
+
+    Examples
+    --------
+    A dim and a bright disc, 24 pixels across, on a flat background:
+
+    >>> import numpy as np
+    >>> yy, xx = np.mgrid[:96, :128]
+    >>> dim = (yy - 30) ** 2 + (xx - 30) ** 2 < 12**2
+    >>> bright = (yy - 60) ** 2 + (xx - 90) ** 2 < 12**2
+    >>> noise = 0.002 * np.random.default_rng(0).standard_normal(dim.shape)
+    >>> maps = local_contrast(0.1 + 0.05 * dim + 0.8 * bright + noise, 24)
+    >>> maps.shape, maps.dtype
+    ((2, 96, 128), dtype('float32'))
+    >>> bool(np.median(maps[1][dim]) > 0.7 and np.median(maps[1][bright]) > 0.7)
+    True
+    """
+    from scipy import ndimage as ndi
+
+    from napari_levelset.post.instances import _background, estimate_diameter, noise_sigma
+
+    x = np.asarray(x, np.float32)
+    sigma = max(noise_sigma(x), 1e-5)
+    if diameter_px is None:
+        diameter_px = estimate_diameter(np.log1p(np.maximum(x, 0) / (3.0 * sigma)))
+    d = np.broadcast_to(np.asarray(diameter_px, np.float64), (x.ndim,))
+    r = np.maximum(x - _background(x, np.maximum(3.0, 2.0 * d)), 0.0)
+    log = np.log1p(r / (LOCAL_LOG_UNIT_NOISE * sigma))
+    r = ndi.gaussian_filter(r, 1.0)
+    size = tuple(int(v) for v in np.maximum(3, np.round(NORMALISE_DIAMETERS * d)))
+    top = ndi.gaussian_filter(ndi.maximum_filter(r, size=size), np.maximum(1.0, d / 4))
+    norm = np.clip(r / np.maximum(top, NORMALISE_FLOOR_NOISE * sigma), 0.0, 1.0)
+    return np.stack([log / max(float(log.max()), 1e-6), norm]).astype(np.float32)
+
+
+def stroke_separation(data: np.ndarray, scribbles: np.ndarray) -> float:
+    """How far apart the stroked classes lie in ``data``: Fisher's ratio of the strokes.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Float ``(B, C, *S)``.
+    scribbles : numpy.ndarray
+        Integer ``(B, *S)`` on the grid of ``data``: 0 none, ``k`` class ``k``.
+
+    Returns
+    -------
+    float
+        The squared (Euclidean, over the ``C`` channels) distance of the closest pair of
+        stroke means over the mean within-stroke variance (summed over channels; 1e-12
+        added); ``inf`` with fewer than two stroked classes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> data = np.array([0.0, 0.2, 1.0, 1.2]).reshape(1, 1, 1, 4)
+    >>> round(stroke_separation(data, np.array([[[1, 1, 2, 2]]])), 6)  # gap 1, variance 0.01
+    100.0
+    >>> stroke_separation(data, np.array([[[1, 1, 0, 0]]]))
+    inf
+    """
+    flat = np.moveaxis(data, 1, -1).reshape(-1, data.shape[1])
+    s = np.asarray(scribbles).reshape(-1)
+    ks = [k for k in np.unique(s) if k > 0]
+    if len(ks) < 2:
+        return float("inf")
+    means = np.stack([flat[s == k].mean(0) for k in ks])
+    spread = float(np.mean([flat[s == k].var(0).sum() for k in ks])) + 1e-12
+    gaps = [float(((means[i] - means[j]) ** 2).sum()) for i in range(len(ks)) for j in range(i)]
+    return min(gaps) / spread
+
+
+def stroke_channels(work, zoom: float = 1.0, diameter: float | None = None, spacing=None, scribbles=None):
+    """The working copy with each channel replaced by its two ``local_contrast`` maps.
+
+    What the per-image CNN sees and the data term measures on a grey or fluorescence
+    image (not RGB) with strokes.
+
+    Parameters
+    ----------
+    work : napari_levelset.io.images.Prepared
+        The working copy (``working_copy``), ``data`` float32 ``(B, C, *S)``.
+    zoom : float
+        The working copy's zoom (``working_copy``'s second result).
+    diameter : float or None
+        The objects' diameter at full size, in the unit of ``spacing`` (pixels without
+        it), or None (estimated on each item and channel).
+    spacing : sequence of float or None
+        Physical pixel (voxel) size per spatial axis, or None (pixels); ``diameter``
+        times ``zoom`` over each axis's spacing is the diameter in working pixels.
+    scribbles : numpy.ndarray or None
+        Integer strokes ``(B, *S)`` on the working grid (0 none, ``k`` class ``k``;
+        ``scribbles_to_grid``), or None.
+
+    Returns
+    -------
+    napari_levelset.io.images.Prepared
+        ``work`` with ``data`` float32 ``(B, 2C, *S)`` (channel ``c``'s two maps at
+        ``2c`` and ``2c + 1``), its other fields unchanged; or ``work`` itself where
+        ``scribbles`` are given and the maps do not tell the stroked classes apart
+        (``stroke_separation`` below ``MIN_SEPARATION``: stroke means closer than their
+        spread).
+
+    Notes
+    -----
+    On the strokes benchmark (``benchmarks/strokes.py``, three stroked nuclei and the
+    background) foreground Dice GOWT1 0.853 -> 0.93, HeLa 0.856 -> 0.92, NIH3T3
+    0.687 -> 0.81; see ``benchmarks/RESULTS.md``, "Strokes".
+
+    The maps are left out on an image of flat grey phases rather than objects on a
+    background: on bands of 0.1 / 0.5 / 0.9 the strokes' separation is 0.01 in the maps
+    and 11.7 in the image (the 14 nuclei images: 4.1-355; scikit-image's coins: 45).
+    """
+    from dataclasses import replace
+
+    data = work.data
+    d = None
+    if diameter is not None:
+        sp = np.ones(data.ndim - 2) if spacing is None else np.asarray(spacing, np.float64)
+        d = float(diameter) * float(zoom) / sp
+    out = np.stack([np.concatenate([local_contrast(data[b, c], d) for c in range(data.shape[1])])
+                    for b in range(data.shape[0])])
+    if scribbles is not None and stroke_separation(out, scribbles) < MIN_SEPARATION:
+        return work  # the maps do not tell the strokes apart: grey phases, not objects on a background
+    return replace(work, data=np.ascontiguousarray(out, np.float32))
+
+
+def scribbles_to_grid(scribbles: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Strokes carried, by their coordinates, to a grid of spatial shape ``shape``.
+
+    Parameters
+    ----------
+    scribbles : array_like
+        Integer strokes ``(B, *S)``: 0 none, ``k`` class ``k``.
+    shape : tuple of int
+        The spatial shape of the grid (usually the working copy's, no larger than
+        ``S``), as many axes as ``S``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 ``(B, *shape)``, 0 where no stroke lands.
+
+    Raises
+    ------
+    ValueError
+        When ``shape`` does not have as many axes as ``S``.
+
+    Notes
+    -----
+    Each painted pixel ``i`` along an axis of ``S`` pixels goes to working pixel
+    ``floor(i * shape / S)`` (the one whose area holds it), so thin strokes stay
+    connected; where strokes of two classes meet in one working pixel the later
+    one in C order wins.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = np.zeros((1, 4, 6), np.uint8)
+    >>> s[0, 1, :] = 1  # a line one pixel wide
+    >>> s[0, 3, 5] = 2
+    >>> scribbles_to_grid(s, (2, 3))
+    array([[[1, 1, 1],
+            [0, 0, 2]]])
+    """
+    scribbles = np.asarray(scribbles)
+    full = scribbles.shape[1:]
+    if len(full) != len(shape):
+        raise ValueError(f"scribbles of spatial shape {full} cannot go to a grid of shape {shape}")
+    out = np.zeros(scribbles.shape[:1] + tuple(shape), np.int64)
+    where = np.nonzero(scribbles)
+    if not where[0].size:
+        return out
+    small = [np.minimum((i * s) // f, s - 1) for i, f, s in zip(where[1:], full, shape)]
+    out[(where[0], *small)] = scribbles[where]
+    return out
+
+
+def stroke_means(x, scribbles, n_classes: int):
+    """The class means the level-set data term keeps for stroked classes.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Float ``(B, C, *S)``, the image the network sees.
+    scribbles : torch.Tensor or None
+        Integer ``(B, *S)`` on the grid of ``x``: 0 none, ``j`` network class ``j - 1``
+        (``j`` at most ``n_classes``); or None.
+    n_classes : int
+        ``N``, the number of classes.
+
+    Returns
+    -------
+    stroked : torch.Tensor
+        bool ``(N,)``, True for the stroked classes.  The result is None instead of the
+        pair ``(stroked, centres)`` when ``scribbles`` is None.
+    centres : torch.Tensor
+        ``(N, C)``, dtype and device of ``x``: the mean of ``x`` over each stroked class's
+        painted pixels, zeros for the others.
+
+    Notes
+    -----
+    ``Segmenter`` puts these in place of the soft class means of the stroked classes at
+    every step, so a class stays what its strokes showed instead of drifting to whatever
+    it covers (Kim & Ye's data term with the means of the stroked phases fixed).  On the
+    strokes benchmark (same strokes, defaults otherwise): BSDS500 train mean IoU 0.745 ->
+    0.750, nuclei foreground Dice GOWT1 0.854 -> 0.853, HeLa 0.862 -> 0.856, NIH3T3
+    0.677 -> 0.711.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.tensor([0.0, 1.0, 3.0]).reshape(1, 1, 1, 3)
+    >>> stroked, centres = stroke_means(x, torch.tensor([[[2, 2, 0]]]), 3)
+    >>> stroked.tolist(), centres[:, 0].tolist()
+    ([False, True, False], [0.0, 0.5, 0.0])
+    """
+    import torch
+
+    if scribbles is None:
+        return None
+    flat = scribbles.reshape(-1)
+    pixels = x.transpose(0, 1).reshape(x.shape[1], -1)
+    centres = torch.zeros(n_classes, x.shape[1], device=x.device, dtype=x.dtype)
+    stroked = torch.zeros(n_classes, dtype=torch.bool, device=x.device)
+    for j in torch.unique(flat[flat > 0]).tolist():
+        centres[j - 1] = pixels[:, flat == j].mean(1)
+        stroked[j - 1] = True
+    return stroked, centres
+
+
+def upsample_logits(logits, shape: tuple[int, ...]):
+    """Logits interpolated (bi/trilinear) to the spatial shape ``shape``.
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        Float ``(B, N, *s)``, two or three spatial axes ``s``.
+    shape : tuple of int
+        The spatial shape wanted, as many axes as ``s``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, N, *shape)``, dtype and device of ``logits``; ``logits`` itself when its
+        spatial shape is already ``shape``.
+
+    Notes
+    -----
+    Pixel centres are aligned as scikit-image's ``resize`` does
+    (``torch.nn.functional.interpolate`` with ``align_corners=False``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> upsample_logits(torch.zeros(1, 3, 8, 10), (16, 20)).shape
+    torch.Size([1, 3, 16, 20])
+    """
+    import torch.nn.functional as F
+
+    if tuple(logits.shape[2:]) == tuple(shape):
+        return logits
+    mode = "bilinear" if len(shape) == 2 else "trilinear"
+    return F.interpolate(logits, size=tuple(shape), mode=mode, align_corners=False)

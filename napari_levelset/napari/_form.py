@@ -1,0 +1,420 @@
+"""The widget's form: its settings as magicgui widgets, and what a run reads from them.
+
+``SettingsForm`` builds the pickers and numbers (magicgui ``ComboBox``, ``SpinBox``,
+``FloatSpinBox``, ``LogSlider``, layer pickers from ``create_widget`` with napari's
+``Image`` / ``Labels`` annotations) and lays their Qt widgets out in two forms: the
+main one and *Advanced*.  The layer pickers list what the widget gives them (the
+viewer's layers without this widget's results), not napari's own layer lists.
+
+``parameters()`` is what ``Segmenter`` gets; ``structural_key()`` the settings whose
+change means a run must start again (``structural_changed`` is emitted when one
+changes).  The device, the update interval, the transparent class and the
+uncertainty layer are remembered between sessions (magicgui's ``persist``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    FunctionGui,
+    LogSlider,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
+from napari.layers import Image, Labels
+from psygnal import Signal
+from qtpy.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QWidget
+from superqt import QCollapsible
+
+from napari_levelset.napari._layers import contrast_value, layer_axes
+from napari_levelset.settings import MERGE_WEIGHT, POSITION, POSITION_MIN_CLASSES, Settings, model_kind
+from napari_levelset.napari._channels import AxesNote, ChannelPickers
+
+__all__ = ["SettingsForm", "LogSpin", "WIDGET_DEFAULTS", "MODELS", "DEVICES", "VOLUME_MODES", "CHANNEL_MODES",
+           "CONTRAST_CHOICES", "TRANSPARENT_CLASS", "NO_SCRIBBLES"]
+
+#: The form's starting values: ``Settings``' defaults for the per-image CNN, and the update interval 0, the
+#: widget's "auto" (about 0.3 s between snapshots; ``Segmenter.run``'s own default is ``SNAPSHOT_EVERY``).
+WIDGET_DEFAULTS: dict[str, Any] = {**Settings().resolved().to_json(), "every": 0}
+
+MODELS = [("per-image CNN", "cnn"), ("pretrained U-Net", "unet"), ("U-Net from file…", "file")]
+DEVICES = ["auto", "cpu", "cuda", "mps"]
+VOLUME_MODES = [("3D", 3), ("2D per slice", 2)]
+#: which class of the output is drawn transparent, as napari draws label 0 (the data keep their ids)
+TRANSPARENT_CLASS = [
+    ("auto (the darkest for fluorescence or volumes)", "auto"),
+    ("none", "none"),
+    ("the darkest (label 1)", "darkest"),
+    ("the brightest (label N)", "brightest"),
+]
+CHANNEL_MODES = [
+    ("auto (RGB → CIELAB colour)", "auto"),
+    ("RGB channels as they are", "rgb"),
+    ("RGB → grey", "grey"),
+    ("first axis is channels", "first"),
+]
+#: (text, value) of the contrast picker; "auto" is resolved per image by ``_layers.auto_contrast``
+CONTRAST_CHOICES = [
+    ("auto", "auto"),
+    ("linear (as it is)", "linear"),
+    ("fluorescence (background removed, log)", "fluorescence"),
+]
+
+N_RANGE = (2, 64)
+LAM_RANGE = (0.0, 10.0)
+LAM_LOG_RANGE = (-4.0, 1.0)  # slider: 1e-4 .. 10
+LR_RANGE = (1e-5, 1.0)
+ITER_RANGE = (1, 100_000)
+WIDTH_RANGE = (4, 256)
+DEPTH_RANGE = (1, 8)
+ALPHA_RANGE = (0.0, 100.0)
+POSITION_RANGE = (-0.05, 10.0)  #: the minimum shows "auto"
+POSITION_AUTO = POSITION_RANGE[0]
+MERGE_RANGE = (0.0, 1000.0)
+EVERY_RANGE = (0, 10_000)
+SEED_RANGE = (0, 2**31 - 1)
+
+NO_SCRIBBLES = "none"
+
+
+def remembered_settings(uncertainty: bool = False, every: float = 0, device: str = "auto",
+                        transparent: str = "auto") -> None:
+    """The settings a new widget starts from as the user last left them: how results are shown and
+    where runs go, not how an image is segmented."""
+
+
+REMEMBERED_OPTIONS = dict(
+    uncertainty=dict(widget_type="CheckBox", text="show uncertainty layer",
+                     tooltip="Also output an Image layer of uncertainty: 0 = certain, 1 = all classes equally likely"),
+    every=dict(widget_type="FloatSpinBox", min=EVERY_RANGE[0], max=EVERY_RANGE[1], step=1,
+               tooltip="Iterations between display updates (auto: about every 0.3 s)"),
+    device=dict(widget_type="ComboBox", choices=DEVICES, tooltip="auto: CUDA, then MPS, else the CPU"),
+    transparent=dict(
+        widget_type="ComboBox", choices=TRANSPARENT_CLASS,
+        tooltip="The output class drawn transparent, as napari draws background (0): in 3D a coloured "
+                "background class is a solid block that hides everything. Labels keep their ids (label k is "
+                "still class k, so strokes and exports are unchanged); only the colours change"),
+)
+
+
+def _float_spin(value: float, vmin: float, vmax: float, decimals: int, tooltip: str, step: float | None = None,
+                special: str | None = None) -> FloatSpinBox:
+    """A magicgui FloatSpinBox showing ``decimals`` (an adaptive step when ``step`` is None)."""
+    spin = FloatSpinBox(min=vmin, max=vmax, step=step, tooltip=tooltip)
+    spin.native.setDecimals(decimals)
+    if special is not None:
+        spin.native.setSpecialValueText(special)
+    spin.value = value
+    return spin
+
+
+class LogSpin(Container):
+    """A number with a log-scale slider next to a spin box (both stay in sync); 0 only in the box.
+
+    ``value`` reads and sets it; ``value_changed(float)`` is the box's ``changed``.
+    """
+
+    def __init__(self, value: float, vmin: float, vmax: float, log_range: tuple[float, float], tooltip: str,
+                 decimals: int = 5):
+        lo, hi = log_range
+        self.slider = LogSlider(min=10**lo, max=10**hi, base=10, max_pos=1000, tooltip=tooltip)
+        self.slider._widget._mgui_set_readout_visibility(False)  # its readout is the position, not the value
+        self.spin = _float_spin(value, vmin, vmax, decimals, tooltip)
+        self.spin.native.setKeyboardTracking(False)
+        self.spin.native.setMinimumWidth(80)
+        super().__init__(layout="horizontal", labels=False, widgets=[self.slider, self.spin])
+        self.margins = (0, 0, 0, 0)
+        self.native.layout().setStretch(0, 1)
+        self.value_changed = self.spin.changed
+        self.spin.changed.connect(self._spin_to_slider)
+        self.slider.changed.connect(self._slider_to_spin)
+        self._spin_to_slider(self.spin.value)
+
+    @property
+    def value(self) -> float:
+        return float(self.spin.value)
+
+    @value.setter
+    def value(self, v: float) -> None:
+        self.spin.value = float(v)
+
+    def _spin_to_slider(self, v: float) -> None:
+        with self.slider.changed.blocked():
+            self.slider.value = min(max(v, self.slider.min), self.slider.max)
+
+    def _slider_to_spin(self, v: float) -> None:
+        import math
+
+        digits = max(0, 2 - int(math.floor(math.log10(v))))  # 3 significant digits
+        self.spin.value = round(v, digits)
+
+
+def _fill(combo: ComboBox, items: list, current) -> None:
+    """Show ``items`` ((text, data) pairs, in order) in ``combo`` with ``current`` picked (else the first),
+    without emitting ``changed``."""
+    with combo.changed.blocked():
+        have = [(combo.native.itemText(i), combo.native.itemData(i)) for i in range(combo.native.count())]
+        if len(have) != len(items) or any(a[0] != b[0] or a[1] is not b[1] for a, b in zip(have, items)):
+            combo.native.blockSignals(True)
+            combo.native.clear()  # renamed or moved layers: the list again, in order
+            combo.native.blockSignals(False)
+            combo.reset_choices()
+        if items:
+            index = next((i for i, (_, data) in enumerate(items) if data is current and current is not None), 0)
+            combo.native.setCurrentIndex(index)
+
+
+class SettingsForm:
+    """The settings, the layer pickers and their layout (``main`` and the collapsible ``advanced``)."""
+
+    structural_changed = Signal()  #: a setting that needs a new run changed (N, model, width, …)
+
+    def __init__(self) -> None:
+        D = WIDGET_DEFAULTS
+        self._images: list = []
+        self._labels: list = []
+        self._model_path: str | None = None
+        self._last_model = MODELS[0][1]
+
+        self.image = create_widget(annotation=Image, label="Image", options=dict(
+            choices=lambda _w: [(lay.name, lay) for lay in self._images],
+            tooltip="The image to segment (napari Image layers)"))
+        self.scribbles = create_widget(annotation=Labels, label="Scribbles", options=dict(
+            choices=lambda _w: [(NO_SCRIBBLES, None)] + [(lay.name, lay) for lay in self._labels],
+            tooltip="Optional scribbles: a Labels layer of the image's shape; label k marks class k "
+                    "(0 = unlabelled)"))
+        self.new_scribbles = PushButton(text="New", tooltip="Add an empty scribble layer for the image and pick "
+                                                           "the paint brush")
+        self.channels = ChannelPickers()
+        self.axes_box = AxesNote()  # shown when a small first axis may be slices or channels
+        self.model = ComboBox(choices=MODELS, tooltip="Network: a small CNN optimised on this image, or a "
+                                                      "pretrained U-Net")
+        self.n_classes = SpinBox(value=D["n_classes"], min=N_RANGE[0], max=N_RANGE[1],
+                                 tooltip="Number of classes N (changing it during a run restarts the run)")
+        self.lam = LogSpin(D["lam"], *LAM_RANGE, LAM_LOG_RANGE, tooltip="λ: weight of the boundary-length term; "
+                           "larger = smoother, fewer regions (live)")
+        self.iterations = SpinBox(value=D["iterations"], min=ITER_RANGE[0], max=ITER_RANGE[1],
+                                  tooltip="Iterations per run (and per refine)")
+        self.remembered = FunctionGui(remembered_settings, call_button=False, labels=False, persist=True,
+                                      param_options=REMEMBERED_OPTIONS)
+        self.uncertainty = self.remembered.uncertainty
+        self.every = self.remembered.every
+        self.every.native.setDecimals(0)
+        self.every.native.setSpecialValueText("auto")
+        self.device = self.remembered.device
+        self.transparent = self.remembered.transparent
+
+        self.lr = LogSpin(D["lr"], *LR_RANGE, (-5.0, 0.0), tooltip="Adam learning rate (live)")
+        self.width = SpinBox(value=D["width"], min=WIDTH_RANGE[0], max=WIDTH_RANGE[1],
+                             tooltip="Feature channels of the per-image CNN")
+        self.depth = SpinBox(value=D["depth"], min=DEPTH_RANGE[0], max=DEPTH_RANGE[1],
+                             tooltip="Number of 3×3 conv blocks of the per-image CNN")
+        self.alpha = _float_spin(D["alpha"], *ALPHA_RANGE, 3, "α: weight of the scribble term (used where "
+                                 "scribbles exist; next run/refine)")
+        self.position = _float_spin(
+            POSITION_AUTO, *POSITION_RANGE, 2, step=0.05, special="auto",
+            tooltip="Weight of pixel position beside colour (per-image CNN): 0 groups pixels by colour alone; "
+                    "larger values give more compact regions and split same-coloured objects far apart. "
+                    f"auto: {POSITION} for an RGB image compared in CIELAB with {POSITION_MIN_CLASSES} or more "
+                    "classes, else 0")
+        self.seed = SpinBox(value=0, min=SEED_RANGE[0], max=SEED_RANGE[1],
+                            tooltip="Random seed of the network's initialisation (CPU runs are reproducible)")
+        self.volumes = ComboBox(choices=VOLUME_MODES, tooltip="Volumes: segment in 3D, or slice by slice with one "
+                                                              "shared 2D network")
+        self.channel_mode = ComboBox(
+            choices=CHANNEL_MODES,
+            tooltip="auto: an RGB layer is segmented on its CIELAB colours (perceptual differences); "
+                    "'RGB channels' normalises each channel on its own; 'RGB → grey' averages them; "
+                    "'first axis is channels' for multichannel (C, ...) layers")
+        self.contrast_choice = ComboBox(
+            choices=CONTRAST_CHOICES,
+            tooltip="linear: the image as it is (photographs, 8-bit pictures). fluorescence: a slowly varying "
+                    "background (an opening wider than the objects) is removed and the rest log-compressed in "
+                    "units of the noise, so dim and bright objects differ little. auto: fluorescence for a grey "
+                    "or multichannel layer stored as integers of more than 8 bits (microscope cameras' "
+                    "12/16-bit), else linear. Restarts a run")
+        self.merge = _float_spin(
+            D["merge"], *MERGE_RANGE, 3, step=0.1,
+            tooltip="Merge weight of the Regions button: larger merges more, into fewer regions (0: connected "
+                    "regions only)")
+        self.merge.native.setPrefix("merge weight ")
+        self._layout()
+
+        self.model.changed.connect(self._on_model_changed)
+        for w in (self.n_classes, self.width, self.depth, self.seed, self.position, self.device, self.volumes,
+                  self.channel_mode, self.contrast_choice):
+            w.changed.connect(self._emit_structural)
+
+    def _emit_structural(self, *_args) -> None:
+        self.structural_changed.emit()
+
+    def _layout(self) -> None:
+        self.main = QWidget()
+        form = QFormLayout(self.main)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        row = QHBoxLayout()
+        row.addWidget(self.image.native, 1)
+        row.addWidget(self.channels.add_btn)
+        form.addRow("Image", row)
+        form.addRow("", self.channels)
+        form.addRow(self.axes_box)
+        row = QHBoxLayout()
+        row.addWidget(self.scribbles.native, 1)
+        row.addWidget(self.new_scribbles.native)
+        form.addRow("Scribbles", row)
+        form.addRow("Model", self.model.native)
+        form.addRow("Classes N", self.n_classes.native)
+        form.addRow("λ (smoothness)", self.lam.native)
+        form.addRow("Iterations", self.iterations.native)
+        form.addRow("", self.uncertainty.native)
+
+        self.advanced = QCollapsible("Advanced")
+        adv = QWidget()
+        self._advanced_form = aform = QFormLayout(adv)
+        aform.setContentsMargins(0, 0, 0, 0)
+        for label, widget in (("Learning rate", self.lr), ("Network width", self.width),
+                              ("Network depth", self.depth), ("Scribble weight α", self.alpha),
+                              ("Position weight", self.position), ("Update interval", self.every),
+                              ("Seed", self.seed), ("Device", self.device), ("Volumes", self.volumes),
+                              ("Channels", self.channel_mode), ("Contrast", self.contrast_choice),
+                              ("Transparent class", self.transparent)):
+            aform.addRow(label, widget.native)
+        self.advanced.addWidget(adv)
+
+    # ------------------------------------------------------------------ layers
+    @property
+    def image_layer(self) -> Image | None:
+        return self.image.native.currentData()
+
+    @property
+    def scribble_choice(self) -> Labels | None:
+        return self.scribbles.native.currentData()
+
+    def set_layers(self, images: list, labels: list, active, scribble_layer) -> None:
+        """Offer ``images`` and ``labels`` (bottom to top); keep the picked image if it is still there, else
+        pick ``active`` if it is one of them, else the top one; pick ``scribble_layer`` if offered, else none.
+        Emits no ``changed``."""
+        self._images, self._labels = list(images), list(labels)
+        current = self.image_layer
+        if not any(current is i for i in images):
+            current = active if any(active is i for i in images) else (images[-1] if images else None)
+        _fill(self.image, [(lay.name, lay) for lay in images], current)
+        _fill(self.scribbles, [(NO_SCRIBBLES, None)] + [(lay.name, lay) for lay in labels],
+              scribble_layer if any(scribble_layer is lab for lab in labels) else None)
+
+    def show_relevant_rows(self, layer) -> None:
+        """Volumes only for layers with a third axis, Channels only for RGB or multichannel-capable
+        layers: a 2D grey image shows neither."""
+        ndim = None if layer is None else layer.ndim  # napari's ndim: without the RGB(A) axis
+        volume = ndim is None or ndim >= 3
+        channels = ndim is None or ndim >= 3 or bool(layer.rgb)
+        form = self._advanced_form
+        for widget, visible in ((self.volumes.native, volume), (self.channel_mode.native, channels)):
+            if hasattr(form, "setRowVisible"):  # Qt >= 6.4
+                form.setRowVisible(widget, visible)
+            else:
+                widget.setVisible(visible)
+                label = form.labelForField(widget)
+                if label is not None:
+                    label.setVisible(visible)
+
+    def show_axes_note(self, *_args) -> None:
+        volume = "in 3D" if self.volumes.value == 3 else "as 2D slices"
+        self.axes_box.show_for(self.image_layer, self.channel_mode.value == "first", volume)
+
+    def set_first_is_channels(self, first: bool) -> None:
+        self.channel_mode.value = "first" if first else "auto"
+
+    def axes(self, layer: Image) -> dict:
+        """How to read ``layer`` (``_layers.layer_axes``), with the further channel layers when it is the
+        picked image."""
+        extra = self.channels.layers() if layer is self.image_layer else []
+        return layer_axes(layer, self.channel_mode.value, self.volumes.value, extra)
+
+    # ------------------------------------------------------------------ model
+    def _on_model_changed(self, value: str) -> None:
+        if value == "file":
+            path, _ = QFileDialog.getOpenFileName(self.main, "U-Net model file", "",
+                                                  "Model files (*.pt *.pth *.ckpt);;All files (*)")
+            if not path:
+                with self.model.changed.blocked():
+                    self.model.value = self._last_model
+                return
+            self._model_path = path
+            self.model.tooltip = f"U-Net from {path}"
+        self._follow_merge_default(self._last_model, value)
+        self._last_model = value
+        self.structural_changed.emit()
+
+    def _follow_merge_default(self, old: str, new: str) -> None:
+        """The merge weight follows the model's default (a U-Net's pieces want more merging), unless set by hand."""
+        old_w, new_w = (MERGE_WEIGHT[model_kind(v)] for v in (old, new))
+        if abs(self.merge.value - old_w) < 1e-9:
+            self.merge.value = new_w
+
+    def set_model(self, model: str) -> None:
+        """Pick the model programmatically: ``cnn``, ``unet`` or a model file path."""
+        if model in ("cnn", "unet"):
+            self.model.value = model
+            return
+        self._model_path = str(model)
+        with self.model.changed.blocked():
+            self.model.value = "file"
+        self._follow_merge_default(self._last_model, "file")
+        self._last_model = "file"
+        self.structural_changed.emit()
+
+    def model_value(self) -> str:
+        value = self.model.value
+        if value == "file":
+            return self._model_path or ""
+        return value
+
+    # ------------------------------------------------------------------ settings
+    def contrast(self, layer: Image | None = None) -> str:
+        """The contrast a run on ``layer`` (default: the picked image) uses: 'linear' or 'fluorescence'."""
+        return contrast_value(self.contrast_choice.value, layer if layer is not None else self.image_layer)
+
+    def every_value(self) -> int:
+        """Iterations between display updates (0: auto)."""
+        return int(round(self.every.value))
+
+    def structural_key(self, layer) -> tuple:
+        """What a run on ``layer`` was started with whose change needs a new run (see Refine): the layer,
+        how it is read, and the settings that make a new network (``Settings.restart_key``)."""
+        return (
+            id(layer),
+            self.volumes.native.currentIndex(),
+            self.channel_mode.native.currentIndex(),
+            tuple(id(c) for c in self.channels.layers()) if layer is self.image_layer else (),
+            self.parameters().replace(contrast=self.contrast(layer)).restart_key(),
+        )
+
+    def _position_value(self) -> float | None:
+        """The position weight: None (auto: ``settings.default_position``) at the spin box's minimum."""
+        value = self.position.value
+        return None if value <= POSITION_AUTO else value
+
+    def parameters(self) -> Settings:
+        """The form's settings (``napari_levelset.settings.Settings``; no axes)."""
+        return Settings(
+            n_classes=self.n_classes.value,
+            lam=self.lam.value,
+            lr=self.lr.value,
+            iterations=self.iterations.value,
+            width=self.width.value,
+            depth=self.depth.value,
+            alpha=self.alpha.value,
+            position=self._position_value(),
+            device=self.device.value,
+            seed=self.seed.value,
+            model=self.model_value() or "cnn",
+            init="auto",  # a U-Net run is a fine-tune: its head starts from the image's k-means
+            contrast=self.contrast(),
+        )

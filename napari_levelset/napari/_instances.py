@@ -1,0 +1,228 @@
+"""After a run, one label per object: the instance controls and the Regions / Instances steps.
+
+- ``InstanceControls``: *Object diameter* (0 = automatic; in the image layer's
+  physical units when it has a non-unit ``scale``), *Foreground* (which classes
+  are objects) and the **Instances** button, as magicgui widgets.
+- ``StepsMixin``: the widget's Regions and Instances buttons.  Each reads the
+  finished result as the user sees it (the output layer, edits included), computes
+  in a thread worker and writes a layer of its own (``<image> regions``,
+  ``<image> instances``).
+
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, FloatSpinBox, PushButton
+from napari.layers import Image, Labels
+from napari.qt.threading import thread_worker
+from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QWidget
+
+from napari_levelset.napari._layers import FOREGROUND_AUTO, FOREGROUND_REST, instances_from_labels, real
+from napari_levelset.errors import widget_message
+from napari_levelset.napari._outputs import META_KEY
+
+__all__ = ["InstanceControls", "StepsMixin"]
+
+DIAMETER_RANGE = (0.0, 1e6)  #: 0 shows "auto"
+
+
+class InstanceControls(QWidget):
+    """*Object diameter*, *Foreground* and the **Instances** button.
+
+    The magicgui widgets are ``diameter_box``, ``foreground_box`` and ``instances_button``; their Qt
+    widgets ``diameter_spin``, ``foreground_combo`` and ``instances_btn``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.diameter_box = FloatSpinBox(
+            min=DIAMETER_RANGE[0], max=DIAMETER_RANGE[1], step=1.0,
+            tooltip="Expected object diameter, in the image layer's physical units when it has a scale (else "
+                    "pixels); auto (0): estimated from the image. Sets the background window of the fluorescence "
+                    "contrast (next Run) and how far apart objects' centres are (Instances)")
+        self.diameter_spin = self.diameter_box.native
+        self.diameter_spin.setDecimals(2)
+        self.diameter_spin.setKeyboardTracking(False)
+        self.diameter_spin.setSpecialValueText("auto")
+        self.diameter_box.value = 0.0
+        form.addRow("Object diameter", self.diameter_spin)
+        self.foreground_box = ComboBox(
+            choices=self._foreground_choices(2),
+            tooltip="Which classes are objects. auto: the brightest class (label N; objects brighter than the "
+                    "background, as in fluorescence). 'all but the darkest' takes labels 2..N, for dim objects "
+                    "that got a class of their own; or pick one class (dark objects on a bright background: "
+                    "class 1)")
+        self.foreground_combo = self.foreground_box.native
+        self.instances_button = PushButton(
+            text="Instances", enabled=False,
+            tooltip="One label per object: the foreground classes of the result, touching objects split by a "
+                    "watershed on the distance to the background. Uses the output layer as it is now, your edits "
+                    "included, and writes the Labels layer '<image> instances' (0 = background)")
+        self.instances_btn = self.instances_button.native
+        row = QHBoxLayout()
+        row.addWidget(self.foreground_combo, 1)
+        row.addWidget(self.instances_btn)
+        form.addRow("Foreground", row)
+        self._unit = "px"
+
+    # -- foreground
+    @staticmethod
+    def _foreground_choices(n_classes: int) -> list:
+        return ([("auto (the brightest class)", FOREGROUND_AUTO), ("all but the darkest class", FOREGROUND_REST)]
+                + [(f"class {k}", k) for k in range(1, int(n_classes) + 1)])
+
+    def set_classes(self, n_classes: int) -> None:
+        """List the class choices for N classes, keeping the current one where it still exists."""
+        box = self.foreground_box
+        current = box.value
+        with box.changed.blocked():
+            box.choices = self._foreground_choices(n_classes)
+            box.value = current if current in box.choices else FOREGROUND_AUTO
+
+    def foreground(self):
+        return self.foreground_box.value
+
+    def set_foreground(self, value) -> None:
+        if value not in self.foreground_box.choices:
+            raise ValueError(f"no foreground choice {value!r}")
+        self.foreground_box.value = value
+
+    # -- diameter
+    @property
+    def unit(self) -> str:
+        """The unit of the diameter: 'px', or the image layer's physical unit."""
+        return self._unit
+
+    def diameter(self) -> float | None:
+        """The diameter set (None: automatic)."""
+        value = float(self.diameter_box.value)
+        return value if value > 0 else None
+
+    def set_unit(self, unit: str) -> None:
+        self._unit = unit
+        self.diameter_spin.setSuffix(f" {unit}")
+        self.set_estimate(None)
+
+    def set_estimate(self, diameter: float | None) -> None:
+        """Show what *auto* came to (a run's estimate), or plain 'auto'."""
+        text = "auto" if diameter is None else f"auto (≈ {diameter:.3g} {self._unit})"
+        self.diameter_spin.setSpecialValueText(text)
+
+
+class StepsMixin:
+    """The Regions and Instances buttons of ``LevelSetWidget`` (one step at a time, after a run)."""
+
+    def regions_layer(self, image: Image | None = None) -> Labels | None:
+        """The regions layer this widget made for ``image`` (default: the picked one)."""
+        return self.outputs.get("regions", real(image) if image is not None else self.image_layer)
+
+    def instances_layer(self, image: Image | None = None) -> Labels | None:
+        """The instances layer this widget made for ``image`` (default: the picked one)."""
+        return self.outputs.get("instances", real(image) if image is not None else self.image_layer)
+
+    def _regions_source(self):
+        """(image layer, output layer, segmenter) when the picked image has a finished result, else None."""
+        kept, layer = self._kept, self.image_layer
+        if kept is None or layer is None or kept["image"] is not layer:
+            return None
+        out = self.outputs.get("output", layer)
+        if not self.outputs.in_viewer(out) or not self.outputs.in_viewer(layer):
+            return None
+        return layer, out, kept["segmenter"]
+
+    def _step_source(self):
+        """For a step after a run (Regions, Instances): (image, output layer, segmenter, the output's labels
+        as the user sees them, edits included), or None (busy, or no finished result: said on the status line)."""
+        if self._handle.run is not None or self._regions_worker is not None:
+            return None
+        source = self._regions_source()
+        if source is None:
+            self._error("no finished result for this image: press Run first")
+            return None
+        image, out, seg = source
+        return image, out, seg, np.asarray(out.data).copy()
+
+    def make_regions(self, *_args) -> Any:
+        """Turn the picked image's result into one label per object (see the Regions button); returns the worker."""
+        source = self._step_source()
+        if source is None:
+            return None
+        image, out, seg, labels = source
+        merge = float(self.form.merge.value)
+
+        def compute():
+            return seg.regions(labels, "merged", merge=merge)
+
+        def done(result):
+            self._show_regions(image, out, result, merge)
+
+        return self._start_step(compute, image, done, "making regions…")
+
+    def make_instances(self, *_args) -> Any:
+        """One label per object of the picked image's result (see the Instances button); returns the worker."""
+        source = self._step_source()
+        if source is None:
+            return None
+        image, out, seg, labels = source
+        diameter, foreground = self.instance_controls.diameter(), self.instance_controls.foreground()
+        unit = self.instance_controls.unit
+
+        def compute():
+            return instances_from_labels(seg, labels, diameter, foreground)
+
+        def done(result):
+            used = diameter if diameter is not None else getattr(seg, "diameter", None)
+            self._show_instances(image, out, result, dict(diameter=used, diameter_unit=unit,
+                                                          foreground=foreground, spacing=seg.spacing))
+
+        return self._start_step(compute, image, done, "finding objects…")
+
+    def _start_step(self, compute, image: Image, done, busy: str) -> Any:
+        """Run ``compute`` (Regions, Instances) in a thread worker; ``done(result)`` on the main thread."""
+        worker = thread_worker(compute, start_thread=False, ignore_errors=True)()
+        self._regions_worker = worker
+
+        def returned(result):
+            if self._alive() and self.outputs.in_viewer(image):
+                done(result)
+
+        def failed(exc):
+            if self._alive():
+                self.status.setText(f"error: {widget_message(exc)}")
+            self._error(widget_message(exc))
+
+        def finished():
+            self._regions_worker = None
+            if self._alive():
+                self._update_buttons()
+
+        worker.returned.connect(returned)
+        worker.errored.connect(failed)
+        worker.finished.connect(finished)
+        self.status.setText(busy)
+        self._update_buttons()
+        worker.start()
+        return worker
+
+    def _show_regions(self, image: Image, out: Labels, regions: np.ndarray, merge: float) -> None:
+        meta = {**out.metadata.get(META_KEY, {}), "kind": "regions", "merge": merge,
+                "n_regions": int(len(np.unique(regions)))}
+        layer = self.outputs.step_layer("regions", image, out, regions, 0.5)
+        layer.metadata[META_KEY] = meta
+        self.status.setText(f"{meta['n_regions']} regions (merge weight {merge:.4g})")
+
+    def _show_instances(self, image: Image, out: Labels, instances: np.ndarray, settings: dict) -> None:
+        n = int(instances.max()) if instances.size else 0
+        meta = {**out.metadata.get(META_KEY, {}), **settings, "kind": "instances", "n_objects": n}
+        layer = self.outputs.step_layer("instances", image, out, instances, 0.7)
+        layer.metadata[META_KEY] = meta
+        d = settings.get("diameter")
+        size = f" · diameter {d:.3g} {settings['diameter_unit']}" if d else ""
+        self.status.setText(f"{n} objects{size}")

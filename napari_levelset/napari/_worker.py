@@ -1,0 +1,419 @@
+"""The optimisation loop that runs in a napari thread worker.
+
+Nothing here imports torch at module level: ``napari_levelset.method.engine`` (and with
+it torch) is imported inside the worker thread when a run starts, so opening
+napari's plugin menu or docking the widget stays light.
+
+The widget talks to a running optimisation through a ``RunControl``: ``stop``,
+``set_scribbles``, ``set_lam`` and ``set_lr`` are safe from the main thread and
+reach the ``Segmenter`` at its next iteration.  The worker yields ``Update``
+objects; the main thread only copies ``labels`` (and ``uncertainty``) into
+layers.  Updates are *latest-value*: while the main thread has not taken the
+previous one, the worker keeps optimising and sends the newest state when the
+GUI is ready again, so a slow display never queues up stale snapshots.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from napari_levelset.errors import RunFailed
+from napari_levelset.io.images import join_channels
+from napari_levelset.settings import Settings, restore_segmenter
+
+__all__ = ["RunRequest", "RunControl", "Update", "Final", "run_segmentation", "restore_segmenter"]
+
+#: ``every = 0`` means "auto": aim for about this many seconds between snapshots.
+AUTO_PERIOD_S = 0.3
+AUTO_MAX_CHUNK = 25
+
+_UNSET: Any = object()
+
+
+@dataclass
+class RunRequest:
+    """Everything a run needs, gathered on the main thread.
+
+    Parameters
+    ----------
+    image : array_like or list of array_like
+        The image (the layer's data), or one array per channel layer (see ``join``);
+        converted in the worker (``napari_levelset.io.images.join_channels``).
+    settings : napari_levelset.settings.Settings
+        The run's settings (the image's axes apart).
+    axes : dict
+        ``channel_axis``, ``spatial_dims`` and ``spacing`` (physical pixel size per spatial
+        axis, or None), passed to ``Segmenter``.
+    iterations : int
+        Iterations to run (values below 0 count as 0).
+    every : int
+        Iterations between two updates; 0: auto (about ``AUTO_PERIOD_S`` seconds apart, at
+        most ``AUTO_MAX_CHUNK`` iterations).
+    with_probs : bool
+        Whether updates carry ``uncertainty`` (needs the class probabilities).
+    to_grey : bool
+        Average the colour channels (last axis) first.
+    scribbles : ndarray of int, optional
+        The image's non-channel shape, 0 unlabelled, ``k`` label ``k``.
+    segmenter : napari_levelset.method.engine.Segmenter, optional
+        Continue this one (refine) instead of making one; it takes ``lam``, ``lr``,
+        ``alpha`` and the scribbles of this request.
+    wait_for_gui : bool
+        Pause after each update until the GUI took it (no update skipped).
+    join : {None, "stack", "concatenate"}
+        For a list of arrays: ``"stack"``, one channel per array (a new first axis);
+        ``"concatenate"``, along axis 0.
+    """
+
+    image: Any  # array-like, or a list of them (channel layers, see ``join``); converted in the worker
+    settings: Settings  # the run's settings (the image's axes apart)
+    axes: dict  # channel_axis, spatial_dims and spacing, for Segmenter
+    iterations: int
+    every: int = 0  # 0: auto
+    with_probs: bool = False
+    to_grey: bool = False  # average the colour channels (last axis) first
+    scribbles: np.ndarray | None = None
+    segmenter: Any = None  # continue this Segmenter (refine) instead of making one
+    wait_for_gui: bool = False  # pause after each snapshot until the GUI took it (no snapshot skipped)
+    join: str | None = None  # "stack": one channel per array (new first axis); "concatenate": along axis 0
+
+
+@dataclass
+class Update:
+    """A snapshot for the GUI (made in the worker).
+
+    Parameters
+    ----------
+    iteration : int
+        The Segmenter's total iteration count.
+    done_in_run : int
+        Iterations done in this run.
+    total_in_run : int
+        Iterations this run was asked for.
+    loss : float
+        The last step's loss.
+    labels : ndarray, uint8 or uint16
+        Labels 1..N, the image's non-channel shape.
+    uncertainty : ndarray of float32, optional
+        The labels' shape: 0 where one class has all the probability, 1 where all are equal
+        (``(1 - max p) * N / (N - 1)``); None unless ``RunRequest.with_probs``.
+    settings : dict
+        ``Segmenter.settings``.
+    losses : list of tuple of (int, float)
+        ``(iteration, loss)`` at the end of each chunk since the last update.
+    elapsed : float
+        Seconds since the run began.
+    """
+
+    iteration: int  # the Segmenter's total iteration count
+    done_in_run: int  # iterations done in this run
+    total_in_run: int
+    loss: float
+    labels: np.ndarray
+    uncertainty: np.ndarray | None
+    settings: dict
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (iteration, loss) per chunk since the last Update
+    elapsed: float = 0.0
+
+
+@dataclass
+class Final:
+    """Sent once at the end of a run that was not aborted.
+
+    Parameters
+    ----------
+    stopped : bool
+        Whether a stop was asked for (``RunControl.stop``) or ended the run.
+    settings : dict
+        ``Segmenter.settings`` at the end.
+    state : dict or None
+        The network's ``state_dict`` as numpy arrays; None for a model without a usable one.
+    iteration : int
+        The Segmenter's total iteration count.
+    elapsed : float
+        Seconds the run took.
+    """
+
+    stopped: bool
+    settings: dict
+    state: dict | None  # the network's state_dict as numpy arrays
+    iteration: int
+    elapsed: float
+
+
+class RunControl:
+    """Thread-safe handle on a run, shared by the widget and the worker.
+
+    Changes made before the worker has a ``Segmenter`` are kept and applied by ``attach``.
+
+    Examples
+    --------
+    >>> ctrl = RunControl()
+    >>> ctrl.set_lam(0.1); ctrl.stop()
+    >>> ctrl.stop_requested
+    True
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()  # the GUI took the last Update
+        self._ready.set()
+        #: set when the run's generator has returned, raised or been closed
+        self.ended = threading.Event()
+        self.segmenter: Any = None
+        self._pending_scribbles: Any = _UNSET
+        self._pending_lam: float | None = None
+        self._pending_lr: float | None = None
+
+    # -- called from the main thread ----------------------------------------
+    @property
+    def stop_requested(self) -> bool:
+        """Whether ``stop`` was called."""
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        """Ask the run to end after the current iteration (and stop waiting for the GUI)."""
+        self._stop.set()
+        self._ready.set()
+        with self._lock:
+            seg = self.segmenter
+        if seg is not None:
+            seg.stop()
+
+    def set_scribbles(self, scribbles: np.ndarray | None) -> None:
+        """Set (or clear, with None) the run's scribbles, at its next iteration.
+
+        Parameters
+        ----------
+        scribbles : ndarray of int or None
+            The image's non-channel shape, 0 unlabelled, ``k`` label ``k``.
+
+        Raises
+        ------
+        InputError
+            At once when a Segmenter exists and rejects them (``Segmenter.set_scribbles``).
+        """
+        with self._lock:
+            if self.segmenter is None:
+                self._pending_scribbles = scribbles
+                return
+            self.segmenter.set_scribbles(scribbles)
+
+    def set_lam(self, value: float) -> None:
+        """Set λ, the weight of the total-variation term, from the next iteration.
+
+        Parameters
+        ----------
+        value : float
+            The new λ, in [0, 1000].
+
+        Raises
+        ------
+        InputError
+            When a Segmenter exists and the value is out of range.
+        """
+        with self._lock:
+            if self.segmenter is None:
+                self._pending_lam = float(value)
+            else:
+                self.segmenter.lam = float(value)
+
+    def set_lr(self, value: float) -> None:
+        """Set the learning rate, from the next iteration.
+
+        Parameters
+        ----------
+        value : float
+            The new learning rate, in (0, 10].
+
+        Raises
+        ------
+        InputError
+            When a Segmenter exists and the value is out of range.
+        """
+        with self._lock:
+            if self.segmenter is None:
+                self._pending_lr = float(value)
+            else:
+                self.segmenter.lr = float(value)
+
+    def gui_ready(self) -> None:
+        """Tell the worker that the GUI took the last ``Update``: the next one may be sent."""
+        self._ready.set()
+
+    # -- called from the worker ---------------------------------------------
+    def attach(self, seg: Any) -> None:
+        """Hand the run's ``Segmenter`` over, applying what was set before it existed.
+
+        Parameters
+        ----------
+        seg : napari_levelset.method.engine.Segmenter
+            The run's Segmenter; a stop asked for already is passed on to it.
+
+        Raises
+        ------
+        InputError
+            When it rejects the pending scribbles, λ or learning rate.
+        """
+        with self._lock:
+            self.segmenter = seg
+            if self._pending_lam is not None:
+                seg.lam = self._pending_lam
+            if self._pending_lr is not None:
+                seg.lr = self._pending_lr
+            pending, self._pending_scribbles = self._pending_scribbles, _UNSET
+            if pending is not _UNSET:
+                seg.set_scribbles(pending)
+        if self._stop.is_set():
+            seg.stop()
+
+
+def _uncertainty(probs: np.ndarray) -> np.ndarray:
+    """``(N, ...)`` probabilities -> 0 (certain) .. 1 (uniform), float32."""
+    n = probs.shape[0]
+    pmax = probs.max(axis=0)
+    return np.clip((1.0 - pmax) * (n / (n - 1)), 0.0, 1.0).astype(np.float32)
+
+
+#: modules a run needs that are slow to import: torch and the engine (the run itself), torch's
+#: dynamo (imported by the first optimiser made, 1.2 s: the first run's first labels came 1 s later
+#: than the next run's) and pandas (napari imports it when the first Labels layer is made).  An
+#: import holds Python's global lock for long stretches, so done during the first run it froze the
+#: viewer for up to 1.4 s.
+PRELOAD = ("torch", "napari_levelset.method.engine", "torch._dynamo", "pandas")
+_preloaded = threading.Event()
+
+
+def preload() -> threading.Thread | None:
+    """Import ``PRELOAD`` in a background thread, once per process, while the user sets up a run.
+
+    Returns
+    -------
+    threading.Thread or None
+        The (daemon) thread, or None when it was started before.  A module that fails to
+        import is skipped: a run reports it itself.
+    """
+    if _preloaded.is_set():
+        return None
+    _preloaded.set()
+
+    def work():
+        import importlib
+
+        for name in PRELOAD:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - a run reports a missing module itself
+                pass
+
+    thread = threading.Thread(target=work, name="napari-levelset preload", daemon=True)
+    thread.start()
+    return thread
+
+
+def run_segmentation(req: RunRequest, ctrl: RunControl):
+    """Generator for ``thread_worker``: yields ``Update``s, then one ``Final``.
+
+    Iterations run in chunks (``RunRequest.every``, or sized to about ``AUTO_PERIOD_S``
+    seconds); after a chunk an ``Update`` is sent only when the GUI took the previous one
+    (``RunControl.gui_ready``), at a stop and at the end.
+
+    Parameters
+    ----------
+    req : RunRequest
+        What to run.
+    ctrl : RunControl
+        The handle the widget controls the run with; ``ctrl.ended`` is set when the
+        generator returns, raises or is closed.
+
+    Yields
+    ------
+    Update or Final
+        Updates while the run goes on, then one ``Final``.
+
+    Raises
+    ------
+    RunFailed
+        For a ``RuntimeError`` of the run (out of memory among them); the original is its
+        ``__cause__``.
+    napari_levelset.io.images.InputError
+        For a bad image, scribbles or setting.
+    """
+    try:
+        yield from _run_segmentation(req, ctrl)
+    except RuntimeError as exc:
+        raise RunFailed(str(exc)) from exc
+    finally:
+        ctrl.ended.set()
+
+
+def _run_segmentation(req: RunRequest, ctrl: RunControl):
+    from napari_levelset.method.engine import Segmenter  # imports torch, in the worker thread
+
+    t0 = time.perf_counter()
+    if req.segmenter is not None:
+        seg = req.segmenter
+        seg.lam, seg.lr, seg.alpha = req.settings.lam, req.settings.lr, req.settings.alpha
+        seg.set_scribbles(req.scribbles)
+    else:
+        seg = Segmenter(join_channels(req.image, req.to_grey, req.join), scribbles=req.scribbles,
+                        settings=req.settings, **req.axes)
+    seg.clear_stop()  # a Stop pressed after the last run had ended belongs to that run
+    ctrl.attach(seg)  # (a Stop pressed for this run is applied here)
+
+    total = max(0, int(req.iterations))
+    auto = int(req.every) <= 0
+    chunk = 1 if auto else int(req.every)
+    done = 0
+    stopped = ctrl.stop_requested
+    losses: list[tuple[int, float]] = []
+    while done < total and not stopped:
+        n = min(chunk, total - done)
+        start_iter = seg.iteration
+        t_chunk = time.perf_counter()
+        snap = None
+        for snap in seg.run(n, every=n, with_probs=req.with_probs):
+            pass
+        if snap is None:  # pragma: no cover - run always yields a final snapshot
+            break
+        done += seg.iteration - start_iter
+        losses.append((snap.iteration, snap.loss))
+        stopped = snap.stopped or ctrl.stop_requested
+        if auto and seg.iteration > start_iter:
+            per_iter = (time.perf_counter() - t_chunk) / (seg.iteration - start_iter)
+            chunk = int(min(AUTO_MAX_CHUNK, max(1, round(AUTO_PERIOD_S / max(per_iter, 1e-6)))))
+        # latest-value hand-over: only yield when the GUI took the previous update
+        if req.wait_for_gui:
+            ctrl._ready.wait()
+        if ctrl._ready.is_set() or stopped or done >= total:
+            ctrl._ready.clear()
+            unc = _uncertainty(snap.probs) if snap.probs is not None else None
+            yield Update(
+                iteration=snap.iteration,
+                done_in_run=done,
+                total_in_run=total,
+                loss=snap.loss,
+                labels=snap.labels,
+                uncertainty=unc,
+                settings=snap.settings,
+                losses=losses,
+                elapsed=time.perf_counter() - t0,
+            )
+            losses = []
+    try:
+        state = seg.state_dict()["model"]
+    except Exception:  # a foreign model without a usable state_dict
+        state = None
+    yield Final(
+        stopped=bool(stopped),
+        settings=seg.settings,
+        state=state,
+        iteration=seg.iteration,
+        elapsed=time.perf_counter() - t0,
+    )

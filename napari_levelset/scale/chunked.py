@@ -1,0 +1,900 @@
+"""Volumes larger than memory: zarr / OME-Zarr in and out, labels computed chunk by chunk.
+
+A volume ``(*S)`` (grey) or ``(C, *S)`` (``channel_axis=0``) is read lazily
+from a zarr array (or any array: numpy, dask, zarr) and segmented without ever
+holding more than one tile of it in float:
+
+1. **Normalisation**, the rule of ``napari_levelset.io.images.normalize``, with the
+   statistics of the whole volume, computed chunk by chunk and *exactly*: the
+   0.5th / 99.5th percentiles from a histogram of every value (integers of up
+   to 16 bits) or by selecting the order statistics in passes (other dtypes),
+   and the brightest 3-pixel structure as the maximum of a 3-pixel minimum
+   filter over chunks with a one-pixel halo.  Each tile is then mapped with
+   those values, so it equals the same region of the whole normalised volume.
+2. **The network.**  ``model="unet"`` (or a model file) is used as trained;
+   the per-image CNN (``model="cnn"``) is optimised by ``Segmenter`` on
+   ``crops`` random crops of ``crop`` pixels per axis drawn from the volume (a
+   batch with one shared network; with ``max_pixels`` the steps take random
+   subsets of them and the class means come from running statistics, see
+   ``Segmenter``).  A U-Net may be fine-tuned the same way (``iterations``).
+3. **Labels over tiles** of ``tile`` pixels whose inputs are grown by a halo at
+   least the network's receptive radius and aligned to its down-sampling grid
+   (``napari_levelset.nn.tiling.tile_grid``: the exact tiling the in-memory code
+   uses), in eval mode, so every label equals whole-volume inference with the
+   same network.  Tiles are tasks of a dask graph: they run in this process
+   (``scheduler="sync"`` or ``"threads"``) or on a ``dask.distributed``
+   cluster (``client=``), each task writing its own chunks of the output
+   zarr.  Label *k* is network class ``order[k-1]`` (``Segmenter.settings()``);
+   a U-Net used directly orders its classes darkest first by the class means
+   of the whole volume, which a first pass sums tile by tile (the labels are
+   then relabelled chunk by chunk).
+
+Output: a zarr array of labels 1..N (uint8, uint16 beyond 255 classes) with
+the volume's spatial shape, chunked like the tiles; ``ome=True`` writes an
+OME-Zarr (NGFF 0.4) image group with its axes and voxel size, whose level
+``0`` holds the labels.  Sources: zarr (https://zarr.dev), dask
+(https://dask.org), the OME-NGFF specification (https://ngff.openmicroscopy.org).
+
+Examples
+--------
+>>> import numpy as np
+>>> vol = np.random.default_rng(0).random((24, 48, 48)).astype(np.float32)
+>>> labels = segment_volume(vol, n_classes=2, iterations=2, crop=16, crops=2, tile=32)
+>>> labels.shape, labels.dtype
+((24, 48, 48), dtype('uint8'))
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from napari_levelset.io.images import InputError, _structure_max, labels_dtype
+
+__all__ = ["Volume", "open_volume", "value_range", "fit_volume", "from_segmenter", "VolumeModel",
+           "segment_volume", "create_labels", "read_region", "normalize_block"]
+
+#: percentiles of the normalisation rule (``napari_levelset.io.images.normalize``)
+PMIN, PMAX = 0.5, 99.5
+
+
+@dataclass
+class Volume:
+    """A lazily read array with what its file says (see :func:`open_volume`).
+
+    Parameters
+    ----------
+    data : array-like
+        A ``zarr.Array``, or any array (numpy, dask): ``(*S)`` or ``(C, *S)``.
+    axes : str or None
+        One letter per axis (``ZYX``, ``CZYX``, ...); None when unknown.
+    spacing : tuple of float or None
+        Physical voxel size per spatial axis, in ``unit``.
+    unit : str or None
+        The unit of ``spacing`` (``µm`` for micrometres).
+    """
+
+    data: Any
+    axes: str | None = None
+    spacing: tuple[float, ...] | None = None
+    unit: str | None = None
+
+    @property
+    def channel_axis(self) -> int | None:
+        """The index of C in ``axes``, or None (no C, or no axes known)."""
+        return self.axes.index("C") if self.axes and "C" in self.axes else None
+
+
+def open_volume(path: str | os.PathLike) -> Volume:
+    """Open a zarr array or an OME-Zarr image (its level 0) for lazy reading.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A zarr array, or an OME-Zarr image group (NGFF ``multiscales`` metadata).
+
+    Returns
+    -------
+    Volume
+        Its ``data`` is the ``zarr.Array`` (nothing read yet); axes, voxel size and unit
+        come from the OME-NGFF ``multiscales`` metadata when there is one.
+
+    Raises
+    ------
+    InputError
+        When ``path`` holds no zarr array (missing, foreign, or a group without
+        ``multiscales``), or zarr is not installed.
+    """
+    zarr = _zarr()
+    p = str(path)
+    try:
+        node = zarr.open(p, mode="r")
+    except Exception as exc:  # zarr raises its own errors for missing / foreign stores
+        raise InputError(f"cannot open {p} as zarr ({exc.__class__.__name__}: {exc})") from None
+    if isinstance(node, zarr.Array):
+        return Volume(node)
+    attrs = dict(node.attrs)
+    ms = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    if not ms:
+        raise InputError(f"{p} is a zarr group without OME-Zarr 'multiscales' metadata: give the path of an array")
+    level = ms[0]["datasets"][0]
+    data = node[level["path"]]
+    axes_meta = ms[0].get("axes") or []
+    axes = "".join(a["name"].upper() if isinstance(a, dict) else str(a).upper() for a in axes_meta) or None
+    spacing = unit = None
+    for t in level.get("coordinateTransformations", []):
+        if t.get("type") == "scale" and axes:
+            spatial = [i for i, a in enumerate(axes) if a in "ZYX"]
+            spacing = tuple(float(t["scale"][i]) for i in spatial)
+    for a in axes_meta:
+        if isinstance(a, dict) and a.get("type") == "space" and a.get("unit"):
+            unit = "µm" if a["unit"] == "micrometer" else a["unit"]
+    return Volume(data, axes, spacing, unit)
+
+
+def _zarr():
+    try:
+        import zarr
+    except ImportError:
+        raise InputError("zarr volumes need zarr: pip install 'napari-levelset[scale]'") from None
+    return zarr
+
+
+def _as_volume(source) -> Volume:
+    if isinstance(source, Volume):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return open_volume(source)
+    if not hasattr(source, "shape") or not hasattr(source, "dtype"):
+        source = np.asarray(source)
+    return Volume(source)
+
+
+def _layout(vol: Volume, channel_axis: int | None) -> tuple[int | None, tuple[int, ...]]:
+    """The channel axis (0 or None) and the spatial shape of ``vol``."""
+    shape = tuple(int(s) for s in vol.data.shape)
+    ch = vol.channel_axis if channel_axis is None else int(channel_axis) % len(shape)
+    if ch not in (None, 0):
+        raise InputError(f"a chunked volume keeps its channels on the first axis, got channel_axis={ch}")
+    spatial = shape[1:] if ch == 0 else shape
+    if len(spatial) not in (2, 3):
+        raise InputError(f"a chunked volume has 2 or 3 spatial axes (and optionally channels first), got shape {shape}")
+    if vol.data.dtype.kind not in "biuf":
+        raise InputError(f"unsupported volume dtype {vol.data.dtype}")
+    return ch, spatial
+
+
+def read_region(data, channel: int | None, region: Sequence[tuple[int, int]]) -> np.ndarray:
+    """``data[(channel,) + region]`` as a numpy array, with edge replication past the high end of each axis.
+
+    ``region`` is one ``(start, stop)`` per spatial axis, ``start`` inside the
+    array (``stop`` may pass its end: the last plane is repeated, as the
+    networks pad to a multiple).  ``channel`` None reads every channel of a
+    channels-first array, or the array itself when it has none (then pass
+    ``channel=-1``).  Only this region is read from a lazy (zarr, dask) array.
+
+    Parameters
+    ----------
+    data : array-like
+        ``(*S)`` or ``(C, *S)``, numpy, zarr or dask.
+    channel : int or None
+        A channel index; None: every channel; -1: the array has no channel axis.
+    region : sequence of tuple of int
+        ``(start, stop)`` per spatial axis, pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``data``'s dtype, ``(*R)`` or ``(C, *R)`` with ``R`` the region's sizes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> read_region(np.arange(4).reshape(2, 2), -1, [(1, 3), (0, 2)]).tolist()
+    [[2, 3], [2, 3]]
+    """
+    spatial_shape = data.shape[-len(region):]
+    sl = tuple(slice(a, min(b, s)) for (a, b), s in zip(region, spatial_shape))
+    if channel == -1:
+        block = np.asarray(data[sl])
+    elif channel is None:
+        block = np.asarray(data[(slice(None),) + sl])
+    else:
+        block = np.asarray(data[(channel,) + sl])
+    pad = [(0, max(0, b - s)) for (a, b), s in zip(region, spatial_shape)]
+    if any(p[1] for p in pad):
+        block = np.pad(block, [(0, 0)] * (block.ndim - len(pad)) + pad, mode="edge")
+    return block
+
+
+# -- exact normalisation statistics over chunks ------------------------------------------------
+class ChannelRange(tuple):
+    """``(lo, hi)`` of one channel, with ``dtype``: the float type ``io._working_copy`` computes it in.
+
+    float32 where every value of the channel is a float32 number, else float64.
+
+    Parameters
+    ----------
+    lo : float
+        The value mapped to 0.
+    hi : float
+        The value mapped to 1.
+    dtype : numpy.dtype or type or str
+        The float type the channel is mapped in.
+    """
+
+    def __new__(cls, lo: float, hi: float, dtype=np.float32):
+        t = super().__new__(cls, (float(lo), float(hi)))
+        t.dtype = np.dtype(dtype)
+        return t
+
+    def __reduce__(self):  # to a dask worker and back
+        return ChannelRange, (self[0], self[1], self.dtype.str)
+
+
+def _lerp(a, b, t):
+    """numpy's ``_lerp`` (``np.percentile``'s linear interpolation), so the result is the same number."""
+    diff = b - a
+    out = np.add(a, diff * t)
+    np.subtract(b, diff * (1 - t), out=out, where=t >= 0.5, casting="unsafe")
+    return out
+
+
+def _percentiles(ranks_value, n: int, dtype) -> tuple[float, float]:
+    """``np.percentile(x, [PMIN, PMAX])`` of ``n`` values of float ``dtype`` from ``ranks_value(k)``, the
+    ``k``-th smallest value (0-based)."""
+    q = np.true_divide(np.asarray([PMIN, PMAX]), 100)
+    vi = (n - 1) * q
+    prev = np.floor(vi).astype(np.intp)
+    nxt = np.minimum(prev + 1, n - 1)
+    gamma = np.asanyarray(vi - prev)
+    a = np.array([ranks_value(int(k)) for k in prev], dtype=dtype)
+    b = np.array([ranks_value(int(k)) for k in nxt], dtype=dtype)
+    r = _lerp(a, b, gamma)
+    return float(r[0]), float(r[1])
+
+
+def _tiles(spatial, tile, halo=0):
+    """``(core, region)`` per tile of ``tile`` pixels per axis; ``region`` the core grown by ``halo``,
+    clipped to the array."""
+    import itertools
+
+    axes = []
+    for s, t in zip(spatial, tile):
+        axes.append([(a, min(a + t, s)) for a in range(0, s, t)])
+    for core in itertools.product(*axes):
+        region = tuple((max(0, a - halo), min(s, b + halo)) for (a, b), s in zip(core, spatial))
+        yield core, region
+
+
+def _compute(tasks, scheduler=None, client=None):
+    import dask
+
+    if not tasks:
+        return []
+    if client is not None:
+        return list(client.gather(client.compute(tasks)))
+    return list(dask.compute(*tasks, scheduler=scheduler or "sync"))
+
+
+def _chunk_tile(data, spatial, default=128):
+    chunks = getattr(data, "chunksize", None) or getattr(data, "chunks", None)  # dask's chunksize, zarr's chunks
+    if chunks and not isinstance(chunks[0], tuple) and len(chunks) >= len(spatial):
+        return tuple(int(c) for c in chunks[-len(spatial):])
+    return (default,) * len(spatial)
+
+
+def value_range(volume, channel_axis: int | None = None, structures: bool = True, *, tile=None,
+                scheduler=None, client=None) -> list[tuple[float, float]]:
+    """Per channel, the ``(lo, hi)`` that ``napari_levelset.io.images.normalize`` maps to 0 and 1, from chunks.
+
+    Equal to what ``normalize`` computes on the whole array in memory (its
+    0.5th / 99.5th percentiles interpolated as ``np.percentile`` does, and
+    with ``structures`` the maximum of its 3-pixel minimum filter).  Integers
+    of up to 16 bits (and bool) are counted in a histogram; other dtypes are
+    read as float32 (float16, float32, and integers within +-2**24) or float64,
+    and their order statistics selected by a histogram over [min, max] and a
+    pass that gathers the values of the bins holding them.
+
+    Parameters
+    ----------
+    volume : str or os.PathLike or Volume or array-like
+        A zarr / OME-Zarr path, a ``Volume``, or an array ``(*S)`` or ``(C, *S)``.
+    channel_axis : int or None
+        0 for channels first (None: from the volume's axes, else none).
+    structures : bool
+        Let the brightest 3-pixel structure raise ``hi`` (as ``io.normalize``).
+    tile : int or sequence of int or None
+        Pixels per axis of a task (default: the array's chunks, 128 without).
+    scheduler : str or None
+        dask scheduler (``"sync"`` by default, ``"threads"``).
+    client : dask.distributed.Client or None
+        Computes the tasks on a cluster instead.
+
+    Returns
+    -------
+    list of ChannelRange
+        One ``(lo, hi)`` per channel (a tuple of two floats with a ``dtype``).
+
+    Raises
+    ------
+    InputError
+        For NaN or infinite values, or a volume whose layout or dtype is not supported.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_levelset.io.images import normalize
+    >>> vol = np.random.default_rng(0).integers(0, 4000, (16, 32, 32)).astype(np.uint16)
+    >>> ranges = value_range(vol, tile=8)
+    >>> np.array_equal(normalize_block(vol[None], ranges), normalize(vol[None]))
+    True
+    """
+    vol = _as_volume(volume)
+    ch, spatial = _layout(vol, channel_axis)
+    data = vol.data
+    tile = _per_axis_tile(tile, data, spatial)
+    channels = [-1] if ch is None else list(range(int(data.shape[0])))
+    out = []
+    for c in channels:
+        out.append(_channel_range(data, c, spatial, tile, structures, scheduler, client))
+    return out
+
+
+def _per_axis_tile(tile, data, spatial):
+    if tile is None:
+        return _chunk_tile(data, spatial)
+    if isinstance(tile, (int, np.integer)):
+        return (int(tile),) * len(spatial)
+    return tuple(int(t) for t in tile)
+
+
+def _channel_range(data, c, spatial, tile, structures, scheduler, client):
+    from dask import delayed
+
+    small_int = data.dtype == bool or (data.dtype.kind in "iu" and data.dtype.itemsize <= 2)
+
+    def stats(region):
+        block = read_region(data, c, region)
+        if block.dtype.kind == "f" and not np.isfinite(block).all():
+            raise InputError("the volume contains NaN or infinite values")
+        lo, hi = (block.min(), block.max())
+        if small_int or block.dtype in (np.float16, np.float32):
+            exact32 = True
+        elif block.dtype.kind in "iu":  # io._working_copy's rule for wider integers
+            exact32 = bool(-(2**24) <= lo and hi <= 2**24)
+        else:
+            exact32 = bool(np.array_equal(block.astype(np.float32), block))
+        hist = None
+        if small_int:
+            off = 0 if block.dtype.kind != "i" else -int(np.iinfo(block.dtype).min)
+            hist = np.bincount((block.astype(np.int64) + off).ravel(), minlength=1 << (8 * block.dtype.itemsize))
+        return hist, lo, hi, exact32
+
+    def smax(region, core):
+        block = read_region(data, c, region).astype(wdtype)
+        return _structure_max(block[np.newaxis], len(spatial))
+
+    cores = list(_tiles(spatial, tile))
+    parts = _compute([delayed(stats)(core) for core, _ in cores], scheduler, client)
+    vmin = min(p[1] for p in parts)
+    vmax = max(p[2] for p in parts)
+    n = int(np.prod(spatial))
+    if small_int:
+        hist = np.sum([p[0] for p in parts], axis=0)
+        off = 0 if data.dtype.kind != "i" else -int(np.iinfo(data.dtype).min)
+        cum = np.cumsum(hist)
+
+        def kth(k):
+            return float(np.searchsorted(cum, k, side="right") - off)
+
+        wdtype = np.float32
+    else:
+        # io._working_copy: float32 where every value is a float32 number
+        wdtype = np.float32 if all(p[3] for p in parts) else np.float64
+        kth = _selector(data, c, spatial, tile, wdtype, float(vmin), float(vmax), scheduler, client)
+    lo, hi = _percentiles(kth, n, wdtype) if n > 1 else (float(vmin), float(vmin))
+    if structures:
+        grown = list(_tiles(spatial, tile, halo=1))
+        hi = max(hi, max(_compute([delayed(smax)(region, core) for core, region in grown], scheduler, client)))
+    if hi <= lo:
+        lo, hi = float(np.asarray(vmin, wdtype)), float(np.asarray(vmax, wdtype))
+    return ChannelRange(lo, hi, wdtype)
+
+
+def _selector(data, c, spatial, tile, wdtype, vmin, vmax, scheduler, client, bins=1 << 16):
+    """``kth(k)``: the k-th smallest value of channel ``c`` (as ``wdtype``), found by a histogram and a gather."""
+    from dask import delayed
+
+    edges = np.linspace(vmin, vmax, bins + 1)
+    cores = [core for core, _ in _tiles(spatial, tile)]
+
+    def hist(region):
+        v = read_region(data, c, region).astype(wdtype).astype(np.float64).ravel()
+        return np.histogram(v, bins=edges)[0]
+
+    counts = np.sum(_compute([delayed(hist)(r) for r in cores], scheduler, client), axis=0)
+    cum = np.cumsum(counts)
+    cache: dict[int, np.ndarray] = {}
+
+    def kth(k):
+        b = int(np.searchsorted(cum, k, side="right"))
+        if b not in cache:
+            lo_e, hi_e = edges[b], edges[b + 1]
+            last = b == bins - 1
+
+            def gather(region):
+                v = read_region(data, c, region).astype(wdtype).astype(np.float64).ravel()
+                # np.histogram's bins: [lo, hi) except the last, [lo, hi]
+                return v[(v >= lo_e) & ((v <= hi_e) if last else (v < hi_e))]
+
+            cache[b] = np.sort(np.concatenate(_compute([delayed(gather)(r) for r in cores], scheduler, client)))
+        before = int(cum[b - 1]) if b > 0 else 0
+        return float(cache[b][k - before])
+
+    return kth
+
+
+def normalize_block(block: np.ndarray, ranges: Sequence[tuple[float, float]]) -> np.ndarray:
+    """``(C, *s)`` raw values to float32 in [0, 1] with the whole volume's ``(lo, hi)`` per channel.
+
+    Computed in each range's ``dtype`` (``value_range``), exactly as
+    ``napari_levelset.io.images.normalize`` maps them.
+
+    Parameters
+    ----------
+    block : numpy.ndarray
+        ``(C, *s)`` raw values, any real dtype.
+    ranges : sequence of tuple of float
+        ``(lo, hi)`` per channel (``value_range``); ``hi <= lo`` maps the channel to 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(C, *s)`` in [0, 1].
+    """
+    from napari_levelset.io.images import _map_range
+
+    out = np.empty(block.shape, np.float32)
+    for i, (ch, r) in enumerate(zip(block, ranges)):
+        lo, hi = r
+        if hi <= lo:
+            out[i] = 0.0
+            continue
+        _map_range(np.asarray(ch).astype(getattr(r, "dtype", np.float32)), lo, hi, out[i])
+    return out
+
+
+# -- the network and its labels over tiles ---------------------------------------------------------
+@dataclass
+class VolumeModel:
+    """What labels a volume chunk by chunk (made by :func:`fit_volume` or :func:`from_segmenter`).
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        ``(B, C, *S) -> (B, N, *S)`` logits, used in eval mode.
+    ranges : list
+        The normalisation ``(lo, hi)`` per channel (``value_range``).
+    n_classes : int
+        N.
+    order : numpy.ndarray or None
+        Label *k* is network class ``order[k-1]``; None: computed from the whole volume's
+        class means.
+    working_dtype : type
+        The float type tiles are computed in.
+    settings : dict
+        The ``Segmenter``'s settings.
+    """
+
+    network: Any
+    ranges: list
+    n_classes: int
+    order: np.ndarray | None = None
+    working_dtype: Any = np.float32
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def radius(self) -> tuple[int, ...] | int:
+        """The network's receptive radius in pixels (per axis, or one for all)."""
+        return getattr(self.network, "receptive_radius", getattr(self.network, "depth", 8))
+
+    @property
+    def multiple(self):
+        """The multiple (per axis, or one for all) the network's input sizes must be."""
+        return getattr(self.network, "multiple", 1)
+
+
+def _random_crops(data, ch, spatial, crop, count, seed) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    size = tuple(min(int(crop), s) for s in spatial)
+    out = []
+    for _ in range(int(count)):
+        start = [int(rng.integers(0, s - c + 1)) for s, c in zip(spatial, size)]
+        region = tuple((a, a + c) for a, c in zip(start, size))
+        out.append(read_region(data, None if ch == 0 else -1, region))
+    return np.stack(out)  # (K, *size) or (K, C, *size)
+
+
+def fit_volume(volume, n_classes: int | None = None, *, model: Any = "cnn", iterations: int | None = None,
+               lam: float | None = None, crop: int = 64, crops: int = 8, max_pixels: int | None = None,
+               seed: int = 0, channel_axis: int | None = None, device: str = "auto", ranges=None,
+               progress: bool = False, scheduler=None, client=None, **kwargs) -> VolumeModel:
+    """Prepare the network that labels ``volume`` chunk by chunk (see the module's steps 1-2).
+
+    ``model="cnn"``: the per-image CNN optimised for ``iterations`` (default
+    100) on ``crops`` random crops of ``crop`` pixels per axis (seeded by
+    ``seed``), normalised with the whole volume's statistics; ``max_pixels``
+    (default: two crops) bounds the pixels of one step.  ``model="unet"`` or a
+    model file: used as trained, or fine-tuned on the crops for
+    ``iterations`` > 0.  Other keyword arguments go to ``Segmenter`` (``lr``,
+    ``width``, ``depth``, ``init``, ``finetune``).
+
+    Parameters
+    ----------
+    volume : str or os.PathLike or Volume or array-like
+        A zarr / OME-Zarr path, a ``Volume``, or an array ``(*S)`` or ``(C, *S)``.
+    n_classes : int or None
+        N (None: the default, ``settings.Settings.resolved``).
+    model : str or os.PathLike
+        ``"cnn"``, ``"unet"`` or a model file.
+    iterations : int or None
+        Optimisation steps (None: the default for the CNN, 0 for a U-Net).
+    lam : float or None
+        Weight of the level-set loss's length term (None: the default).
+    crop : int
+        Pixels per axis of a random crop.
+    crops : int
+        Number of random crops.
+    max_pixels : int or None
+        Most pixels of one step (None: two crops for the CNN).
+    seed : int
+        Seed of the crops and of the network.
+    channel_axis : int or None
+        0 for channels first (None: from the volume's axes).
+    device : str
+        torch device, or ``"auto"``.
+    ranges : list or None
+        The normalisation per channel (None: ``value_range`` of the volume).
+    progress : bool
+        Show a progress bar.
+    scheduler : str or None
+        dask scheduler for ``value_range``.
+    client : dask.distributed.Client or None
+        Cluster for ``value_range``.
+    **kwargs
+        Go to ``Segmenter``.
+
+    Returns
+    -------
+    VolumeModel
+        The network in eval mode, without gradients, with ``ranges`` and the label order.
+
+    Raises
+    ------
+    InputError
+        For bad settings or data.
+    """
+    from napari_levelset.method.engine import Segmenter, run_with_progress
+    from napari_levelset.io.images import Prepared
+    from napari_levelset.settings import Settings, model_kind
+
+    vol = _as_volume(volume)
+    ch, spatial = _layout(vol, channel_axis)
+    # the per-model defaults (N, lam, iterations, the start) as segment() resolves them
+    s = Settings(n_classes=n_classes, lam=lam, iterations=iterations, model=model, seed=seed, device=device,
+                 **kwargs).resolved()
+    n_classes, lam, iterations = s.n_classes, s.lam, s.iterations
+    per_image = model_kind(model) == "cnn"
+    if ranges is None:
+        ranges = value_range(vol, ch, structures=per_image, scheduler=scheduler, client=client)
+    raw = _random_crops(vol.data, ch, spatial, crop if iterations or per_image else 16, crops if iterations else 1,
+                        seed)
+    if ch is None:
+        raw = raw[:, np.newaxis]
+    data = np.stack([normalize_block(r, ranges) for r in raw])  # (K, C, *crop)
+    prepared = Prepared(data=np.ascontiguousarray(data), batch_shape=(data.shape[0],),
+                        spatial_shape=tuple(data.shape[2:]), channel_axis=None if ch is None else 0, color="rgb")
+    if max_pixels is None and per_image:
+        max_pixels = 2 * int(np.prod(data.shape[2:]))
+    # no position channels: a volume's chunks are labelled each on its own grid
+    seg = Segmenter(None, settings=s.replace(max_pixels=max_pixels, color="rgb",
+                                             position=0.0 if s.position is None else s.position),
+                    prepared=prepared)
+    run_with_progress(seg, iterations, progress, desc="level-set (crops)")
+    settings = seg.settings
+    # a k-means start fixes label k = class k - 1 (ids darkest first); otherwise the order
+    # comes from the class means of the whole volume
+    order = np.asarray(settings["order"]) if settings.get("init") == "kmeans" else None
+    net = seg.model
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return VolumeModel(net, list(ranges), int(n_classes), order, settings=settings)
+
+
+def from_segmenter(seg, ranges) -> VolumeModel:
+    """A ``VolumeModel`` from a trained ``Segmenter`` (its network, in eval mode, and its label order).
+
+    ``ranges``: the normalisation of the volume to label (``value_range``,
+    with ``structures=True`` for the per-image CNN, False for a U-Net), which
+    must be what ``seg`` was prepared with for its labels to carry over (as
+    for a Segmenter made on the same data, or on crops normalised with them).
+    With a k-means start the order is the Segmenter's own (label *k* = class
+    *k* - 1); otherwise its order, decided on its image, is kept too.  Only a
+    model without position channels can be used tile by tile.
+
+    Parameters
+    ----------
+    seg : napari_levelset.method.engine.Segmenter
+        A trained Segmenter.
+    ranges : sequence of tuple of float
+        The normalisation per channel of the volume to label.
+
+    Returns
+    -------
+    VolumeModel
+        Sharing ``seg``'s network (put in eval mode).
+
+    Raises
+    ------
+    InputError
+        When the Segmenter has position channels (``position > 0``).
+    """
+    settings = seg.settings
+    if settings.get("position"):
+        raise InputError("a Segmenter with position channels (position > 0) cannot label tiles: their coordinates "
+                         "are the whole image's")
+    net = seg.model
+    net.eval()
+    return VolumeModel(net, list(ranges), int(seg.n_classes), np.asarray(settings["order"]), settings=settings)
+
+
+def _inference_fn(net):
+    return getattr(net, "_whole", net)
+
+
+def _tile_logits(vm: VolumeModel, data, ch, region):
+    import torch
+
+    block = read_region(data, None if ch == 0 else -1, region)
+    if ch is None:
+        block = block[np.newaxis]
+    x = torch.from_numpy(normalize_block(block, vm.ranges))[None]
+    dev = next(iter(vm.network.parameters()), torch.empty(0)).device
+    with torch.no_grad():
+        logits = _inference_fn(vm.network)(x.to(dev))
+    return x, logits
+
+
+def _grid(vm: VolumeModel, spatial, tile):
+    from napari_levelset.nn.tiling import tile_grid
+
+    return tile_grid(spatial, radius=vm.radius, multiple=vm.multiple, tile=tile, overlap=0)
+
+
+def create_labels(path: str | os.PathLike, shape, chunks, dtype, *, axes: str | None = None, spacing=None,
+                  unit: str | None = None, ome: bool = False, overwrite: bool = False):
+    """Make an empty zarr label array at ``path`` (or an OME-Zarr image group with it at level ``0``).
+
+    ``axes`` letters (e.g. ``ZYX``), ``spacing`` per spatial axis and
+    ``unit`` go into the OME-NGFF 0.4 ``multiscales`` metadata.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where the zarr (format 2) array or group is made.
+    shape : sequence of int
+        The labels' shape.
+    chunks : sequence of int
+        Chunk shape.
+    dtype : numpy.dtype or type
+        Label dtype (e.g. ``io.labels_dtype(n_classes)``).
+    axes : str or None
+        Axis letters for the OME metadata (None: the last ``len(shape)`` of ``ZYX``).
+    spacing : sequence of float or None
+        Voxel size per spatial axis, in ``unit``.
+    unit : str or None
+        ``µm``, ``nm``, ``mm`` (written as NGFF unit names) or another name.
+    ome : bool
+        Make an OME-Zarr image group with the array at ``0``.
+    overwrite : bool
+        Replace what is at ``path``.
+
+    Returns
+    -------
+    zarr.Array
+        Filled with 0.
+
+    Raises
+    ------
+    InputError
+        When ``path`` exists and ``overwrite`` is false, or zarr is not installed.
+    """
+    zarr = _zarr()
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise InputError(f"{p} exists (give overwrite=True / --overwrite to replace it)")
+    if not ome:
+        return zarr.create_array(str(p), shape=tuple(shape), chunks=tuple(chunks), dtype=dtype, fill_value=0,
+                                 overwrite=overwrite, zarr_format=2)
+    root = zarr.open_group(str(p), mode="w" if overwrite else "w-", zarr_format=2)
+    arr = root.create_array("0", shape=tuple(shape), chunks=tuple(chunks), dtype=dtype, fill_value=0)
+    axes = axes or "ZYX"[-len(shape):]
+    names = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
+    unit_name = {"µm": "micrometer", "nm": "nanometer", "mm": "millimeter"}.get(unit or "", unit)
+    ax_meta = []
+    for a in axes:
+        entry = {"name": a.lower(), "type": names.get(a, "space")}
+        if entry["type"] == "space" and unit_name:
+            entry["unit"] = unit_name
+        ax_meta.append(entry)
+    scale = [1.0] * len(shape)
+    if spacing is not None:
+        spatial = [i for i, a in enumerate(axes) if a in "ZYX"]
+        for i, s in zip(spatial, spacing):
+            scale[i] = float(s)
+    root.attrs["multiscales"] = [{
+        "version": "0.4", "name": "labels", "axes": ax_meta,
+        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
+    }]
+    return arr
+
+
+def segment_volume(volume, output=None, n_classes: int | None = None, *, model: Any = "cnn",
+                   iterations: int | None = None, lam: float | None = None, tile=None, crop: int = 64,
+                   crops: int = 8, max_pixels: int | None = None, seed: int = 0, channel_axis: int | None = None,
+                   device: str = "auto", ome: bool | None = None, overwrite: bool = False,
+                   scheduler: str | None = None, client=None, progress: bool = False, fitted: VolumeModel | None = None,
+                   **kwargs):
+    """Segment a volume chunk by chunk; returns the labels (a zarr array at ``output``, or numpy).
+
+    ``volume``: a zarr / OME-Zarr path, a ``Volume``, or any array ``(*S)`` or
+    ``(C, *S)`` (``channel_axis=0``).  ``output``: a path for the labels
+    (zarr; an OME-Zarr image group with ``ome=True``, the default when the
+    input is one), or None for an in-memory numpy result.  ``tile``: pixels
+    per axis of a task (default: the input's chunks, 128 where it has none);
+    the output is chunked by it.  Model settings as ``fit_volume`` (or pass
+    ``fitted``).  ``scheduler``: a dask scheduler for the tiles (``"sync"``,
+    the default, one at a time; ``"threads"``), or ``client`` a
+    ``dask.distributed.Client``.  Labels are 1..N, uint8 (uint16 beyond 255
+    classes), equal to whole-volume inference with the same network.
+
+    Parameters
+    ----------
+    volume : str or os.PathLike or Volume or array-like
+        A zarr / OME-Zarr path, a ``Volume``, or an array ``(*S)`` or ``(C, *S)``.
+    output : str or os.PathLike or None
+        Zarr path for the labels, or None for numpy.
+    n_classes : int or None
+        As :func:`fit_volume`.
+    model : str or os.PathLike
+        As :func:`fit_volume`.
+    iterations : int or None
+        As :func:`fit_volume`.
+    lam : float or None
+        As :func:`fit_volume`.
+    tile : int or sequence of int or None
+        Pixels per axis of a task (rounded up to the network's multiple).
+    crop : int
+        As :func:`fit_volume`.
+    crops : int
+        As :func:`fit_volume`.
+    max_pixels : int or None
+        As :func:`fit_volume`.
+    seed : int
+        As :func:`fit_volume`.
+    channel_axis : int or None
+        0 for channels first (None: from the volume's axes).
+    device : str
+        torch device, or ``"auto"``.
+    ome : bool or None
+        Write an OME-Zarr image group (None: when the input has axes).
+    overwrite : bool
+        Replace an existing ``output``.
+    scheduler : str or None
+        dask scheduler for the tiles.
+    client : dask.distributed.Client or None
+        Cluster for the tiles (needs ``output``).
+    progress : bool
+        Show progress bars.
+    fitted : VolumeModel or None
+        Use this model instead of fitting one.
+    **kwargs
+        Go to ``Segmenter`` (through :func:`fit_volume`).
+
+    Returns
+    -------
+    zarr.Array or numpy.ndarray
+        Labels 1..N with the volume's spatial shape.
+
+    Raises
+    ------
+    InputError
+        For bad input, when ``output`` exists without ``overwrite``, or a ``client`` is
+        given without ``output``.
+    """
+    from dask import delayed
+
+    vol = _as_volume(volume)
+    ch, spatial = _layout(vol, channel_axis)
+    if output is not None and Path(output).exists() and not overwrite:
+        raise InputError(f"{output} exists (give --overwrite to replace it)")
+    vm = fitted or fit_volume(vol, n_classes, model=model, iterations=iterations, lam=lam, crop=crop, crops=crops,
+                              max_pixels=max_pixels, seed=seed, channel_axis=ch, device=device, progress=progress,
+                              scheduler=scheduler, client=client, **kwargs)
+    mult = vm.multiple
+    mult = (int(mult),) * len(spatial) if isinstance(mult, (int, np.integer)) else tuple(int(m) for m in mult)
+    # cores on the down-sampling grid, one output chunk each (parallel tasks never share a chunk)
+    tile = tuple(-(-t // m) * m for t, m in zip(_per_axis_tile(tile, vol.data, spatial), mult))
+    dtype = labels_dtype(vm.n_classes)
+    if output is not None:
+        if ome is None:
+            ome = vol.axes is not None
+        out_axes = vol.axes.replace("C", "") if vol.axes else None
+        target = create_labels(output, spatial, tile, dtype, axes=out_axes, spacing=vol.spacing, unit=vol.unit,
+                               ome=ome, overwrite=overwrite)
+    else:
+        target = np.zeros(spatial, dtype)
+    grid = _grid(vm, spatial, tile)
+    import itertools
+
+    combos = list(itertools.product(*grid))
+    lut = None if vm.order is None else _lut(vm.order, dtype)
+    data = vol.data
+    # the network goes to each worker once (not once per task): a scattered copy
+    net_ref = client.scatter(vm, broadcast=True, hash=False) if client is not None else None
+
+    def run_tile(vm, combo, store):
+        import torch
+
+        region = tuple((e[2], e[3]) for e in combo)
+        x, logits = _tile_logits(vm, data, ch, region)
+        keep = tuple(slice(e[4] - e[2], e[5] - e[2]) for e in combo)
+        cls = logits.argmax(1)[0][keep].numpy()
+        dst = tuple(slice(e[4], e[5]) for e in combo)
+        sums = None
+        if lut is None:  # class sums for the darkest-first order: sum p x and sum p over the kept pixels
+            p = torch.softmax(logits.float(), 1)[0][(slice(None),) + keep].flatten(1).double()
+            xs = x[0][(slice(None),) + keep].flatten(1).double()
+            sums = torch.cat([p @ xs.T, p.sum(1, keepdim=True)], 1).numpy()
+            store[dst] = cls.astype(dtype)
+        else:
+            store[dst] = lut[cls]
+        return sums
+
+    if output is None and client is not None:
+        raise InputError("a dask.distributed cluster writes its labels to a zarr output: give output=")
+    if client is not None:
+        tasks = [delayed(run_tile)(net_ref, combo, target) for combo in combos]
+    else:
+        tasks = [delayed(lambda combo: run_tile(vm, combo, target))(combo) for combo in combos]
+    if progress and client is None:
+        from tqdm import tqdm
+
+        results = []
+        for t in tqdm(tasks, unit="tile", desc="labels", leave=False):
+            results.extend(_compute([t], scheduler, None))
+    else:
+        results = _compute(tasks, scheduler, client)
+    if lut is None:  # order by the whole volume's class means, then relabel chunk by chunk
+        tot = np.sum([r for r in results if r is not None], axis=0)
+        means = tot[:, :-1] / (tot[:, -1:] + 1e-8)
+        bright = means[:, : vm.settings.get("brightness_channels", means.shape[1])].mean(1)
+        order = np.argsort(bright, kind="stable")
+        vm.order = order
+        lut = _lut(order, dtype)
+        for core, _ in _tiles(spatial, tile):
+            sl = tuple(slice(a, b) for a, b in core)
+            target[sl] = lut[np.asarray(target[sl])]
+    return target
+
+
+def _lut(order, dtype):
+    lut = np.empty(len(order), dtype=dtype)
+    lut[np.asarray(order)] = np.arange(1, len(order) + 1)
+    return lut

@@ -1,0 +1,842 @@
+"""Train a ``LevelSetUNet`` across many images with the level-set loss (unsupervised).
+
+``train`` draws random crops (with random flips and, for square crops,
+transposes) from a set of images, batches them across images and minimises the
+mean over the model's heads (class counts) of the multiphase level-set loss
+``napari_levelset.method.loss.levelset_loss`` with Adam (linear warm-up, cosine decay).
+From a random start that loss has a trap: one class everywhere (the softmax
+saturates and the class means stop moving), so the first ``kmeans_steps`` add
+a decaying cross-entropy to per-crop k-means labels (the per-image mode's own
+starting point), matched to the prediction by the Hungarian algorithm so that
+no class order is imposed.  The recorded losses are the level-set loss alone.
+Where label images are given, ``alpha`` times the cross-entropy on labelled
+pixels (0 = unlabelled, ``k`` = class ``k - 1``) is added for every head with at
+least as many classes as the largest label.
+
+Images are normalised exactly as for segmentation
+(``napari_levelset.io.images.prepare_image``: per channel, whole image), before
+cropping.  A checkpoint (model + optimiser + step, the model-file format plus
+``optimizer`` and ``step``) is written to ``<out>.ckpt`` every
+``checkpoint_every`` steps and on Ctrl-C; a later call with ``resume=True``
+continues from it.  Batches depend only on ``(seed, step)``, so an interrupted
+and resumed run draws the same crops as an uninterrupted one; a checkpoint made
+with other settings, colour handling or data is refused, and so is one whose
+step, losses or optimiser state are not what a run writes.  The checkpoint
+is removed once the model file is written.
+
+The command line (``napari-levelset train``) is ``main``.
+
+References
+----------
+.. [1] B. Kim and J. C. Ye, "Mumford-Shah loss functional for image segmentation with
+   deep learning", IEEE Transactions on Image Processing 29, 1856-1866 (2020): the loss.
+.. [2] D. P. Kingma and J. Ba, "Adam: a method for stochastic optimization", ICLR 2015
+   (``torch.optim.Adam``); the cosine decay as in I. Loshchilov and F. Hutter, "SGDR:
+   stochastic gradient descent with warm restarts", ICLR 2017 (without restarts).
+.. [3] H. W. Kuhn, "The Hungarian method for the assignment problem", Naval Research
+   Logistics Quarterly 2, 83-97 (1955): the matching of k-means labels to the prediction
+   (``scipy.optimize.linear_sum_assignment``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from napari_levelset import validate
+from napari_levelset.io.images import PLAIN_EXT, TIFF_EXT, InputError, prepare_image, read_image
+from napari_levelset.method.loss import class_probs, levelset_loss, scribble_loss
+from napari_levelset.nn.unet import HEAD_CLASSES, MAX_CLASSES, STRUCTURES, LevelSetUNet, load_model, read_model_file, save_model
+
+__all__ = ["train", "main", "TrainResult", "load_training_images", "DEFAULT_TRAIN"]
+
+IMAGE_EXT = PLAIN_EXT | TIFF_EXT
+
+#: Defaults of ``train`` (and the CLI).
+DEFAULT_TRAIN: dict[str, Any] = dict(
+    lam=0.05,  # the TV weight the shipped model was trained with
+    steps=2000,
+    crop=128,
+    batch_size=8,
+    lr=2e-3,
+    alpha=1.0,
+    checkpoint_every=100,
+    warmup=50,
+    kmeans_weight=1.0,
+    kmeans_steps=0.3,
+    kmeans_heads=4,
+    base=16,
+    levels=3,
+    embed=32,
+)
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` did: the model file, the steps done, the loss of every step.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The model file written (the checkpoint when ``stop_after`` ended the call).
+    steps : int
+        Steps done in all (resumed ones included).
+    losses : list of float
+        The level-set loss of every step done, in order.
+    seconds : float
+        Wall time of this call's loop, seconds.
+    metadata : dict
+        The metadata stored in the file (settings, data, ``final_loss``, ...).
+    """
+
+    path: Path
+    steps: int
+    losses: list[float]
+    seconds: float
+    metadata: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- data
+def _list_images(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXT
+                   and not p.name.startswith("."))
+    if not files:
+        raise InputError(f"no images (png, jpg, tif, ...) in {folder}")
+    return files
+
+
+def _split(arr: np.ndarray, name: str, color: str = "rgb") -> np.ndarray:
+    """Normalised ``(B, C, H, W)`` float16 of one image or stack (RGBA loses alpha, as when segmenting)."""
+    try:
+        prep = prepare_image(arr, spatial_dims=2, color=color, structures=STRUCTURES)
+    except InputError as exc:
+        raise InputError(f"{name}: {exc}") from None
+    data = prep.data[:, :3] if prep.rgb else prep.data
+    return data.astype(np.float16)
+
+
+def load_training_images(images, labels=None,
+                         color: str = "rgb") -> tuple[list[np.ndarray], list[np.ndarray | None], str]:
+    """Read and normalise training images (and optional labels).
+
+    ``images``: a folder of images, one image or stack file, or a list of arrays
+    (or paths).  ``labels``: a folder with label images named like the images
+    (same stem), or a list like ``images`` (entries may be None).
+
+    Parameters
+    ----------
+    images : str or os.PathLike or sequence
+        A folder of images, one image or stack file (a 3D file is a stack of 2D images),
+        or a list of arrays (or paths).
+    labels : str or os.PathLike or sequence or None
+        A folder of label images named like the images, or a list like ``images``
+        (entries may be None): integers, 0 unlabelled, ``k`` class ``k - 1``.
+    color : str
+        ``rgb`` or ``lab``, as for segmentation (``prepare_image``).
+
+    Returns
+    -------
+    images : list of numpy.ndarray
+        The 2D images ``(C, H, W)`` float16, one per slice of a stack (grey ones repeated
+        to the colour images' channel count).
+    labels : list of numpy.ndarray or None
+        Per image, ``(H, W)`` int16 labels or None.
+    description : str
+        A short description of the data (e.g. ``"2 arrays"``).
+
+    Raises
+    ------
+    InputError
+        When no images are given or found, an image cannot be read or prepared, the images
+        have incompatible channel counts, or the labels do not fit (shape, dtype, negative
+        values, none matching).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> data, labs, desc = load_training_images([np.random.rand(3, 32, 40)])
+    >>> len(data), data[0].shape, data[0].dtype, labs, desc
+    (3, (1, 32, 40), dtype('float16'), [None, None, None], '1 arrays')
+    """
+    names: list[str] = []
+    arrays: list[np.ndarray] = []
+    if isinstance(images, (str, os.PathLike)):
+        p = Path(images)
+        if not p.exists():
+            raise InputError(f"no such file or folder: {p}")
+        files = _list_images(p) if p.is_dir() else [p]
+        desc = f"{p} ({len(files)} file{'s' if len(files) != 1 else ''})"
+        for f in files:
+            names.append(f.stem)
+            arrays.append(read_image(f))
+    else:
+        items = list(images)
+        if not items:
+            raise InputError("no training images were given")
+        for i, item in enumerate(items):
+            if isinstance(item, (str, os.PathLike)):
+                names.append(Path(item).stem)
+                arrays.append(read_image(item))
+            else:
+                names.append(f"image {i}")
+                arrays.append(np.asarray(item))
+        desc = f"{len(items)} arrays"
+    data: list[np.ndarray] = []
+    owner: list[int] = []
+    for i, (name, arr) in enumerate(zip(names, arrays)):
+        d = _split(arr, name, color)
+        data.extend(d)
+        owner.extend([i] * len(d))
+    chans = {d.shape[0] for d in data}
+    if len(chans) > 1:
+        cmax = max(chans)
+        if chans != {1, cmax}:
+            raise InputError(f"the images have different channel counts {sorted(chans)}: use images of one kind")
+        data = [np.repeat(d, cmax, 0) if d.shape[0] == 1 else d for d in data]
+    labs: list[np.ndarray | None] = [None] * len(data)
+    if labels is not None:
+        per_image = _read_labels(labels, names, arrays)
+        for k, i in enumerate(owner):
+            lab = per_image[i]
+            if lab is None:
+                continue
+            j = k - owner.index(i)  # slice within the image's stack
+            sl = lab.reshape((-1,) + lab.shape[-2:])
+            if sl.shape[0] != sum(1 for o in owner if o == i) or sl.shape[1:] != data[k].shape[1:]:
+                raise InputError(f"labels of {names[i]} have shape {lab.shape}, which does not match the image")
+            labs[k] = sl[j].astype(np.int16)
+        if all(lab is None for lab in labs):
+            raise InputError("no label image matches any training image (labels are matched by file name)")
+    return data, labs, desc
+
+
+def _read_labels(labels, names: list[str], arrays: list[np.ndarray]) -> list[np.ndarray | None]:
+    if isinstance(labels, (str, os.PathLike)):
+        folder = Path(labels)
+        if not folder.is_dir():
+            raise InputError(f"labels must be a folder of label images, got {folder}")
+        by_stem = {p.stem: p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXT}
+        out = [np.asarray(read_image(by_stem[n], labels=True)) if n in by_stem else None for n in names]
+    else:
+        out = [None if lab is None else np.asarray(lab) for lab in labels]
+        if len(out) != len(names):
+            raise InputError(f"got {len(out)} label images for {len(names)} images")
+    for name, lab in zip(names, out):
+        if lab is None:
+            continue
+        if not (np.issubdtype(lab.dtype, np.integer) or lab.dtype == bool):
+            raise InputError(f"labels of {name} must be integers (0 = unlabelled), got {lab.dtype}")
+        if lab.min() < 0:
+            raise InputError(f"labels of {name} must be >= 0 (0 = unlabelled)")
+    return out
+
+
+# ----------------------------------------------------------------------------- helpers
+def _heads(n_classes) -> list[int]:
+    """The sorted class counts to train heads for: None (2..16), one whole number, or several, each 2..255."""
+    if n_classes is None:
+        return list(range(2, MAX_CLASSES + 1))
+    lo, hi = HEAD_CLASSES
+    many = isinstance(n_classes, (list, tuple, set, range, np.ndarray)) and np.ndim(n_classes) <= 1
+    ns = sorted({validate.integer("n_classes", n, lo, hi) for n in (n_classes if many else [n_classes])})
+    if not ns:
+        raise InputError(f"n_classes must name at least one class count in {lo}..{hi}")
+    return ns
+
+
+def parse_classes(text: str) -> list[int]:
+    """``"4"``, ``"2-16"`` or ``"2,3,5"`` -> list of class counts.
+
+    Parameters
+    ----------
+    text : str
+        Counts and ranges, separated by commas.
+
+    Returns
+    -------
+    list of int
+        Sorted, distinct class counts, each in ``HEAD_CLASSES`` (2..255).
+
+    Raises
+    ------
+    InputError
+        When the text is not written so, or a count is outside 2..255.
+
+    Examples
+    --------
+    >>> parse_classes("2-4,8")
+    [2, 3, 4, 8]
+    """
+    try:
+        out: list[int] = []
+        for part in text.split(","):
+            a, sep, b = part.strip().partition("-")
+            out.extend(range(int(a), int(b) + 1) if sep else [int(a)])
+        return _heads(out)
+    except (ValueError, InputError):
+        lo, hi = HEAD_CLASSES
+        raise InputError(f"--classes must be class counts in {lo}..{hi} written like 4, 2-16 or 2,3,5; "
+                         f"got {text!r}") from None
+
+
+def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
+    if warmup and step < warmup:
+        return lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def _batch(data, labs, rng: np.random.Generator, crop: int, batch_size: int):
+    xs, ys = [], []
+    for _ in range(batch_size):
+        i = int(rng.integers(len(data)))
+        img, lab = data[i], labs[i]
+        h, w = img.shape[1:]
+        y0, x0 = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
+        flip_v, flip_h, transpose = rng.random(3) < 0.5
+        xc = img[:, y0:y0 + crop, x0:x0 + crop]
+        lc = lab[y0:y0 + crop, x0:x0 + crop] if lab is not None else np.zeros((crop, crop), np.int16)
+        if flip_v:
+            xc, lc = xc[:, ::-1], lc[::-1]
+        if flip_h:
+            xc, lc = xc[:, :, ::-1], lc[:, ::-1]
+        if transpose:
+            xc, lc = xc.transpose(0, 2, 1), lc.T
+        xs.append(xc)
+        ys.append(lc)
+    x = torch.from_numpy(np.ascontiguousarray(np.stack(xs), dtype=np.float32))
+    y = torch.from_numpy(np.ascontiguousarray(np.stack(ys)).astype(np.int64))
+    return x, y
+
+
+@torch.no_grad()
+def _kmeans_targets(x: torch.Tensor, logits: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """k-means labels of each crop, renumbered to agree best with the current prediction.
+
+    k-means (on the lightly smoothed crop, as the per-image mode starts from)
+    gives ``n`` clusters in an arbitrary order; the Hungarian matching with the
+    network's arg-max makes the cross-entropy permutation-invariant.  It runs on
+    the CPU whatever the training device: many k-means of a few thousand points
+    are bound by host round trips on a GPU (a step with them took 1.3 s on an
+    H200, one without 0.1 s), while on a 2-core CPU the targets of two heads
+    for 16 crops of 192² take 0.24 s.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    from napari_levelset.method.cluster import kmeans, smooth, sq_dist
+
+    xs = smooth(x.float().cpu())
+    pred = logits.argmax(1).cpu()
+    out = torch.empty(pred.shape, dtype=torch.long)
+    for b in range(x.shape[0]):
+        pts = xs[b].reshape(x.shape[1], -1).t()
+        centres, _ = kmeans(pts, n, seed=seed + b, iterations=10, max_points=4096, restarts=1)
+        lab = sq_dist(pts, centres).argmin(1)
+        cont = torch.bincount(lab * n + pred[b].reshape(-1), minlength=n * n).reshape(n, n)
+        rows, cols = linear_sum_assignment(-cont.cpu().numpy())
+        perm = torch.empty(n, dtype=torch.long)
+        perm[torch.as_tensor(rows)] = torch.as_tensor(cols)
+        out[b] = perm[lab].reshape(pred.shape[1:])
+    return out.to(logits.device)
+
+
+def _check_writable(out: Path) -> None:
+    if out.is_dir():
+        raise InputError(f"output {out} is a directory: give a file name such as model.pt")
+    if not out.parent.is_dir():
+        raise InputError(f"output folder does not exist: {out.parent}")
+    if not os.access(out.parent, os.W_OK):
+        raise InputError(f"cannot write to {out.parent}")
+
+
+def checkpoint_path(out_path: str | os.PathLike) -> Path:
+    """The checkpoint file of a training run writing ``out_path``: ``<out_path>.ckpt``.
+
+    Parameters
+    ----------
+    out_path : str or os.PathLike
+        The model file.
+
+    Returns
+    -------
+    pathlib.Path
+        The checkpoint's path.
+
+    Examples
+    --------
+    >>> checkpoint_path("models/mine.pt").as_posix()
+    'models/mine.pt.ckpt'
+    """
+    return Path(str(out_path) + ".ckpt")
+
+
+_FRESH = "delete it or train with resume=False (--no-resume)"
+
+
+def _checkpoint_progress(blob: dict, ckpt: Path, steps: int) -> tuple[int, list[float]]:
+    """``(step, losses)`` of a checkpoint: a whole step in 0..steps and one finite loss per step done."""
+    step = blob.get("step")
+    if (isinstance(step, torch.Tensor) and step.numel() == 1 and not step.is_floating_point()
+            and step.dtype != torch.bool):
+        step = int(step)
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= steps:
+        raise InputError(f"checkpoint {ckpt} has step {repr(step)[:40]}, not a whole number in 0..{steps}; {_FRESH}")
+    losses = blob.get("losses")
+    if not isinstance(losses, (list, tuple)) or len(losses) != step:
+        what = f"{len(losses)} losses" if isinstance(losses, (list, tuple)) else f"losses {repr(losses)[:40]}"
+        raise InputError(f"checkpoint {ckpt} has {what} for {step} steps done; {_FRESH}")
+    out = []
+    for v in losses:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise InputError(f"checkpoint {ckpt} has a loss {repr(v)[:40]} that is not a finite number; {_FRESH}")
+        out.append(float(v))
+    return step, out
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, state: Any, ckpt: Path) -> None:
+    """Load a checkpoint's optimiser state, checked against the parameters (``InputError`` otherwise)."""
+    if not isinstance(state, dict) or not isinstance(state.get("state"), dict) \
+            or not isinstance(state.get("param_groups"), list):
+        raise InputError(f"checkpoint {ckpt} has an unusable optimiser state (not a record of state and "
+                         f"parameter groups); {_FRESH}")
+    try:
+        opt.load_state_dict(state)
+    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError, IndexError) as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise InputError(f"checkpoint {ckpt} has an unusable optimiser state ({detail}); {_FRESH}") from None
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for key, v in opt.state.get(p, {}).items():
+                if not isinstance(v, torch.Tensor):
+                    raise InputError(f"checkpoint {ckpt} has an unusable optimiser state ({key} is not a tensor); "
+                                     f"{_FRESH}")
+                if key != "step" and tuple(v.shape) != tuple(p.shape):
+                    raise InputError(f"checkpoint {ckpt} has an unusable optimiser state ({key} of shape "
+                                     f"{tuple(v.shape)} for a parameter of shape {tuple(p.shape)}); {_FRESH}")
+                if not torch.isfinite(v).all():
+                    raise InputError(f"checkpoint {ckpt} has an unusable optimiser state (non-finite {key}); "
+                                     f"{_FRESH}")
+
+
+# ----------------------------------------------------------------------------- training
+def train(
+    images,
+    out_path: str | os.PathLike,
+    n_classes: int | Sequence[int] | None = None,
+    lam: float = DEFAULT_TRAIN["lam"],
+    steps: int = DEFAULT_TRAIN["steps"],
+    crop: int = DEFAULT_TRAIN["crop"],
+    batch_size: int = DEFAULT_TRAIN["batch_size"],
+    lr: float = DEFAULT_TRAIN["lr"],
+    labels=None,
+    alpha: float = DEFAULT_TRAIN["alpha"],
+    device: str = "auto",
+    checkpoint_every: int = DEFAULT_TRAIN["checkpoint_every"],
+    resume: bool = True,
+    progress: bool = True,
+    seed: int = 0,
+    *,
+    warmup: int = DEFAULT_TRAIN["warmup"],
+    kmeans_weight: float = DEFAULT_TRAIN["kmeans_weight"],
+    kmeans_steps: float = DEFAULT_TRAIN["kmeans_steps"],
+    kmeans_heads: int = DEFAULT_TRAIN["kmeans_heads"],
+    base: int = DEFAULT_TRAIN["base"],
+    levels: int = DEFAULT_TRAIN["levels"],
+    embed: int = DEFAULT_TRAIN["embed"],
+    init: str | os.PathLike | None = None,
+    threads: int | None = None,
+    color: str = "rgb",
+    stop_after: int | None = None,
+    metadata: dict | None = None,
+) -> TrainResult:
+    """Train a U-Net on ``images`` with the level-set loss and write it to ``out_path``.
+
+    ``n_classes``: None for heads 2..16 (one model for any N), an int for one
+    head, or a list.  ``lam``: TV weight of the loss (default 0.05, as the
+    shipped model).  ``steps`` Adam steps of ``batch_size`` crops of ``crop`` pixels
+    (rounded down to a multiple of ``2**levels`` and to the smallest image).
+    ``labels``/``alpha``: optional label images and the weight of their
+    cross-entropy.  ``color``: ``rgb`` (per-channel normalisation) or ``lab``
+    (CIELAB), stored in the model so that it is segmented the same way.
+    ``kmeans_weight``/``kmeans_steps``/``kmeans_heads``: the
+    warm start -- for the first ``kmeans_steps`` (a fraction of ``steps``, or a
+    count when > 1) a cross-entropy to per-crop k-means labels (Hungarian-matched
+    to the prediction), weight decaying linearly from ``kmeans_weight`` to 0, on
+    ``kmeans_heads`` randomly chosen heads per step.  Without it the loss sits
+    at its trivial minimum (one class everywhere), where the softmax saturates.
+    ``init``: a model file to start from (same heads and
+    channels).  ``threads``: torch CPU threads.  ``stop_after``: end (with a
+    checkpoint, no model file) after that many steps of this call -- for tests
+    and for splitting a long run.
+
+    Parameters
+    ----------
+    images : str or os.PathLike or sequence
+        Training images (see :func:`load_training_images`).
+    out_path : str or os.PathLike
+        The model file to write (its folder must be writable).
+    n_classes : int or sequence of int or None
+        Class counts to train heads for, each 2..255 (None: 2..16).
+    lam : float
+        Weight of the loss's total-variation term.
+    steps : int
+        Adam steps in all.
+    crop : int
+        Side of the square training crops, pixels.
+    batch_size : int
+        Crops per step.
+    lr : float
+        Adam's peak learning rate (linear warm-up over ``warmup`` steps, then cosine decay
+        to 5 % of it).
+    labels : str or os.PathLike or sequence or None
+        Optional label images (see :func:`load_training_images`).
+    alpha : float
+        Weight of the labels' cross-entropy.
+    device : str
+        ``auto``, ``cpu``, ``cuda`` or ``mps``.
+    checkpoint_every : int
+        Steps between checkpoints.
+    resume : bool
+        Continue from ``<out_path>.ckpt`` when it exists.
+    progress : bool
+        Show a progress bar (tqdm) and notes on stderr.
+    seed : int
+        Seed of the initialisation and of the crops.
+    warmup : int
+        Steps of linear learning-rate warm-up.
+    kmeans_weight : float
+        Initial weight of the k-means cross-entropy.
+    kmeans_steps : float
+        Length of the k-means warm start: a fraction of ``steps`` (<= 1) or a step count.
+    kmeans_heads : int
+        Heads given the k-means cross-entropy per step.
+    base : int
+        U-Net channels at full resolution.
+    levels : int
+        U-Net down-samplings.
+    embed : int
+        Embedding channels fed to the heads.
+    init : str or os.PathLike or None
+        A model file to start from (same heads and channels).
+    threads : int or None
+        torch CPU threads.
+    color : {"rgb", "lab"}
+        Image preparation, stored in the model.
+    stop_after : int or None
+        Steps of this call after which it ends with a checkpoint.
+    metadata : dict or None
+        Extra metadata for the model file.
+
+    Returns
+    -------
+    TrainResult
+        The file written, the steps, the losses and the metadata.
+
+    Raises
+    ------
+    InputError
+        For bad settings or data (images too small for a crop, labels beyond every head,
+        an ``init`` model of another architecture, a checkpoint made otherwise or not as a
+        run writes it, an output folder that cannot be written).
+    RuntimeError
+        When the loss becomes NaN or infinite (lower the learning rate).
+    KeyboardInterrupt
+        Ctrl-C: raised again after a checkpoint is written.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> out = os.path.join(tempfile.mkdtemp(), "tiny.pt")
+    >>> res = train([np.random.rand(64, 64)], out, n_classes=2, steps=2, crop=32, batch_size=2,
+    ...             base=4, levels=1, embed=4, progress=False)
+    >>> res.steps, len(res.losses), res.path.name
+    (2, 2, 'tiny.pt')
+    """
+    from napari_levelset import __version__
+    from napari_levelset.method.engine import resolve_device
+
+    heads = _heads(n_classes)
+    steps, crop, batch_size, checkpoint_every, warmup, kmeans_heads, base, levels, embed = (
+        validate.integer(name, value) for name, value in (
+            ("steps", steps), ("crop", crop), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every),
+            ("warmup", warmup), ("kmeans_heads", kmeans_heads), ("base", base), ("levels", levels),
+            ("embed", embed)))
+    lam, lr, alpha, kmeans_weight, kmeans_steps = (
+        validate.number(name, value) for name, value in (
+            ("lam", lam), ("lr", lr), ("alpha", alpha), ("kmeans_weight", kmeans_weight),
+            ("kmeans_steps", kmeans_steps)))
+    seed = validate.seed(seed)
+    threads = validate.optional_integer("threads", threads)
+    stop_after = validate.optional_integer("stop_after", stop_after)
+    if color not in ("rgb", "lab"):
+        raise InputError(f"color must be 'rgb' or 'lab', got {color!r}")
+    out = Path(out_path)
+    _check_writable(out)
+    dev = resolve_device(device)
+    if threads:
+        torch.set_num_threads(threads)
+    data, labs, desc = load_training_images(images, labels, color)
+    m = 2**levels
+    smallest = min(min(d.shape[1:]) for d in data)
+    crop_used = min(crop, smallest) // m * m
+    if crop_used < max(m, 16):
+        raise InputError(f"the images are too small to train on (smallest side {smallest} pixels)")
+    if crop_used != crop and progress:
+        print(f"crop reduced to {crop_used} pixels (smallest image side {smallest})", file=sys.stderr)
+    in_channels = int(data[0].shape[0])
+    labelled = any(lab is not None for lab in labs)
+    max_label = max((int(lab.max()) for lab in labs if lab is not None), default=0)
+    ce_heads = [n for n in heads if n >= max_label] if labelled else []
+    if labelled and not ce_heads:
+        raise InputError(f"labels go up to {max_label}, more than any head's class count {heads}")
+
+    config = dict(heads=heads, in_channels=in_channels, base=base, levels=levels, embed=embed)
+    settings = dict(lam=float(lam), steps=steps, crop=crop_used, batch_size=batch_size, lr=float(lr),
+                    alpha=float(alpha), seed=int(seed), warmup=int(warmup), labelled=labelled,
+                    kmeans_weight=float(kmeans_weight), kmeans_steps=float(kmeans_steps),
+                    kmeans_heads=int(kmeans_heads),
+                    init=str(init) if init else None)
+
+    torch.manual_seed(int(seed))
+    net = LevelSetUNet(in_channels, heads, base=base, levels=levels, embed=embed)
+    if init is not None:
+        start, _ = load_model(init)
+        if start.head_counts != heads or start.in_channels != in_channels or start.config != net.config:
+            raise InputError(f"{init} has a different architecture, heads or channel count than asked for")
+        net.load_state_dict(start.state_dict())
+    net.to(dev).train()
+    opt = torch.optim.Adam(net.parameters(), lr=float(lr))
+    step, losses = 0, []
+    ckpt = checkpoint_path(out)
+    if ckpt.exists() and not ckpt.is_file():
+        raise InputError(f"checkpoint path {ckpt} is a directory or other non-file: move it away to train to {out}")
+    if resume and ckpt.is_file():
+        blob = read_model_file(ckpt)
+        saved = blob["metadata"].get("train_config")
+        if saved != config:
+            raise InputError(f"checkpoint {ckpt} was made for a different model ({str(saved)[:200]}); "
+                             "delete it or train with resume=False (--no-resume)")
+        training = blob["metadata"].get("training")
+        if training is not None and not isinstance(training, dict):
+            raise InputError(f"checkpoint {ckpt} has unreadable training settings; delete it or train with "
+                             "resume=False (--no-resume)")
+        was = dict(training or {}, color=blob["metadata"].get("color"), data=blob["metadata"].get("data"))
+        now = dict(settings, color=color, data=desc)
+        changed = sorted(k for k in now if was.get(k) != now[k])
+        if changed:
+            raise InputError(f"checkpoint {ckpt} was made with other settings ("
+                             + ", ".join(f"{k} {repr(was.get(k))[:60]}, now {now[k]!r}" for k in changed)
+                             + "): train as before to resume, or start afresh with resume=False (--no-resume)")
+        step, losses = _checkpoint_progress(blob, ckpt, steps)
+        resumed, _ = load_model(ckpt)
+        if resumed.config != net.config:
+            raise InputError(f"checkpoint {ckpt} holds a different network than its settings say; delete it or "
+                             "train with resume=False (--no-resume)")
+        net.load_state_dict(resumed.state_dict())
+        _load_optimizer(opt, blob.get("optimizer"), ckpt)
+        if progress:
+            print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
+
+    meta = dict(metadata or {})
+    meta.update(train_config=config, training=settings, data=desc, package_version=__version__, color=color)
+
+    def save_checkpoint() -> None:
+        save_model(ckpt, net, meta, optimizer=opt.state_dict(), step=step, losses=list(losses))
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, initial=step, unit="step", desc="train", dynamic_ncols=True)
+    t0 = time.perf_counter()
+    done_here = 0
+    try:
+        while step < steps:
+            if stop_after is not None and done_here >= stop_after:
+                save_checkpoint()
+                return TrainResult(ckpt, step, losses, time.perf_counter() - t0, meta)
+            rng = np.random.default_rng([int(seed), step])
+            x_host, y = _batch(data, labs, rng, crop_used, batch_size)
+            x, y = x_host.to(dev), y.to(dev)
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, steps, float(lr), int(warmup))
+            opt.zero_grad(set_to_none=True)
+            logits = net(x)
+            ls = x.new_zeros(())
+            loss = x.new_zeros(())
+            for n in heads:
+                ls = ls + levelset_loss(class_probs(logits[n]), x, float(lam))
+                if n in ce_heads and alpha > 0:
+                    loss = loss + float(alpha) * scribble_loss(logits[n], y)
+            ls = ls / len(heads)
+            loss = ls + loss / len(heads)
+            k_steps = kmeans_steps * steps if kmeans_steps <= 1 else kmeans_steps
+            beta = float(kmeans_weight) * max(0.0, 1.0 - step / k_steps) if k_steps > 0 else 0.0
+            if beta > 0 and kmeans_heads > 0:
+                chosen = rng.choice(heads, size=min(int(kmeans_heads), len(heads)), replace=False)
+                ce = x.new_zeros(())
+                for n in chosen:
+                    target = _kmeans_targets(x_host, logits[int(n)], int(n), int(seed) * 1000003 + step)
+                    ce = ce + torch.nn.functional.cross_entropy(logits[int(n)], target)
+                loss = loss + beta * ce / len(chosen)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"the loss became {float(loss)} at step {step}: lower the learning rate")
+            loss.backward()
+            opt.step()
+            step += 1
+            done_here += 1
+            losses.append(float(ls.detach()))  # the level-set loss alone
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            if step % int(checkpoint_every) == 0 and step < steps:
+                save_checkpoint()
+    except KeyboardInterrupt:
+        save_checkpoint()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t0
+    meta.update(trained_steps=step, final_loss=float(np.mean(losses[-50:])) if losses else None,
+                train_seconds_last_call=round(seconds, 1))
+    net.eval()
+    save_model(out, net, meta)
+    if ckpt.exists():
+        ckpt.unlink()
+    return TrainResult(out, step, losses, seconds, meta)
+
+
+# ----------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``napari-levelset train``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Options and defaults as ``DEFAULT_TRAIN`` and ``validate.TRAIN_LIMITS`` give them.
+    """
+    from napari_levelset.cli.main import (
+        DefaultsFormatter,
+        OneLineParser,
+        add_threads_option,
+        bounded_float,
+        bounded_int,
+        learning_rate,
+        seed,
+    )
+
+    d = DEFAULT_TRAIN
+
+    def whole(name):  # the range train() itself allows
+        return bounded_int(*validate.TRAIN_LIMITS[name])
+
+    def real(name):
+        return bounded_float(*validate.TRAIN_LIMITS[name])
+
+    p = OneLineParser(
+        prog="napari-levelset train",
+        description="Train the U-Net on many images with the level-set loss (unsupervised; "
+        "optional label images add a cross-entropy term).",
+        formatter_class=DefaultsFormatter,
+    )
+    p.add_argument("images", help="folder of images (png, jpg, tif) or one image/stack file "
+                                  "(a 3D tif is a stack of 2D images)")
+    p.add_argument("-o", "--output", required=True, help="model file to write (e.g. model.pt)")
+    p.add_argument("--classes", default="2-16", help="class counts to train heads for: N, A-B or A,B,C")
+    p.add_argument("--lam", type=bounded_float(*validate.LIMITS["lam"]), default=d["lam"],
+                   help="weight of the total-variation term")
+    p.add_argument("--steps", type=whole("steps"), default=d["steps"], help="optimiser steps")
+    p.add_argument("--crop", type=whole("crop"), default=d["crop"], help="side of the random training crops (pixels)")
+    p.add_argument("--batch-size", type=whole("batch_size"), default=d["batch_size"], help="crops per step")
+    p.add_argument("--lr", type=learning_rate, default=d["lr"], help="Adam learning rate (warm-up, cosine decay)")
+    p.add_argument("--labels", default=None, help="folder of label images named like the images (0 = unlabelled)")
+    p.add_argument("--alpha", type=bounded_float(*validate.LIMITS["alpha"]), default=d["alpha"],
+                   help="weight of the label cross-entropy")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--checkpoint-every", type=whole("checkpoint_every"), default=d["checkpoint_every"],
+                   help="steps between checkpoints")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue from OUTPUT.ckpt when it exists")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (initialisation and crops)")
+    p.add_argument("--kmeans-weight", type=real("kmeans_weight"), default=d["kmeans_weight"],
+                   help="initial weight of the k-means warm-start cross-entropy")
+    p.add_argument("--kmeans-steps", type=real("kmeans_steps"), default=d["kmeans_steps"],
+                   help="length of the k-means warm start: a fraction of --steps (<= 1) or a step count")
+    p.add_argument("--kmeans-heads", type=whole("kmeans_heads"), default=d["kmeans_heads"],
+                   help="heads given the k-means cross-entropy per step")
+    p.add_argument("--base", type=whole("base"), default=d["base"], help="U-Net channels at full resolution")
+    p.add_argument("--levels", type=whole("levels"), default=d["levels"], help="U-Net down-samplings")
+    p.add_argument("--embed", type=whole("embed"), default=d["embed"], help="embedding channels fed to the heads")
+    p.add_argument("--init", default=None, help="model file to start from")
+    p.add_argument("--color", choices=["rgb", "lab"], default="rgb",
+                   help="input the network sees: normalised channels (rgb) or CIELAB (lab; RGB images only)")
+    add_threads_option(p, rule="torch CPU threads (default: half the usable CPU cores, at least 1: {default} here; "
+                              "a thread per core slows down many times when another program is busy)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``napari-levelset train ...``: parse the arguments and run :func:`train`.
+
+    Parameters
+    ----------
+    argv : sequence of str or None
+        The arguments after ``train`` (None: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit code: 0; 2 on bad input or out of memory; 130 on Ctrl-C, 143 on SIGTERM,
+        both with the checkpoint kept.
+    """
+    from napari_levelset.cli.main import default_threads, report_error, signals_as_interrupts
+
+    prog = "napari-levelset train"
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a one-line argument error (2)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    smallest = max(2 ** args.levels, 16)  # a crop holds whole 2**levels blocks, and at least 16 pixels
+    if args.crop < smallest:
+        print(f"{prog}: error: argument --crop: must be >= {smallest} with --levels {args.levels}, got {args.crop}",
+              file=sys.stderr)
+        return 2
+    try:
+        with signals_as_interrupts():
+            res = train(
+                args.images, args.output, n_classes=parse_classes(args.classes), lam=args.lam, steps=args.steps,
+                crop=args.crop, batch_size=args.batch_size, lr=args.lr, labels=args.labels, alpha=args.alpha,
+                device=args.device, checkpoint_every=args.checkpoint_every, resume=args.resume,
+                progress=not args.quiet, seed=args.seed, base=args.base, levels=args.levels, embed=args.embed,
+                init=args.init, threads=args.threads or default_threads(), color=args.color,
+                kmeans_weight=args.kmeans_weight,
+                kmeans_steps=args.kmeans_steps, kmeans_heads=args.kmeans_heads,
+                metadata=dict(command="napari-levelset train " + " ".join(sys.argv[1:] if argv is None else argv)),
+            )
+    except (Exception, KeyboardInterrupt) as exc:
+        code = report_error(exc, prog, interrupted=f"interrupted; checkpoint saved to {checkpoint_path(args.output)} "
+                            "(run the same command again to resume)",
+                            oom_advice="out of memory; try a smaller --crop, --batch-size or --base")
+        if code is None:
+            raise
+        return code
+    if not args.quiet:
+        print(f"wrote {res.path} ({res.steps} steps, final loss {res.metadata.get('final_loss'):.4f}, "
+              f"{res.seconds:.0f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
