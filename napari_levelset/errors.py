@@ -9,10 +9,25 @@ memory, in its own words (command-line flags, or the widget's settings).
 
 from __future__ import annotations
 
-from napari_levelset.io.images import InputError
 from napari_levelset.resources import is_out_of_memory
 
-__all__ = ["user_message", "widget_message", "RunFailed", "WIDGET_OOM_ADVICE"]
+__all__ = ["InputError", "user_message", "widget_message", "RunFailed", "WIDGET_OOM_ADVICE"]
+
+
+class InputError(ValueError):
+    """Bad input from the user: the message is meant to be shown as it is.
+
+    A ``ValueError``; raised by the readers, the settings, the engine, the CLI and the widget
+    for input they cannot use.  :func:`user_message` shows it on one line.
+
+    Examples
+    --------
+    >>> try:
+    ...     raise InputError("need at least 2 spatial axes, got an image of shape (5,)")
+    ... except InputError as exc:
+    ...     print(exc)
+    need at least 2 spatial axes, got an image of shape (5,)
+    """
 
 
 def user_message(exc: BaseException, oom_advice: str) -> str | None:

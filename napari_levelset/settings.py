@@ -11,7 +11,7 @@ weight and smallest region that "default" means for this model and this output.
 
 Who uses it: ``engine.Segmenter`` and ``engine.segment`` (the algorithm),
 ``cli`` (its flags' defaults and help), ``_qt`` (the widget's form and what restarts a
-run) and ``restore_segmenter`` (a result layer's run rebuilt).  Numpy only: no torch,
+run) and ``method.engine.restore_segmenter`` (a result layer's run rebuilt).  Numpy only: no torch,
 so the widget and ``--help`` read it without loading PyTorch.
 """
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from napari_levelset import validate
-from napari_levelset.io.images import InputError
+from napari_levelset.errors import InputError
 
 __all__ = [
     "Settings",
@@ -34,7 +34,6 @@ __all__ = [
     "is_builtin_cnn",
     "region_defaults",
     "default_position",
-    "restore_segmenter",
     "MERGE_WEIGHT",
     "MERGE_OPTIONS",
     "MERGED_MIN_REGION",
@@ -88,6 +87,11 @@ INSTANCE_CLASSES = 2
 INSTANCE_LAM = 0.02
 INSTANCE_ITERATIONS = 30
 INSTANCE_PIXELS = 260_000
+
+#: most pixels (voxels) per batch item a run with strokes optimises on (``Segmenter``'s ``work_pixels``; see ``napari_levelset.method.strokes``)
+STROKE_PIXELS = 60_000
+#: ``segment``'s iterations with strokes and the per-image CNN, when none are given
+STROKE_ITERATIONS = 40
 
 #: Iterations between two snapshots of ``Segmenter.run`` when none is given.
 SNAPSHOT_EVERY = 10
@@ -469,15 +473,11 @@ class Settings:
             if instances:
                 contrast = "fluorescence"
             elif strokes and image is not None:
-                from napari_levelset.method.strokes import stroke_contrast
-
                 contrast = stroke_contrast(image, channel_axis)
             changes["contrast"] = contrast
         iterations = self.iterations
         if iterations is None:
             if kind == "cnn":
-                from napari_levelset.method.strokes import STROKE_ITERATIONS
-
                 iterations = INSTANCE_ITERATIONS if instances else STROKE_ITERATIONS if strokes else _ITERATIONS
             else:
                 iterations = 0
@@ -485,8 +485,6 @@ class Settings:
         if self.init is None:
             changes["init"] = "kmeans" if kind == "cnn" else "auto" if iterations > 0 else "network"
         if kind == "cnn" and strokes and self.work_pixels is None:
-            from napari_levelset.method.strokes import STROKE_PIXELS
-
             changes["work_pixels"] = STROKE_PIXELS
         merge, min_region = region_defaults(kind, self.regions)
         if self.merge is None:
@@ -510,6 +508,46 @@ def _key(value):
     if isinstance(value, (list, tuple)):
         return tuple(_key(v) for v in value)
     return (type(value).__name__, id(value))
+
+
+def stroke_contrast(image, channel_axis: int | None = None) -> str:
+    """The ``contrast`` that ``segment`` uses with strokes when none is given.
+
+    Parameters
+    ----------
+    image : array_like
+        The image as given to ``segment``, any shape and dtype.
+    channel_axis : int or None
+        Its channel axis, or None when it has none (or it is to be guessed).
+
+    Returns
+    -------
+    str
+        ``"fluorescence"`` for integer data (signed or unsigned) of more than 8 bits that
+        is not an RGB(A) picture, else ``"linear"``.  Without ``channel_axis``, a 3D or 4D
+        array whose last axis has 3 or 4 elements is taken for an RGB(A) picture.
+
+    Notes
+    -----
+    The napari widget's *auto* contrast follows the same rule, so a run there and
+    ``segment`` prepare an image alike.  8-bit grey images stay ``linear``: on grey
+    copies of BSDS500 train photographs the fluorescence preparation lowered the
+    strokes' mean IoU from 0.45 to 0.38 (0.446 to 0.380, 30 iterations, 40 000 pixels;
+    ``benchmarks/RESULTS.md``, "Strokes").
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stroke_contrast(np.zeros((64, 64), np.uint16)), stroke_contrast(np.zeros((64, 64), np.uint8))
+    ('fluorescence', 'linear')
+    >>> stroke_contrast(np.zeros((64, 64, 3), np.uint16))  # an RGB picture
+    'linear'
+    >>> stroke_contrast(np.zeros((64, 64, 3), np.uint16), channel_axis=2)
+    'fluorescence'
+    """
+    image = np.asarray(image)
+    rgb = channel_axis is None and image.ndim in (3, 4) and image.shape[-1] in (3, 4)
+    return "fluorescence" if image.dtype.kind in "ui" and image.dtype.itemsize > 1 and not rgb else "linear"
 
 
 def is_builtin_cnn(model) -> bool:
@@ -551,9 +589,7 @@ def model_kind(model) -> str:
     """
     if isinstance(model, str):
         return "cnn" if model == "cnn" else "unet"
-    from napari_levelset.nn.unet import PretrainedNetwork  # a module was given: torch is loaded already
-
-    return "unet" if isinstance(model, PretrainedNetwork) else "cnn"
+    return "unet" if getattr(model, "pretrained", False) else "cnn"
 
 
 def region_defaults(kind: str, mode: str) -> tuple[float, float]:
@@ -628,54 +664,3 @@ def default_position(model, color: str, n_classes: int, strokes: bool = False) -
     if not is_builtin_cnn(model) or color != "lab":
         return 0.0
     return POSITION if strokes or n_classes >= POSITION_MIN_CLASSES else 0.0
-
-
-#: keys of ``Segmenter.settings`` that describe the run rather than choose it
-_RECORD = ("channel_axis", "spatial_dims", "spacing")
-
-
-def restore_segmenter(image, settings: Mapping, state: Mapping | None = None, **overrides):
-    """Rebuild a ``Segmenter`` from a result layer's metadata (imports torch).
-
-    Parameters
-    ----------
-    image : array_like
-        The image the run was made on (for a run on several channel layers, their arrays
-        stacked on a first axis, in the order of ``settings["channels"]``; an RGB image
-        the widget turned grey is turned grey again when ``settings["to_grey"]``).
-    settings : mapping
-        ``metadata["napari_levelset"]`` of the result layer: ``Segmenter.settings`` (and
-        the widget's own keys, which are ignored here).
-    state : mapping, optional
-        ``metadata["napari_levelset_state"]``: the network's weights.  With it the network
-        continues from the weights it stopped with (refine; the optimiser's moments are not
-        kept, and a snapshot's labels came from the forward pass before its last step, so
-        the rebuilt labels differ in a few pixels); without it a new run with the same
-        settings reproduces the result on the CPU (same seed).
-    **overrides
-        Settings to replace (e.g. ``device="cpu"``).
-
-    Returns
-    -------
-    napari_levelset.method.engine.Segmenter
-        Made on ``image`` with the stored settings (and ``channel_axis``, ``spatial_dims``,
-        ``spacing``), with the weights, label order and iteration count of ``state`` where given.
-
-    Raises
-    ------
-    InputError
-        For settings out of range, unknown names among ``overrides``, or a ``state`` that does
-        not fit the network (``Segmenter.load_state_dict``).
-    """
-    from napari_levelset.method.engine import Segmenter
-    from napari_levelset.io.images import join_channels
-
-    if isinstance(settings.get("settings"), Mapping):  # the napari writer's .json
-        settings = settings["settings"]
-    s = Settings.from_json(settings).replace(**overrides)
-    data = join_channels(image, to_grey=bool(settings.get("to_grey", False)))
-    seg = Segmenter(data, settings=s, **{k: settings.get(k) for k in _RECORD})
-    if state is not None:
-        seg.load_state_dict({"model": state, "order": settings.get("order", list(range(seg.n_classes))),
-                             "iteration": settings.get("iteration", 0)})
-    return seg

@@ -25,7 +25,7 @@ import numbers
 
 import numpy as np
 
-from napari_levelset.io.images import InputError
+from napari_levelset.errors import InputError
 
 __all__ = [
     "LIMITS",

@@ -9,7 +9,7 @@ import tifffile
 import napari_levelset as nls
 from napari_levelset.scale.batch import find_inputs, output_for, segment_arrays, segment_files
 from napari_levelset.cli.main import main
-from napari_levelset.io.images import InputError
+from napari_levelset.errors import InputError
 from napari_levelset.evaluation.synthetic import phantom
 
 SETTINGS = dict(n_classes=2, iterations=5, seed=0, device="cpu")

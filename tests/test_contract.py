@@ -14,7 +14,7 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 from napari_levelset import segment  # noqa: E402
-from napari_levelset.io.images import InputError  # noqa: E402
+from napari_levelset.errors import InputError  # noqa: E402
 
 EXAMPLES = int(os.environ.get("NAPARI_LEVELSET_CONTRACT_EXAMPLES", "60"))
 

@@ -6,7 +6,7 @@ import torch
 
 from napari_levelset import Segmenter, segment
 from napari_levelset.method.engine import resolve_device
-from napari_levelset.io.images import InputError
+from napari_levelset.errors import InputError
 from napari_levelset.method.loss import class_means
 from napari_levelset.evaluation.synthetic import matched_iou, phantom
 

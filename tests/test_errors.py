@@ -5,7 +5,7 @@ import errno
 import pytest
 
 from napari_levelset.errors import user_message
-from napari_levelset.io.images import InputError
+from napari_levelset.errors import InputError
 
 
 @pytest.mark.parametrize("exc, expected", [

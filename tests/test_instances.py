@@ -17,7 +17,7 @@ from napari_levelset.post.instances import (
     foreground_classes,
     instance_labels,
 )
-from napari_levelset.io.images import InputError
+from napari_levelset.errors import InputError
 from napari_levelset.evaluation.metrics import instance_scores
 from napari_levelset.evaluation.synthetic import nuclei
 

@@ -5,7 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from napari_levelset.io.images import InputError, infer_axes, normalize, prepare_image, read_image, write_labels
+from napari_levelset.errors import InputError
+from napari_levelset.io.images import infer_axes, normalize, prepare_image, read_image, write_labels
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ def test_lab_colour_input():
     img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
     lab = segment(img, 2, iterations=20, device="cpu", color="lab")
     assert (lab[:, :20] == lab[0, 0]).mean() > 0.98 and (lab[:, 20:] != lab[0, 0]).mean() > 0.98
-    from napari_levelset.io.images import InputError
+    from napari_levelset.errors import InputError
 
     with pytest.raises(InputError, match="needs an RGB image"):
         segment(img[..., 0], 2, iterations=1, device="cpu", color="lab")

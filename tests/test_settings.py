@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from napari_levelset.io.images import InputError
+from napari_levelset.errors import InputError
+from napari_levelset.method.engine import restore_segmenter
 from napari_levelset.settings import (
     LIVE,
     RESTART,
@@ -15,7 +16,6 @@ from napari_levelset.settings import (
     default_position,
     model_kind,
     region_defaults,
-    restore_segmenter,
 )
 
 

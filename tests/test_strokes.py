@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_levelset import Segmenter, segment
-from napari_levelset.io.images import InputError
+from napari_levelset.errors import InputError
 from napari_levelset.method.strokes import scribbles_to_grid, stroke_contrast
 
 

@@ -7,7 +7,7 @@ import pytest
 import tifffile
 import torch
 
-from napari_levelset.io.images import InputError
+from napari_levelset.errors import InputError
 from napari_levelset.training.train import checkpoint_path, load_training_images, main, parse_classes, train
 from napari_levelset.nn.unet import build_network, load_model
 

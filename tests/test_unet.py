@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import napari_levelset
-from napari_levelset.io.images import InputError
+from napari_levelset.errors import InputError
 from napari_levelset.training.train import DEFAULT_TRAIN
 from napari_levelset.nn.unet import (
     FORMAT,
@@ -605,7 +605,7 @@ def test_a_small_file_declaring_a_huge_network_is_refused_without_allocating_it(
     assert bad.stat().st_size < 100_000
     code = (
         "import resource, sys, time\n"
-        "from napari_levelset.io.images import InputError\n"
+        "from napari_levelset.errors import InputError\n"
         "from napari_levelset.nn.unet import load_model\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "t = time.perf_counter()\n"

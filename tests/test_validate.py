@@ -6,7 +6,7 @@ import pytest
 
 import napari_levelset
 from napari_levelset import Segmenter
-from napari_levelset.io.images import InputError
+from napari_levelset.errors import InputError
 
 
 @pytest.fixture
@@ -159,7 +159,7 @@ def test_an_absurd_iteration_count_is_refused_not_run():
     import numpy as np
 
     from napari_levelset import segment
-    from napari_levelset.io.images import InputError
+    from napari_levelset.errors import InputError
 
     with pytest.raises(InputError, match="iterations"):
         segment(np.random.default_rng(0).random((8, 8)), iterations=2**64)

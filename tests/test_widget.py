@@ -111,7 +111,7 @@ def test_importing_the_widget_does_not_import_torch():
 
 def test_restore_segmenter_reproduces_labels():
     """The settings + state stored in layer metadata rebuild the same result."""
-    from napari_levelset.napari._worker import restore_segmenter
+    from napari_levelset.method.engine import restore_segmenter
     from napari_levelset.method.engine import Segmenter
 
     img, _ = disk_image(32)
@@ -127,7 +127,7 @@ def test_restore_segmenter_reproduces_labels():
 
 def test_error_messages_are_for_users():
     from napari_levelset.errors import widget_message as error_message
-    from napari_levelset.io.images import InputError
+    from napari_levelset.errors import InputError
 
     assert error_message(InputError("the image is constant")) == "the image is constant"
     assert "out of memory" in error_message(MemoryError())
@@ -201,7 +201,7 @@ def test_run_segments_synthetic_image(make_widget, qtbot, errors):
     assert meta["running"] is False and meta["stopped"] is False
     assert "body.0.weight" in out.metadata["napari_levelset_state"]
     # the stored settings + state reproduce the result
-    from napari_levelset.napari._worker import restore_segmenter
+    from napari_levelset.method.engine import restore_segmenter
 
     again = restore_segmenter(img, meta, out.metadata["napari_levelset_state"])
     assert (again.labels() == out.data).mean() > 0.98
@@ -838,7 +838,7 @@ def test_instances_in_physical_units_with_an_estimated_diameter(make_widget, qtb
     assert meta["diameter"] == 10.0 and meta["diameter_unit"] == "µm" and meta["spacing"] == (0.5, 0.5)
     assert _matched_fraction(np.asarray(layer.data), truth) >= 0.8
     # the settings stored on the output layer rebuild the run (fluorescence contrast, estimate, spacing)
-    from napari_levelset.napari._worker import restore_segmenter
+    from napari_levelset.method.engine import restore_segmenter
 
     out = widget.output_layer(image)
     again = restore_segmenter(img, out.metadata["napari_levelset"], out.metadata["napari_levelset_state"])

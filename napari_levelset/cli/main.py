@@ -36,7 +36,8 @@ import tempfile
 from pathlib import Path
 
 from napari_levelset.errors import user_message
-from napari_levelset.io.images import TIFF_EXT, InputError
+from napari_levelset.errors import InputError
+from napari_levelset.io.images import TIFF_EXT
 from napari_levelset.resources import is_out_of_memory
 from napari_levelset.validate import LIMITS
 

@@ -89,22 +89,6 @@ TIFF_EXT = {".tif", ".tiff"}
 PLAIN_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 
 
-class InputError(ValueError):
-    """Bad input from the user: the message is meant to be shown as it is.
-
-    A ``ValueError``; raised by this module, and by the engine, CLI and widget for input
-    they cannot use.  ``errors.user_message`` shows it on one line.
-
-    Examples
-    --------
-    >>> try:
-    ...     infer_axes((5,))
-    ... except InputError as exc:
-    ...     print(exc)
-    need at least 2 spatial axes, got an image of shape (5,)
-    """
-
-
 @dataclass
 class Prepared:
     """An image ready for the network (made by :func:`prepare_image`).

@@ -50,8 +50,10 @@ from napari_levelset.post.instances import (
     resample_prepared,
     upsample,
 )
-from napari_levelset.io.images import InputError, Prepared, labels_dtype, prepare_image
+from napari_levelset.errors import InputError
+from napari_levelset.io.images import Prepared, labels_dtype, prepare_image
 from napari_levelset.method.loss import class_means, class_probs, levelset_loss, scribble_loss
+from napari_levelset.nn.devices import resolve_device
 from napari_levelset.nn.models import PerImageCNN, init_parameters
 from napari_levelset.resources import available_memory, is_out_of_memory
 from napari_levelset.settings import (
@@ -66,7 +68,7 @@ from napari_levelset.settings import (
 )
 from napari_levelset.method.strokes import scribbles_to_grid, stroke_channels, stroke_means, upsample_logits, working_copy
 
-__all__ = ["Snapshot", "Segmenter", "Settings", "segment", "resolve_device"]
+__all__ = ["Snapshot", "Segmenter", "Settings", "segment", "restore_segmenter"]
 
 #: held while a network is built from the global torch generator (seeded, then restored)
 _GLOBAL_RNG_LOCK = threading.Lock()
@@ -122,49 +124,6 @@ def release_heap() -> None:
     other threads (oneDNN's) from getting any."""
     if _libc:
         _libc.malloc_trim(0)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """The torch device a run uses: ``auto`` picks CUDA, then MPS, else the CPU; other names are checked.
-
-    Parameters
-    ----------
-    device : str or torch.device
-        ``"auto"``, ``"cpu"``, ``"cuda"`` (or ``"cuda:1"``, ...) or ``"mps"``, in any case; a
-        ``torch.device`` is returned as it is.
-
-    Returns
-    -------
-    torch.device
-        The device.
-
-    Raises
-    ------
-    InputError
-        When CUDA or MPS is asked for but not available, or for an unknown name.
-
-    Examples
-    --------
-    >>> resolve_device("CPU")
-    device(type='cpu')
-    """
-    if isinstance(device, torch.device):
-        return device
-    name = str(device).lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("device 'cuda' was asked for, but no CUDA device is available")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise InputError("device 'mps' was asked for, but MPS is not available")
-    if not (name == "cpu" or name == "mps" or name.startswith("cuda")):
-        raise InputError(f"unknown device {device!r}: use auto, cpu, cuda or mps")
-    return torch.device(name)
 
 
 @dataclass
@@ -1241,3 +1200,51 @@ def _instance_preparation(image, channel_axis, spatial_dims, spacing, s: Setting
         full, diameter = fluorescence_prepared(full, diameter, spacing)
     small, zoom = resample_prepared(full, INSTANCE_PIXELS, diameter, spacing)
     return (full if zoom == 1.0 else small), (full, diameter)
+
+
+#: keys of ``Segmenter.settings`` that describe the run rather than choose it
+_RECORD = ("channel_axis", "spatial_dims", "spacing")
+
+
+def restore_segmenter(image, settings: Mapping, state: Mapping | None = None, **overrides):
+    """Rebuild a ``Segmenter`` from a result layer's metadata (imports torch).
+
+    Parameters
+    ----------
+    image : array_like
+        The image the run was made on (for a run on several channel layers, their arrays
+        stacked on a first axis, in the order of ``settings["channels"]``; an RGB image
+        the widget turned grey is turned grey again when ``settings["to_grey"]``).
+    settings : mapping
+        ``metadata["napari_levelset"]`` of the result layer: ``Segmenter.settings`` (and
+        the widget's own keys, which are ignored here).
+    state : mapping, optional
+        ``metadata["napari_levelset_state"]``: the network's weights.  With it the network
+        continues from the weights it stopped with (refine; the optimiser's moments are not
+        kept, and a snapshot's labels came from the forward pass before its last step, so
+        the rebuilt labels differ in a few pixels); without it a new run with the same
+        settings reproduces the result on the CPU (same seed).
+    **overrides
+        Settings to replace (e.g. ``device="cpu"``).
+
+    Returns
+    -------
+    napari_levelset.method.engine.Segmenter
+        Made on ``image`` with the stored settings (and ``channel_axis``, ``spatial_dims``,
+        ``spacing``), with the weights, label order and iteration count of ``state`` where given.
+
+    Raises
+    ------
+    InputError
+        For settings out of range, unknown names among ``overrides``, or a ``state`` that does
+        not fit the network (``Segmenter.load_state_dict``).
+    """
+    if isinstance(settings.get("settings"), Mapping):  # the napari writer's .json
+        settings = settings["settings"]
+    s = Settings.from_json(settings).replace(**overrides)
+    data = join_channels(image, to_grey=bool(settings.get("to_grey", False)))
+    seg = Segmenter(data, settings=s, **{k: settings.get(k) for k in _RECORD})
+    if state is not None:
+        seg.load_state_dict({"model": state, "order": settings.get("order", list(range(seg.n_classes))),
+                             "iteration": settings.get("iteration", 0)})
+    return seg

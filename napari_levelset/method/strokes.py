@@ -29,13 +29,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_levelset.settings import STROKE_ITERATIONS, STROKE_PIXELS, stroke_contrast
+
 __all__ = ["STROKE_PIXELS", "STROKE_ITERATIONS", "stroke_contrast", "stroke_means", "working_copy",
            "stroke_channels", "stroke_separation", "local_contrast", "scribbles_to_grid", "upsample_logits"]
 
-#: most pixels (voxels) per batch item a run with strokes optimises on (``Segmenter``'s ``work_pixels``)
-STROKE_PIXELS = 60_000
-#: ``segment``'s iterations with strokes and the per-image CNN, when none are given
-STROKE_ITERATIONS = 40
 #: ``local_contrast``: the local maximum an object is normalised by is taken over this many diameters
 NORMALISE_DIAMETERS = 1.0
 #: ``local_contrast``: the least divisor of the normalisation, in noise standard deviations
@@ -44,46 +42,6 @@ NORMALISE_FLOOR_NOISE = 10.0
 MIN_SEPARATION = 1.0
 #: ``local_contrast``: the log compression's unit, in noise standard deviations
 LOCAL_LOG_UNIT_NOISE = 1.0
-
-
-def stroke_contrast(image, channel_axis: int | None = None) -> str:
-    """The ``contrast`` that ``segment`` uses with strokes when none is given.
-
-    Parameters
-    ----------
-    image : array_like
-        The image as given to ``segment``, any shape and dtype.
-    channel_axis : int or None
-        Its channel axis, or None when it has none (or it is to be guessed).
-
-    Returns
-    -------
-    str
-        ``"fluorescence"`` for integer data (signed or unsigned) of more than 8 bits that
-        is not an RGB(A) picture, else ``"linear"``.  Without ``channel_axis``, a 3D or 4D
-        array whose last axis has 3 or 4 elements is taken for an RGB(A) picture.
-
-    Notes
-    -----
-    The napari widget's *auto* contrast follows the same rule, so a run there and
-    ``segment`` prepare an image alike.  8-bit grey images stay ``linear``: on grey
-    copies of BSDS500 train photographs the fluorescence preparation lowered the
-    strokes' mean IoU from 0.45 to 0.38 (0.446 to 0.380, 30 iterations, 40 000 pixels;
-    ``benchmarks/RESULTS.md``, "Strokes").
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> stroke_contrast(np.zeros((64, 64), np.uint16)), stroke_contrast(np.zeros((64, 64), np.uint8))
-    ('fluorescence', 'linear')
-    >>> stroke_contrast(np.zeros((64, 64, 3), np.uint16))  # an RGB picture
-    'linear'
-    >>> stroke_contrast(np.zeros((64, 64, 3), np.uint16), channel_axis=2)
-    'fluorescence'
-    """
-    image = np.asarray(image)
-    rgb = channel_axis is None and image.ndim in (3, 4) and image.shape[-1] in (3, 4)
-    return "fluorescence" if image.dtype.kind in "ui" and image.dtype.itemsize > 1 and not rgb else "linear"
 
 
 def working_copy(prepared, max_pixels: int, diameter: float | None = None, spacing=None):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Image
 
-from napari_levelset.io.images import InputError
+from napari_levelset.errors import InputError
 
 __all__ = ["real", "layer_axes", "auto_contrast", "contrast_value", "spatial_geometry", "channel_candidates",
            "axes_note", "AMBIGUOUS_CHANNELS", "foreground_value", "instances_from_labels", "FOREGROUND_AUTO",

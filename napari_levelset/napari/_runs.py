@@ -24,7 +24,7 @@ from qtpy.QtCore import Qt
 
 from napari_levelset import __version__
 from napari_levelset.errors import widget_message
-from napari_levelset.io.images import InputError
+from napari_levelset.errors import InputError
 from napari_levelset.settings import Settings
 from napari_levelset.napari._outputs import META_KEY, STATE_KEY
 from napari_levelset.napari._worker import Final, RunControl, RunRequest, Update, run_segmentation

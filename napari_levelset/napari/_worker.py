@@ -24,9 +24,9 @@ import numpy as np
 
 from napari_levelset.errors import RunFailed
 from napari_levelset.io.images import join_channels
-from napari_levelset.settings import Settings, restore_segmenter
+from napari_levelset.settings import Settings
 
-__all__ = ["RunRequest", "RunControl", "Update", "Final", "run_segmentation", "restore_segmenter"]
+__all__ = ["RunRequest", "RunControl", "Update", "Final", "run_segmentation"]
 
 #: ``every = 0`` means "auto": aim for about this many seconds between snapshots.
 AUTO_PERIOD_S = 0.3

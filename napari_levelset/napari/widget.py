@@ -23,7 +23,7 @@ from qtpy.QtCore import QEvent, QTimer, Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 
 from napari_levelset.napari._layers import auto_contrast, channel_candidates, real
-from napari_levelset.io.images import InputError
+from napari_levelset.errors import InputError
 from napari_levelset.napari._form import WIDGET_DEFAULTS, SettingsForm
 from napari_levelset.napari._instances import InstanceControls, StepsMixin
 from napari_levelset.napari._outputs import META_KEY, STATE_KEY, OutputLayers

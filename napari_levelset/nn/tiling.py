@@ -39,6 +39,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from napari_levelset.nn.devices import resolve_device
 
 __all__ = ["tiled_apply", "predict", "tile_grid"]
 
@@ -292,7 +293,6 @@ def predict(net: torch.nn.Module, x, *, tile=None, overlap=8, halo=None, output:
     >>> predict(net, x, output="labels", device="cpu").shape
     torch.Size([1, 64, 64])
     """
-    from napari_levelset.method.engine import resolve_device
 
     dev = resolve_device(device)
     if isinstance(x, np.ndarray):

@@ -64,7 +64,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_levelset.io.images import InputError, atomic_write
+from napari_levelset.errors import InputError
+from napari_levelset.io.images import atomic_write
 from napari_levelset.nn.models import conv_layer
 
 __all__ = [
@@ -487,6 +488,9 @@ class PretrainedNetwork(nn.Module):
         When ``ndim`` is not 2 or 3, a 3D model gets a 2D image, ``finetune`` is unknown, or
         the model cannot take ``in_channels`` channels.
     """
+
+    #: read by ``settings.model_kind``: a pretrained network takes the U-Net's per-model defaults
+    pretrained = True
 
     def __init__(self, unet: LevelSetUNet, n_classes: int, in_channels: int, ndim: int, finetune: str = "head",
                  tile: int | None = None, extra_channels: int = 0, model_color: str = "rgb"):

@@ -42,7 +42,7 @@ from typing import Sequence
 
 import numpy as np
 
-from napari_levelset.io.images import InputError
+from napari_levelset.errors import InputError
 
 __all__ = [
     "CONTRAST_MODES",

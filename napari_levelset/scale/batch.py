@@ -35,7 +35,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from napari_levelset.io.images import PLAIN_EXT, TIFF_EXT, InputError
+from napari_levelset.errors import InputError
+from napari_levelset.io.images import PLAIN_EXT, TIFF_EXT
 
 __all__ = ["find_inputs", "output_for", "segment_file", "segment_files", "segment_arrays", "BatchSummary",
            "ArrayResults"]

@@ -53,7 +53,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from napari_levelset.io.images import InputError, _structure_max, labels_dtype
+from napari_levelset.errors import InputError
+from napari_levelset.io.images import _structure_max, labels_dtype
 
 __all__ = ["Volume", "open_volume", "value_range", "fit_volume", "from_segmenter", "VolumeModel",
            "segment_volume", "create_labels", "read_region", "normalize_block"]

@@ -53,9 +53,11 @@ import numpy as np
 import torch
 
 from napari_levelset import validate
-from napari_levelset.io.images import PLAIN_EXT, TIFF_EXT, InputError, prepare_image, read_image
+from napari_levelset.errors import InputError
+from napari_levelset.io.images import PLAIN_EXT, TIFF_EXT, prepare_image, read_image
 from napari_levelset.method.loss import class_probs, levelset_loss, scribble_loss
 from napari_levelset.nn.unet import HEAD_CLASSES, MAX_CLASSES, STRUCTURES, LevelSetUNet, load_model, read_model_file, save_model
+from napari_levelset.nn.devices import resolve_device
 
 __all__ = ["train", "main", "TrainResult", "load_training_images", "DEFAULT_TRAIN"]
 
@@ -562,7 +564,6 @@ def train(
     (2, 2, 'tiny.pt')
     """
     from napari_levelset import __version__
-    from napari_levelset.method.engine import resolve_device
 
     heads = _heads(n_classes)
     steps, crop, batch_size, checkpoint_every, warmup, kmeans_heads, base, levels, embed = (
