@@ -5,9 +5,10 @@ import pytest
 import torch
 
 import napari_levelset as nls
-from napari_levelset.scale import chunked
-import napari_levelset.io.images as io
 from napari_levelset.cli.main import main
+from napari_levelset.io import prepare
+from napari_levelset.io.zarr import open_volume
+from napari_levelset.scale import chunked
 
 zarr = pytest.importorskip("zarr")
 
@@ -38,10 +39,10 @@ def test_value_range_is_the_in_memory_rule(dtype):
     v[3, 4, 5] = v.max() * 2 if dtype in (np.float32, np.float64) else np.iinfo(dtype).max  # a hot pixel
     for structures in (True, False):
         got = chunked.value_range(v, tile=(8, 16, 8), structures=structures)
-        x = io._fit_range(io._working_copy(v))
-        assert got == [io._value_range(x, 3, 0.5, 99.5, structures)]
+        x = prepare._fit_range(prepare._working_copy(v))
+        assert got == [prepare._value_range(x, 3, 0.5, 99.5, structures)]
     # and each tile maps like the whole volume
-    np.testing.assert_array_equal(chunked.normalize_block(v[None], got), io.normalize(v[None], spatial_dims=3,
+    np.testing.assert_array_equal(chunked.normalize_block(v[None], got), prepare.normalize(v[None], spatial_dims=3,
                                                                                        structures=False))
 
 
@@ -54,7 +55,7 @@ def test_zarr_per_image_labels_equal_whole_volume_inference(tmp_path):
     out = chunked.segment_volume(str(tmp_path / "in.zarr"), tmp_path / "labels.zarr", fitted=fitted)
     assert isinstance(out, zarr.Array) and out.chunks == (8, 16, 16) and out.dtype == np.uint8
     # the same network on the whole volume, normalised in memory, in one piece
-    x = torch.from_numpy(io.normalize(v[None], spatial_dims=3))[None]
+    x = torch.from_numpy(prepare.normalize(v[None], spatial_dims=3))[None]
     with torch.no_grad():
         whole = fitted.network.eval()(x).argmax(1)[0].numpy()
     lut = np.empty(3, np.uint8)
@@ -72,10 +73,10 @@ def test_unet_over_chunks_equals_segment_and_ome_zarr_round_trip(tmp_path):
         {"name": "z", "type": "space", "unit": "micrometer"}, {"name": "y", "type": "space", "unit": "micrometer"},
         {"name": "x", "type": "space", "unit": "micrometer"}],
         "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [2.0, 0.5, 0.5]}]}]}]
-    vol = chunked.open_volume(tmp_path / "in.ome.zarr")
+    vol = open_volume(tmp_path / "in.ome.zarr")
     assert vol.axes == "ZYX" and vol.spacing == (2.0, 0.5, 0.5) and vol.unit == "µm"
     chunked.segment_volume(vol, tmp_path / "labels.ome.zarr", 4, model="unet", device="cpu")
-    back = chunked.open_volume(tmp_path / "labels.ome.zarr")
+    back = open_volume(tmp_path / "labels.ome.zarr")
     assert back.axes == "ZYX" and back.spacing == (2.0, 0.5, 0.5) and back.unit == "µm"
     # tiles of 24 px in y and x, against the U-Net's receptive radius of about 60: halos do the work
     np.testing.assert_array_equal(np.asarray(back.data[:]), nls.segment(v, 4, model="unet", device="cpu"))
@@ -107,7 +108,7 @@ def test_the_same_values_in_float64_normalise_alike():
     b = chunked.value_range(v.astype(np.float64), tile=8)
     assert a == b and a[0].dtype == b[0].dtype == np.float32
     np.testing.assert_array_equal(chunked.normalize_block(v[None].astype(np.float64), b),
-                                  io.normalize(v[None], spatial_dims=3))
+                                  prepare.normalize(v[None], spatial_dims=3))
 
 
 def test_labels_of_a_trained_segmenter_over_chunks_equal_its_own():

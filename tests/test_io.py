@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from napari_levelset.errors import InputError
-from napari_levelset.io.images import infer_axes, normalize, prepare_image, read_image, write_labels
+from napari_levelset.io.axes import infer_axes
+from napari_levelset.io.prepare import normalize, prepare_image
+from napari_levelset.io.read import read_image
+from napari_levelset.io.write import write_labels
 
 
 @pytest.mark.parametrize(
@@ -267,7 +270,7 @@ def test_an_explicit_channel_axis_uses_every_channel():
 
 
 def test_imagej_hyperstack_labels_round_trip_with_axes_and_voxel_size(tmp_path):
-    from napari_levelset.io.images import read_image_file
+    from napari_levelset.io.read import read_image_file
 
     lab = np.random.default_rng(0).integers(0, 5, (2, 3, 8, 9)).astype(np.uint8)  # T Z Y X
     path = write_labels(tmp_path / "lab.tif", lab, axes="TZYX", spacing=(2.0, 0.25, 0.5), unit="µm")
@@ -284,7 +287,7 @@ def test_imagej_hyperstack_labels_round_trip_with_axes_and_voxel_size(tmp_path):
 
 @pytest.mark.parametrize("dtype,top", [(np.uint32, 70_000), (np.int64, 5), (np.uint32, 300)])
 def test_labels_imagej_cannot_hold_keep_their_metadata(tmp_path, dtype, top):
-    from napari_levelset.io.images import read_image_file
+    from napari_levelset.io.read import read_image_file
 
     lab = np.arange(2 * 4 * 5, dtype=dtype).reshape(2, 4, 5) % 7
     lab[0, 0, 0] = top  # region ids beyond 65535 need 32 bits; int64 needs tifffile's own description
@@ -295,7 +298,7 @@ def test_labels_imagej_cannot_hold_keep_their_metadata(tmp_path, dtype, top):
 
 
 def test_unnamed_axes_and_no_metadata(tmp_path):
-    from napari_levelset.io.images import read_image_file
+    from napari_levelset.io.read import read_image_file
 
     lab = np.ones((3, 8, 8), np.uint16)
     path = write_labels(tmp_path / "q.tif", lab, axes="QYX", spacing=(0.5, 0.5), unit="µm")
@@ -312,7 +315,7 @@ def test_unnamed_axes_and_no_metadata(tmp_path):
 def test_reads_imagej_ome_and_calibrated_tiffs(tmp_path):
     import tifffile
 
-    from napari_levelset.io.images import read_image_file
+    from napari_levelset.io.read import read_image_file
 
     rng = np.random.default_rng(1)
     ij = rng.integers(0, 4000, (2, 3, 2, 8, 9)).astype(np.uint16)  # T Z C Y X
@@ -345,7 +348,7 @@ def test_reads_imagej_ome_and_calibrated_tiffs(tmp_path):
 def test_compressed_tiffs_are_read(tmp_path):
     import tifffile
 
-    from napari_levelset.io.images import read_image_file
+    from napari_levelset.io.read import read_image_file
 
     img = (np.random.default_rng(2).random((32, 40)) * 60000).astype(np.uint16)
     for compression in ("lzw", "zlib", "zstd"):
@@ -357,7 +360,7 @@ def test_compressed_tiffs_are_read(tmp_path):
 def test_plain_pictures_keep_reading_as_before(tmp_path):
     import imageio.v3 as iio
 
-    from napari_levelset.io.images import read_image_file
+    from napari_levelset.io.read import read_image_file
 
     rgba = np.random.default_rng(3).integers(0, 255, (6, 8, 4)).astype(np.uint8)
     iio.imwrite(tmp_path / "a.png", rgba)
@@ -411,7 +414,7 @@ def test_a_full_disk_fails_with_one_error_and_no_temporaries(tmp_path):
     script = f"""
 import builtins, io, os, sys
 import numpy as np
-from napari_levelset.io.images import write_labels
+from napari_levelset.io.write import write_labels
 real_open = io.open
 def full_open(file, mode="r", *a, **k):
     if "w" in mode and os.path.dirname(str(file)) == {str(tmp_path)!r}:

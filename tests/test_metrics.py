@@ -1,4 +1,4 @@
-"""Tests for napari_levelset.evaluation.metrics (BSDS500 region benchmark).
+"""Tests for napari_levelset.evaluation: the BSDS500 region benchmark and instance matching.
 
 The reference test reproduces the original MATLAB benchmark's outputs for its
 own example (``bench-check/`` in the BSDS500 data folder); it is skipped when
@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_levelset.evaluation import metrics as M
+from napari_levelset.evaluation import bsds, matching
+from napari_levelset.evaluation.contingency import contingency
 
 
 def _bsds_dir() -> Path:
@@ -34,10 +35,10 @@ def bench_results():
         pytest.skip(f"BSDS500 bench-check data not found under {BENCH}")
     results = []
     for seg_file in sorted((BENCH / "segs").glob("*.mat")):
-        gts = M.load_ground_truth(BENCH / "groundTruth" / seg_file.name)
-        segs = M.load_segmentations(seg_file)
+        gts = bsds.load_ground_truth(BENCH / "groundTruth" / seg_file.name)
+        segs = bsds.load_segmentations(seg_file)
         assert len(segs) == 5
-        results.append(M.evaluate_segmentations(segs, gts))
+        results.append(bsds.evaluate_segmentations(segs, gts))
     assert len(results) == 5
     return results
 
@@ -50,7 +51,7 @@ TOL = 1e-5  # "to 5 decimals": the reference files carry 6 significant digits
 
 
 def test_reference_per_scale(bench_results):
-    s = M.summarize(bench_results)
+    s = bsds.summarize(bench_results)
     ri_voi = _expected("eval_RI_VOI_thr.txt")
     cover = _expected("eval_cover_th.txt")
     assert s["scales"] == [1, 2, 3, 4, 5]
@@ -62,7 +63,7 @@ def test_reference_per_scale(bench_results):
 
 
 def test_reference_ods_ois(bench_results):
-    s = M.summarize(bench_results)
+    s = bsds.summarize(bench_results)
     scale, sc_ods, sc_ois, best = _expected("eval_cover.txt")[0]
     assert s["sc_ods_scale"] == scale
     assert s["sc_ods"] == pytest.approx(sc_ods, abs=TOL)
@@ -91,7 +92,7 @@ def test_reference_text_identical(bench_results):
         rounded.append([{**r, **{k: _g(r[k]) for k in ("cntR", "sumR", "pri", "vi")}} for r in img])
         best = np.max([r["gt_matches"] for r in img], axis=0)
         best_cnt += _g(float(np.sum(best * img[0]["gt_areas"])))  # <id>_ev3.txt
-    s = M.summarize(rounded)
+    s = bsds.summarize(rounded)
     sum_r = sum(img[0]["sumR"] for img in rounded)
 
     def fmt(*vals):
@@ -112,9 +113,9 @@ def test_reference_text_identical(bench_results):
 
 def test_reference_gt_against_itself(bench_results):
     """A human map scored against all maps of its image beats a trivial segmentation."""
-    gts = M.load_ground_truth(BENCH / "groundTruth" / "2018.mat")
-    own = M.evaluate_image(gts[1], gts)
-    one = M.evaluate_image(np.ones_like(gts[1]), gts)
+    gts = bsds.load_ground_truth(BENCH / "groundTruth" / "2018.mat")
+    own = bsds.evaluate_image(gts[1], gts)
+    one = bsds.evaluate_image(np.ones_like(gts[1]), gts)
     assert own["sc"] > one["sc"]
     assert own["pri"] > one["pri"]
     assert own["vi"] < one["vi"]
@@ -132,7 +133,7 @@ def _blocks(shape=(40, 60), seed=0, n=6):
 
 def test_identical_segmentation_is_perfect():
     gt = _blocks()
-    r = M.evaluate_image(gt.copy(), [gt])
+    r = bsds.evaluate_image(gt.copy(), [gt])
     assert r["sc"] == pytest.approx(1.0, abs=1e-12)
     assert r["pri"] == pytest.approx(1.0, abs=1e-12)
     assert r["vi"] == pytest.approx(0.0, abs=1e-12)
@@ -143,18 +144,18 @@ def test_identical_segmentation_is_perfect():
 def test_hand_computed_values():
     seg = np.array([[1, 1], [2, 2]])
     gt = np.array([[1, 2], [1, 2]])
-    r = M.evaluate_image(seg, [gt])
+    r = bsds.evaluate_image(seg, [gt])
     # every pair of pixels: 6 pairs, 2 agree (the two "different in both" pairs)
     assert r["pri"] == pytest.approx(1 / 3)
     assert r["vi"] == pytest.approx(2.0)  # H1 = H2 = 1 bit, MI = 0
     assert r["sc"] == pytest.approx(1 / 3)  # each region overlaps 1 of 3 in its union
-    assert M.rand_index(M.contingency(seg, gt)) == pytest.approx(1 / 3)
+    assert bsds.rand_index(contingency(seg, gt)) == pytest.approx(1 / 3)
 
 
 def test_relabelling_invariance():
     gts = [_blocks(seed=1), _blocks(seed=2, n=4)]
     seg = _blocks(seed=3, n=8)
-    ref = M.evaluate_image(seg, gts)
+    ref = bsds.evaluate_image(seg, gts)
     perm = np.random.default_rng(0).permutation(100)
     variants = [
         perm[seg],  # permuted values
@@ -164,11 +165,11 @@ def test_relabelling_invariance():
         seg.astype(np.uint64) + np.uint64(2**63),  # beyond int64
     ]
     for v in variants:
-        r = M.evaluate_image(v, gts)
+        r = bsds.evaluate_image(v, gts)
         for key in ("sc", "pri", "vi", "cntR", "sumR", "cntP", "sumP", "n_regions"):
             assert r[key] == pytest.approx(ref[key], abs=1e-12), key
     # relabelling the ground truth does not matter either
-    r = M.evaluate_image(seg, [perm[gts[0]], gts[1] + 50])
+    r = bsds.evaluate_image(seg, [perm[gts[0]], gts[1] + 50])
     for key in ("sc", "pri", "vi"):
         assert r[key] == pytest.approx(ref[key], abs=1e-12)
 
@@ -177,15 +178,15 @@ def test_every_label_value_is_one_region():
     gt = np.array([[1, 1, 2, 2]])
     # two disconnected pieces with the same label form one region
     seg = np.array([[5, 7, 7, 5]])
-    r = M.evaluate_image(seg, [gt])
+    r = bsds.evaluate_image(seg, [gt])
     assert r["n_regions"] == 2
     assert r["sc"] == pytest.approx(1 / 3)
 
 
 def test_single_region_scores_lower_than_gt():
     gts = [_blocks(seed=4), _blocks(seed=4, n=5)]
-    one = M.evaluate_image(np.zeros_like(gts[0]), gts)
-    own = M.evaluate_image(gts[0], gts)
+    one = bsds.evaluate_image(np.zeros_like(gts[0]), gts)
+    own = bsds.evaluate_image(gts[0], gts)
     assert one["sc"] < own["sc"]
     assert one["pri"] < own["pri"]
     assert one["vi"] > own["vi"]
@@ -194,12 +195,12 @@ def test_single_region_scores_lower_than_gt():
 
 def test_non_integer_labels_rejected():
     with pytest.raises(ValueError):
-        M.evaluate_image(np.array([[0.5, 1.0]]), [np.array([[1, 2]])])
+        bsds.evaluate_image(np.array([[0.5, 1.0]]), [np.array([[1, 2]])])
 
 
 def test_shape_mismatch_rejected():
     with pytest.raises(ValueError):
-        M.evaluate_image(np.ones((3, 4), int), [np.ones((4, 3), int)])
+        bsds.evaluate_image(np.ones((3, 4), int), [np.ones((4, 3), int)])
 
 
 def test_summarize_ods_ois_best():
@@ -207,9 +208,9 @@ def test_summarize_ods_ois_best():
     fine = _blocks(seed=6, n=20)
     coarse = np.ones_like(gt)
     # image A is best at scale "fine", image B at scale "gt" (perfect)
-    img_a = M.evaluate_segmentations([coarse, fine, fine], [gt])
-    img_b = M.evaluate_segmentations([coarse, fine, gt], [gt])
-    s = M.summarize({"a": img_a, "b": img_b}, scales=[1, 10, 100])
+    img_a = bsds.evaluate_segmentations([coarse, fine, fine], [gt])
+    img_b = bsds.evaluate_segmentations([coarse, fine, gt], [gt])
+    s = bsds.summarize({"a": img_a, "b": img_b}, scales=[1, 10, 100])
     assert s["n_images"] == 2
     assert s["sc_ods_scale"] == 100 and s["pri_ods_scale"] == 100 and s["vi_ods_scale"] == 100
     # per image optimum on ties is the last scale (MATLAB ff(end))
@@ -231,20 +232,20 @@ def test_summarize_from_json_like_results():
     import json
 
     gt = _blocks(seed=7)
-    res = M.evaluate_segmentations([np.ones_like(gt), gt], [gt])
+    res = bsds.evaluate_segmentations([np.ones_like(gt), gt], [gt])
     plain = [{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()} for r in res]
     back = json.loads(json.dumps(plain))
-    s1 = M.summarize([res])
-    s2 = M.summarize([back])
+    s1 = bsds.summarize([res])
+    s2 = bsds.summarize([back])
     assert s1["best_covering"] == pytest.approx(s2["best_covering"]) == pytest.approx(1.0)
     assert s1["sc_ods"] == s2["sc_ods"]
 
 
 def test_summarize_rejects_ragged():
     gt = _blocks(seed=8)
-    r = M.evaluate_image(gt, [gt])
+    r = bsds.evaluate_image(gt, [gt])
     with pytest.raises(ValueError):
-        M.summarize([[r, r], [r]])
+        bsds.summarize([[r, r], [r]])
 
 
 # ------------------------------------------------------------ instance metrics
@@ -280,11 +281,11 @@ def _random_disks(seed, shape=(64, 80), n=12):
 
 def test_instances_perfect_match():
     truth = _squares()
-    s = M.instance_scores(truth.copy(), truth)
+    s = matching.instance_scores(truth.copy(), truth)
     for key in ("f1", "precision", "recall", "ap", "dice", "mean_matched_iou"):
         assert s[key] == 1.0, key
     assert (s["tp"], s["fp"], s["fn"]) == (3, 0, 0)
-    m = M.match_instances(truth, truth)
+    m = matching.match_instances(truth, truth)
     np.testing.assert_array_equal(m["pred_ids"], [1, 2, 3])
     np.testing.assert_array_equal(m["true_ids"], [1, 2, 3])
 
@@ -293,7 +294,7 @@ def test_instances_object_split_in_halves():
     truth = _squares()
     pred = truth.copy()
     pred[20:32, 11:17] = 9  # object 3 (cols 5..16) split into two halves of 72 px: IoU exactly 0.5 each
-    s = M.instance_scores(pred, truth)
+    s = matching.instance_scores(pred, truth)
     # neither half exceeds IoU 0.5: TP 2, FP 2 (the halves), FN 1 (object 3)
     assert (s["tp"], s["fp"], s["fn"]) == (2, 2, 1)
     assert s["f1"] == pytest.approx(2 * 2 / (2 * 2 + 2 + 1))  # 4/7
@@ -307,13 +308,13 @@ def test_instances_unequal_split_average_precision():
     truth = _squares()
     pred = truth.copy()
     pred[20:32, 14:17] = 9  # object 3 keeps 3/4 of its pixels: IoU 0.75 exactly
-    s = M.instance_scores(pred, truth)
+    s = matching.instance_scores(pred, truth)
     assert s["f1"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 0))
     # thresholds 0.5..0.70: 3 / (3 + 1 + 0); 0.75..0.95 (IoU must exceed t): 2 / (2 + 2 + 1)
     np.testing.assert_allclose(s["ap_per_threshold"], [0.75] * 5 + [0.4] * 5)
     assert s["ap"] == pytest.approx(0.575)
-    assert M.match_instances(pred, truth, threshold=0.7)["tp"] == 3
-    assert M.match_instances(pred, truth, threshold=0.75)["tp"] == 2
+    assert matching.match_instances(pred, truth, threshold=0.7)["tp"] == 3
+    assert matching.match_instances(pred, truth, threshold=0.75)["tp"] == 2
 
 
 @pytest.mark.parametrize("shift, iou", [(2, 8 / 12), (4, 6 / 14)])
@@ -321,8 +322,8 @@ def test_instances_shifted_objects(shift, iou):
     boxes = ((2, 2, 10), (2, 20, 10), (20, 30, 10))
     truth = _squares(boxes=boxes)
     pred = _squares(boxes=[(r, c + shift, s) for r, c, s in boxes])
-    m = M.match_instances(pred, truth)
-    s = M.instance_scores(pred, truth)
+    m = matching.match_instances(pred, truth)
+    s = matching.instance_scores(pred, truth)
     assert s["dice"] == pytest.approx(2 * (10 - shift) / 20)
     if iou > 0.5:
         assert m["tp"] == 3 and s["f1"] == 1.0
@@ -332,20 +333,20 @@ def test_instances_shifted_objects(shift, iou):
     else:
         assert m["tp"] == 0 and s["f1"] == 0.0 and s["ap"] == 0.0
         assert (s["fp"], s["fn"]) == (3, 3)
-        assert M.match_instances(pred, truth, threshold=0.4)["tp"] == 3
+        assert matching.match_instances(pred, truth, threshold=0.4)["tp"] == 3
 
 
 def test_instances_empty_prediction():
     truth = _squares()
-    s = M.instance_scores(np.zeros_like(truth), truth)
+    s = matching.instance_scores(np.zeros_like(truth), truth)
     for key in ("f1", "precision", "recall", "ap", "dice"):
         assert s[key] == 0.0, key
     assert (s["tp"], s["fp"], s["fn"], s["n_pred"], s["n_true"]) == (0, 0, 3, 0, 3)
     # extra objects where there are none
-    s = M.instance_scores(truth, np.zeros_like(truth))
+    s = matching.instance_scores(truth, np.zeros_like(truth))
     assert s["f1"] == 0.0 and s["fp"] == 3
     # nothing to find and nothing found is perfect
-    none = M.instance_scores(np.zeros_like(truth), np.zeros_like(truth))
+    none = matching.instance_scores(np.zeros_like(truth), np.zeros_like(truth))
     assert none["f1"] == none["ap"] == none["dice"] == 1.0
 
 
@@ -353,7 +354,7 @@ def test_instances_ids_need_not_be_consecutive():
     truth = _squares()
     pred = truth.copy()
     pred[20:32, 14:17] = 4
-    ref = M.instance_scores(pred, truth)
+    ref = matching.instance_scores(pred, truth)
     ids = np.array([0, 7, 1000, 65535, 3])
     variants = [
         (ids[pred], truth),
@@ -362,10 +363,10 @@ def test_instances_ids_need_not_be_consecutive():
         (pred.astype(np.float32), -truth),  # integral floats, negative ids
     ]
     for p, t in variants:
-        s = M.instance_scores(p, t)
+        s = matching.instance_scores(p, t)
         for key in ("f1", "ap", "dice", "tp", "fp", "fn", "mean_matched_iou"):
             assert s[key] == pytest.approx(ref[key]), key
-    m = M.match_instances(ids[pred], _squares(ids=(40000, 5, 17)))
+    m = matching.match_instances(ids[pred], _squares(ids=(40000, 5, 17)))
     np.testing.assert_array_equal(m["pred_ids"], [7, 1000, 65535])  # the label values, not indices
     np.testing.assert_array_equal(m["true_ids"], [40000, 5, 17])
 
@@ -373,7 +374,7 @@ def test_instances_ids_need_not_be_consecutive():
 def test_instances_disconnected_id_is_one_object():
     truth = np.array([[1, 1, 0, 2, 2]])
     pred = np.array([[5, 5, 0, 5, 5]])  # one object covering both: IoU 0.5 with each
-    s = M.instance_scores(pred, truth)
+    s = matching.instance_scores(pred, truth)
     assert (s["tp"], s["fp"], s["fn"]) == (0, 1, 2)
 
 
@@ -382,11 +383,11 @@ def test_instances_agree_with_brute_force():
         truth = _random_disks(seed)
         pred = np.roll(_random_disks(seed), (1, 2), axis=(0, 1))
         pred[_random_disks(seed + 10) > 0] = 50  # one large extra object over some of them
-        s = M.instance_scores(pred, truth)
+        s = matching.instance_scores(pred, truth)
         for t, ap_t in zip(s["thresholds"], s["ap_per_threshold"]):
             tp = _brute_force_tp(pred, truth, t)
             n_pred, n_true = len(np.unique(pred)) - 1, len(np.unique(truth)) - 1
-            assert M.match_instances(pred, truth, t)["tp"] == tp
+            assert matching.match_instances(pred, truth, t)["tp"] == tp
             assert ap_t == pytest.approx(tp / (n_pred + n_true - tp))
         inter = np.count_nonzero((pred > 0) & (truth > 0))
         assert s["dice"] == pytest.approx(2 * inter / (np.count_nonzero(pred) + np.count_nonzero(truth)))
@@ -397,11 +398,11 @@ def test_instances_below_half_match_one_to_one():
     truth[:, :12] = 1
     pred = truth.copy()
     pred[:, 6:12] = 2  # two halves, IoU 0.5 each with object 1
-    m = M.match_instances(pred, truth, threshold=0.3)
+    m = matching.match_instances(pred, truth, threshold=0.3)
     assert (m["tp"], m["fp"], m["fn"]) == (1, 1, 0)
     # the assignment keeps the largest total IoU: truth 1 -> the larger piece
     pred[:, 4:12] = 2  # pieces of 4/12 and 8/12
-    m = M.match_instances(pred, truth, threshold=0.3)
+    m = matching.match_instances(pred, truth, threshold=0.3)
     np.testing.assert_array_equal(m["pred_ids"], [2])
     np.testing.assert_allclose(m["iou"], [8 / 12])
 
@@ -412,17 +413,17 @@ def test_foreground_dice_of_a_mask():
     pred = np.zeros((10, 10), np.int32)
     pred[:, 2:5] = 3
     pred[:, 5:7] = 4
-    assert M.foreground_dice(pred, truth) == pytest.approx(2 * 30 / (50 + 50))
-    assert M.instance_scores(pred, truth)["dice"] == pytest.approx(M.foreground_dice(pred, truth))
+    assert matching.foreground_dice(pred, truth) == pytest.approx(2 * 30 / (50 + 50))
+    assert matching.instance_scores(pred, truth)["dice"] == pytest.approx(matching.foreground_dice(pred, truth))
 
 
 def test_instance_input_errors():
     with pytest.raises(ValueError):
-        M.instance_scores(np.ones((3, 4), int), np.ones((4, 3), int))
+        matching.instance_scores(np.ones((3, 4), int), np.ones((4, 3), int))
     with pytest.raises(ValueError):
-        M.match_instances(np.ones((3, 3), int), np.ones((3, 3), int), threshold=1.0)
+        matching.match_instances(np.ones((3, 3), int), np.ones((3, 3), int), threshold=1.0)
     with pytest.raises(ValueError):
-        M.instance_scores(np.array([[0.5, 1.0]]), np.array([[0, 1]]))
+        matching.instance_scores(np.array([[0.5, 1.0]]), np.array([[0, 1]]))
 
 
 def test_instance_scores_fast_on_large_images():
@@ -437,7 +438,7 @@ def test_instance_scores_fast_on_large_images():
     truth = truth[20:-20, 20:-20]
     pred = np.roll(truth, 3, axis=1)
     t0 = time.perf_counter()
-    s = M.instance_scores(pred, truth)
+    s = matching.instance_scores(pred, truth)
     assert time.perf_counter() - t0 < 1.0
     assert s["n_true"] == len(np.unique(truth)) - 1 > 150
     assert s["f1"] > 0.9
@@ -449,6 +450,7 @@ def _load_nuclei_benchmark(monkeypatch):
     import sys
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "nuclei.py"
+    monkeypatch.syspath_prepend(str(path.parent))  # as when run as a script: its folder's modules import
     spec = importlib.util.spec_from_file_location("nuclei_benchmark", path)
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look their module up

@@ -1,10 +1,10 @@
-"""Volumes larger than memory: zarr / OME-Zarr in and out, labels computed chunk by chunk.
+"""Volumes larger than memory: labels computed chunk by chunk, from zarr / OME-Zarr to zarr / OME-Zarr.
 
 A volume ``(*S)`` (grey) or ``(C, *S)`` (``channel_axis=0``) is read lazily
 from a zarr array (or any array: numpy, dask, zarr) and segmented without ever
 holding more than one tile of it in float:
 
-1. **Normalisation**, the rule of ``napari_levelset.io.images.normalize``, with the
+1. **Normalisation**, the rule of ``napari_levelset.io.prepare.normalize``, with the
    statistics of the whole volume, computed chunk by chunk and *exactly*: the
    0.5th / 99.5th percentiles from a histogram of every value (integers of up
    to 16 bits) or by selecting the order statistics in passes (other dtypes),
@@ -32,7 +32,8 @@ holding more than one tile of it in float:
 Output: a zarr array of labels 1..N (uint8, uint16 beyond 255 classes) with
 the volume's spatial shape, chunked like the tiles; ``ome=True`` writes an
 OME-Zarr (NGFF 0.4) image group with its axes and voxel size, whose level
-``0`` holds the labels.  Sources: zarr (https://zarr.dev), dask
+``0`` holds the labels.  Opening, making and reading the zarr arrays is
+:mod:`napari_levelset.io.zarr`'s.  Sources: zarr (https://zarr.dev), dask
 (https://dask.org), the OME-NGFF specification (https://ngff.openmicroscopy.org).
 
 Examples
@@ -46,103 +47,28 @@ Examples
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from napari_levelset.errors import InputError
-from napari_levelset.io.images import _structure_max, labels_dtype
+from napari_levelset.io.prepare import Prepared, _map_range, _structure_max
+from napari_levelset.io.write import labels_dtype
+from napari_levelset.io.zarr import Volume, create_labels, open_volume, read_region
+from napari_levelset.method.segmentation import run_with_progress
+from napari_levelset.method.segmenter import Segmenter
+from napari_levelset.nn.tiling import tile_grid
+from napari_levelset.settings import Settings, model_kind
 
-__all__ = ["Volume", "open_volume", "value_range", "fit_volume", "from_segmenter", "VolumeModel",
-           "segment_volume", "create_labels", "read_region", "normalize_block"]
+__all__ = ["value_range", "fit_volume", "from_segmenter", "VolumeModel", "segment_volume", "normalize_block"]
 
-#: percentiles of the normalisation rule (``napari_levelset.io.images.normalize``)
+#: percentiles of the normalisation rule (``napari_levelset.io.prepare.normalize``)
 PMIN, PMAX = 0.5, 99.5
-
-
-@dataclass
-class Volume:
-    """A lazily read array with what its file says (see :func:`open_volume`).
-
-    Parameters
-    ----------
-    data : array-like
-        A ``zarr.Array``, or any array (numpy, dask): ``(*S)`` or ``(C, *S)``.
-    axes : str or None
-        One letter per axis (``ZYX``, ``CZYX``, ...); None when unknown.
-    spacing : tuple of float or None
-        Physical voxel size per spatial axis, in ``unit``.
-    unit : str or None
-        The unit of ``spacing`` (``µm`` for micrometres).
-    """
-
-    data: Any
-    axes: str | None = None
-    spacing: tuple[float, ...] | None = None
-    unit: str | None = None
-
-    @property
-    def channel_axis(self) -> int | None:
-        """The index of C in ``axes``, or None (no C, or no axes known)."""
-        return self.axes.index("C") if self.axes and "C" in self.axes else None
-
-
-def open_volume(path: str | os.PathLike) -> Volume:
-    """Open a zarr array or an OME-Zarr image (its level 0) for lazy reading.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        A zarr array, or an OME-Zarr image group (NGFF ``multiscales`` metadata).
-
-    Returns
-    -------
-    Volume
-        Its ``data`` is the ``zarr.Array`` (nothing read yet); axes, voxel size and unit
-        come from the OME-NGFF ``multiscales`` metadata when there is one.
-
-    Raises
-    ------
-    InputError
-        When ``path`` holds no zarr array (missing, foreign, or a group without
-        ``multiscales``), or zarr is not installed.
-    """
-    zarr = _zarr()
-    p = str(path)
-    try:
-        node = zarr.open(p, mode="r")
-    except Exception as exc:  # zarr raises its own errors for missing / foreign stores
-        raise InputError(f"cannot open {p} as zarr ({exc.__class__.__name__}: {exc})") from None
-    if isinstance(node, zarr.Array):
-        return Volume(node)
-    attrs = dict(node.attrs)
-    ms = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
-    if not ms:
-        raise InputError(f"{p} is a zarr group without OME-Zarr 'multiscales' metadata: give the path of an array")
-    level = ms[0]["datasets"][0]
-    data = node[level["path"]]
-    axes_meta = ms[0].get("axes") or []
-    axes = "".join(a["name"].upper() if isinstance(a, dict) else str(a).upper() for a in axes_meta) or None
-    spacing = unit = None
-    for t in level.get("coordinateTransformations", []):
-        if t.get("type") == "scale" and axes:
-            spatial = [i for i, a in enumerate(axes) if a in "ZYX"]
-            spacing = tuple(float(t["scale"][i]) for i in spatial)
-    for a in axes_meta:
-        if isinstance(a, dict) and a.get("type") == "space" and a.get("unit"):
-            unit = "µm" if a["unit"] == "micrometer" else a["unit"]
-    return Volume(data, axes, spacing, unit)
-
-
-def _zarr():
-    try:
-        import zarr
-    except ImportError:
-        raise InputError("zarr volumes need zarr: pip install 'napari-levelset[scale]'") from None
-    return zarr
 
 
 def _as_volume(source) -> Volume:
@@ -169,52 +95,9 @@ def _layout(vol: Volume, channel_axis: int | None) -> tuple[int | None, tuple[in
     return ch, spatial
 
 
-def read_region(data, channel: int | None, region: Sequence[tuple[int, int]]) -> np.ndarray:
-    """``data[(channel,) + region]`` as a numpy array, with edge replication past the high end of each axis.
-
-    ``region`` is one ``(start, stop)`` per spatial axis, ``start`` inside the
-    array (``stop`` may pass its end: the last plane is repeated, as the
-    networks pad to a multiple).  ``channel`` None reads every channel of a
-    channels-first array, or the array itself when it has none (then pass
-    ``channel=-1``).  Only this region is read from a lazy (zarr, dask) array.
-
-    Parameters
-    ----------
-    data : array-like
-        ``(*S)`` or ``(C, *S)``, numpy, zarr or dask.
-    channel : int or None
-        A channel index; None: every channel; -1: the array has no channel axis.
-    region : sequence of tuple of int
-        ``(start, stop)`` per spatial axis, pixels.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``data``'s dtype, ``(*R)`` or ``(C, *R)`` with ``R`` the region's sizes.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> read_region(np.arange(4).reshape(2, 2), -1, [(1, 3), (0, 2)]).tolist()
-    [[2, 3], [2, 3]]
-    """
-    spatial_shape = data.shape[-len(region):]
-    sl = tuple(slice(a, min(b, s)) for (a, b), s in zip(region, spatial_shape))
-    if channel == -1:
-        block = np.asarray(data[sl])
-    elif channel is None:
-        block = np.asarray(data[(slice(None),) + sl])
-    else:
-        block = np.asarray(data[(channel,) + sl])
-    pad = [(0, max(0, b - s)) for (a, b), s in zip(region, spatial_shape)]
-    if any(p[1] for p in pad):
-        block = np.pad(block, [(0, 0)] * (block.ndim - len(pad)) + pad, mode="edge")
-    return block
-
-
 # -- exact normalisation statistics over chunks ------------------------------------------------
 class ChannelRange(tuple):
-    """``(lo, hi)`` of one channel, with ``dtype``: the float type ``io._working_copy`` computes it in.
+    """``(lo, hi)`` of one channel, with ``dtype``: the float type ``io.prepare._working_copy`` computes it in.
 
     float32 where every value of the channel is a float32 number, else float64.
 
@@ -262,8 +145,6 @@ def _percentiles(ranks_value, n: int, dtype) -> tuple[float, float]:
 def _tiles(spatial, tile, halo=0):
     """``(core, region)`` per tile of ``tile`` pixels per axis; ``region`` the core grown by ``halo``,
     clipped to the array."""
-    import itertools
-
     axes = []
     for s, t in zip(spatial, tile):
         axes.append([(a, min(a + t, s)) for a in range(0, s, t)])
@@ -291,7 +172,7 @@ def _chunk_tile(data, spatial, default=128):
 
 def value_range(volume, channel_axis: int | None = None, structures: bool = True, *, tile=None,
                 scheduler=None, client=None) -> list[tuple[float, float]]:
-    """Per channel, the ``(lo, hi)`` that ``napari_levelset.io.images.normalize`` maps to 0 and 1, from chunks.
+    """Per channel, the ``(lo, hi)`` that ``napari_levelset.io.prepare.normalize`` maps to 0 and 1, from chunks.
 
     Equal to what ``normalize`` computes on the whole array in memory (its
     0.5th / 99.5th percentiles interpolated as ``np.percentile`` does, and
@@ -308,7 +189,7 @@ def value_range(volume, channel_axis: int | None = None, structures: bool = True
     channel_axis : int or None
         0 for channels first (None: from the volume's axes, else none).
     structures : bool
-        Let the brightest 3-pixel structure raise ``hi`` (as ``io.normalize``).
+        Let the brightest 3-pixel structure raise ``hi`` (as ``io.prepare.normalize``).
     tile : int or sequence of int or None
         Pixels per axis of a task (default: the array's chunks, 128 without).
     scheduler : str or None
@@ -329,7 +210,7 @@ def value_range(volume, channel_axis: int | None = None, structures: bool = True
     Examples
     --------
     >>> import numpy as np
-    >>> from napari_levelset.io.images import normalize
+    >>> from napari_levelset.io.prepare import normalize
     >>> vol = np.random.default_rng(0).integers(0, 4000, (16, 32, 32)).astype(np.uint16)
     >>> ranges = value_range(vol, tile=8)
     >>> np.array_equal(normalize_block(vol[None], ranges), normalize(vol[None]))
@@ -366,7 +247,7 @@ def _channel_range(data, c, spatial, tile, structures, scheduler, client):
         lo, hi = (block.min(), block.max())
         if small_int or block.dtype in (np.float16, np.float32):
             exact32 = True
-        elif block.dtype.kind in "iu":  # io._working_copy's rule for wider integers
+        elif block.dtype.kind in "iu":  # io.prepare._working_copy's rule for wider integers
             exact32 = bool(-(2**24) <= lo and hi <= 2**24)
         else:
             exact32 = bool(np.array_equal(block.astype(np.float32), block))
@@ -395,7 +276,7 @@ def _channel_range(data, c, spatial, tile, structures, scheduler, client):
 
         wdtype = np.float32
     else:
-        # io._working_copy: float32 where every value is a float32 number
+        # io.prepare._working_copy: float32 where every value is a float32 number
         wdtype = np.float32 if all(p[3] for p in parts) else np.float64
         kth = _selector(data, c, spatial, tile, wdtype, float(vmin), float(vmax), scheduler, client)
     lo, hi = _percentiles(kth, n, wdtype) if n > 1 else (float(vmin), float(vmin))
@@ -444,7 +325,7 @@ def normalize_block(block: np.ndarray, ranges: Sequence[tuple[float, float]]) ->
     """``(C, *s)`` raw values to float32 in [0, 1] with the whole volume's ``(lo, hi)`` per channel.
 
     Computed in each range's ``dtype`` (``value_range``), exactly as
-    ``napari_levelset.io.images.normalize`` maps them.
+    ``napari_levelset.io.prepare.normalize`` maps them.
 
     Parameters
     ----------
@@ -458,8 +339,6 @@ def normalize_block(block: np.ndarray, ranges: Sequence[tuple[float, float]]) ->
     numpy.ndarray
         float32 ``(C, *s)`` in [0, 1].
     """
-    from napari_levelset.io.images import _map_range
-
     out = np.empty(block.shape, np.float32)
     for i, (ch, r) in enumerate(zip(block, ranges)):
         lo, hi = r
@@ -580,10 +459,6 @@ def fit_volume(volume, n_classes: int | None = None, *, model: Any = "cnn", iter
     InputError
         For bad settings or data.
     """
-    from napari_levelset.method.engine import Segmenter, run_with_progress
-    from napari_levelset.io.images import Prepared
-    from napari_levelset.settings import Settings, model_kind
-
     vol = _as_volume(volume)
     ch, spatial = _layout(vol, channel_axis)
     # the per-model defaults (N, lam, iterations, the start) as segment() resolves them
@@ -631,7 +506,7 @@ def from_segmenter(seg, ranges) -> VolumeModel:
 
     Parameters
     ----------
-    seg : napari_levelset.method.engine.Segmenter
+    seg : napari_levelset.method.segmenter.Segmenter
         A trained Segmenter.
     ranges : sequence of tuple of float
         The normalisation per channel of the volume to label.
@@ -673,77 +548,7 @@ def _tile_logits(vm: VolumeModel, data, ch, region):
 
 
 def _grid(vm: VolumeModel, spatial, tile):
-    from napari_levelset.nn.tiling import tile_grid
-
     return tile_grid(spatial, radius=vm.radius, multiple=vm.multiple, tile=tile, overlap=0)
-
-
-def create_labels(path: str | os.PathLike, shape, chunks, dtype, *, axes: str | None = None, spacing=None,
-                  unit: str | None = None, ome: bool = False, overwrite: bool = False):
-    """Make an empty zarr label array at ``path`` (or an OME-Zarr image group with it at level ``0``).
-
-    ``axes`` letters (e.g. ``ZYX``), ``spacing`` per spatial axis and
-    ``unit`` go into the OME-NGFF 0.4 ``multiscales`` metadata.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        Where the zarr (format 2) array or group is made.
-    shape : sequence of int
-        The labels' shape.
-    chunks : sequence of int
-        Chunk shape.
-    dtype : numpy.dtype or type
-        Label dtype (e.g. ``io.labels_dtype(n_classes)``).
-    axes : str or None
-        Axis letters for the OME metadata (None: the last ``len(shape)`` of ``ZYX``).
-    spacing : sequence of float or None
-        Voxel size per spatial axis, in ``unit``.
-    unit : str or None
-        ``µm``, ``nm``, ``mm`` (written as NGFF unit names) or another name.
-    ome : bool
-        Make an OME-Zarr image group with the array at ``0``.
-    overwrite : bool
-        Replace what is at ``path``.
-
-    Returns
-    -------
-    zarr.Array
-        Filled with 0.
-
-    Raises
-    ------
-    InputError
-        When ``path`` exists and ``overwrite`` is false, or zarr is not installed.
-    """
-    zarr = _zarr()
-    p = Path(path)
-    if p.exists() and not overwrite:
-        raise InputError(f"{p} exists (give overwrite=True / --overwrite to replace it)")
-    if not ome:
-        return zarr.create_array(str(p), shape=tuple(shape), chunks=tuple(chunks), dtype=dtype, fill_value=0,
-                                 overwrite=overwrite, zarr_format=2)
-    root = zarr.open_group(str(p), mode="w" if overwrite else "w-", zarr_format=2)
-    arr = root.create_array("0", shape=tuple(shape), chunks=tuple(chunks), dtype=dtype, fill_value=0)
-    axes = axes or "ZYX"[-len(shape):]
-    names = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
-    unit_name = {"µm": "micrometer", "nm": "nanometer", "mm": "millimeter"}.get(unit or "", unit)
-    ax_meta = []
-    for a in axes:
-        entry = {"name": a.lower(), "type": names.get(a, "space")}
-        if entry["type"] == "space" and unit_name:
-            entry["unit"] = unit_name
-        ax_meta.append(entry)
-    scale = [1.0] * len(shape)
-    if spacing is not None:
-        spatial = [i for i, a in enumerate(axes) if a in "ZYX"]
-        for i, s in zip(spatial, spacing):
-            scale[i] = float(s)
-    root.attrs["multiscales"] = [{
-        "version": "0.4", "name": "labels", "axes": ax_meta,
-        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
-    }]
-    return arr
 
 
 def segment_volume(volume, output=None, n_classes: int | None = None, *, model: Any = "cnn",
@@ -819,8 +624,6 @@ def segment_volume(volume, output=None, n_classes: int | None = None, *, model: 
         For bad input, when ``output`` exists without ``overwrite``, or a ``client`` is
         given without ``output``.
     """
-    from dask import delayed
-
     vol = _as_volume(volume)
     ch, spatial = _layout(vol, channel_axis)
     if output is not None and Path(output).exists() and not overwrite:
@@ -833,20 +636,26 @@ def segment_volume(volume, output=None, n_classes: int | None = None, *, model: 
     # cores on the down-sampling grid, one output chunk each (parallel tasks never share a chunk)
     tile = tuple(-(-t // m) * m for t, m in zip(_per_axis_tile(tile, vol.data, spatial), mult))
     dtype = labels_dtype(vm.n_classes)
-    if output is not None:
-        if ome is None:
-            ome = vol.axes is not None
-        out_axes = vol.axes.replace("C", "") if vol.axes else None
-        target = create_labels(output, spatial, tile, dtype, axes=out_axes, spacing=vol.spacing, unit=vol.unit,
-                               ome=ome, overwrite=overwrite)
-    else:
-        target = np.zeros(spatial, dtype)
+    target = _label_store(vol, output, spatial, tile, dtype, ome, overwrite)
     grid = _grid(vm, spatial, tile)
-    import itertools
-
     combos = list(itertools.product(*grid))
     lut = None if vm.order is None else _lut(vm.order, dtype)
-    data = vol.data
+    if output is None and client is not None:
+        raise InputError("a dask.distributed cluster writes its labels to a zarr output: give output=")
+    results = _label_tiles(vm, vol.data, ch, combos, target, lut, dtype, scheduler, client, progress)
+    if lut is None:
+        _order_darkest_first(vm, results, target, spatial, tile, dtype)
+    return target
+
+
+def _label_tiles(vm: VolumeModel, data, ch, combos, target, lut, dtype, scheduler, client, progress) -> list:
+    """One dask task per tile of ``combos`` (``tile_grid`` entries), each writing its labels into ``target``.
+
+    With ``lut`` the labels are ``lut[class]``; without, the network's classes, and each task
+    returns its class sums (``sum p x`` and ``sum p`` over its pixels) for the order.
+    """
+    from dask import delayed
+
     # the network goes to each worker once (not once per task): a scattered copy
     net_ref = client.scatter(vm, broadcast=True, hash=False) if client is not None else None
 
@@ -868,31 +677,41 @@ def segment_volume(volume, output=None, n_classes: int | None = None, *, model: 
             store[dst] = lut[cls]
         return sums
 
-    if output is None and client is not None:
-        raise InputError("a dask.distributed cluster writes its labels to a zarr output: give output=")
     if client is not None:
         tasks = [delayed(run_tile)(net_ref, combo, target) for combo in combos]
     else:
         tasks = [delayed(lambda combo: run_tile(vm, combo, target))(combo) for combo in combos]
     if progress and client is None:
-        from tqdm import tqdm
-
         results = []
         for t in tqdm(tasks, unit="tile", desc="labels", leave=False):
             results.extend(_compute([t], scheduler, None))
     else:
         results = _compute(tasks, scheduler, client)
-    if lut is None:  # order by the whole volume's class means, then relabel chunk by chunk
-        tot = np.sum([r for r in results if r is not None], axis=0)
-        means = tot[:, :-1] / (tot[:, -1:] + 1e-8)
-        bright = means[:, : vm.settings.get("brightness_channels", means.shape[1])].mean(1)
-        order = np.argsort(bright, kind="stable")
-        vm.order = order
-        lut = _lut(order, dtype)
-        for core, _ in _tiles(spatial, tile):
-            sl = tuple(slice(a, b) for a, b in core)
-            target[sl] = lut[np.asarray(target[sl])]
-    return target
+    return results
+
+
+def _label_store(vol: Volume, output, spatial, tile, dtype, ome, overwrite):
+    """The labels' array: a zarr array (or OME-Zarr image) at ``output`` chunked by ``tile``, or numpy zeros."""
+    if output is None:
+        return np.zeros(spatial, dtype)
+    if ome is None:
+        ome = vol.axes is not None
+    out_axes = vol.axes.replace("C", "") if vol.axes else None
+    return create_labels(output, spatial, tile, dtype, axes=out_axes, spacing=vol.spacing, unit=vol.unit,
+                         ome=ome, overwrite=overwrite)
+
+
+def _order_darkest_first(vm: VolumeModel, results, target, spatial, tile, dtype) -> None:
+    """Order the classes by the whole volume's class means (the tiles' sums), then relabel chunk by chunk."""
+    tot = np.sum([r for r in results if r is not None], axis=0)
+    means = tot[:, :-1] / (tot[:, -1:] + 1e-8)
+    bright = means[:, : vm.settings.get("brightness_channels", means.shape[1])].mean(1)
+    order = np.argsort(bright, kind="stable")
+    vm.order = order
+    lut = _lut(order, dtype)
+    for core, _ in _tiles(spatial, tile):
+        sl = tuple(slice(a, b) for a, b in core)
+        target[sl] = lut[np.asarray(target[sl])]
 
 
 def _lut(order, dtype):
