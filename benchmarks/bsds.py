@@ -3,7 +3,7 @@
 
 Every method is run on every image of a split at each value of its "scale"
 sweep; each (method, scale, image) result is scored with
-:mod:`napari_levelset.evaluation.metrics` (a faithful port of the original MATLAB region
+:mod:`napari_levelset.evaluation` (a faithful port of the original MATLAB region
 benchmark) and cached as a small JSON file, so an interrupted sweep resumes
 where it stopped and a re-run with more images only computes the new ones.
 
@@ -26,9 +26,10 @@ Methods and their sweeps (override any sweep with ``--sweep name=v1,v2,...``):
 ``chanvese``
     ``skimage.segmentation.chan_vese`` (two-phase) on the grey image,
     ``max_num_iter=200, tol=1e-3, dt=0.5``, sweep of ``mu``.  With
-    ``--chanvese-downscale F`` (default 1: full resolution, about 0.3-1 s per
-    image) it runs on the image shrunk by F (anti-aliased) and the mask is
-    brought back to full size by nearest-neighbour upsampling.
+    ``--chanvese-downscale F`` (default 1: full resolution; its seconds per image
+    are in ``benchmarks/RESULTS.md``, "Quality") it runs on the image shrunk by F
+    (anti-aliased) and the mask is brought back to full size by nearest-neighbour
+    upsampling.
 
 Like the level-set output, k-means and Chan-Vese labels are classes, not
 connected components: every label value counts as one region (as in the
@@ -57,8 +58,6 @@ partition drops, ``napari_levelset.post.regions.merge_regions``; every weight of
 from __future__ import annotations
 
 import argparse
-import ast
-import hashlib
 import json
 import os
 import sys
@@ -70,17 +69,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import (
+    OUT,
+    POST_KEYS,
+    add_data_args,
+    bsds_image,
+    bsds_truth,
+    config_key,
+    felzenszwalb_labels,
+    label_cache_dir,
+    levelset_features,
+    list_images,
+    literal,
+    parse_list,
+    parse_set,
+    read_bsds_image,
+    scale_dir,
+    timed,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-try:  # run from a checkout without installing the package
-    import napari_levelset  # noqa: F401
-except ImportError:  # pragma: no cover
-    sys.path.insert(0, str(REPO))
-
-from napari_levelset.evaluation import metrics  # noqa: E402
-
-CACHE_VERSION = 1
-DEFAULT_BSDS = REPO.parent / "shared" / "data" / "bsds500"
+from napari_levelset import evaluation as metrics
+from napari_levelset.post.regions import to_regions
+from napari_levelset.settings import MERGE_OPTIONS, model_kind, region_defaults
 
 
 # ------------------------------------------------------------------ methods
@@ -98,7 +108,7 @@ def parse_levelset_scale(scale: Any) -> tuple[int, dict]:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"bad level-set scale {scale!r}: expected N@key=value")
-        extra[key] = _literal(value)
+        extra[key] = literal(value)
     return int(n), extra
 
 
@@ -121,16 +131,6 @@ def run_levelset(image: np.ndarray, scale: Any, config: dict) -> np.ndarray:
     return np.asarray(segment(image, n_classes=n, seed=seed, **settings))
 
 
-def levelset_features(image: np.ndarray, config: dict) -> np.ndarray:
-    """The prepared image ``(C, H, W)`` the level-set data term compared (for merging regions)."""
-    from napari_levelset.io.images import prepare_image
-    from napari_levelset.settings import Settings
-
-    settings = config.get("settings", {})
-    prepared = prepare_image(image, color=settings.get("color", Settings().color))
-    return prepared.data[0]
-
-
 def run_kmeans(image: np.ndarray, scale: Any, config: dict) -> np.ndarray:
     """k-means (k = scale) on Lab colour with a fixed seed; labels 1..k."""
     from scipy.cluster.vq import kmeans2
@@ -145,11 +145,7 @@ def run_kmeans(image: np.ndarray, scale: Any, config: dict) -> np.ndarray:
 
 def run_felzenszwalb(image: np.ndarray, scale: Any, config: dict) -> np.ndarray:
     """Felzenszwalb-Huttenlocher graph segmentation at ``scale``."""
-    from skimage.segmentation import felzenszwalb
-
-    return felzenszwalb(
-        image[..., :3], scale=float(scale), sigma=config.get("sigma", 0.8), min_size=config.get("min_size", 100)
-    ) + 1
+    return felzenszwalb_labels(image, scale, sigma=config.get("sigma", 0.8), min_size=config.get("min_size", 100))
 
 
 def run_chanvese(image: np.ndarray, scale: Any, config: dict) -> np.ndarray:
@@ -207,32 +203,7 @@ METHODS: dict[str, Method] = {
 }
 
 
-def config_key(method: str, config: dict) -> str:
-    """Directory name identifying a method and its fixed settings in the cache."""
-    blob = json.dumps({"method": method, "config": config, "v": CACHE_VERSION}, sort_keys=True, default=str)
-    return f"{method}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
-
-
-def _scale_dir(scale: Any) -> str:
-    return str(scale).replace("/", "_").replace(os.sep, "_")
-
-
-# ------------------------------------------------------------------ data
-def list_images(bsds: Path, split: str, limit: int | None = None) -> list[str]:
-    """Sorted image ids of a split that have both an image and a ground truth."""
-    ids = sorted(p.stem for p in (bsds / "images" / split).glob("*.jpg"))
-    ids = [i for i in ids if (bsds / "groundTruth" / split / f"{i}.mat").is_file()]
-    if not ids:
-        raise SystemExit(f"no images with ground truth under {bsds}/images/{split}")
-    return ids[:limit] if limit else ids
-
-
-def read_image(path: Path) -> np.ndarray:
-    from skimage.io import imread
-
-    return np.asarray(imread(path))
-
-
+# ------------------------------------------------------------------ running
 def _jsonable(result: dict) -> dict:
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in result.items()}
 
@@ -242,21 +213,6 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def label_cache_dir(out: Path, method: str, config: dict) -> Path:
-    """Where a method's label maps are kept: keyed by what changes the segmentation only.
-
-    Post-processing settings (which outputs, the fragment size, merge weights)
-    are not part of the key, so a new output or merge sweep re-scores stored
-    label maps instead of segmenting again.
-    """
-    seg_config = {k: v for k, v in config.items() if k not in POST_KEYS}
-    return out / "labels" / config_key(method, seg_config)
-
-
-#: method config entries that only change how labels are post-processed
-POST_KEYS = ("regions", "min_region", "merge")
 
 
 def run_one(task: dict) -> list[dict]:
@@ -269,20 +225,18 @@ def run_one(task: dict) -> list[dict]:
     Returns the cached records (dicts as stored in the JSON files).
     """
     method = METHODS[task["method"]]
-    image = read_image(Path(task["image"]))
+    image = read_bsds_image(Path(task["image"]))
     gts = metrics.load_ground_truth(task["gt"])
     outputs = outputs_of(method.name, task["config"])
     features = None
     records = []
     for scale in task["scales"]:
-        stored = Path(task["labels"]) / _scale_dir(scale) / f"{task['image_id']}.npz" if task.get("labels") else None
+        stored = Path(task["labels"]) / scale_dir(scale) / f"{task['image_id']}.npz" if task.get("labels") else None
         if stored is not None and stored.is_file():
             with np.load(stored) as z:
                 labels, seconds = z["labels"], float(z["seconds"])
         else:
-            t0 = time.perf_counter()
-            labels = np.asarray(method.run(image, scale, task["config"]))
-            seconds = time.perf_counter() - t0
+            labels, seconds = timed(lambda: np.asarray(method.run(image, scale, task["config"])))
             if stored is not None:
                 stored.parent.mkdir(parents=True, exist_ok=True)
                 tmp = stored.with_name(f".{stored.stem}.{os.getpid()}.tmp.npz")
@@ -296,7 +250,7 @@ def run_one(task: dict) -> list[dict]:
         for name, variants in outputs.items():
             for suffix, post in variants.items():
                 out_scale = f"{scale}{suffix}" if suffix else scale
-                path = Path(task["cache"]) / _scale_dir(out_scale) / _record_name(task["image_id"], name, method.name)
+                path = Path(task["cache"]) / scale_dir(out_scale) / _record_name(task["image_id"], name, method.name)
                 if path.is_file() and not task.get("no_cache"):
                     records.append(json.loads(path.read_text()))
                     continue
@@ -337,9 +291,6 @@ def outputs_of(method: str, config: dict) -> dict[str, dict[str, Callable | None
     """
     if method != "levelset":
         return {method: {"": None}}
-    from napari_levelset.post.regions import to_regions
-    from napari_levelset.settings import MERGE_OPTIONS, model_kind, region_defaults
-
     # the defaults segment() uses for this model, where not given
     kind = model_kind(config.get("settings", {}).get("model", "cnn"))
     options = MERGE_OPTIONS[kind]
@@ -387,13 +338,6 @@ def summarize_method(records: dict[str, dict[Any, dict]], ids: Sequence[str], sc
     return summary
 
 
-def ods_ois_cells(s: dict) -> str:
-    """``SC ODS (scale) | SC OIS | PRI ODS (scale) | PRI OIS | VI ODS (scale) | VI OIS`` of a summary."""
-    return (f"{s['sc_ods']:.3f} ({s['sc_ods_scale']}) | {s['sc_ois']:.3f} "
-            f"| {s['pri_ods']:.3f} ({s['pri_ods_scale']}) | {s['pri_ois']:.3f} "
-            f"| {s['vi_ods']:.3f} ({s['vi_ods_scale']}) | {s['vi_ois']:.3f}")
-
-
 def format_table(summaries: dict[str, dict], scale_names: dict[str, str]) -> str:
     """Markdown table: SC / PRI / VI at ODS (with the chosen scale) and OIS, best covering, timing."""
     head = (
@@ -429,36 +373,14 @@ def _fmt_scales(scales: Sequence) -> str:
 
 
 # ------------------------------------------------------------------ CLI
-def _literal(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def add_data_args(p: argparse.ArgumentParser, limit: int | None, classes: str) -> None:
-    """``--bsds``, ``--split``, ``--limit`` and ``--classes`` of the scripts that read BSDS500."""
-    p.add_argument("--bsds", type=Path, default=DEFAULT_BSDS, help="BSDS500 folder (images/, groundTruth/)")
-    p.add_argument("--split", default="val", help="split to evaluate (train or val)")
-    p.add_argument("--limit", type=int, default=limit, help="use only the first N images (sorted by id)")
-    p.add_argument("--classes", default=classes, help="N sweep of the level-set method")
-
-
-def _parse_list(text: str) -> list:
-    return [_literal(t) for t in text.split(",") if t.strip()]
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="BSDS500 region benchmark (SC/PRI/VI, ODS/OIS) for napari-levelset and baselines.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--bsds", type=Path, default=DEFAULT_BSDS, help="BSDS500 folder (images/, groundTruth/)")
-    p.add_argument("--split", default="val", help="split to evaluate (train or val)")
+    add_data_args(p, limit=None, classes="2,3,4,5,6,7,8")
     p.add_argument("--methods", default="levelset,kmeans,felzenszwalb,chanvese",
                    help="comma-separated methods: " + ",".join(METHODS))
-    p.add_argument("--limit", type=int, default=None, help="use only the first N images (sorted by id)")
-    p.add_argument("--classes", default="2,3,4,5,6,7,8", help="N sweep of the level-set method")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                    help="sweep a granularity setting of the level-set method together with N (repeatable): "
                         "the scales are every combination, written N@KEY=V")
@@ -492,13 +414,8 @@ def build_methods(args: argparse.Namespace) -> dict[str, tuple[Method, list, dic
         name, _, values = item.partition("=")
         if name not in METHODS or not values:
             raise SystemExit(f"bad --sweep {item!r}: expected METHOD=V1,V2,... with METHOD in {list(METHODS)}")
-        sweeps[name] = _parse_list(values)
-    settings = {}
-    for item in args.settings:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"bad --set {item!r}: expected KEY=VALUE")
-        settings[key.strip()] = _literal(value.strip())
+        sweeps[name] = parse_list(values)
+    settings = parse_set(args.settings)
     chosen = {}
     for name in [m.strip() for m in args.methods.split(",") if m.strip()]:
         if name not in METHODS:
@@ -510,8 +427,8 @@ def build_methods(args: argparse.Namespace) -> dict[str, tuple[Method, list, dic
             config["settings"] = settings
             config["regions"] = [r.strip() for r in args.regions.split(",") if r.strip()]
             config["min_region"] = args.min_region
-            config["merge"] = [float(v) for v in _parse_list(args.merge)]
-            scales = _parse_list(args.classes)
+            config["merge"] = [float(v) for v in parse_list(args.merge)]
+            scales = parse_list(args.classes)
             for item in args.grid:
                 key, sep, values = item.partition("=")
                 if not sep or not key or not values:
@@ -530,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     bsds = args.bsds.resolve()
     ids = list_images(bsds, args.split, args.limit)
-    out = args.out or (REPO / "benchmarks" / "out" / f"bsds-{args.split}")
+    out = args.out or (OUT / f"bsds-{args.split}")
     chosen = build_methods(args)
 
     # every output's scales: the method's scales, each with the output's suffixes
@@ -548,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         variants = outputs_of(name, config)
         for i in ids:
             for s in scales:
-                files = {(o, f"{s}{sfx}" if sfx else s): cache / _scale_dir(f"{s}{sfx}") / _record_name(i, o, name)
+                files = {(o, f"{s}{sfx}" if sfx else s): cache / scale_dir(f"{s}{sfx}") / _record_name(i, o, name)
                          for o, v in variants.items() for sfx in v}
                 if all(f.is_file() for f in files.values()) and not args.no_cache:
                     for (o, os_), f in files.items():
@@ -557,8 +474,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 # one task per (method, scale, image): fine-grained progress and load balancing
                 tasks.append({
                     "method": name, "config": config, "scales": [s], "image_id": i,
-                    "image": str(bsds / "images" / args.split / f"{i}.jpg"),
-                    "gt": str(bsds / "groundTruth" / args.split / f"{i}.mat"),
+                    "image": str(bsds_image(bsds, args.split, i)),
+                    "gt": str(bsds_truth(bsds, args.split, i)),
                     "cache": str(cache), "labels": None if labels_dir is None else str(labels_dir),
                     "no_cache": args.no_cache,
                 })

@@ -3,7 +3,8 @@
 Each row: the image, this project's per-image level-set segmentation (merged
 regions, each painted in its mean colour, boundaries in yellow), Felzenszwalb's
 segmentation drawn the same way, and the first human segmentation.  The
-defaults are the settings each method's SC is best at over BSDS500 val (ODS).
+defaults are the settings each method's SC is best at over BSDS500 val (ODS;
+``benchmarks/RESULTS.md``, "Quality").
 
     python benchmarks/figure.py --bsds ../shared/data/bsds500 --ids 101085,103070,108005,106024 \
         -o docs/bsds_examples.png
@@ -17,8 +18,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _common import DEFAULT_BSDS, REPO, bsds_image, bsds_truth, felzenszwalb_labels
 
-REPO = Path(__file__).resolve().parents[1]
+from napari_levelset import evaluation as metrics
 
 
 def paint(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -31,7 +33,7 @@ def paint(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bsds", type=Path, default=REPO.parent / "shared" / "data" / "bsds500")
+    ap.add_argument("--bsds", type=Path, default=DEFAULT_BSDS)
     ap.add_argument("--split", default="val")
     ap.add_argument("--ids", default="101085,103070,108005,106024")
     ap.add_argument("--classes", type=int, default=24)
@@ -43,20 +45,18 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import imageio.v3 as iio
-    from skimage.segmentation import felzenszwalb
     from skimage.transform import rescale
 
     from napari_levelset import segment
-    from napari_levelset.evaluation import metrics
 
     settings = {k: ast.literal_eval(v) for k, _, v in (s.partition("=") for s in args.set)}
     rows = []
     for i in args.ids.split(","):
-        image = iio.imread(args.bsds / "images" / args.split / f"{i}.jpg")
+        image = iio.imread(bsds_image(args.bsds, args.split, i))
         ours = segment(image, args.classes, regions="merged", merge=args.merge, min_region=args.min_region,
                        **settings)
-        fz = felzenszwalb(image, scale=args.felzenszwalb_scale, sigma=0.8, min_size=100)
-        human = metrics.load_ground_truth(args.bsds / "groundTruth" / args.split / f"{i}.mat")[0]
+        fz = felzenszwalb_labels(image, args.felzenszwalb_scale, first=0)  # mark_boundaries: 0 is background
+        human = metrics.load_ground_truth(bsds_truth(args.bsds, args.split, i))[0]
         tiles = [image, paint(image, ours), paint(image, fz), paint(image, human)]
         if image.shape[0] > image.shape[1]:  # portrait: keep every row the same height
             tiles = [np.rot90(t) for t in tiles]

@@ -26,10 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import strokes as protocol  # noqa: E402  (benchmarks/strokes.py: the strokes and the score)
+from _common import bsds_case, list_images, stroke_scores  # the strokes and the score of benchmarks/strokes.py
 
 
 def _wait(app, until, timeout: float) -> bool:
@@ -57,7 +54,7 @@ def main(argv=None) -> int:
 
     from napari_levelset import segment
 
-    cases = protocol.bsds_cases(args.bsds, args.split, args.limit, args.seed)
+    cases = [bsds_case(args.bsds, args.split, i, args.seed) for i in list_images(args.bsds, args.split, args.limit)]
     viewer = napari.Viewer(show=True)
     _, widget = viewer.window.add_plugin_dock_widget("napari-levelset", "Level-set segmentation")
     app = QApplication.instance()
@@ -95,8 +92,8 @@ def main(argv=None) -> int:
         reached = _wait(app, lambda: took() or not widget.is_running, 60)
         effect = shown[-1][0] - t_stroke if reached and took() else float("nan")
         _wait(app, lambda: not widget.is_running, 120)
-        ours = protocol.score(np.asarray(out.data), case)["miou"]
-        api = protocol.score(segment(case.image, n_classes=case.n_classes, scribbles=case.strokes), case)["miou"]
+        ours = stroke_scores(np.asarray(out.data), case)["miou"]
+        api = stroke_scores(segment(case.image, n_classes=case.n_classes, scribbles=case.strokes), case)["miou"]
         rows.append((first, effect, ours, api))
         print(f"{case.id:9s} {case.n_classes:2d}  {first:7.2f}  {effect:8.2f}  {ours:11.3f}  {api:8.3f}", flush=True)
     if args.screenshot:

@@ -25,19 +25,29 @@ maps (``--set model='unet' --set iterations=20 --set init='kmeans'``).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
+from _common import (
+    OUT,
+    add_data_args,
+    bsds_image,
+    bsds_truth,
+    label_cache_dir,
+    levelset_features,
+    list_images,
+    map_tasks,
+    ods_ois_cells,
+    ods_ois_head,
+    parse_list,
+    parse_set,
+    read_bsds_image,
+    scale_dir,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-try:
-    import napari_levelset  # noqa: F401
-except ImportError:  # pragma: no cover
-    sys.path.insert(0, str(REPO))
-
-import bsds  # noqa: E402
+from napari_levelset import evaluation as metrics
+from napari_levelset.io.prepare import prepare_image
+from napari_levelset.post.regions import connected_regions, merge_regions
 
 VARIANTS = {
     "plain": dict(normalize=False, edge=0.0, texture=0.0),
@@ -56,22 +66,17 @@ WEIGHTS = {
 
 def score_image(task: dict) -> dict[str, list[dict]]:
     """All variants and weights for one image and all N: {variant: [result per scale]}."""
-    from napari_levelset.evaluation import metrics
-    from napari_levelset.post.regions import connected_regions, merge_regions
-
-    image = bsds.read_image(Path(task["image"]))
+    image = read_bsds_image(Path(task["image"]))
     gts = metrics.load_ground_truth(task["gt"])
-    features = bsds.levelset_features(image, task["config"])
+    features = levelset_features(image, task["config"])
     variants = dict(VARIANTS)
     rgb = None
     if task.get("rgb"):
-        from napari_levelset.io.images import prepare_image
-
         rgb = prepare_image(image, color="rgb").data[0]
         variants[RGB_ROW] = VARIANTS[DEFAULT_ROW]
     out = {name: [] for name in variants}
     for n in task["classes"]:
-        path = Path(task["labels"]) / bsds._scale_dir(n) / f"{task['id']}.npz"
+        path = Path(task["labels"]) / scale_dir(n) / f"{task['id']}.npz"
         if not path.is_file():
             raise SystemExit(f"no stored labels {path}: run benchmarks/bsds.py with the same settings first")
         with np.load(path) as z:
@@ -85,47 +90,33 @@ def score_image(task: dict) -> dict[str, list[dict]]:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bsds.add_data_args(p, limit=None, classes="16,24")
+    add_data_args(p, limit=None, classes="16,24")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--min-region", type=float, default=0.001)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--rgb", action="store_true", help="also the default merging on normalised RGB (see above)")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "bsds-val")
+    p.add_argument("--out", type=Path, default=OUT / "bsds-val")
     args = p.parse_args(argv)
 
-    from tqdm import tqdm
-
-    from napari_levelset.evaluation import metrics
-
-    settings = {}
-    for item in args.settings:
-        key, _, value = item.partition("=")
-        settings[key.strip()] = bsds._literal(value.strip())
+    settings = parse_set(args.settings)
     config = {"settings": settings}
-    labels = bsds.label_cache_dir(args.out, "levelset", config)
-    classes = bsds._parse_list(args.classes)
-    ids = bsds.list_images(args.bsds.resolve(), args.split, args.limit)
-    tasks = [dict(id=i, image=str(args.bsds / "images" / args.split / f"{i}.jpg"),
-                  gt=str(args.bsds / "groundTruth" / args.split / f"{i}.mat"), labels=str(labels),
-                  classes=classes, config=config, min_region=args.min_region, rgb=args.rgb) for i in ids]
-    if args.workers > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(args.workers) as pool:
-            results = list(tqdm(pool.imap(score_image, tasks), total=len(tasks), desc="ablation"))
-    else:
-        results = [score_image(t) for t in tqdm(tasks, desc="ablation")]
+    labels = label_cache_dir(args.out, "levelset", config)
+    classes = parse_list(args.classes)
+    ids = list_images(args.bsds.resolve(), args.split, args.limit)
+    tasks = [dict(id=i, image=str(bsds_image(args.bsds, args.split, i)), gt=str(bsds_truth(args.bsds, args.split, i)),
+                  labels=str(labels), classes=classes, config=config, min_region=args.min_region, rgb=args.rgb)
+             for i in ids]
+    results = map_tasks(score_image, tasks, args.workers, "ablation")
 
     lines = [f"BSDS500 {args.split}, {len(ids)} images, label maps of {settings or 'the defaults'}, "
-             f"N in {classes}; scales N|m=weight", "",
-             "| merging | SC ODS | SC OIS | PRI ODS | PRI OIS | VI ODS | VI OIS |", "|---|---|---|---|---|---|---|"]
+             f"N in {classes}; scales N|m=weight", "", *ods_ois_head("merging")]
     summaries = {}
     for name in list(VARIANTS) + ([RGB_ROW] if args.rgb else []):
         weights = WEIGHTS["plain" if name == "plain" else "default"]
         scales = [f"{n}|m={w}" for n in classes for w in weights]
         s = metrics.summarize([r[name] for r in results], scales=scales)
         summaries[name] = s
-        lines.append(f"| {name} | {bsds.ods_ois_cells(s)} |")
+        lines.append(f"| {name} | {ods_ois_cells(s)} |")
     print("\n".join(lines))
     return summaries
 

@@ -3,7 +3,7 @@
 
 Runs every method on every image of the nuclei data (``DATA_DIR``, laid out as
 described in its ``README.md``) and scores it against the expert masks with
-:mod:`napari_levelset.evaluation.metrics`:
+:mod:`napari_levelset.evaluation`:
 
 ``GOWT1`` (``N2DH-GOWT1``) and ``HeLa`` (``N2DL-HeLa``)
     ``img/tNN.tif`` against the instance masks ``gt/man_segNN.tif``: F1 at
@@ -54,75 +54,22 @@ the best baseline of the set.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import NUCLEI_SETS, NucleiSet, markdown, parse_settings, read_nuclei_image, timed, warm_up_runs
 
-REPO = Path(__file__).resolve().parents[1]
-try:  # run from a checkout without installing the package
-    import napari_levelset  # noqa: F401
-except ImportError:  # pragma: no cover
-    sys.path.insert(0, str(REPO))
-
-from napari_levelset.evaluation import metrics  # noqa: E402
+from napari_levelset import evaluation as metrics
 
 SPOT_SIGMAS = (2, 4, 6, 8, 10, 12, 15)
 MIN_SIZE = 30  # px: smaller Otsu objects are dropped
 OUTLINE_SIGMA = 2.0
-
-
-# ------------------------------------------------------------------ data
-@dataclass(frozen=True)
-class NucleiSet:
-    """One image set: where its images and masks are and how they pair up."""
-
-    name: str
-    folder: str
-    pattern: str  # image file pattern: a regex whose group is the image number
-    truth: str  # ground-truth file name, formatted with the image number
-    instances: bool  # instance masks (F1, AP, Dice) or foreground only (Dice)
-
-    def items(self, root: Path, limit: int | None = None) -> list[tuple[str, Path, Path]]:
-        """``(image id, image path, truth path)`` in numeric order, the first ``limit``."""
-        found = []
-        for path in (root / self.folder / "img").iterdir():
-            m = re.fullmatch(self.pattern, path.name)
-            truth = root / self.folder / "gt" / self.truth.format(m.group(1)) if m else None
-            if truth is not None and truth.is_file():
-                found.append((int(m.group(1)), path.stem, path, truth))
-        if not found:
-            raise SystemExit(f"no images with ground truth under {root / self.folder}")
-        return [item[1:] for item in sorted(found)][:limit]
-
-
-SETS = {
-    s.name: s
-    for s in (
-        NucleiSet("GOWT1", "N2DH-GOWT1", r"t(\d+)\.tif", "man_seg{}.tif", True),
-        NucleiSet("HeLa", "N2DL-HeLa", r"t(\d+)\.tif", "man_seg{}.tif", True),
-        NucleiSet("NIH3T3", "NIH3T3", r"dna-(\d+)\.png", "{}.png", False),
-    )
-}
-
-
-def read_image(path: Path) -> np.ndarray:
-    """A TIFF (tifffile; the LZW ones need ``imagecodecs``) or a PNG (Pillow), as stored."""
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        return np.asarray(tifffile.imread(path))
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im)
 
 
 # ------------------------------------------------------------------ methods
@@ -183,20 +130,6 @@ def run_levelset(image: np.ndarray, **settings: Any) -> np.ndarray:
     return np.asarray(segment(image, regions="instances", **settings))
 
 
-def parse_settings(text: str) -> dict[str, Any]:
-    """``"key=value,key=value"`` -> dict, values as Python literals where they parse (commas inside allowed)."""
-    settings = {}
-    for item in re.split(r",(?=\s*[A-Za-z_]\w*\s*=)", text):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise SystemExit(f"bad level-set setting {item!r}: expected key=value")
-        try:
-            settings[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            settings[key.strip()] = value.strip()
-    return settings
-
-
 METHOD_NAME = re.compile(r"otsu|otsu-watershed|voronoi-otsu(-[\d.]+)?|levelset(:.*)?")
 
 
@@ -249,11 +182,7 @@ def warm_up(methods: dict[str, Callable]) -> None:
     """Run every method once on a small synthetic image (errors are left to the real run)."""
     yy, xx = np.mgrid[:64, :64]
     blobs = 40 + 150 * (((yy - 20) ** 2 + (xx - 22) ** 2 < 64) | ((yy - 44) ** 2 + (xx - 40) ** 2 < 81))
-    for run in methods.values():
-        try:
-            run(blobs.astype(np.uint8))
-        except Exception:  # noqa: BLE001
-            pass
+    warm_up_runs(methods.values(), blobs.astype(np.uint8))
 
 
 def run_set(root: Path, dataset: NucleiSet, methods: dict[str, Callable], limit: int | None,
@@ -265,15 +194,13 @@ def run_set(root: Path, dataset: NucleiSet, methods: dict[str, Callable], limit:
     """
     records, kept, reported = [], {}, set()
     for n, (image_id, image_path, truth_path) in enumerate(dataset.items(root, limit)):
-        image, truth = read_image(image_path), read_image(truth_path)
+        image, truth = read_nuclei_image(image_path), read_nuclei_image(truth_path)
         if keep_first and n == 0:
             kept = {"id": image_id, "image": image, "truth": truth, "labels": {}}
         for name, run in methods.items():
             rec: dict[str, Any] = {"set": dataset.name, "image": image_id, "method": name}
             try:
-                t0 = time.perf_counter()
-                labels = run(image)
-                rec["seconds"] = time.perf_counter() - t0
+                labels, rec["seconds"] = timed(run, image)
                 rec.update(score(np.asarray(labels), truth, dataset.instances))
             except Exception as exc:  # noqa: BLE001 - a failing method is reported, the run goes on
                 rec["error"] = f"{type(exc).__name__}: {exc}"
@@ -335,11 +262,6 @@ def _cell(entry: dict, key: str) -> str:
     return f"{entry[key]:.2f}" if key == "seconds" else f"{entry[key]:.3f}"
 
 
-def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
 def best_voronoi(dataset: NucleiSet, summary: dict[str, dict]) -> str | None:
     """The voronoi-otsu σ of the run with the best score on this set (when several were run)."""
     voronoi = [n for n in summary if n.startswith("voronoi-otsu-")]
@@ -367,7 +289,7 @@ def set_table(dataset: NucleiSet, summary: dict[str, dict], n_images: int) -> st
     if best:
         rows.append([f"voronoi-otsu, best σ = {_sigma(best)} †", *[_cell(summary[best], k) for k, _ in cols]])
     lines = [f"### {dataset.name} ({dataset.folder}, {n_images} images)", ""]
-    lines += _markdown(["method", *[c for _, c in cols]], rows)
+    lines += markdown(["method", *[c for _, c in cols]], rows)
     return "\n".join(lines + (["", BEST_NOTE] if best else []))
 
 
@@ -378,23 +300,23 @@ def overview_table(summaries: dict[str, dict[str, dict]]) -> str:
     def cell(set_name: str, entry: dict, suffix: str = "") -> str:
         if "error" in entry and not entry["n_images"]:
             return "error"
-        keys = ("f1", "ap", "dice") if SETS[set_name].instances else ("dice",)
+        keys = ("f1", "ap", "dice") if NUCLEI_SETS[set_name].instances else ("dice",)
         return " / ".join(_cell(entry, k) for k in keys) + suffix
 
     rows = [[name, *[cell(s, summary.get(name, {})) for s, summary in summaries.items()]] for name in names]
-    best = {s: best_voronoi(SETS[s], summary) for s, summary in summaries.items()}
+    best = {s: best_voronoi(NUCLEI_SETS[s], summary) for s, summary in summaries.items()}
     if all(best.values()):
         rows.append(["voronoi-otsu, best σ per set †",
                      *[cell(s, summaries[s][b], f" (σ {_sigma(b)})") for s, b in best.items()]])
-    header = ["method"] + [f"{s} ({'F1 / AP / Dice' if SETS[s].instances else 'Dice'})" for s in summaries]
-    return "\n".join(_markdown(header, rows) + (["", BEST_NOTE] if all(best.values()) else []))
+    header = ["method"] + [f"{s} ({'F1 / AP / Dice' if NUCLEI_SETS[s].instances else 'Dice'})" for s in summaries]
+    return "\n".join(markdown(header, rows) + (["", BEST_NOTE] if all(best.values()) else []))
 
 
 def per_image_table(dataset: NucleiSet, records: list[dict]) -> str:
     cols = _columns(dataset)
     rows = [[r["image"], r["method"], *([_cell(r, k) for k, _ in cols] if "error" not in r else
                                         ["error"] * len(cols))] for r in records]
-    return "\n".join([f"{dataset.name}, per image:", "", *_markdown(["image", "method", *[c for _, c in cols]], rows)])
+    return "\n".join([f"{dataset.name}, per image:", "", *markdown(["image", "method", *[c for _, c in cols]], rows)])
 
 
 # ------------------------------------------------------------------ figure
@@ -489,7 +411,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("data", type=Path, help="the nuclei data folder (N2DH-GOWT1/, N2DL-HeLa/, NIH3T3/)")
-    p.add_argument("--sets", default=",".join(SETS), help="comma-separated sets: " + ", ".join(SETS))
+    p.add_argument("--sets", default=",".join(NUCLEI_SETS), help="comma-separated sets: " + ", ".join(NUCLEI_SETS))
     p.add_argument("--limit", type=int, default=None, help="only the first N images of each set")
     p.add_argument("--methods", default="otsu,otsu-watershed,voronoi-otsu,levelset",
                    help="comma-separated: otsu, otsu-watershed, voronoi-otsu (the σ sweep) or voronoi-otsu-SIGMA, "
@@ -508,9 +430,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     root = args.data.resolve()
     chosen = [s.strip() for s in args.sets.split(",") if s.strip()]
-    unknown = [s for s in chosen if s not in SETS]
+    unknown = [s for s in chosen if s not in NUCLEI_SETS]
     if unknown:
-        raise SystemExit(f"unknown set(s) {unknown}: choose from {list(SETS)}")
+        raise SystemExit(f"unknown set(s) {unknown}: choose from {list(NUCLEI_SETS)}")
     methods = build_methods(args.methods, [float(s) for s in args.spot_sigmas.split(",") if s.strip()])
     if any(not is_baseline(n) for n in methods):
         import torch
@@ -521,8 +443,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     t_start = time.perf_counter()
     results = {}
     for set_name in chosen:
-        records, kept = run_set(root, SETS[set_name], methods, args.limit, keep_first=bool(args.figure))
-        results[set_name] = (SETS[set_name], records, kept, summarize(records))
+        records, kept = run_set(root, NUCLEI_SETS[set_name], methods, args.limit, keep_first=bool(args.figure))
+        results[set_name] = (NUCLEI_SETS[set_name], records, kept, summarize(records))
     elapsed = time.perf_counter() - t_start
 
     print(f"Nuclei benchmark, {root}: means over each set's images; s/image = wall clock of the segmentation call "

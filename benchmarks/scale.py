@@ -119,8 +119,8 @@ def one_volume(args) -> dict:
     mine = np.asarray(labels[tuple(slice(start, start + c) for _ in range(3))])
     agree_crop = float(np.mean(mine[inner] == ref[inner]))
     agree_whole = None
-    if side <= 256:  # the whole volume in memory (normalised by napari_levelset.io.images.normalize)
-        from napari_levelset.io.images import normalize
+    if side <= 256:  # the whole volume in memory (normalised by napari_levelset.io.prepare.normalize)
+        from napari_levelset.io.prepare import normalize
 
         whole = normalize(np.asarray(vol.data[:])[None], spatial_dims=3)
         with torch.no_grad():
@@ -172,8 +172,8 @@ def part_volume(args) -> None:
 def part_files(args) -> None:
     import tifffile
 
-    from napari_levelset.scale.batch import segment_files
     from napari_levelset.evaluation.synthetic import nuclei
+    from napari_levelset.scale.batch import segment_files
 
     tmp = Path(tempfile.mkdtemp(prefix="scale_files_"))
     try:
@@ -190,7 +190,7 @@ def part_files(args) -> None:
         def warm():  # what every task needs, imported before the clock starts
             import torch  # noqa: F401
 
-            import napari_levelset.method.engine  # noqa: F401
+            import napari_levelset.method.segmentation  # noqa: F401
 
         import logging
 

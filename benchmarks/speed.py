@@ -35,9 +35,10 @@ import time
 import numpy as np
 import torch
 
-from napari_levelset.method.engine import Segmenter, resolve_device
-from napari_levelset.settings import Settings
 from napari_levelset.evaluation.synthetic import matched_iou, phantom
+from napari_levelset.method.segmenter import Segmenter
+from napari_levelset.nn.devices import resolve_device
+from napari_levelset.settings import Settings
 
 
 def parse_size(text: str) -> tuple[int, ...]:

@@ -74,180 +74,38 @@ import argparse
 import json
 import sys
 import time
-import warnings
-import zlib
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-try:  # run from a checkout without installing the package
-    import napari_levelset  # noqa: F401
-except ImportError:  # pragma: no cover
-    sys.path.insert(0, str(REPO))
-
-import bsds  # noqa: E402
-import nuclei  # noqa: E402
-
-from napari_levelset.evaluation import metrics  # noqa: E402
-
-MIN_REGION = 0.02  # of the image: smaller BSDS regions get no stroke and are not scored
-MAX_CLASSES = 8  # the largest regions kept
-STROKE_FRACTION = 0.02  # a stroke's pixels, at most, of its region's
-EROSION = 3  # px the region is eroded by before its skeleton is taken
-STROKED_NUCLEI = 3
-BACKGROUND_STROKES = 3
-BACKGROUND_MARGIN = 8  # px between background strokes and the nuclei
-BACKGROUND_LENGTH = 0.1  # of the image's shorter side: one background stroke, at most
-BACKGROUND_SPACING = 0.25  # of the shorter side: the least distance between background strokes
-BACKGROUND, NUCLEUS = 1, 2
+from _common import (
+    NUCLEI_SETS,
+    Case,
+    bsds_case,
+    list_images,
+    markdown,
+    nuclei_case,
+    parse_settings,
+    read_nuclei_image,
+    stroke_scores,
+    timed,
+    warm_up_runs,
+)
 
 
-@dataclass
-class Case:
-    """One image with its strokes and the truth they were drawn from."""
-
-    set: str
-    id: str
-    image: np.ndarray
-    strokes: np.ndarray  # 0 unpainted, k class k
-    truth: np.ndarray  # k where the truth is class k, 0 outside the stroked regions
-    n_classes: int
-    foreground: bool = False  # nuclei: class NUCLEUS is the foreground (scored by Dice)
-
-
-# ------------------------------------------------------------------ strokes
-def _box(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
-    """The bounding box of ``mask``, ``pad`` px larger on every side (within the array)."""
-    rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
-    return (slice(max(rows[0] - pad, 0), rows[-1] + pad + 1), slice(max(cols[0] - pad, 0), cols[-1] + pad + 1))
-
-
-def skeleton_of(region: np.ndarray, erosion: int) -> np.ndarray:
-    """The skeleton of ``region`` eroded by ``erosion`` px, or by less where that would leave nothing."""
-    from scipy import ndimage as ndi
-    from skimage.morphology import disk, skeletonize
-
-    box = _box(region, 1)
-    sub = region[box]
-    for r in range(erosion, 0, -1):
-        core = ndi.binary_erosion(sub, disk(r))
-        if core.any():
-            break
-    else:
-        core = sub
-    out = np.zeros(region.shape, bool)
-    out[box] = skeletonize(core)
-    return out
-
-
-def skeleton_piece(skeleton: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
-    """At most ``budget`` connected pixels of ``skeleton``: breadth first from a random point of its largest piece."""
-    from scipy import ndimage as ndi
-
-    pieces, _ = ndi.label(skeleton, structure=np.ones((3, 3)))
-    largest = np.argmax(np.bincount(pieces.ravel())[1:]) + 1
-    ys, xs = np.nonzero(pieces == largest)
-    i = rng.integers(len(ys))
-    start = (int(ys[i]), int(xs[i]))
-    out = np.zeros(skeleton.shape, bool)
-    queue, seen, taken = deque([start]), {start}, 0
-    h, w = skeleton.shape
-    while queue and taken < budget:
-        y, x = queue.popleft()
-        out[y, x] = True
-        taken += 1
-        for q in ((y + dy, x + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)):
-            if 0 <= q[0] < h and 0 <= q[1] < w and skeleton[q] and q not in seen:
-                seen.add(q)
-                queue.append(q)
-    return out
-
-
-def region_stroke(region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One thin stroke inside ``region``: its eroded skeleton, at most ``STROKE_FRACTION`` of its pixels."""
-    budget = max(1, int(STROKE_FRACTION * np.count_nonzero(region)))
-    return skeleton_piece(skeleton_of(region, EROSION), budget, rng)
-
-
-def background_strokes(background: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``BACKGROUND_STROKES`` strokes on the skeleton of the background kept ``BACKGROUND_MARGIN`` px from the rest."""
-    from scipy import ndimage as ndi
-
-    side = min(background.shape)
-    skeleton = skeleton_of(background, BACKGROUND_MARGIN)
-    out = np.zeros(background.shape, bool)
-    for _ in range(BACKGROUND_STROKES):
-        if not skeleton.any():
-            break
-        stroke = skeleton_piece(skeleton, max(1, int(BACKGROUND_LENGTH * side)), rng)
-        out |= stroke
-        skeleton &= ndi.distance_transform_edt(~stroke) >= BACKGROUND_SPACING * side
-    return out
-
-
-def case_rng(seed: int, set_name: str, image_id: str) -> np.random.Generator:
-    """The strokes' random numbers: one stream per image, the same whichever images run with it."""
-    return np.random.default_rng([seed, zlib.crc32(f"{set_name}/{image_id}".encode())])
-
-
-def coarsest(segmentations: Sequence[np.ndarray]) -> np.ndarray:
-    """The human segmentation with the fewest regions (the first of equals)."""
-    return min(segmentations, key=lambda s: len(np.unique(s)))
-
-
-def bsds_case(root: Path, split: str, image_id: str, seed: int) -> Case:
-    """A BSDS500 image, a stroke in each large region of its coarsest human segmentation."""
-    image = bsds.read_image(root / "images" / split / f"{image_id}.jpg")
-    human = coarsest(metrics.load_ground_truth(root / "groundTruth" / split / f"{image_id}.mat"))
-    ids, counts = np.unique(human, return_counts=True)
-    order = np.argsort(-counts, kind="stable")
-    kept = [ids[i] for i in order if counts[i] >= MIN_REGION * human.size][:MAX_CLASSES]
-    rng = case_rng(seed, "bsds", image_id)
-    truth = np.zeros(human.shape, np.uint8)
-    strokes = np.zeros(human.shape, np.uint8)
-    for k, region_id in enumerate(kept, start=1):
-        region = human == region_id
-        truth[region] = k
-        strokes[region_stroke(region, rng)] = k
-    return Case(f"BSDS500 {split}", image_id, image, strokes, truth, len(kept))
-
-
+# ------------------------------------------------------------------ the cases (the strokes: see _common)
 def bsds_cases(root: Path, split: str, limit: int | None, seed: int) -> list[Case]:
-    return [bsds_case(root, split, i, seed) for i in bsds.list_images(root, split, limit)]
-
-
-def nuclei_case(dataset: nuclei.NucleiSet, image_id: str, image: np.ndarray, mask: np.ndarray, seed: int) -> Case:
-    """Strokes in three typical nuclei (class 2) and on the background (class 1)."""
-    from skimage.measure import label
-
-    objects = np.asarray(mask) if dataset.instances else label(np.asarray(mask) != 0)
-    areas = np.bincount(objects.ravel())
-    ids = np.nonzero(areas[1:])[0] + 1
-    on_border = np.unique(np.concatenate([objects[[0, -1]].ravel(), objects[:, [0, -1]].ravel()]))
-    candidates = [i for i in ids if areas[i] >= np.median(areas[ids]) and i not in on_border] or list(ids)
-    rng = case_rng(seed, dataset.name, image_id)
-    picked = np.sort(rng.choice(candidates, size=min(STROKED_NUCLEI, len(candidates)), replace=False))
-    truth = np.where(objects > 0, NUCLEUS, BACKGROUND).astype(np.uint8)
-    strokes = np.zeros(truth.shape, np.uint8)
-    for i in picked:
-        strokes[region_stroke(objects == i, rng)] = NUCLEUS
-    strokes[background_strokes(objects == 0, rng)] = BACKGROUND
-    return Case(dataset.name, image_id, image, strokes, truth, 2, foreground=True)
+    return [bsds_case(root, split, i, seed) for i in list_images(root, split, limit)]
 
 
 def nuclei_cases(root: Path, limit: int | None, seed: int) -> list[Case]:
     """The images of every nuclei set found under ``root`` (a missing set's folder is skipped)."""
-    sets = [d for d in nuclei.SETS.values() if (root / d.folder / "img").is_dir()]
+    sets = [d for d in NUCLEI_SETS.values() if (root / d.folder / "img").is_dir()]
     if not sets:
-        raise SystemExit(f"no nuclei sets under {root}: expected {', '.join(d.folder for d in nuclei.SETS.values())}")
+        raise SystemExit(f"no nuclei sets under {root}: expected {', '.join(d.folder for d in NUCLEI_SETS.values())}")
     return [
-        nuclei_case(dataset, image_id, nuclei.read_image(image), nuclei.read_image(truth), seed)
+        nuclei_case(dataset, image_id, read_nuclei_image(image), read_nuclei_image(truth), seed)
         for dataset in sets
         for image_id, image, truth in dataset.items(root, limit)
     ]
@@ -307,7 +165,7 @@ def build_methods(spec: str) -> dict[str, Run]:
                 raise SystemExit("the rf method needs scikit-learn: pip install scikit-learn") from None
             methods[name] = run_rf
         elif name.partition(":")[0] in ("levelset", "first"):
-            settings = nuclei.parse_settings(name.partition(":")[2]) if ":" in name else {}
+            settings = parse_settings(name.partition(":")[2]) if ":" in name else {}
             run = run_levelset if name.startswith("levelset") else run_first
             methods[name] = lambda im, s, k, kw=settings, run=run: run(im, s, k, **kw)
         else:
@@ -315,22 +173,7 @@ def build_methods(spec: str) -> dict[str, Run]:
     return methods
 
 
-# ------------------------------------------------------------------ scoring and running
-def score(labels: np.ndarray, case: Case) -> dict[str, float]:
-    """Mean IoU over the stroked classes, pixel accuracy over the stroked regions, foreground Dice on nuclei."""
-    if labels.shape != case.truth.shape:
-        raise ValueError(f"labels of shape {labels.shape} for an image of shape {case.truth.shape}")
-    ious = []
-    for k in range(1, case.n_classes + 1):
-        truth, pred = case.truth == k, labels == k
-        ious.append(np.count_nonzero(truth & pred) / max(np.count_nonzero(truth | pred), 1))
-    scored = case.truth > 0
-    rec = {"miou": float(np.mean(ious)), "accuracy": float(np.mean(labels[scored] == case.truth[scored]))}
-    if case.foreground:
-        rec["dice"] = metrics.foreground_dice(labels == NUCLEUS, case.truth == NUCLEUS)
-    return rec
-
-
+# ------------------------------------------------------------------ running
 def warm_up(methods: dict[str, Run]) -> None:
     """Run every method once on a small synthetic RGB image with two strokes (errors are left to the real run)."""
     yy, xx = np.mgrid[:48, :64]
@@ -338,13 +181,7 @@ def warm_up(methods: dict[str, Run]) -> None:
     image = np.stack([40 + 160 * disc, 60 + 100 * disc, 120 - 60 * disc], axis=-1).astype(np.uint8)
     strokes = np.zeros(disc.shape, np.uint8)
     strokes[24, 35:45], strokes[5:40, 6] = 2, 1
-    for run in methods.values():
-        try:
-            with warnings.catch_warnings():  # the forest's: too few samples in so small an image
-                warnings.simplefilter("ignore")
-                run(image, strokes, 2)
-        except Exception:  # noqa: BLE001
-            pass
+    warm_up_runs(methods.values(), image, strokes, 2)  # warnings ignored: the forest's, too few samples here
 
 
 def run_all(cases: Sequence[Case], methods: dict[str, Run], keep: set[tuple[str, str]]
@@ -355,10 +192,8 @@ def run_all(cases: Sequence[Case], methods: dict[str, Run], keep: set[tuple[str,
         for name, run in methods.items():
             rec: dict[str, Any] = {"set": case.set, "image": case.id, "method": name, "classes": case.n_classes}
             try:
-                t0 = time.perf_counter()
-                labels = np.asarray(run(case.image, case.strokes, case.n_classes))
-                rec["seconds"] = time.perf_counter() - t0
-                rec.update(score(labels, case))
+                labels, rec["seconds"] = timed(lambda: np.asarray(run(case.image, case.strokes, case.n_classes)))
+                rec.update(stroke_scores(labels, case))
             except Exception as exc:  # noqa: BLE001 - a failing method is reported, the run goes on
                 rec["error"] = f"{type(exc).__name__}: {exc}"
                 print(f"{case.set} {case.id} {name}: {rec['error']}", file=sys.stderr)
@@ -408,7 +243,7 @@ def format_table(summary: dict[str, dict[str, dict]], methods: Sequence[str]) ->
                 cell = "—" if key not in entry else f"{entry[key]:.2f}" if key == "seconds" else f"{entry[key]:.3f}"
                 cells.append(cell + (f" ({entry['n_failed']} failed)" if j == 0 and "n_failed" in entry else ""))
             rows.append([f"{set_name} ({n})" if j == 0 else "", SCORES[key], *cells])
-    return "\n".join(nuclei._markdown(["set (images)", "score", *methods], rows))
+    return "\n".join(markdown(["set (images)", "score", *methods], rows))
 
 
 # ------------------------------------------------------------------ figure
@@ -439,7 +274,7 @@ def _panels(case: Case, labels: dict[str, np.ndarray], height: int) -> list[tupl
     panels = [(Image.fromarray(shown), f"{case.set} {case.id}\nstrokes, K {case.n_classes}"),
               (Image.fromarray(PALETTE[case.truth]).resize(size, Image.NEAREST), "truth\n(grey: not scored)")]
     for name, lab in labels.items():
-        s = score(lab, case)
+        s = stroke_scores(lab, case)
         caption = f"mIoU {s['miou']:.2f}" + (f", Dice {s['dice']:.2f}" if "dice" in s else f", acc {s['accuracy']:.2f}")
         colours = PALETTE[np.clip(lab, 0, len(PALETTE) - 1).astype(np.intp)]
         panels.append((Image.fromarray(colours).resize(size, Image.NEAREST), f"{name}\n{caption}"))

@@ -28,14 +28,14 @@ from pathlib import Path
 #: Named configurations (arguments of ``train``), all with heads 2..16.
 CONFIGS = {
     "rgb16": dict(lam=0.05, base=16, color="rgb"),  # the shipped design, trained longer
-    "lab16": dict(lam=0.02, base=16, color="lab"),  # the best fine-tune body on the CPU
+    "lab16": dict(lam=0.02, base=16, color="lab"),  # the best fine-tune body on the CPU (RESULTS.md, "On a GPU")
     "rgb24": dict(lam=0.05, base=24, color="rgb"),  # a wider body
 }
 SHIPPED_PIXELS = 3600 * 4 * 128 * 128
 
 
 def _images(folder: Path):
-    from napari_levelset.io.images import read_image
+    from napari_levelset.io.read import read_image
 
     return [read_image(p) for p in sorted(folder.glob("*.jpg"))]
 

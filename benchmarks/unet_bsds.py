@@ -22,7 +22,8 @@ Configurations (each one ``napari_levelset.segment(image, n_classes=N, seed=0, .
                 ``--ft "iterations=5,finetune='all',lr=0.003"`` (5 steps of
                 the whole network).
 
-Set ``OMP_NUM_THREADS`` to fix the CPU threads (timings in the report used 1).
+Set ``OMP_NUM_THREADS`` to fix the CPU threads (``benchmarks/RESULTS.md`` says how many
+each of its timings used).
 """
 
 from __future__ import annotations
@@ -31,33 +32,26 @@ import argparse
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-try:
-    import napari_levelset  # noqa: F401
-except ImportError:  # pragma: no cover
-    sys.path.insert(0, str(REPO))
-
-import bsds  # noqa: E402
-
-run_levelset = bsds.METHODS["levelset"].run
+import bsds  # the one script run by another: bsds.main, in this process after the warm-up
+import numpy as np
+from _common import (
+    OUT,
+    add_data_args,
+    bsds_image,
+    list_images,
+    ods_ois_cells,
+    ods_ois_head,
+    parse_set,
+    read_bsds_image,
+    timed,
+)
 
 
 def warm_up() -> None:
-    import numpy as np
-
     from napari_levelset import segment
 
     img = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
     segment(img, n_classes=2, iterations=1, seed=0)
-
-
-def _settings(extra: list[str]) -> dict:
-    out = {}
-    for key, value in zip(extra[0::2], extra[1::2]):
-        k, _, v = value.partition("=")
-        out[k] = bsds._literal(v)
-    return out
 
 
 def timing(args, configs: dict) -> str:
@@ -68,25 +62,19 @@ def timing(args, configs: dict) -> str:
     making the regions.  The order of the configurations rotates from image to
     image, so all of them see the same load.
     """
-    import time
-
-    import numpy as np
-
     from napari_levelset import segment
 
-    ids = bsds.list_images(args.bsds.resolve(), args.split, args.timing)
+    ids = list_images(args.bsds.resolve(), args.split, args.timing)
     n, regions = args.timing_classes, args.timing_regions
     secs = {name: [] for name in configs}
     for k, i in enumerate(ids):
-        image = bsds.read_image(args.bsds / "images" / args.split / f"{i}.jpg")
+        image = read_bsds_image(bsds_image(args.bsds, args.split, i))
         names = list(configs)
         names = names[k % len(names):] + names[:k % len(names)]  # rotate the order
         for name in names:
-            settings = _settings(configs[name])
+            settings = parse_set(configs[name][1::2])  # the values of its ["--set", "K=V", ...]
             seed = settings.pop("seed", 0)
-            t0 = time.perf_counter()
-            segment(image, n_classes=n, seed=seed, regions=regions, **settings)
-            secs[name].append(time.perf_counter() - t0)
+            secs[name].append(timed(segment, image, n_classes=n, seed=seed, regions=regions, **settings)[1])
     base = np.median(secs["per-image"]) if "per-image" in secs else None
     rows = [f"Interleaved timing, N={n}, regions={regions}, first {len(ids)} images (median s/seg):", "",
             "| method | median s/seg | vs per-image |", "|---|---|---|"]
@@ -98,7 +86,7 @@ def timing(args, configs: dict) -> str:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bsds.add_data_args(p, limit=20, classes="2,3,4,5,6,7,8")
+    add_data_args(p, limit=20, classes="2,3,4,5,6,7,8")
     p.add_argument("--model", default="unet", help="unet or a model file")
     p.add_argument("--ft", action="append", default=[], metavar="K=V,K=V",
                    help="one fine-tuned configuration (repeatable), e.g. iterations=20")
@@ -116,7 +104,7 @@ def main(argv=None) -> dict:
     p.add_argument("--merge", default="0.1,0.2,0.3,0.5,0.8,1.2,2",
                    help="merge weights of the merged output (bsds.py --merge)")
     p.add_argument("--workers", type=int, default=1, help="worker processes of the benchmark runs (not the timing)")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "unet-val")
+    p.add_argument("--out", type=Path, default=OUT / "unet-val")
     args = p.parse_args(argv)
 
     common = ["--bsds", str(args.bsds), "--split", args.split, "--limit", str(args.limit),
@@ -150,13 +138,12 @@ def main(argv=None) -> dict:
         "",
         "(+cc: connected regions; +ms: merged regions, scale N|m=merge weight)",
         "",
-        "| method | SC ODS | SC OIS | PRI ODS | PRI OIS | VI ODS | VI OIS | s/seg | time vs per-image |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *ods_ois_head("method", "s/seg", "time vs per-image"),
     ]
     for name, s in summaries.items():
         rel = f"{s['sec_per_seg'] / base:.2f}x" if base else "-"
         lines.append(
-            f"| {name} | {bsds.ods_ois_cells(s)} | {s['sec_per_seg']:.2f} | {rel} |"
+            f"| {name} | {ods_ois_cells(s)} | {s['sec_per_seg']:.2f} | {rel} |"
         )
     if args.timing:
         lines += ["", timing(args, configs)]

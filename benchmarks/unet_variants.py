@@ -35,20 +35,25 @@ of one thread sharing the CPU, so only their ratios mean something.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import (
+    add_data_args,
+    bsds_image,
+    bsds_truth,
+    list_images,
+    map_tasks,
+    ods_ois_cells,
+    ods_ois_head,
+    parse_list,
+    read_bsds_image,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-try:
-    import napari_levelset  # noqa: F401
-except ImportError:  # pragma: no cover
-    sys.path.insert(0, str(REPO))
-
-import bsds  # noqa: E402
+from napari_levelset import evaluation as metrics
+from napari_levelset.io.prepare import prepare_image
+from napari_levelset.post.regions import connected_regions, merge_regions
 
 VARIANTS = ("base", "per-image", "rgb-merge", "emb-merge", "joint-kmeans", "lab-loss", "lab-pos-loss", "dw-head",
             "mlp-head", "last", "cross-direct")
@@ -97,8 +102,7 @@ def _lab_network(image, n: int, extra: int):
     """The U-Net on the normalised RGB image, CIELAB (and position) as extra head inputs."""
     import torch
 
-    from napari_levelset.io.images import prepare_image
-    from napari_levelset.nn.unet import build_network
+    from napari_levelset.nn.pretrained import build_network
 
     class LabHead(torch.nn.Module):
         def __init__(self):
@@ -157,7 +161,7 @@ def _wrap_head(seg, kind: str) -> None:
 
 def labels_of(variant: str, image: np.ndarray, n: int):
     """Class labels of one variant, and the Segmenter (for its features)."""
-    from napari_levelset.method.engine import Segmenter
+    from napari_levelset.method.segmenter import Segmenter
 
     if variant == "per-image":
         seg = Segmenter(image, n)
@@ -184,12 +188,8 @@ def score_image(task: dict) -> dict:
     """{variant: ([result per scale], seconds)} for one image."""
     import torch
 
-    from napari_levelset.evaluation import metrics
-    from napari_levelset.io.images import prepare_image
-    from napari_levelset.post.regions import connected_regions, merge_regions
-
     torch.set_num_threads(1)
-    image = bsds.read_image(Path(task["image"]))
+    image = read_bsds_image(Path(task["image"]))
     gts = metrics.load_ground_truth(task["gt"])
     out = {}
     for variant in task["variants"]:
@@ -213,42 +213,30 @@ def score_image(task: dict) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bsds.add_data_args(p, limit=40, classes="32")
+    add_data_args(p, limit=40, classes="32")
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
-
-    from tqdm import tqdm
-
-    from napari_levelset.evaluation import metrics
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
-    classes = bsds._parse_list(args.classes)
-    ids = bsds.list_images(args.bsds.resolve(), args.split, args.limit)
-    tasks = [dict(image=str(args.bsds / "images" / args.split / f"{i}.jpg"),
-                  gt=str(args.bsds / "groundTruth" / args.split / f"{i}.mat"),
+    classes = parse_list(args.classes)
+    ids = list_images(args.bsds.resolve(), args.split, args.limit)
+    tasks = [dict(image=str(bsds_image(args.bsds, args.split, i)), gt=str(bsds_truth(args.bsds, args.split, i)),
                   variants=variants, classes=classes) for i in ids]
-    if args.workers > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(args.workers) as pool:
-            results = list(tqdm(pool.imap(score_image, tasks), total=len(tasks), desc="variants"))
-    else:
-        results = [score_image(t) for t in tqdm(tasks, desc="variants")]
+    results = map_tasks(score_image, tasks, args.workers, "variants")
 
     scales = [f"{n}|m={w}" for n in classes for w in WEIGHTS]
     lines = [f"BSDS500 {args.split}, first {len(ids)} images, N in {classes}, merged regions", "",
-             "| variant | SC ODS | SC OIS | PRI ODS | PRI OIS | VI ODS | VI OIS | s / image |",
-             "|---|---|---|---|---|---|---|---|"]
+             *ods_ois_head("variant", "s / image")]
     summaries = {}
     for v in variants:
         s = metrics.summarize([r[v][0] for r in results], scales=scales)
         summaries[v] = s
         secs = np.mean([r[v][1] for r in results])
-        lines.append(f"| {v} | {bsds.ods_ois_cells(s)} | {secs:.1f} |")
+        lines.append(f"| {v} | {ods_ois_cells(s)} | {secs:.1f} |")
     print("\n".join(lines))
     return summaries
 

@@ -16,6 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "strokes.py"
 
 @pytest.fixture
 def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # as running the script does: it imports benchmarks/_common.py
     spec = importlib.util.spec_from_file_location("strokes_benchmark", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look their module up
@@ -103,7 +104,7 @@ def test_bsds_strokes_follow_the_coarsest_human_map(bench, tmp_path):
 
 def test_nuclei_strokes_in_three_nuclei_and_on_the_background(bench):
     truth = _nuclei_truth()
-    dataset = bench.nuclei.SETS["HeLa"]
+    dataset = bench.NUCLEI_SETS["HeLa"]
     case = bench.nuclei_case(dataset, "t07", truth.astype(np.uint16), truth, seed=0)
     assert case.n_classes == 2 and case.foreground
     assert np.array_equal(case.truth, np.where(truth > 0, 2, 1))
