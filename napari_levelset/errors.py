@@ -2,16 +2,23 @@
 
 No torch, Qt or napari here.  :func:`user_message` turns an exception into one line of text, or
 None for an exception that is a bug (those keep their traceback).  Each front end adds its own
-frame: the CLI its program name and exit status (``cli.error_message``), the widget a
-notification (``widget_message``), and each its own advice for running out of
-memory, in its own words (command-line flags, or the widget's settings).
+frame: the command its program name (``command_message``, which a batch's reports share) and
+exit status (``napari_levelset.cli``), the widget a notification (``widget_message``), and each
+its own advice for running out of memory, in its own words (command-line flags, or the
+widget's settings).
 """
 
 from __future__ import annotations
 
 from napari_levelset.resources import is_out_of_memory
 
-__all__ = ["InputError", "user_message", "widget_message", "RunFailed", "WIDGET_OOM_ADVICE"]
+__all__ = ["InputError", "user_message", "command_message", "widget_message", "RunFailed", "PROG",
+           "COMMAND_OOM_ADVICE", "WIDGET_OOM_ADVICE"]
+
+#: the command's name: each line it (and a batch) prints about a failure starts with it
+PROG = "napari-levelset"
+#: what the command advises when memory runs out, in its flags
+COMMAND_OOM_ADVICE = "out of memory; try a smaller image, fewer classes, a smaller --width or --max-pixels"
 
 
 class InputError(ValueError):
@@ -67,6 +74,32 @@ def user_message(exc: BaseException, oom_advice: str) -> str | None:
     if isinstance(exc, RuntimeError):
         return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
     return None
+
+
+def command_message(exc: BaseException, prog: str = PROG, oom_advice: str = COMMAND_OOM_ADVICE) -> str | None:
+    """The command's line about ``exc``: ``"<prog>: error: <user_message>"``; None for an exception that is a bug.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What a run, a read or a write raised.
+    prog : str
+        The name the line starts with.
+    oom_advice : str
+        The message for running out of memory.
+
+    Returns
+    -------
+    str or None
+        The line, or None where ``user_message`` gives none.
+
+    Examples
+    --------
+    >>> command_message(InputError("no such file: a.tif"))
+    'napari-levelset: error: no such file: a.tif'
+    """
+    msg = user_message(exc, oom_advice)
+    return None if msg is None else f"{prog}: error: {msg}"
 
 
 class RunFailed(Exception):

@@ -1,16 +1,17 @@
 """The settings of a level-set run as one typed object, and the per-model rules that fill in defaults.
 
-Read this module to find a setting: each field of ``Settings`` says what it is, its
-default, its unit and whether it may change during a run (``LIVE``), restarts one
+Read this module to find a setting: ``SPEC`` (from ``napari_levelset.spec``) says for each
+field of ``Settings`` its type, default, range or choices, unit, a few words of help,
+its command-line flag and whether it may change during a run (``LIVE``), restarts one
 (``RESTART``) or only changes what is made of its result.  ``Settings`` checks every
-value when it is made (``napari_levelset.validate``), round-trips through JSON
+value when it is made (``napari_levelset.validate``, with ``SPEC``'s ranges), round-trips through JSON
 (``to_json`` / ``from_json``: the metadata of a result layer and the ``.json`` beside a
 saved TIFF), and ``resolved`` applies the one set of per-model rules: the number of
 classes, λ, iterations, start, contrast, position weight, working-copy size, merge
 weight and smallest region that "default" means for this model and this output.
 
 Who uses it: ``engine.Segmenter`` and ``engine.segment`` (the algorithm),
-``cli`` (its flags' defaults and help), ``_qt`` (the widget's form and what restarts a
+``cli`` (its flags, generated from ``SPEC``), ``napari`` (the widget's form and what restarts a
 run) and ``method.engine.restore_segmenter`` (a result layer's run rebuilt).  Numpy only: no torch,
 so the widget and ``--help`` read it without loading PyTorch.
 """
@@ -19,15 +20,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+import numpy as np
+
 from napari_levelset import validate
 from napari_levelset.errors import InputError
+from napari_levelset.spec import DEVICE_WORDS, DEVICES, MAX_OFFERED_CLASSES, SPEC, SettingSpec, is_device
 
 __all__ = [
     "Settings",
+    "SPEC",
+    "SettingSpec",
+    "DEVICES",
+    "DEVICE_WORDS",
+    "is_device",
+    "MAX_OFFERED_CLASSES",
     "LIVE",
     "RESTART",
     "model_kind",
@@ -88,7 +97,8 @@ INSTANCE_LAM = 0.02
 INSTANCE_ITERATIONS = 30
 INSTANCE_PIXELS = 260_000
 
-#: most pixels (voxels) per batch item a run with strokes optimises on (``Segmenter``'s ``work_pixels``; see ``napari_levelset.method.strokes``)
+#: most pixels (voxels) per batch item a run with strokes optimises on (``Segmenter``'s ``work_pixels``;
+#: see ``napari_levelset.method.strokes``)
 STROKE_PIXELS = 60_000
 #: ``segment``'s iterations with strokes and the per-image CNN, when none are given
 STROKE_ITERATIONS = 40
@@ -97,18 +107,12 @@ STROKE_ITERATIONS = 40
 SNAPSHOT_EVERY = 10
 
 _N_CLASSES, _LAM, _ITERATIONS = 4, 0.05, 100
-_REGION_MODES = ("classes", "connected", "merged", "instances")
-_CHOICES: dict[str, tuple] = dict(
-    init=(None, "auto", "kmeans", "random", "network"),
-    finetune=("head", "last", "all"),
-    color=("auto", "rgb", "lab"),
-    contrast=(None, "linear", "fluorescence"),
-    regions=_REGION_MODES,
-)
 
 
-def _doc(text: str, kind: str) -> dict:
-    return {"doc": text, "kind": kind}
+def _field(name: str):
+    """The dataclass field of setting ``name``: its default and spec from ``SPEC``."""
+    spec = SPEC[name]
+    return field(default=spec.default, metadata={"spec": spec})
 
 
 @dataclass(frozen=True)
@@ -193,58 +197,34 @@ class Settings:
     2
     """
 
-    n_classes: int | None = field(default=None, metadata=_doc("number of classes N", "network"))
-    lam: float | None = field(default=None, metadata=_doc("weight of the total-variation term λ", "live"))
-    lr: float = field(default=0.01, metadata=_doc("Adam learning rate", "live"))
-    alpha: float = field(default=1.0, metadata=_doc("weight of the scribble cross-entropy α", "live"))
-    iterations: int | None = field(default=None, metadata=_doc("optimisation steps", "run"))
-    width: int = field(default=16, metadata=_doc("feature channels of the per-image CNN", "network"))
-    depth: int = field(default=2, metadata=_doc("3x3 blocks of the per-image CNN", "network"))
-    model: Any = field(default="cnn", metadata=_doc("cnn, unet, a model file or a module", "network"))
-    init: str | None = field(default=None, metadata=_doc("start: auto, kmeans, random or network", "network"))
-    finetune: str = field(default="head", metadata=_doc("what a U-Net fine-tune trains", "network"))
-    color: str = field(default="auto", metadata=_doc("auto, rgb or lab", "network"))
-    position: float | None = field(default=None, metadata=_doc("weight of the pixel coordinates", "network"))
-    contrast: str | None = field(default=None, metadata=_doc("linear or fluorescence", "network"))
-    seed: int = field(default=0, metadata=_doc("random seed", "network"))
-    device: str = field(default="auto", metadata=_doc("auto, cpu, cuda or mps", "network"))
-    max_pixels: int | None = field(default=None, metadata=_doc("most pixels one step holds", "network"))
-    work_pixels: int | None = field(default=None, metadata=_doc("size of the per-image CNN's copy", "network"))
-    diameter: float | None = field(default=None, metadata=_doc("expected object diameter", "network"))
-    regions: str = field(default="classes", metadata=_doc("classes, connected, merged or instances", "output"))
-    merge: float | None = field(default=None, metadata=_doc("merge weight of merged regions", "output"))
-    min_region: float | None = field(default=None, metadata=_doc("smallest region kept", "output"))
-    foreground: tuple | None = field(default=None, metadata=_doc("class labels that are objects", "output"))
+    n_classes: int | None = _field("n_classes")
+    lam: float | None = _field("lam")
+    lr: float = _field("lr")
+    alpha: float = _field("alpha")
+    iterations: int | None = _field("iterations")
+    width: int = _field("width")
+    depth: int = _field("depth")
+    model: Any = _field("model")
+    init: str | None = _field("init")
+    finetune: str = _field("finetune")
+    color: str = _field("color")
+    position: float | None = _field("position")
+    contrast: str | None = _field("contrast")
+    seed: int = _field("seed")
+    device: str = _field("device")
+    max_pixels: int | None = _field("max_pixels")
+    work_pixels: int | None = _field("work_pixels")
+    diameter: float | None = _field("diameter")
+    regions: str = _field("regions")
+    merge: float | None = _field("merge")
+    min_region: float | None = _field("min_region")
+    foreground: tuple | None = _field("foreground")
 
     def __post_init__(self) -> None:
-        put = object.__setattr__
-        put(self, "n_classes", None if self.n_classes is None else validate.n_classes(self.n_classes))
-        for name in ("lam", "position", "merge", "min_region", "diameter"):
-            put(self, name, validate.optional_number(name, getattr(self, name)))
-        for name in ("lr", "alpha"):
-            put(self, name, validate.number(name, getattr(self, name)))
-        for name in ("iterations", "max_pixels"):
-            put(self, name, validate.optional_integer(name, getattr(self, name)))
-        put(self, "work_pixels", validate.optional_integer("work_pixels", self.work_pixels, 16, None))
-        put(self, "width", validate.integer("width", self.width))
-        put(self, "depth", validate.integer("depth", self.depth))
-        put(self, "seed", validate.seed(self.seed))
-        for name, allowed in _CHOICES.items():
+        for name, spec in SPEC.items():
             value = getattr(self, name)
-            if value not in allowed:
-                shown = ", ".join(repr(a) for a in allowed)
-                raise InputError(f"{name} must be one of {shown}; got {value!r}")
-        if isinstance(self.model, str):
-            if not self.model:
-                raise InputError("model must be 'cnn', 'unet', a model file or a torch module; got ''")
-        elif not callable(self.model):
-            raise InputError(f"model must be 'cnn', 'unet', a model file or a torch module; got {self.model!r}")
-        device = str(self.device)
-        if not (device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", device)):
-            raise InputError(f"unknown device {self.device!r}: use auto, cpu, cuda (or cuda:N) or mps")
-        if self.foreground is not None:
-            fg = (self.foreground,) if not isinstance(self.foreground, (list, tuple)) else self.foreground
-            put(self, "foreground", tuple(validate.integer("foreground", k, 1, None) for k in fg))
+            if value is not None or spec.default is not None:
+                object.__setattr__(self, name, _check(spec, value))
 
     # -- fields ---------------------------------------------------------------------------------------
     @classmethod
@@ -282,7 +262,7 @@ class Settings:
         >>> Settings.kind("lam"), Settings.kind("width"), Settings.kind("regions")
         ('live', 'network', 'output')
         """
-        return _FIELDS[name].metadata["kind"]
+        return SPEC[name].kind
 
     @classmethod
     def doc(cls, name: str) -> str:
@@ -303,7 +283,7 @@ class Settings:
         KeyError
             For a name that is not a field.
         """
-        return _FIELDS[name].metadata["doc"]
+        return SPEC[name].help
 
     @classmethod
     def check_names(cls, names) -> None:
@@ -496,9 +476,38 @@ class Settings:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 #: the fields that may change while a run goes on
-LIVE: tuple[str, ...] = tuple(n for n, f in _FIELDS.items() if f.metadata["kind"] == "live")
+LIVE: tuple[str, ...] = tuple(n for n, s in SPEC.items() if s.kind == "live")
 #: the fields whose change needs a new network
-RESTART: tuple[str, ...] = tuple(n for n, f in _FIELDS.items() if f.metadata["kind"] == "network")
+RESTART: tuple[str, ...] = tuple(n for n, s in SPEC.items() if s.kind == "network")
+
+
+def _check(spec: SettingSpec, value):
+    """``value`` of the setting ``spec`` checked (``InputError`` naming it), in the type the library works with."""
+    name = spec.name
+    if name == "n_classes":
+        return validate.n_classes(value)
+    if name == "model":
+        if isinstance(value, str):
+            if not value:
+                raise InputError("model must be 'cnn', 'unet', a model file or a torch module; got ''")
+        elif not callable(value):
+            raise InputError(f"model must be 'cnn', 'unet', a model file or a torch module; got {value!r}")
+        return value
+    if name == "device":
+        if not is_device(value):
+            raise InputError(f"unknown device {value!r}: use {DEVICE_WORDS}")
+        return value
+    if name == "foreground":
+        labels = (value,) if not isinstance(value, (list, tuple)) else value
+        return tuple(validate.integer(name, k, spec.lo, spec.hi) for k in labels)
+    if spec.choices is not None:
+        if value not in spec.choices:
+            shown = ", ".join(repr(a) for a in spec.choices)
+            raise InputError(f"{name} must be one of {shown}; got {value!r}")
+        return value
+    if spec.type is int:
+        return validate.seed(value) if name == "seed" else validate.integer(name, value, spec.lo, spec.hi)
+    return validate.number(name, value, spec.lo, spec.hi)
 
 
 def _key(value):

@@ -16,7 +16,7 @@ Examples
 >>> number("lam", "0.1")
 Traceback (most recent call last):
 ...
-napari_levelset.io.images.InputError: lam must be a number in [0, 1000], got '0.1'
+napari_levelset.errors.InputError: lam must be a number in [0, 1000], got '0.1'
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numbers
 import numpy as np
 
 from napari_levelset.errors import InputError
+from napari_levelset.spec import SPEC
 
 __all__ = [
     "LIMITS",
@@ -41,25 +42,15 @@ __all__ = [
     "scribble_array",
 ]
 
-#: (low, high) of each bounded setting, inclusive; ``None``: unbounded.  ``lr`` excludes 0.
-LIMITS: dict[str, tuple] = dict(
-    n_classes=(2, 65535),
-    lam=(0.0, 1e3),
-    lr=(0.0, 10.0),
-    alpha=(0.0, 1e3),
-    position=(0.0, 100.0),
-    width=(1, 1024),
-    depth=(1, 16),
-    seed=(0, 2**32 - 1),
-    iterations=(0, 100_000),  # more is hours of work: surely a slip (2**64 ran "forever")
-    finetune_iterations=(0, 100_000),
-    every=(1, None),
-    max_pixels=(1, None),
-    spatial_dims=(2, 3),
-    merge=(0.0, None),
-    min_region=(0.0, None),
-    diameter=(0.0, None),
-)
+#: (low, high) of each bounded setting, inclusive (but see ``_OPEN_LOW``); ``None``: unbounded.  Those of
+#: the ``Settings`` fields are ``napari_levelset.spec.SPEC``'s; the rest are other arguments' of ``segment``
+#: and ``Segmenter.run``.
+LIMITS: dict[str, tuple] = {
+    **{name: (s.lo, s.hi) for name, s in SPEC.items() if s.type in (int, float)},
+    "finetune_iterations": (SPEC["iterations"].lo, SPEC["iterations"].hi),
+    "every": (1, None),
+    "spatial_dims": (2, 3),
+}
 #: (low, high) of ``train``'s own settings (``lam``, ``lr``, ``alpha`` and ``seed`` as above); the
 #: network's size as ``unet.ARCH_LIMITS`` allows a model file to declare it
 TRAIN_LIMITS: dict[str, tuple] = dict(
@@ -78,7 +69,7 @@ TRAIN_LIMITS: dict[str, tuple] = dict(
     stop_after=(1, None),
 )
 #: settings whose low end is excluded (must be larger)
-_OPEN_LOW = {"lr", "diameter"}
+_OPEN_LOW = {name for name, s in SPEC.items() if s.lo_open}
 
 
 def _is_bool(value) -> bool:
@@ -152,7 +143,7 @@ def integer(name: str, value, lo=None, hi=None, *, bounded: bool = True) -> int:
     >>> integer("depth", 17)
     Traceback (most recent call last):
     ...
-    napari_levelset.io.images.InputError: depth must be a whole number in 1..16, got 17
+    napari_levelset.errors.InputError: depth must be a whole number in 1..16, got 17
     """
     lo, hi = _limits(name, lo, hi) if bounded else (None, None)
     allowed = f"a whole number in {lo}..{hi}" if hi is not None else (
@@ -201,7 +192,7 @@ def number(name: str, value, lo=None, hi=None) -> float:
     >>> number("lr", 0)
     Traceback (most recent call last):
     ...
-    napari_levelset.io.images.InputError: lr must be a number in (0, 10], got 0
+    napari_levelset.errors.InputError: lr must be a number in (0, 10], got 0
     """
     lo, hi = _limits(name, lo, hi)
     allowed = f"a number {_range_text(name, lo, hi)}" if (lo is not None or hi is not None) else "a finite number"

@@ -7,10 +7,10 @@ import pytest
 import tifffile
 
 import napari_levelset as nls
-from napari_levelset.scale.batch import find_inputs, output_for, segment_arrays, segment_files
 from napari_levelset.cli.main import main
 from napari_levelset.errors import InputError
 from napari_levelset.evaluation.synthetic import phantom
+from napari_levelset.scale.batch import find_inputs, output_for, segment_arrays, segment_files
 
 SETTINGS = dict(n_classes=2, iterations=5, seed=0, device="cpu")
 
@@ -108,7 +108,7 @@ def test_local_dask_cluster_gives_the_single_process_outputs(tmp_path):
 
 def test_pretrained_model_read_once_and_each_item_as_alone(tmp_path):
     """The model file is read once for the batch, and a fine-tune of one item never reaches the next."""
-    from napari_levelset.nn import unet
+    from napari_levelset.nn import model_files as unet
 
     images = [(phantom((48, 48), 3, seed=s)[0] * 255).astype(np.uint8) for s in (3, 4)]
     settings = dict(n_classes=3, model="unet", finetune_iterations=3, seed=0, device="cpu", finetune="all")

@@ -8,8 +8,9 @@ import pytest
 import tifffile
 
 from napari_levelset.cli.main import main
-from napari_levelset.io.images import read_image, write_labels
 from napari_levelset.evaluation.synthetic import matched_iou, phantom
+from napari_levelset.io.read import read_image
+from napari_levelset.io.write import write_labels
 
 
 def rgb_phantom(tmp_path, name="img.png"):
@@ -217,8 +218,8 @@ def test_regions_to_png_and_palette_scribbles(tmp_path, capsys):
 
 def capture_segment(monkeypatch):
     """Replace the library's ``segment`` with one that records its keywords and returns ones."""
-    import napari_levelset.method.engine as engine
-    from napari_levelset.io.images import infer_axes
+    import napari_levelset.method.segmentation as engine
+    from napari_levelset.io.axes import infer_axes
 
     seen = {}
 
@@ -233,7 +234,7 @@ def capture_segment(monkeypatch):
 
 
 def test_axes_and_spacing_come_from_an_imagej_hyperstack(tmp_path, capsys, monkeypatch):
-    from napari_levelset.io.images import read_image_file
+    from napari_levelset.io.read import read_image_file
 
     seen = capture_segment(monkeypatch)
     src = tmp_path / "stack.tif"
@@ -273,7 +274,7 @@ def test_time_series_is_segmented_per_frame_and_plain_stacks_as_before(tmp_path,
 
 
 def test_a_calibrated_volume_is_segmented_and_written_with_its_voxel_size(tmp_path, capsys):
-    from napari_levelset.io.images import read_image_file
+    from napari_levelset.io.read import read_image_file
 
     vol, truth = phantom((8, 24, 24), 2, seed=1)
     src = tmp_path / "vol.tif"
@@ -357,7 +358,7 @@ def one_line_error(code, err, *words):
         (["--seed", "-1"], ["--seed", "0 to 4294967295"]),
         (["--seed", str(2**64)], ["--seed", "0 to 4294967295"]),
         (["--classes", "300"], ["--classes", "2 to 64"]),
-        (["--iterations", "-1"], ["--iterations", ">= 0"]),
+        (["--iterations", "-1"], ["--iterations", "0 to 100000"]),
     ],
 )
 def test_out_of_range_settings_are_one_line_errors_naming_the_bound(tmp_path, capsys, extra, words):
@@ -372,7 +373,7 @@ def test_out_of_range_settings_are_one_line_errors_naming_the_bound(tmp_path, ca
                                  RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore text"),
                                  MemoryError()])
 def test_out_of_memory_is_a_one_line_error_with_advice(tmp_path, capsys, monkeypatch, exc):
-    import napari_levelset.method.engine as engine
+    import napari_levelset.method.segmentation as engine
 
     def fail(image, **kw):
         raise exc
@@ -384,7 +385,7 @@ def test_out_of_memory_is_a_one_line_error_with_advice(tmp_path, capsys, monkeyp
 
 
 def test_an_unwritable_output_folder_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
-    import napari_levelset.method.engine as engine
+    import napari_levelset.method.segmentation as engine
 
     src, _ = rgb_phantom(tmp_path)
     folder = tmp_path / "locked"
@@ -460,7 +461,7 @@ def test_sigterm_during_the_write_removes_the_temporary_file(tmp_path):
     script = """
 import sys, time
 import numpy as np, tifffile
-import napari_levelset.method.engine as engine
+import napari_levelset.method.segmentation as engine
 engine.segment = lambda image, **kw: np.zeros(image.shape[:2], np.uint8)
 real = tifffile.imwrite
 def slow(*a, **k):
@@ -543,3 +544,70 @@ def test_threads_option_runs_the_real_command(tmp_path, capsys):
     one_line_error(code, err, "--threads", ">= 1")
     assert main(["segment", "--help"]) == 0
     assert "half the usable CPU cores" in " ".join(capsys.readouterr().out.split())
+
+
+# ---------------------------------------------------------------- flags generated from the settings' spec
+
+
+def _segment_parser():
+    import argparse
+
+    from napari_levelset.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["segment"]
+
+
+def test_every_setting_has_a_flag_with_the_specs_range_choices_and_default(capsys):
+    import argparse
+
+    from napari_levelset.settings import MAX_OFFERED_CLASSES, SPEC, Settings
+
+    actions = {a.dest: a for a in _segment_parser()._actions}
+    assert set(Settings.names()) <= set(actions)
+    assert main(["segment", "--help"]) == 0
+    text = capsys.readouterr().out
+    for name, spec in SPEC.items():
+        action = actions[name]
+        assert spec.flag in action.option_strings and spec.flag in text, name
+        if spec.choices is not None and name != "device":
+            assert list(action.choices) == [c for c in spec.choices if c is not None], name
+        if spec.default is not None and name != "finetune":  # --finetune: None tells whether it was given
+            assert action.default == spec.default, name
+        if spec.lo is None or spec.type not in (int, float):
+            continue
+        hi = MAX_OFFERED_CLASSES if name == "n_classes" else spec.hi
+        step = 1 if spec.type is int else 1e-9
+        below = spec.lo if spec.lo_open else spec.lo - step
+        with pytest.raises(argparse.ArgumentTypeError):
+            action.type(str(below))
+        assert action.type(str(spec.lo + (step if spec.lo_open else 0))) >= spec.lo
+        if hi is not None:
+            assert action.type(str(hi)) == hi
+            with pytest.raises(argparse.ArgumentTypeError):
+                action.type(str(hi + step if spec.type is int else hi * 1.001))
+
+
+def test_the_flags_give_the_settings(tmp_path, capsys, monkeypatch):
+    seen = capture_segment(monkeypatch)
+    src = write_tif(tmp_path, "in.tif", np.zeros((8, 12, 12), np.uint16))
+    code, _, err = run_cli(capsys, "segment", src, "-o", tmp_path / "o.tif", "-q", "--contrast", "fluorescence",
+                           "--work-pixels", 400, "--spacing", 2, 0.5, 0.5, "--device", "cpu", "--finetune", "last",
+                           "-k", 3, "--foreground", 1, 2)
+    assert code == 0, err
+    s = seen["settings"]
+    assert (s.contrast, s.work_pixels, s.device, s.finetune, s.iterations, s.foreground) == (
+        "fluorescence", 400, "cpu", "last", 3, (1, 2))
+    assert seen["spacing"] == [2.0, 0.5, 0.5]
+    for bad, words in ((["--device", "tpu"], ["--device", "cuda:N"]), (["--work-pixels", 8], ["--work-pixels"]),
+                       (["--spacing", 0], ["--spacing", "> 0"]), (["--contrast", "log"], ["--contrast"])):
+        code, _, err = run_cli(capsys, "segment", src, "-o", tmp_path / "o.tif", *bad)
+        one_line_error(code, err, *words)
+
+
+def test_a_cuda_device_by_its_index_is_a_choice(tmp_path, capsys, monkeypatch):
+    seen = capture_segment(monkeypatch)
+    src = write_tif(tmp_path, "in.tif", np.zeros((12, 12), np.uint16))
+    code, _, err = run_cli(capsys, "segment", src, "-o", tmp_path / "o.tif", "-q", "--device", "cuda:1")
+    assert code == 0, err
+    assert seen["settings"].device == "cuda:1"

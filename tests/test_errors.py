@@ -4,8 +4,8 @@ import errno
 
 import pytest
 
-from napari_levelset.errors import user_message
-from napari_levelset.errors import InputError
+from napari_levelset.cli._report import error_message as cli_message
+from napari_levelset.errors import InputError, command_message, user_message
 
 
 @pytest.mark.parametrize("exc, expected", [
@@ -21,8 +21,6 @@ def test_one_line_per_kind_of_failure(exc, expected):
 
 
 def test_the_command_and_the_widget_say_the_same():
-    from napari_levelset.cli.main import error_message as cli_message
-
     pytest.importorskip("qtpy")
     from napari_levelset.errors import widget_message
 
@@ -34,3 +32,9 @@ def test_the_command_and_the_widget_say_the_same():
         assert status == (1 if type(exc) is RuntimeError else 2)
     oom = RuntimeError("DefaultCPUAllocator: can't allocate memory")
     assert "--max-pixels" in cli_message(oom)[1] and "network width" in widget_message(oom)
+
+
+def test_a_batch_and_the_command_word_a_failure_alike():
+    exc = InputError("no such file: a.tif")
+    assert command_message(exc) == cli_message(exc)[1] == "napari-levelset: error: no such file: a.tif"
+    assert command_message(KeyError("x")) is None

@@ -18,7 +18,7 @@ def _run_limited(code: str, headroom_mb: int) -> subprocess.CompletedProcess:
         import resource, psutil
         import numpy as np
         import torch
-        from napari_levelset.method.engine import segment
+        from napari_levelset.method.segmentation import segment
         from napari_levelset.resources import available_memory
         vms = psutil.Process().memory_info().vms
         resource.setrlimit(resource.RLIMIT_AS, (vms + {headroom_mb} * 2**20, resource.RLIM_INFINITY))
@@ -108,3 +108,15 @@ def test_the_command_finishes_within_an_address_space_limit(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     labels = tifffile.imread(out)
     assert labels.shape == image.shape[:2] and len(np.unique(labels)) > 1
+
+
+def test_torch_threads_are_set_for_a_while_and_restored():
+    torch = pytest.importorskip("torch")
+
+    assert resources.default_threads(10**6) == 1 <= resources.default_threads() <= resources.usable_cores()
+    before = torch.get_num_threads()
+    with resources.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with resources.torch_threads(None):
+        assert torch.get_num_threads() == before

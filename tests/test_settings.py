@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_levelset.errors import InputError
-from napari_levelset.method.engine import restore_segmenter
+from napari_levelset.method.segmenter import restore_segmenter
 from napari_levelset.settings import (
     LIVE,
     RESTART,
@@ -113,7 +113,7 @@ def test_restored_segmenter_keeps_every_setting():
     """Restoring used to turn init='network' into 'kmeans', drop finetune and max_pixels, and take width 32
     where a record had none."""
     pytest.importorskip("torch")
-    from napari_levelset.method.engine import Segmenter
+    from napari_levelset.method.segmenter import Segmenter
 
     rng = np.random.default_rng(0)
     img = rng.random((40, 48)).astype(np.float32)
@@ -135,7 +135,7 @@ def test_strokes_on_a_photograph_keep_the_position_channels():
     pytest.importorskip("torch")
     from skimage import data
 
-    from napari_levelset.method.engine import Segmenter
+    from napari_levelset.method.segmenter import Segmenter
 
     photo = data.coffee()[::4, ::4]
     strokes = np.zeros(photo.shape[:2], np.uint8)
@@ -161,3 +161,28 @@ def test_the_writers_json_and_a_dict_are_read_and_nonsense_is_refused(tmp_path):
     assert Settings.given({"lam": 0.3}).lam == 0.3
     with pytest.raises(InputError, match="settings must be"):
         Settings.given(0.3)
+
+
+def test_the_spec_lists_every_field_in_order_with_its_default_range_and_kind():
+    from napari_levelset import validate
+    from napari_levelset.settings import DEVICES, SPEC, SettingSpec
+
+    assert tuple(SPEC) == Settings.names()
+    defaults = Settings()
+    for name, spec in SPEC.items():
+        assert isinstance(spec, SettingSpec) and spec.name == name
+        assert getattr(defaults, name) == spec.default
+        assert spec.kind in ("live", "network", "run", "output") and spec.kind == Settings.kind(name)
+        assert spec.flag.startswith("--") and spec.help == Settings.doc(name)
+        if spec.type in (int, float) and spec.lo is not None:
+            assert validate.LIMITS[name] == (spec.lo, spec.hi)  # each range written once, in SPEC
+            with pytest.raises(InputError, match=name if name != "n_classes" else "classes"):
+                Settings(**{name: spec.lo if spec.lo_open else spec.lo - 1})
+            if spec.hi is not None:
+                with pytest.raises(InputError, match=name if name != "n_classes" else "classes"):
+                    Settings(**{name: spec.hi * 2})
+        if spec.choices is not None and name != "device":
+            for value in spec.choices:
+                assert getattr(Settings(**{name: value}), name) == value
+    assert SPEC["device"].choices == DEVICES and SPEC["lr"].lo_open and not SPEC["lam"].lo_open
+    assert Settings(device="cuda:0").device == "cuda:0"

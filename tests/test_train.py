@@ -7,9 +7,11 @@ import pytest
 import tifffile
 import torch
 
+from napari_levelset.cli.train import main
 from napari_levelset.errors import InputError
-from napari_levelset.training.train import checkpoint_path, load_training_images, main, parse_classes, train
-from napari_levelset.nn.unet import build_network, load_model
+from napari_levelset.nn.model_files import load_model
+from napari_levelset.nn.pretrained import build_network
+from napari_levelset.training.train import checkpoint_path, load_training_images, parse_classes, train
 
 SMALL = dict(base=4, levels=2, embed=4, n_classes=[2, 3], progress=False, device="cpu")
 

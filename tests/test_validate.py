@@ -132,7 +132,7 @@ def test_a_ragged_list_is_not_an_image():
 
 
 def test_a_loss_that_becomes_nan_ends_the_run_and_says_what_to_lower(image, monkeypatch):
-    import napari_levelset.method.engine as engine
+    import napari_levelset.method.segmenter as engine
 
     real = engine.levelset_loss
 

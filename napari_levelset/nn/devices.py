@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from napari_levelset.errors import InputError
+from napari_levelset.settings import DEVICE_WORDS
 
 __all__ = ["resolve_device"]
 
@@ -52,5 +53,5 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise InputError("device 'mps' was asked for, but MPS is not available")
     if not (name == "cpu" or name == "mps" or name.startswith("cuda")):
-        raise InputError(f"unknown device {device!r}: use auto, cpu, cuda or mps")
+        raise InputError(f"unknown device {device!r}: use {DEVICE_WORDS}")
     return torch.device(name)

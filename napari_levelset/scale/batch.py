@@ -7,8 +7,9 @@ output folder, ``segment_arrays`` arrays in memory; both apply
 from the file, labels written atomically with them).
 
 * A failing item is reported with its reason (the command's one-line wording,
-  ``napari_levelset.cli.main.error_message``) and the batch goes on; the result
-  lists what was done, skipped and failed.
+  ``napari_levelset.errors.command_message``; ``words`` may reword it, as the command
+  does in its flags) and the batch goes on; the result lists what was done, skipped
+  and failed.
 * An output that exists already is skipped unless ``overwrite``: outputs are
   written whole or not at all (``io.atomic_write``), so running an interrupted
   batch again resumes it.
@@ -27,19 +28,26 @@ for the progress bar.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
-from napari_levelset.errors import InputError
-from napari_levelset.io.images import PLAIN_EXT, TIFF_EXT
+from napari_levelset.errors import PROG, InputError, command_message
+from napari_levelset.io.axes import infer_axes
+from napari_levelset.io.read import PLAIN_EXT, TIFF_EXT, read_image, read_image_file
+from napari_levelset.io.write import write_labels
+from napari_levelset.method import segmentation as engine  # engine.segment, looked up at each call
+from napari_levelset.resources import set_threads, torch_threads
 
 __all__ = ["find_inputs", "output_for", "segment_file", "segment_files", "segment_arrays", "BatchSummary",
-           "ArrayResults"]
+           "ArrayResults", "check_writable_folder", "read_checked"]
 
 #: the image files a folder is searched for
 IMAGE_EXT = TIFF_EXT | PLAIN_EXT
@@ -113,6 +121,75 @@ def _is_zarr(p: Path) -> bool:
     return p.suffix.lower() == ".zarr" or any((p / m).exists() for m in (".zarray", ".zgroup", "zarr.json"))
 
 
+def check_writable_folder(folder: Path) -> None:
+    """Refuse a folder a file cannot be made in, before any work (by making a temporary file there).
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The folder outputs go to.
+
+    Raises
+    ------
+    InputError
+        When a file cannot be made there (it does not exist, no permission, read-only).
+    """
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".napari-levelset-check."):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write to {folder} ({exc.strerror or exc.__class__.__name__})") from None
+
+
+class _Hold(logging.Handler):
+    """Keeps the records it is given, to be handled later (or dropped)."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def read_checked(path, read: Callable):
+    """``read(path)``, with tifffile's log lines held back and an empty result refused as unreadable.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    read : callable
+        ``read(path)``: e.g. ``io.read_image_file``.
+
+    Returns
+    -------
+    object
+        What ``read`` returned.  tifffile's log lines about the file are logged after a read
+        that gave data, and dropped when the file holds none.
+
+    Raises
+    ------
+    InputError
+        When the result (or its ``data``) is empty: a damaged TIFF reads as an empty array.
+    """
+    logger = logging.getLogger("tifffile")
+    handler, propagate = _Hold(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        result = read(path)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+    data = getattr(result, "data", result)
+    if getattr(data, "size", 1) == 0:  # a damaged TIFF reads as an empty array (tifffile logs why)
+        raise InputError(f"cannot read {path} as an image (the file holds no image data)")
+    for record in handler.records:  # a file that was read: its warnings as before
+        logger.handle(record)
+    return result
+
+
 def output_for(path: str | os.PathLike, output_dir: str | os.PathLike, suffix: str = "", ext: str = ".tif") -> Path:
     """``output_dir / (stem + suffix + ext)`` for input ``path`` (``a/b/field_01.png`` -> ``OUT/field_01.tif``).
 
@@ -147,7 +224,7 @@ def output_for(path: str | os.PathLike, output_dir: str | os.PathLike, suffix: s
 
 # -- one file ----------------------------------------------------------------------------------
 def segment_file(path, output, *, channel_axis: int | None = None, spatial_dims: int | None = None,
-                 scribbles=None, progress: bool = False, **settings) -> np.ndarray:
+                 scribbles=None, progress: bool = False, spacing=None, **settings) -> np.ndarray:
     """Segment the image file ``path`` and write its labels to ``output``; returns the labels.
 
     What ``napari-levelset segment path -o output`` does: the axes and pixel
@@ -170,6 +247,9 @@ def segment_file(path, output, *, channel_axis: int | None = None, spatial_dims:
         A label file path (read as indices) or an array: 0 unlabelled, ``k`` class ``k - 1``.
     progress : bool
         Show a progress bar.
+    spacing : float or sequence of float, optional
+        The pixel (voxel) size of the axes segmented together, for ``segment``; None: the
+        file's, where it gives one.  The labels are written with the file's pixel size.
     **settings
         Go to ``napari_levelset.segment`` (``n_classes``, ``iterations``, ``model``, ...).
 
@@ -181,17 +261,13 @@ def segment_file(path, output, *, channel_axis: int | None = None, spatial_dims:
     Raises
     ------
     InputError
-        For bad input (its advice in the command's words), e.g. a PNG output for labels
-        that are not 2D.
+        For bad input (in the library's words: ``n_classes``, ``init='kmeans'``), e.g. a PNG
+        output for labels that are not 2D, or a file that holds no image data.
     OSError
         When the output cannot be written.
     """
-    from napari_levelset.cli.main import _read_checked, cli_words
-    from napari_levelset.method.engine import segment
-    from napari_levelset.io.images import infer_axes, read_image, read_image_file, write_labels
-
     out = Path(output)
-    infile = _read_checked(path, read_image_file)
+    infile = read_checked(path, read_image_file)
     image = infile.data
     if channel_axis is None and spatial_dims is None:  # what the file says about its axes
         channel_axis, spatial_dims = infile.layout()
@@ -199,16 +275,12 @@ def segment_file(path, output, *, channel_axis: int | None = None, spatial_dims:
     if out.suffix.lower() == ".png" and image.ndim - (ch is not None) != 2:  # find out before the run, not after
         raise InputError(f"PNG holds 2D labels only; an image of shape {image.shape} gives more: write a .tif instead")
     out_axes = infile.label_axes(ch)
-    # the pixel size of the axes segmented together, when the file gives it
-    spacing = infile.spacing_of(out_axes[-sdims:]) if out_axes else None
+    if spacing is None:  # the pixel size of the axes segmented together, when the file gives it
+        spacing = infile.spacing_of(out_axes[-sdims:]) if out_axes else None
     if scribbles is not None and not isinstance(scribbles, np.ndarray):
-        scribbles = _read_checked(scribbles, lambda p: read_image(p, labels=True))
-    settings = dict(settings)
-    try:
-        labels = segment(image, scribbles=scribbles, channel_axis=channel_axis, spatial_dims=spatial_dims,
-                         spacing=spacing, progress=progress, **settings)
-    except InputError as exc:  # the library's advice, in the command's words
-        raise InputError(cli_words(str(exc))) from None
+        scribbles = read_checked(scribbles, lambda p: read_image(p, labels=True))
+    labels = engine.segment(image, scribbles=scribbles, channel_axis=channel_axis, spatial_dims=spatial_dims,
+                            spacing=spacing, progress=progress, **settings)
     if out_axes is None:  # a channel axis other than the file's C: its axis names do not apply
         write_labels(out, labels)
     else:  # the input's axes without C, and its pixel size
@@ -257,29 +329,21 @@ class BatchSummary:
         return text + (" (interrupted)" if self.interrupted else "")
 
 
-def _reason(exc: BaseException) -> str:
-    from napari_levelset.cli.main import error_message
-
-    handled = error_message(exc)
-    if handled is not None:
-        return handled[1]
-    return f"{exc.__class__.__name__}: {exc}"
-
-
-def _set_threads(threads: int | None) -> None:
-    if threads:
-        from napari_levelset.cli.main import set_threads
-
-        set_threads(threads)
+def _reason(exc: BaseException, words: Callable[[str], str] | None = None) -> str:
+    """The one line about a failed item: the command's (``command_message``), reworded by ``words``."""
+    line = command_message(exc)
+    if line is None:
+        line = f"{exc.__class__.__name__}: {exc}"
+    return line if words is None else words(line)
 
 
-def _file_task(path, output, settings, channel_axis, spatial_dims, threads):
+def _file_task(path, output, settings, channel_axis, spatial_dims, threads, words=None):
     """One item of a batch (runs on a worker): ``("done", labels summary)`` or ``("failed", reason)``."""
-    _set_threads(threads)
+    set_threads(threads)
     try:
         labels = segment_file(path, output, channel_axis=channel_axis, spatial_dims=spatial_dims, **settings)
     except Exception as exc:  # the batch goes on; the reason travels back as text
-        return "failed", _reason(exc)
+        return "failed", _reason(exc, words)
     return "done", f"{labels.shape}, labels {int(labels.min())}..{int(labels.max())}"
 
 
@@ -297,8 +361,6 @@ def _client(client, workers, threads):
             c = Client(client)
             return c, c.close
         return client, None
-    import logging
-
     # the workers' own log lines (start, the heartbeats cut at shutdown) stay out of the command's output;
     # a task's failure comes back as its result, with its reason
     cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None,
@@ -316,7 +378,8 @@ def _client(client, workers, threads):
 def segment_files(inputs: Sequence[str | os.PathLike] | str, output_dir: str | os.PathLike, *, suffix: str = "",
                   ext: str = ".tif", overwrite: bool = False, client=None, workers: int | None = None,
                   threads: int | None = None, progress: bool = True, channel_axis: int | None = None,
-                  spatial_dims: int | None = None, report=None, **settings) -> BatchSummary:
+                  spatial_dims: int | None = None, report=None, words: Callable[[str], str] | None = None,
+                  **settings) -> BatchSummary:
     """Segment every image file ``inputs`` names (files, folders, glob patterns) into ``output_dir``.
 
     Output names: ``output_for(input, output_dir, suffix, ext)`` (``ext``
@@ -358,8 +421,13 @@ def segment_files(inputs: Sequence[str | os.PathLike] | str, output_dir: str | o
     report : callable or None
         ``report(line)`` is called with each failure's one-line reason (default: printed
         on stderr, above the bar).
+    words : callable or None
+        ``words(reason) -> reason``: how each failure's reason is worded (the command gives
+        the library's names as its flags); None: as ``napari_levelset.errors.command_message``
+        words it.
     **settings
-        Go to ``napari_levelset.segment`` for every file.
+        Go to ``napari_levelset.segment`` for every file (and ``spacing`` to
+        :func:`segment_file`).
 
     Returns
     -------
@@ -380,8 +448,6 @@ def segment_files(inputs: Sequence[str | os.PathLike] | str, output_dir: str | o
     -----
     The cluster is dask.distributed's (``Client``, ``LocalCluster``, ``as_completed``).
     """
-    from napari_levelset.cli.main import PROG, check_writable_folder
-
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     files = find_inputs(inputs)
@@ -410,8 +476,6 @@ def segment_files(inputs: Sequence[str | os.PathLike] | str, output_dir: str | o
             todo.append((f, o))
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=len(plan), initial=len(summary.skipped), unit="file", desc="files")
     if report is None:
         def report(line):  # above the bar, which stays whole
@@ -433,22 +497,20 @@ def segment_files(inputs: Sequence[str | os.PathLike] | str, output_dir: str | o
     c, close = _client(client, workers, threads)
     try:
         if c is None:
-            from napari_levelset.cli.main import torch_threads
-
             with torch_threads(threads):
                 for f, o in todo:
-                    record(f, o, *_file_task(f, o, settings, channel_axis, spatial_dims, None))
+                    record(f, o, *_file_task(f, o, settings, channel_axis, spatial_dims, None, words))
         else:
             from dask.distributed import as_completed
 
-            futures = {c.submit(_file_task, str(f), str(o), settings, channel_axis, spatial_dims, threads,
+            futures = {c.submit(_file_task, str(f), str(o), settings, channel_axis, spatial_dims, threads, words,
                                 pure=False): (f, o) for f, o in todo}
             for fut in as_completed(list(futures)):
                 f, o = futures[fut]
                 try:
                     status, text = fut.result()
                 except Exception as exc:  # a worker lost, a task that could not run
-                    status, text = "failed", _reason(exc)
+                    status, text = "failed", _reason(exc, words)
                 record(f, o, status, text)
     except KeyboardInterrupt as exc:
         summary.interrupted = True
@@ -480,11 +542,9 @@ class ArrayResults:
 
 
 def _array_task(image, settings, threads):
-    _set_threads(threads)
-    from napari_levelset.method.engine import segment
-
+    set_threads(threads)
     try:
-        return "done", segment(image, **settings)
+        return "done", engine.segment(image, **settings)
     except Exception as exc:
         return "failed", _reason(exc)
 
@@ -531,14 +591,10 @@ def segment_arrays(images: Iterable[Any], *, client=None, workers: int | None = 
     failed = []
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=len(images), unit="image", desc="images")
     c, close = _client(client, workers, threads)
     try:
         if c is None:
-            from napari_levelset.cli.main import torch_threads
-
             def local():
                 with torch_threads(threads):
                     for i, im in enumerate(images):

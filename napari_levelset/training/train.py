@@ -24,7 +24,7 @@ with other settings, colour handling or data is refused, and so is one whose
 step, losses or optimiser state are not what a run writes.  The checkpoint
 is removed once the model file is written.
 
-The command line (``napari-levelset train``) is ``main``.
+The command line (``napari-levelset train``) is ``napari_levelset.cli.train``.
 
 References
 ----------
@@ -40,7 +40,6 @@ References
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -51,19 +50,24 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
+from tqdm import tqdm
 
-from napari_levelset import validate
+from napari_levelset import __version__, validate
 from napari_levelset.errors import InputError
-from napari_levelset.io.images import PLAIN_EXT, TIFF_EXT, prepare_image, read_image
+from napari_levelset.io.prepare import prepare_image
+from napari_levelset.io.read import PLAIN_EXT, TIFF_EXT, read_image
+from napari_levelset.method.cluster import kmeans, smooth, sq_dist
 from napari_levelset.method.loss import class_probs, levelset_loss, scribble_loss
-from napari_levelset.nn.unet import HEAD_CLASSES, MAX_CLASSES, STRUCTURES, LevelSetUNet, load_model, read_model_file, save_model
 from napari_levelset.nn.devices import resolve_device
+from napari_levelset.nn.model_files import HEAD_CLASSES, STRUCTURES, load_model, read_model_file, save_model
+from napari_levelset.nn.unet import MAX_CLASSES, LevelSetUNet
 
-__all__ = ["train", "main", "TrainResult", "load_training_images", "DEFAULT_TRAIN"]
+__all__ = ["train", "TrainResult", "load_training_images", "parse_classes", "checkpoint_path", "DEFAULT_TRAIN"]
 
 IMAGE_EXT = PLAIN_EXT | TIFF_EXT
 
-#: Defaults of ``train`` (and the CLI).
+#: Defaults of ``train`` (and of ``napari-levelset train``).
 DEFAULT_TRAIN: dict[str, Any] = dict(
     lam=0.05,  # the TV weight the shipped model was trained with
     steps=2000,
@@ -332,10 +336,6 @@ def _kmeans_targets(x: torch.Tensor, logits: torch.Tensor, n: int, seed: int) ->
     H200, one without 0.1 s), while on a 2-core CPU the targets of two heads
     for 16 crops of 192² take 0.24 s.
     """
-    from scipy.optimize import linear_sum_assignment
-
-    from napari_levelset.method.cluster import kmeans, smooth, sq_dist
-
     xs = smooth(x.float().cpu())
     pred = logits.argmax(1).cpu()
     out = torch.empty(pred.shape, dtype=torch.long)
@@ -563,8 +563,6 @@ def train(
     >>> res.steps, len(res.losses), res.path.name
     (2, 2, 'tiny.pt')
     """
-    from napari_levelset import __version__
-
     heads = _heads(n_classes)
     steps, crop, batch_size, checkpoint_every, warmup, kmeans_heads, base, levels, embed = (
         validate.integer(name, value) for name, value in (
@@ -586,19 +584,9 @@ def train(
     if threads:
         torch.set_num_threads(threads)
     data, labs, desc = load_training_images(images, labels, color)
-    m = 2**levels
-    smallest = min(min(d.shape[1:]) for d in data)
-    crop_used = min(crop, smallest) // m * m
-    if crop_used < max(m, 16):
-        raise InputError(f"the images are too small to train on (smallest side {smallest} pixels)")
-    if crop_used != crop and progress:
-        print(f"crop reduced to {crop_used} pixels (smallest image side {smallest})", file=sys.stderr)
+    crop_used = _crop_size(data, crop, levels, progress)
     in_channels = int(data[0].shape[0])
-    labelled = any(lab is not None for lab in labs)
-    max_label = max((int(lab.max()) for lab in labs if lab is not None), default=0)
-    ce_heads = [n for n in heads if n >= max_label] if labelled else []
-    if labelled and not ce_heads:
-        raise InputError(f"labels go up to {max_label}, more than any head's class count {heads}")
+    labelled, ce_heads = _label_heads(labs, heads)
 
     config = dict(heads=heads, in_channels=in_channels, base=base, levels=levels, embed=embed)
     settings = dict(lam=float(lam), steps=steps, crop=crop_used, batch_size=batch_size, lr=float(lr),
@@ -606,14 +594,7 @@ def train(
                     kmeans_weight=float(kmeans_weight), kmeans_steps=float(kmeans_steps),
                     kmeans_heads=int(kmeans_heads),
                     init=str(init) if init else None)
-
-    torch.manual_seed(int(seed))
-    net = LevelSetUNet(in_channels, heads, base=base, levels=levels, embed=embed)
-    if init is not None:
-        start, _ = load_model(init)
-        if start.head_counts != heads or start.in_channels != in_channels or start.config != net.config:
-            raise InputError(f"{init} has a different architecture, heads or channel count than asked for")
-        net.load_state_dict(start.state_dict())
+    net = _start_network(config, seed, init)
     net.to(dev).train()
     opt = torch.optim.Adam(net.parameters(), lr=float(lr))
     step, losses = 0, []
@@ -621,74 +602,151 @@ def train(
     if ckpt.exists() and not ckpt.is_file():
         raise InputError(f"checkpoint path {ckpt} is a directory or other non-file: move it away to train to {out}")
     if resume and ckpt.is_file():
-        blob = read_model_file(ckpt)
-        saved = blob["metadata"].get("train_config")
-        if saved != config:
-            raise InputError(f"checkpoint {ckpt} was made for a different model ({str(saved)[:200]}); "
-                             "delete it or train with resume=False (--no-resume)")
-        training = blob["metadata"].get("training")
-        if training is not None and not isinstance(training, dict):
-            raise InputError(f"checkpoint {ckpt} has unreadable training settings; delete it or train with "
-                             "resume=False (--no-resume)")
-        was = dict(training or {}, color=blob["metadata"].get("color"), data=blob["metadata"].get("data"))
-        now = dict(settings, color=color, data=desc)
-        changed = sorted(k for k in now if was.get(k) != now[k])
-        if changed:
-            raise InputError(f"checkpoint {ckpt} was made with other settings ("
-                             + ", ".join(f"{k} {repr(was.get(k))[:60]}, now {now[k]!r}" for k in changed)
-                             + "): train as before to resume, or start afresh with resume=False (--no-resume)")
-        step, losses = _checkpoint_progress(blob, ckpt, steps)
-        resumed, _ = load_model(ckpt)
-        if resumed.config != net.config:
-            raise InputError(f"checkpoint {ckpt} holds a different network than its settings say; delete it or "
-                             "train with resume=False (--no-resume)")
-        net.load_state_dict(resumed.state_dict())
-        _load_optimizer(opt, blob.get("optimizer"), ckpt)
+        step, losses = _resume(ckpt, net, opt, config, dict(settings, color=color, data=desc), steps)
         if progress:
             print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
 
     meta = dict(metadata or {})
     meta.update(train_config=config, training=settings, data=desc, package_version=__version__, color=color)
+    recipe = _Recipe(heads=heads, ce_heads=ce_heads, checkpoint_every=int(checkpoint_every), **{
+        k: settings[k] for k in ("lam", "steps", "crop", "batch_size", "lr", "alpha", "seed", "warmup",
+                                 "kmeans_weight", "kmeans_steps", "kmeans_heads")})
+    return _optimise(net, opt, data, labs, recipe, dev, step, losses, meta, ckpt, out, stop_after, progress)
+
+
+# ----------------------------------------------------------------------------- the parts of a run
+@dataclass(frozen=True)
+class _Recipe:
+    """The checked numbers of a run's optimisation (``train``'s arguments; ``crop`` as used)."""
+
+    heads: list
+    ce_heads: list
+    lam: float
+    steps: int
+    crop: int
+    batch_size: int
+    lr: float
+    alpha: float
+    seed: int
+    warmup: int
+    kmeans_weight: float
+    kmeans_steps: float
+    kmeans_heads: int
+    checkpoint_every: int
+
+
+def _crop_size(data: list[np.ndarray], crop: int, levels: int, progress: bool) -> int:
+    """The crop side used: ``crop`` cut to the smallest image and to whole ``2**levels`` blocks."""
+    m = 2**levels
+    smallest = min(min(d.shape[1:]) for d in data)
+    crop_used = min(crop, smallest) // m * m
+    if crop_used < max(m, 16):
+        raise InputError(f"the images are too small to train on (smallest side {smallest} pixels)")
+    if crop_used != crop and progress:
+        print(f"crop reduced to {crop_used} pixels (smallest image side {smallest})", file=sys.stderr)
+    return crop_used
+
+
+def _label_heads(labs: list, heads: list[int]) -> tuple[bool, list[int]]:
+    """``(labelled, heads given the labels' cross-entropy)``: the heads with at least as many classes as the
+    largest label."""
+    labelled = any(lab is not None for lab in labs)
+    max_label = max((int(lab.max()) for lab in labs if lab is not None), default=0)
+    ce_heads = [n for n in heads if n >= max_label] if labelled else []
+    if labelled and not ce_heads:
+        raise InputError(f"labels go up to {max_label}, more than any head's class count {heads}")
+    return labelled, ce_heads
+
+
+def _start_network(config: dict, seed: int, init) -> LevelSetUNet:
+    """The network a run starts from: seeded with ``seed``, with the weights of the model file ``init`` if given."""
+    torch.manual_seed(int(seed))
+    net = LevelSetUNet(config["in_channels"], config["heads"], base=config["base"], levels=config["levels"],
+                       embed=config["embed"])
+    if init is not None:
+        start, _ = load_model(init)
+        if start.head_counts != config["heads"] or start.in_channels != config["in_channels"] \
+                or start.config != net.config:
+            raise InputError(f"{init} has a different architecture, heads or channel count than asked for")
+        net.load_state_dict(start.state_dict())
+    return net
+
+
+def _resume(ckpt: Path, net: LevelSetUNet, opt: torch.optim.Optimizer, config: dict, now: dict,
+            steps: int) -> tuple[int, list[float]]:
+    """Load the checkpoint into ``net`` and ``opt``: ``(step, losses)``; ``InputError`` for one made otherwise."""
+    blob = read_model_file(ckpt)
+    saved = blob["metadata"].get("train_config")
+    if saved != config:
+        raise InputError(f"checkpoint {ckpt} was made for a different model ({str(saved)[:200]}); "
+                         "delete it or train with resume=False (--no-resume)")
+    training = blob["metadata"].get("training")
+    if training is not None and not isinstance(training, dict):
+        raise InputError(f"checkpoint {ckpt} has unreadable training settings; delete it or train with "
+                         "resume=False (--no-resume)")
+    was = dict(training or {}, color=blob["metadata"].get("color"), data=blob["metadata"].get("data"))
+    changed = sorted(k for k in now if was.get(k) != now[k])
+    if changed:
+        raise InputError(f"checkpoint {ckpt} was made with other settings ("
+                         + ", ".join(f"{k} {repr(was.get(k))[:60]}, now {now[k]!r}" for k in changed)
+                         + "): train as before to resume, or start afresh with resume=False (--no-resume)")
+    step, losses = _checkpoint_progress(blob, ckpt, steps)
+    resumed, _ = load_model(ckpt)
+    if resumed.config != net.config:
+        raise InputError(f"checkpoint {ckpt} holds a different network than its settings say; delete it or "
+                         "train with resume=False (--no-resume)")
+    net.load_state_dict(resumed.state_dict())
+    _load_optimizer(opt, blob.get("optimizer"), ckpt)
+    return step, losses
+
+
+def _step_loss(net: LevelSetUNet, x_host: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+               rng: np.random.Generator, step: int, r: _Recipe) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss to minimise, level-set loss)`` of one step: the heads' mean level-set loss, the labels'
+    cross-entropy and the k-means warm start's decaying cross-entropy."""
+    logits = net(x)
+    ls = x.new_zeros(())
+    loss = x.new_zeros(())
+    for n in r.heads:
+        ls = ls + levelset_loss(class_probs(logits[n]), x, float(r.lam))
+        if n in r.ce_heads and r.alpha > 0:
+            loss = loss + float(r.alpha) * scribble_loss(logits[n], y)
+    ls = ls / len(r.heads)
+    loss = ls + loss / len(r.heads)
+    k_steps = r.kmeans_steps * r.steps if r.kmeans_steps <= 1 else r.kmeans_steps
+    beta = float(r.kmeans_weight) * max(0.0, 1.0 - step / k_steps) if k_steps > 0 else 0.0
+    if beta > 0 and r.kmeans_heads > 0:
+        chosen = rng.choice(r.heads, size=min(int(r.kmeans_heads), len(r.heads)), replace=False)
+        ce = x.new_zeros(())
+        for n in chosen:
+            target = _kmeans_targets(x_host, logits[int(n)], int(n), int(r.seed) * 1000003 + step)
+            ce = ce + torch.nn.functional.cross_entropy(logits[int(n)], target)
+        loss = loss + beta * ce / len(chosen)
+    return loss, ls
+
+
+def _optimise(net, opt, data, labs, r: _Recipe, dev, step: int, losses: list[float], meta: dict, ckpt: Path,
+              out: Path, stop_after: int | None, progress: bool) -> TrainResult:
+    """The steps from ``step`` to ``r.steps`` (checkpoints on the way and on Ctrl-C), then the model file."""
 
     def save_checkpoint() -> None:
         save_model(ckpt, net, meta, optimizer=opt.state_dict(), step=step, losses=list(losses))
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=steps, initial=step, unit="step", desc="train", dynamic_ncols=True)
+    bar = tqdm(total=r.steps, initial=step, unit="step", desc="train", dynamic_ncols=True) if progress else None
     t0 = time.perf_counter()
     done_here = 0
     try:
-        while step < steps:
+        while step < r.steps:
             if stop_after is not None and done_here >= stop_after:
                 save_checkpoint()
                 return TrainResult(ckpt, step, losses, time.perf_counter() - t0, meta)
-            rng = np.random.default_rng([int(seed), step])
-            x_host, y = _batch(data, labs, rng, crop_used, batch_size)
+            rng = np.random.default_rng([int(r.seed), step])
+            x_host, y = _batch(data, labs, rng, r.crop, r.batch_size)
             x, y = x_host.to(dev), y.to(dev)
             for g in opt.param_groups:
-                g["lr"] = _lr_at(step, steps, float(lr), int(warmup))
+                g["lr"] = _lr_at(step, r.steps, float(r.lr), int(r.warmup))
             opt.zero_grad(set_to_none=True)
-            logits = net(x)
-            ls = x.new_zeros(())
-            loss = x.new_zeros(())
-            for n in heads:
-                ls = ls + levelset_loss(class_probs(logits[n]), x, float(lam))
-                if n in ce_heads and alpha > 0:
-                    loss = loss + float(alpha) * scribble_loss(logits[n], y)
-            ls = ls / len(heads)
-            loss = ls + loss / len(heads)
-            k_steps = kmeans_steps * steps if kmeans_steps <= 1 else kmeans_steps
-            beta = float(kmeans_weight) * max(0.0, 1.0 - step / k_steps) if k_steps > 0 else 0.0
-            if beta > 0 and kmeans_heads > 0:
-                chosen = rng.choice(heads, size=min(int(kmeans_heads), len(heads)), replace=False)
-                ce = x.new_zeros(())
-                for n in chosen:
-                    target = _kmeans_targets(x_host, logits[int(n)], int(n), int(seed) * 1000003 + step)
-                    ce = ce + torch.nn.functional.cross_entropy(logits[int(n)], target)
-                loss = loss + beta * ce / len(chosen)
+            loss, ls = _step_loss(net, x_host, x, y, rng, step, r)
             if not torch.isfinite(loss):
                 raise RuntimeError(f"the loss became {float(loss)} at step {step}: lower the learning rate")
             loss.backward()
@@ -699,7 +757,7 @@ def train(
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-            if step % int(checkpoint_every) == 0 and step < steps:
+            if step % int(r.checkpoint_every) == 0 and step < r.steps:
                 save_checkpoint()
     except KeyboardInterrupt:
         save_checkpoint()
@@ -715,129 +773,3 @@ def train(
     if ckpt.exists():
         ckpt.unlink()
     return TrainResult(out, step, losses, seconds, meta)
-
-
-# ----------------------------------------------------------------------------- CLI
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``napari-levelset train``.
-
-    Returns
-    -------
-    argparse.ArgumentParser
-        Options and defaults as ``DEFAULT_TRAIN`` and ``validate.TRAIN_LIMITS`` give them.
-    """
-    from napari_levelset.cli.main import (
-        DefaultsFormatter,
-        OneLineParser,
-        add_threads_option,
-        bounded_float,
-        bounded_int,
-        learning_rate,
-        seed,
-    )
-
-    d = DEFAULT_TRAIN
-
-    def whole(name):  # the range train() itself allows
-        return bounded_int(*validate.TRAIN_LIMITS[name])
-
-    def real(name):
-        return bounded_float(*validate.TRAIN_LIMITS[name])
-
-    p = OneLineParser(
-        prog="napari-levelset train",
-        description="Train the U-Net on many images with the level-set loss (unsupervised; "
-        "optional label images add a cross-entropy term).",
-        formatter_class=DefaultsFormatter,
-    )
-    p.add_argument("images", help="folder of images (png, jpg, tif) or one image/stack file "
-                                  "(a 3D tif is a stack of 2D images)")
-    p.add_argument("-o", "--output", required=True, help="model file to write (e.g. model.pt)")
-    p.add_argument("--classes", default="2-16", help="class counts to train heads for: N, A-B or A,B,C")
-    p.add_argument("--lam", type=bounded_float(*validate.LIMITS["lam"]), default=d["lam"],
-                   help="weight of the total-variation term")
-    p.add_argument("--steps", type=whole("steps"), default=d["steps"], help="optimiser steps")
-    p.add_argument("--crop", type=whole("crop"), default=d["crop"], help="side of the random training crops (pixels)")
-    p.add_argument("--batch-size", type=whole("batch_size"), default=d["batch_size"], help="crops per step")
-    p.add_argument("--lr", type=learning_rate, default=d["lr"], help="Adam learning rate (warm-up, cosine decay)")
-    p.add_argument("--labels", default=None, help="folder of label images named like the images (0 = unlabelled)")
-    p.add_argument("--alpha", type=bounded_float(*validate.LIMITS["alpha"]), default=d["alpha"],
-                   help="weight of the label cross-entropy")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--checkpoint-every", type=whole("checkpoint_every"), default=d["checkpoint_every"],
-                   help="steps between checkpoints")
-    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="continue from OUTPUT.ckpt when it exists")
-    p.add_argument("--seed", type=seed, default=0, help="random seed (initialisation and crops)")
-    p.add_argument("--kmeans-weight", type=real("kmeans_weight"), default=d["kmeans_weight"],
-                   help="initial weight of the k-means warm-start cross-entropy")
-    p.add_argument("--kmeans-steps", type=real("kmeans_steps"), default=d["kmeans_steps"],
-                   help="length of the k-means warm start: a fraction of --steps (<= 1) or a step count")
-    p.add_argument("--kmeans-heads", type=whole("kmeans_heads"), default=d["kmeans_heads"],
-                   help="heads given the k-means cross-entropy per step")
-    p.add_argument("--base", type=whole("base"), default=d["base"], help="U-Net channels at full resolution")
-    p.add_argument("--levels", type=whole("levels"), default=d["levels"], help="U-Net down-samplings")
-    p.add_argument("--embed", type=whole("embed"), default=d["embed"], help="embedding channels fed to the heads")
-    p.add_argument("--init", default=None, help="model file to start from")
-    p.add_argument("--color", choices=["rgb", "lab"], default="rgb",
-                   help="input the network sees: normalised channels (rgb) or CIELAB (lab; RGB images only)")
-    add_threads_option(p, rule="torch CPU threads (default: half the usable CPU cores, at least 1: {default} here; "
-                              "a thread per core slows down many times when another program is busy)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``napari-levelset train ...``: parse the arguments and run :func:`train`.
-
-    Parameters
-    ----------
-    argv : sequence of str or None
-        The arguments after ``train`` (None: ``sys.argv[1:]``).
-
-    Returns
-    -------
-    int
-        The exit code: 0; 2 on bad input or out of memory; 130 on Ctrl-C, 143 on SIGTERM,
-        both with the checkpoint kept.
-    """
-    from napari_levelset.cli.main import default_threads, report_error, signals_as_interrupts
-
-    prog = "napari-levelset train"
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, or a one-line argument error (2)
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    smallest = max(2 ** args.levels, 16)  # a crop holds whole 2**levels blocks, and at least 16 pixels
-    if args.crop < smallest:
-        print(f"{prog}: error: argument --crop: must be >= {smallest} with --levels {args.levels}, got {args.crop}",
-              file=sys.stderr)
-        return 2
-    try:
-        with signals_as_interrupts():
-            res = train(
-                args.images, args.output, n_classes=parse_classes(args.classes), lam=args.lam, steps=args.steps,
-                crop=args.crop, batch_size=args.batch_size, lr=args.lr, labels=args.labels, alpha=args.alpha,
-                device=args.device, checkpoint_every=args.checkpoint_every, resume=args.resume,
-                progress=not args.quiet, seed=args.seed, base=args.base, levels=args.levels, embed=args.embed,
-                init=args.init, threads=args.threads or default_threads(), color=args.color,
-                kmeans_weight=args.kmeans_weight,
-                kmeans_steps=args.kmeans_steps, kmeans_heads=args.kmeans_heads,
-                metadata=dict(command="napari-levelset train " + " ".join(sys.argv[1:] if argv is None else argv)),
-            )
-    except (Exception, KeyboardInterrupt) as exc:
-        code = report_error(exc, prog, interrupted=f"interrupted; checkpoint saved to {checkpoint_path(args.output)} "
-                            "(run the same command again to resume)",
-                            oom_advice="out of memory; try a smaller --crop, --batch-size or --base")
-        if code is None:
-            raise
-        return code
-    if not args.quiet:
-        print(f"wrote {res.path} ({res.steps} steps, final loss {res.metadata.get('final_loss'):.4f}, "
-              f"{res.seconds:.0f} s)", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

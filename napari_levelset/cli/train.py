@@ -1,0 +1,144 @@
+"""``napari-levelset train``: its parser and its run (``napari_levelset.training.train.train``).
+
+The options' defaults are ``DEFAULT_TRAIN``'s, their ranges ``validate.TRAIN_LIMITS``' (the U-Net's
+size and the run's) and ``SPEC``'s (``--lam``, ``--lr``, ``--alpha``, ``--seed``).  Ctrl-C and
+SIGTERM keep the checkpoint, and the same command again resumes from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from napari_levelset import validate
+from napari_levelset.cli._args import (
+    DefaultsFormatter,
+    OneLineParser,
+    add_threads_option,
+    bounded_float,
+    bounded_int,
+    flag_type,
+)
+from napari_levelset.cli._report import report_error, signals_as_interrupts
+from napari_levelset.errors import PROG
+from napari_levelset.resources import default_threads
+from napari_levelset.settings import DEVICE_WORDS, SPEC
+
+__all__ = ["build_parser", "main"]
+
+_PROG = f"{PROG} train"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``napari-levelset train``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Options and defaults as ``DEFAULT_TRAIN`` and ``validate.TRAIN_LIMITS`` give them.
+    """
+    from napari_levelset.training.train import DEFAULT_TRAIN as d  # pulls torch: segment --help stays fast
+
+    def whole(name):  # the range train() itself allows
+        return bounded_int(*validate.TRAIN_LIMITS[name])
+
+    def real(name):
+        return bounded_float(*validate.TRAIN_LIMITS[name])
+
+    p = OneLineParser(
+        prog=_PROG,
+        description="Train the U-Net on many images with the level-set loss (unsupervised; "
+        "optional label images add a cross-entropy term).",
+        formatter_class=DefaultsFormatter,
+    )
+    p.add_argument("images", help="folder of images (png, jpg, tif) or one image/stack file "
+                                  "(a 3D tif is a stack of 2D images)")
+    p.add_argument("-o", "--output", required=True, help="model file to write (e.g. model.pt)")
+    p.add_argument("--classes", default="2-16", help="class counts to train heads for: N, A-B or A,B,C")
+    p.add_argument("--lam", type=flag_type(SPEC["lam"]), default=d["lam"], help="weight of the total-variation term")
+    p.add_argument("--steps", type=whole("steps"), default=d["steps"], help="optimiser steps")
+    p.add_argument("--crop", type=whole("crop"), default=d["crop"], help="side of the random training crops (pixels)")
+    p.add_argument("--batch-size", type=whole("batch_size"), default=d["batch_size"], help="crops per step")
+    p.add_argument("--lr", type=flag_type(SPEC["lr"]), default=d["lr"],
+                   help="Adam learning rate (warm-up, cosine decay)")
+    p.add_argument("--labels", default=None, help="folder of label images named like the images (0 = unlabelled)")
+    p.add_argument("--alpha", type=flag_type(SPEC["alpha"]), default=d["alpha"],
+                   help="weight of the label cross-entropy")
+    p.add_argument("--device", default="auto", help=f"where the network runs: {DEVICE_WORDS}")
+    p.add_argument("--checkpoint-every", type=whole("checkpoint_every"), default=d["checkpoint_every"],
+                   help="steps between checkpoints")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue from OUTPUT.ckpt when it exists")
+    p.add_argument("--seed", type=flag_type(SPEC["seed"]), default=0, help="random seed (initialisation and crops)")
+    p.add_argument("--kmeans-weight", type=real("kmeans_weight"), default=d["kmeans_weight"],
+                   help="initial weight of the k-means warm-start cross-entropy")
+    p.add_argument("--kmeans-steps", type=real("kmeans_steps"), default=d["kmeans_steps"],
+                   help="length of the k-means warm start: a fraction of --steps (<= 1) or a step count")
+    p.add_argument("--kmeans-heads", type=whole("kmeans_heads"), default=d["kmeans_heads"],
+                   help="heads given the k-means cross-entropy per step")
+    p.add_argument("--base", type=whole("base"), default=d["base"], help="U-Net channels at full resolution")
+    p.add_argument("--levels", type=whole("levels"), default=d["levels"], help="U-Net down-samplings")
+    p.add_argument("--embed", type=whole("embed"), default=d["embed"], help="embedding channels fed to the heads")
+    p.add_argument("--init", default=None, help="model file to start from")
+    p.add_argument("--color", choices=["rgb", "lab"], default="rgb",
+                   help="input the network sees: normalised channels (rgb) or CIELAB (lab; RGB images only)")
+    add_threads_option(p, rule="torch CPU threads (default: half the usable CPU cores, at least 1: {default} here; "
+                              "a thread per core slows down many times when another program is busy)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``napari-levelset train ...``: parse the arguments and run ``napari_levelset.training.train.train``.
+
+    Parameters
+    ----------
+    argv : sequence of str or None
+        The arguments after ``train`` (None: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit code: 0; 2 on bad input or out of memory; 130 on Ctrl-C, 143 on SIGTERM,
+        both with the checkpoint kept.
+    """
+    from napari_levelset.training.train import checkpoint_path, parse_classes, train  # pulls torch
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a one-line argument error (2)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    smallest = max(2 ** args.levels, 16)  # a crop holds whole 2**levels blocks, and at least 16 pixels
+    if args.crop < smallest:
+        print(f"{_PROG}: error: argument --crop: must be >= {smallest} with --levels {args.levels}, got {args.crop}",
+              file=sys.stderr)
+        return 2
+    try:
+        with signals_as_interrupts():
+            res = train(
+                args.images, args.output, n_classes=parse_classes(args.classes), lam=args.lam, steps=args.steps,
+                crop=args.crop, batch_size=args.batch_size, lr=args.lr, labels=args.labels, alpha=args.alpha,
+                device=args.device, checkpoint_every=args.checkpoint_every, resume=args.resume,
+                progress=not args.quiet, seed=args.seed, base=args.base, levels=args.levels, embed=args.embed,
+                init=args.init, threads=args.threads or default_threads(), color=args.color,
+                kmeans_weight=args.kmeans_weight,
+                kmeans_steps=args.kmeans_steps, kmeans_heads=args.kmeans_heads,
+                metadata=dict(command=f"{_PROG} " + " ".join(sys.argv[1:] if argv is None else argv)),
+            )
+    except (Exception, KeyboardInterrupt) as exc:
+        code = report_error(exc, _PROG, interrupted=f"interrupted; checkpoint saved to {checkpoint_path(args.output)} "
+                            "(run the same command again to resume)",
+                            oom_advice="out of memory; try a smaller --crop, --batch-size or --base")
+        if code is None:
+            raise
+        return code
+    if not args.quiet:
+        print(f"wrote {res.path} ({res.steps} steps, final loss {res.metadata.get('final_loss'):.4f}, "
+              f"{res.seconds:.0f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
