@@ -1,7 +1,7 @@
 """Unsupervised and scribble-guided segmentation with the multiphase level-set loss.
 
-The algorithm (``loss``, ``models``, ``engine``, ``io``) needs only torch and numpy;
-the napari glue lives in ``_qt``.  Heavy modules are imported lazily so that
+The algorithm (``method``, ``nn``, ``post``, ``io``) needs only torch and numpy;
+the napari glue lives in ``napari``.  Heavy modules are imported lazily so that
 ``import napari_levelset`` (and napari's plugin menu) stays fast.
 """
 
@@ -22,20 +22,23 @@ __version__ = "0.1.0"
 _LAZY = {
     "levelset_loss": "napari_levelset.method.loss",
     "scribble_loss": "napari_levelset.method.loss",
-    "segment": "napari_levelset.method.engine",
-    "Segmenter": "napari_levelset.method.engine",
-    "Snapshot": "napari_levelset.method.engine",
-    "prepare_image": "napari_levelset.io.images",
-    "read_image": "napari_levelset.io.images",
-    "write_labels": "napari_levelset.io.images",
+    "segment": "napari_levelset.method.segmentation",
+    "Segmenter": "napari_levelset.method.segmenter",
+    "Snapshot": "napari_levelset.method.segmenter",
+    "prepare_image": "napari_levelset.io.prepare",
+    "read_image": "napari_levelset.io.read",
+    "write_labels": "napari_levelset.io.write",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from napari_levelset.method.engine import Segmenter, Snapshot, segment  # noqa: F401
-    from napari_levelset.io.images import prepare_image, read_image, write_labels  # noqa: F401
+    from napari_levelset.io.prepare import prepare_image  # noqa: F401
+    from napari_levelset.io.read import read_image  # noqa: F401
+    from napari_levelset.io.write import write_labels  # noqa: F401
     from napari_levelset.method.loss import levelset_loss, scribble_loss  # noqa: F401
+    from napari_levelset.method.segmentation import segment  # noqa: F401
+    from napari_levelset.method.segmenter import Segmenter, Snapshot  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

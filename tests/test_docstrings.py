@@ -27,12 +27,20 @@ import pytest
 numpydoc_docscrape = pytest.importorskip("numpydoc.docscrape")
 
 MODULES = [
-    "napari_levelset.io.images",
-    "napari_levelset.evaluation.metrics",
+    "napari_levelset.io.axes",
+    "napari_levelset.io.read",
+    "napari_levelset.io.prepare",
+    "napari_levelset.io.write",
+    "napari_levelset.io.zarr",
+    "napari_levelset.evaluation.bsds",
+    "napari_levelset.evaluation.contingency",
+    "napari_levelset.evaluation.matching",
     "napari_levelset.nn.tiling",
     "napari_levelset.post.regions",
     "napari_levelset.post.instances",
     "napari_levelset.nn.unet",
+    "napari_levelset.nn.pretrained",
+    "napari_levelset.nn.model_files",
     "napari_levelset.method.loss",
     "napari_levelset.method.cluster",
     "napari_levelset.nn.models",
@@ -43,17 +51,30 @@ MODULES = [
     "napari_levelset.resources",
     "napari_levelset.napari._writer",
     "napari_levelset.napari._sample_data",
-    "napari_levelset.method.engine",
+    "napari_levelset.method.segmenter",
+    "napari_levelset.method.segmentation",
+    "napari_levelset.method.start",
+    "napari_levelset.method.memory",
+    "napari_levelset.method.results",
     "napari_levelset.settings",
     "napari_levelset.validate",
     "napari_levelset.errors",
     "napari_levelset.cli.main",
+    "napari_levelset.cli._args",
+    "napari_levelset.cli._report",
+    "napari_levelset.cli.segment",
+    "napari_levelset.cli.train",
+    "napari_levelset.spec",
     "napari_levelset.napari._worker",
+    "napari_levelset.napari._session",
+    "napari_levelset.napari._qt",
+    "napari_levelset.napari._session",
+    "napari_levelset.napari._qt",
     "napari_levelset.napari._layers",
     "napari_levelset.method.strokes",
 ]
 #: modules that import napari (an optional dependency): checked where it is installed
-NEEDS_NAPARI = {"napari_levelset.napari._layers"}
+NEEDS_NAPARI = {"napari_levelset.napari._layers", "napari_levelset.napari._session", "napari_levelset.napari._qt"}
 
 
 def _public_names(module) -> list[str]:

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from napari_levelset import Segmenter, segment
-from napari_levelset.method.engine import resolve_device
 from napari_levelset.errors import InputError
-from napari_levelset.method.loss import class_means
 from napari_levelset.evaluation.synthetic import matched_iou, phantom
+from napari_levelset.method.loss import class_means
+from napari_levelset.nn.devices import resolve_device
 
 CASES = [
     # shape, phases, channels
@@ -99,7 +99,7 @@ def test_label_ids_are_stable_across_snapshots_and_sorted_by_brightness():
 
 
 def test_position_channels_are_centred_and_isotropic():
-    from napari_levelset.method.engine import position_channels
+    from napari_levelset.method.start import position_channels
 
     c = position_channels(torch.zeros(2, 3, 5, 9), 0.8)
     assert c.shape == (2, 2, 5, 9)
@@ -348,7 +348,7 @@ def test_a_seed_gives_one_network_however_many_threads_build_at_once():
 
     import torch
 
-    from napari_levelset.method.engine import Segmenter
+    from napari_levelset.method.segmenter import Segmenter
 
     image = np.random.default_rng(0).random((24, 24)).astype(np.float32)
     reference = Segmenter(image, 3, seed=7).model.state_dict()

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 
 from napari_levelset import segment
+from napari_levelset.errors import InputError
+from napari_levelset.evaluation.matching import instance_scores
+from napari_levelset.evaluation.synthetic import nuclei
 from napari_levelset.post.instances import (
     estimate_diameter,
     fluorescence_contrast,
     foreground_classes,
     instance_labels,
 )
-from napari_levelset.errors import InputError
-from napari_levelset.evaluation.metrics import instance_scores
-from napari_levelset.evaluation.synthetic import nuclei
 
 
 @pytest.fixture(scope="module")

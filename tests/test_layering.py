@@ -95,7 +95,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_layout_is_read():
-    assert {"napari_levelset.method.engine", "napari_levelset.io", "napari_levelset.settings"} <= set(CORE)
+    assert {"napari_levelset.method.segmenter", "napari_levelset.io", "napari_levelset.settings"} <= set(CORE)
     assert "napari_levelset.napari.widget" in GLUE
 
 

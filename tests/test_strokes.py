@@ -139,7 +139,7 @@ def test_local_contrast_makes_dim_and_bright_objects_alike():
 
 
 def test_stroke_channels_replace_each_channel_by_two():
-    from napari_levelset.io.images import prepare_image
+    from napari_levelset.io.prepare import prepare_image
     from napari_levelset.method.strokes import stroke_channels
 
     image = np.random.default_rng(1).random((2, 40, 50)).astype(np.float32)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from napari_levelset.nn.model_files import save_model
+from napari_levelset.nn.pretrained import build_network
 from napari_levelset.nn.tiling import predict, tile_grid, tiled_apply
-from napari_levelset.nn.unet import LevelSetUNet, build_network, save_model
+from napari_levelset.nn.unet import LevelSetUNet
 
 
 def small_body(in_channels=3, ndim=2, levels=2):

@@ -1,4 +1,4 @@
-"""U-Net model, model files and ``build_network`` (napari_levelset.nn.unet)."""
+"""U-Net model (napari_levelset.nn.unet), model files (nn.model_files) and ``build_network`` (nn.pretrained)."""
 
 from __future__ import annotations
 
@@ -12,18 +12,10 @@ import torch
 
 import napari_levelset
 from napari_levelset.errors import InputError
+from napari_levelset.nn.model_files import FORMAT, load_model, model_color, pretrained_path, save_model
+from napari_levelset.nn.pretrained import PretrainedNetwork, build_network
+from napari_levelset.nn.unet import ChannelNorm, LevelSetUNet
 from napari_levelset.training.train import DEFAULT_TRAIN
-from napari_levelset.nn.unet import (
-    FORMAT,
-    ChannelNorm,
-    LevelSetUNet,
-    PretrainedNetwork,
-    build_network,
-    load_model,
-    model_color,
-    pretrained_path,
-    save_model,
-)
 
 SMALL = dict(base=4, levels=2, embed=4)
 
@@ -130,7 +122,7 @@ def test_grey_on_cielab_model_is_lightness(tmp_path):
     image, truth = phantom((40, 40), 3, channels=1, seed=1)
     labels = segment(image[..., 0], n_classes=3, model=str(path), finetune_iterations=10, init="kmeans")
     assert min(matched_iou(labels, truth)) > 0.9
-    from napari_levelset.method.engine import Segmenter
+    from napari_levelset.method.segmenter import Segmenter
 
     assert Segmenter(image[..., 0], 3, model=str(path), device="cpu").settings["color"] == "rgb"
     rgb, _ = phantom((24, 24), 2, channels=3, seed=0)
@@ -144,8 +136,8 @@ def test_unknown_class_count_and_dimension_errors(model_file, tmp_path):
     path, _ = model_file
     # no trained head for N = 5: usable only from a k-means start of the head
     assert not build_network(path, in_channels=3, n_classes=5, ndim=2).head_trained
-    from napari_levelset.method.engine import Segmenter
     from napari_levelset.evaluation.synthetic import matched_iou, phantom
+    from napari_levelset.method.segmenter import Segmenter
 
     image, truth = phantom((40, 40), 5, channels=3, seed=0)
     with pytest.raises(InputError, match="heads for 2, 3 classes, not 5.*fine-tune"):
@@ -250,7 +242,7 @@ def test_mismatched_and_future_files_are_rejected(model_file, tmp_path):
 
 
 def test_head_finetune_freezes_and_caches_the_body(model_file):
-    from napari_levelset.method.engine import Segmenter
+    from napari_levelset.method.segmenter import Segmenter
 
     path, _ = model_file
     rng = np.random.default_rng(0)
@@ -272,7 +264,7 @@ def test_head_finetune_freezes_and_caches_the_body(model_file):
 
 
 def test_finetune_last_trains_only_the_last_block(model_file):
-    from napari_levelset.method.engine import Segmenter
+    from napari_levelset.method.segmenter import Segmenter
 
     path, net0 = model_file
     net = build_network(path, in_channels=3, n_classes=3, ndim=2, finetune="last")
@@ -308,8 +300,8 @@ def test_segment_with_a_model_file(model_file):
 
 
 def test_kmeans_start_keeps_the_body_and_restarts_the_head(model_file):
-    from napari_levelset.method.engine import Segmenter
     from napari_levelset.evaluation.synthetic import matched_iou, phantom
+    from napari_levelset.method.segmenter import Segmenter
 
     path, net = model_file
     image, truth = phantom((48, 48), 3, channels=3, seed=1)
@@ -363,7 +355,7 @@ def test_unet_kmeans_start_with_position_separates_objects_far_apart():
     left = (yy - 24) ** 2 + (xx - 20) ** 2 < 12**2
     right = (yy - 24) ** 2 + (xx - 76) ** 2 < 12**2
     image[left | right] = 0.0
-    from napari_levelset.method.engine import Segmenter
+    from napari_levelset.method.segmenter import Segmenter
 
     kw = dict(model="unet", init="kmeans", device="cpu")
     plain = Segmenter(image, 3, **kw).labels()
@@ -381,8 +373,8 @@ def test_unet_kmeans_start_with_position_separates_objects_far_apart():
 
 def test_segment_fine_tune_starts_from_kmeans_unless_told_otherwise(model_file):
     import napari_levelset
-    from napari_levelset.method.engine import Segmenter
     from napari_levelset.evaluation.synthetic import phantom
+    from napari_levelset.method.segmenter import Segmenter
 
     path, _ = model_file
     image, _ = phantom((32, 32), 3, channels=3, seed=2)
@@ -400,11 +392,11 @@ def test_segment_fine_tune_starts_from_kmeans_unless_told_otherwise(model_file):
 
 def test_merged_regions_compare_cielab_on_an_rgb_model(model_file):
     """An RGB-trained U-Net sees normalised RGB, but its regions are merged on CIELAB, as the per-image mode's."""
-    from napari_levelset.method.engine import Segmenter
-    from napari_levelset.io.images import prepare_image
+    from napari_levelset.evaluation.synthetic import phantom
+    from napari_levelset.io.prepare import prepare_image
+    from napari_levelset.method.segmenter import Segmenter
     from napari_levelset.post.regions import connected_regions, merge_regions
     from napari_levelset.settings import MERGE_OPTIONS, MERGED_MIN_REGION
-    from napari_levelset.evaluation.synthetic import phantom
 
     path, _ = model_file
     image, _ = phantom((40, 48), 3, channels=3, seed=2)
@@ -440,8 +432,8 @@ def test_shipped_model_on_cuda_agrees_with_cpu_and_fine_tunes():
 
 def test_cached_embedding_is_never_that_of_an_earlier_crop(model_file, monkeypatch):
     """Crops are temporaries whose memory is reused: the cache must not mistake one for another."""
-    import napari_levelset.nn.unet as unet_module
-    from napari_levelset.method.engine import Segmenter
+    import napari_levelset.nn.pretrained as unet_module
+    from napari_levelset.method.segmenter import Segmenter
 
     path, _ = model_file
     rng = np.random.default_rng(0)
@@ -463,7 +455,7 @@ def test_cached_embedding_is_never_that_of_an_earlier_crop(model_file, monkeypat
 
 def test_a_built_network_as_model_gets_the_input_it_was_trained_on(model_file):
     """A network object passed as ``model`` is prepared for as its file says (not as the per-image CNN)."""
-    from napari_levelset.method.engine import Segmenter
+    from napari_levelset.method.segmenter import Segmenter
 
     path, _ = model_file
     image = (np.random.default_rng(3).random((24, 32, 3)) * 255).astype(np.uint8)
@@ -501,7 +493,7 @@ def test_unet_regions_merge_with_the_unet_boundary_weighting(model_file):
     """A U-Net's pieces are merged with ``MERGE_OPTIONS["unet"]``, the per-image CNN's with ``["cnn"]``."""
     from skimage import data
 
-    from napari_levelset.method.engine import Segmenter
+    from napari_levelset.method.segmenter import Segmenter
     from napari_levelset.post.regions import connected_regions, merge_regions
     from napari_levelset.settings import MERGE_OPTIONS, MERGE_WEIGHT, MERGED_MIN_REGION
 
@@ -528,10 +520,10 @@ def test_unet_regions_merge_with_the_unet_boundary_weighting(model_file):
 
 
 def test_a_unet_gets_the_normalisation_it_was_trained_with():
-    """The shipped U-Net learned the percentile rule (unet.NORMALISATION); the per-image CNN's rule
+    """The shipped U-Net learned the percentile rule (model_files.NORMALISATION); the per-image CNN's rule
     also keeps small bright structures, which would feed the U-Net inputs it never saw."""
-    from napari_levelset.method.engine import Segmenter
-    from napari_levelset.io.images import prepare_image
+    from napari_levelset.io.prepare import prepare_image
+    from napari_levelset.method.segmenter import Segmenter
 
     rng = np.random.default_rng(0)
     image = rng.normal(0.2, 0.02, (64, 64, 3)).astype(np.float32)
@@ -606,7 +598,7 @@ def test_a_small_file_declaring_a_huge_network_is_refused_without_allocating_it(
     code = (
         "import resource, sys, time\n"
         "from napari_levelset.errors import InputError\n"
-        "from napari_levelset.nn.unet import load_model\n"
+        "from napari_levelset.nn.model_files import load_model\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "t = time.perf_counter()\n"
         "try:\n"

@@ -27,8 +27,11 @@ three spatial axes ``S``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from napari_levelset.post.instances import _background, estimate_diameter, noise_sigma, resample_prepared
 from napari_levelset.settings import STROKE_ITERATIONS, STROKE_PIXELS, stroke_contrast
 
 __all__ = ["STROKE_PIXELS", "STROKE_ITERATIONS", "stroke_contrast", "stroke_means", "working_copy",
@@ -49,7 +52,7 @@ def working_copy(prepared, max_pixels: int, diameter: float | None = None, spaci
 
     Parameters
     ----------
-    prepared : napari_levelset.io.images.Prepared
+    prepared : napari_levelset.io.prepare.Prepared
         The prepared image, ``data`` float32 ``(B, C, *S)``.
     max_pixels : int
         Most pixels (voxels) of one batch item on the working copy (``Segmenter``'s
@@ -64,7 +67,7 @@ def working_copy(prepared, max_pixels: int, diameter: float | None = None, spaci
 
     Returns
     -------
-    prepared : napari_levelset.io.images.Prepared
+    prepared : napari_levelset.io.prepare.Prepared
         The working copy: ``data`` float32 ``(B, C, *S')``, ``spatial_shape`` ``S'``
         (each axis ``round(zoom * S)``, at least 2 pixels; the pixel bound holds up to
         that rounding), or ``prepared`` itself when ``zoom == 1.0``.
@@ -77,8 +80,6 @@ def working_copy(prepared, max_pixels: int, diameter: float | None = None, spaci
     Linear interpolation with Gaussian anti-aliasing (scikit-image ``resize``, via
     ``napari_levelset.post.instances.resample_prepared``).
     """
-    from napari_levelset.post.instances import resample_prepared
-
     return resample_prepared(prepared, float(max_pixels), diameter, spacing)
 
 
@@ -130,8 +131,6 @@ def local_contrast(x: np.ndarray, diameter_px=None) -> np.ndarray:
     True
     """
     from scipy import ndimage as ndi
-
-    from napari_levelset.post.instances import _background, estimate_diameter, noise_sigma
 
     x = np.asarray(x, np.float32)
     sigma = max(noise_sigma(x), 1e-5)
@@ -192,7 +191,7 @@ def stroke_channels(work, zoom: float = 1.0, diameter: float | None = None, spac
 
     Parameters
     ----------
-    work : napari_levelset.io.images.Prepared
+    work : napari_levelset.io.prepare.Prepared
         The working copy (``working_copy``), ``data`` float32 ``(B, C, *S)``.
     zoom : float
         The working copy's zoom (``working_copy``'s second result).
@@ -208,7 +207,7 @@ def stroke_channels(work, zoom: float = 1.0, diameter: float | None = None, spac
 
     Returns
     -------
-    napari_levelset.io.images.Prepared
+    napari_levelset.io.prepare.Prepared
         ``work`` with ``data`` float32 ``(B, 2C, *S)`` (channel ``c``'s two maps at
         ``2c`` and ``2c + 1``), its other fields unchanged; or ``work`` itself where
         ``scribbles`` are given and the maps do not tell the stroked classes apart
@@ -225,8 +224,6 @@ def stroke_channels(work, zoom: float = 1.0, diameter: float | None = None, spac
     background: on bands of 0.1 / 0.5 / 0.9 the strokes' separation is 0.01 in the maps
     and 11.7 in the image (the 14 nuclei images: 4.1-355; scikit-image's coins: 45).
     """
-    from dataclasses import replace
-
     data = work.data
     d = None
     if diameter is not None:

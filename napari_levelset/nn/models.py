@@ -16,10 +16,12 @@ References
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-__all__ = ["PerImageCNN", "conv_layer", "norm_layer", "init_parameters"]
+__all__ = ["PerImageCNN", "conv_layer", "norm_layer", "init_parameters", "forward_keeping_statistics"]
 
 
 @torch.no_grad()
@@ -52,8 +54,6 @@ def init_parameters(module: nn.Module, generator: torch.Generator) -> nn.Module:
     >>> torch.equal(a.weight, b.weight)
     True
     """
-    import math
-
     for m in module.modules():
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
             nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
@@ -62,6 +62,45 @@ def init_parameters(module: nn.Module, generator: torch.Generator) -> nn.Module:
                 bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
                 nn.init.uniform_(m.bias, -bound, bound, generator=generator)
     return module
+
+
+def forward_keeping_statistics(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)`` as in training (BatchNorm on the batch's statistics), without moving BatchNorm's
+    running statistics or its batch count.
+
+    Reading a run's labels must not change the network a result layer saves.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any network; its BatchNorm layers in training mode that track running statistics
+        are called with momentum 0, then given back their momentum and batch count.
+    x : torch.Tensor
+        Its input.
+
+    Returns
+    -------
+    torch.Tensor
+        What ``model(x)`` returns.
+
+    Examples
+    --------
+    >>> bn = torch.nn.BatchNorm2d(1)
+    >>> _ = forward_keeping_statistics(bn, torch.rand(2, 1, 4, 4) + 5)
+    >>> float(bn.running_mean), int(bn.num_batches_tracked)
+    (0.0, 0)
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+             and m.training and m.track_running_stats]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    try:
+        for m in norms:
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+        return model(x)
+    finally:
+        for m, (momentum, count) in zip(norms, saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(count)
 
 
 def conv_layer(ndim: int):

@@ -39,6 +39,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+
 from napari_levelset.nn.devices import resolve_device
 
 __all__ = ["tiled_apply", "predict", "tile_grid"]
@@ -259,11 +260,11 @@ def predict(net: torch.nn.Module, x, *, tile=None, overlap=8, halo=None, output:
     ----------
     net : torch.nn.Module
         A local, fully-convolutional network with ``receptive_radius`` and ``multiple``
-        (``unet.LevelSetUNet``, ``unet.PretrainedNetwork``); put in eval mode for the call,
+        (``unet.LevelSetUNet``, ``pretrained.PretrainedNetwork``); put in eval mode for the call,
         its training mode restored after.
     x : numpy.ndarray or torch.Tensor
         The prepared image, float32 ``(B, C, *S)`` (e.g.
-        ``napari_levelset.io.images.prepare_image(...).data``).
+        ``napari_levelset.io.prepare.prepare_image(...).data``).
     tile : int or sequence of int or None
         Core size, pixels (see :func:`tiled_apply`).
     overlap : int or sequence of int
@@ -273,7 +274,7 @@ def predict(net: torch.nn.Module, x, *, tile=None, overlap=8, halo=None, output:
     output : {"probs", "raw", "labels"}
         What to return.
     device : str or torch.device
-        Where the network runs; ``"auto"``: as ``engine.resolve_device`` chooses.
+        Where the network runs; ``"auto"``: as ``napari_levelset.nn.devices.resolve_device`` chooses.
     out_device : str or torch.device or None
         Where the result is assembled.
 
@@ -286,8 +287,8 @@ def predict(net: torch.nn.Module, x, *, tile=None, overlap=8, halo=None, output:
     Examples
     --------
     >>> import numpy as np
-    >>> from napari_levelset.io.images import prepare_image
-    >>> from napari_levelset.nn.unet import build_network
+    >>> from napari_levelset.io.prepare import prepare_image
+    >>> from napari_levelset.nn.pretrained import build_network
     >>> net = build_network("unet", in_channels=1, n_classes=3)
     >>> x = prepare_image(np.random.rand(64, 64)).data
     >>> predict(net, x, output="labels", device="cpu").shape

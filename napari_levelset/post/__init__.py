@@ -1,1 +1,4 @@
-"""TODO"""
+"""After the optimisation: class labels as connected or merged regions (``regions``) and as one label
+per object (``instances``, with the fluorescence contrast and object-diameter estimate it uses).
+Numpy, scipy and scikit-image only: no torch.
+"""

@@ -38,6 +38,7 @@ References
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -53,6 +54,7 @@ __all__ = [
     "estimate_diameter",
     "foreground_classes",
     "instance_labels",
+    "instance_labels_per_item",
 ]
 
 #: ``linear``: the normalised image as it is; ``fluorescence``: background removed, log-compressed
@@ -222,7 +224,7 @@ def fluorescence_contrast(
     Parameters
     ----------
     data : ndarray, float32, shape (B, C, *S)
-        A prepared image (``napari_levelset.io.images.prepare_image``), channels in [0, 1].
+        A prepared image (``napari_levelset.io.prepare.prepare_image``), channels in [0, 1].
     diameter : float
         Expected object diameter, in the unit of ``spacing`` (pixels without it).
     spacing : sequence of float, optional
@@ -251,7 +253,7 @@ def fluorescence_contrast(
     --------
     >>> import numpy as np
     >>> from napari_levelset.evaluation.synthetic import nuclei
-    >>> from napari_levelset.io.images import prepare_image
+    >>> from napari_levelset.io.prepare import prepare_image
     >>> image, _ = nuclei((128, 128), n_objects=8, diameter=16.0)
     >>> out = fluorescence_contrast(prepare_image(image).data, diameter=16.0)
     >>> out.shape, out.dtype, float(out.max())
@@ -478,12 +480,48 @@ def instance_labels(
     return lut[lab]
 
 
-def fluorescence_prepared(prepared, diameter: float | None = None, spacing: Sequence[float] | None = None):
-    """``prepared`` (a ``napari_levelset.io.images.Prepared``) with ``fluorescence_contrast`` applied.
+def instance_labels_per_item(
+    foreground_prob: np.ndarray,
+    *,
+    diameter: float | None = None,
+    spacing: Sequence[float] | None = None,
+    min_region: float | None = None,
+) -> np.ndarray:
+    """``instance_labels`` of each batch item (slice of a stack, frame of a time-lapse) on its own.
 
     Parameters
     ----------
-    prepared : napari_levelset.io.images.Prepared
+    foreground_prob : ndarray, float, shape (B, *S)
+        Foreground probability of ``B`` items, each 2D or 3D.
+    diameter, spacing, min_region : optional
+        As for ``instance_labels``, the same for every item.
+
+    Returns
+    -------
+    ndarray, uint32, shape (B, *S)
+        0 for background; the objects of item ``i`` follow those of the items before it,
+        so ids are numbered 1..K over the whole array.
+
+    Raises
+    ------
+    InputError
+        As ``instance_labels``.
+    """
+    out = np.zeros(foreground_prob.shape, np.uint32)
+    offset = 0
+    for i, item in enumerate(foreground_prob):
+        lab = instance_labels(item, diameter=diameter, spacing=spacing, min_region=min_region)
+        out[i] = np.where(lab > 0, lab + offset, 0)
+        offset += int(lab.max())
+    return out
+
+
+def fluorescence_prepared(prepared, diameter: float | None = None, spacing: Sequence[float] | None = None):
+    """``prepared`` (a ``napari_levelset.io.prepare.Prepared``) with ``fluorescence_contrast`` applied.
+
+    Parameters
+    ----------
+    prepared : napari_levelset.io.prepare.Prepared
         The prepared image, ``data`` float32 ``(B, C, *S)``.
     diameter : float or None
         Expected object diameter, in the unit of ``spacing`` (pixels without it); None:
@@ -493,15 +531,13 @@ def fluorescence_prepared(prepared, diameter: float | None = None, spacing: Sequ
 
     Returns
     -------
-    prepared : napari_levelset.io.images.Prepared
+    prepared : napari_levelset.io.prepare.Prepared
         A copy with the contrast applied to ``data`` (same shape).
     diameter : float
         The diameter given, or the median of ``estimate_diameter`` over up to 5 batch
         items (their channel mean, log-compressed in noise units, before background
         removal, whose window needs it).
     """
-    from dataclasses import replace
-
     data = prepared.data
     if diameter is None:  # the median over up to 5 batch items (frames, slices) spread over the stack
         estimates = []
@@ -522,7 +558,7 @@ def resample_prepared(prepared, max_pixels: float, diameter: float | None, spaci
 
     Parameters
     ----------
-    prepared : napari_levelset.io.images.Prepared
+    prepared : napari_levelset.io.prepare.Prepared
         The prepared image, ``data`` float32 ``(B, C, *S)``.
     max_pixels : float
         Most pixels (voxels) of one batch item after zooming.
@@ -535,14 +571,12 @@ def resample_prepared(prepared, max_pixels: float, diameter: float | None, spaci
 
     Returns
     -------
-    prepared : napari_levelset.io.images.Prepared
+    prepared : napari_levelset.io.prepare.Prepared
         The zoomed copy (``data`` float32 ``(B, C, *S')``, ``spatial_shape`` ``S'``), or
         ``prepared`` itself when ``z == 1``.
     z : float
         The zoom factor (1.0 when z would be 0.95 or more, or the shape would not change).
     """
-    from dataclasses import replace
-
     from skimage.transform import resize
 
     spatial = prepared.spatial_shape

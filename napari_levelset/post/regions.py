@@ -22,6 +22,8 @@ References
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 
 __all__ = ["REGION_MODES", "connected_regions", "merge_regions", "to_regions"]
@@ -318,8 +320,6 @@ def _merge_features(x: np.ndarray, texture: float, normalize: bool) -> np.ndarra
 
 def _merge_one(lab: np.ndarray, x: np.ndarray, merge: float, edge: float) -> np.ndarray:
     """Greedy merging of one image's regions ``lab`` on features ``x``; returns labels 0..R'-1."""
-    import heapq
-
     ids, inv = np.unique(lab, return_inverse=True)
     lab = inv.reshape(lab.shape)
     R = len(ids)

@@ -1,0 +1,192 @@
+"""``segment``: one call from an image to class labels, regions or instances.
+
+It resolves the settings for the model and output (``Settings.resolved``), makes a
+``Segmenter`` (``napari_levelset.method.segmenter``), runs it for the resolved number of
+iterations (``run_with_progress``) and turns its labels into the regions asked for
+(``Segmenter.regions``) or its probabilities into instances (``Segmenter.instances``).
+Instances of the per-image CNN are optimised on a smaller copy of the image
+(``INSTANCE_PIXELS``) and their probabilities brought back to the full grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tqdm import tqdm
+
+from napari_levelset import validate
+from napari_levelset.errors import InputError
+from napari_levelset.io.prepare import prepare_image
+from napari_levelset.method.segmenter import Segmenter, Snapshot
+from napari_levelset.post.instances import (
+    as_spacing,
+    contrast_color,
+    fluorescence_prepared,
+    resample_prepared,
+    upsample,
+)
+from napari_levelset.settings import INSTANCE_PIXELS, Settings, is_builtin_cnn, model_kind
+
+__all__ = ["segment", "run_with_progress"]
+
+
+def run_with_progress(seg: Segmenter, iterations: int, progress: bool, desc: str = "level-set") -> Snapshot | None:
+    """Run ``seg`` for ``iterations`` steps, with a tqdm progress bar on stderr when ``progress``
+    (about 20 updates).
+
+    Parameters
+    ----------
+    seg : Segmenter
+        The run to continue.
+    iterations : int
+        Steps to take.
+    progress : bool
+        Whether to show the progress bar (with the loss).
+    desc : str
+        The bar's label.
+
+    Returns
+    -------
+    Snapshot or None
+        The last snapshot (None for 0 iterations).
+    """
+    iterations = int(iterations)
+    every = max(1, iterations // 20) if progress else max(1, iterations)
+    bar = None
+    if progress and iterations:
+        bar = tqdm(total=iterations, unit="it", desc=desc, leave=False)
+    last = None
+    try:
+        for snap in seg.run(iterations, every=every):
+            last = snap
+            if bar is not None:
+                bar.update(snap.iteration - bar.n)
+                bar.set_postfix(loss=f"{snap.loss:.4g}")
+    finally:
+        if bar is not None:
+            bar.close()
+    return last
+
+
+def segment(
+    image,
+    n_classes: int | None = None,
+    lam: float | None = None,
+    iterations: int | None = None,
+    scribbles=None,
+    channel_axis: int | None = None,
+    spatial_dims: int | None = None,
+    *,
+    progress: bool = False,
+    spacing=None,
+    finetune_iterations: int | None = None,
+    settings: Settings | None = None,
+    **changes,
+) -> np.ndarray:
+    """Segment ``image`` with the level-set loss: class labels, regions or instances.
+
+    Parameters
+    ----------
+    image : array_like
+        Grey or multichannel, 2D or 3D, any numeric or boolean dtype (see
+        ``napari_levelset.io.prepare.prepare_image`` for how axes are read).
+    n_classes, lam, iterations : optional
+        Shorthands for the ``Settings`` fields of the same names (default: per model and
+        output, ``Settings.resolved``).
+    scribbles : array_like of int, optional
+        The image's non-channel shape: 0 unpainted, ``k`` means label ``k``.
+    channel_axis, spatial_dims : int, optional
+        As for ``prepare_image``.
+    progress : bool
+        Show a progress bar on stderr.
+    spacing : sequence of float, optional
+        Physical size of a pixel (voxel) per spatial axis, for ``diameter``.
+    finetune_iterations : int, optional
+        A synonym of ``iterations`` for a pretrained U-Net (its iterations fine-tune it).
+    settings : Settings, optional
+        The settings; ``changes`` are applied to it.
+    **changes
+        Any ``Settings`` field by name (``model``, ``regions``, ``merge``, ``lr``,
+        ``diameter``, ...).
+
+    Returns
+    -------
+    ndarray
+        The image's shape without the channel axis.  ``regions="classes"`` (default):
+        labels 1..N, uint8 (uint16 beyond 255 classes).  ``"connected"``: one label per
+        connected piece of a class, uint32 1..R, pieces smaller than ``min_region``
+        merged into a neighbour.  ``"merged"``: connected regions, adjacent ones merged
+        while the level-set energy of the partition drops (``merge`` the boundary weight;
+        ``napari_levelset.post.regions.merge_regions``).  ``"instances"``: one label per object,
+        uint32, 0 background (``napari_levelset.post.instances.instance_labels``).
+
+    Raises
+    ------
+    InputError
+        For a bad image, scribbles or setting (named in the message), or scribbles given to
+        a pretrained model used directly.
+
+    Notes
+    -----
+    The per-image CNN (``model="cnn"``) is optimised on this image (after Kanezaki 2018,
+    with the loss of Kim & Ye 2020); ``model="unet"`` or a model file segments at once
+    and fine-tunes for ``iterations`` steps (default 0) from this image's k-means start.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.zeros((32, 32)); img[8:24, 8:24] = 1
+    >>> labels = segment(img, n_classes=2, iterations=5)
+    >>> labels.shape, int(labels.max())
+    ((32, 32), 2)
+    """
+    shorthand = dict(n_classes=n_classes, lam=lam, iterations=iterations)
+    for name, value in shorthand.items():
+        if value is not None:
+            changes[name] = value
+    if finetune_iterations is not None:
+        changes["iterations"] = validate.integer("finetune_iterations", finetune_iterations)
+    s = Settings.given(settings).replace(**changes)
+    channel_axis, spatial_dims = validate.channel_axis(channel_axis), validate.spatial_dims(spatial_dims)
+    if image is not None:
+        image = validate.image_array(image)
+    instances = s.regions == "instances"
+    if not instances and (s.diameter is not None or s.foreground is not None):
+        raise InputError("diameter and foreground are settings of regions='instances'")
+    strokes = scribbles is not None and bool(np.any(validate.scribble_array(scribbles)))
+    s = s.resolved(strokes=strokes, image=image, channel_axis=channel_axis)
+    if s.iterations == 0 and model_kind(s.model) == "unet" and s.init == "network" and strokes:
+        raise InputError("scribbles steer the optimisation: a pretrained model used directly would ignore them; "
+                         "give finetune_iterations (e.g. 20)")
+    full = prepared = None
+    if instances:
+        prepared, full = _instance_preparation(image, channel_axis, spatial_dims, spacing, s, scribbles)
+        if full is not None:
+            s = s.replace(contrast="linear", diameter=full[1])
+    seg = Segmenter(image, settings=s, scribbles=scribbles, channel_axis=channel_axis, spatial_dims=spatial_dims,
+                    prepared=prepared, spacing=spacing)
+    last = run_with_progress(seg, s.iterations, progress)
+    if instances:
+        probs = None
+        if full is not None:  # optimised on a smaller copy: probabilities back to the full image
+            n = s.n_classes
+            probs = upsample(seg.probabilities().reshape((n, -1) + seg.prepared.spatial_shape),
+                             full[0].spatial_shape).reshape((n,) + full[0].out_shape)
+        return seg.instances(diameter=s.diameter, foreground=s.foreground, min_region=s.min_region, probs=probs)
+    labels = last.labels if last is not None else seg.labels()
+    return seg.regions(labels, s.regions, min_region=s.min_region, merge=s.merge)
+
+
+def _instance_preparation(image, channel_axis, spatial_dims, spacing, s: Settings, scribbles):
+    """For ``segment(regions="instances")`` with the per-image CNN and no scribbles: the
+    image prepared (fluorescence contrast where asked) at full size, and a copy small
+    enough for fast optimisation (``INSTANCE_PIXELS``).  Returns ``(small, (full, diameter))``,
+    or ``(None, None)`` where the ``Segmenter`` should prepare the image itself."""
+    if not is_builtin_cnn(s.model) or scribbles is not None:
+        return None, None
+    full = prepare_image(image, channel_axis, spatial_dims, color=contrast_color(s.contrast, s.color))
+    spacing = as_spacing(spacing, len(full.spatial_shape))
+    diameter = s.diameter
+    if s.contrast == "fluorescence":
+        full, diameter = fluorescence_prepared(full, diameter, spacing)
+    small, zoom = resample_prepared(full, INSTANCE_PIXELS, diameter, spacing)
+    return (full if zoom == 1.0 else small), (full, diameter)
