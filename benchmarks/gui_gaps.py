@@ -111,8 +111,8 @@ def main(argv=None) -> int:
     def dock():
         holder["widget"] = widget = LevelSetWidget(viewer)
         viewer.window.add_dock_widget(widget, name="level set")
-        widget.iter_spin.setValue(args.iterations)
-        widget.every_spin.setValue(args.every)
+        widget.form.iterations.value = args.iterations
+        widget.form.every.value = args.every
 
     def until_loaded(loop):  # the widget preloads torch in the background, while the user sets up
         def check():
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
 
         def start(widget=widget):
             if widget.run() is None:
-                raise SystemExit(f"the run did not start: {widget.status.text()}")
+                raise SystemExit(f"the run did not start: {widget.run_status.status.text()}")
 
         def until_finished(loop, widget=widget):
             holder["quit"] = loop.quit

@@ -67,8 +67,8 @@ def main(argv=None) -> int:
             viewer.layers.remove(layer)
         image = viewer.add_image(case.image, name=case.id, rgb=True)
         widget.image_layer = image
-        widget.n_spin.setValue(case.n_classes)
-        widget.iter_spin.setValue(args.iterations)
+        widget.form.n_classes.value = case.n_classes
+        widget.form.iterations.value = args.iterations
         last = case.n_classes
         first_strokes = np.where(case.strokes == last, 0, case.strokes).astype(np.uint8)
         scribbles = viewer.add_labels(first_strokes, name=f"{case.id} scribbles")

@@ -134,9 +134,8 @@ def make_widget(make_napari_viewer, qtbot, errors):
     from superqt.utils._qthreading import WorkerBase
 
     for widget in made:
-        run = widget._handle.run
-        if run is not None:
-            widget._handle.cancel()
+        if widget.session.run is not None:
+            widget.session.cancel()
     WorkerBase.await_workers(msecs=20_000)
     qtbot.wait(1)
 
@@ -144,4 +143,4 @@ def make_widget(make_napari_viewer, qtbot, errors):
 def run_and_wait(qtbot, widget, timeout: int = 60_000, refine: bool = False) -> None:
     with qtbot.waitSignal(widget.run_finished, timeout=timeout):
         worker = widget.refine() if refine else widget.run()
-        assert worker is not None, widget.last_error
+        assert worker is not None, widget.session.last_error

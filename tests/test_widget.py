@@ -49,8 +49,8 @@ def remembered_settings_here(monkeypatch, tmp_path):
 def start_long_run(qtbot, widget):
     """Start a run of ``LONG`` iterations (a snapshot every 2) and wait for its first snapshot;
     returns the worker."""
-    widget.iter_spin.setValue(LONG)
-    widget.every_spin.setValue(2)
+    widget.form.iterations.value = LONG
+    widget.form.every.value = 2
     with qtbot.waitSignal(widget.snapshot_applied, timeout=30_000):
         worker = widget.run()
     return worker
@@ -93,7 +93,7 @@ def test_importing_the_widget_does_not_import_torch():
         w = LevelSetWidget(viewer)
         w.add_scribble_layer()
         w.image_layer = viewer.add_image(np.zeros((5, 8, 8), np.uint16))  # ambiguous axes, 16-bit
-        assert w.axes_note.text() and w.contrast() == "fluorescence"
+        assert w.form.axes_box.label.text() and w.contrast() == "fluorescence"
         for t in threading.enumerate():
             if t.name == "napari-levelset preload":
                 t.join(120)
@@ -111,8 +111,7 @@ def test_importing_the_widget_does_not_import_torch():
 
 def test_restore_segmenter_reproduces_labels():
     """The settings + state stored in layer metadata rebuild the same result."""
-    from napari_levelset.method.engine import restore_segmenter
-    from napari_levelset.method.engine import Segmenter
+    from napari_levelset.method.segmenter import Segmenter, restore_segmenter
 
     img, _ = disk_image(32)
     seg = Segmenter(img, 3, device="cpu", width=8)
@@ -126,14 +125,97 @@ def test_restore_segmenter_reproduces_labels():
 
 
 def test_error_messages_are_for_users():
-    from napari_levelset.errors import widget_message as error_message
     from napari_levelset.errors import InputError
+    from napari_levelset.errors import widget_message as error_message
 
     assert error_message(InputError("the image is constant")) == "the image is constant"
     assert "out of memory" in error_message(MemoryError())
     assert "out of memory" in error_message(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
     assert "out of memory" in error_message(RuntimeError("DefaultCPUAllocator: can't allocate memory: 8 GB"))
     assert error_message(ValueError("bad")) == "ValueError: bad"
+
+
+def test_the_session_imports_without_qt_napari_or_torch():
+    """The widget's state is a plain Python model: it imports with Qt, napari and torch blocked."""
+    code = textwrap.dedent(
+        """
+        import sys
+        BLOCKED = {"torch", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "superqt", "vispy"}
+        class Blocked:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ImportError(f"{name} is blocked")
+        sys.meta_path.insert(0, Blocked())
+        from napari_levelset.napari._session import Session
+        assert Session().state == "idle"
+        print("ok")
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stdout + res.stderr
+
+
+class _FakeSegmenter:
+    """What a run's Segmenter offers the session: live λ / lr, scribbles and a stop."""
+
+    def __init__(self, max_label: int = 2):
+        self.lam, self.lr, self.iteration, self.max_label = 0.05, 0.01, 7, max_label
+        self.scribbles, self.stopped = "unset", False
+
+    def set_scribbles(self, s):
+        from napari_levelset.errors import InputError
+
+        if s is not None and s.max() > self.max_label:
+            raise InputError("a scribble label is larger than the number of classes")
+        self.scribbles = s
+
+    def stop(self):
+        self.stopped = True
+
+
+def _session_with_a_run():
+    from napari_levelset.napari._session import Run, RunState, Session
+
+    session = Session()
+    shown, finished = [], []
+    session.errored.connect(shown.append)
+    session.run_finished.connect(lambda: finished.append(True))
+    run = Run(image=None, key=(), meta={}, out_shape=(4, 4), scale=(1, 1), translate=(0, 0), with_probs=False,
+              refine=False)
+    session.begin(run, 10, "starting…")
+    assert session.state == RunState.RUNNING and session.run is run
+    return session, run, shown, finished
+
+
+def test_changes_made_before_the_segmenter_exists_reach_it():
+    """λ, the learning rate, strokes and a stop made while the worker builds the Segmenter are kept by the
+    session and given to it when the worker hands it over; later ones go to it at once."""
+    from napari_levelset.napari._session import RunState
+
+    session, run, shown, finished = _session_with_a_run()
+    session.live_change("lam", 0.5)
+    session.live_change("lr", 0.02)
+    strokes = np.ones((4, 4), np.uint8)
+    session.set_scribbles(strokes, "strokes")
+    session.request_stop()
+    assert session.state == RunState.STOPPING and run.meta["scribbles"] == "strokes"
+    seg = _FakeSegmenter()
+    session.attach(run, seg)
+    assert (seg.lam, seg.lr, seg.scribbles is strokes, seg.stopped) == (0.5, 0.02, True, True) and not shown
+    assert not run.pending and "live_changes" not in run.meta  # (no iteration had run yet)
+    session.live_change("lam", 0.2)  # now straight to the Segmenter, noted at its iteration
+    assert seg.lam == 0.2 and run.meta["live_changes"] == [{"iteration": 7, "lam": 0.2}]
+    assert session.curve.marks == [7]
+    assert not session.finished(run) and session.state == RunState.IDLE and finished == [True]
+
+
+def test_strokes_the_segmenter_refuses_are_reported_and_the_run_goes_on():
+    session, run, shown, _ = _session_with_a_run()
+    session.set_scribbles(np.full((4, 4), 9, np.uint8), "bad")
+    seg = _FakeSegmenter()
+    session.attach(run, seg)
+    assert shown and "larger than the number of classes" in shown[-1]
+    assert seg.scribbles is None and run.meta["scribbles"] is None and not seg.stopped
 
 
 # --------------------------------------------------------------------------- GUI
@@ -143,7 +225,7 @@ def test_widget_in_plugins_menu(make_widget):
 
     viewer, widget = make_widget()
     assert isinstance(widget, LevelSetWidget)
-    assert widget.n_spin.minimum() == 2 and widget.n_spin.maximum() >= 16
+    assert widget.form.n_classes.min == 2 and widget.form.n_classes.max >= 16
 
     def texts(menu):
         for action in menu.actions():
@@ -159,21 +241,21 @@ def test_widget_in_plugins_menu(make_widget):
 @gui
 def test_layer_pickers_follow_the_viewer(make_widget):
     viewer, widget = make_widget()
-    assert widget.image_layer is None and not widget.run_btn.isEnabled()
+    assert widget.image_layer is None and not widget.run_buttons.run_button.enabled
     a = viewer.add_image(np.zeros((16, 16)), name="a")
     viewer.add_points(name="points")  # not an image: not offered
     b = viewer.add_image(np.zeros((16, 16)), name="b")
-    names = [widget.image_combo.itemText(i) for i in range(widget.image_combo.count())]
+    names = [widget.form.image.native.itemText(i) for i in range(widget.form.image.native.count())]
     assert names == ["a", "b"]
     widget.image_layer = a
     a.name = "renamed"
-    assert widget.image_combo.currentText() == "renamed"
+    assert widget.form.image.native.currentText() == "renamed"
     viewer.layers.remove(b)
-    assert widget.image_combo.count() == 1
-    assert widget.scribble_combo.itemText(0) == "none"
+    assert widget.form.image.native.count() == 1
+    assert widget.form.scribbles.native.itemText(0) == "none"
     scrib = widget.add_scribble_layer()
     assert scrib.data.shape == (16, 16) and scrib.mode == "paint" and scrib.selected_label == 1
-    assert widget.scribble_layer is scrib and widget.scribble_combo.currentText() == scrib.name
+    assert widget.scribble_layer is scrib and widget.form.scribbles.native.currentText() == scrib.name
 
 
 @gui
@@ -181,10 +263,10 @@ def test_run_segments_synthetic_image(make_widget, qtbot, errors):
     viewer, widget = make_widget()
     img, truth = disk_image(64)
     image = viewer.add_image(img, name="disk")
-    widget.n_spin.setValue(2)
-    widget.iter_spin.setValue(40)
-    widget.every_spin.setValue(5)
-    widget.wait_for_display = True  # every snapshot reaches the layer: count them
+    widget.form.n_classes.value = 2
+    widget.form.iterations.value = 40
+    widget.form.every.value = 5
+    widget.session.wait_for_display = True  # every snapshot reaches the layer: count them
     applied = []
     widget.snapshot_applied.connect(applied.append)
     run_and_wait(qtbot, widget)
@@ -192,7 +274,7 @@ def test_run_segments_synthetic_image(make_widget, qtbot, errors):
     out = widget.output_layer(image)
     assert out is not None and out.name == "disk level-set"
     assert applied == [5, 10, 15, 20, 25, 30, 35, 40]  # updated in place at every snapshot
-    assert widget.n_updates == 8
+    assert widget.session.n_updates == 8
     assert out.data.shape == img.shape
     assert len(np.unique(out.data)) >= 2
     assert best_iou(np.asarray(out.data), truth) >= 0.9
@@ -201,16 +283,16 @@ def test_run_segments_synthetic_image(make_widget, qtbot, errors):
     assert meta["running"] is False and meta["stopped"] is False
     assert "body.0.weight" in out.metadata["napari_levelset_state"]
     # the stored settings + state reproduce the result
-    from napari_levelset.method.engine import restore_segmenter
+    from napari_levelset.method.segmenter import restore_segmenter
 
     again = restore_segmenter(img, meta, out.metadata["napari_levelset_state"])
     assert (again.labels() == out.data).mean() > 0.98
-    assert "loss" in widget.status.text() and widget.progress.value() == 40
-    assert len(widget.plot.xs) >= 3
-    assert widget.refine_btn.isEnabled()
+    assert "loss" in widget.run_status.status.text() and widget.run_status.progress.value() == 40
+    assert len(widget.session.curve.xs) >= 3
+    assert widget.run_buttons.refine_button.enabled
     # the user's image is untouched, and the output is not offered as an image/scribbles
     np.testing.assert_array_equal(image.data, img)
-    assert widget.scribble_combo.findText(out.name) == -1
+    assert widget.form.scribbles.native.findText(out.name) == -1
 
 
 @gui
@@ -219,11 +301,11 @@ def test_stop_then_rerun_reuses_the_layer(make_widget, qtbot):
     img, _ = disk_image(48)
     viewer.add_image(img, name="disk")
     user_layer = viewer.add_labels(np.zeros((48, 48), np.uint8), name="disk level-set")  # not ours
-    widget.n_spin.setValue(2)
+    widget.form.n_classes.value = 2
     start_long_run(qtbot, widget)
-    assert widget.is_running and widget.stop_btn.isEnabled() and not widget.run_btn.isEnabled()
+    assert widget.is_running and widget.run_buttons.stop_button.enabled and not widget.run_buttons.run_button.enabled
     with qtbot.waitSignal(widget.run_finished, timeout=10_000):
-        widget.stop_btn.click()
+        widget.run_buttons.stop_button.native.click()
         at_stop = widget.segmenter.iteration
     out = widget.output_layer()
     assert out is not user_layer and out.name != "disk level-set"  # never overwrite the user's layer
@@ -231,7 +313,7 @@ def test_stop_then_rerun_reuses_the_layer(make_widget, qtbot):
     meta = out.metadata["napari_levelset"]
     assert meta["stopped"] is True and meta["iteration"] <= at_stop + 1  # stops after the current iteration
     n_layers = len(viewer.layers)
-    widget.iter_spin.setValue(6)
+    widget.form.iterations.value = 6
     run_and_wait(qtbot, widget)
     assert widget.output_layer() is out and len(viewer.layers) == n_layers
     assert out.metadata["napari_levelset"]["iteration"] == 6  # a new run starts from scratch
@@ -242,19 +324,19 @@ def test_live_lambda_and_restart_on_n(make_widget, qtbot):
     viewer, widget = make_widget()
     img, _ = three_regions(48)
     viewer.add_image(img, name="img")
-    widget.n_spin.setValue(2)
+    widget.form.n_classes.value = 2
     start_long_run(qtbot, widget)
     seg = widget.segmenter
-    widget.lam.value = 0.5  # live: no restart
+    widget.form.lam.value = 0.5  # live: no restart
     assert seg.lam == 0.5 and widget.segmenter is seg
     with qtbot.waitSignal(widget.snapshot_applied, timeout=10_000):
         pass
     assert widget.output_layer().metadata["napari_levelset"]["lam"] == 0.5
-    widget.lr.value = 0.02
+    widget.form.lr.value = 0.02
     assert seg.lr == pytest.approx(0.02)
     out = widget.output_layer()
     with qtbot.waitSignal(widget.run_started, timeout=10_000):
-        widget.n_spin.setValue(3)  # structural: a new run
+        widget.form.n_classes.value = 3  # structural: a new run
     with qtbot.waitSignal(widget.snapshot_applied, timeout=30_000):
         pass
     assert widget.segmenter is not seg and widget.segmenter.n_classes == 3
@@ -270,10 +352,10 @@ def test_scribbles_during_a_run_change_the_result_and_refine(make_widget, qtbot,
     viewer, widget = make_widget()
     img, truth = three_regions(64)
     image = viewer.add_image(img, name="img")
-    widget.n_spin.setValue(2)
-    widget.iter_spin.setValue(LONG)
-    widget.every_spin.setValue(5)
-    widget.alpha_spin.setValue(5.0)
+    widget.form.n_classes.value = 2
+    widget.form.iterations.value = LONG
+    widget.form.every.value = 5
+    widget.form.alpha.value = 5.0
     scrib = widget.add_scribble_layer()
     with qtbot.waitSignal(widget.snapshot_applied, timeout=30_000):
         widget.run()
@@ -305,13 +387,13 @@ def test_scribbles_during_a_run_change_the_result_and_refine(make_widget, qtbot,
     it_before = widget.segmenter.iteration
     seg = widget.segmenter
     # painting after the run offers a one-click refine that continues from the last state
-    assert widget.refine_btn.isEnabled() and not widget.refine_btn.font().bold()
+    assert widget.run_buttons.refine_button.enabled and not widget.run_buttons.refine_button.native.font().bold()
     scrib.paint((2, 2), other)  # a brush stroke: Labels.events.paint
-    assert widget.refine_btn.isEnabled() and widget.refine_btn.font().bold()
-    widget.iter_spin.setValue(4)
-    widget.every_spin.setValue(2)
+    assert widget.run_buttons.refine_button.enabled and widget.run_buttons.refine_button.native.font().bold()
+    widget.form.iterations.value = 4
+    widget.form.every.value = 2
     with qtbot.waitSignal(widget.run_finished, timeout=30_000):
-        widget.refine_btn.click()
+        widget.run_buttons.refine_button.native.click()
     assert widget.segmenter is seg and seg.iteration == it_before + 4
     assert out.metadata["napari_levelset"]["iteration"] == it_before + 4
     assert widget.output_layer(image) is out and mid_label() == other
@@ -324,11 +406,11 @@ def test_volume_runs_in_3d_and_per_slice(make_widget, qtbot, errors):
     truth = ((zz - 10) ** 2 + (yy - 12) ** 2 + (xx - 12) ** 2 < 49).astype(np.uint8)
     vol = (0.3 + 0.4 * truth + np.random.default_rng(0).normal(0, 0.05, truth.shape)).astype(np.float32)
     image = viewer.add_image(vol, name="vol")
-    widget.n_spin.setValue(2)
-    widget.iter_spin.setValue(15)
-    widget.width_spin.setValue(8)
+    widget.form.n_classes.value = 2
+    widget.form.iterations.value = 15
+    widget.form.width.value = 8
     for mode in ("3D", "2D per slice"):
-        widget.volume_combo.setCurrentText(mode)
+        widget.form.volumes.native.setCurrentText(mode)
         run_and_wait(qtbot, widget)
         assert not errors, errors
         out = widget.output_layer(image)
@@ -345,38 +427,38 @@ def test_rgb_image_runs(make_widget, qtbot, errors):
     rgb = (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
     image = viewer.add_image(rgb, name="rgb", rgb=True)
     assert image.rgb
-    widget.n_spin.setValue(2)
-    widget.iter_spin.setValue(20)
-    widget.uncertainty_check.setChecked(True)
+    widget.form.n_classes.value = 2
+    widget.form.iterations.value = 20
+    widget.form.uncertainty.value = True
     run_and_wait(qtbot, widget)
     assert not errors, errors
     out = widget.output_layer(image)
     assert out.data.shape == (48, 48) and len(np.unique(out.data)) >= 2
     assert out.metadata["napari_levelset"]["channel_axis"] == 2
     assert out.metadata["napari_levelset"]["color"] == "lab"  # auto: an RGB layer is compared in CIELAB
-    assert widget.position_spin.text() == "auto"  # auto position: a CIELAB photograph's, for its N
+    assert widget.form.position.native.text() == "auto"  # auto position: a CIELAB photograph's, for its N
     assert out.metadata["napari_levelset"]["position"] == default_position("cnn", "lab", 2) == 0
     assert best_iou(np.asarray(out.data), truth) >= 0.9
     unc = widget.uncertainty_layer(image)
     assert unc.data.shape == (48, 48) and 0 <= unc.data.min() and unc.data.max() <= 1
-    widget.channel_combo.setCurrentText("RGB channels as they are")
+    widget.form.channel_mode.native.setCurrentText("RGB channels as they are")
     run_and_wait(qtbot, widget)
     assert not errors, errors
     assert out.metadata["napari_levelset"]["color"] == "rgb" and best_iou(np.asarray(out.data), truth) >= 0.9
     assert out.metadata["napari_levelset"]["position"] == 0.0  # auto: off for channels as they are
-    widget.position_spin.setValue(0.5)  # colour and position
+    widget.form.position.value = 0.5  # colour and position
     run_and_wait(qtbot, widget)
     assert not errors, errors
     assert out.metadata["napari_levelset"]["position"] == 0.5 and best_iou(np.asarray(out.data), truth) >= 0.9
-    widget.position_spin.setValue(0.0)
-    widget.channel_combo.setCurrentText("RGB → grey")
+    widget.form.position.value = 0.0
+    widget.form.channel_mode.native.setCurrentText("RGB → grey")
     run_and_wait(qtbot, widget)
     assert widget.output_layer(image) is out
     assert out.metadata["napari_levelset"]["channel_axis"] is None and out.metadata["napari_levelset"]["to_grey"]
     # a multichannel (C, Y, X) layer
     multi = viewer.add_image(np.stack([img, img[::-1]]), name="multi")
     widget.image_layer = multi
-    widget.channel_combo.setCurrentText("first axis is channels")
+    widget.form.channel_mode.native.setCurrentText("first axis is channels")
     run_and_wait(qtbot, widget)
     assert not errors, errors
     out2 = widget.output_layer(multi)
@@ -398,9 +480,9 @@ def test_removing_the_image_or_the_output_mid_run_stops_the_run(make_widget, qtb
         viewer.layers.remove(image if which == "image" else out)
     qtbot.wait(100)
     assert not errors and not widget.is_running
-    assert ("removed" if which == "image" else "deleted") in widget.status.text()
+    assert ("removed" if which == "image" else "deleted") in widget.run_status.status.text()
     if which == "image":
-        assert widget.image_layer is None and not widget.refine_btn.isEnabled()
+        assert widget.image_layer is None and not widget.run_buttons.refine_button.enabled
     else:
         assert "disk level-set" not in [lay.name for lay in viewer.layers]
 
@@ -408,13 +490,13 @@ def test_removing_the_image_or_the_output_mid_run_stops_the_run(make_widget, qtb
 @gui
 def test_the_status_names_the_image_and_the_idle_bar_says_so(make_widget, qtbot, errors):
     viewer, widget = make_widget()
-    assert "0 / 1" not in widget.progress.text()
+    assert "0 / 1" not in widget.run_status.progress.text()
     img, _ = disk_image(32)
     viewer.add_image(img, name="first")
-    widget.iter_spin.setValue(4)
-    widget.every_spin.setValue(2)
+    widget.form.iterations.value = 4
+    widget.form.every.value = 2
     run_and_wait(qtbot, widget)
-    assert "'first'" in widget.status.text() and widget.progress.text() == "4 / 4 iterations"
+    assert "'first'" in widget.run_status.status.text() and widget.run_status.progress.text() == "4 / 4 iterations"
 
 
 @gui
@@ -423,10 +505,11 @@ def test_a_new_empty_scribble_layer_does_not_ask_for_refine(make_widget, qtbot, 
     viewer, widget = _disk_widget(make_widget, 4)
     run_and_wait(qtbot, widget)
     scribbles = widget.add_scribble_layer()
-    assert widget.refine_btn.text() == "Refine" and "scribbles changed" not in widget.status.text()
+    assert widget.run_buttons.refine_button.native.text() == "Refine"
+    assert "scribbles changed" not in widget.run_status.status.text()
     scribbles.paint((16, 16), 1)
-    qtbot.waitUntil(lambda: widget.refine_btn.text() != "Refine", timeout=5_000)
-    assert "scribbles changed" in widget.status.text()
+    qtbot.waitUntil(lambda: widget.run_buttons.refine_button.native.text() != "Refine", timeout=5_000)
+    assert "scribbles changed" in widget.run_status.status.text()
 
 
 @gui
@@ -442,7 +525,7 @@ def test_a_reopened_widget_reuses_the_results_of_the_last(make_widget, qtbot, er
     again = LevelSetWidget(viewer)
     assert again.output_layer(image) is out
     assert again.image_layer is image  # the result is not offered as an image
-    again.iter_spin.setValue(4)
+    again.form.iterations.value = 4
     run_and_wait(qtbot, again)
     names = [lay.name for lay in viewer.layers]
     assert names.count("disk level-set") == 1 and not any("[1]" in n for n in names), names
@@ -471,7 +554,7 @@ def test_closing_the_widget_mid_run(make_widget, qtbot, errors):
         viewer.window.remove_dock_widget(widget)
     assert not errors and not widget.is_running
     viewer.add_image(np.zeros((8, 8)), name="later")  # the viewer's events no longer reach it
-    assert widget.image_combo.count() == 1
+    assert widget.form.image.native.count() == 1
 
 
 @gui
@@ -489,7 +572,7 @@ def test_errors_are_notifications_and_layers_are_untouched(make_widget, qtbot, e
     widget.scribble_layer = bad
     assert widget.run() is None and "shape" in errors[-1]
     widget.scribble_layer = None
-    widget.n_spin.setValue(2)
+    widget.form.n_classes.value = 2
     s = np.zeros((32, 32), np.uint8)
     s[0, 0] = 7  # more classes than N
     bad.data = np.zeros((32, 32), np.uint8)
@@ -514,10 +597,10 @@ def _disk_widget(make_widget, iterations: int, every: int | None = None, show: b
     viewer, widget = make_widget(show=show)
     img, _ = disk_image(32)
     viewer.add_image(img, name="disk")
-    widget.n_spin.setValue(2)
-    widget.iter_spin.setValue(iterations)
+    widget.form.n_classes.value = 2
+    widget.form.iterations.value = iterations
     if every is not None:
-        widget.every_spin.setValue(every)
+        widget.form.every.value = every
     return viewer, widget
 
 
@@ -526,7 +609,7 @@ def test_a_runtime_error_mid_run_is_reported_and_the_widget_recovers(make_widget
     """torch reports out-of-memory as a RuntimeError; the worker must not swallow it."""
     import torch
 
-    from napari_levelset.method.engine import Segmenter
+    from napari_levelset.method.segmenter import Segmenter
 
     viewer, widget = _disk_widget(make_widget, LONG, every=1)
     real_step, calls = Segmenter.step, []
@@ -540,10 +623,11 @@ def test_a_runtime_error_mid_run_is_reported_and_the_widget_recovers(make_widget
     monkeypatch.setattr(Segmenter, "step", step_then_fail)
     run_and_wait(qtbot, widget, timeout=30_000)
     assert errors and "out of memory" in errors[-1]
-    assert not widget.is_running and widget.run_btn.isEnabled() and not widget.stop_btn.isEnabled()
-    assert "error" in widget.status.text()
+    assert not widget.is_running
+    assert widget.run_buttons.run_button.enabled and not widget.run_buttons.stop_button.enabled
+    assert "error" in widget.run_status.status.text()
     monkeypatch.setattr(Segmenter, "step", real_step)
-    widget.iter_spin.setValue(4)
+    widget.form.iterations.value = 4
     run_and_wait(qtbot, widget)  # and it runs again
     assert widget.output_layer().metadata["napari_levelset"]["iteration"] == 4
 
@@ -552,14 +636,14 @@ def test_a_runtime_error_mid_run_is_reported_and_the_widget_recovers(make_widget
 def test_a_run_that_fails_at_once_keeps_the_last_result_refinable(make_widget, qtbot, errors, tmp_path):
     viewer, widget = _disk_widget(make_widget, 6, show=True)
     run_and_wait(qtbot, widget)
-    assert widget.can_refine() and len(widget.plot.xs) > 0
+    assert widget.can_refine() and len(widget.session.curve.xs) > 0
     scrib = widget.add_scribble_layer()
     bad = np.zeros((32, 32), np.uint8)
     bad[0, 0] = 7  # more classes than N: the run fails before its first snapshot
     scrib.data = bad
     run_and_wait(qtbot, widget)
     assert "larger than the number of classes" in errors[-1]
-    assert widget.can_refine() and widget.refine_btn.isEnabled() and len(widget.plot.xs) > 0
+    assert widget.can_refine() and widget.run_buttons.refine_button.enabled and len(widget.session.curve.xs) > 0
     viewer.screenshot(str(tmp_path / "failed_run_keeps_result.png"), canvas_only=False)  # status line + result
     assert (tmp_path / "failed_run_keeps_result.png").stat().st_size > 10_000
     scrib.data = np.zeros((32, 32), np.uint8)
@@ -570,7 +654,7 @@ def test_a_run_that_fails_at_once_keeps_the_last_result_refinable(make_widget, q
 @gui
 def test_a_stop_that_comes_after_the_end_does_not_stop_the_next_refine(make_widget, qtbot, errors):
     viewer, widget = _disk_widget(make_widget, 5, every=5)
-    widget.wait_for_display = True
+    widget.session.wait_for_display = True
     with qtbot.waitSignal(widget.run_finished, timeout=30_000):
         widget.snapshot_applied.connect(lambda it: widget.stop() if it == 5 else None)
         widget.run()
@@ -585,14 +669,14 @@ def test_the_merge_weight_follows_the_model_until_set_by_hand(make_widget):
     from napari_levelset.settings import MERGE_WEIGHT
 
     viewer, widget = make_widget()
-    assert widget.merge_spin.value() == MERGE_WEIGHT["cnn"]
+    assert widget.form.merge.value == MERGE_WEIGHT["cnn"]
     widget.set_model("unet")
-    assert widget.merge_spin.value() == MERGE_WEIGHT["unet"]
+    assert widget.form.merge.value == MERGE_WEIGHT["unet"]
     widget.set_model("cnn")
-    assert widget.merge_spin.value() == MERGE_WEIGHT["cnn"]
-    widget.merge_spin.setValue(0.3)  # the user's choice stays
+    assert widget.form.merge.value == MERGE_WEIGHT["cnn"]
+    widget.form.merge.value = 0.3  # the user's choice stays
     widget.set_model("unet")
-    assert widget.merge_spin.value() == 0.3
+    assert widget.form.merge.value == 0.3
 
 
 @gui
@@ -601,15 +685,15 @@ def test_main_thread_time_per_snapshot_512(make_widget, qtbot, errors):
     viewer, widget = make_widget()
     img, _ = disk_image(512)
     viewer.add_image(img, name="big")
-    widget.n_spin.setValue(4)
-    widget.iter_spin.setValue(4)
-    widget.every_spin.setValue(1)
-    widget.width_spin.setValue(8)
-    widget.uncertainty_check.setChecked(True)
+    widget.form.n_classes.value = 4
+    widget.form.iterations.value = 4
+    widget.form.every.value = 1
+    widget.form.width.value = 8
+    widget.form.uncertainty.value = True
     run_and_wait(qtbot, widget, timeout=120_000)
     assert not errors
-    t = np.array(widget.timings[1:]) * 1000  # the first one creates the layers
-    cpu = np.array(widget.cpu_timings[1:]) * 1000
+    t = np.array(widget.session.timings[1:]) * 1000  # the first one creates the layers
+    cpu = np.array(widget.session.cpu_timings[1:]) * 1000
     assert len(t) >= 2
     print(
         f"\nmain-thread ms per snapshot at 512x512: wall median {np.median(t):.1f} max {t.max():.1f}; "
@@ -628,12 +712,12 @@ def test_screenshot_with_a_result(make_widget, qtbot, tmp_path, errors):
     """
     viewer, widget = make_widget(show=True)
     viewer.window.resize(1200, 860)
-    widget.advanced.expand(animate=False)
+    widget.form.advanced.expand(animate=False)
     viewer.open_sample("napari-levelset", "coins")
-    widget.n_spin.setValue(3)
-    widget.lam.value = 0.05
-    widget.iter_spin.setValue(30)
-    widget.every_spin.setValue(5)
+    widget.form.n_classes.value = 3
+    widget.form.lam.value = 0.05
+    widget.form.iterations.value = 30
+    widget.form.every.value = 5
     run_and_wait(qtbot, widget)
     assert not errors
     viewer.reset_view()
@@ -647,9 +731,9 @@ def test_pretrained_unet_model_runs(make_widget, qtbot, errors):
     img, truth = disk_image(64)
     rgb = (np.clip(np.stack([img, 1 - img, 0.5 * img], axis=-1), 0, 1) * 255).astype(np.uint8)
     image = viewer.add_image(rgb, name="rgb", rgb=True)
-    widget.model_combo.setCurrentText("pretrained U-Net")
-    widget.n_spin.setValue(2)
-    widget.iter_spin.setValue(20)  # fine-tune steps of the class head
+    widget.form.model.native.setCurrentText("pretrained U-Net")
+    widget.form.n_classes.value = 2
+    widget.form.iterations.value = 20  # fine-tune steps of the class head
     run_and_wait(qtbot, widget)
     assert not errors, errors
     out = widget.output_layer(image)
@@ -667,15 +751,15 @@ def test_regions_button_gives_one_label_per_object(make_widget, qtbot, errors):
     img[36:56, 30:58] = 0.8
     img += rng.normal(0, 0.04, img.shape).astype(np.float32)
     image = viewer.add_image(img, name="two")
-    assert not widget.regions_btn.isEnabled()  # nothing to split yet
-    widget.n_spin.setValue(4)  # more classes than phases, and classes with a place:
-    widget.position_spin.setValue(0.5)  # the background splits into pieces, merging has work to do
-    widget.iter_spin.setValue(30)
+    assert not widget.steps_panel.regions_button.enabled  # nothing to split yet
+    widget.form.n_classes.value = 4  # more classes than phases, and classes with a place:
+    widget.form.position.value = 0.5  # the background splits into pieces, merging has work to do
+    widget.form.iterations.value = 30
     run_and_wait(qtbot, widget)
     assert not errors, errors
     out = widget.output_layer(image)
     classes = np.asarray(out.data).copy()
-    assert widget.regions_btn.isEnabled()
+    assert widget.steps_panel.regions_button.enabled
     worker = widget.make_regions()
     assert worker is not None
     qtbot.waitUntil(lambda: widget.regions_layer(image) is not None, timeout=30_000)
@@ -690,8 +774,8 @@ def test_regions_button_gives_one_label_per_object(make_widget, qtbot, errors):
     from napari_levelset.post.regions import connected_regions
 
     layer = widget.regions_layer(image)
-    widget.merge_spin.setValue(0.0)
-    qtbot.waitUntil(lambda: widget.regions_btn.isEnabled(), timeout=30_000)
+    widget.form.merge.value = 0.0
+    qtbot.waitUntil(lambda: widget.steps_panel.regions_button.enabled, timeout=30_000)
     widget.make_regions()
     expected = len(np.unique(connected_regions(classes, 0.001)))
     assert expected > 3
@@ -711,9 +795,9 @@ def _matched_fraction(instances: np.ndarray, truth: np.ndarray) -> float:
 
 def _instances_and_wait(qtbot, widget) -> None:
     """Press Instances and wait until the step is over (the button comes back)."""
-    assert widget.make_instances() is not None, widget.last_error
-    assert not widget.instances_btn.isEnabled()  # busy
-    qtbot.waitUntil(widget.instances_btn.isEnabled, timeout=60_000)
+    assert widget.make_instances() is not None, widget.session.last_error
+    assert not widget.steps_panel.instances.instances_button.enabled  # busy
+    qtbot.waitUntil(widget.steps_panel.instances.instances_button.native.isEnabled, timeout=60_000)
 
 
 def test_auto_contrast_rule():
@@ -732,8 +816,8 @@ def test_auto_contrast_rule():
 
 def test_instances_follow_the_foreground_choice():
     """The Instances step reads the class labels as they are; the foreground picks which classes are objects."""
+    from napari_levelset.method.segmenter import Segmenter
     from napari_levelset.napari._layers import FOREGROUND_AUTO, FOREGROUND_REST, instances_from_labels
-    from napari_levelset.method.engine import Segmenter
 
     img, _ = three_regions(64)
     seg = Segmenter(img, 3, device="cpu", width=8)
@@ -760,24 +844,25 @@ def test_nuclei_sample_gives_one_label_per_nucleus(make_widget, qtbot, errors, t
 
     viewer, widget = make_widget(show=True)
     viewer.window.resize(1400, 1050)
-    widget.advanced.expand(animate=False)  # shows Contrast: auto (fluorescence: 16-bit)
+    widget.form.advanced.expand(animate=False)  # shows Contrast: auto (fluorescence: 16-bit)
     viewer.open_sample("napari-levelset", "nuclei")
     image = viewer.layers["nuclei"]
     truth = load_truth("nuclei")
     assert widget.image_layer is image and image.data.dtype == np.uint16
-    assert widget.contrast() == "fluorescence" and "fluorescence" in widget.contrast_combo.currentText()
-    assert widget.contrast_combo.currentIndex() == 0  # auto
-    assert not widget.axes_box.isVisibleTo(widget)  # a 2D image: nothing ambiguous
-    assert not widget.instances_btn.isEnabled()  # nothing to split yet
-    widget.n_spin.setValue(2)  # nuclei and background
-    widget.iter_spin.setValue(15)
-    assert widget.diameter_spin.text() == "auto" and widget.diameter_spin.suffix() == " px"  # no scale: pixels
+    assert widget.contrast() == "fluorescence" and "fluorescence" in widget.form.contrast_choice.native.currentText()
+    assert widget.form.contrast_choice.native.currentIndex() == 0  # auto
+    assert not widget.form.axes_box.isVisibleTo(widget)  # a 2D image: nothing ambiguous
+    assert not widget.steps_panel.instances.instances_button.enabled  # nothing to split yet
+    widget.form.n_classes.value = 2  # nuclei and background
+    widget.form.iterations.value = 15
+    diameter = widget.steps_panel.instances.diameter_box.native
+    assert diameter.text() == "auto" and diameter.suffix() == " px"  # no scale: pixels
     run_and_wait(qtbot, widget, timeout=120_000)
     assert not errors, errors
     meta = widget.output_layer(image).metadata["napari_levelset"]
     assert meta["contrast"] == "fluorescence" and 20 < meta["diameter"] < 36  # estimated (about 28 px)
-    assert widget.diameter_spin.text() == f"auto (≈ {meta['diameter']:.3g} px)"
-    assert widget.instances_btn.isEnabled()
+    assert diameter.text() == f"auto (≈ {meta['diameter']:.3g} px)"
+    assert widget.steps_panel.instances.instances_button.enabled
     _instances_and_wait(qtbot, widget)
     layer = widget.instances_layer(image)
     inst = np.asarray(layer.data)
@@ -789,8 +874,8 @@ def test_nuclei_sample_gives_one_label_per_nucleus(make_widget, qtbot, errors, t
     assert inst.min() == 0 and (inst[truth == 0] == 0).mean() > 0.95  # background is 0 (transparent)
     lmeta = layer.metadata["napari_levelset"]
     assert lmeta["kind"] == "instances" and lmeta["n_objects"] == inst.max() and lmeta["diameter"] == meta["diameter"]
-    assert f"{inst.max()} objects" in widget.status.text()
-    assert widget.scribble_combo.findText(layer.name) == -1  # not offered as scribbles
+    assert f"{inst.max()} objects" in widget.run_status.status.text()
+    assert widget.form.scribbles.native.findText(layer.name) == -1  # not offered as scribbles
     # the layers: image, classes, instances (on top)
     assert [lay.name for lay in viewer.layers] == ["nuclei", "nuclei level-set", "nuclei instances"]
 
@@ -802,7 +887,7 @@ def test_nuclei_sample_gives_one_label_per_nucleus(make_widget, qtbot, errors, t
     save_screenshot(viewer, tmp_path / "nuclei_widget.png", "NAPARI_LEVELSET_NUCLEI_SCREENSHOT")
 
     # a second press reuses the layer; a foreground class by number
-    widget.instance_controls.set_foreground(2)
+    widget.steps_panel.instances.set_foreground(2)
     n_layers = len(viewer.layers)
     _instances_and_wait(qtbot, widget)
     assert widget.instances_layer(image) is layer and len(viewer.layers) == n_layers
@@ -818,27 +903,28 @@ def test_instances_in_physical_units_with_an_estimated_diameter(make_widget, qtb
     viewer, widget = make_widget()
     img, truth = nuclei((160, 160), n_objects=12, diameter=20.0, seed=3)
     image = viewer.add_image(img, name="cells", scale=(0.5, 0.5), translate=(10.0, 20.0), units="um")
-    assert widget.diameter_spin.suffix() == " µm" and widget.diameter_spin.text().startswith("auto")
-    widget.n_spin.setValue(2)
-    widget.iter_spin.setValue(15)
+    diameter = widget.steps_panel.instances.diameter_box
+    assert diameter.native.suffix() == " µm" and diameter.native.text().startswith("auto")
+    widget.form.n_classes.value = 2
+    widget.form.iterations.value = 15
     run_and_wait(qtbot, widget, timeout=120_000)
     assert not errors, errors
     seg = widget.segmenter
     assert seg.contrast == "fluorescence" and seg.spacing == (0.5, 0.5)
     assert 7.0 < seg.diameter < 13.0  # estimated, in µm: about 20 px of 0.5 µm
-    assert "≈" in widget.diameter_spin.text() and "µm" in widget.diameter_spin.text()  # what auto came to
+    assert "≈" in diameter.native.text() and "µm" in diameter.native.text()  # what auto came to
     _instances_and_wait(qtbot, widget)
     layer = widget.instances_layer(image)
     assert np.array_equal(layer.scale, image.scale) and np.array_equal(layer.translate, image.translate)
     assert _matched_fraction(np.asarray(layer.data), truth) >= 0.8
     # a diameter given in µm: 10 µm = 20 px
-    widget.diameter_spin.setValue(10.0)
+    widget.steps_panel.instances.diameter_box.value = 10.0
     _instances_and_wait(qtbot, widget)
     meta = layer.metadata["napari_levelset"]
     assert meta["diameter"] == 10.0 and meta["diameter_unit"] == "µm" and meta["spacing"] == (0.5, 0.5)
     assert _matched_fraction(np.asarray(layer.data), truth) >= 0.8
     # the settings stored on the output layer rebuild the run (fluorescence contrast, estimate, spacing)
-    from napari_levelset.method.engine import restore_segmenter
+    from napari_levelset.method.segmenter import restore_segmenter
 
     out = widget.output_layer(image)
     again = restore_segmenter(img, out.metadata["napari_levelset"], out.metadata["napari_levelset_state"])
@@ -853,12 +939,12 @@ def test_changing_the_contrast_restarts_a_run(make_widget, qtbot, errors):
     img, _ = disk_image(48)
     viewer.add_image(img, name="disk")
     assert widget.contrast() == "linear"  # a float image: as it is
-    widget.n_spin.setValue(2)
+    widget.form.n_classes.value = 2
     start_long_run(qtbot, widget)
     seg = widget.segmenter
     assert seg.contrast == "linear"
     with qtbot.waitSignal(widget.run_started, timeout=10_000):
-        widget.contrast_combo.setCurrentText("fluorescence (background removed, log)")
+        widget.form.contrast_choice.native.setCurrentText("fluorescence (background removed, log)")
     with qtbot.waitSignal(widget.snapshot_applied, timeout=60_000):
         pass
     assert widget.segmenter is not seg and widget.segmenter.contrast == "fluorescence"
@@ -882,12 +968,12 @@ def test_channel_layers_are_segmented_together(make_widget, qtbot, errors):
     viewer.add_image(np.zeros((10, 10), np.float32), name="other shape")
     lb = viewer.add_image(b, name="B", scale=(2.0, 2.0))
     widget.image_layer = la
-    assert not widget.channels.isVisibleTo(widget) and widget.channels.add_btn.isEnabled()
-    assert widget.channels.add() is lb  # the first layer of the same shape
-    assert widget.channel_layers() == [la, lb] and widget.channels.isVisibleTo(widget)
-    assert not widget.channels.add_btn.isEnabled()  # no other layer of A's shape
-    widget.n_spin.setValue(3)
-    widget.iter_spin.setValue(40)
+    assert not widget.form.channels.isVisibleTo(widget) and widget.form.channels.add_btn.isEnabled()
+    assert widget.form.channels.add() is lb  # the first layer of the same shape
+    assert widget.channel_layers() == [la, lb] and widget.form.channels.isVisibleTo(widget)
+    assert not widget.form.channels.add_btn.isEnabled()  # no other layer of A's shape
+    widget.form.n_classes.value = 3
+    widget.form.iterations.value = 40
     run_and_wait(qtbot, widget)
     assert not errors, errors
     out = widget.output_layer(la)
@@ -900,7 +986,7 @@ def test_channel_layers_are_segmented_together(make_widget, qtbot, errors):
     # the further channel changes the run: taking it out restarts nothing here, but refine is off
     assert widget.can_refine()
     viewer.layers.remove(lb)
-    assert widget.channel_layers() == [la] and not widget.channels.isVisibleTo(widget)
+    assert widget.channel_layers() == [la] and not widget.form.channels.isVisibleTo(widget)
     assert not widget.can_refine()
     assert not errors, errors
 
@@ -910,22 +996,23 @@ def test_ambiguous_axes_are_named(make_widget, qtbot, errors):
     """A (5, 64, 64) grey layer is a volume or 5 channels: the widget says which reading it uses."""
     viewer, widget = make_widget()
     viewer.add_image(np.random.default_rng(0).random((40, 64, 64), np.float32), name="volume")
-    assert not widget.axes_box.isVisibleTo(widget)  # 40 slices: not ambiguous
+    assert not widget.form.axes_box.isVisibleTo(widget)  # 40 slices: not ambiguous
     stack = viewer.add_image(np.random.default_rng(0).random((5, 64, 64), np.float32), name="five")
     widget.image_layer = stack
-    note = widget.axes_note.text()
-    assert widget.axes_box.isVisibleTo(widget)
+    note = widget.form.axes_box.label.text()
+    assert widget.form.axes_box.isVisibleTo(widget)
     assert "5 slices" in note and "5 channels" in note and "Advanced → Channels" in note and "'five'" in note
-    widget.axes_switch_btn.click()  # read it as channels
-    assert widget.channel_combo.currentText() == "first axis is channels"
-    assert "read as 5 channels" in widget.axes_note.text() and widget.axes_box.isVisibleTo(widget)
+    widget.form.axes_box.switch_btn.click()  # read it as channels
+    assert widget.form.channel_mode.native.currentText() == "first axis is channels"
+    assert "read as 5 channels" in widget.form.axes_box.label.text() and widget.form.axes_box.isVisibleTo(widget)
     assert widget.add_scribble_layer().data.shape == (64, 64)
-    widget.axes_switch_btn.click()  # and back
-    assert widget.channel_combo.currentIndex() == 0 and "read as 5 slices" in widget.axes_note.text()
+    widget.form.axes_box.switch_btn.click()  # and back
+    assert widget.form.channel_mode.native.currentIndex() == 0
+    assert "read as 5 slices" in widget.form.axes_box.label.text()
     widget.image_layer = viewer.layers["volume"]
-    assert not widget.axes_box.isVisibleTo(widget)
+    assert not widget.form.axes_box.isVisibleTo(widget)
     widget.image_layer = viewer.add_image(np.zeros((5, 64, 3), np.uint8), name="rgb", rgb=True)
-    assert not widget.axes_box.isVisibleTo(widget)  # the last axis is its colour
+    assert not widget.form.axes_box.isVisibleTo(widget)  # the last axis is its colour
     assert not errors, errors
 
 
@@ -945,8 +1032,8 @@ def test_quitting_during_a_run_ends_it_quietly():
         viewer.add_image(np.random.default_rng(0).random((256, 256)).astype(np.float32), name="img")
         widget = LevelSetWidget(viewer)
         viewer.window.add_dock_widget(widget, name="level set")
-        widget.iter_spin.setValue(100000)
-        widget.every_spin.setValue(5)
+        widget.form.iterations.value = 100000
+        widget.form.every.value = 5
         loop = QEventLoop()
         widget.snapshot_applied.connect(loop.quit)
         assert widget.run() is not None
@@ -965,16 +1052,16 @@ def test_quitting_during_a_run_ends_it_quietly():
 @gui
 def test_volume_and_channel_settings_show_only_where_they_apply(make_widget):
     viewer, widget = make_widget(show=True)
-    widget.advanced.expand(animate=False)
+    widget.form.advanced.expand(animate=False)
     shown = lambda w: w.isVisibleTo(widget)  # noqa: E731
     viewer.add_image(np.zeros((16, 16), np.float32), name="grey")
-    assert not shown(widget.volume_combo) and not shown(widget.channel_combo)
+    assert not shown(widget.form.volumes.native) and not shown(widget.form.channel_mode.native)
     viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="rgb", rgb=True)
     widget.image_layer = viewer.layers["rgb"]
-    assert not shown(widget.volume_combo) and shown(widget.channel_combo)
+    assert not shown(widget.form.volumes.native) and shown(widget.form.channel_mode.native)
     viewer.add_image(np.zeros((4, 16, 16), np.float32), name="stack")
     widget.image_layer = viewer.layers["stack"]
-    assert shown(widget.volume_combo) and shown(widget.channel_combo)
+    assert shown(widget.form.volumes.native) and shown(widget.form.channel_mode.native)
 
 
 @gui
@@ -985,7 +1072,7 @@ def test_results_go_on_top_of_the_layer_list(make_widget, qtbot, errors):
     image = viewer.add_image(img, name="disk")
     viewer.add_image(img, name="another picture")
     widget.image_layer = image
-    widget.iter_spin.setValue(4)
+    widget.form.iterations.value = 4
     run_and_wait(qtbot, widget)
     assert viewer.layers[-1] is widget.output_layer(image) and not errors
 
@@ -1000,8 +1087,8 @@ def test_the_background_class_can_be_transparent(make_widget, qtbot, errors):
     volume[2:6, 6:18, 6:18] = 1
     volume += np.random.default_rng(0).normal(0, 0.1, volume.shape).astype(np.float32)
     vol = viewer.add_image(volume, name="vol")
-    widget.n_spin.setValue(2)
-    widget.iter_spin.setValue(4)
+    widget.form.n_classes.value = 2
+    widget.form.iterations.value = 4
     run_and_wait(qtbot, widget)
     out = widget.output_layer(vol)
     alpha = lambda layer, k: float(layer.colormap.map(np.array([k]))[0][3])  # noqa: E731
@@ -1013,7 +1100,7 @@ def test_the_background_class_can_be_transparent(make_widget, qtbot, errors):
     run_and_wait(qtbot, widget)
     out2 = widget.output_layer(flat)
     assert alpha(out2, 1) > 0 and alpha(out2, 2) > 0
-    widget.transparent_combo.setCurrentIndex(3)  # the brightest
+    widget.form.transparent.native.setCurrentIndex(3)  # the brightest
     assert alpha(out2, 2) == 0 and alpha(out2, 1) > 0 and alpha(out, 2) == 0
     assert not errors
 
@@ -1034,18 +1121,18 @@ def test_a_new_widget_starts_from_the_remembered_settings(make_widget, qtbot, re
             return {}
 
     viewer, widget = make_widget()
-    assert widget.device_combo.currentText() == "auto" and widget.every_spin.text() == "auto"
-    widget.device_combo.setCurrentText("cpu")
-    widget.every_spin.setValue(7)
-    widget.transparent_combo.setCurrentIndex(2)  # the darkest
-    widget.uncertainty_check.setChecked(True)
-    widget.n_spin.setValue(5)
+    assert widget.form.device.native.currentText() == "auto" and widget.form.every.native.text() == "auto"
+    widget.form.device.native.setCurrentText("cpu")
+    widget.form.every.value = 7
+    widget.form.transparent.native.setCurrentIndex(2)  # the darkest
+    widget.form.uncertainty.value = True
+    widget.form.n_classes.value = 5
     expected = dict(uncertainty=True, every=7, device="cpu", transparent="darkest")
     qtbot.waitUntil(lambda: remembered() == expected, timeout=5_000)  # saved a moment after the last change
     again = LevelSetWidget(viewer)
-    assert again.device_combo.currentText() == "cpu" and again.every_spin.value() == 7
-    assert again.transparent_combo.currentIndex() == 2 and again.uncertainty_check.isChecked()
-    assert again.n_spin.value() == Settings().resolved().n_classes
+    assert again.form.device.native.currentText() == "cpu" and again.form.every.value == 7
+    assert again.form.transparent.native.currentIndex() == 2 and again.form.uncertainty.value
+    assert again.form.n_classes.value == Settings().resolved().n_classes
     assert again.parameters().device == "cpu"
 
 
@@ -1065,4 +1152,48 @@ def test_a_reopened_widget_adopts_every_kind_of_result(make_widget):
     again = LevelSetWidget(viewer)
     assert again.output_layer(image) is made["output"] and again.uncertainty_layer(image) is made["uncertainty"]
     assert again.regions_layer(image) is made["regions"] and again.instances_layer(image) is made["instances"]
-    assert again.image_combo.count() == 1 and again.scribble_combo.count() == 1  # results are not offered
+    assert again.form.image.native.count() == 1 and again.form.scribbles.native.count() == 1  # results are not offered
+
+
+def test_every_setting_has_a_control_or_a_reason():
+    """Each ``Settings`` field is set by one control of the widget, or named with the reason it is not shown."""
+    import dataclasses
+
+    from napari_levelset.napari._form import HIDDEN_SETTINGS, SHOWN_SETTINGS
+
+    hidden = [name for name, reason in HIDDEN_SETTINGS if reason]
+    fields = [f.name for f in dataclasses.fields(Settings)]
+    assert sorted(SHOWN_SETTINGS) + sorted(hidden) == sorted(SHOWN_SETTINGS) + sorted(set(hidden))  # no repeats
+    assert set(SHOWN_SETTINGS) | set(hidden) == set(fields) and not set(SHOWN_SETTINGS) & set(hidden)
+
+
+@gui
+def test_the_controls_take_their_ranges_and_choices_from_the_spec(make_widget):
+    """Each control named in ``SHOWN_SETTINGS`` exists; its range is the spec's, within a top the widget
+    gives itself (N, unbounded numbers, a Qt spin box's int32) or a special "auto" value below it."""
+    from functools import reduce
+
+    from napari_levelset.napari import _form as F
+    from napari_levelset.settings import MAX_OFFERED_CLASSES, SPEC
+
+    viewer, widget = make_widget()
+    controls = {name: reduce(getattr, path.split("."), widget) for name, path in F.SHOWN_SETTINGS.items()}
+    form = widget.form
+    assert (form.n_classes.min, form.n_classes.max) == (SPEC["n_classes"].lo, MAX_OFFERED_CLASSES)
+    for name in ("width", "depth", "alpha"):
+        assert (controls[name].min, controls[name].max) == (SPEC[name].lo, SPEC[name].hi), name
+    assert (form.lam.spin.min, form.lam.spin.max) == (SPEC["lam"].lo, SPEC["lam"].hi)
+    assert form.lam.slider.max <= SPEC["lam"].hi  # the slider shows part of it
+    assert SPEC["lr"].lo < form.lr.spin.min < 1e-4 and form.lr.spin.max == SPEC["lr"].hi  # (0, 10]
+    assert form.iterations.max == SPEC["iterations"].hi and form.iterations.min >= SPEC["iterations"].lo
+    assert form.position.max == SPEC["position"].hi and form.position.min < SPEC["position"].lo  # "auto"
+    assert form.seed.min == SPEC["seed"].lo and form.seed.max <= SPEC["seed"].hi
+    assert form.merge.min == SPEC["merge"].lo
+    diameter = controls["diameter"]
+    assert diameter.min == SPEC["diameter"].lo and diameter.native.text() == "auto"  # the open end: auto
+    assert [c for c in form.device.choices] == list(SPEC["device"].choices)
+    assert [c for c in form.contrast_choice.choices] == [c or "auto" for c in SPEC["contrast"].choices]
+    for name, control in controls.items():  # the tooltip has the spec's help
+        help_text = SPEC[name].help
+        if name not in ("color", "foreground"):  # (shown through another picker)
+            assert help_text[1:] in getattr(control, "spin", control).tooltip, name  # (a LogSpin: its box)

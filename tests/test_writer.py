@@ -20,7 +20,7 @@ def viewer_model():
 
 
 def test_a_result_layer_saves_with_its_voxel_size_and_settings(viewer_model, tmp_path):
-    from napari_levelset.io.images import read_image_file
+    from napari_levelset.io.read import read_image_file
 
     labels = np.ones((4, 32, 32), np.uint16)
     labels[:, 8:20, 8:20] = 2
@@ -38,7 +38,7 @@ def test_a_result_layer_saves_with_its_voxel_size_and_settings(viewer_model, tmp
 
 
 def test_a_plain_labels_layer_saves_without_a_settings_file(viewer_model, tmp_path):
-    from napari_levelset.io.images import read_image_file
+    from napari_levelset.io.read import read_image_file
 
     labels = np.arange(64, dtype=np.uint8).reshape(8, 8)
     layer = viewer_model.add_labels(labels)

@@ -14,6 +14,7 @@ uncertainty layer are remembered between sessions (magicgui's ``persist``).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from magicgui.widgets import (
@@ -31,19 +32,28 @@ from psygnal import Signal
 from qtpy.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QWidget
 from superqt import QCollapsible
 
-from napari_levelset.napari._layers import contrast_value, layer_axes
-from napari_levelset.settings import MERGE_WEIGHT, POSITION, POSITION_MIN_CLASSES, Settings, model_kind
 from napari_levelset.napari._channels import AxesNote, ChannelPickers
+from napari_levelset.napari._layers import contrast_value, layer_axes
+from napari_levelset.settings import (
+    MAX_OFFERED_CLASSES,
+    MERGE_WEIGHT,
+    POSITION,
+    POSITION_MIN_CLASSES,
+    SPEC,
+    Settings,
+    model_kind,
+)
 
 __all__ = ["SettingsForm", "LogSpin", "WIDGET_DEFAULTS", "MODELS", "DEVICES", "VOLUME_MODES", "CHANNEL_MODES",
-           "CONTRAST_CHOICES", "TRANSPARENT_CLASS", "NO_SCRIBBLES"]
+           "CONTRAST_CHOICES", "TRANSPARENT_CLASS", "NO_SCRIBBLES", "SHOWN_SETTINGS", "HIDDEN_SETTINGS",
+           "spec_range", "spec_tip"]
 
 #: The form's starting values: ``Settings``' defaults for the per-image CNN, and the update interval 0, the
 #: widget's "auto" (about 0.3 s between snapshots; ``Segmenter.run``'s own default is ``SNAPSHOT_EVERY``).
 WIDGET_DEFAULTS: dict[str, Any] = {**Settings().resolved().to_json(), "every": 0}
 
 MODELS = [("per-image CNN", "cnn"), ("pretrained U-Net", "unet"), ("U-Net from file…", "file")]
-DEVICES = ["auto", "cpu", "cuda", "mps"]
+DEVICES = list(SPEC["device"].choices)
 VOLUME_MODES = [("3D", 3), ("2D per slice", 2)]
 #: which class of the output is drawn transparent, as napari draws label 0 (the data keep their ids)
 TRANSPARENT_CLASS = [
@@ -58,26 +68,70 @@ CHANNEL_MODES = [
     ("RGB → grey", "grey"),
     ("first axis is channels", "first"),
 ]
-#: (text, value) of the contrast picker; "auto" is resolved per image by ``_layers.auto_contrast``
-CONTRAST_CHOICES = [
-    ("auto", "auto"),
-    ("linear (as it is)", "linear"),
-    ("fluorescence (background removed, log)", "fluorescence"),
-]
+_CONTRAST_TEXT = {None: "auto", "linear": "linear (as it is)", "fluorescence": "fluorescence (background removed, log)"}
+#: (text, value) of the contrast picker, one per ``SPEC["contrast"].choices``; "auto" (the setting's None) is
+#: resolved per image by ``_layers.auto_contrast``
+CONTRAST_CHOICES = [(_CONTRAST_TEXT[c], c or "auto") for c in SPEC["contrast"].choices]
 
-N_RANGE = (2, 64)
-LAM_RANGE = (0.0, 10.0)
-LAM_LOG_RANGE = (-4.0, 1.0)  # slider: 1e-4 .. 10
-LR_RANGE = (1e-5, 1.0)
-ITER_RANGE = (1, 100_000)
-WIDTH_RANGE = (4, 256)
-DEPTH_RANGE = (1, 8)
-ALPHA_RANGE = (0.0, 100.0)
-POSITION_RANGE = (-0.05, 10.0)  #: the minimum shows "auto"
-POSITION_AUTO = POSITION_RANGE[0]
-MERGE_RANGE = (0.0, 1000.0)
-EVERY_RANGE = (0, 10_000)
-SEED_RANGE = (0, 2**31 - 1)
+
+def spec_range(name: str, decimals: int | None = None, hi: float | None = None) -> tuple:
+    """``(min, max)`` of the control of setting ``name``, from ``SPEC``: an open end moves in by the
+    smallest step the box shows (``10**-decimals``); ``hi`` where the control cannot reach the spec's
+    top (a Qt spin box holds a 32-bit int; a number without a top still needs one)."""
+    spec = SPEC[name]
+    step = 10.0**-decimals if decimals is not None else 1
+    lo = spec.lo + step if spec.lo_open else spec.lo
+    top = spec.hi if hi is None else hi
+    return lo, (top - step if spec.hi_open else top)
+
+
+def spec_tip(name: str, note: str = "", hi: float | None = None) -> str:
+    """The tooltip of setting ``name``: ``SPEC``'s help and range (``hi``: the top the control offers),
+    then ``note`` (what the widget does with it)."""
+    spec = SPEC[name]
+    text = spec.help[:1].upper() + spec.help[1:]
+    shown = spec.range_text(hi)
+    if shown:
+        text += f" ({shown}{', ' + spec.unit if spec.unit else ''})"
+    return f"{text}; {note}" if note else text
+
+
+# The controls' ranges: ``SPEC``'s, except where said.
+N_RANGE = (SPEC["n_classes"].lo, MAX_OFFERED_CLASSES)  # the library takes more; the widget offers these
+LAM_RANGE = spec_range("lam")
+LAM_LOG_RANGE = (-4.0, 1.0)  # the slider shows 1e-4 .. 10 (the box takes all of LAM_RANGE)
+LR_DECIMALS = 5
+LR_RANGE = spec_range("lr", LR_DECIMALS)
+LR_LOG_RANGE = (-5.0, 0.0)  # the slider shows 1e-5 .. 1 (the box takes all of LR_RANGE)
+ITER_RANGE = (1, SPEC["iterations"].hi)  # 0 iterations would show nothing
+WIDTH_RANGE = spec_range("width")
+DEPTH_RANGE = spec_range("depth")
+ALPHA_RANGE = spec_range("alpha")
+POSITION_AUTO = -0.05  #: the position box's minimum, below the setting's range, shows "auto" (None)
+POSITION_RANGE = (POSITION_AUTO, SPEC["position"].hi)
+MERGE_RANGE = spec_range("merge", hi=1000.0)  # unbounded: a spin box needs a top
+EVERY_RANGE = (0, 10_000)  # not a setting: ``Segmenter.run``'s argument
+SEED_RANGE = spec_range("seed", hi=min(SPEC["seed"].hi, 2**31 - 1))  # a Qt spin box holds an int32
+
+#: the ``Settings`` fields the widget shows -> the control that sets them (on ``LevelSetWidget``)
+SHOWN_SETTINGS: dict[str, str] = {
+    "n_classes": "form.n_classes", "lam": "form.lam", "lr": "form.lr", "alpha": "form.alpha",
+    "iterations": "form.iterations", "width": "form.width", "depth": "form.depth", "model": "form.model",
+    "color": "form.channel_mode",  # "RGB channels as they are" asks for rgb; auto is the library's auto
+    "position": "form.position", "contrast": "form.contrast_choice", "seed": "form.seed", "device": "form.device",
+    "diameter": "steps_panel.instances.diameter_box", "merge": "form.merge",
+    "foreground": "steps_panel.instances.foreground_box",
+}
+#: the ``Settings`` fields the widget does not show, and why
+HIDDEN_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("init", "always 'auto': a network made for the image starts from k-means, a U-Net is fine-tuned from "
+             "the image's k-means"),
+    ("finetune", "a U-Net's fine-tune trains its head, the default"),
+    ("max_pixels", "from the free memory of the device"),
+    ("work_pixels", "the default: the full image, or the strokes' smaller copy"),
+    ("regions", "the Regions and Instances buttons make regions and instances from a run's classes"),
+    ("min_region", "the model's default (region_defaults)"),
+)
 
 NO_SCRIBBLES = "none"
 
@@ -93,7 +147,8 @@ REMEMBERED_OPTIONS = dict(
                      tooltip="Also output an Image layer of uncertainty: 0 = certain, 1 = all classes equally likely"),
     every=dict(widget_type="FloatSpinBox", min=EVERY_RANGE[0], max=EVERY_RANGE[1], step=1,
                tooltip="Iterations between display updates (auto: about every 0.3 s)"),
-    device=dict(widget_type="ComboBox", choices=DEVICES, tooltip="auto: CUDA, then MPS, else the CPU"),
+    device=dict(widget_type="ComboBox", choices=DEVICES, tooltip=spec_tip("device", "auto: CUDA, then MPS, else "
+                                                                                    "the CPU")),
     transparent=dict(
         widget_type="ComboBox", choices=TRANSPARENT_CLASS,
         tooltip="The output class drawn transparent, as napari draws background (0): in 3D a coloured "
@@ -148,8 +203,6 @@ class LogSpin(Container):
             self.slider.value = min(max(v, self.slider.min), self.slider.max)
 
     def _slider_to_spin(self, v: float) -> None:
-        import math
-
         digits = max(0, 2 - int(math.floor(math.log10(v))))  # 3 significant digits
         self.spin.value = round(v, digits)
 
@@ -172,6 +225,7 @@ def _fill(combo: ComboBox, items: list, current) -> None:
 class SettingsForm:
     """The settings, the layer pickers and their layout (``main`` and the collapsible ``advanced``)."""
 
+    settings_changed = Signal()  #: a value of ``parameters()`` may have changed (emitted before ``structural_changed``)
     structural_changed = Signal()  #: a setting that needs a new run changed (N, model, width, …)
 
     def __init__(self) -> None:
@@ -192,14 +246,16 @@ class SettingsForm:
                                                            "the paint brush")
         self.channels = ChannelPickers()
         self.axes_box = AxesNote()  # shown when a small first axis may be slices or channels
-        self.model = ComboBox(choices=MODELS, tooltip="Network: a small CNN optimised on this image, or a "
-                                                      "pretrained U-Net")
+        self.model = ComboBox(choices=MODELS, tooltip=spec_tip("model", "changing it during a run restarts "
+                                                                         "the run"))
         self.n_classes = SpinBox(value=D["n_classes"], min=N_RANGE[0], max=N_RANGE[1],
-                                 tooltip="Number of classes N (changing it during a run restarts the run)")
-        self.lam = LogSpin(D["lam"], *LAM_RANGE, LAM_LOG_RANGE, tooltip="λ: weight of the boundary-length term; "
-                           "larger = smoother, fewer regions (live)")
+                                 tooltip=spec_tip("n_classes", "changing it during a run restarts the run",
+                                                  hi=N_RANGE[1]))
+        self.lam = LogSpin(D["lam"], *LAM_RANGE, LAM_LOG_RANGE, tooltip=spec_tip("lam", "the slider shows "
+                           f"{10**LAM_LOG_RANGE[0]:g} to {10**LAM_LOG_RANGE[1]:g}; live"))
         self.iterations = SpinBox(value=D["iterations"], min=ITER_RANGE[0], max=ITER_RANGE[1],
-                                  tooltip="Iterations per run (and per refine)")
+                                  tooltip=spec_tip("iterations", "per run (and per refine), at least "
+                                                                 f"{ITER_RANGE[0]} here"))
         self.remembered = FunctionGui(remembered_settings, call_button=False, labels=False, persist=True,
                                       param_options=REMEMBERED_OPTIONS)
         self.uncertainty = self.remembered.uncertainty
@@ -209,21 +265,20 @@ class SettingsForm:
         self.device = self.remembered.device
         self.transparent = self.remembered.transparent
 
-        self.lr = LogSpin(D["lr"], *LR_RANGE, (-5.0, 0.0), tooltip="Adam learning rate (live)")
+        self.lr = LogSpin(D["lr"], *LR_RANGE, LR_LOG_RANGE, tooltip=spec_tip("lr", "live"), decimals=LR_DECIMALS)
         self.width = SpinBox(value=D["width"], min=WIDTH_RANGE[0], max=WIDTH_RANGE[1],
-                             tooltip="Feature channels of the per-image CNN")
+                             tooltip=spec_tip("width"))
         self.depth = SpinBox(value=D["depth"], min=DEPTH_RANGE[0], max=DEPTH_RANGE[1],
-                             tooltip="Number of 3×3 conv blocks of the per-image CNN")
-        self.alpha = _float_spin(D["alpha"], *ALPHA_RANGE, 3, "α: weight of the scribble term (used where "
-                                 "scribbles exist; next run/refine)")
+                             tooltip=spec_tip("depth"))
+        self.alpha = _float_spin(D["alpha"], *ALPHA_RANGE, 3, spec_tip("alpha", "used where scribbles exist; "
+                                                                       "next run/refine"))
         self.position = _float_spin(
             POSITION_AUTO, *POSITION_RANGE, 2, step=0.05, special="auto",
-            tooltip="Weight of pixel position beside colour (per-image CNN): 0 groups pixels by colour alone; "
-                    "larger values give more compact regions and split same-coloured objects far apart. "
-                    f"auto: {POSITION} for an RGB image compared in CIELAB with {POSITION_MIN_CLASSES} or more "
-                    "classes, else 0")
+            tooltip=spec_tip("position", "per-image CNN: larger values split same-coloured objects far apart. "
+                             f"auto: {POSITION} for an RGB image compared in CIELAB with {POSITION_MIN_CLASSES} "
+                             "or more classes, else 0"))
         self.seed = SpinBox(value=0, min=SEED_RANGE[0], max=SEED_RANGE[1],
-                            tooltip="Random seed of the network's initialisation (CPU runs are reproducible)")
+                            tooltip=spec_tip("seed", "CPU runs are reproducible", hi=SEED_RANGE[1]))
         self.volumes = ComboBox(choices=VOLUME_MODES, tooltip="Volumes: segment in 3D, or slice by slice with one "
                                                               "shared 2D network")
         self.channel_mode = ComboBox(
@@ -233,15 +288,14 @@ class SettingsForm:
                     "'first axis is channels' for multichannel (C, ...) layers")
         self.contrast_choice = ComboBox(
             choices=CONTRAST_CHOICES,
-            tooltip="linear: the image as it is (photographs, 8-bit pictures). fluorescence: a slowly varying "
-                    "background (an opening wider than the objects) is removed and the rest log-compressed in "
-                    "units of the noise, so dim and bright objects differ little. auto: fluorescence for a grey "
-                    "or multichannel layer stored as integers of more than 8 bits (microscope cameras' "
-                    "12/16-bit), else linear. Restarts a run")
+            tooltip=spec_tip("contrast", "linear for photographs and 8-bit pictures; fluorescence removes a "
+                             "slowly varying background (an opening wider than the objects) and log-compresses "
+                             "the rest in units of the noise, so dim and bright objects differ little. auto: "
+                             "fluorescence for a grey or multichannel layer stored as integers of more than 8 "
+                             "bits (microscope cameras' 12/16-bit), else linear. Restarts a run"))
         self.merge = _float_spin(
             D["merge"], *MERGE_RANGE, 3, step=0.1,
-            tooltip="Merge weight of the Regions button: larger merges more, into fewer regions (0: connected "
-                    "regions only)")
+            tooltip=spec_tip("merge", "of the Regions button (0: connected regions only)", hi=MERGE_RANGE[1]))
         self.merge.native.setPrefix("merge weight ")
         self._layout()
 
@@ -249,8 +303,16 @@ class SettingsForm:
         for w in (self.n_classes, self.width, self.depth, self.seed, self.position, self.device, self.volumes,
                   self.channel_mode, self.contrast_choice):
             w.changed.connect(self._emit_structural)
+        for w in (self.lam.spin, self.lr.spin, self.iterations, self.alpha):
+            w.changed.connect(self._emit_settings)
+        for w in (self.volumes, self.channel_mode):
+            w.changed.connect(self.show_axes_note)
+
+    def _emit_settings(self, *_args) -> None:
+        self.settings_changed.emit()
 
     def _emit_structural(self, *_args) -> None:
+        self.settings_changed.emit()
         self.structural_changed.emit()
 
     def _layout(self) -> None:
@@ -350,7 +412,7 @@ class SettingsForm:
             self.model.tooltip = f"U-Net from {path}"
         self._follow_merge_default(self._last_model, value)
         self._last_model = value
-        self.structural_changed.emit()
+        self._emit_structural()
 
     def _follow_merge_default(self, old: str, new: str) -> None:
         """The merge weight follows the model's default (a U-Net's pieces want more merging), unless set by hand."""
@@ -368,7 +430,7 @@ class SettingsForm:
             self.model.value = "file"
         self._follow_merge_default(self._last_model, "file")
         self._last_model = "file"
-        self.structural_changed.emit()
+        self._emit_structural()
 
     def model_value(self) -> str:
         value = self.model.value

@@ -3,39 +3,41 @@
 - ``InstanceControls``: *Object diameter* (0 = automatic; in the image layer's
   physical units when it has a non-unit ``scale``), *Foreground* (which classes
   are objects) and the **Instances** button, as magicgui widgets.
-- ``StepsMixin``: the widget's Regions and Instances buttons.  Each reads the
-  finished result as the user sees it (the output layer, edits included), computes
-  in a thread worker and writes a layer of its own (``<image> regions``,
-  ``<image> instances``).
+- ``StepsPanel``: the merge weight with the **Regions** button, and the instance
+  controls.
+- ``Steps``: the Regions and Instances steps.  Each reads the finished result as
+  the user sees it (the output layer, edits included), computes in a thread worker
+  and writes a layer of its own (``<image> regions``, ``<image> instances``).
 
 Nothing here imports torch.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from magicgui.widgets import ComboBox, FloatSpinBox, PushButton
 from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
-from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QWidget
+from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from napari_levelset.napari._layers import FOREGROUND_AUTO, FOREGROUND_REST, instances_from_labels, real
 from napari_levelset.errors import widget_message
-from napari_levelset.napari._outputs import META_KEY
+from napari_levelset.napari._form import SettingsForm, spec_tip
+from napari_levelset.napari._layers import FOREGROUND_AUTO, FOREGROUND_REST, instances_from_labels
+from napari_levelset.napari._outputs import META_KEY, OutputLayers
+from napari_levelset.napari._qt import button
+from napari_levelset.napari._session import Session
+from napari_levelset.settings import SPEC
 
-__all__ = ["InstanceControls", "StepsMixin"]
+__all__ = ["InstanceControls", "StepsPanel", "Steps"]
 
-DIAMETER_RANGE = (0.0, 1e6)  #: 0 shows "auto"
+DIAMETER_RANGE = (SPEC["diameter"].lo, 1e6)  #: the (open) minimum 0 shows "auto"; a spin box needs a top
 
 
 class InstanceControls(QWidget):
-    """*Object diameter*, *Foreground* and the **Instances** button.
-
-    The magicgui widgets are ``diameter_box``, ``foreground_box`` and ``instances_button``; their Qt
-    widgets ``diameter_spin``, ``foreground_combo`` and ``instances_btn``.
-    """
+    """*Object diameter*, *Foreground* and the **Instances** button: the magicgui widgets
+    ``diameter_box``, ``foreground_box`` and ``instances_button``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -44,31 +46,30 @@ class InstanceControls(QWidget):
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.diameter_box = FloatSpinBox(
             min=DIAMETER_RANGE[0], max=DIAMETER_RANGE[1], step=1.0,
-            tooltip="Expected object diameter, in the image layer's physical units when it has a scale (else "
-                    "pixels); auto (0): estimated from the image. Sets the background window of the fluorescence "
-                    "contrast (next Run) and how far apart objects' centres are (Instances)")
-        self.diameter_spin = self.diameter_box.native
-        self.diameter_spin.setDecimals(2)
-        self.diameter_spin.setKeyboardTracking(False)
-        self.diameter_spin.setSpecialValueText("auto")
+            tooltip=spec_tip("diameter", "in the image layer's physical units when it has a scale (else pixels); "
+                             "auto (0): estimated from the image. Sets the background window of the fluorescence "
+                             "contrast (next Run) and how far apart objects' centres are (Instances)",
+                             hi=DIAMETER_RANGE[1]))
+        spin = self.diameter_box.native
+        spin.setDecimals(2)
+        spin.setKeyboardTracking(False)
+        spin.setSpecialValueText("auto")
         self.diameter_box.value = 0.0
-        form.addRow("Object diameter", self.diameter_spin)
+        form.addRow("Object diameter", spin)
         self.foreground_box = ComboBox(
             choices=self._foreground_choices(2),
             tooltip="Which classes are objects. auto: the brightest class (label N; objects brighter than the "
                     "background, as in fluorescence). 'all but the darkest' takes labels 2..N, for dim objects "
                     "that got a class of their own; or pick one class (dark objects on a bright background: "
                     "class 1)")
-        self.foreground_combo = self.foreground_box.native
         self.instances_button = PushButton(
             text="Instances", enabled=False,
             tooltip="One label per object: the foreground classes of the result, touching objects split by a "
                     "watershed on the distance to the background. Uses the output layer as it is now, your edits "
                     "included, and writes the Labels layer '<image> instances' (0 = background)")
-        self.instances_btn = self.instances_button.native
         row = QHBoxLayout()
-        row.addWidget(self.foreground_combo, 1)
-        row.addWidget(self.instances_btn)
+        row.addWidget(self.foreground_box.native, 1)
+        row.addWidget(self.instances_button.native)
         form.addRow("Foreground", row)
         self._unit = "px"
 
@@ -107,49 +108,89 @@ class InstanceControls(QWidget):
 
     def set_unit(self, unit: str) -> None:
         self._unit = unit
-        self.diameter_spin.setSuffix(f" {unit}")
+        self.diameter_box.native.setSuffix(f" {unit}")
         self.set_estimate(None)
 
     def set_estimate(self, diameter: float | None) -> None:
         """Show what *auto* came to (a run's estimate), or plain 'auto'."""
         text = "auto" if diameter is None else f"auto (≈ {diameter:.3g} {self._unit})"
-        self.diameter_spin.setSpecialValueText(text)
+        self.diameter_box.native.setSpecialValueText(text)
 
 
-class StepsMixin:
-    """The Regions and Instances buttons of ``LevelSetWidget`` (one step at a time, after a run)."""
+class StepsPanel(QWidget):
+    """What comes after a run: the merge weight (a control of the form) with the **Regions** button, and
+    ``InstanceControls``."""
 
-    def regions_layer(self, image: Image | None = None) -> Labels | None:
-        """The regions layer this widget made for ``image`` (default: the picked one)."""
-        return self.outputs.get("regions", real(image) if image is not None else self.image_layer)
+    def __init__(self, merge) -> None:
+        super().__init__()
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        after = QLabel("After a run — one label per object:")
+        after.setToolTip("Regions and Instances read the finished result (the output layer, your edits "
+                         "included) and write a layer of their own; they are enabled once a run has a result")
+        outer.addWidget(after)
+        self.regions_button = button(
+            "Regions", "One label per object: split the result into connected regions, then merge neighbours for "
+            "as long as that lowers the level-set energy (on colour and texture, boundaries weighted by edge "
+            "strength). Uses the output layer as it is now, your edits included, and writes the layer "
+            "'<image> regions'", enabled=False)
+        row = QHBoxLayout()
+        row.addWidget(merge.native, 1)
+        row.addWidget(self.regions_button.native)
+        outer.addLayout(row)
+        self.instances = InstanceControls()
+        outer.addWidget(self.instances)
 
-    def instances_layer(self, image: Image | None = None) -> Labels | None:
-        """The instances layer this widget made for ``image`` (default: the picked one)."""
-        return self.outputs.get("instances", real(image) if image is not None else self.image_layer)
+    def show_state(self, can_split: bool) -> None:
+        self.regions_button.enabled = can_split
+        self.instances.instances_button.enabled = can_split
 
-    def _regions_source(self):
+
+class Steps:
+    """The Regions and Instances steps (one at a time, after a run), in a thread worker.
+
+    Parameters
+    ----------
+    session : Session
+        Its kept result is what the steps read; ``session.step`` is the step in progress.
+    form : SettingsForm
+        The picked image and the merge weight.
+    outputs : OutputLayers
+        The output layer read, and the layers written.
+    instances : InstanceControls
+        The diameter and foreground of the Instances step.
+    alive : callable
+        False once the widget's Qt side is gone.
+    """
+
+    def __init__(self, session: Session, form: SettingsForm, outputs: OutputLayers, instances: InstanceControls,
+                 alive: Callable[[], bool]) -> None:
+        self.session, self.form, self.outputs, self.instances = session, form, outputs, instances
+        self._alive = alive
+
+    def source(self):
         """(image layer, output layer, segmenter) when the picked image has a finished result, else None."""
-        kept, layer = self._kept, self.image_layer
-        if kept is None or layer is None or kept["image"] is not layer:
+        result, layer = self.session.result, self.form.image_layer
+        if result is None or layer is None or result.image is not layer:
             return None
         out = self.outputs.get("output", layer)
         if not self.outputs.in_viewer(out) or not self.outputs.in_viewer(layer):
             return None
-        return layer, out, kept["segmenter"]
+        return layer, out, result.segmenter
 
     def _step_source(self):
-        """For a step after a run (Regions, Instances): (image, output layer, segmenter, the output's labels
-        as the user sees them, edits included), or None (busy, or no finished result: said on the status line)."""
-        if self._handle.run is not None or self._regions_worker is not None:
+        """For a step: (image, output layer, segmenter, the output's labels as the user sees them, edits
+        included), or None (busy, or no finished result: said on the status line)."""
+        if self.session.run is not None or self.session.step is not None:
             return None
-        source = self._regions_source()
+        source = self.source()
         if source is None:
-            self._error("no finished result for this image: press Run first")
+            self.session.error("no finished result for this image: press Run first")
             return None
         image, out, seg = source
         return image, out, seg, np.asarray(out.data).copy()
 
-    def make_regions(self, *_args) -> Any:
+    def make_regions(self) -> Any:
         """Turn the picked image's result into one label per object (see the Regions button); returns the worker."""
         source = self._step_source()
         if source is None:
@@ -163,16 +204,16 @@ class StepsMixin:
         def done(result):
             self._show_regions(image, out, result, merge)
 
-        return self._start_step(compute, image, done, "making regions…")
+        return self._start(compute, image, done, "making regions…")
 
-    def make_instances(self, *_args) -> Any:
+    def make_instances(self) -> Any:
         """One label per object of the picked image's result (see the Instances button); returns the worker."""
         source = self._step_source()
         if source is None:
             return None
         image, out, seg, labels = source
-        diameter, foreground = self.instance_controls.diameter(), self.instance_controls.foreground()
-        unit = self.instance_controls.unit
+        diameter, foreground = self.instances.diameter(), self.instances.foreground()
+        unit = self.instances.unit
 
         def compute():
             return instances_from_labels(seg, labels, diameter, foreground)
@@ -182,32 +223,33 @@ class StepsMixin:
             self._show_instances(image, out, result, dict(diameter=used, diameter_unit=unit,
                                                           foreground=foreground, spacing=seg.spacing))
 
-        return self._start_step(compute, image, done, "finding objects…")
+        return self._start(compute, image, done, "finding objects…")
 
-    def _start_step(self, compute, image: Image, done, busy: str) -> Any:
-        """Run ``compute`` (Regions, Instances) in a thread worker; ``done(result)`` on the main thread."""
+    def _start(self, compute, image: Image, done, busy: str) -> Any:
+        """Run ``compute`` in a thread worker; ``done(result)`` on the main thread."""
+        session = self.session
         worker = thread_worker(compute, start_thread=False, ignore_errors=True)()
-        self._regions_worker = worker
+        session.step = worker
 
         def returned(result):
             if self._alive() and self.outputs.in_viewer(image):
                 done(result)
 
         def failed(exc):
-            if self._alive():
-                self.status.setText(f"error: {widget_message(exc)}")
-            self._error(widget_message(exc))
+            message = widget_message(exc)
+            session.set_status(f"error: {message}")
+            session.error(message)
 
         def finished():
-            self._regions_worker = None
+            session.step = None
             if self._alive():
-                self._update_buttons()
+                session.changed.emit()
 
         worker.returned.connect(returned)
         worker.errored.connect(failed)
         worker.finished.connect(finished)
-        self.status.setText(busy)
-        self._update_buttons()
+        session.set_status(busy)
+        session.changed.emit()
         worker.start()
         return worker
 
@@ -216,7 +258,7 @@ class StepsMixin:
                 "n_regions": int(len(np.unique(regions)))}
         layer = self.outputs.step_layer("regions", image, out, regions, 0.5)
         layer.metadata[META_KEY] = meta
-        self.status.setText(f"{meta['n_regions']} regions (merge weight {merge:.4g})")
+        self.session.set_status(f"{meta['n_regions']} regions (merge weight {merge:.4g})")
 
     def _show_instances(self, image: Image, out: Labels, instances: np.ndarray, settings: dict) -> None:
         n = int(instances.max()) if instances.size else 0
@@ -225,4 +267,4 @@ class StepsMixin:
         layer.metadata[META_KEY] = meta
         d = settings.get("diameter")
         size = f" · diameter {d:.3g} {settings['diameter_unit']}" if d else ""
-        self.status.setText(f"{n} objects{size}")
+        self.session.set_status(f"{n} objects{size}")

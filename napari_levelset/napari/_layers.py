@@ -320,7 +320,7 @@ def instances_from_labels(seg, labels: np.ndarray, diameter: float | None, foreg
 
     Parameters
     ----------
-    seg : napari_levelset.method.engine.Segmenter
+    seg : napari_levelset.method.segmenter.Segmenter
         The run that made the result (its number of classes, spacing and diameter).
     labels : ndarray of int
         Class labels, the image's non-channel shape (the output layer's data).

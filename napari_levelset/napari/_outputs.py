@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 from napari.layers import Image, Labels
+from napari.utils.colormaps import CyclicLabelColormap, DirectLabelColormap
 
 from napari_levelset.napari._layers import real
 from napari_levelset.napari._writer import META_KEY  # where a result keeps its settings
@@ -167,8 +168,6 @@ class OutputLayers:
 
     def colour_classes(self, out: Labels, settings: dict, choice: str) -> None:
         """Napari's colours for the output's labels, with one class transparent (or none)."""
-        from napari.utils.colormaps import CyclicLabelColormap, DirectLabelColormap
-
         clear = self.transparent_label(choice, settings, out.data.ndim)
         base = getattr(out, "_levelset_colormap", None)
         if base is None:

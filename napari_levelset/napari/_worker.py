@@ -1,12 +1,13 @@
 """The optimisation loop that runs in a napari thread worker.
 
-Nothing here imports torch at module level: ``napari_levelset.method.engine`` (and with
+Nothing here imports torch at module level: ``napari_levelset.method.segmenter`` (and with
 it torch) is imported inside the worker thread when a run starts, so opening
 napari's plugin menu or docking the widget stays light.
 
-The widget talks to a running optimisation through a ``RunControl``: ``stop``,
-``set_scribbles``, ``set_lam`` and ``set_lr`` are safe from the main thread and
-reach the ``Segmenter`` at its next iteration.  The worker yields ``Update``
+The worker first hands the run's ``Segmenter`` to the main thread (``Started``);
+from then on live changes (λ, learning rate, scribbles) and a stop go to it directly
+(``Segmenter.lam``, ``.lr``, ``.set_scribbles``, ``.stop`` are safe from the main
+thread and take effect at its next iteration).  The worker then yields ``Update``
 objects; the main thread only copies ``labels`` (and ``uncertainty``) into
 layers.  Updates are *latest-value*: while the main thread has not taken the
 previous one, the worker keeps optimising and sends the newest state when the
@@ -15,6 +16,7 @@ GUI is ready again, so a slow display never queues up stale snapshots.
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,16 +25,15 @@ from typing import Any
 import numpy as np
 
 from napari_levelset.errors import RunFailed
-from napari_levelset.io.images import join_channels
+from napari_levelset.io.prepare import join_channels
+from napari_levelset.napari._session import Handover
 from napari_levelset.settings import Settings
 
-__all__ = ["RunRequest", "RunControl", "Update", "Final", "run_segmentation"]
+__all__ = ["RunRequest", "Started", "Update", "Final", "run_segmentation", "preload"]
 
 #: ``every = 0`` means "auto": aim for about this many seconds between snapshots.
 AUTO_PERIOD_S = 0.3
 AUTO_MAX_CHUNK = 25
-
-_UNSET: Any = object()
 
 
 @dataclass
@@ -60,7 +61,7 @@ class RunRequest:
         Average the colour channels (last axis) first.
     scribbles : ndarray of int, optional
         The image's non-channel shape, 0 unlabelled, ``k`` label ``k``.
-    segmenter : napari_levelset.method.engine.Segmenter, optional
+    segmenter : napari_levelset.method.segmenter.Segmenter, optional
         Continue this one (refine) instead of making one; it takes ``lam``, ``lr``,
         ``alpha`` and the scribbles of this request.
     wait_for_gui : bool
@@ -128,7 +129,7 @@ class Final:
     Parameters
     ----------
     stopped : bool
-        Whether a stop was asked for (``RunControl.stop``) or ended the run.
+        Whether a stop (``Segmenter.stop``) ended the run.
     settings : dict
         ``Segmenter.settings`` at the end.
     state : dict or None
@@ -146,132 +147,21 @@ class Final:
     elapsed: float
 
 
-class RunControl:
-    """Thread-safe handle on a run, shared by the widget and the worker.
+@dataclass
+class Started:
+    """Sent first: the run's ``Segmenter``, made (or taken, for a refine) in the worker.
 
-    Changes made before the worker has a ``Segmenter`` are kept and applied by ``attach``.
+    The worker goes on once the main thread took it (``Handover.ready``): by then the
+    Segmenter has the live changes and the stop made while it was being built
+    (``Session.attach``).
 
-    Examples
-    --------
-    >>> ctrl = RunControl()
-    >>> ctrl.set_lam(0.1); ctrl.stop()
-    >>> ctrl.stop_requested
-    True
+    Parameters
+    ----------
+    segmenter : napari_levelset.method.segmenter.Segmenter
+        The run's Segmenter.
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._ready = threading.Event()  # the GUI took the last Update
-        self._ready.set()
-        #: set when the run's generator has returned, raised or been closed
-        self.ended = threading.Event()
-        self.segmenter: Any = None
-        self._pending_scribbles: Any = _UNSET
-        self._pending_lam: float | None = None
-        self._pending_lr: float | None = None
-
-    # -- called from the main thread ----------------------------------------
-    @property
-    def stop_requested(self) -> bool:
-        """Whether ``stop`` was called."""
-        return self._stop.is_set()
-
-    def stop(self) -> None:
-        """Ask the run to end after the current iteration (and stop waiting for the GUI)."""
-        self._stop.set()
-        self._ready.set()
-        with self._lock:
-            seg = self.segmenter
-        if seg is not None:
-            seg.stop()
-
-    def set_scribbles(self, scribbles: np.ndarray | None) -> None:
-        """Set (or clear, with None) the run's scribbles, at its next iteration.
-
-        Parameters
-        ----------
-        scribbles : ndarray of int or None
-            The image's non-channel shape, 0 unlabelled, ``k`` label ``k``.
-
-        Raises
-        ------
-        InputError
-            At once when a Segmenter exists and rejects them (``Segmenter.set_scribbles``).
-        """
-        with self._lock:
-            if self.segmenter is None:
-                self._pending_scribbles = scribbles
-                return
-            self.segmenter.set_scribbles(scribbles)
-
-    def set_lam(self, value: float) -> None:
-        """Set λ, the weight of the total-variation term, from the next iteration.
-
-        Parameters
-        ----------
-        value : float
-            The new λ, in [0, 1000].
-
-        Raises
-        ------
-        InputError
-            When a Segmenter exists and the value is out of range.
-        """
-        with self._lock:
-            if self.segmenter is None:
-                self._pending_lam = float(value)
-            else:
-                self.segmenter.lam = float(value)
-
-    def set_lr(self, value: float) -> None:
-        """Set the learning rate, from the next iteration.
-
-        Parameters
-        ----------
-        value : float
-            The new learning rate, in (0, 10].
-
-        Raises
-        ------
-        InputError
-            When a Segmenter exists and the value is out of range.
-        """
-        with self._lock:
-            if self.segmenter is None:
-                self._pending_lr = float(value)
-            else:
-                self.segmenter.lr = float(value)
-
-    def gui_ready(self) -> None:
-        """Tell the worker that the GUI took the last ``Update``: the next one may be sent."""
-        self._ready.set()
-
-    # -- called from the worker ---------------------------------------------
-    def attach(self, seg: Any) -> None:
-        """Hand the run's ``Segmenter`` over, applying what was set before it existed.
-
-        Parameters
-        ----------
-        seg : napari_levelset.method.engine.Segmenter
-            The run's Segmenter; a stop asked for already is passed on to it.
-
-        Raises
-        ------
-        InputError
-            When it rejects the pending scribbles, λ or learning rate.
-        """
-        with self._lock:
-            self.segmenter = seg
-            if self._pending_lam is not None:
-                seg.lam = self._pending_lam
-            if self._pending_lr is not None:
-                seg.lr = self._pending_lr
-            pending, self._pending_scribbles = self._pending_scribbles, _UNSET
-            if pending is not _UNSET:
-                seg.set_scribbles(pending)
-        if self._stop.is_set():
-            seg.stop()
+    segmenter: Any
 
 
 def _uncertainty(probs: np.ndarray) -> np.ndarray:
@@ -281,12 +171,12 @@ def _uncertainty(probs: np.ndarray) -> np.ndarray:
     return np.clip((1.0 - pmax) * (n / (n - 1)), 0.0, 1.0).astype(np.float32)
 
 
-#: modules a run needs that are slow to import: torch and the engine (the run itself), torch's
+#: modules a run needs that are slow to import: torch and the Segmenter (the run itself), torch's
 #: dynamo (imported by the first optimiser made, 1.2 s: the first run's first labels came 1 s later
 #: than the next run's) and pandas (napari imports it when the first Labels layer is made).  An
 #: import holds Python's global lock for long stretches, so done during the first run it froze the
 #: viewer for up to 1.4 s.
-PRELOAD = ("torch", "napari_levelset.method.engine", "torch._dynamo", "pandas")
+PRELOAD = ("torch", "napari_levelset.method.segmenter", "torch._dynamo", "pandas")
 _preloaded = threading.Event()
 
 
@@ -304,8 +194,6 @@ def preload() -> threading.Thread | None:
     _preloaded.set()
 
     def work():
-        import importlib
-
         for name in PRELOAD:
             try:
                 importlib.import_module(name)
@@ -317,46 +205,48 @@ def preload() -> threading.Thread | None:
     return thread
 
 
-def run_segmentation(req: RunRequest, ctrl: RunControl):
-    """Generator for ``thread_worker``: yields ``Update``s, then one ``Final``.
+def run_segmentation(req: RunRequest, handover: Handover):
+    """Generator for ``thread_worker``: yields ``Started``, ``Update``s, then one ``Final``.
 
     Iterations run in chunks (``RunRequest.every``, or sized to about ``AUTO_PERIOD_S``
-    seconds); after a chunk an ``Update`` is sent only when the GUI took the previous one
-    (``RunControl.gui_ready``), at a stop and at the end.
+    seconds); after a chunk an ``Update`` is sent only when the main thread took the
+    previous one (``Handover.ready``), at a stop and at the end.  A chunk that a stop ended
+    before its first step shows nothing new: the run ends with its last update.
 
     Parameters
     ----------
     req : RunRequest
         What to run.
-    ctrl : RunControl
-        The handle the widget controls the run with; ``ctrl.ended`` is set when the
-        generator returns, raises or is closed.
+    handover : napari_levelset.napari._session.Handover
+        Shared with the main thread; ``handover.ended`` is set when the generator returns,
+        raises or is closed.
 
     Yields
     ------
-    Update or Final
-        Updates while the run goes on, then one ``Final``.
+    Started, Update or Final
+        The Segmenter, updates while the run goes on, then one ``Final``.
 
     Raises
     ------
     RunFailed
         For a ``RuntimeError`` of the run (out of memory among them); the original is its
         ``__cause__``.
-    napari_levelset.io.images.InputError
+    napari_levelset.errors.InputError
         For a bad image, scribbles or setting.
     """
     try:
-        yield from _run_segmentation(req, ctrl)
+        yield from _run_segmentation(req, handover)
     except RuntimeError as exc:
         raise RunFailed(str(exc)) from exc
     finally:
-        ctrl.ended.set()
+        handover.ended.set()
 
 
-def _run_segmentation(req: RunRequest, ctrl: RunControl):
-    from napari_levelset.method.engine import Segmenter  # imports torch, in the worker thread
+def _segmenter(req: RunRequest):
+    """The run's Segmenter: the refined one with the request's live settings and scribbles, or a new one."""
+    # imports torch: in the worker thread, so that the widget's module stays light (see the module's docstring)
+    from napari_levelset.method.segmenter import Segmenter
 
-    t0 = time.perf_counter()
     if req.segmenter is not None:
         seg = req.segmenter
         seg.lam, seg.lr, seg.alpha = req.settings.lam, req.settings.lr, req.settings.alpha
@@ -365,13 +255,21 @@ def _run_segmentation(req: RunRequest, ctrl: RunControl):
         seg = Segmenter(join_channels(req.image, req.to_grey, req.join), scribbles=req.scribbles,
                         settings=req.settings, **req.axes)
     seg.clear_stop()  # a Stop pressed after the last run had ended belongs to that run
-    ctrl.attach(seg)  # (a Stop pressed for this run is applied here)
+    return seg
+
+
+def _run_segmentation(req: RunRequest, handover: Handover):
+    t0 = time.perf_counter()
+    seg = _segmenter(req)
+    handover.ready.clear()
+    yield Started(seg)
+    handover.ready.wait()  # the main thread gave it the changes (and the stop) made meanwhile
 
     total = max(0, int(req.iterations))
     auto = int(req.every) <= 0
     chunk = 1 if auto else int(req.every)
     done = 0
-    stopped = ctrl.stop_requested
+    stopped = False
     losses: list[tuple[int, float]] = []
     while done < total and not stopped:
         n = min(chunk, total - done)
@@ -382,17 +280,19 @@ def _run_segmentation(req: RunRequest, ctrl: RunControl):
             pass
         if snap is None:  # pragma: no cover - run always yields a final snapshot
             break
+        stopped = snap.stopped
+        if stopped and seg.iteration == start_iter:
+            break  # stopped before this chunk's first step: nothing new to show
         done += seg.iteration - start_iter
         losses.append((snap.iteration, snap.loss))
-        stopped = snap.stopped or ctrl.stop_requested
         if auto and seg.iteration > start_iter:
             per_iter = (time.perf_counter() - t_chunk) / (seg.iteration - start_iter)
             chunk = int(min(AUTO_MAX_CHUNK, max(1, round(AUTO_PERIOD_S / max(per_iter, 1e-6)))))
-        # latest-value hand-over: only yield when the GUI took the previous update
+        # latest-value hand-over: only yield when the main thread took the previous update
         if req.wait_for_gui:
-            ctrl._ready.wait()
-        if ctrl._ready.is_set() or stopped or done >= total:
-            ctrl._ready.clear()
+            handover.ready.wait()
+        if handover.ready.is_set() or stopped or done >= total:
+            handover.ready.clear()
             unc = _uncertainty(snap.probs) if snap.probs is not None else None
             yield Update(
                 iteration=snap.iteration,

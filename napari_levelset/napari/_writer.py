@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_levelset.io.images import atomic_write, write_labels
+from napari_levelset.io.write import atomic_write, write_labels
 
 #: where the widget keeps a result's settings in ``layer.metadata``
 META_KEY = "napari_levelset"
