@@ -139,8 +139,9 @@ def levelset_features(image: np.ndarray, config: dict) -> np.ndarray:
     return prepared.data[0]
 
 
-def felzenszwalb_labels(image: np.ndarray, scale: float, sigma: float = 0.8, min_size: int = 100,
-                        first: int = 1) -> np.ndarray:
+def felzenszwalb_labels(
+    image: np.ndarray, scale: float, sigma: float = 0.8, min_size: int = 100, first: int = 1
+) -> np.ndarray:
     """The Felzenszwalb-Huttenlocher baseline on RGB (scikit-image), labels from ``first``."""
     from skimage.segmentation import felzenszwalb
 
@@ -211,7 +212,7 @@ def warm_up_runs(runs: Iterable[Callable], *args: Any) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 run(*args)
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 
@@ -240,9 +241,11 @@ def ods_ois_head(first: str, *more: str) -> list[str]:
 
 def ods_ois_cells(s: dict) -> str:
     """``SC ODS (scale) | SC OIS | PRI ODS (scale) | PRI OIS | VI ODS (scale) | VI OIS`` of a summary."""
-    return (f"{s['sc_ods']:.3f} ({s['sc_ods_scale']}) | {s['sc_ois']:.3f} "
-            f"| {s['pri_ods']:.3f} ({s['pri_ods_scale']}) | {s['pri_ois']:.3f} "
-            f"| {s['vi_ods']:.3f} ({s['vi_ods_scale']}) | {s['vi_ois']:.3f}")
+    return (
+        f"{s['sc_ods']:.3f} ({s['sc_ods_scale']}) | {s['sc_ois']:.3f} "
+        f"| {s['pri_ods']:.3f} ({s['pri_ods_scale']}) | {s['pri_ois']:.3f} "
+        f"| {s['vi_ods']:.3f} ({s['vi_ods_scale']}) | {s['vi_ois']:.3f}"
+    )
 
 
 # ------------------------------------------------------------------ the strokes protocol

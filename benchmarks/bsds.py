@@ -236,7 +236,7 @@ def run_one(task: dict) -> list[dict]:
             with np.load(stored) as z:
                 labels, seconds = z["labels"], float(z["seconds"])
         else:
-            labels, seconds = timed(lambda: np.asarray(method.run(image, scale, task["config"])))
+            labels, seconds = timed(lambda scale=scale: np.asarray(method.run(image, scale, task["config"])))
             if stored is not None:
                 stored.parent.mkdir(parents=True, exist_ok=True)
                 tmp = stored.with_name(f".{stored.stem}.{os.getpid()}.tmp.npz")
@@ -305,8 +305,11 @@ def outputs_of(method: str, config: dict) -> dict[str, dict[str, Callable | None
             outs["levelset+cc"] = {"": lambda lab, x, ms=ms: to_regions(lab, "connected", min_region=ms)}
         elif r == "merged":
             outs["levelset+ms"] = {
-                f"|m={w}": (lambda lab, x, w=float(w): to_regions(lab, "merged", min_region=ms_merged, features=x,
-                                                              merge=w, **options))
+                f"|m={w}": (
+                    lambda lab, x, w=float(w): to_regions(
+                        lab, "merged", min_region=ms_merged, features=x, merge=w, **options
+                    )
+                )
                 for w in config.get("merge", [1.0])
             }
         else:
@@ -379,30 +382,60 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_data_args(p, limit=None, classes="2,3,4,5,6,7,8")
-    p.add_argument("--methods", default="levelset,kmeans,felzenszwalb,chanvese",
-                   help="comma-separated methods: " + ",".join(METHODS))
-    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
-                   help="sweep a granularity setting of the level-set method together with N (repeatable): "
-                        "the scales are every combination, written N@KEY=V")
-    p.add_argument("--sweep", action="append", default=[], metavar="METHOD=V1,V2,...",
-                   help="override a method's sweep")
-    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra keyword argument for napari_levelset.segment (repeatable)")
-    p.add_argument("--chanvese-downscale", type=float, default=1.0,
-                   help="run Chan-Vese on the image shrunk by this factor (labels upsampled nearest-neighbour)")
-    p.add_argument("--regions", default="classes,connected,merged",
-                   help="level-set outputs scored from each run: classes (levelset), connected (levelset+cc), "
-                        "merged (levelset+ms)")
-    p.add_argument("--merge", default="0.1,0.2,0.3,0.5,0.8,1.2,2",
-                   help="merge weights swept for the merged output (each N|m=w is one scale)")
-    p.add_argument("--min-region", type=float, default=None,
-                   help="smallest connected region kept, as a fraction of the image (default: segment's, "
-                        "0.001; 0.0002 for a U-Net's merged regions)")
+    p.add_argument(
+        "--methods",
+        default="levelset,kmeans,felzenszwalb,chanvese",
+        help="comma-separated methods: " + ",".join(METHODS),
+    )
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="sweep a granularity setting of the level-set method together with N (repeatable): "
+        "the scales are every combination, written N@KEY=V",
+    )
+    p.add_argument("--sweep", action="append", default=[], metavar="METHOD=V1,V2,...", help="override a method's sweep")
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra keyword argument for napari_levelset.segment (repeatable)",
+    )
+    p.add_argument(
+        "--chanvese-downscale",
+        type=float,
+        default=1.0,
+        help="run Chan-Vese on the image shrunk by this factor (labels upsampled nearest-neighbour)",
+    )
+    p.add_argument(
+        "--regions",
+        default="classes,connected,merged",
+        help="level-set outputs scored from each run: classes (levelset), connected (levelset+cc), "
+        "merged (levelset+ms)",
+    )
+    p.add_argument(
+        "--merge",
+        default="0.1,0.2,0.3,0.5,0.8,1.2,2",
+        help="merge weights swept for the merged output (each N|m=w is one scale)",
+    )
+    p.add_argument(
+        "--min-region",
+        type=float,
+        default=None,
+        help="smallest connected region kept, as a fraction of the image (default: segment's, "
+        "0.001; 0.0002 for a U-Net's merged regions)",
+    )
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     p.add_argument("--out", type=Path, default=None, help="output folder (default benchmarks/out/bsds-<split>)")
     p.add_argument("--no-cache", action="store_true", help="recompute even where a cached result exists")
-    p.add_argument("--save-labels", action="store_true",
-                   help="also store the baselines' label maps (the level-set ones are always kept, under labels/)")
+    p.add_argument(
+        "--save-labels",
+        action="store_true",
+        help="also store the baselines' label maps (the level-set ones are always kept, under labels/)",
+    )
     p.add_argument("--per-scale", action="store_true", help="also print the scores at every scale")
     return p.parse_args(argv)
 
@@ -456,7 +489,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for o, variants in outputs_of(name, config).items():
             out_scales[o] = (name, [f"{s}{suffix}" if suffix else s for s in scales for suffix in variants])
     tasks, records = [], {o: {i: {} for i in ids} for o in out_scales}
-    for name, (m, scales, config) in chosen.items():
+    for name, (_m, scales, config) in chosen.items():
         seg_config = {k: v for k, v in config.items() if k not in POST_KEYS}
         cache = out / "cache" / config_key(name, {**seg_config, "min_region": config.get("min_region")})
         cache.mkdir(parents=True, exist_ok=True)
@@ -465,27 +498,39 @@ def main(argv: Sequence[str] | None = None) -> dict:
         variants = outputs_of(name, config)
         for i in ids:
             for s in scales:
-                files = {(o, f"{s}{sfx}" if sfx else s): cache / scale_dir(f"{s}{sfx}") / _record_name(i, o, name)
-                         for o, v in variants.items() for sfx in v}
+                files = {
+                    (o, f"{s}{sfx}" if sfx else s): cache / scale_dir(f"{s}{sfx}") / _record_name(i, o, name)
+                    for o, v in variants.items()
+                    for sfx in v
+                }
                 if all(f.is_file() for f in files.values()) and not args.no_cache:
                     for (o, os_), f in files.items():
                         records[o][i][os_] = json.loads(f.read_text())
                     continue
                 # one task per (method, scale, image): fine-grained progress and load balancing
-                tasks.append({
-                    "method": name, "config": config, "scales": [s], "image_id": i,
-                    "image": str(bsds_image(bsds, args.split, i)),
-                    "gt": str(bsds_truth(bsds, args.split, i)),
-                    "cache": str(cache), "labels": None if labels_dir is None else str(labels_dir),
-                    "no_cache": args.no_cache,
-                })
+                tasks.append(
+                    {
+                        "method": name,
+                        "config": config,
+                        "scales": [s],
+                        "image_id": i,
+                        "image": str(bsds_image(bsds, args.split, i)),
+                        "gt": str(bsds_truth(bsds, args.split, i)),
+                        "cache": str(cache),
+                        "labels": None if labels_dir is None else str(labels_dir),
+                        "no_cache": args.no_cache,
+                    }
+                )
 
     n_cached = sum(len(v) for name in chosen for v in records[next(iter(outputs_of(name, chosen[name][2])))].values())
     n_todo = sum(len(t["scales"]) for t in tasks)
-    print(f"{len(ids)} images of {args.split}, methods {', '.join(chosen)}: "
-          f"{n_cached} cached, {n_todo} to run -> {out}", file=sys.stderr)
+    print(
+        f"{len(ids)} images of {args.split}, methods {', '.join(chosen)}: {n_cached} cached, {n_todo} to run -> {out}",
+        file=sys.stderr,
+    )
     t_start = time.perf_counter()
     with tqdm(total=n_todo, unit="seg", desc="bsds", dynamic_ncols=True) as bar:
+
         def collect(recs, n_segs):
             for r in recs:
                 records[r["method"]][r["id"]][_match_scale(out_scales[r["method"]][1], r["scale"])] = r
@@ -497,8 +542,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
             import multiprocessing as mp
 
             threads = max(1, (os.cpu_count() or 1) // args.workers)
-            with mp.get_context("spawn").Pool(args.workers, initializer=_init_worker,
-                                               initargs=(threads, "levelset" in chosen)) as pool:
+            with mp.get_context("spawn").Pool(
+                args.workers, initializer=_init_worker, initargs=(threads, "levelset" in chosen)
+            ) as pool:
                 for recs in pool.imap_unordered(run_one, tasks):
                     collect(recs, 1)
         else:
@@ -509,8 +555,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     summaries = {o: summarize_method(records[o], ids, scales) for o, (_, scales) in out_scales.items()}
     scale_names = {o: chosen[name][0].scale_name for o, (name, _) in out_scales.items()}
     table = format_table(summaries, scale_names)
-    header = (f"BSDS500 {args.split}: {len(ids)} images; ODS = best single scale over the split, "
-              f"OIS = best scale per image; s/seg = mean seconds of one segmentation call")
+    header = (
+        f"BSDS500 {args.split}: {len(ids)} images; ODS = best single scale over the split, "
+        f"OIS = best scale per image; s/seg = mean seconds of one segmentation call"
+    )
     print(header)
     print(table)
     if args.per_scale:
@@ -520,10 +568,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(f"(ran {n_todo} segmentations in {elapsed:.1f} s with {args.workers} worker(s))", file=sys.stderr)
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps({
-        "split": args.split, "n_images": len(ids), "ids": ids,
-        "methods": {o: {"config": chosen[n][2], **summaries[o]} for o, (n, _) in out_scales.items()},
-    }, indent=1, default=str))
+    (out / "summary.json").write_text(
+        json.dumps(
+            {
+                "split": args.split,
+                "n_images": len(ids),
+                "ids": ids,
+                "methods": {o: {"config": chosen[n][2], **summaries[o]} for o, (n, _) in out_scales.items()},
+            },
+            indent=1,
+            default=str,
+        )
+    )
     (out / "table.md").write_text(header + "\n\n" + table + "\n")
     return summaries
 

@@ -53,19 +53,19 @@ def main(argv=None) -> int:
     rows = []
     for i in args.ids.split(","):
         image = iio.imread(bsds_image(args.bsds, args.split, i))
-        ours = segment(image, args.classes, regions="merged", merge=args.merge, min_region=args.min_region,
-                       **settings)
+        ours = segment(image, args.classes, regions="merged", merge=args.merge, min_region=args.min_region, **settings)
         fz = felzenszwalb_labels(image, args.felzenszwalb_scale, first=0)  # mark_boundaries: 0 is background
         human = metrics.load_ground_truth(bsds_truth(args.bsds, args.split, i))[0]
         tiles = [image, paint(image, ours), paint(image, fz), paint(image, human)]
         if image.shape[0] > image.shape[1]:  # portrait: keep every row the same height
             tiles = [np.rot90(t) for t in tiles]
         gap = np.full((tiles[0].shape[0], 6, 3), 255, np.uint8)
-        rows.append(np.concatenate(sum(([t, gap] for t in tiles), [])[:-1], axis=1))
-        print(f"{i}: {len(np.unique(ours))} level-set regions, {len(np.unique(fz))} Felzenszwalb regions",
-              file=sys.stderr)
+        rows.append(np.concatenate([piece for t in tiles for piece in (t, gap)][:-1], axis=1))
+        print(
+            f"{i}: {len(np.unique(ours))} level-set regions, {len(np.unique(fz))} Felzenszwalb regions", file=sys.stderr
+        )
     gap = np.full((6, rows[0].shape[1], 3), 255, np.uint8)
-    grid = np.concatenate(sum(([r, gap] for r in rows), [])[:-1], axis=0)
+    grid = np.concatenate([piece for r in rows for piece in (r, gap)][:-1], axis=0)
     grid = (rescale(grid, 0.5, channel_axis=-1, anti_aliasing=True) * 255).astype(np.uint8)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     iio.imwrite(args.output, grid)

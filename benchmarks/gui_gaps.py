@@ -98,8 +98,10 @@ def main(argv=None) -> int:
         if watcher is not None:
             watcher.join()
         gaps = np.diff(ticks) * 1e3
-        print(f"{name} | {ticks[-1] - t0[0]:.1f} | {len(ticks)} | {gaps.max():.0f} | {np.percentile(gaps, 95):.0f} | "
-              f"{int((gaps > 50).sum())} | {int((gaps > 200).sum())}")
+        print(
+            f"{name} | {ticks[-1] - t0[0]:.1f} | {len(ticks)} | {gaps.max():.0f} | {np.percentile(gaps, 95):.0f} | "
+            f"{int((gaps > 50).sum())} | {int((gaps > 200).sum())}"
+        )
         for blocked, at, stack in stacks:
             print(f"--- at {at:.2f} s, main thread blocked {blocked * 1e3:.0f} ms so far, in:\n{stack}")
         return gaps.max()
@@ -117,10 +119,12 @@ def main(argv=None) -> int:
     def until_loaded(loop):  # the widget preloads torch in the background, while the user sets up
         def check():
             if all(m in sys.modules for m in ("torch", "pandas")) and not any(
-                    t.name == "napari-levelset preload" for t in threading.enumerate()):
+                t.name == "napari-levelset preload" for t in threading.enumerate()
+            ):
                 loop.quit()
             else:
                 QTimer.singleShot(20, check)
+
         check()
 
     measure("dock the widget (background imports)", dock, until_loaded)
@@ -135,6 +139,7 @@ def main(argv=None) -> int:
         def until_finished(loop, widget=widget):
             holder["quit"] = loop.quit
             widget.run_finished.connect(loop.quit)
+
         worst.append(measure(f"run {r + 1}, Run to end", start, until_finished))
         widget.run_finished.disconnect(holder["quit"])
     print(f"worst gap from Run to the end of a run, over {args.runs} runs: {max(worst):.0f} ms")

@@ -86,7 +86,7 @@ def main(argv=None) -> int:
         n_before = len(shown)
         scribbles.data = case.strokes.astype(np.uint8)  # as painting: events.data reaches the running optimisation
 
-        def took() -> bool:
+        def took(n_before=n_before, out=out, stroke=stroke, last=last) -> bool:
             return len(shown) > n_before and np.mean(np.asarray(out.data)[stroke] == last) > 0.5
 
         reached = _wait(app, lambda: took() or not widget.is_running, 60)
@@ -99,8 +99,10 @@ def main(argv=None) -> int:
     if args.screenshot:
         viewer.screenshot(args.screenshot, canvas_only=False)
     first, effect, ours, api = zip(*rows)
-    print(f"median     --  {statistics.median(first):7.2f}  {statistics.median(effect):8.2f}  "
-          f"{statistics.mean(ours):11.3f}  {statistics.mean(api):8.3f}   (mIoU: mean)")
+    print(
+        f"median     --  {statistics.median(first):7.2f}  {statistics.median(effect):8.2f}  "
+        f"{statistics.mean(ours):11.3f}  {statistics.mean(api):8.3f}   (mIoU: mean)"
+    )
     print(f"the first image's run is the widget's first: first labels after {first[0]:.2f} s")
     viewer.close()
     return 0

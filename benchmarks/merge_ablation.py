@@ -103,13 +103,27 @@ def main(argv=None) -> dict:
     labels = label_cache_dir(args.out, "levelset", config)
     classes = parse_list(args.classes)
     ids = list_images(args.bsds.resolve(), args.split, args.limit)
-    tasks = [dict(id=i, image=str(bsds_image(args.bsds, args.split, i)), gt=str(bsds_truth(args.bsds, args.split, i)),
-                  labels=str(labels), classes=classes, config=config, min_region=args.min_region, rgb=args.rgb)
-             for i in ids]
+    tasks = [
+        dict(
+            id=i,
+            image=str(bsds_image(args.bsds, args.split, i)),
+            gt=str(bsds_truth(args.bsds, args.split, i)),
+            labels=str(labels),
+            classes=classes,
+            config=config,
+            min_region=args.min_region,
+            rgb=args.rgb,
+        )
+        for i in ids
+    ]
     results = map_tasks(score_image, tasks, args.workers, "ablation")
 
-    lines = [f"BSDS500 {args.split}, {len(ids)} images, label maps of {settings or 'the defaults'}, "
-             f"N in {classes}; scales N|m=weight", "", *ods_ois_head("merging")]
+    lines = [
+        f"BSDS500 {args.split}, {len(ids)} images, label maps of {settings or 'the defaults'}, "
+        f"N in {classes}; scales N|m=weight",
+        "",
+        *ods_ois_head("merging"),
+    ]
     summaries = {}
     for name in list(VARIANTS) + ([RGB_ROW] if args.rgb else []):
         weights = WEIGHTS["plain" if name == "plain" else "default"]

@@ -156,13 +156,15 @@ def build_methods(spec: str, spot_sigmas: Sequence[float]) -> dict[str, Callable
             for s in spot_sigmas:
                 methods[f"voronoi-otsu-{s:g}"] = lambda im, s=float(s): run_voronoi_otsu(im, s)
         elif m := re.fullmatch(r"voronoi-otsu-(\d+(?:\.\d+)?)", name):
-            methods[name] = lambda im, s=float(m.group(1)): run_voronoi_otsu(im, s)
+            sigma = float(m.group(1))
+            methods[name] = lambda im, s=sigma: run_voronoi_otsu(im, s)
         elif name == "levelset" or name.startswith("levelset:"):
             settings = parse_settings(name.partition(":")[2]) if ":" in name else {}
             methods[name] = lambda im, kw=settings: run_levelset(im, **kw)
         else:
-            raise SystemExit(f"unknown method {name!r}: otsu, otsu-watershed, voronoi-otsu[-SIGMA], "
-                             "levelset[:key=value,...]")
+            raise SystemExit(
+                f"unknown method {name!r}: otsu, otsu-watershed, voronoi-otsu[-SIGMA], levelset[:key=value,...]"
+            )
     return methods
 
 
@@ -185,8 +187,9 @@ def warm_up(methods: dict[str, Callable]) -> None:
     warm_up_runs(methods.values(), blobs.astype(np.uint8))
 
 
-def run_set(root: Path, dataset: NucleiSet, methods: dict[str, Callable], limit: int | None,
-            keep_first: bool = False) -> tuple[list[dict], dict[str, Any]]:
+def run_set(
+    root: Path, dataset: NucleiSet, methods: dict[str, Callable], limit: int | None, keep_first: bool = False
+) -> tuple[list[dict], dict[str, Any]]:
     """Run and score every method on every image of a set.
 
     Returns the per-image records and, with ``keep_first`` (for the figure),
@@ -202,7 +205,7 @@ def run_set(root: Path, dataset: NucleiSet, methods: dict[str, Callable], limit:
             try:
                 labels, rec["seconds"] = timed(run, image)
                 rec.update(score(np.asarray(labels), truth, dataset.instances))
-            except Exception as exc:  # noqa: BLE001 - a failing method is reported, the run goes on
+            except Exception as exc:
                 rec["error"] = f"{type(exc).__name__}: {exc}"
                 if (name, rec["error"]) not in reported:
                     reported.add((name, rec["error"]))
@@ -272,8 +275,9 @@ def _sigma(name: str) -> str:
     return name.rsplit("-", 1)[1]
 
 
-BEST_NOTE = ("† spot σ chosen on these same images (best F1, for NIH3T3 best Dice, of the σ run): "
-             "an optimistic baseline.")
+BEST_NOTE = (
+    "† spot σ chosen on these same images (best F1, for NIH3T3 best Dice, of the σ run): an optimistic baseline."
+)
 
 
 def set_table(dataset: NucleiSet, summary: dict[str, dict], n_images: int) -> str:
@@ -306,16 +310,22 @@ def overview_table(summaries: dict[str, dict[str, dict]]) -> str:
     rows = [[name, *[cell(s, summary.get(name, {})) for s, summary in summaries.items()]] for name in names]
     best = {s: best_voronoi(NUCLEI_SETS[s], summary) for s, summary in summaries.items()}
     if all(best.values()):
-        rows.append(["voronoi-otsu, best σ per set †",
-                     *[cell(s, summaries[s][b], f" (σ {_sigma(b)})") for s, b in best.items()]])
+        rows.append(
+            [
+                "voronoi-otsu, best σ per set †",
+                *[cell(s, summaries[s][b], f" (σ {_sigma(b)})") for s, b in best.items()],
+            ]
+        )
     header = ["method"] + [f"{s} ({'F1 / AP / Dice' if NUCLEI_SETS[s].instances else 'Dice'})" for s in summaries]
     return "\n".join(markdown(header, rows) + (["", BEST_NOTE] if all(best.values()) else []))
 
 
 def per_image_table(dataset: NucleiSet, records: list[dict]) -> str:
     cols = _columns(dataset)
-    rows = [[r["image"], r["method"], *([_cell(r, k) for k, _ in cols] if "error" not in r else
-                                        ["error"] * len(cols))] for r in records]
+    rows = [
+        [r["image"], r["method"], *([_cell(r, k) for k, _ in cols] if "error" not in r else ["error"] * len(cols))]
+        for r in records
+    ]
     return "\n".join([f"{dataset.name}, per image:", "", *markdown(["image", "method", *[c for _, c in cols]], rows)])
 
 
@@ -360,8 +370,9 @@ def _caption(name: str | None, dataset: NucleiSet, records: list[dict], image_id
     return shown if dataset.instances else shown + " (foreground only: splits are not scored)"
 
 
-def write_figure(path: Path, results: dict[str, tuple[NucleiSet, list[dict], dict, dict]], crop: int,
-                 zoom: int = 2) -> None:
+def write_figure(
+    path: Path, results: dict[str, tuple[NucleiSet, list[dict], dict, dict]], crop: int, zoom: int = 2
+) -> None:
     """PNG grid: a row per set (its first image, cropped), the level-set method and the best baseline."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -380,10 +391,12 @@ def write_figure(path: Path, results: dict[str, tuple[NucleiSet, list[dict], dic
         panels = []
         for name, role in ((levelset, ""), (baseline, ", best baseline")):
             labels = kept["labels"].get(name) if name else None
-            rgb = _overlay(kept["image"][window], kept["truth"][window],
-                           None if labels is None else labels[window], zoom)
-            title = (f"{set_name} {kept['id']}: {name or 'levelset'}{role}\n"
-                     f"{_caption(name, dataset, records, kept['id'])}")
+            rgb = _overlay(
+                kept["image"][window], kept["truth"][window], None if labels is None else labels[window], zoom
+            )
+            title = (
+                f"{set_name} {kept['id']}: {name or 'levelset'}{role}\n{_caption(name, dataset, records, kept['id'])}"
+            )
             panels.append((Image.fromarray(rgb), title))
         rows.append(panels)
     if not rows:
@@ -407,17 +420,21 @@ def write_figure(path: Path, results: dict[str, tuple[NucleiSet, list[dict], dic
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Nuclei benchmark (instance F1 / AP, foreground Dice, s/image) for napari-levelset and "
-                    "classical baselines.",
+        "classical baselines.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("data", type=Path, help="the nuclei data folder (N2DH-GOWT1/, N2DL-HeLa/, NIH3T3/)")
     p.add_argument("--sets", default=",".join(NUCLEI_SETS), help="comma-separated sets: " + ", ".join(NUCLEI_SETS))
     p.add_argument("--limit", type=int, default=None, help="only the first N images of each set")
-    p.add_argument("--methods", default="otsu,otsu-watershed,voronoi-otsu,levelset",
-                   help="comma-separated: otsu, otsu-watershed, voronoi-otsu (the σ sweep) or voronoi-otsu-SIGMA, "
-                        "levelset or levelset:key=value,... (keyword arguments of segment)")
-    p.add_argument("--spot-sigmas", default=",".join(map(str, SPOT_SIGMAS)),
-                   help="spot σ swept by the voronoi-otsu method")
+    p.add_argument(
+        "--methods",
+        default="otsu,otsu-watershed,voronoi-otsu,levelset",
+        help="comma-separated: otsu, otsu-watershed, voronoi-otsu (the σ sweep) or voronoi-otsu-SIGMA, "
+        "levelset or levelset:key=value,... (keyword arguments of segment)",
+    )
+    p.add_argument(
+        "--spot-sigmas", default=",".join(map(str, SPOT_SIGMAS)), help="spot σ swept by the voronoi-otsu method"
+    )
     p.add_argument("--per-image", action="store_true", help="also print a row per image")
     p.add_argument("--figure", type=Path, default=None, help="write a PNG of outlines over one image per set")
     p.add_argument("--crop", type=int, default=360, help="side of the figure's crops (px; shown twice as large)")
@@ -447,8 +464,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         results[set_name] = (NUCLEI_SETS[set_name], records, kept, summarize(records))
     elapsed = time.perf_counter() - t_start
 
-    print(f"Nuclei benchmark, {root}: means over each set's images; s/image = wall clock of the segmentation call "
-          f"({args.threads} torch threads)\n")
+    print(
+        f"Nuclei benchmark, {root}: means over each set's images; s/image = wall clock of the segmentation call "
+        f"({args.threads} torch threads)\n"
+    )
     for dataset, records, _, summary in results.values():
         print(set_table(dataset, summary, len({r["image"] for r in records})), end="\n\n")
         if args.per_image:
@@ -461,10 +480,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
         write_figure(args.figure, results, args.crop)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "data": str(root), "methods": list(methods), "threads": args.threads, "elapsed_s": elapsed,
-            "summary": summaries, "records": [r for res in results.values() for r in res[1]],
-        }, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "data": str(root),
+                    "methods": list(methods),
+                    "threads": args.threads,
+                    "elapsed_s": elapsed,
+                    "summary": summaries,
+                    "records": [r for res in results.values() for r in res[1]],
+                },
+                indent=1,
+            )
+        )
     return summaries
 
 

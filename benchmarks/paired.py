@@ -53,8 +53,9 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("a", type=Path, help="cache folder of configuration A (the reference)")
     p.add_argument("b", type=Path, help="cache folder of configuration B")
-    p.add_argument("--output", default="levelset+ms",
-                   help="which output's records (levelset, levelset+cc, levelset+ms)")
+    p.add_argument(
+        "--output", default="levelset+ms", help="which output's records (levelset, levelset+cc, levelset+ms)"
+    )
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -69,20 +70,26 @@ def main(argv=None) -> dict:
     every = np.arange(len(ids))
     observed = ods(B, every) - ods(A, every)
     rng = np.random.default_rng(args.seed)
-    diffs = np.array([ods(B, idx) - ods(A, idx)
-                      for idx in rng.integers(0, len(ids), (args.resamples, len(ids)))])
+    diffs = np.array([ods(B, idx) - ods(A, idx) for idx in rng.integers(0, len(ids), (args.resamples, len(ids)))])
     lo, hi = np.percentile(diffs, [2.5, 97.5], axis=0)
-    name = lambda p: json.loads((p / "config.json").read_text())["config"].get("settings", {}) \
-        if (p / "config.json").is_file() else p.name  # noqa: E731
-    print(f"{len(ids)} images; A = {name(args.a)} ({len(scales_a)} scales), "
-          f"B = {name(args.b)} ({len(scales_b)} scales); {args.resamples} resamples")
+
+    def name(p):
+        config = p / "config.json"
+        return json.loads(config.read_text())["config"].get("settings", {}) if config.is_file() else p.name
+
+    print(
+        f"{len(ids)} images; A = {name(args.a)} ({len(scales_a)} scales), "
+        f"B = {name(args.b)} ({len(scales_b)} scales); {args.resamples} resamples"
+    )
     print()
     print("| measure | A ODS | B ODS | B - A | 95 % interval |")
     print("|---|---|---|---|---|")
     result = {}
     for k, m in enumerate(("SC", "PRI", "VI")):
-        print(f"| {m} | {ods(A, every)[k]:.3f} | {ods(B, every)[k]:.3f} | {observed[k]:+.3f} "
-              f"| {lo[k]:+.3f} … {hi[k]:+.3f} |")
+        print(
+            f"| {m} | {ods(A, every)[k]:.3f} | {ods(B, every)[k]:.3f} | {observed[k]:+.3f} "
+            f"| {lo[k]:+.3f} … {hi[k]:+.3f} |"
+        )
         result[m] = dict(diff=float(observed[k]), lo=float(lo[k]), hi=float(hi[k]))
     return result
 

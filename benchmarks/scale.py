@@ -54,8 +54,9 @@ def make_volume(path: str, side: int, chunk: int = 128, seed: int = 0) -> None:
     import zarr
 
     centres, radii, bright = _spheres(side, seed)
-    arr = zarr.create_array(path, shape=(side,) * 3, chunks=(chunk,) * 3, dtype=np.uint16, overwrite=True,
-                            zarr_format=2)
+    arr = zarr.create_array(
+        path, shape=(side,) * 3, chunks=(chunk,) * 3, dtype=np.uint16, overwrite=True, zarr_format=2
+    )
     for z0 in range(0, side, chunk):
         for y0 in range(0, side, chunk):
             for x0 in range(0, side, chunk):
@@ -71,11 +72,11 @@ def make_volume(path: str, side: int, chunk: int = 128, seed: int = 0) -> None:
                     s1 = np.minimum(np.ceil(c + r).astype(int) + 1, hi)
                     if np.any(s1 <= s0):
                         continue
-                    zz, yy, xx = np.ogrid[s0[0]:s1[0], s0[1]:s1[1], s0[2]:s1[2]]
+                    zz, yy, xx = np.ogrid[s0[0] : s1[0], s0[1] : s1[1], s0[2] : s1[2]]
                     inside = (zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2 <= r * r
-                    sub = block[s0[0] - z0:s1[0] - z0, s0[1] - y0:s1[1] - y0, s0[2] - x0:s1[2] - x0]
+                    sub = block[s0[0] - z0 : s1[0] - z0, s0[1] - y0 : s1[1] - y0, s0[2] - x0 : s1[2] - x0]
                     sub[inside] += b
-                arr[z0:hi[0], y0:hi[1], x0:hi[2]] = np.clip(block, 0, 65535).astype(np.uint16)
+                arr[z0 : hi[0], y0 : hi[1], x0 : hi[2]] = np.clip(block, 0, 65535).astype(np.uint16)
 
 
 def one_volume(args) -> dict:
@@ -97,8 +98,16 @@ def one_volume(args) -> dict:
     ranges = chunked.value_range(vol, structures=True)
     t_range = time.perf_counter() - t0
     t0 = time.perf_counter()
-    vm = chunked.fit_volume(vol, args.classes, iterations=args.iterations, crop=args.crop, crops=args.crops,
-                            seed=0, ranges=ranges, lam=args.lam)
+    vm = chunked.fit_volume(
+        vol,
+        args.classes,
+        iterations=args.iterations,
+        crop=args.crop,
+        crops=args.crops,
+        seed=0,
+        ranges=ranges,
+        lam=args.lam,
+    )
     t_fit = time.perf_counter() - t0
     t0 = time.perf_counter()
     labels = chunked.segment_volume(vol, dst, fitted=vm, tile=args.tile, overwrite=True, progress=False)
@@ -128,21 +137,53 @@ def one_volume(args) -> dict:
         agree_whole = float(np.mean(np.asarray(labels[:]) == ref))
     counts = np.zeros(vm.n_classes + 1, np.int64)
     for core, _ in chunked._tiles((side,) * 3, (args.tile,) * 3):
-        counts += np.bincount(np.asarray(labels[tuple(slice(a, b) for a, b in core)]).ravel(),
-                              minlength=vm.n_classes + 1)
-    return dict(side=side, make_s=round(t_make, 1), range_s=round(t_range, 1), fit_s=round(t_fit, 1),
-                labels_s=round(t_labels, 1), chunked_peak_gb=round(chunked_peak, 2), agree_crop=agree_crop, crop=c,
-                agree_whole=agree_whole,
-                label_fractions=[round(float(v), 4) for v in counts[1:] / counts.sum()], threads=args.threads)
+        counts += np.bincount(
+            np.asarray(labels[tuple(slice(a, b) for a, b in core)]).ravel(), minlength=vm.n_classes + 1
+        )
+    return dict(
+        side=side,
+        make_s=round(t_make, 1),
+        range_s=round(t_range, 1),
+        fit_s=round(t_fit, 1),
+        labels_s=round(t_labels, 1),
+        chunked_peak_gb=round(chunked_peak, 2),
+        agree_crop=agree_crop,
+        crop=c,
+        agree_whole=agree_whole,
+        label_fractions=[round(float(v), 4) for v in counts[1:] / counts.sum()],
+        threads=args.threads,
+    )
 
 
 def part_volume(args) -> None:
     rows = []
     for side in [int(s) for s in args.sizes.split(",")]:
-        cmd = [sys.executable, __file__, "--part", "volume", "--one", str(side), "--dir", args.dir,
-               "--threads", str(args.threads), "--tile", str(args.tile), "--iterations", str(args.iterations),
-               "--crop", str(args.crop), "--crops", str(args.crops), "--classes", str(args.classes),
-               "--lam", str(args.lam), "--check", str(args.check)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--part",
+            "volume",
+            "--one",
+            str(side),
+            "--dir",
+            args.dir,
+            "--threads",
+            str(args.threads),
+            "--tile",
+            str(args.tile),
+            "--iterations",
+            str(args.iterations),
+            "--crop",
+            str(args.crop),
+            "--crops",
+            str(args.crops),
+            "--classes",
+            str(args.classes),
+            "--lam",
+            str(args.lam),
+            "--check",
+            str(args.check),
+        ]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         text = proc.stdout.read()
@@ -162,10 +203,12 @@ def part_volume(args) -> None:
     if len(rows) > 1:
         base = rows[0]
         for row in rows[1:]:
-            print(f"{base['side']}^3 -> {row['side']}^3: voxels x{(row['side'] / base['side']) ** 3:.0f}, "
-                  f"labels time x{row['labels_s'] / base['labels_s']:.1f}, "
-                  f"whole run x{row['wall_s'] / base['wall_s']:.1f}, "
-                  f"peak memory of the chunked run {base['chunked_peak_gb']} -> {row['chunked_peak_gb']} GB")
+            print(
+                f"{base['side']}^3 -> {row['side']}^3: voxels x{(row['side'] / base['side']) ** 3:.0f}, "
+                f"labels time x{row['labels_s'] / base['labels_s']:.1f}, "
+                f"whole run x{row['wall_s'] / base['wall_s']:.1f}, "
+                f"peak memory of the chunked run {base['chunked_peak_gb']} -> {row['chunked_peak_gb']} GB"
+            )
 
 
 # -- files on a local dask cluster -----------------------------------------------------------------
@@ -204,15 +247,28 @@ def part_files(args) -> None:
             t0 = time.perf_counter()
             cluster = client = None
             if workers:
-                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.CRITICAL)
+                cluster = LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.CRITICAL,
+                )
                 client = Client(cluster)
                 client.run(warm)
             start = time.perf_counter() - t0
             load = os.getloadavg()[0]
             t0 = time.perf_counter()
-            summary = segment_files(inputs, out, client=client, threads=1, progress=False,
-                                    n_classes=args.classes, iterations=args.iterations, seed=0)
+            summary = segment_files(
+                inputs,
+                out,
+                client=client,
+                threads=1,
+                progress=False,
+                n_classes=args.classes,
+                iterations=args.iterations,
+                seed=0,
+            )
             dt = time.perf_counter() - t0
             if client is not None:
                 client.shutdown()
@@ -223,15 +279,22 @@ def part_files(args) -> None:
             runs[workers].append(len(inputs) / dt)
             outs.setdefault(workers, out)
             what = f"{workers} worker(s)" if workers else "in this process"
-            print(f"{what}: {len(inputs)} files in {dt:.1f} s, {len(inputs) / dt:.2f} files/s, load average "
-                  f"{load:.1f} at the start" + (f" (cluster started in {start:.1f} s, not counted)" if workers else ""),
-                  flush=True)
+            print(
+                f"{what}: {len(inputs)} files in {dt:.1f} s, {len(inputs) / dt:.2f} files/s, load average "
+                f"{load:.1f} at the start" + (f" (cluster started in {start:.1f} s, not counted)" if workers else ""),
+                flush=True,
+            )
         figures = {w: float(np.median(v)) for w, v in runs.items()}
-        same = all(np.array_equal(tifffile.imread(outs[0] / f.name), tifffile.imread(outs[w] / f.name))
-                   for f in inputs for w in (1, 2))
-        print(f"median files/s: in this process {figures[0]:.2f}, 1 worker {figures[1]:.2f}, 2 workers "
-              f"{figures[2]:.2f}; 2 workers / 1 worker: {figures[2] / figures[1]:.2f}x; 1 worker / in this process: "
-              f"{figures[1] / figures[0]:.2f}x; outputs identical: {same}")
+        same = all(
+            np.array_equal(tifffile.imread(outs[0] / f.name), tifffile.imread(outs[w] / f.name))
+            for f in inputs
+            for w in (1, 2)
+        )
+        print(
+            f"median files/s: in this process {figures[0]:.2f}, 1 worker {figures[1]:.2f}, 2 workers "
+            f"{figures[2]:.2f}; 2 workers / 1 worker: {figures[2] / figures[1]:.2f}x; 1 worker / in this process: "
+            f"{figures[1] / figures[0]:.2f}x; outputs identical: {same}"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

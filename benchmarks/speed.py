@@ -150,8 +150,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="256,512,64x64x64", help="comma list: 512 means 512x512; 64x64x64 a volume")
     ap.add_argument("--rgb", choices=["yes", "no", "both"], default="yes", help="2D images in RGB, grey or both")
     ap.add_argument("--classes", type=int, default=4)
-    ap.add_argument("--iterations", type=int, default=Settings().resolved().iterations,
-                    help="iterations per configuration")
+    ap.add_argument(
+        "--iterations", type=int, default=Settings().resolved().iterations, help="iterations per configuration"
+    )
     ap.add_argument("--timed", type=int, default=10, help="iterations timed for ms/iteration (after 3 warm-up)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--no-baseline", action="store_true", help="skip the naive baseline (very large sizes)")
@@ -187,8 +188,9 @@ def main(argv=None) -> int:
             size = parse_size(size_text)
             ch = None if len(size) == 3 else (None if args.rgb == "no" else 3)
             image, truth = phantom(size, args.classes, channels=ch, seed=0)
-            quiet, streamed = streaming_overhead(image, args.classes, device, args.iterations, args.streaming,
-                                                 len(size))
+            quiet, streamed = streaming_overhead(
+                image, args.classes, device, args.iterations, args.streaming, len(size)
+            )
             name = "x".join(map(str, size))
             print(f"{name:>12} {ch or 1:>3} | {quiet:14.2f} {streamed:14.2f} {100 * (streamed / quiet - 1):7.1f}%")
         return 0
@@ -208,11 +210,16 @@ def main(argv=None) -> int:
                 b = None
             else:
                 b = measure(
-                    image, truth, args.classes, device, args.baseline_iterations or args.iterations, args.timed,
-                    baseline
+                    image,
+                    truth,
+                    args.classes,
+                    device,
+                    args.baseline_iterations or args.iterations,
+                    args.timed,
+                    baseline,
                 )
             name = "x".join(map(str, size))
-            fmt = lambda v, f: "-" if b is None else format(v, f)  # noqa: E731
+            fmt = lambda v, f, b=b: "-" if b is None else format(v, f)  # noqa: E731
             print(
                 f"{name:>12} {ch or 1:>3} | {a['ms_per_it']:8.1f} {fmt(b and b['ms_per_it'], '8.1f')} "
                 f"{fmt(b and b['ms_per_it'] / a['ms_per_it'], '6.1f')} | {a['first_labels']:9.2f} | "

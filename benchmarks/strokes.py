@@ -137,8 +137,15 @@ def run_rf(image: np.ndarray, strokes: np.ndarray, n_classes: int) -> np.ndarray
     from skimage.future import fit_segmenter, predict_segmenter
     from sklearn.ensemble import RandomForestClassifier
 
-    features = multiscale_basic_features(image, intensity=True, edges=False, texture=True, sigma_min=1,
-                                         sigma_max=16, channel_axis=-1 if image.ndim == 3 else None)
+    features = multiscale_basic_features(
+        image,
+        intensity=True,
+        edges=False,
+        texture=True,
+        sigma_min=1,
+        sigma_max=16,
+        channel_axis=-1 if image.ndim == 3 else None,
+    )
     forest = RandomForestClassifier(n_estimators=50, n_jobs=-1, max_depth=10, max_samples=0.05, random_state=0)
     return predict_segmenter(features, fit_segmenter(strokes, features, forest))
 
@@ -184,25 +191,30 @@ def warm_up(methods: dict[str, Run]) -> None:
     warm_up_runs(methods.values(), image, strokes, 2)  # warnings ignored: the forest's, too few samples here
 
 
-def run_all(cases: Sequence[Case], methods: dict[str, Run], keep: set[tuple[str, str]]
-            ) -> tuple[list[dict], dict[tuple[str, str], dict[str, np.ndarray]]]:
+def run_all(
+    cases: Sequence[Case], methods: dict[str, Run], keep: set[tuple[str, str]]
+) -> tuple[list[dict], dict[tuple[str, str], dict[str, np.ndarray]]]:
     """Run and score every method on every case; also return the labels of the cases in ``keep``."""
     records, kept = [], {}
     for case in cases:
         for name, run in methods.items():
             rec: dict[str, Any] = {"set": case.set, "image": case.id, "method": name, "classes": case.n_classes}
             try:
-                labels, rec["seconds"] = timed(lambda: np.asarray(run(case.image, case.strokes, case.n_classes)))
+                labels, rec["seconds"] = timed(
+                    lambda run=run, case=case: np.asarray(run(case.image, case.strokes, case.n_classes))
+                )
                 rec.update(stroke_scores(labels, case))
-            except Exception as exc:  # noqa: BLE001 - a failing method is reported, the run goes on
+            except Exception as exc:
                 rec["error"] = f"{type(exc).__name__}: {exc}"
                 print(f"{case.set} {case.id} {name}: {rec['error']}", file=sys.stderr)
             else:
                 if (case.set, case.id) in keep:
                     kept.setdefault((case.set, case.id), {})[name] = labels
                 shown = ", ".join(f"{k} {rec[k]:.3f}" for k in ("miou", "accuracy", "dice") if k in rec)
-                print(f"{case.set} {case.id} {name} (K {case.n_classes}): {shown}, {rec['seconds']:.2f} s",
-                      file=sys.stderr)
+                print(
+                    f"{case.set} {case.id} {name} (K {case.n_classes}): {shown}, {rec['seconds']:.2f} s",
+                    file=sys.stderr,
+                )
             records.append(rec)
     return records, kept
 
@@ -212,7 +224,8 @@ def summarize(records: Sequence[dict]) -> dict[str, dict[str, dict[str, Any]]]:
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for rec in records:
         out.setdefault(rec["set"], {}).setdefault(rec["method"], {"ok": [], "failed": []})[
-            "failed" if "error" in rec else "ok"].append(rec)
+            "failed" if "error" in rec else "ok"
+        ].append(rec)
     for methods in out.values():
         for name, groups in methods.items():
             ok, failed = groups["ok"], groups["failed"]
@@ -234,8 +247,11 @@ def format_table(summary: dict[str, dict[str, dict]], methods: Sequence[str]) ->
     rows = []
     for set_name, by_method in summary.items():
         n = max(e["n_images"] + e.get("n_failed", 0) for e in by_method.values())
-        keys = ("dice", "miou", "seconds") if any("dice" in e for e in by_method.values()) else (
-            "miou", "accuracy", "seconds")
+        keys = (
+            ("dice", "miou", "seconds")
+            if any("dice" in e for e in by_method.values())
+            else ("miou", "accuracy", "seconds")
+        )
         for j, key in enumerate(keys):
             cells = []
             for m in methods:
@@ -247,8 +263,20 @@ def format_table(summary: dict[str, dict[str, dict]], methods: Sequence[str]) ->
 
 
 # ------------------------------------------------------------------ figure
-PALETTE = np.array([(70, 70, 70), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-                    (145, 30, 180), (70, 240, 240), (240, 50, 230)], np.uint8)  # index 0: not scored
+PALETTE = np.array(
+    [
+        (70, 70, 70),
+        (230, 25, 75),
+        (60, 180, 75),
+        (255, 225, 25),
+        (0, 130, 200),
+        (245, 130, 48),
+        (145, 30, 180),
+        (70, 240, 240),
+        (240, 50, 230),
+    ],
+    np.uint8,
+)  # index 0: not scored
 
 
 def _display(image: np.ndarray) -> np.ndarray:
@@ -271,8 +299,10 @@ def _panels(case: Case, labels: dict[str, np.ndarray], height: int) -> list[tupl
     shown = np.asarray(Image.fromarray(_display(case.image)).resize(size, Image.BILINEAR)).copy()
     small = np.asarray(Image.fromarray(strokes).resize(size, Image.NEAREST))
     shown[small > 0] = PALETTE[small[small > 0]]
-    panels = [(Image.fromarray(shown), f"{case.set} {case.id}\nstrokes, K {case.n_classes}"),
-              (Image.fromarray(PALETTE[case.truth]).resize(size, Image.NEAREST), "truth\n(grey: not scored)")]
+    panels = [
+        (Image.fromarray(shown), f"{case.set} {case.id}\nstrokes, K {case.n_classes}"),
+        (Image.fromarray(PALETTE[case.truth]).resize(size, Image.NEAREST), "truth\n(grey: not scored)"),
+    ]
     for name, lab in labels.items():
         s = stroke_scores(lab, case)
         caption = f"mIoU {s['miou']:.2f}" + (f", Dice {s['dice']:.2f}" if "dice" in s else f", acc {s['accuracy']:.2f}")
@@ -281,8 +311,9 @@ def _panels(case: Case, labels: dict[str, np.ndarray], height: int) -> list[tupl
     return panels
 
 
-def write_figure(path: Path, cases: Sequence[Case], labels: dict[tuple[str, str], dict[str, np.ndarray]],
-                 height: int = 280) -> None:
+def write_figure(
+    path: Path, cases: Sequence[Case], labels: dict[tuple[str, str], dict[str, np.ndarray]], height: int = 280
+) -> None:
     """PNG grid: a row per case in ``labels``, panels from ``_panels``."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -295,10 +326,14 @@ def write_figure(path: Path, cases: Sequence[Case], labels: dict[tuple[str, str]
         return
     pad, text_h = 12, 46
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    widths = [[max(p.width, measure.multiline_textbbox((0, 0), t, font=font, spacing=2)[2]) for p, t in row]
-              for row in rows]
-    sheet = Image.new("RGB", (max(map(sum, widths)) + pad * (max(map(len, rows)) + 1),
-                              pad + len(rows) * (text_h + height + pad)), "white")
+    widths = [
+        [max(p.width, measure.multiline_textbbox((0, 0), t, font=font, spacing=2)[2]) for p, t in row] for row in rows
+    ]
+    sheet = Image.new(
+        "RGB",
+        (max(map(sum, widths)) + pad * (max(map(len, rows)) + 1), pad + len(rows) * (text_h + height + pad)),
+        "white",
+    )
     draw = ImageDraw.Draw(sheet)
     for r, row in enumerate(rows):
         top, left = pad + r * (text_h + height + pad), pad
@@ -323,15 +358,18 @@ def figure_cases(cases: Sequence[Case], n: int = 3) -> list[Case]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Strokes benchmark: segmentation from a few synthetic strokes, scored against the truth "
-                    "they were drawn from (mean IoU, pixel accuracy, foreground Dice, s/image).",
+        "they were drawn from (mean IoU, pixel accuracy, foreground Dice, s/image).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--bsds", type=Path, default=None, help="BSDS500 folder (images/, groundTruth/)")
     p.add_argument("--split", default="val", help="BSDS500 split")
     p.add_argument("--nuclei", type=Path, default=None, help="nuclei folder (N2DH-GOWT1/, N2DL-HeLa/, NIH3T3/)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images of BSDS500 and of each nuclei set")
-    p.add_argument("--methods", default="levelset,rf",
-                   help="comma-separated: levelset, levelset:key=value,..., first, first:key=value,..., rf")
+    p.add_argument(
+        "--methods",
+        default="levelset,rf",
+        help="comma-separated: levelset, levelset:key=value,..., first, first:key=value,..., rf",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the strokes")
     p.add_argument("--json", type=Path, default=None, help="write per-image records and the summary")
     p.add_argument("--figure", type=Path, default=None, help="write a PNG of strokes, truth and results")
@@ -360,19 +398,32 @@ def main(argv: Sequence[str] | None = None) -> dict:
     elapsed = time.perf_counter() - t_start
     summary = summarize(records)
 
-    print(f"Strokes benchmark: means over each set's images; s / image = wall clock of one call "
-          f"({args.threads} torch threads, seed {args.seed})\n")
+    print(
+        f"Strokes benchmark: means over each set's images; s / image = wall clock of one call "
+        f"({args.threads} torch threads, seed {args.seed})\n"
+    )
     print(format_table(summary, list(methods)))
     print(f"\n(all methods on all images: {elapsed:.1f} s)", file=sys.stderr)
     if args.figure:
         write_figure(args.figure, shown, kept)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "bsds": str(args.bsds), "split": args.split, "nuclei": str(args.nuclei), "methods": list(methods),
-            "threads": args.threads, "seed": args.seed, "elapsed_s": elapsed, "summary": summary,
-            "records": records,
-        }, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "bsds": str(args.bsds),
+                    "split": args.split,
+                    "nuclei": str(args.nuclei),
+                    "methods": list(methods),
+                    "threads": args.threads,
+                    "seed": args.seed,
+                    "elapsed_s": elapsed,
+                    "summary": summary,
+                    "records": records,
+                },
+                indent=1,
+            )
+        )
     return summary
 
 

@@ -45,8 +45,16 @@ def _run(name: str, args, start: float, queue) -> None:
 
     from napari_levelset.training.train import train
 
-    cfg = dict(CONFIGS[name], crop=args.crop, batch_size=args.batch_size, device=args.device, progress=False,
-               checkpoint_every=10**9, resume=False, kmeans_heads=args.kmeans_heads)
+    cfg = dict(
+        CONFIGS[name],
+        crop=args.crop,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=False,
+        checkpoint_every=10**9,
+        resume=False,
+        kmeans_heads=args.kmeans_heads,
+    )
     images = _images(Path(args.images))
     out = Path(args.out)
     tmp = out / f".{name}.calib.pt"
@@ -61,14 +69,34 @@ def _run(name: str, args, start: float, queue) -> None:
     km = km if km >= 2 else 0  # (a count of 1 would read as the fraction 1.0)
     steps = km + int(max(0.0, left - km * timing["kmeans"]) / timing["plain"] * args.safety)
     t0 = time.time()
-    res = train(images, out / f"{name}.pt", steps=steps, kmeans_steps=km, lr=args.lr, seed=args.seed,
-                metadata=dict(command=f"benchmarks/train_gpu.py --configs {name} --crop {args.crop} "
-                              f"--batch-size {args.batch_size} --lr {args.lr} --seed {args.seed} "
-                              f"(steps {steps}, k-means steps {km})"), **cfg)
+    res = train(
+        images,
+        out / f"{name}.pt",
+        steps=steps,
+        kmeans_steps=km,
+        lr=args.lr,
+        seed=args.seed,
+        metadata=dict(
+            command=f"benchmarks/train_gpu.py --configs {name} --crop {args.crop} "
+            f"--batch-size {args.batch_size} --lr {args.lr} --seed {args.seed} "
+            f"(steps {steps}, k-means steps {km})"
+        ),
+        **cfg,
+    )
     pixels = steps * args.batch_size * args.crop**2
-    queue.put((name, timing["kmeans"], timing["plain"], km, steps, pixels / SHIPPED_PIXELS,
-               float(res.metadata["final_loss"]), time.time() - t0,
-               torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"))
+    queue.put(
+        (
+            name,
+            timing["kmeans"],
+            timing["plain"],
+            km,
+            steps,
+            pixels / SHIPPED_PIXELS,
+            float(res.metadata["final_loss"]),
+            time.time() - t0,
+            torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        )
+    )
 
 
 def main(argv=None) -> int:
@@ -103,8 +131,10 @@ def main(argv=None) -> int:
         p.join()
     while not queue.empty():
         rows.append(queue.get())
-    print(f"{'config':8} {'s/step k-means':>14} {'s/step':>8} {'k-means':>8} {'steps':>7} "
-          f"{'pixels vs shipped':>18} {'final loss':>10} {'train s':>8}  device")
+    print(
+        f"{'config':8} {'s/step k-means':>14} {'s/step':>8} {'k-means':>8} {'steps':>7} "
+        f"{'pixels vs shipped':>18} {'final loss':>10} {'train s':>8}  device"
+    )
     for r in sorted(rows):
         print(f"{r[0]:8} {r[1]:14.4f} {r[2]:8.4f} {r[3]:8d} {r[4]:7d} {r[5]:17.1f}x {r[6]:10.4f} {r[7]:8.0f}  {r[8]}")
     failed = [p.exitcode for p in procs if p.exitcode]

@@ -70,14 +70,18 @@ def timing(args, configs: dict) -> str:
     for k, i in enumerate(ids):
         image = read_bsds_image(bsds_image(args.bsds, args.split, i))
         names = list(configs)
-        names = names[k % len(names):] + names[:k % len(names)]  # rotate the order
+        names = names[k % len(names) :] + names[: k % len(names)]  # rotate the order
         for name in names:
             settings = parse_set(configs[name][1::2])  # the values of its ["--set", "K=V", ...]
             seed = settings.pop("seed", 0)
             secs[name].append(timed(segment, image, n_classes=n, seed=seed, regions=regions, **settings)[1])
     base = np.median(secs["per-image"]) if "per-image" in secs else None
-    rows = [f"Interleaved timing, N={n}, regions={regions}, first {len(ids)} images (median s/seg):", "",
-            "| method | median s/seg | vs per-image |", "|---|---|---|"]
+    rows = [
+        f"Interleaved timing, N={n}, regions={regions}, first {len(ids)} images (median s/seg):",
+        "",
+        "| method | median s/seg | vs per-image |",
+        "|---|---|---|",
+    ]
     for name, v in secs.items():
         rel = f"{np.median(v) / base:.3f}x" if base else "-"
         rows.append(f"| {name} | {np.median(v):.2f} | {rel} |")
@@ -88,28 +92,61 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(p, limit=20, classes="2,3,4,5,6,7,8")
     p.add_argument("--model", default="unet", help="unet or a model file")
-    p.add_argument("--ft", action="append", default=[], metavar="K=V,K=V",
-                   help="one fine-tuned configuration (repeatable), e.g. iterations=20")
+    p.add_argument(
+        "--ft",
+        action="append",
+        default=[],
+        metavar="K=V,K=V",
+        help="one fine-tuned configuration (repeatable), e.g. iterations=20",
+    )
     p.add_argument("--skip-per-image", action="store_true")
-    p.add_argument("--skip-direct", action="store_true",
-                   help="no direct (not fine-tuned) U-Net run, e.g. for N beyond the model's trained heads")
-    p.add_argument("--timing", type=int, default=0, metavar="K",
-                   help="also time every configuration interleaved on the first K images "
-                        "(same load for all; medians reported)")
+    p.add_argument(
+        "--skip-direct",
+        action="store_true",
+        help="no direct (not fine-tuned) U-Net run, e.g. for N beyond the model's trained heads",
+    )
+    p.add_argument(
+        "--timing",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also time every configuration interleaved on the first K images (same load for all; medians reported)",
+    )
     p.add_argument("--timing-classes", type=int, default=4, help="N of the timed segmentations")
     p.add_argument("--timing-regions", default="classes", help="output of the timed segmentations")
     p.add_argument("--timing-only", action="store_true", help="only the timing, no benchmark")
-    p.add_argument("--regions", default="classes",
-                   help="outputs scored from every segmentation (bsds.py --regions): classes, connected, merged")
-    p.add_argument("--merge", default="0.1,0.2,0.3,0.5,0.8,1.2,2",
-                   help="merge weights of the merged output (bsds.py --merge)")
+    p.add_argument(
+        "--regions",
+        default="classes",
+        help="outputs scored from every segmentation (bsds.py --regions): classes, connected, merged",
+    )
+    p.add_argument(
+        "--merge", default="0.1,0.2,0.3,0.5,0.8,1.2,2", help="merge weights of the merged output (bsds.py --merge)"
+    )
     p.add_argument("--workers", type=int, default=1, help="worker processes of the benchmark runs (not the timing)")
     p.add_argument("--out", type=Path, default=OUT / "unet-val")
     args = p.parse_args(argv)
 
-    common = ["--bsds", str(args.bsds), "--split", args.split, "--limit", str(args.limit),
-              "--classes", args.classes, "--methods", "levelset", "--out", str(args.out),
-              "--regions", args.regions, "--merge", args.merge, "--workers", str(args.workers)]
+    common = [
+        "--bsds",
+        str(args.bsds),
+        "--split",
+        args.split,
+        "--limit",
+        str(args.limit),
+        "--classes",
+        args.classes,
+        "--methods",
+        "levelset",
+        "--out",
+        str(args.out),
+        "--regions",
+        args.regions,
+        "--merge",
+        args.merge,
+        "--workers",
+        str(args.workers),
+    ]
     model = f"model={args.model!r}"
     configs = {}
     if not args.skip_per_image or args.timing_only:
@@ -129,7 +166,7 @@ def main(argv=None) -> dict:
     for name, extra in configs.items():
         print(f"== {name}", file=sys.stderr)
         for output, summary in bsds.main(common + extra).items():
-            summaries[name if output == "levelset" else f"{name} {output[len('levelset'):]}"] = summary
+            summaries[name if output == "levelset" else f"{name} {output[len('levelset') :]}"] = summary
 
     base = next((s["sec_per_seg"] for n, s in summaries.items() if n.startswith("per-image")), None)
     lines = [
@@ -142,9 +179,7 @@ def main(argv=None) -> dict:
     ]
     for name, s in summaries.items():
         rel = f"{s['sec_per_seg'] / base:.2f}x" if base else "-"
-        lines.append(
-            f"| {name} | {ods_ois_cells(s)} | {s['sec_per_seg']:.2f} | {rel} |"
-        )
+        lines.append(f"| {name} | {ods_ois_cells(s)} | {s['sec_per_seg']:.2f} | {rel} |")
     if args.timing:
         lines += ["", timing(args, configs)]
     table = "\n".join(lines)

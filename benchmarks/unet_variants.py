@@ -55,8 +55,19 @@ from napari_levelset import evaluation as metrics
 from napari_levelset.io.prepare import prepare_image
 from napari_levelset.post.regions import connected_regions, merge_regions
 
-VARIANTS = ("base", "per-image", "rgb-merge", "emb-merge", "joint-kmeans", "lab-loss", "lab-pos-loss", "dw-head",
-            "mlp-head", "last", "cross-direct")
+VARIANTS = (
+    "base",
+    "per-image",
+    "rgb-merge",
+    "emb-merge",
+    "joint-kmeans",
+    "lab-loss",
+    "lab-pos-loss",
+    "dw-head",
+    "mlp-head",
+    "last",
+    "cross-direct",
+)
 WEIGHTS = (0.3, 0.5, 0.8, 1.2, 2.0)
 ITERATIONS = 20
 
@@ -122,7 +133,7 @@ def _lab_network(image, n: int, extra: int):
             s = max(float(spread), 1e-4)
             head = self.net.head
             w = torch.zeros_like(head.weight).view(head.out_channels, -1)
-            w[:, -centres.shape[1]:] = centres / s
+            w[:, -centres.shape[1] :] = centres / s
             head.weight.copy_(w.view_as(head.weight))
             head.bias.copy_(-(centres**2).sum(1) / (2 * s))
 
@@ -134,14 +145,16 @@ def _wrap_head(seg, kind: str) -> None:
 
     head = seg.model.head
     if kind == "dw-head":
-        dw = torch.nn.Conv2d(head.in_channels, head.in_channels, 3, padding=1, groups=head.in_channels,
-                             padding_mode="replicate")
+        dw = torch.nn.Conv2d(
+            head.in_channels, head.in_channels, 3, padding=1, groups=head.in_channels, padding_mode="replicate"
+        )
         with torch.no_grad():
             dw.weight.zero_()
             dw.weight[:, :, 1, 1] = 1
             dw.bias.zero_()
         seg.model.head = torch.nn.Sequential(dw, head)
     else:
+
         class MLPHead(torch.nn.Module):
             def __init__(self, hidden: int = 16):
                 super().__init__()
@@ -224,13 +237,23 @@ def main(argv=None) -> dict:
         raise SystemExit(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
     classes = parse_list(args.classes)
     ids = list_images(args.bsds.resolve(), args.split, args.limit)
-    tasks = [dict(image=str(bsds_image(args.bsds, args.split, i)), gt=str(bsds_truth(args.bsds, args.split, i)),
-                  variants=variants, classes=classes) for i in ids]
+    tasks = [
+        dict(
+            image=str(bsds_image(args.bsds, args.split, i)),
+            gt=str(bsds_truth(args.bsds, args.split, i)),
+            variants=variants,
+            classes=classes,
+        )
+        for i in ids
+    ]
     results = map_tasks(score_image, tasks, args.workers, "variants")
 
     scales = [f"{n}|m={w}" for n in classes for w in WEIGHTS]
-    lines = [f"BSDS500 {args.split}, first {len(ids)} images, N in {classes}, merged regions", "",
-             *ods_ois_head("variant", "s / image")]
+    lines = [
+        f"BSDS500 {args.split}, first {len(ids)} images, N in {classes}, merged regions",
+        "",
+        *ods_ois_head("variant", "s / image"),
+    ]
     summaries = {}
     for v in variants:
         s = metrics.summarize([r[v][0] for r in results], scales=scales)

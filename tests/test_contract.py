@@ -20,7 +20,10 @@ EXAMPLES = int(os.environ.get("NAPARI_LEVELSET_CONTRACT_EXAMPLES", "60"))
 
 DTYPES = st.sampled_from([np.uint8, np.uint16, np.int16, np.int64, np.float32, np.float64, np.bool_])
 ODD_NUMBERS = st.one_of(
-    st.integers(-3, 70), st.floats(allow_nan=True, allow_infinity=True), st.none(), st.booleans(),
+    st.integers(-3, 70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.none(),
+    st.booleans(),
     st.sampled_from(["2", 2.5, 1e300, -1e-300, 2**64]),
 )
 
@@ -44,8 +47,9 @@ def images(draw):
 
 
 #: well-formed images, so that most examples of the Segmenter test get as far as the live settings
-PLAIN_IMAGES = hnp.arrays(np.float32, st.sampled_from([(8, 8), (12, 9), (6, 7, 3), (4, 6, 6)]),
-                          elements=st.floats(0, 1, width=32))
+PLAIN_IMAGES = hnp.arrays(
+    np.float32, st.sampled_from([(8, 8), (12, 9), (6, 7, 3), (4, 6, 6)]), elements=st.floats(0, 1, width=32)
+)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
@@ -60,8 +64,16 @@ PLAIN_IMAGES = hnp.arrays(np.float32, st.sampled_from([(8, 8), (12, 9), (6, 7, 3
 )
 def test_a_valid_result_or_an_input_error(image, n_classes, lam, iterations, regions, seed, channel_axis):
     try:
-        labels = segment(image, n_classes=n_classes, lam=lam, iterations=iterations, regions=regions, seed=seed,
-                         channel_axis=channel_axis, device="cpu")
+        labels = segment(
+            image,
+            n_classes=n_classes,
+            lam=lam,
+            iterations=iterations,
+            regions=regions,
+            seed=seed,
+            channel_axis=channel_axis,
+            device="cpu",
+        )
     except InputError:
         return
     labels = np.asarray(labels)
@@ -76,8 +88,9 @@ def test_a_valid_result_or_an_input_error(image, n_classes, lam, iterations, reg
     image=st.one_of(PLAIN_IMAGES, PLAIN_IMAGES, images()),
     n_classes=st.one_of(st.integers(2, 4), st.integers(2, 4), ODD_NUMBERS),
     scribbles=st.one_of(st.none(), st.sampled_from(["fit", "wrong shape", "too high", "fractions", "text"])),
-    live=st.lists(st.tuples(st.sampled_from(["lam", "lr", "alpha"]), st.one_of(st.floats(0, 1), ODD_NUMBERS)),
-                  max_size=3),
+    live=st.lists(
+        st.tuples(st.sampled_from(["lam", "lr", "alpha"]), st.one_of(st.floats(0, 1), ODD_NUMBERS)), max_size=3
+    ),
     every=st.one_of(st.integers(1, 3), ODD_NUMBERS),
 )
 def test_a_segmenter_gives_valid_labels_or_an_input_error(image, n_classes, scribbles, live, every):
@@ -89,9 +102,13 @@ def test_a_segmenter_gives_valid_labels_or_an_input_error(image, n_classes, scri
         n = seg.n_classes
         if scribbles is not None:
             shape = seg.labels().shape
-            s = {"fit": np.zeros(shape, np.uint8), "wrong shape": np.zeros((3,) + shape, np.uint8),
-                 "too high": np.full(shape, n + 1, np.int32), "fractions": np.full(shape, 0.5),
-                 "text": np.full(shape, "a")}[scribbles]
+            s = {
+                "fit": np.zeros(shape, np.uint8),
+                "wrong shape": np.zeros((3,) + shape, np.uint8),
+                "too high": np.full(shape, n + 1, np.int32),
+                "fractions": np.full(shape, 0.5),
+                "text": np.full(shape, "a"),
+            }[scribbles]
             if scribbles == "fit":
                 s.flat[0] = 1
             seg.set_scribbles(s)
@@ -109,9 +126,29 @@ def test_a_segmenter_gives_valid_labels_or_an_input_error(image, n_classes, scri
 
 @settings(max_examples=max(10, EXAMPLES // 3), deadline=None, suppress_health_check=list(HealthCheck))
 @given(
-    setting=st.sampled_from(["n_classes", "lam", "lr", "alpha", "steps", "crop", "batch_size", "checkpoint_every",
-                             "seed", "warmup", "kmeans_weight", "kmeans_steps", "kmeans_heads", "base", "levels",
-                             "embed", "threads", "stop_after", "color"]),
+    setting=st.sampled_from(
+        [
+            "n_classes",
+            "lam",
+            "lr",
+            "alpha",
+            "steps",
+            "crop",
+            "batch_size",
+            "checkpoint_every",
+            "seed",
+            "warmup",
+            "kmeans_weight",
+            "kmeans_steps",
+            "kmeans_heads",
+            "base",
+            "levels",
+            "embed",
+            "threads",
+            "stop_after",
+            "color",
+        ]
+    ),
     value=st.one_of(st.integers(-3, 40), ODD_NUMBERS, st.sampled_from(["lab", [2, 3], [], [2, 300]])),
 )
 def test_train_writes_a_model_or_raises_an_input_error(tmp_path_factory, setting, value):
@@ -120,8 +157,9 @@ def test_train_writes_a_model_or_raises_an_input_error(tmp_path_factory, setting
 
     out = tmp_path_factory.mktemp("train") / "model.pt"
     image = np.random.default_rng(0).random((48, 48)).astype(np.float32)
-    kwargs = dict(n_classes=2, steps=2, crop=32, batch_size=1, base=2, levels=1, embed=2, progress=False,
-                  device="cpu", threads=1)
+    kwargs = dict(
+        n_classes=2, steps=2, crop=32, batch_size=1, base=2, levels=1, embed=2, progress=False, device="cpu", threads=1
+    )
     kwargs[setting] = value
     if setting == "steps" and isinstance(value, int) and value > 3:
         kwargs[setting] = 3

@@ -80,9 +80,13 @@ NEEDS_NAPARI = {"napari_levelset.napari._layers", "napari_levelset.napari._sessi
 def _public_names(module) -> list[str]:
     names = getattr(module, "__all__", None)
     if names is None:
-        names = [n for n, obj in vars(module).items()
-                 if not n.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
-                 and obj.__module__ == module.__name__]
+        names = [
+            n
+            for n, obj in vars(module).items()
+            if not n.startswith("_")
+            and (inspect.isfunction(obj) or inspect.isclass(obj))
+            and obj.__module__ == module.__name__
+        ]
     return sorted(names)
 
 

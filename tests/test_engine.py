@@ -277,7 +277,7 @@ def test_images_too_large_for_memory_are_optimised_on_crops():
 
 def test_crop_steps_use_whole_image_class_means():
     """A crop holding one class must not drag the other classes' means to its own colour."""
-    image, truth = phantom((96, 128), 3, channels=3, seed=3)
+    image, _truth = phantom((96, 128), 3, channels=3, seed=3)
     # position channels, as a colour photograph at N >= 8 or with regions gets them: on crops of a quarter of
     # the image two of these phases (lightness 0.46 and 0.67, same hue) merge without them at lam 0.05
     seg = Segmenter(image, 3, device="cpu", max_pixels=48 * 64, position=0.5)

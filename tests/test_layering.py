@@ -109,8 +109,11 @@ def test_cycle_finder_finds_a_cycle():
 
 def test_the_library_never_imports_the_command_line():
     graph = _internal_graph()
-    offenders = {m: sorted(t for t in targets if t.startswith("napari_levelset.cli"))
-                 for m, targets in graph.items() if not m.startswith("napari_levelset.cli")}
+    offenders = {
+        m: sorted(t for t in targets if t.startswith("napari_levelset.cli"))
+        for m, targets in graph.items()
+        if not m.startswith("napari_levelset.cli")
+    }
     assert {m: t for m, t in offenders.items() if t} == {}
 
 

@@ -81,7 +81,7 @@ def test_reference_ods_ois(bench_results):
 
 def _g(x: float) -> float:
     """Round like MATLAB's fprintf('%10g') followed by dlmread."""
-    return float("%10g" % x)
+    return float(f"{x:10g}")
 
 
 def test_reference_text_identical(bench_results):
@@ -96,7 +96,7 @@ def test_reference_text_identical(bench_results):
     sum_r = sum(img[0]["sumR"] for img in rounded)
 
     def fmt(*vals):
-        return " ".join("%10g" % v for v in vals)
+        return " ".join(f"{v:10g}" for v in vals)
 
     def read(name):
         return (BENCH / "expected" / name).read_text().rstrip("\n").split("\n")
@@ -484,8 +484,19 @@ def test_nuclei_benchmark_on_a_tiny_dataset(tmp_path, monkeypatch, capsys):
         raise RuntimeError("not yet")
 
     monkeypatch.setattr(napari_levelset, "segment", broken)
-    summaries = bench.main([str(tmp_path), "--sets", "HeLa,NIH3T3", "--methods", "otsu,voronoi-otsu-4,levelset:lam=0.1",
-                            "--json", str(tmp_path / "out.json"), "--figure", str(tmp_path / "fig.png")])
+    summaries = bench.main(
+        [
+            str(tmp_path),
+            "--sets",
+            "HeLa,NIH3T3",
+            "--methods",
+            "otsu,voronoi-otsu-4,levelset:lam=0.1",
+            "--json",
+            str(tmp_path / "out.json"),
+            "--figure",
+            str(tmp_path / "fig.png"),
+        ]
+    )
     hela = summaries["HeLa"]
     assert hela["otsu"]["n_images"] == 2
     assert hela["otsu"]["f1"] == 1.0 and hela["otsu"]["dice"] > 0.99  # the blur rounds the corners

@@ -37,4 +37,3 @@ def test_ruff_passes():
         pytest.skip("ruff is not installed (pip install -e '.[testing]' brings it)")
     done = subprocess.run([ruff, "check", "--no-cache", str(ROOT)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
-

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -131,7 +133,7 @@ def test_merging_is_nested_and_contrast_invariant():
     results = [merge_regions(over, features, lam) for lam in (0.02, 0.05, 0.1, 0.2, 0.5)]
     counts = [len(np.unique(r)) for r in results]
     assert counts == sorted(counts, reverse=True) and counts[0] > counts[-1]
-    for fine, coarse in zip(results, results[1:]):
+    for fine, coarse in itertools.pairwise(results):
         # every region at the larger weight is a union of regions at the smaller one
         pairs = np.unique(np.stack([fine.ravel(), coarse.ravel()]), axis=1)
         assert len(np.unique(pairs[0])) == pairs.shape[1]

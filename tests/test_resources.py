@@ -23,8 +23,9 @@ def _run_limited(code: str, headroom_mb: int) -> subprocess.CompletedProcess:
         vms = psutil.Process().memory_info().vms
         resource.setrlimit(resource.RLIMIT_AS, (vms + {headroom_mb} * 2**20, resource.RLIM_INFINITY))
     """)
-    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.parametrize("max_pixels", [None, 10**9])
@@ -32,7 +33,8 @@ def test_a_run_finishes_within_an_address_space_limit(max_pixels):
     """A 2048² image needs more than 800 MB at full resolution.  ``None``: the crops are planned from the
     limit, not from the machine's free memory; ``10**9`` (crops forbidden): the failed allocation falls
     back to crops.  Each in a fresh process, as the command runs."""
-    done = _run_limited(f"""
+    done = _run_limited(
+        f"""
         free = available_memory()
         assert free <= 800 * 2**20, free
         img = np.random.default_rng(0).normal(size=(2048, 2048)).astype(np.float32)
@@ -44,7 +46,9 @@ def test_a_run_finishes_within_an_address_space_limit(max_pixels):
         outside = np.bincount(labels[:400, :400].ravel()).argmax()
         assert inside != outside, (inside, outside)
         print("ok")
-    """, headroom_mb=800)
+    """,
+        headroom_mb=800,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("ok")
 
@@ -81,9 +85,12 @@ def test_cgroup_limits_are_read_at_every_level(tmp_path, monkeypatch, version):
 
 def test_out_of_memory_errors_are_recognised():
     assert resources.is_out_of_memory(MemoryError())
-    assert resources.is_out_of_memory(RuntimeError(
-        "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: "
-        "you tried to allocate 8 bytes"))
+    assert resources.is_out_of_memory(
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: "
+            "you tried to allocate 8 bytes"
+        )
+    )
     assert resources.is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert resources.is_out_of_memory(RuntimeError("std::bad_alloc"))
     assert not resources.is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
@@ -103,8 +110,13 @@ def test_the_command_finishes_within_an_address_space_limit(tmp_path):
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (2_500_000_000, resource.RLIM_INFINITY))
 
-    done = subprocess.run([sys.executable, "-m", "napari_levelset.cli.main", "segment", str(src), "-o", str(out),
-                           "--iterations", "3"], capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    done = subprocess.run(
+        [sys.executable, "-m", "napari_levelset.cli.main", "segment", str(src), "-o", str(out), "--iterations", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limit,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     labels = tifffile.imread(out)
     assert labels.shape == image.shape[:2] and len(np.unique(labels)) > 1

@@ -10,7 +10,7 @@ from napari_levelset.method.strokes import scribbles_to_grid, stroke_contrast
 
 def three_levels(shape, levels=(0.1, 0.5, 0.9), noise=0.05, seed=0):
     """Three vertical bands of the given grey levels with Gaussian noise; also the band index."""
-    band = (np.arange(shape[-1]) * 3 // shape[-1])
+    band = np.arange(shape[-1]) * 3 // shape[-1]
     band = np.broadcast_to(band, shape)
     rng = np.random.default_rng(seed)
     return (np.asarray(levels)[band] + noise * rng.standard_normal(shape)).astype(np.float32), band
@@ -66,7 +66,7 @@ def test_a_stroke_on_one_slice_of_a_volume_acts_in_3d():
     zz, yy, xx = np.mgrid[:24, :36, :44]
     ra = (zz - 12) ** 2 + (yy - 18) ** 2 + (xx - 11) ** 2
     rb = (zz - 12) ** 2 + (yy - 18) ** 2 + (xx - 32) ** 2
-    a, b = ra < 9 ** 2, rb < 9 ** 2
+    a, b = ra < 9**2, rb < 9**2
     rng = np.random.default_rng(1)
     volume = (0.1 + 0.4 * a + 0.8 * b + 0.05 * rng.standard_normal(a.shape)).astype(np.float32)
     scr = np.zeros(volume.shape, np.uint8)
@@ -76,15 +76,15 @@ def test_a_stroke_on_one_slice_of_a_volume_acts_in_3d():
     labels = segment(volume, n_classes=2, scribbles=scr, spatial_dims=3, device="cpu", iterations=30)
     assert labels.shape == volume.shape
     off = np.abs(zz - 12) >= 3  # slices the strokes are not on
-    inner_a, inner_b = ra < 7 ** 2, rb < 7 ** 2  # away from the partial-volume rim
+    inner_a, inner_b = ra < 7**2, rb < 7**2  # away from the partial-volume rim
     assert (labels[inner_a & off] == 1).mean() > 0.95
     assert (labels[inner_b & off] == 2).mean() > 0.95
-    assert (labels[(ra > 11 ** 2) & (rb > 11 ** 2) & off] == 1).mean() > 0.95
+    assert (labels[(ra > 11**2) & (rb > 11**2) & off] == 1).mean() > 0.95
 
 
 def test_strokes_on_a_multichannel_image():
     # two channels: the bands differ in channel 0, a square differs only in channel 1
-    ch0, band = three_levels((200, 330))
+    ch0, _band = three_levels((200, 330))
     ch1 = np.full(ch0.shape, 0.2, np.float32)
     ch1[60:140, 40:120] = 0.8
     image = np.stack([ch0, ch1])
@@ -131,7 +131,7 @@ def test_local_contrast_makes_dim_and_bright_objects_alike():
     rng = np.random.default_rng(0)
     x = (0.1 + 0.05 * dim + 0.8 * bright + 0.002 * rng.standard_normal(dim.shape)).astype(np.float32)
     log, norm = local_contrast(x, 24)
-    assert log.shape == norm.shape == x.shape and 0 <= norm.min() and norm.max() <= 1
+    assert log.shape == norm.shape == x.shape and norm.min() >= 0 and norm.max() <= 1
     assert np.median(norm[dim]) > 0.7 and np.median(norm[bright]) > 0.7  # both near 1 inside
     background = ~(np.hypot(yy - 30, xx - 30) < 20) & ~(np.hypot(yy - 60, xx - 90) < 20)
     assert np.median(norm[background]) < 0.1

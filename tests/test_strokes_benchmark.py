@@ -119,7 +119,11 @@ def test_nuclei_strokes_in_three_nuclei_and_on_the_background(bench):
 
 def test_methods_are_split_at_commas_outside_levelset_settings(bench):
     assert bench.split_methods("levelset:model='unet',iterations=30,rf, levelset,first:work_pixels=9,lam=1") == [
-        "levelset:model='unet',iterations=30", "rf", "levelset", "first:work_pixels=9,lam=1"]
+        "levelset:model='unet',iterations=30",
+        "rf",
+        "levelset",
+        "first:work_pixels=9,lam=1",
+    ]
     with pytest.raises(SystemExit):
         bench.build_methods("otsu")
 
@@ -130,9 +134,24 @@ def test_the_script_scores_every_method_on_both_datasets(bench, tmp_path, capsys
     _write_bsds(tmp_path / "bsds")
     _write_nuclei(tmp_path / "nuclei")
     out_json, figure = tmp_path / "out" / "strokes.json", tmp_path / "out" / "strokes.png"
-    summary = bench.main(["--bsds", str(tmp_path / "bsds"), "--nuclei", str(tmp_path / "nuclei"), "--limit", "1",
-                          "--methods", "levelset:iterations=10,rf,first", "--threads", "1",
-                          "--json", str(out_json), "--figure", str(figure)])
+    summary = bench.main(
+        [
+            "--bsds",
+            str(tmp_path / "bsds"),
+            "--nuclei",
+            str(tmp_path / "nuclei"),
+            "--limit",
+            "1",
+            "--methods",
+            "levelset:iterations=10,rf,first",
+            "--threads",
+            "1",
+            "--json",
+            str(out_json),
+            "--figure",
+            str(figure),
+        ]
+    )
     table = capsys.readouterr().out
     assert "| set (images) | score | levelset:iterations=10 | rf | first |" in table
     assert set(summary) == {"BSDS500 val", "HeLa", "NIH3T3"}

@@ -44,7 +44,7 @@ def test_many_tiles_are_used():
     assert [len(g) for g in grid] == [3, 4]
     for g in grid:  # keep ranges cover the image, halos hold the receptive field
         assert g[0][4] == 0 and g[-1][5] in (45, 61)
-        for c0, c1, i0, i1, k0, k1 in g:
+        for c0, _c1, i0, i1, k0, k1 in g:
             assert i0 % 4 == 0 and (i0 == 0 or k0 - i0 >= 22)
             assert k0 <= c0 and (i1 == g[-1][3] or i1 - k1 >= 22)
 

@@ -66,8 +66,9 @@ def test_segment_names_the_setting_the_value_and_the_range(image, name, value, a
     assert name in message and (repr(value)[:20] in message or str(value) in message), message
 
 
-@pytest.mark.parametrize("name,value,allowed", [b for b in BAD_SETTINGS if b[0] not in ("min_region", "merge",
-                                                                                       "iterations")])
+@pytest.mark.parametrize(
+    "name,value,allowed", [b for b in BAD_SETTINGS if b[0] not in ("min_region", "merge", "iterations")]
+)
 def test_segmenter_checks_the_same_settings(image, name, value, allowed):
     kwargs = {"n_classes": 2, "device": "cpu", name: value}
     with pytest.raises(InputError, match=allowed):
@@ -78,7 +79,7 @@ def test_no_number_of_classes_means_the_default(image):
     from napari_levelset.settings import Settings
 
     assert Segmenter(image, None, device="cpu").n_classes == Settings().resolved().n_classes == 4
-    with pytest.raises(InputError, match="n_classes.*2..65535.*'4'"):
+    with pytest.raises(InputError, match=r"n_classes.*2..65535.*'4'"):
         Segmenter(image, "4", device="cpu")
 
 
@@ -111,11 +112,14 @@ def test_live_settings_and_run_arguments_are_checked(image):
     assert seg.iteration == 0
 
 
-@pytest.mark.parametrize("scribbles", [
-    np.zeros((16, 16), np.complex64),
-    np.full((16, 16), "1"),
-    np.full((16, 16), np.nan),
-])
+@pytest.mark.parametrize(
+    "scribbles",
+    [
+        np.zeros((16, 16), np.complex64),
+        np.full((16, 16), "1"),
+        np.full((16, 16), np.nan),
+    ],
+)
 def test_scribbles_must_be_whole_numbers(image, scribbles):
     with pytest.raises(InputError, match="scribbles must be integer labels"):
         run_segment(image, scribbles=scribbles)
@@ -140,7 +144,7 @@ def test_a_loss_that_becomes_nan_ends_the_run_and_says_what_to_lower(image, monk
         return real(probs, x, lam, **kw) * float("nan")
 
     monkeypatch.setattr(engine, "levelset_loss", diverging)
-    with pytest.raises(InputError, match="lower lr.*or lam"):
+    with pytest.raises(InputError, match=r"lower lr.*or lam"):
         run_segment(image, iterations=3)
     seg = Segmenter(image, 2, device="cpu")
     with pytest.raises(InputError, match="lower lr"):

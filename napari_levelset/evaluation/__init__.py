@@ -27,18 +27,18 @@ from napari_levelset.evaluation.contingency import contingency, relabel
 from napari_levelset.evaluation.matching import AP_THRESHOLDS, foreground_dice, instance_scores, match_instances
 
 __all__ = [
-    "load_ground_truth",
-    "load_segmentations",
+    "AP_THRESHOLDS",
     "contingency",
-    "relabel",
     "covering_matches",
-    "rand_index",
-    "variation_of_information",
     "evaluate_image",
     "evaluate_segmentations",
-    "summarize",
-    "AP_THRESHOLDS",
-    "match_instances",
-    "instance_scores",
     "foreground_dice",
+    "instance_scores",
+    "load_ground_truth",
+    "load_segmentations",
+    "match_instances",
+    "rand_index",
+    "relabel",
+    "summarize",
+    "variation_of_information",
 ]

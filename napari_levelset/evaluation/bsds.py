@@ -64,14 +64,14 @@ import numpy as np
 from napari_levelset.evaluation.contingency import contingency, relabel
 
 __all__ = [
-    "load_ground_truth",
-    "load_segmentations",
     "covering_matches",
-    "rand_index",
-    "variation_of_information",
     "evaluate_image",
     "evaluate_segmentations",
+    "load_ground_truth",
+    "load_segmentations",
+    "rand_index",
     "summarize",
+    "variation_of_information",
 ]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["relabel", "contingency"]
+__all__ = ["contingency", "relabel"]
 
 
 def relabel(labels: np.ndarray) -> tuple[np.ndarray, int]:
@@ -40,9 +40,8 @@ def relabel(labels: np.ndarray) -> tuple[np.ndarray, int]:
     ([2, 0, 2, 1], 3)
     """
     labels = np.asarray(labels)
-    if labels.dtype.kind not in "iub":
-        if not np.all(np.equal(np.mod(labels, 1), 0)):
-            raise ValueError("label arrays must hold integer values")
+    if labels.dtype.kind not in "iub" and not np.all(np.equal(np.mod(labels, 1), 0)):
+        raise ValueError("label arrays must hold integer values")
     flat = labels.ravel()
     if flat.size == 0:
         raise ValueError("empty label array")

@@ -34,9 +34,9 @@ from napari_levelset.evaluation.contingency import relabel
 
 __all__ = [
     "AP_THRESHOLDS",
-    "match_instances",
-    "instance_scores",
     "foreground_dice",
+    "instance_scores",
+    "match_instances",
 ]
 
 
@@ -239,9 +239,7 @@ def foreground_dice(pred: np.ndarray, truth: np.ndarray) -> float:
     return _ratio(2 * int(np.count_nonzero(p & t)), total, total == 0)
 
 
-def instance_scores(
-    pred: np.ndarray, truth: np.ndarray, thresholds: Sequence[float] = AP_THRESHOLDS
-) -> dict[str, Any]:
+def instance_scores(pred: np.ndarray, truth: np.ndarray, thresholds: Sequence[float] = AP_THRESHOLDS) -> dict[str, Any]:
     """Instance F1, precision, recall and average precision, and foreground Dice.
 
     Parameters

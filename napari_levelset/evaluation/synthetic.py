@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["phantom", "matched_iou", "nuclei"]
+__all__ = ["matched_iou", "nuclei", "phantom"]
 
 
 def phantom(
@@ -208,8 +208,10 @@ def nuclei(
                 c = centres[j] + direction * (radii[j] + r) * 0.95
             else:
                 c = rng.uniform(r, extent - r)
-            if np.all(c > r) and np.all(c < extent - r) and all(
-                np.linalg.norm(c - o) > 0.9 * (r + ro) for o, ro in zip(centres, radii)
+            if (
+                np.all(c > r)
+                and np.all(c < extent - r)
+                and all(np.linalg.norm(c - o) > 0.9 * (r + ro) for o, ro in zip(centres, radii))
             ):
                 break
         else:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["kmeans", "smooth", "init_centres"]
+__all__ = ["init_centres", "kmeans", "smooth"]
 
 
 def sq_dist(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
@@ -124,8 +124,11 @@ def init_centres(
             fixed[int(j) - 1] = xs[s == j].mean(0)
     if fixed:
         free = [i for i in range(k) if i not in fixed]
-        found, _ = (kmeans(xs, len(free), seed=seed, fixed=torch.stack(list(fixed.values())),
-                           order_channels=order_channels) if free else (None, 0))
+        found, _ = (
+            kmeans(xs, len(free), seed=seed, fixed=torch.stack(list(fixed.values())), order_channels=order_channels)
+            if free
+            else (None, 0)
+        )
         centres = torch.empty(k, x.shape[1], device=x.device)
         for i, c in fixed.items():
             centres[i] = c

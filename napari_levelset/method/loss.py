@@ -33,12 +33,12 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "class_probs",
     "class_means",
+    "class_probs",
     "data_term",
-    "total_variation",
     "levelset_loss",
     "scribble_loss",
+    "total_variation",
 ]
 
 EPS = 1e-8
@@ -168,8 +168,10 @@ def data_term(
     else:
         _check(probs, image)
         if means.shape != (probs.shape[0], probs.shape[1], image.shape[1]):
-            raise ValueError(f"means must be (B, N, C) = {(probs.shape[0], probs.shape[1], image.shape[1])}, "
-                             f"got {tuple(means.shape)}")
+            raise ValueError(
+                f"means must be (B, N, C) = {(probs.shape[0], probs.shape[1], image.shape[1])}, "
+                f"got {tuple(means.shape)}"
+            )
         c = means.detach()
     y = probs.flatten(2)  # B N P
     x = image.flatten(2)  # B C P

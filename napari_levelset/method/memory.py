@@ -23,8 +23,18 @@ import torch
 from napari_levelset.nn.tiling import tiled_apply
 from napari_levelset.resources import available_memory
 
-__all__ = ["keep_step_buffers", "release_heap", "free_memory", "plan_crops", "smaller_crops", "random_window",
-           "start_statistics", "running_means", "tiled_logits", "CROP_MEAN_RATE"]
+__all__ = [
+    "CROP_MEAN_RATE",
+    "free_memory",
+    "keep_step_buffers",
+    "plan_crops",
+    "random_window",
+    "release_heap",
+    "running_means",
+    "smaller_crops",
+    "start_statistics",
+    "tiled_logits",
+]
 
 #: glibc ``mallopt`` parameters (malloc.h) and the values ``keep_step_buffers`` sets
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -64,8 +74,7 @@ def keep_step_buffers() -> bool:
             except (OSError, AttributeError):
                 pass
             else:
-                if lib.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and lib.mallopt(_M_TRIM_THRESHOLD,
-                                                                                  _TRIM_THRESHOLD):
+                if lib.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and lib.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD):
                     _libc = lib
     return bool(_libc)
 
@@ -98,8 +107,9 @@ def free_memory(device: torch.device) -> int:
     return available_memory()  # host memory, within the process's rlimit and cgroup
 
 
-def plan_crops(shape: tuple[int, ...], n_classes: int, max_pixels: int | None, width: int,
-               device: torch.device) -> dict | None:
+def plan_crops(
+    shape: tuple[int, ...], n_classes: int, max_pixels: int | None, width: int, device: torch.device
+) -> dict | None:
     """Whether optimisation steps must work on crops, and on which.
 
     Parameters
@@ -167,8 +177,9 @@ def smaller_crops(shape: tuple[int, ...], crop: dict | None) -> int | None:
     return max(used // 4, smallest)
 
 
-def random_window(rng: np.random.Generator, crop: dict, shape: tuple[int, ...],
-                  device: torch.device) -> tuple[torch.Tensor, tuple[slice, ...]]:
+def random_window(
+    rng: np.random.Generator, crop: dict, shape: tuple[int, ...], device: torch.device
+) -> tuple[torch.Tensor, tuple[slice, ...]]:
     """The batch items and the window of one crop step, drawn from ``rng``.
 
     Parameters
@@ -220,8 +231,9 @@ def start_statistics(centres: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([c * w, w], 1).unsqueeze(0).repeat(x.shape[0], 1, 1)
 
 
-def running_means(stats: torch.Tensor | None, probs: torch.Tensor, x: torch.Tensor, items: torch.Tensor,
-                  n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+def running_means(
+    stats: torch.Tensor | None, probs: torch.Tensor, x: torch.Tensor, items: torch.Tensor, n_items: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Whole-image class means for a crop step, from running statistics over crops.
 
     The means of one crop alone would follow whatever the crop holds: a class
@@ -293,8 +305,9 @@ def tiled_logits(model: torch.nn.Module, x: torch.Tensor, max_pixels: int, devic
     model.eval()
     try:
         chunks = [
-            tiled_apply(model, x[b : b + 1], radius=radius, multiple=multiple, tile=side, output="raw",
-                        out_device=device)
+            tiled_apply(
+                model, x[b : b + 1], radius=radius, multiple=multiple, tile=side, output="raw", out_device=device
+            )
             for b in range(x.shape[0])
         ]
     finally:

@@ -94,8 +94,13 @@ class ResultsMixin:
         if self._work is self.prepared:
             p = torch.softmax(self._ensure_logits(), dim=1)[:, order].transpose(0, 1).float().cpu().numpy()
         else:
-            p = np.stack([torch.softmax(self._full_logits(b), dim=1)[0, order].float().cpu().numpy()
-                          for b in range(self.x.shape[0])], axis=1)
+            p = np.stack(
+                [
+                    torch.softmax(self._full_logits(b), dim=1)[0, order].float().cpu().numpy()
+                    for b in range(self.x.shape[0])
+                ],
+                axis=1,
+            )
         return p.reshape((self.n_classes,) + self.prepared.out_shape)
 
     def features(self) -> np.ndarray:
@@ -120,8 +125,16 @@ class ResultsMixin:
             self._merge_features = np.moveaxis(x, 1, 0).reshape((x.shape[1],) + self.prepared.out_shape)
         return self._merge_features
 
-    def regions(self, labels: np.ndarray | None = None, mode: str = "connected", *, min_region: float | None = None,
-                merge: float | None = None, diameter: float | None = None, foreground=None) -> np.ndarray:
+    def regions(
+        self,
+        labels: np.ndarray | None = None,
+        mode: str = "connected",
+        *,
+        min_region: float | None = None,
+        merge: float | None = None,
+        diameter: float | None = None,
+        foreground=None,
+    ) -> np.ndarray:
         """``labels`` (default: the current ones) as regions: see ``napari_levelset.post.regions.to_regions``.
 
         ``merge`` and ``min_region`` default to the model's for ``mode``
@@ -176,13 +189,24 @@ class ResultsMixin:
         labels = self.labels() if labels is None else labels
         kind = self._model_kind
         default_merge, default_min_region = region_defaults(kind, mode)
-        return to_regions(labels, mode, min_region=default_min_region if min_region is None else min_region,
-                          features=self.features() if mode == "merged" else None,
-                          merge=default_merge if merge is None else merge,
-                          spatial_dims=len(self.prepared.spatial_shape), **MERGE_OPTIONS[kind])
+        return to_regions(
+            labels,
+            mode,
+            min_region=default_min_region if min_region is None else min_region,
+            features=self.features() if mode == "merged" else None,
+            merge=default_merge if merge is None else merge,
+            spatial_dims=len(self.prepared.spatial_shape),
+            **MERGE_OPTIONS[kind],
+        )
 
-    def instances(self, *, diameter: float | None = None, foreground=None, min_region: float | None = None,
-                  probs: np.ndarray | None = None) -> np.ndarray:
+    def instances(
+        self,
+        *,
+        diameter: float | None = None,
+        foreground=None,
+        min_region: float | None = None,
+        probs: np.ndarray | None = None,
+    ) -> np.ndarray:
         """One label per object of the foreground class(es): uint32, 0 background, 1..K.
 
         Parameters
@@ -219,6 +243,6 @@ class ResultsMixin:
         probs = self.probabilities() if probs is None else np.asarray(probs)
         out_shape = probs.shape[1:]  # the input's non-channel shape (or a larger one's, see ``segment``)
         ndim = len(self.prepared.spatial_shape)
-        p = probs[[k - 1 for k in fg]].sum(0).reshape((-1,) + out_shape[len(out_shape) - ndim:])
+        p = probs[[k - 1 for k in fg]].sum(0).reshape((-1,) + out_shape[len(out_shape) - ndim :])
         d = self.diameter if diameter is None else diameter
         return instance_labels_per_item(p, diameter=d, spacing=self.spacing, min_region=min_region).reshape(out_shape)

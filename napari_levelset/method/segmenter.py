@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,7 +72,7 @@ from napari_levelset.nn.models import forward_keeping_statistics
 from napari_levelset.resources import is_out_of_memory
 from napari_levelset.settings import SNAPSHOT_EVERY, Settings, default_position, model_kind
 
-__all__ = ["Snapshot", "Segmenter", "restore_segmenter"]
+__all__ = ["Segmenter", "Snapshot", "restore_segmenter"]
 
 
 @dataclass
@@ -196,8 +197,16 @@ class Segmenter(ResultsMixin):
         s = s.resolved(strokes=strokes, image=None)
         keep_step_buffers()
         self._model_kind = model_kind(s.model)  # "cnn": a network made for this image; the per-model tables' key
-        run_image = prepare_run_image(image, prepared, (channel_axis, spatial_dims), spacing, s, scribbles, strokes,
-                                      per_image=self._model_kind == "cnn")
+        run_image = prepare_run_image(
+            image,
+            prepared,
+            (channel_axis, spatial_dims),
+            spacing,
+            s,
+            scribbles,
+            strokes,
+            per_image=self._model_kind == "cnn",
+        )
         color = run_image.color
         #: physical size of a pixel (voxel) per spatial axis, or None (pixels)
         self.spacing = run_image.spacing
@@ -222,8 +231,14 @@ class Segmenter(ResultsMixin):
         self._brightness_channels = 1 if self.prepared.color == "lab" else self.image_channels
         if position:
             self.x = torch.cat([self.x, position_channels(self.x, position)], 1)
-        self.model = build_model(s, self.x.shape[1], self.image_channels, len(self.prepared.spatial_shape), color,
-                                 n_position=self.x.shape[1] - self.image_channels)
+        self.model = build_model(
+            s,
+            self.x.shape[1],
+            self.image_channels,
+            len(self.prepared.spatial_shape),
+            color,
+            n_position=self.x.shape[1] - self.image_channels,
+        )
         init, start_means, first_logits = self._start(s.init, scribbles)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr)
         self.iteration = 0
@@ -236,8 +251,14 @@ class Segmenter(ResultsMixin):
                 self._mean_stats = start_statistics(start_means, self.x)
         #: the settings this run was made with, every default resolved (``lam``, ``lr`` and ``alpha`` as made:
         #: the live values are the properties of the same names)
-        self.run_settings = s.replace(init=init, color=color, position=float(position), contrast=self.contrast,
-                                      diameter=self.diameter, device=str(self.device))
+        self.run_settings = s.replace(
+            init=init,
+            color=color,
+            position=float(position),
+            contrast=self.contrast,
+            diameter=self.diameter,
+            device=str(self.device),
+        )
         self._record = dict(  # what describes this run beside its settings
             crop=None if self._crop is None else list(self._crop["shape"]),
             work_shape=None if self._work is self.prepared else list(self._work.spatial_shape),
@@ -271,8 +292,9 @@ class Segmenter(ResultsMixin):
             start_scr = None
             if scribbles is not None:
                 start_scr = torch.from_numpy(self._to_work(self._check_scribbles(scribbles))).to(self.device)
-            start_means, self._spread, first_logits = kmeans_start(self.model, self.x, self.n_classes, self.seed,
-                                                                   start_scr, self._brightness_channels)
+            start_means, self._spread, first_logits = kmeans_start(
+                self.model, self.x, self.n_classes, self.seed, start_scr, self._brightness_channels
+            )
             if start_scr is not None:  # the k-means start took the strokes' classes from them
                 ids = torch.unique(start_scr).cpu()
                 self._seeded[ids[ids > 0] - 1] = True
@@ -396,8 +418,9 @@ class Segmenter(ResultsMixin):
             weights = {k: torch.as_tensor(np.asarray(v)) for k, v in state["model"].items()}
             self.model.load_state_dict(weights)
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-            raise InputError(f"the stored network state does not fit these settings ({exc.__class__.__name__})") \
-                from None
+            raise InputError(
+                f"the stored network state does not fit these settings ({exc.__class__.__name__})"
+            ) from None
         self.model.to(self.device)
         order = np.asarray(state.get("order", np.arange(self.n_classes)), dtype=np.int64)
         if sorted(order.tolist()) != list(range(self.n_classes)):
@@ -573,15 +596,18 @@ class Segmenter(ResultsMixin):
             raise InputError(
                 f"the optimisation diverged (loss {float(self._loss)} at iteration {self.iteration}): "
                 f"lower lr (now {self.lr:g}; allowed ({lo:g}, {hi:g}], default {Settings().lr:g}) "
-                f"or lam (now {self.lam:g}; default {Settings().resolved().lam:g})")
+                f"or lam (now {self.lam:g}; default {Settings().resolved().lam:g})"
+            )
 
     # -- reading results -----------------------------------------------------------
     @torch.no_grad()
     def _ensure_logits(self) -> torch.Tensor:
         if self._logits is None:  # whole-image logits that do not fit are computed tile by tile; the whole
             # image's as the optimisation sees them (training mode), BatchNorm's running statistics kept
-            self._logits = self._until_it_fits(lambda: forward_keeping_statistics(self.model, self.x)
-                                               if self._crop is None else self._tiled_logits(), "tiles")
+            self._logits = self._until_it_fits(
+                lambda: forward_keeping_statistics(self.model, self.x) if self._crop is None else self._tiled_logits(),
+                "tiles",
+            )
         return self._logits
 
     @torch.no_grad()
@@ -670,6 +696,11 @@ def restore_segmenter(image, settings: Mapping, state: Mapping | None = None, **
     data = join_channels(image, to_grey=bool(settings.get("to_grey", False)))
     seg = Segmenter(data, settings=s, **{k: settings.get(k) for k in _RECORD})
     if state is not None:
-        seg.load_state_dict({"model": state, "order": settings.get("order", list(range(seg.n_classes))),
-                             "iteration": settings.get("iteration", 0)})
+        seg.load_state_dict(
+            {
+                "model": state,
+                "order": settings.get("order", list(range(seg.n_classes))),
+                "iteration": settings.get("iteration", 0),
+            }
+        )
     return seg

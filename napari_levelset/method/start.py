@@ -35,8 +35,15 @@ from napari_levelset.post.instances import as_spacing, contrast_color, fluoresce
 from napari_levelset.resources import is_out_of_memory
 from napari_levelset.settings import Settings
 
-__all__ = ["RunImage", "prepare_run_image", "position_channels", "build_model", "resolve_init", "kmeans_start",
-           "check_head"]
+__all__ = [
+    "RunImage",
+    "build_model",
+    "check_head",
+    "kmeans_start",
+    "position_channels",
+    "prepare_run_image",
+    "resolve_init",
+]
 
 #: held while a network is built from the global torch generator (seeded, then restored)
 _GLOBAL_RNG_LOCK = threading.Lock()
@@ -73,8 +80,9 @@ class RunImage:
     merge_source: tuple | None
 
 
-def prepare_run_image(image, prepared: Prepared | None, axes: tuple, spacing, s: Settings, scribbles,
-                      strokes: bool, per_image: bool) -> RunImage:
+def prepare_run_image(
+    image, prepared: Prepared | None, axes: tuple, spacing, s: Settings, scribbles, strokes: bool, per_image: bool
+) -> RunImage:
     """The image of a run as its network will see it.
 
     Parameters
@@ -130,8 +138,14 @@ def prepare_run_image(image, prepared: Prepared | None, axes: tuple, spacing, s:
             work = stroke_channels(work, zoom, diameter, spacing, grid)
     # merging regions compares CIELAB on RGB images (unless color="rgb" was asked for), whatever the network saw
     lab_merge = s.color == "auto" and prepared.rgb and color != "lab" and image is not None
-    return RunImage(prepared=prepared, work=work, color=color, spacing=spacing, diameter=diameter,
-                    merge_source=(image, *axes) if lab_merge else None)
+    return RunImage(
+        prepared=prepared,
+        work=work,
+        color=color,
+        spacing=spacing,
+        diameter=diameter,
+        merge_source=(image, *axes) if lab_merge else None,
+    )
 
 
 def _input_color(s: Settings, per_image: bool) -> str:
@@ -176,8 +190,9 @@ def position_channels(x: torch.Tensor, weight: float) -> torch.Tensor:
     return torch.stack(grids).unsqueeze(0).expand(x.shape[0], len(spatial), *spatial).contiguous()
 
 
-def build_model(s: Settings, in_channels: int, image_channels: int, ndim: int, color: str,
-                n_position: int) -> torch.nn.Module:
+def build_model(
+    s: Settings, in_channels: int, image_channels: int, ndim: int, color: str, n_position: int
+) -> torch.nn.Module:
     """The run's network: the one given, a new per-image CNN, or a pretrained U-Net.
 
     Parameters
@@ -215,10 +230,19 @@ def build_model(s: Settings, in_channels: int, image_channels: int, ndim: int, c
         if isinstance(s.model, torch.nn.Module):
             return s.model
         if s.model == "cnn":
-            return init_parameters(PerImageCNN(in_channels, s.n_classes, width=s.width, depth=s.depth, ndim=ndim),
-                                   torch.Generator(device="cpu").manual_seed(s.seed))
-        return build_network(s.model, in_channels=image_channels, n_classes=s.n_classes, ndim=ndim,
-                             finetune=s.finetune, color=color, extra_channels=n_position)
+            return init_parameters(
+                PerImageCNN(in_channels, s.n_classes, width=s.width, depth=s.depth, ndim=ndim),
+                torch.Generator(device="cpu").manual_seed(s.seed),
+            )
+        return build_network(
+            s.model,
+            in_channels=image_channels,
+            n_classes=s.n_classes,
+            ndim=ndim,
+            finetune=s.finetune,
+            color=color,
+            extra_channels=n_position,
+        )
 
 
 def resolve_init(init: str, model: torch.nn.Module) -> str:
@@ -244,13 +268,18 @@ def resolve_init(init: str, model: torch.nn.Module) -> str:
     if init == "auto":  # a k-means start where the model can take one
         init = "kmeans" if getattr(model, "takes_centres", True) else "network"
     if init == "random" and isinstance(model, PretrainedNetwork):
-        raise InputError("init='random' is for the per-image CNN; a pretrained model starts from 'network' "
-                         "or 'kmeans'")
+        raise InputError("init='random' is for the per-image CNN; a pretrained model starts from 'network' or 'kmeans'")
     return init
 
 
-def kmeans_start(model: torch.nn.Module, x: torch.Tensor, n_classes: int, seed: int, scribbles: torch.Tensor | None,
-                 order_channels: int) -> tuple[torch.Tensor, float, torch.Tensor | None]:
+def kmeans_start(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    n_classes: int,
+    seed: int,
+    scribbles: torch.Tensor | None,
+    order_channels: int,
+) -> tuple[torch.Tensor, float, torch.Tensor | None]:
     """Start ``model`` from the image's k-means (``init_centres``; stroked classes from their strokes).
 
     Parameters
@@ -313,7 +342,10 @@ def check_head(model: torch.nn.Module, n_classes: int) -> None:
     if model.takes_centres:
         hint = "or fine-tune (a fine-tune starts its head from the image's k-means, init='kmeans')"
     else:  # a grey model given colour: the head cannot start from the image's colours
-        hint = ("since a new head needs a k-means start, which this model cannot take: it was trained "
-                "on grey images and sees this colour image as grey")
-    raise InputError(f"this model has heads for {count_ranges(model.head_counts)} classes, "
-                     f"not {n_classes}: use one of those, {hint}")
+        hint = (
+            "since a new head needs a k-means start, which this model cannot take: it was trained "
+            "on grey images and sees this colour image as grey"
+        )
+    raise InputError(
+        f"this model has heads for {count_ranges(model.head_counts)} classes, not {n_classes}: use one of those, {hint}"
+    )

@@ -34,8 +34,18 @@ import numpy as np
 from napari_levelset.post.instances import _background, estimate_diameter, noise_sigma, resample_prepared
 from napari_levelset.settings import STROKE_ITERATIONS, STROKE_PIXELS, stroke_contrast
 
-__all__ = ["STROKE_PIXELS", "STROKE_ITERATIONS", "stroke_contrast", "stroke_means", "working_copy",
-           "stroke_channels", "stroke_separation", "local_contrast", "scribbles_to_grid", "upsample_logits"]
+__all__ = [
+    "STROKE_ITERATIONS",
+    "STROKE_PIXELS",
+    "local_contrast",
+    "scribbles_to_grid",
+    "stroke_channels",
+    "stroke_contrast",
+    "stroke_means",
+    "stroke_separation",
+    "upsample_logits",
+    "working_copy",
+]
 
 #: ``local_contrast``: the local maximum an object is normalised by is taken over this many diameters
 NORMALISE_DIAMETERS = 1.0
@@ -229,8 +239,9 @@ def stroke_channels(work, zoom: float = 1.0, diameter: float | None = None, spac
     if diameter is not None:
         sp = np.ones(data.ndim - 2) if spacing is None else np.asarray(spacing, np.float64)
         d = float(diameter) * float(zoom) / sp
-    out = np.stack([np.concatenate([local_contrast(data[b, c], d) for c in range(data.shape[1])])
-                    for b in range(data.shape[0])])
+    out = np.stack(
+        [np.concatenate([local_contrast(data[b, c], d) for c in range(data.shape[1])]) for b in range(data.shape[0])]
+    )
     if scribbles is not None and stroke_separation(out, scribbles) < MIN_SEPARATION:
         return work  # the maps do not tell the strokes apart: grey phases, not objects on a background
     return replace(work, data=np.ascontiguousarray(out, np.float32))

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["PerImageCNN", "conv_layer", "norm_layer", "init_parameters", "forward_keeping_statistics"]
+__all__ = ["PerImageCNN", "conv_layer", "forward_keeping_statistics", "init_parameters", "norm_layer"]
 
 
 @torch.no_grad()
@@ -90,8 +90,11 @@ def forward_keeping_statistics(model: nn.Module, x: torch.Tensor) -> torch.Tenso
     >>> float(bn.running_mean), int(bn.num_batches_tracked)
     (0.0, 0)
     """
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-             and m.training and m.track_running_stats]
+    norms = [
+        m
+        for m in model.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+    ]
     saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
     try:
         for m in norms:

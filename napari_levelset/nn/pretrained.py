@@ -25,7 +25,7 @@ from napari_levelset.nn.models import conv_layer
 from napari_levelset.nn.tiling import tiled_apply
 from napari_levelset.nn.unet import LevelSetUNet
 
-__all__ = ["PretrainedNetwork", "build_network", "CACHE_BYTES"]
+__all__ = ["CACHE_BYTES", "PretrainedNetwork", "build_network"]
 
 #: Largest embedding (bytes) kept between calls when the body is frozen.
 CACHE_BYTES = 1 << 30
@@ -81,8 +81,17 @@ class PretrainedNetwork(nn.Module):
     #: ``napari_levelset.nn.model_files.save_model`` (it is saved as a one-head ``LevelSetUNet``)
     pretrained = True
 
-    def __init__(self, unet: LevelSetUNet, n_classes: int, in_channels: int, ndim: int, finetune: str = "head",
-                 tile: int | None = None, extra_channels: int = 0, model_color: str = "rgb"):
+    def __init__(
+        self,
+        unet: LevelSetUNet,
+        n_classes: int,
+        in_channels: int,
+        ndim: int,
+        finetune: str = "head",
+        tile: int | None = None,
+        extra_channels: int = 0,
+        model_color: str = "rgb",
+    ):
         super().__init__()
         self.body = unet.body
         #: False for a class count the model has no trained head for: the head is then new
@@ -223,8 +232,9 @@ class PretrainedNetwork(nn.Module):
                     fn = lambda t: self._slices(self.body.trunk, t)  # noqa: E731
                 else:
                     fn = self._frozen_fn
-                out = tiled_apply(fn, xa, radius=self.receptive_radius, multiple=self.multiple,
-                                  tile=self._tile(), out_device=x.device)
+                out = tiled_apply(
+                    fn, xa, radius=self.receptive_radius, multiple=self.multiple, tile=self._tile(), out_device=x.device
+                )
             else:
                 out = self._frozen_fn(xa)
         if out.numel() * out.element_size() <= CACHE_BYTES:
@@ -312,8 +322,14 @@ class PretrainedNetwork(nn.Module):
             return self._whole(x)
         if self.finetune == "all":  # nothing is frozen: no cache (the body changes), tiled when large
             if self._big(x):
-                return tiled_apply(self._whole, x, radius=self.receptive_radius, multiple=self.multiple,
-                                   tile=self._tile(), out_device=x.device)
+                return tiled_apply(
+                    self._whole,
+                    x,
+                    radius=self.receptive_radius,
+                    multiple=self.multiple,
+                    tile=self._tile(),
+                    out_device=x.device,
+                )
             return self._whole(x)
         img, extra = self._split(x)
         if self.finetune == "head":  # everything but the 1x1 head is fixed: keep its whole input
@@ -361,9 +377,17 @@ def _channel_adaptation(cin: int, cmodel: int, model_color: str = "rgb") -> str:
     )
 
 
-def build_network(model: str | os.PathLike = "unet", in_channels: int = 3, n_classes: int = 4, ndim: int = 2,
-                  *, finetune: str = "head", tile: int | None = None, color: str | None = None,
-                  extra_channels: int = 0) -> PretrainedNetwork:
+def build_network(
+    model: str | os.PathLike = "unet",
+    in_channels: int = 3,
+    n_classes: int = 4,
+    ndim: int = 2,
+    *,
+    finetune: str = "head",
+    tile: int | None = None,
+    color: str | None = None,
+    extra_channels: int = 0,
+) -> PretrainedNetwork:
     """The network ``Segmenter`` uses for ``model`` other than ``cnn``.
 
     ``model`` is ``"unet"`` (the shipped model, trained on BSDS500) or the path
@@ -428,7 +452,15 @@ def build_network(model: str | os.PathLike = "unet", in_channels: int = 3, n_cla
     grey_on_lab = color == "rgb" and _channel_adaptation(int(in_channels), net.in_channels, trained) == "lightness"
     if color is not None and color != trained and not grey_on_lab:
         raise InputError(f"this model was trained on {trained!r} input, not {color!r}: use color={trained!r}")
-    out = PretrainedNetwork(net, n_classes, in_channels=int(in_channels), ndim=int(ndim), finetune=finetune,
-                            tile=tile, extra_channels=extra_channels, model_color=trained)
+    out = PretrainedNetwork(
+        net,
+        n_classes,
+        in_channels=int(in_channels),
+        ndim=int(ndim),
+        finetune=finetune,
+        tile=tile,
+        extra_channels=extra_channels,
+        model_color=trained,
+    )
     out.metadata = meta
     return out

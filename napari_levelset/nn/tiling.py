@@ -35,14 +35,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from napari_levelset.nn.devices import resolve_device
 
-__all__ = ["tiled_apply", "predict", "tile_grid"]
+__all__ = ["predict", "tile_grid", "tiled_apply"]
 
 
 def _per_axis(value, ndim: int, name: str) -> tuple[int, ...]:
@@ -252,8 +252,9 @@ def tiled_apply(
     return out
 
 
-def predict(net: torch.nn.Module, x, *, tile=None, overlap=8, halo=None, output: str = "probs", device="auto",
-            out_device="cpu") -> torch.Tensor:
+def predict(
+    net: torch.nn.Module, x, *, tile=None, overlap=8, halo=None, output: str = "probs", device="auto", out_device="cpu"
+) -> torch.Tensor:
     """Tiled inference with a network that has ``receptive_radius`` and ``multiple``.
 
     Parameters
@@ -302,7 +303,17 @@ def predict(net: torch.nn.Module, x, *, tile=None, overlap=8, halo=None, output:
     net.to(dev).eval()
     fn = getattr(net, "_whole", net)
     try:
-        return tiled_apply(fn, x, radius=net.receptive_radius, multiple=net.multiple, tile=tile, overlap=overlap,
-                           halo=halo, output=output, device=dev, out_device=out_device)
+        return tiled_apply(
+            fn,
+            x,
+            radius=net.receptive_radius,
+            multiple=net.multiple,
+            tile=tile,
+            overlap=overlap,
+            halo=halo,
+            output=output,
+            device=dev,
+            out_device=out_device,
+        )
     finally:
         net.train(was_training)

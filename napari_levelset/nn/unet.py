@@ -34,7 +34,7 @@ References
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,7 @@ from torch import nn
 
 from napari_levelset.nn.models import conv_layer
 
-__all__ = ["ChannelNorm", "UNet", "LevelSetUNet", "MAX_CLASSES"]
+__all__ = ["MAX_CLASSES", "ChannelNorm", "LevelSetUNet", "UNet"]
 
 #: The class counts the shipped model has heads for go up to this (``LevelSetUNet``'s default heads: 2..16).
 MAX_CLASSES = 16
@@ -139,8 +139,9 @@ class UNet(nn.Module):
     (torch.Size([1, 32, 30, 30]), 4, 26)
     """
 
-    def __init__(self, in_channels: int = 3, base: int = 16, levels: int = 3, embed: int = 32, ndim: int = 2,
-                 convs: int = 2):
+    def __init__(
+        self, in_channels: int = 3, base: int = 16, levels: int = 3, embed: int = 32, ndim: int = 2, convs: int = 2
+    ):
         super().__init__()
         if min(in_channels, base, embed, convs) < 1 or levels < 0:
             raise ValueError("need in_channels, base, embed, convs >= 1 and levels >= 0")
@@ -148,8 +149,12 @@ class UNet(nn.Module):
         convT = nn.ConvTranspose2d if ndim == 2 else nn.ConvTranspose3d
         self.pool = nn.MaxPool2d(2) if ndim == 2 else nn.MaxPool3d(2)
         widths = [base * 2**lvl for lvl in range(levels + 1)]
-        self.enc = nn.ModuleList([_block(conv, in_channels if lvl == 0 else widths[lvl - 1], widths[lvl], convs)
-                                  for lvl in range(levels + 1)])
+        self.enc = nn.ModuleList(
+            [
+                _block(conv, in_channels if lvl == 0 else widths[lvl - 1], widths[lvl], convs)
+                for lvl in range(levels + 1)
+            ]
+        )
         self.up = nn.ModuleList([convT(widths[lvl + 1], widths[lvl], 2, stride=2) for lvl in range(levels)])
         self.dec = nn.ModuleList([_block(conv, 2 * widths[lvl], widths[lvl], convs) for lvl in range(levels)])
         self.out = conv(widths[0], embed, 1)
@@ -269,7 +274,7 @@ def _pad_replicate(x: torch.Tensor, pad: list[int]) -> torch.Tensor:
         if p:
             dim = 2 + ax
             edge = x.narrow(dim, x.shape[dim] - 1, 1)
-            x = torch.cat([x, edge.expand(*x.shape[:dim], p, *x.shape[dim + 1:])], dim)
+            x = torch.cat([x, edge.expand(*x.shape[:dim], p, *x.shape[dim + 1 :])], dim)
     return x
 
 
@@ -310,8 +315,16 @@ class LevelSetUNet(nn.Module):
     ([2, 4], torch.Size([1, 4, 32, 32]))
     """
 
-    def __init__(self, in_channels: int = 3, heads: Iterable[int] = range(2, MAX_CLASSES + 1), base: int = 16,
-                 levels: int = 3, embed: int = 32, ndim: int = 2, convs: int = 2):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        heads: Iterable[int] = range(2, MAX_CLASSES + 1),
+        base: int = 16,
+        levels: int = 3,
+        embed: int = 32,
+        ndim: int = 2,
+        convs: int = 2,
+    ):
         super().__init__()
         heads = sorted({int(n) for n in heads})
         if not heads or heads[0] < 2:
@@ -325,8 +338,13 @@ class LevelSetUNet(nn.Module):
     @property
     def config(self) -> dict:
         """The architecture as a dict (``arch``, the body's values, ``heads``, ``norm``, ``head``)."""
-        return dict(arch="unet", **self.body.config, heads=self.head_counts, norm="channel-layernorm",
-                    head="1x1 conv of [embedding, image] per class count")
+        return dict(
+            arch="unet",
+            **self.body.config,
+            heads=self.head_counts,
+            norm="channel-layernorm",
+            head="1x1 conv of [embedding, image] per class count",
+        )
 
     @property
     def head_counts(self) -> list[int]:

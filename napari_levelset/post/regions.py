@@ -159,7 +159,7 @@ def connected_regions(labels: np.ndarray, min_region: float = 0.001, spatial_dim
     spatial = labels.shape[labels.ndim - sd :]
     flat = labels.reshape((-1,) + spatial)
     npix = int(np.prod(spatial))
-    min_px = int(min_region) if min_region >= 1 else max(1, int(round(min_region * npix)))
+    min_px = int(min_region) if min_region >= 1 else max(1, round(min_region * npix))
     out = np.zeros(flat.shape, np.uint32)
     offset = 0
     for i, lab in enumerate(flat):
