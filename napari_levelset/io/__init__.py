@@ -2,11 +2,13 @@
 
 - :mod:`~napari_levelset.io.axes`: channel, batch and spatial axes (``infer_axes``), and
   ``ImageFile``, an array with the axes and pixel size its file names;
-- :mod:`~napari_levelset.io.read`: ``read_image`` / ``read_image_file`` (TIFF, PNG, JPEG, ...);
+- :mod:`~napari_levelset.io.read`: ``read_image`` / ``read_image_file`` (TIFF, PNG, JPEG, ...), each
+  file's header checked against what its size can hold (``check_claim``);
 - :mod:`~napari_levelset.io.prepare`: ``prepare_image`` (checks, axes, per-channel normalisation
   or CIELAB) into a ``Prepared`` array for the network; ``join_channels``;
 - :mod:`~napari_levelset.io.write`: ``write_labels`` with axes and voxel size, ``atomic_write``;
-- :mod:`~napari_levelset.io.zarr`: zarr / OME-Zarr volumes opened lazily, label arrays made.
+- :mod:`~napari_levelset.io.zarr`: zarr / OME-Zarr volumes opened lazily (or read whole, checked),
+  label arrays made.
 
 Numpy only; tifffile, imageio, Pillow, scikit-image and zarr are imported when used.  The
 public names are re-exported here.
@@ -14,9 +16,9 @@ public names are re-exported here.
 
 from napari_levelset.io.axes import AXES, ImageFile, infer_axes
 from napari_levelset.io.prepare import MAX_COLOUR_BITS, Prepared, join_channels, normalize, prepare_image, to_lab
-from napari_levelset.io.read import PLAIN_EXT, TIFF_EXT, read_image, read_image_file
+from napari_levelset.io.read import PLAIN_EXT, TIFF_EXT, check_claim, claim_limit, read_image, read_image_file
 from napari_levelset.io.write import atomic_write, labels_dtype, write_labels
-from napari_levelset.io.zarr import Volume, create_labels, open_volume, read_region
+from napari_levelset.io.zarr import Volume, create_labels, open_volume, read_region, read_volume
 
 __all__ = [
     "AXES",
@@ -32,6 +34,8 @@ __all__ = [
     "TIFF_EXT",
     "read_image",
     "read_image_file",
+    "check_claim",
+    "claim_limit",
     "atomic_write",
     "labels_dtype",
     "write_labels",
@@ -39,4 +43,5 @@ __all__ = [
     "create_labels",
     "open_volume",
     "read_region",
+    "read_volume",
 ]

@@ -7,6 +7,22 @@ give them (and as :func:`~napari_levelset.io.write.write_labels` stores them).
 ``read_image`` returns the array only, as the file stores it.  A file that is
 missing or cannot be decoded raises :class:`~napari_levelset.errors.InputError`.
 
+What a file may claim
+---------------------
+A file's header declares its shape and dtype; decoding allocates that many bytes
+whatever the file holds.  A compressed file can honestly declare many bytes per
+byte it stores (deflate reaches about 1,032 : 1, LZW about 1,400 : 1, and
+1-bit pixels decode to a byte each, 8 times more), but a forged or sparse one
+(a tiled TIFF whose missing tiles decode as zeros) can declare gigabytes in a
+few hundred bytes.  So the readers check the header before decoding (see
+:func:`check_claim`): the decoded array may take at most the larger of
+``CLAIM_RATIO`` (4,096) times the bytes the file stores and ``CLAIM_FLOOR``
+(256 MiB), and never more than ``MEMORY_SHARE`` (half) of the memory this
+process may still use (``napari_levelset.resources.available_memory``).
+``allow_large=True`` lifts the first rule for genuine giants (a nearly empty
+zstd-compressed or sparse tiled file); an image that memory cannot hold is
+always refused.
+
 Notes
 -----
 Files are read with tifffile (TIFF, ImageJ and OME metadata) and imageio / Pillow
@@ -16,6 +32,7 @@ Files are read with tifffile (TIFF, ImageJ and OME metadata) and imageio / Pillo
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -24,37 +41,55 @@ import numpy as np
 from napari_levelset.errors import InputError
 from napari_levelset.io.axes import _UM, ImageFile, _norm_unit
 
-__all__ = ["TIFF_EXT", "PLAIN_EXT", "read_image", "read_image_file"]
+__all__ = ["TIFF_EXT", "PLAIN_EXT", "read_image", "read_image_file", "claim_limit", "check_claim", "CLAIM_RATIO",
+           "CLAIM_FLOOR", "MEMORY_SHARE"]
 
 TIFF_EXT = {".tif", ".tiff"}
 PLAIN_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 #: tifffile's axis letters as ``ImageFile.axes`` has them (S, samples, becomes C; others: T).
 _TIFF_AXES = {"T": "T", "Z": "Z", "C": "C", "Y": "Y", "X": "X", "S": "S", "I": "Q", "Q": "Q"}
+#: Decoded bytes a file may declare per byte it stores (see "What a file may claim").
+CLAIM_RATIO = 4096
+#: Decoded bytes any file may declare, however small (256 MiB).
+CLAIM_FLOOR = 256 * 2**20
+#: Share of the available memory one decoded image may take.
+MEMORY_SHARE = 0.5
+#: Keys of the labels' axes and shape that ``write_labels`` stores in an ImageJ description or an OME-XML
+#: map annotation (ImageJ and OME drop axes of length 1).
+LABELS_AXES_KEY, LABELS_SHAPE_KEY = "labels_axes", "labels_shape"
 
 
-def read_image(path: str | os.PathLike, labels: bool = False) -> np.ndarray:
+def read_image(path: str | os.PathLike, labels: bool = False, *, allow_large: bool = False) -> np.ndarray:
     """Read a PNG/JPEG/TIFF (2D, RGB or a 3D stack) into a numpy array, as the file stores it.
 
     Grey-with-alpha PNGs lose their alpha.  ``read_image_file`` also returns the axes
-    and the pixel size.
+    and the pixel size.  The header is checked before decoding (see "What a file may
+    claim" in the module docstring).
 
     Parameters
     ----------
     path : str or os.PathLike
-        A ``.tif``/``.tiff`` (``tifffile.imread``) or a file imageio reads (PNG, JPEG, ...).
+        A ``.tif``/``.tiff`` (its first series, as ``tifffile.imread`` reads it) or a file
+        Pillow reads (PNG, JPEG, BMP, GIF, ...).
     labels : bool
         Read a palette (indexed) PNG as its indices, the way label images are stored, not
         as colours.
+    allow_large : bool
+        Read a file that declares more pixels than its size can honestly hold (more than
+        ``CLAIM_RATIO`` times its bytes, over ``CLAIM_FLOOR``): a sparse or highly
+        compressed genuine image.  What memory cannot hold is refused all the same.
 
     Returns
     -------
     numpy.ndarray
-        The pixels in the file's dtype and axis order (RGB(A) last).
+        The pixels in the file's dtype and axis order (RGB(A) last).  Axes of length 1
+        that ``write_labels`` stored are kept.
 
     Raises
     ------
     InputError
-        When the file does not exist, is a directory, or cannot be decoded as an image.
+        When the file does not exist, is a directory, cannot be decoded as an image, or
+        declares more pixels than it may claim (see :func:`check_claim`).
 
     Examples
     --------
@@ -68,34 +103,41 @@ def read_image(path: str | os.PathLike, labels: bool = False) -> np.ndarray:
         if p.suffix.lower() in TIFF_EXT:
             import tifffile
 
-            return np.asarray(tifffile.imread(p))
+            with tifffile.TiffFile(p) as tif:
+                return _tiff_data(tif, p, allow_large)[0]
         if labels and p.suffix.lower() == ".png":
             from PIL import Image
 
             with Image.open(p) as im:
                 if im.mode == "P":
+                    _check_plain(p, im, allow_large)
                     return np.asarray(im)
-        return _read_plain(p)
+        return _read_plain(p, allow_large)
 
     return _reading(p, read)
 
 
 
-def read_image_file(path: str | os.PathLike) -> ImageFile:
+def read_image_file(path: str | os.PathLike, *, allow_large: bool = False) -> ImageFile:
     """Read an image file with its axes and physical pixel size (see ``ImageFile``).
 
     TIFF (tifffile, with imagecodecs for LZW, deflate, zstd or JPEG
-    compression): the first series, its axes as tifffile names them; the pixel
+    compression): the first series, its axes as tifffile names them (with the
+    axes of length 1 that ``write_labels`` stored); the pixel
     size from ImageJ's metadata (X/YResolution and ``spacing``, ``unit``), an
     OME-TIFF's PhysicalSizeX/Y/Z, the metadata ``write_labels`` stores, or else
     the resolution tags when their unit is a length (centimetre: micrometres
     then; inch resolutions, 72 dpi by default in most software, are ignored).
-    PNG/JPEG: YX or YXC (RGB(A)), no pixel size.
+    PNG/JPEG: YX or YXC (RGB(A)), no pixel size.  The header is checked before
+    decoding (see "What a file may claim" in the module docstring).
 
     Parameters
     ----------
     path : str or os.PathLike
         The file.
+    allow_large : bool
+        Read a file that declares more pixels than its size can honestly hold (see
+        ``read_image``); what memory cannot hold is refused all the same.
 
     Returns
     -------
@@ -105,7 +147,8 @@ def read_image_file(path: str | os.PathLike) -> ImageFile:
     Raises
     ------
     InputError
-        When the file does not exist, is a directory, or cannot be decoded as an image.
+        When the file does not exist, is a directory, cannot be decoded as an image, or
+        declares more pixels than it may claim (see :func:`check_claim`).
 
     Examples
     --------
@@ -118,12 +161,94 @@ def read_image_file(path: str | os.PathLike) -> ImageFile:
 
     def read():
         if p.suffix.lower() in TIFF_EXT:
-            return _read_tiff(p)
-        arr = _read_plain(p)
+            return _read_tiff(p, allow_large)
+        arr = _read_plain(p, allow_large)
         axes, rgb = _plain_axes(arr)
         return ImageFile(data=arr, axes=axes, rgb=rgb)
 
     return _reading(p, read)
+
+
+
+def claim_limit(stored_bytes: int, allow_large: bool = False) -> int | None:
+    """The most bytes a file storing ``stored_bytes`` may declare for its decoded pixels (memory aside).
+
+    Parameters
+    ----------
+    stored_bytes : int
+        The file's size in bytes (all its files, for a multi-file image or a zarr store).
+    allow_large : bool
+        Lift the rule: no limit from the file's size.
+
+    Returns
+    -------
+    int or None
+        ``max(CLAIM_RATIO * stored_bytes, CLAIM_FLOOR)`` bytes; None with ``allow_large``.
+
+    Examples
+    --------
+    >>> claim_limit(1_000_000) == 4096 * 1_000_000
+    True
+    >>> claim_limit(1312) == CLAIM_FLOOR
+    True
+    """
+    if allow_large:
+        return None
+    return max(CLAIM_RATIO * int(stored_bytes), CLAIM_FLOOR)
+
+
+
+def check_claim(name: str, shape, dtype, stored_bytes: int, allow_large: bool = False) -> None:
+    """Refuse, before decoding, an image whose declared pixels its file cannot honestly hold or memory cannot.
+
+    Parameters
+    ----------
+    name : str
+        The file's name, for the message.
+    shape : tuple of int
+        The shape its header declares (pixels per axis).
+    dtype : numpy.dtype or str
+        The dtype it decodes to.
+    stored_bytes : int
+        The bytes the file (or store) really holds.
+    allow_large : bool
+        Lift the size rule (``claim_limit``); the memory rule stays.
+
+    Raises
+    ------
+    InputError
+        When ``prod(shape) * itemsize`` is over ``claim_limit(stored_bytes, allow_large)``, or
+        over ``MEMORY_SHARE`` of ``napari_levelset.resources.available_memory()``.
+
+    Examples
+    --------
+    >>> check_claim("small.tif", (512, 512), "uint16", 1000)  # 512 KiB: under the floor
+    >>> try:
+    ...     check_claim("bomb.tif", (32, 16_776_960), "uint8", 1312)
+    ... except InputError as exc:
+    ...     print(str(exc)[:57])
+    bomb.tif declares 32 x 16776960 pixels of uint8 (512 MiB)
+    """
+    from napari_levelset.resources import available_memory
+
+    declared = int(np.prod([int(n) for n in shape], dtype=object)) * np.dtype(dtype).itemsize
+    dims = " x ".join(str(int(n)) for n in shape) or "1"
+    what = f"{name} declares {dims} pixels of {np.dtype(dtype)} ({_size(declared)})"
+    free = available_memory()
+    if declared > MEMORY_SHARE * free:
+        raise InputError(f"{what}: more than half the memory available ({_size(free)}), it cannot be read whole")
+    limit = claim_limit(stored_bytes, allow_large)
+    if limit is not None and declared > limit:
+        raise InputError(f"{what} in {_size(stored_bytes)}: more than a file of that size may claim "
+                         f"({_size(limit)}); if it is a genuine image, read it with allow_large=True (--allow-large)")
+
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KB", 1000)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}" if n < 1000 * scale or unit == "TiB" else f"{n / scale:.0f} {unit}"
+    return f"{n} bytes"
 
 
 
@@ -142,21 +267,88 @@ def _reading(p: Path, read):
 
 
 
-def _read_plain(p: Path) -> np.ndarray:
-    import imageio.v3 as iio
+#: bytes per band of Pillow's modes (others: 1)
+_PIL_BAND_BYTES = {"I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "I": 4, "F": 4}
 
+
+def _check_plain(p: Path, im, allow_large: bool) -> None:
+    """``check_claim`` for a picture Pillow opened (its header read, nothing decoded)."""
+    w, h = im.size
+    frames = int(getattr(im, "n_frames", 1) or 1)
+    bands = 4 if im.mode in ("P", "PA") else len(im.getbands())  # a palette may become RGBA
+    shape = ((frames,) if frames > 1 else ()) + (h, w) + ((bands,) if bands > 1 else ())
+    dtype = {2: np.uint16, 4: np.float32}.get(_PIL_BAND_BYTES.get(im.mode, 1), np.uint8)
+    check_claim(p.name, shape, dtype, p.stat().st_size, allow_large)
+
+
+
+def _read_plain(p: Path, allow_large: bool = False) -> np.ndarray:
+    import imageio.v3 as iio
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(p) as im:
+            _check_plain(p, im, allow_large)
+    except UnidentifiedImageError:
+        if p.suffix.lower() in PLAIN_EXT:  # Pillow's own formats: nothing else decodes them
+            raise
     arr = np.asarray(iio.imread(p))
     return arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 2 else arr  # grey + alpha
 
 
 
-def _read_tiff(p: Path) -> ImageFile:
+def _stored_bytes(tif, p: Path) -> int:
+    """The bytes of the TIFF at ``p`` and of the files its OME-XML names (a multi-file OME-TIFF)."""
+    total = p.stat().st_size
+    if tif.is_ome:
+        names = set(re.findall(r'FileName="([^"]+)"', tif.ome_metadata or "")) - {p.name}
+        for name in names:
+            other = p.parent / Path(name).name
+            if other.is_file():
+                total += other.stat().st_size
+    return total
+
+
+
+def _written_layout(tif) -> tuple[str, tuple[int, ...]] | None:
+    """The labels' axes and shape ``write_labels`` stored in an ImageJ or OME-TIFF, or None."""
+    if tif.is_imagej:
+        meta = tif.imagej_metadata or {}
+        axes, shape = meta.get(LABELS_AXES_KEY), meta.get(LABELS_SHAPE_KEY)
+    elif tif.is_ome:
+        xml = tif.ome_metadata or ""
+        found = [re.search(rf'<M K="{key}">([^<]*)</M>', xml) for key in (LABELS_AXES_KEY, LABELS_SHAPE_KEY)]
+        axes, shape = (m.group(1) if m else None for m in found)
+    else:
+        return None
+    if not isinstance(axes, str) or not axes or any(a not in "TZCYX" for a in axes):
+        return None
+    try:
+        dims = tuple(int(n) for n in str(shape).split(","))
+    except ValueError:
+        return None
+    return (axes, dims) if len(dims) == len(axes) else None
+
+
+
+def _tiff_data(tif, p: Path, allow_large: bool) -> tuple[np.ndarray, str]:
+    """The first series of ``tif``, checked before decoding, in the shape ``write_labels`` stored."""
+    series = tif.series[0]
+    check_claim(p.name, series.shape, series.dtype, _stored_bytes(tif, p), allow_large)
+    data = np.asarray(tif.asarray())
+    axes = series.axes
+    written = _written_layout(tif)
+    if written is not None and int(np.prod(written[1])) == data.size:  # axes of length 1 that tifffile dropped
+        axes, data = written[0], data.reshape(written[1])
+    return data, axes
+
+
+
+def _read_tiff(p: Path, allow_large: bool = False) -> ImageFile:
     import tifffile
 
     with tifffile.TiffFile(p) as tif:
-        series = tif.series[0]
-        data = np.asarray(series.asarray())
-        raw_axes = series.axes
+        data, raw_axes = _tiff_data(tif, p, allow_large)
         page = tif.pages[0]
         photometric = getattr(page, "photometric", None)
         size: dict = {}

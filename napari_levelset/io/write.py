@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import secrets
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from napari_levelset.errors import InputError
 from napari_levelset.io.axes import _UM, AXES, _norm_unit
-from napari_levelset.io.read import TIFF_EXT
+from napari_levelset.io.read import LABELS_AXES_KEY, LABELS_SHAPE_KEY, TIFF_EXT
 
 __all__ = ["write_labels", "atomic_write", "labels_dtype"]
 
@@ -33,32 +34,39 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, axes: str | None =
 
     The data go to a temporary file in the same folder that is renamed over
     ``path`` only when complete, so a failure never leaves a half-written file.
+    What is written reads back as it was: ``read_image`` / ``read_image_file``
+    return the same values and the same shape, axes of length 1 included.
 
     ``axes`` (letters of ``AXES``, ending in YX), ``spacing`` (one value per
     Z, Y, X axis) and ``unit`` go into a TIFF as an ImageJ hyperstack (axes,
     voxel size and unit, as Fiji reads them), for labels that ImageJ can hold:
     uint8, uint16, float32, or whole values 0..65535 of any type (stored as
-    uint16).  Other labels (region ids beyond 65535, negative values) and axes
-    ImageJ cannot name (Q, a repeated letter) are written as a plain TIFF with
-    the metadata as OME-XML (which Fiji's Bio-Formats reads), or, for axes or
-    dtypes (64-bit integers) OME cannot hold either, as tifffile's JSON
-    description (with the X/Y pixel size in the resolution tags too);
-    ``read_image_file`` reads all three back.
-    Without any of the three a TIFF is written as before (no metadata).  A PNG
-    stores the labels only.
+    uint16), with a pixel size its resolution tags hold exactly.  Other labels
+    (region ids beyond 65535, negative values) and axes ImageJ cannot name (Q,
+    a repeated letter) are written as a plain TIFF with the metadata as
+    OME-XML (which Fiji's Bio-Formats reads), or, for axes or dtypes (64-bit
+    integers) OME cannot hold either, as tifffile's JSON description (with the
+    X/Y pixel size in the resolution tags too); ``read_image_file`` reads all
+    three back.  Without any of the three a TIFF names its axes ``Q…QYX``.  A
+    PNG stores 2D labels of whole values 0..65535 only (uint8, else uint16),
+    without axes or pixel size.
 
     Parameters
     ----------
     path : str or os.PathLike
         Ends in ``.tif``, ``.tiff`` or ``.png``; its folder must exist.
     labels : numpy.ndarray
-        Integer (or bool, float) labels; 2D for a PNG (ids up to 65535).
+        Integer, bool or float labels, at least 2D (``(..., Y, X)``) and not empty; 2D
+        whole values 0..65535 for a PNG.
     axes : str or None
-        One letter of ``AXES`` per axis, ending in YX (None: from the spacing's length).
+        One letter of ``AXES`` per axis, ending in YX, with Z, C, Y and X at most once
+        (None: ``Q…Q`` then the last 2 or 3 of ``ZYX``, by the spacing's length).
     spacing : sequence of float or None
-        Physical size of a pixel along each Z, Y, X axis in ``axes`` (positive, in ``unit``).
+        Physical size of a pixel along each Z, Y, X axis in ``axes`` (without ``axes``:
+        2 values, Y and X, or 3, Z, Y and X), in ``unit``, between ``MIN_SPACING`` (1e-12)
+        and ``MAX_SPACING`` (1e12).
     unit : str or None
-        The unit of ``spacing`` (``µm``, ``nm``, ...; None: none named).
+        The unit of ``spacing`` (``µm``, ``nm``, ...; None: none named); one printable line.
 
     Returns
     -------
@@ -68,9 +76,10 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, axes: str | None =
     Raises
     ------
     InputError
-        When the extension is not ``.tif``/``.tiff``/``.png``, a PNG gets labels that are
-        not 2D or go beyond 0..65535, ``axes`` or ``spacing`` do not fit the labels, or the
-        folder does not exist.
+        When the extension is not ``.tif``/``.tiff``/``.png``; the labels are not numbers,
+        have under 2 axes or no pixel; a PNG gets labels that are not 2D, not whole (a
+        fraction, NaN) or beyond 0..65535; ``axes``, ``spacing`` or ``unit`` are not as
+        above or do not fit the labels; or the folder does not exist.
     OSError
         When the file cannot be written (the old file is then left as it was).
 
@@ -86,22 +95,12 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, axes: str | None =
     """
     p = Path(path)
     ext = p.suffix.lower()
-    labels = np.asarray(labels)
     if ext not in TIFF_EXT | {".png"}:
         raise InputError(f"output must end in .tif, .tiff or .png, got {p.name!r}")
-    if ext == ".png" and labels.ndim != 2:
-        raise InputError(f"PNG holds 2D labels only; these have shape {labels.shape}: write a .tif instead")
+    labels = _check_labels(labels)
     if ext in TIFF_EXT:
-        import tifffile
-
-        if axes is None and spacing is None and unit is None:
-            # minisblack: labels of a 3- or 4-slice stack are not an RGB(A) picture
-            return atomic_write(p, lambda tmp: tifffile.imwrite(tmp, labels, photometric="minisblack"))
         return atomic_write(p, _tiff_writer(labels, axes, spacing, unit))
-    if labels.dtype.itemsize > 2:  # region ids (uint32): PNG holds 16 bits
-        if labels.size and (labels.min() < 0 or labels.max() > 65535):
-            raise InputError(f"PNG holds labels up to 65535; these go up to {labels.max()}: write a .tif instead")
-        labels = labels.astype(np.uint16)
+    labels = _png_labels(labels)
     import imageio.v3 as iio
 
     # encoded in memory, then written with a file object closed here: imageio's own file, on a full disk,
@@ -111,22 +110,97 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, axes: str | None =
 
 
 
+def _check_labels(labels) -> np.ndarray:
+    try:
+        labels = np.asarray(labels)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"labels must be an array of numbers ({exc})".splitlines()[0]) from None
+    if labels.dtype.kind not in "biuf":
+        raise InputError(f"labels must be integers, booleans or floats, got dtype {labels.dtype}")
+    if labels.ndim < 2:
+        raise InputError(f"labels need at least 2 axes (Y, X), got shape {labels.shape}")
+    if labels.size == 0:
+        raise InputError(f"the labels are empty (shape {labels.shape})")
+    return labels
+
+
+
+def _png_labels(labels: np.ndarray) -> np.ndarray:
+    """``labels`` as a PNG holds them (uint8 or uint16, the same values), or ``InputError``."""
+    if labels.ndim != 2:
+        raise InputError(f"PNG holds 2D labels only; these have shape {labels.shape}: write a .tif instead")
+    if labels.dtype == bool:
+        return labels.astype(np.uint8)
+    if labels.dtype in (np.uint8, np.uint16):
+        return labels
+    if labels.dtype.kind == "f" and not (np.isfinite(labels).all() and np.array_equal(labels, np.round(labels))):
+        raise InputError("PNG holds whole labels 0..65535; these have fractions or NaN: write a .tif instead")
+    lo, hi = labels.min(), labels.max()
+    if hi > 65535:
+        raise InputError(f"PNG holds labels up to 65535; these go up to {hi}: write a .tif instead")
+    if lo < 0:
+        raise InputError(f"PNG holds labels 0..65535; these go down to {lo}: write a .tif instead")
+    return labels.astype(np.uint8 if labels.dtype.itemsize == 1 else np.uint16)
+
+
+
 def _write_bytes(path: str, data: bytes) -> None:
     with open(path, "wb") as fh:
         fh.write(data)
 
 
 
-def _check_axes(axes: str | None, ndim: int, spacing) -> str:
+def _check_axes(axes: str | None, ndim: int, spacing: tuple[float, ...] | None) -> str:
     if axes is None:  # spatial axes by the spacing's length (2 without one), the others unnamed
-        n = min(ndim, len(spacing) if spacing is not None else 2)
+        n = len(spacing) if spacing is not None else 2
+        if n not in (2, 3) or n > ndim:
+            raise InputError(f"spacing must have one value per spatial axis: 2 (Y, X) or 3 (Z, Y, X) for labels "
+                             f"with {ndim} axes, got {n}; or give axes")
         return "Q" * (ndim - n) + "ZYX"[3 - n :]
-    axes = str(axes).upper()
+    if not isinstance(axes, str):
+        raise InputError(f"axes must be letters of {AXES!r}, got {axes!r}")
+    axes = axes.upper()
     if len(axes) != ndim or any(a not in AXES for a in axes):
         raise InputError(f"axes {axes!r} do not fit labels with {ndim} axes (letters: {AXES})")
     if axes[-2:] != "YX":
         raise InputError(f"axes {axes!r} must end in YX")
+    if any(axes.count(a) > 1 for a in "ZCYX"):
+        raise InputError(f"axes {axes!r} name Z, C, Y or X more than once")
     return axes
+
+
+
+#: The range of a pixel size ``write_labels`` stores (in any unit): beyond it, a mistake.
+MIN_SPACING, MAX_SPACING = 1e-12, 1e12
+
+
+def _check_spacing(spacing) -> tuple[float, ...] | None:
+    if spacing is None:
+        return None
+    arr = np.asarray(spacing, dtype=object) if isinstance(spacing, (str, bytes)) else np.asarray(spacing)
+    if arr.dtype.kind not in "iuf":
+        raise InputError(f"spacing must be numbers (one per spatial axis), got {spacing!r}".splitlines()[0])
+    out = tuple(float(v) for v in arr.ravel())
+    if not out or not all(MIN_SPACING <= v <= MAX_SPACING for v in out):
+        raise InputError(f"spacing must be pixel sizes between {MIN_SPACING:g} and {MAX_SPACING:g}, got {out}")
+    return out
+
+
+
+def _check_unit(unit) -> str | None:
+    if unit is not None and (not isinstance(unit, str) or not unit.isprintable() or len(unit) > 64):
+        raise InputError(f"unit must be a name on one line (µm, nm, ...), got {unit!r}"[:200])
+    return _norm_unit(unit)
+
+
+
+def _exact_rational(value: float) -> bool:
+    """Whether a TIFF rational (two 32-bit unsigned integers) holds ``value`` to 1e-9 relative."""
+    top = 2**32 - 1
+    if not 0 < value <= top:
+        return False
+    f = Fraction(value).limit_denominator(max(1, min(top, int(top / value))))
+    return f.numerator <= top and abs(float(f) - value) <= 1e-9 * value
 
 
 
@@ -134,15 +208,16 @@ def _tiff_writer(labels: np.ndarray, axes, spacing, unit):
     """A ``write(tmp)`` for ``atomic_write`` that stores ``labels`` with their metadata (see ``write_labels``)."""
     import tifffile
 
+    spacing = _check_spacing(spacing)
+    unit = _check_unit(unit)
+    plain = axes is None and spacing is None and unit is None
     axes = _check_axes(axes, labels.ndim, spacing)
+    if plain:  # minisblack: labels of a 3- or 4-slice stack are not an RGB(A) picture
+        return lambda tmp: tifffile.imwrite(tmp, labels, photometric="minisblack", metadata={"axes": axes})
     spatial = "".join(a for a in axes if a in "ZYX")
-    if spacing is not None:
-        spacing = tuple(float(v) for v in np.ravel(spacing))
-        if len(spacing) != len(spatial) or not all(np.isfinite(v) and v > 0 for v in spacing):
-            raise InputError(f"spacing must be {len(spatial)} positive numbers (one per axis of {spatial!r}), "
-                             f"got {spacing}")
+    if spacing is not None and len(spacing) != len(spatial):
+        raise InputError(f"spacing must be {len(spatial)} numbers (one per axis of {spatial!r}), got {spacing}")
     size = dict(zip(spatial, spacing)) if spacing is not None else {}
-    unit = _norm_unit(unit)
     data = labels.astype(np.uint8) if labels.dtype == bool else labels
     if data.dtype not in _IMAGEJ_DTYPES and data.dtype.kind in "iu" and data.size:
         if data.min() >= 0 and data.max() <= 65535:
@@ -150,8 +225,11 @@ def _tiff_writer(labels: np.ndarray, axes, spacing, unit):
     ij_unit = "micron" if unit == "µm" else unit
     unique = len(set(axes)) == len(axes)
     in_order = unique and [a for a in "TZCYX" if a in axes] == list(axes)
-    if data.dtype in _IMAGEJ_DTYPES and in_order and (ij_unit is None or ij_unit.isascii()):
-        meta = {"axes": axes}
+    # ImageJ and OME drop axes of length 1: the labels' own axes and shape are stored beside them
+    layout = {LABELS_AXES_KEY: axes, LABELS_SHAPE_KEY: ",".join(str(n) for n in data.shape)}
+    exact = all(_exact_rational(1.0 / size[a]) for a in "XY" if a in size)
+    if data.dtype in _IMAGEJ_DTYPES and in_order and exact and (ij_unit is None or ij_unit.isascii()):
+        meta = {"axes": axes, **layout}
         if "Z" in size:
             meta["spacing"] = size["Z"]
         if ij_unit is not None:
@@ -159,7 +237,7 @@ def _tiff_writer(labels: np.ndarray, axes, spacing, unit):
         res = (1.0 / size["X"], 1.0 / size["Y"]) if size else None
         return lambda tmp: tifffile.imwrite(tmp, data, imagej=True, metadata=meta, resolution=res)
     if unique and "Q" not in axes and data.dtype in _OME_DTYPES:
-        meta = {"axes": axes}
+        meta = {"axes": axes, "MapAnnotation": layout}
         for a, v in size.items():
             meta[f"PhysicalSize{a}"] = v
             meta[f"PhysicalSize{a}Unit"] = unit or "pixel"
@@ -170,7 +248,8 @@ def _tiff_writer(labels: np.ndarray, axes, spacing, unit):
     if unit is not None:
         meta["unit"] = unit
     kw = {}
-    if size and unit in _UM:  # the X/Y pixel size for other readers too, per centimetre
+    per_cm = {a: 1e4 / (size[a] * _UM[unit]) for a in "XY"} if size and unit in _UM else {}
+    if per_cm and all(_exact_rational(v) for v in per_cm.values()):  # the X/Y pixel size for other readers too
         kw = dict(resolution=(1e4 / (size["X"] * _UM[unit]), 1e4 / (size["Y"] * _UM[unit])),
                   resolutionunit=tifffile.RESUNIT.CENTIMETER)
     return lambda tmp: tifffile.imwrite(tmp, data, photometric="minisblack", metadata=meta, **kw)

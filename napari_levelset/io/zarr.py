@@ -2,7 +2,10 @@
 
 :func:`open_volume` opens a zarr array, or an OME-Zarr (NGFF) image group at its level 0,
 without reading it (a :class:`Volume`: the array with the axes, voxel size and unit its
-``multiscales`` metadata name); :func:`create_labels` makes an empty label array, or an
+``multiscales`` metadata name); :func:`read_volume` reads one whole into memory, checked first
+like an image file (a store whose chunks are missing reads as its fill value, so its declared
+shape is bounded by the bytes it stores: see ``napari_levelset.io.read.check_claim``);
+:func:`create_labels` makes an empty label array, or an
 OME-Zarr (NGFF 0.4) image group holding it at level ``0``; :func:`read_region` reads one
 region of any array (numpy, zarr, dask) with edge replication past its end.  zarr is
 imported when a store is opened or made (``pip install 'napari-levelset[scale]'``).
@@ -19,8 +22,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from napari_levelset.errors import InputError
+from napari_levelset.io.read import check_claim
 
-__all__ = ["Volume", "open_volume", "create_labels", "read_region"]
+__all__ = ["Volume", "open_volume", "read_volume", "create_labels", "read_region"]
 
 
 @dataclass
@@ -96,6 +100,62 @@ def open_volume(path: str | os.PathLike) -> Volume:
         if isinstance(a, dict) and a.get("type") == "space" and a.get("unit"):
             unit = "µm" if a["unit"] == "micrometer" else a["unit"]
     return Volume(data, axes, spacing, unit)
+
+
+
+def read_volume(source, *, allow_large: bool = False) -> Volume:
+    """Read a zarr array or an OME-Zarr image (its level 0) whole into memory.
+
+    Chunks missing from the store read as the array's fill value, so a store of a few
+    bytes can declare terabytes: the declared shape is checked before anything is read,
+    as an image file's (``napari_levelset.io.read.check_claim``, with the bytes the
+    store holds as the file's size).  Volumes larger than memory are segmented chunk by
+    chunk instead (``napari_levelset.scale.chunked``), which never reads them whole.
+
+    Parameters
+    ----------
+    source : str or os.PathLike or Volume
+        A zarr array or OME-Zarr image group (see :func:`open_volume`), or a ``Volume``
+        it returned.
+    allow_large : bool
+        Read a store that declares more than its bytes can honestly hold (mostly missing
+        chunks); what memory cannot hold is refused all the same.
+
+    Returns
+    -------
+    Volume
+        Its ``data`` a numpy array (the store's dtype, shape ``(*S)`` or ``(C, *S)``), with
+        the axes, voxel size and unit of :func:`open_volume`.
+
+    Raises
+    ------
+    InputError
+        What :func:`open_volume` raises; or when the declared shape is more than the store
+        may claim or than memory can hold.
+    """
+    vol = source if isinstance(source, Volume) else open_volume(source)
+    data = vol.data
+    if isinstance(data, np.ndarray):
+        return vol
+    name = Path(str(source)).name if not isinstance(source, Volume) else "the volume"
+    check_claim(name, tuple(data.shape), data.dtype, _stored_bytes(data, source), allow_large)
+    try:
+        values = np.asarray(data[...])
+    except Exception as exc:  # a chunk that cannot be decoded
+        raise InputError(f"cannot read {name} ({exc.__class__.__name__}: {exc})".splitlines()[0]) from None
+    return Volume(values, vol.axes, vol.spacing, vol.unit)
+
+
+
+def _stored_bytes(data, source) -> int:
+    """The bytes a zarr array's store holds for it (its chunks and metadata)."""
+    try:
+        return int(data.nbytes_stored())
+    except Exception:  # not a zarr array, or a store that cannot list its keys
+        pass
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+        return sum(f.stat().st_size for f in Path(source).rglob("*") if f.is_file())
+    return 0
 
 
 
