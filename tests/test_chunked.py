@@ -42,14 +42,14 @@ def test_value_range_is_the_in_memory_rule(dtype):
         x = prepare._fit_range(prepare._working_copy(v))
         assert got == [prepare._value_range(x, 3, 0.5, 99.5, structures)]
     # and each tile maps like the whole volume
-    np.testing.assert_array_equal(chunked.normalize_block(v[None], got), prepare.normalize(v[None], spatial_dims=3,
-                                                                                       structures=False))
+    np.testing.assert_array_equal(
+        chunked.normalize_block(v[None], got), prepare.normalize(v[None], spatial_dims=3, structures=False)
+    )
 
 
 def test_zarr_per_image_labels_equal_whole_volume_inference(tmp_path):
     v = blobs()
-    src = zarr.create_array(str(tmp_path / "in.zarr"), shape=v.shape, chunks=(8, 16, 16), dtype=v.dtype,
-                            zarr_format=2)
+    src = zarr.create_array(str(tmp_path / "in.zarr"), shape=v.shape, chunks=(8, 16, 16), dtype=v.dtype, zarr_format=2)
     src[:] = v
     fitted = chunked.fit_volume(str(tmp_path / "in.zarr"), 3, iterations=8, crop=16, crops=3, seed=0, device="cpu")
     out = chunked.segment_volume(str(tmp_path / "in.zarr"), tmp_path / "labels.zarr", fitted=fitted)
@@ -69,10 +69,17 @@ def test_unet_over_chunks_equals_segment_and_ome_zarr_round_trip(tmp_path):
     v = blobs((10, 48, 56), seed=1)
     root = zarr.open_group(str(tmp_path / "in.ome.zarr"), mode="w", zarr_format=2)
     root.create_array("0", shape=v.shape, chunks=(4, 24, 24), dtype=v.dtype)[:] = v
-    root.attrs["multiscales"] = [{"version": "0.4", "axes": [
-        {"name": "z", "type": "space", "unit": "micrometer"}, {"name": "y", "type": "space", "unit": "micrometer"},
-        {"name": "x", "type": "space", "unit": "micrometer"}],
-        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [2.0, 0.5, 0.5]}]}]}]
+    root.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": [
+                {"name": "z", "type": "space", "unit": "micrometer"},
+                {"name": "y", "type": "space", "unit": "micrometer"},
+                {"name": "x", "type": "space", "unit": "micrometer"},
+            ],
+            "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [2.0, 0.5, 0.5]}]}],
+        }
+    ]
     vol = open_volume(tmp_path / "in.ome.zarr")
     assert vol.axes == "ZYX" and vol.spacing == (2.0, 0.5, 0.5) and vol.unit == "µm"
     chunked.segment_volume(vol, tmp_path / "labels.ome.zarr", 4, model="unet", device="cpu")
@@ -85,16 +92,36 @@ def test_unet_over_chunks_equals_segment_and_ome_zarr_round_trip(tmp_path):
 def test_chunked_on_an_in_process_cluster_and_the_command(tmp_path, capsys):
     distributed = pytest.importorskip("dask.distributed")
     v = blobs((16, 32, 32), seed=2)
-    src = zarr.create_array(str(tmp_path / "in.zarr"), shape=v.shape, chunks=(8, 16, 16), dtype=v.dtype,
-                            zarr_format=2)
+    src = zarr.create_array(str(tmp_path / "in.zarr"), shape=v.shape, chunks=(8, 16, 16), dtype=v.dtype, zarr_format=2)
     src[:] = v
-    code = main(["segment", str(tmp_path / "in.zarr"), "-o", str(tmp_path / "cli.zarr"), "--classes", "2",
-                 "--iterations", "5", "--crop", "16", "--crops", "2", "--device", "cpu", "--threads", "1", "-q"])
+    code = main(
+        [
+            "segment",
+            str(tmp_path / "in.zarr"),
+            "-o",
+            str(tmp_path / "cli.zarr"),
+            "--classes",
+            "2",
+            "--iterations",
+            "5",
+            "--crop",
+            "16",
+            "--crops",
+            "2",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "-q",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     cli = np.asarray(zarr.open_array(str(tmp_path / "cli.zarr"), mode="r")[:])
     fitted = chunked.fit_volume(src, 2, iterations=5, crop=16, crops=2, seed=0, device="cpu")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl, \
-            distributed.Client(cl) as client:
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl,
+        distributed.Client(cl) as client,
+    ):
         spread = chunked.segment_volume(src, tmp_path / "spread.zarr", fitted=fitted, client=client)
     np.testing.assert_array_equal(np.asarray(spread[:]), cli)
     # an existing output is kept unless --overwrite
@@ -107,8 +134,9 @@ def test_the_same_values_in_float64_normalise_alike():
     a = chunked.value_range(v, tile=8)
     b = chunked.value_range(v.astype(np.float64), tile=8)
     assert a == b and a[0].dtype == b[0].dtype == np.float32
-    np.testing.assert_array_equal(chunked.normalize_block(v[None].astype(np.float64), b),
-                                  prepare.normalize(v[None], spatial_dims=3))
+    np.testing.assert_array_equal(
+        chunked.normalize_block(v[None].astype(np.float64), b), prepare.normalize(v[None], spatial_dims=3)
+    )
 
 
 def test_labels_of_a_trained_segmenter_over_chunks_equal_its_own():
@@ -131,5 +159,6 @@ def test_what_goes_to_worker_processes_survives_pickling():
     fitted = chunked.fit_volume(v, 2, iterations=3, crop=12, crops=2, seed=0, device="cpu")
     back = pickle.loads(pickle.dumps(fitted))
     assert back.ranges == fitted.ranges and [r.dtype for r in back.ranges] == [r.dtype for r in fitted.ranges]
-    np.testing.assert_array_equal(chunked.segment_volume(v, None, fitted=back, tile=8),
-                                  chunked.segment_volume(v, None, fitted=fitted, tile=8))
+    np.testing.assert_array_equal(
+        chunked.segment_volume(v, None, fitted=back, tile=8), chunked.segment_volume(v, None, fitted=fitted, tile=8)
+    )

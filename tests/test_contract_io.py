@@ -24,10 +24,32 @@ from napari_levelset.io.write import write_labels  # noqa: E402
 EXAMPLES = int(os.environ.get("NAPARI_LEVELSET_CONTRACT_EXAMPLES", "60"))
 SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck))
 
-DTYPES = st.sampled_from([np.uint8, np.uint16, np.int8, np.int16, np.int32, np.uint32, np.int64, np.uint64,
-                          np.float16, np.float32, np.float64, np.bool_, np.complex64, "<U2"])
-ODD = st.one_of(st.none(), st.booleans(), st.integers(-3, 5), st.floats(allow_nan=True, allow_infinity=True),
-                st.text(max_size=3), st.sampled_from([1e-300, 1e300, -1.0, 0.0, 2**64]))
+DTYPES = st.sampled_from(
+    [
+        np.uint8,
+        np.uint16,
+        np.int8,
+        np.int16,
+        np.int32,
+        np.uint32,
+        np.int64,
+        np.uint64,
+        np.float16,
+        np.float32,
+        np.float64,
+        np.bool_,
+        np.complex64,
+        "<U2",
+    ]
+)
+ODD = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 5),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=3),
+    st.sampled_from([1e-300, 1e300, -1.0, 0.0, 2**64]),
+)
 
 
 @st.composite
@@ -42,22 +64,36 @@ def labels_arrays(draw):
         return draw(hnp.arrays(dtype, shape, elements=st.complex_numbers(max_magnitude=10, width=64)))
     if dtype.kind == "f":
         whole = draw(st.booleans())
-        elements = (st.integers(0, 2000).map(float) if whole else
-                    st.floats(allow_nan=True, allow_infinity=True, width=8 * dtype.itemsize))
+        elements = (
+            st.integers(0, 2000).map(float)
+            if whole
+            else st.floats(allow_nan=True, allow_infinity=True, width=8 * dtype.itemsize)
+        )
         return draw(hnp.arrays(dtype, shape, elements=elements))
     return draw(hnp.arrays(dtype, shape))
 
 
 SPACINGS = st.one_of(
-    st.none(), st.none(),
+    st.none(),
+    st.none(),
     st.lists(st.floats(0.01, 100), min_size=2, max_size=3),
     st.lists(st.one_of(st.floats(1e-13, 1e13), st.floats(allow_nan=True, allow_infinity=True), ODD), max_size=4),
     ODD,
 )
-AXES = st.one_of(st.none(), st.none(), st.none(), st.text(alphabet="TZCYXQ", max_size=5).map(lambda a: a + "YX"),
-                 st.text(alphabet="TZCYXQ", min_size=2, max_size=5), ODD)
-UNITS = st.one_of(st.none(), st.none(), ODD, st.sampled_from(["µm", "um", "micron", "nm", "mm", "m", "pixel", "", "Å",
-                                                             "furlong", "a\nb", "x" * 100]))
+AXES = st.one_of(
+    st.none(),
+    st.none(),
+    st.none(),
+    st.text(alphabet="TZCYXQ", max_size=5).map(lambda a: a + "YX"),
+    st.text(alphabet="TZCYXQ", min_size=2, max_size=5),
+    ODD,
+)
+UNITS = st.one_of(
+    st.none(),
+    st.none(),
+    ODD,
+    st.sampled_from(["µm", "um", "micron", "nm", "mm", "m", "pixel", "", "Å", "furlong", "a\nb", "x" * 100]),
+)
 
 
 def _canonical(axes: str | None) -> bool:
@@ -67,10 +103,14 @@ def _canonical(axes: str | None) -> bool:
 
 
 @settings(max_examples=EXAMPLES, **SETTINGS)
-@given(labels=labels_arrays(), axes=AXES, spacing=SPACINGS, unit=UNITS,
-       suffix=st.sampled_from([".tif", ".tif", ".tiff", ".TIF", ".png", ".png", ".jpg", ""]))
-def test_labels_written_read_back_as_they_were_or_an_input_error(tmp_path_factory, labels, axes, spacing, unit,
-                                                                  suffix):
+@given(
+    labels=labels_arrays(),
+    axes=AXES,
+    spacing=SPACINGS,
+    unit=UNITS,
+    suffix=st.sampled_from([".tif", ".tif", ".tiff", ".TIF", ".png", ".png", ".jpg", ""]),
+)
+def test_labels_written_read_back_as_they_were_or_an_input_error(tmp_path_factory, labels, axes, spacing, unit, suffix):
     folder = tmp_path_factory.mktemp("labels")
     out = folder / f"labels{suffix}"
     try:
@@ -117,8 +157,9 @@ def _read_both(path) -> None:
         _within_claim(path, got if isinstance(got, np.ndarray) else got.data)
 
 
-MAGIC = st.sampled_from([b"", b"II*\0", b"MM\0*", b"II+\0\x08\0\0\0", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"BM",
-                         b"\xff\xd8\xff"])
+MAGIC = st.sampled_from(
+    [b"", b"II*\0", b"MM\0*", b"II+\0\x08\0\0\0", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"BM", b"\xff\xd8\xff"]
+)
 
 
 @settings(max_examples=EXAMPLES, **SETTINGS)
@@ -140,8 +181,18 @@ def forged_tiffs(draw) -> bytes:
 
     dtype = draw(st.sampled_from([np.uint8, np.uint16, np.float32]))
     shape = draw(st.sampled_from([(32, 32), (3, 32, 32), (32, 32, 3)]))
-    kw = draw(st.sampled_from([{}, {"tile": (16, 16)}, {"compression": "zlib"},
-                               {"tile": (16, 16), "compression": "zlib"}, {"rowsperstrip": 4}, {"imagej": True}]))
+    kw = draw(
+        st.sampled_from(
+            [
+                {},
+                {"tile": (16, 16)},
+                {"compression": "zlib"},
+                {"tile": (16, 16), "compression": "zlib"},
+                {"rowsperstrip": 4},
+                {"imagej": True},
+            ]
+        )
+    )
     if kw.get("imagej") and shape[-1] == 3:
         shape = shape[::-1]  # a 3-slice stack: ImageJ's RGB is uint8 only
     buf = io.BytesIO()
@@ -149,8 +200,15 @@ def forged_tiffs(draw) -> bytes:
     data = bytearray(buf.getvalue())
     with tifffile.TiffFile(io.BytesIO(bytes(data))) as tif:
         tags = tif.pages[0].tags
-        for name in ("ImageWidth", "ImageLength", "TileWidth", "TileLength", "RowsPerStrip", "SamplesPerPixel",
-                     "BitsPerSample"):
+        for name in (
+            "ImageWidth",
+            "ImageLength",
+            "TileWidth",
+            "TileLength",
+            "RowsPerStrip",
+            "SamplesPerPixel",
+            "BitsPerSample",
+        ):
             tag = tags.get(name)
             if tag is not None and tag.count == 1 and draw(st.booleans()):
                 value = draw(SIDES) if name in ("ImageWidth", "ImageLength") else draw(st.integers(0, 2**16 - 1))

@@ -89,7 +89,7 @@ def test_write_3d_labels_to_tiff(tmp_path):
 def test_failed_write_leaves_existing_file_untouched_and_no_temporaries(tmp_path):
     target = tmp_path / "keep.tif"
     target.write_bytes(b"precious")
-    with pytest.raises(Exception):
+    with pytest.raises(InputError):
         write_labels(target, np.array([[object(), object()]], dtype=object))
     assert target.read_bytes() == b"precious"
     assert sorted(os.listdir(tmp_path)) == ["keep.tif"]
@@ -319,17 +319,33 @@ def test_reads_imagej_ome_and_calibrated_tiffs(tmp_path):
 
     rng = np.random.default_rng(1)
     ij = rng.integers(0, 4000, (2, 3, 2, 8, 9)).astype(np.uint16)  # T Z C Y X
-    tifffile.imwrite(tmp_path / "ij.tif", ij, imagej=True, resolution=(1 / 0.2, 1 / 0.3),
-                     metadata={"axes": "TZCYX", "spacing": 1.5, "unit": "micron"})
+    tifffile.imwrite(
+        tmp_path / "ij.tif",
+        ij,
+        imagej=True,
+        resolution=(1 / 0.2, 1 / 0.3),
+        metadata={"axes": "TZCYX", "spacing": 1.5, "unit": "micron"},
+    )
     f = read_image_file(tmp_path / "ij.tif")
     assert (f.axes, f.spacing, f.unit, f.rgb) == ("TZCYX", pytest.approx((1.5, 0.3, 0.2)), "µm", False)
     assert f.layout() == (2, 3)  # C is the channel axis, Z makes a volume, T a batch axis
     assert f.label_axes(2) == "TZYX"
 
     ome = rng.integers(0, 4000, (3, 2, 8, 9)).astype(np.uint16)  # C Z Y X
-    tifffile.imwrite(tmp_path / "x.ome.tif", ome, ome=True, metadata={
-        "axes": "CZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1, "PhysicalSizeZ": 500.0,
-        "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm", "PhysicalSizeZUnit": "nm"})
+    tifffile.imwrite(
+        tmp_path / "x.ome.tif",
+        ome,
+        ome=True,
+        metadata={
+            "axes": "CZYX",
+            "PhysicalSizeX": 0.1,
+            "PhysicalSizeY": 0.1,
+            "PhysicalSizeZ": 500.0,
+            "PhysicalSizeXUnit": "µm",
+            "PhysicalSizeYUnit": "µm",
+            "PhysicalSizeZUnit": "nm",
+        },
+    )
     f = read_image_file(tmp_path / "x.ome.tif")
     np.testing.assert_array_equal(f.data, ome)
     assert (f.axes, f.spacing, f.unit) == ("CZYX", pytest.approx((0.5, 0.1, 0.1)), "µm")  # mixed units in µm
@@ -371,7 +387,6 @@ def test_plain_pictures_keep_reading_as_before(tmp_path):
     assert read_image_file(tmp_path / "g.png").axes == "YX"
     with pytest.raises(InputError, match="no such file"):
         read_image_file(tmp_path / "missing.tif")
-
 
 
 def test_a_rewrite_keeps_the_mode_of_the_file_it_replaces(tmp_path):

@@ -129,8 +129,12 @@ def test_a_png_that_declares_more_than_its_data_is_refused_before_decoding(tmp_p
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 9000, 9000, 8, 6, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 9000, 9000, 8, 6, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\0" * 100))
+        + chunk(b"IEND", b"")
+    )
     (tmp_path / "big.png").write_bytes(png)
     with pytest.raises(InputError) as err:
         read_image(tmp_path / "big.png")
@@ -141,14 +145,21 @@ def test_a_zarr_with_missing_chunks_is_refused_when_read_whole(tmp_path):
     zarr = pytest.importorskip("zarr")
     from napari_levelset.io.zarr import read_volume
 
-    big = zarr.create_array(str(tmp_path / "big.zarr"), shape=(40_000, 40_000), chunks=(256, 256), dtype=np.uint8,
-                            fill_value=0, zarr_format=2)
+    big = zarr.create_array(
+        str(tmp_path / "big.zarr"),
+        shape=(40_000, 40_000),
+        chunks=(256, 256),
+        dtype=np.uint8,
+        fill_value=0,
+        zarr_format=2,
+    )
     big[:3, :3] = 1
     with pytest.raises(InputError) as err:
         read_volume(tmp_path / "big.zarr")
     assert "allow_large" in one_line(err.value)
-    small = zarr.create_array(str(tmp_path / "small.zarr"), shape=(20, 30), chunks=(8, 8), dtype=np.uint16,
-                              zarr_format=2)
+    small = zarr.create_array(
+        str(tmp_path / "small.zarr"), shape=(20, 30), chunks=(8, 8), dtype=np.uint16, zarr_format=2
+    )
     values = np.arange(600, dtype=np.uint16).reshape(20, 30)
     small[:] = values
     vol = read_volume(tmp_path / "small.zarr")
@@ -157,16 +168,19 @@ def test_a_zarr_with_missing_chunks_is_refused_when_read_whole(tmp_path):
 
 
 # -- labels written come back as they were ----------------------------------------------------------
-@pytest.mark.parametrize("shape,dtype,kw", [
-    ((2, 3, 1), np.uint8, {}),
-    ((1, 5, 6), np.uint8, {}),
-    ((2, 1, 3, 4), np.uint8, {"axes": "TZYX"}),
-    ((1, 1, 5, 6), np.uint16, {"axes": "ZCYX"}),
-    ((2, 1, 3, 4), np.int32, {"axes": "TZYX", "spacing": (2.0, 0.5, 0.25), "unit": "µm"}),
-    ((2, 1, 3, 4), np.int64, {"axes": "TZYX", "spacing": (2.0, 0.5, 0.25), "unit": "µm"}),
-    ((1, 3, 1), np.uint16, {"spacing": (3.0, 1.0, 0.5)}),
-    ((3, 1), np.uint8, {"spacing": (1.0, 0.5), "unit": "nm"}),
-])
+@pytest.mark.parametrize(
+    "shape,dtype,kw",
+    [
+        ((2, 3, 1), np.uint8, {}),
+        ((1, 5, 6), np.uint8, {}),
+        ((2, 1, 3, 4), np.uint8, {"axes": "TZYX"}),
+        ((1, 1, 5, 6), np.uint16, {"axes": "ZCYX"}),
+        ((2, 1, 3, 4), np.int32, {"axes": "TZYX", "spacing": (2.0, 0.5, 0.25), "unit": "µm"}),
+        ((2, 1, 3, 4), np.int64, {"axes": "TZYX", "spacing": (2.0, 0.5, 0.25), "unit": "µm"}),
+        ((1, 3, 1), np.uint16, {"spacing": (3.0, 1.0, 0.5)}),
+        ((3, 1), np.uint8, {"spacing": (1.0, 0.5), "unit": "nm"}),
+    ],
+)
 def test_axes_of_length_one_are_kept(tmp_path, shape, dtype, kw):
     labels = np.arange(int(np.prod(shape)), dtype=dtype).reshape(shape)
     out = write_labels(tmp_path / "l.tif", labels, **kw)
@@ -199,24 +213,27 @@ def test_int16_labels_to_png(tmp_path):
     one_line(err.value)
 
 
-@pytest.mark.parametrize("labels,kw", [
-    (np.arange(5), {}),
-    (np.array(3), {}),
-    (np.zeros((0, 4), np.uint8), {}),
-    (np.zeros((4, 0, 4), np.uint8), {"axes": "ZYX"}),
-    (np.zeros((4, 4), np.uint8), {"spacing": "ab"}),
-    (np.zeros((4, 4), np.uint8), {"spacing": ("a", "b")}),
-    (np.zeros((4, 4), np.uint8), {"spacing": (1e-300, 1e-300)}),
-    (np.zeros((4, 4), np.uint8), {"spacing": (1e-300,)}),
-    (np.zeros((4, 4), np.uint8), {"spacing": (0.5,), "unit": "µm"}),
-    (np.zeros((4, 4), np.uint8), {"spacing": (0.5,)}),
-    (np.zeros((4, 4), np.uint8), {"spacing": (1.0, 1.0), "unit": "a\nb"}),
-    (np.zeros((4, 4), np.uint8), {"axes": "YXYX"}),
-    (np.zeros((4, 4, 4, 4), np.uint8), {"axes": "YXYX"}),
-    (np.full((4, 4), "a"), {}),
-    (np.zeros((4, 4), np.complex64), {}),
-    (np.zeros((4, 4), object), {}),
-])
+@pytest.mark.parametrize(
+    "labels,kw",
+    [
+        (np.arange(5), {}),
+        (np.array(3), {}),
+        (np.zeros((0, 4), np.uint8), {}),
+        (np.zeros((4, 0, 4), np.uint8), {"axes": "ZYX"}),
+        (np.zeros((4, 4), np.uint8), {"spacing": "ab"}),
+        (np.zeros((4, 4), np.uint8), {"spacing": ("a", "b")}),
+        (np.zeros((4, 4), np.uint8), {"spacing": (1e-300, 1e-300)}),
+        (np.zeros((4, 4), np.uint8), {"spacing": (1e-300,)}),
+        (np.zeros((4, 4), np.uint8), {"spacing": (0.5,), "unit": "µm"}),
+        (np.zeros((4, 4), np.uint8), {"spacing": (0.5,)}),
+        (np.zeros((4, 4), np.uint8), {"spacing": (1.0, 1.0), "unit": "a\nb"}),
+        (np.zeros((4, 4), np.uint8), {"axes": "YXYX"}),
+        (np.zeros((4, 4, 4, 4), np.uint8), {"axes": "YXYX"}),
+        (np.full((4, 4), "a"), {}),
+        (np.zeros((4, 4), np.complex64), {}),
+        (np.zeros((4, 4), object), {}),
+    ],
+)
 @pytest.mark.parametrize("ext", [".tif", ".png"])
 def test_write_labels_refuses_in_one_line(tmp_path, labels, kw, ext):
     if ext == ".png" and labels.ndim == 2 and labels.dtype.kind in "u" and labels.size:

@@ -32,7 +32,7 @@ import numpy as np
 
 from napari_levelset.errors import InputError
 
-__all__ = ["AXES", "infer_axes", "ImageFile"]
+__all__ = ["AXES", "ImageFile", "infer_axes"]
 
 #: Letters of ``ImageFile.axes``: time (and any other axis segmented slice by slice), depth,
 #: channels, height, width, and Q for an axis the file does not name (pages of a plain stack).
@@ -107,7 +107,6 @@ def infer_axes(
     if spatial_dims > rest:
         raise InputError(f"spatial_dims={spatial_dims} but the image of shape {shape} has only {rest} non-channel axes")
     return channel_axis, spatial_dims
-
 
 
 @dataclass
@@ -230,7 +229,6 @@ class ImageFile:
         return tuple(size[a] for a in axes)
 
 
-
 def _norm_unit(unit) -> str | None:
     """One spelling per unit (``µm`` for micrometres); None for no unit or pixels."""
     if unit is None:
@@ -245,4 +243,3 @@ def _norm_unit(unit) -> str | None:
     if u in ("A", "angstrom", "\\u00c5"):
         return "Å"
     return u
-

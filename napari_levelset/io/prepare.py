@@ -43,7 +43,7 @@ import numpy as np
 from napari_levelset.errors import InputError
 from napari_levelset.io.axes import infer_axes
 
-__all__ = ["Prepared", "prepare_image", "normalize", "to_lab", "join_channels", "MAX_COLOUR_BITS"]
+__all__ = ["MAX_COLOUR_BITS", "Prepared", "join_channels", "normalize", "prepare_image", "to_lab"]
 
 
 @dataclass
@@ -117,7 +117,6 @@ class Prepared:
         if labels.shape != self.out_shape:
             raise InputError(f"scribbles have shape {labels.shape}, but the image needs {self.out_shape}")
         return labels.reshape((-1,) + self.spatial_shape)
-
 
 
 def prepare_image(
@@ -206,8 +205,11 @@ def prepare_image(
         color = "lab" if rgb else "rgb"
     if color == "lab":
         if arr.shape[0] != 3:
-            hint = (" (an explicit channel_axis keeps all of them; leave it unset to read a last axis of 4 as RGBA)"
-                    if arr.shape[0] == 4 else "")
+            hint = (
+                " (an explicit channel_axis keeps all of them; leave it unset to read a last axis of 4 as RGBA)"
+                if arr.shape[0] == 4
+                else ""
+            )
             raise InputError(f"color='lab' needs an RGB image (3 channels), this one has {arr.shape[0]}{hint}")
         data = to_lab(arr, spatial_dims=sdims, structures=structures)
         if np.ptp(data.reshape(data.shape[0], -1), axis=1).max() == 0:
@@ -219,13 +221,14 @@ def prepare_image(
     # (C, *batch, *S) -> (B, C, *S)
     data = data.reshape((data.shape[0], -1) + spatial)
     data = np.ascontiguousarray(np.swapaxes(data, 0, 1))
-    return Prepared(data=data, batch_shape=tuple(batch), spatial_shape=tuple(spatial), channel_axis=ch_ax, rgb=rgb,
-                    color=color)
+    return Prepared(
+        data=data, batch_shape=tuple(batch), spatial_shape=tuple(spatial), channel_axis=ch_ax, rgb=rgb, color=color
+    )
 
 
-
-def normalize(data: np.ndarray, pmin: float = 0.5, pmax: float = 99.5, spatial_dims: int | None = None,
-              structures: bool = True) -> np.ndarray:
+def normalize(
+    data: np.ndarray, pmin: float = 0.5, pmax: float = 99.5, spatial_dims: int | None = None, structures: bool = True
+) -> np.ndarray:
     """Per-channel normalisation of ``(C, ...)`` data to float32 in [0, 1] (the module's rule).
 
     ``spatial_dims``: how many trailing axes are spatial (default: all but the
@@ -282,7 +285,6 @@ def normalize(data: np.ndarray, pmin: float = 0.5, pmax: float = 99.5, spatial_d
     return out
 
 
-
 def _working_copy(values: np.ndarray) -> np.ndarray:
     """``values`` as floats, exactly: float32 where every value is a float32 number, else float64.
 
@@ -292,12 +294,11 @@ def _working_copy(values: np.ndarray) -> np.ndarray:
     a = np.asarray(values)
     if a.dtype == bool or (a.dtype.kind in "iu" and a.dtype.itemsize <= 2) or a.dtype in (np.float16, np.float32):
         return a.astype(np.float32)
-    if a.dtype.kind in "iu" and a.size and -(2**24) <= a.min() and a.max() <= 2**24:
+    if a.dtype.kind in "iu" and a.size and a.min() >= -(2**24) and a.max() <= 2**24:
         return a.astype(np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
         a32 = a.astype(np.float32)  # values beyond float32 become inf here, and differ
         return a32 if np.array_equal(a32, a) else a.astype(np.float64)
-
 
 
 def _fit_range(x: np.ndarray) -> np.ndarray:
@@ -306,7 +307,6 @@ def _fit_range(x: np.ndarray) -> np.ndarray:
     if big > np.finfo(x.dtype).max / 4:
         return np.ldexp(x, -int(np.frexp(big)[1])).astype(x.dtype, copy=False)
     return x
-
 
 
 def _structure_max(x: np.ndarray, spatial_dims: int) -> float:
@@ -330,9 +330,9 @@ def _structure_max(x: np.ndarray, spatial_dims: int) -> float:
     return float(y.max())
 
 
-
-def _value_range(x: np.ndarray, spatial_dims: int, pmin: float, pmax: float,
-                 structures: bool = True) -> tuple[float, float]:
+def _value_range(
+    x: np.ndarray, spatial_dims: int, pmin: float, pmax: float, structures: bool = True
+) -> tuple[float, float]:
     """``(lo, hi)`` of the module's rule for the working copy ``x`` (all its values together)."""
     if x.size > 1:
         lo, hi = (float(v) for v in np.percentile(x, [pmin, pmax]))
@@ -345,7 +345,6 @@ def _value_range(x: np.ndarray, spatial_dims: int, pmin: float, pmax: float,
     return lo, hi
 
 
-
 def _map_range(x: np.ndarray, lo: float, hi: float, out: np.ndarray) -> None:
     """``out[...] = clip((x - lo) / (hi - lo), 0, 1)`` in ``x``'s precision."""
     t = np.subtract(x, x.dtype.type(lo))
@@ -353,7 +352,6 @@ def _map_range(x: np.ndarray, lo: float, hi: float, out: np.ndarray) -> None:
     t /= den if den > 0 else np.finfo(x.dtype).tiny
     np.clip(t, 0.0, 1.0, out=t)
     out[...] = t
-
 
 
 #: The most bits whole non-negative colour values are read by (more: mapped by their range).
@@ -420,7 +418,6 @@ def to_lab(rgb: np.ndarray, spatial_dims: int | None = None, structures: bool = 
     return np.ascontiguousarray(np.moveaxis(lab, -1, 0).astype(np.float32) / 100.0)
 
 
-
 def join_channels(image, to_grey: bool = False, join: str | None = None) -> np.ndarray:
     """One array from an image given as one array or as several same-shaped channel arrays.
 
@@ -469,4 +466,3 @@ def join_channels(image, to_grey: bool = False, join: str | None = None) -> np.n
             raise InputError(f"'RGB -> grey' needs colour channels last, but the image has shape {arr.shape}")
         arr = arr[..., :3].astype(np.float32).mean(axis=-1)
     return arr
-

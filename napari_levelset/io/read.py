@@ -41,8 +41,17 @@ import numpy as np
 from napari_levelset.errors import InputError
 from napari_levelset.io.axes import _UM, ImageFile, _norm_unit
 
-__all__ = ["TIFF_EXT", "PLAIN_EXT", "read_image", "read_image_file", "claim_limit", "check_claim", "CLAIM_RATIO",
-           "CLAIM_FLOOR", "MEMORY_SHARE"]
+__all__ = [
+    "CLAIM_FLOOR",
+    "CLAIM_RATIO",
+    "MEMORY_SHARE",
+    "PLAIN_EXT",
+    "TIFF_EXT",
+    "check_claim",
+    "claim_limit",
+    "read_image",
+    "read_image_file",
+]
 
 TIFF_EXT = {".tif", ".tiff"}
 PLAIN_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
@@ -117,7 +126,6 @@ def read_image(path: str | os.PathLike, labels: bool = False, *, allow_large: bo
     return _reading(p, read)
 
 
-
 def read_image_file(path: str | os.PathLike, *, allow_large: bool = False) -> ImageFile:
     """Read an image file with its axes and physical pixel size (see ``ImageFile``).
 
@@ -169,7 +177,6 @@ def read_image_file(path: str | os.PathLike, *, allow_large: bool = False) -> Im
     return _reading(p, read)
 
 
-
 def claim_limit(stored_bytes: int, allow_large: bool = False) -> int | None:
     """The most bytes a file storing ``stored_bytes`` may declare for its decoded pixels (memory aside).
 
@@ -195,7 +202,6 @@ def claim_limit(stored_bytes: int, allow_large: bool = False) -> int | None:
     if allow_large:
         return None
     return max(CLAIM_RATIO * int(stored_bytes), CLAIM_FLOOR)
-
 
 
 def check_claim(name: str, shape, dtype, stored_bytes: int, allow_large: bool = False) -> None:
@@ -239,9 +245,10 @@ def check_claim(name: str, shape, dtype, stored_bytes: int, allow_large: bool = 
         raise InputError(f"{what}: more than half the memory available ({_size(free)}), it cannot be read whole")
     limit = claim_limit(stored_bytes, allow_large)
     if limit is not None and declared > limit:
-        raise InputError(f"{what} in {_size(stored_bytes)}: more than a file of that size may claim "
-                         f"({_size(limit)}); if it is a genuine image, read it with allow_large=True (--allow-large)")
-
+        raise InputError(
+            f"{what} in {_size(stored_bytes)}: more than a file of that size may claim "
+            f"({_size(limit)}); if it is a genuine image, read it with allow_large=True (--allow-large)"
+        )
 
 
 def _size(n: int) -> str:
@@ -249,7 +256,6 @@ def _size(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.3g} {unit}" if n < 1000 * scale or unit == "TiB" else f"{n / scale:.0f} {unit}"
     return f"{n} bytes"
-
 
 
 def _reading(p: Path, read):
@@ -266,7 +272,6 @@ def _reading(p: Path, read):
         raise InputError(f"cannot read {p} as an image ({exc.__class__.__name__}: {detail})") from None
 
 
-
 #: bytes per band of Pillow's modes (others: 1)
 _PIL_BAND_BYTES = {"I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "I": 4, "F": 4}
 
@@ -279,7 +284,6 @@ def _check_plain(p: Path, im, allow_large: bool) -> None:
     shape = ((frames,) if frames > 1 else ()) + (h, w) + ((bands,) if bands > 1 else ())
     dtype = {2: np.uint16, 4: np.float32}.get(_PIL_BAND_BYTES.get(im.mode, 1), np.uint8)
     check_claim(p.name, shape, dtype, p.stat().st_size, allow_large)
-
 
 
 def _read_plain(p: Path, allow_large: bool = False) -> np.ndarray:
@@ -296,7 +300,6 @@ def _read_plain(p: Path, allow_large: bool = False) -> np.ndarray:
     return arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 2 else arr  # grey + alpha
 
 
-
 def _stored_bytes(tif, p: Path) -> int:
     """The bytes of the TIFF at ``p`` and of the files its OME-XML names (a multi-file OME-TIFF)."""
     total = p.stat().st_size
@@ -307,7 +310,6 @@ def _stored_bytes(tif, p: Path) -> int:
             if other.is_file():
                 total += other.stat().st_size
     return total
-
 
 
 def _written_layout(tif) -> tuple[str, tuple[int, ...]] | None:
@@ -330,7 +332,6 @@ def _written_layout(tif) -> tuple[str, tuple[int, ...]] | None:
     return (axes, dims) if len(dims) == len(axes) else None
 
 
-
 def _tiff_data(tif, p: Path, allow_large: bool) -> tuple[np.ndarray, str]:
     """The first series of ``tif``, checked before decoding, in the shape ``write_labels`` stored."""
     series = tif.series[0]
@@ -341,7 +342,6 @@ def _tiff_data(tif, p: Path, allow_large: bool) -> tuple[np.ndarray, str]:
     if written is not None and int(np.prod(written[1])) == data.size:  # axes of length 1 that tifffile dropped
         axes, data = written[0], data.reshape(written[1])
     return data, axes
-
 
 
 def _read_tiff(p: Path, allow_large: bool = False) -> ImageFile:
@@ -371,8 +371,11 @@ def _read_tiff(p: Path, allow_large: bool = False) -> ImageFile:
                 unit = _norm_unit(meta.get("unit"))
         if not size:  # a plain TIFF: its resolution tags, when they name a length (not inches: 72 dpi by default)
             res_unit = page.tags.get("ResolutionUnit")
-            per_um = {tifffile.RESUNIT.CENTIMETER: 1e-4, tifffile.RESUNIT.MILLIMETER: 1e-3,
-                      tifffile.RESUNIT.MICROMETER: 1.0}.get(None if res_unit is None else res_unit.value)
+            per_um = {
+                tifffile.RESUNIT.CENTIMETER: 1e-4,
+                tifffile.RESUNIT.MILLIMETER: 1e-3,
+                tifffile.RESUNIT.MICROMETER: 1.0,
+            }.get(None if res_unit is None else res_unit.value)
             x, y = _resolution(page, "XResolution"), _resolution(page, "YResolution")
             if per_um and x and y:
                 size, unit = {"X": 1.0 / (x * per_um), "Y": 1.0 / (y * per_um)}, "µm"
@@ -404,13 +407,11 @@ def _read_tiff(p: Path, allow_large: bool = False) -> ImageFile:
     return ImageFile(data=data, axes=axes, spacing=spacing, unit=unit if spacing else None, rgb=rgb)
 
 
-
 def _plain_axes(arr: np.ndarray) -> tuple[str, bool]:
     rgb = arr.ndim in (3, 4) and arr.shape[-1] in (3, 4)
     if rgb:
         return ("Q" if arr.ndim == 4 else "") + "YXC", True
     return "Q" * (arr.ndim - 2) + "YX", False
-
 
 
 def _spacing_tuple(size: dict, axes: str) -> tuple[float, ...] | None:
@@ -424,7 +425,6 @@ def _spacing_tuple(size: dict, axes: str) -> tuple[float, ...] | None:
     return out
 
 
-
 def _resolution(page, tag: str) -> float | None:
     """Pixels per unit from a resolution tag, or None."""
     t = page.tags.get(tag)
@@ -435,7 +435,6 @@ def _resolution(page, tag: str) -> float | None:
         return float(num) / float(den) if num and den else None
     except (TypeError, ValueError):
         return None
-
 
 
 def _ome_spacing(xml: str) -> tuple[dict, str | None]:
@@ -456,4 +455,3 @@ def _ome_spacing(xml: str) -> tuple[dict, str | None]:
             return {}, None
         return {a: v * _UM[units[a]] for a, v in size.items()}, "µm"
     return size, (found.pop() if found else None)
-

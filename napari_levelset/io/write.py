@@ -10,6 +10,7 @@ file is written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from fractions import Fraction
@@ -21,15 +22,16 @@ from napari_levelset.errors import InputError
 from napari_levelset.io.axes import _UM, AXES, _norm_unit
 from napari_levelset.io.read import LABELS_AXES_KEY, LABELS_SHAPE_KEY, TIFF_EXT
 
-__all__ = ["write_labels", "atomic_write", "labels_dtype"]
+__all__ = ["atomic_write", "labels_dtype", "write_labels"]
 
 #: ImageJ stores these dtypes only (other labels fall back, see ``write_labels``).
 _IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
 _OME_DTYPES = (np.int8, np.int16, np.int32, np.uint8, np.uint16, np.uint32, np.float32, np.float64)
 
 
-def write_labels(path: str | os.PathLike, labels: np.ndarray, axes: str | None = None,
-                 spacing=None, unit: str | None = None) -> Path:
+def write_labels(
+    path: str | os.PathLike, labels: np.ndarray, axes: str | None = None, spacing=None, unit: str | None = None
+) -> Path:
     """Write a label image (TIFF or PNG by extension) atomically.
 
     The data go to a temporary file in the same folder that is renamed over
@@ -109,7 +111,6 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, axes: str | None =
     return atomic_write(p, lambda tmp: _write_bytes(tmp, data))
 
 
-
 def _check_labels(labels) -> np.ndarray:
     try:
         labels = np.asarray(labels)
@@ -122,7 +123,6 @@ def _check_labels(labels) -> np.ndarray:
     if labels.size == 0:
         raise InputError(f"the labels are empty (shape {labels.shape})")
     return labels
-
 
 
 def _png_labels(labels: np.ndarray) -> np.ndarray:
@@ -143,19 +143,19 @@ def _png_labels(labels: np.ndarray) -> np.ndarray:
     return labels.astype(np.uint8 if labels.dtype.itemsize == 1 else np.uint16)
 
 
-
 def _write_bytes(path: str, data: bytes) -> None:
     with open(path, "wb") as fh:
         fh.write(data)
-
 
 
 def _check_axes(axes: str | None, ndim: int, spacing: tuple[float, ...] | None) -> str:
     if axes is None:  # spatial axes by the spacing's length (2 without one), the others unnamed
         n = len(spacing) if spacing is not None else 2
         if n not in (2, 3) or n > ndim:
-            raise InputError(f"spacing must have one value per spatial axis: 2 (Y, X) or 3 (Z, Y, X) for labels "
-                             f"with {ndim} axes, got {n}; or give axes")
+            raise InputError(
+                f"spacing must have one value per spatial axis: 2 (Y, X) or 3 (Z, Y, X) for labels "
+                f"with {ndim} axes, got {n}; or give axes"
+            )
         return "Q" * (ndim - n) + "ZYX"[3 - n :]
     if not isinstance(axes, str):
         raise InputError(f"axes must be letters of {AXES!r}, got {axes!r}")
@@ -167,7 +167,6 @@ def _check_axes(axes: str | None, ndim: int, spacing: tuple[float, ...] | None) 
     if any(axes.count(a) > 1 for a in "ZCYX"):
         raise InputError(f"axes {axes!r} name Z, C, Y or X more than once")
     return axes
-
 
 
 #: The range of a pixel size ``write_labels`` stores (in any unit): beyond it, a mistake.
@@ -186,12 +185,10 @@ def _check_spacing(spacing) -> tuple[float, ...] | None:
     return out
 
 
-
 def _check_unit(unit) -> str | None:
     if unit is not None and (not isinstance(unit, str) or not unit.isprintable() or len(unit) > 64):
         raise InputError(f"unit must be a name on one line (µm, nm, ...), got {unit!r}"[:200])
     return _norm_unit(unit)
-
 
 
 def _exact_rational(value: float) -> bool:
@@ -201,7 +198,6 @@ def _exact_rational(value: float) -> bool:
         return False
     f = Fraction(value).limit_denominator(max(1, min(top, int(top / value))))
     return f.numerator <= top and abs(float(f) - value) <= 1e-9 * value
-
 
 
 def _tiff_writer(labels: np.ndarray, axes, spacing, unit):
@@ -219,9 +215,9 @@ def _tiff_writer(labels: np.ndarray, axes, spacing, unit):
         raise InputError(f"spacing must be {len(spatial)} numbers (one per axis of {spatial!r}), got {spacing}")
     size = dict(zip(spatial, spacing)) if spacing is not None else {}
     data = labels.astype(np.uint8) if labels.dtype == bool else labels
-    if data.dtype not in _IMAGEJ_DTYPES and data.dtype.kind in "iu" and data.size:
-        if data.min() >= 0 and data.max() <= 65535:
-            data = data.astype(np.uint16)
+    other_integers = data.dtype not in _IMAGEJ_DTYPES and data.dtype.kind in "iu" and data.size
+    if other_integers and data.min() >= 0 and data.max() <= 65535:
+        data = data.astype(np.uint16)
     ij_unit = "micron" if unit == "µm" else unit
     unique = len(set(axes)) == len(axes)
     in_order = unique and [a for a in "TZCYX" if a in axes] == list(axes)
@@ -250,10 +246,11 @@ def _tiff_writer(labels: np.ndarray, axes, spacing, unit):
     kw = {}
     per_cm = {a: 1e4 / (size[a] * _UM[unit]) for a in "XY"} if size and unit in _UM else {}
     if per_cm and all(_exact_rational(v) for v in per_cm.values()):  # the X/Y pixel size for other readers too
-        kw = dict(resolution=(1e4 / (size["X"] * _UM[unit]), 1e4 / (size["Y"] * _UM[unit])),
-                  resolutionunit=tifffile.RESUNIT.CENTIMETER)
+        kw = dict(
+            resolution=(1e4 / (size["X"] * _UM[unit]), 1e4 / (size["Y"] * _UM[unit])),
+            resolutionunit=tifffile.RESUNIT.CENTIMETER,
+        )
     return lambda tmp: tifffile.imwrite(tmp, data, photometric="minisblack", metadata=meta, **kw)
-
 
 
 def atomic_write(path: str | os.PathLike, write) -> Path:
@@ -321,13 +318,10 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
         os.replace(tmp, target)
     except BaseException:
         if tmp is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
         raise
     return p
-
 
 
 def labels_dtype(n_classes: int):
@@ -349,4 +343,3 @@ def labels_dtype(n_classes: int):
     ('uint8', 'uint16')
     """
     return np.uint8 if n_classes <= 255 else np.uint16
-

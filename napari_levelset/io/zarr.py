@@ -15,16 +15,17 @@ Sources: zarr (https://zarr.dev), the OME-NGFF specification (https://ngff.openm
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from napari_levelset.errors import InputError
 from napari_levelset.io.read import check_claim
 
-__all__ = ["Volume", "open_volume", "read_volume", "create_labels", "read_region"]
+__all__ = ["Volume", "create_labels", "open_volume", "read_region", "read_volume"]
 
 
 @dataclass
@@ -52,7 +53,6 @@ class Volume:
     def channel_axis(self) -> int | None:
         """The index of C in ``axes``, or None (no C, or no axes known)."""
         return self.axes.index("C") if self.axes and "C" in self.axes else None
-
 
 
 def open_volume(path: str | os.PathLike) -> Volume:
@@ -102,7 +102,6 @@ def open_volume(path: str | os.PathLike) -> Volume:
     return Volume(data, axes, spacing, unit)
 
 
-
 def read_volume(source, *, allow_large: bool = False) -> Volume:
     """Read a zarr array or an OME-Zarr image (its level 0) whole into memory.
 
@@ -146,7 +145,6 @@ def read_volume(source, *, allow_large: bool = False) -> Volume:
     return Volume(values, vol.axes, vol.spacing, vol.unit)
 
 
-
 def _stored_bytes(data, source) -> int:
     """The bytes a zarr array's store holds for it (its chunks and metadata)."""
     try:
@@ -158,14 +156,12 @@ def _stored_bytes(data, source) -> int:
     return 0
 
 
-
 def _zarr():
     try:
         import zarr
     except ImportError:
         raise InputError("zarr volumes need zarr: pip install 'napari-levelset[scale]'") from None
     return zarr
-
 
 
 def read_region(data, channel: int | None, region: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -197,7 +193,7 @@ def read_region(data, channel: int | None, region: Sequence[tuple[int, int]]) ->
     >>> read_region(np.arange(4).reshape(2, 2), -1, [(1, 3), (0, 2)]).tolist()
     [[2, 3], [2, 3]]
     """
-    spatial_shape = data.shape[-len(region):]
+    spatial_shape = data.shape[-len(region) :]
     sl = tuple(slice(a, min(b, s)) for (a, b), s in zip(region, spatial_shape))
     if channel == -1:
         block = np.asarray(data[sl])
@@ -211,9 +207,18 @@ def read_region(data, channel: int | None, region: Sequence[tuple[int, int]]) ->
     return block
 
 
-
-def create_labels(path: str | os.PathLike, shape, chunks, dtype, *, axes: str | None = None, spacing=None,
-                  unit: str | None = None, ome: bool = False, overwrite: bool = False):
+def create_labels(
+    path: str | os.PathLike,
+    shape,
+    chunks,
+    dtype,
+    *,
+    axes: str | None = None,
+    spacing=None,
+    unit: str | None = None,
+    ome: bool = False,
+    overwrite: bool = False,
+):
     """Make an empty zarr label array at ``path`` (or an OME-Zarr image group with it at level ``0``).
 
     ``axes`` letters (e.g. ``ZYX``), ``spacing`` per spatial axis and
@@ -255,11 +260,18 @@ def create_labels(path: str | os.PathLike, shape, chunks, dtype, *, axes: str | 
     if p.exists() and not overwrite:
         raise InputError(f"{p} exists (give overwrite=True / --overwrite to replace it)")
     if not ome:
-        return zarr.create_array(str(p), shape=tuple(shape), chunks=tuple(chunks), dtype=dtype, fill_value=0,
-                                 overwrite=overwrite, zarr_format=2)
+        return zarr.create_array(
+            str(p),
+            shape=tuple(shape),
+            chunks=tuple(chunks),
+            dtype=dtype,
+            fill_value=0,
+            overwrite=overwrite,
+            zarr_format=2,
+        )
     root = zarr.open_group(str(p), mode="w" if overwrite else "w-", zarr_format=2)
     arr = root.create_array("0", shape=tuple(shape), chunks=tuple(chunks), dtype=dtype, fill_value=0)
-    axes = axes or "ZYX"[-len(shape):]
+    axes = axes or "ZYX"[-len(shape) :]
     names = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
     unit_name = {"µm": "micrometer", "nm": "nanometer", "mm": "millimeter"}.get(unit or "", unit)
     ax_meta = []
@@ -273,9 +285,12 @@ def create_labels(path: str | os.PathLike, shape, chunks, dtype, *, axes: str | 
         spatial = [i for i, a in enumerate(axes) if a in "ZYX"]
         for i, s in zip(spatial, spacing):
             scale[i] = float(s)
-    root.attrs["multiscales"] = [{
-        "version": "0.4", "name": "labels", "axes": ax_meta,
-        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
-    }]
+    root.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "name": "labels",
+            "axes": ax_meta,
+            "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
+        }
+    ]
     return arr
-
