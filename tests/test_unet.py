@@ -84,7 +84,7 @@ def test_build_network_matches_the_model(model_file):
     with torch.no_grad():
         assert torch.allclose(built(x), net(x, 3), atol=1e-5)
     # a saved built network loads back with just its head
-    again, meta = load_model(save_model(path.with_name("one.pt"), built))
+    again, _meta = load_model(save_model(path.with_name("one.pt"), built))
     assert again.head_counts == [3]
     with torch.no_grad():
         assert torch.allclose(again(x, 3), net(x, 3), atol=1e-5)
@@ -140,7 +140,7 @@ def test_unknown_class_count_and_dimension_errors(model_file, tmp_path):
     from napari_levelset.method.segmenter import Segmenter
 
     image, truth = phantom((40, 40), 5, channels=3, seed=0)
-    with pytest.raises(InputError, match="heads for 2, 3 classes, not 5.*fine-tune"):
+    with pytest.raises(InputError, match=r"heads for 2, 3 classes, not 5.*fine-tune"):
         Segmenter(image, 5, model=str(path), device="cpu")
     seg = Segmenter(image, 5, model=str(path), init="kmeans", device="cpu")
     assert seg.model.head_trained and min(matched_iou(seg.labels(), truth)) > 0.9
@@ -179,8 +179,9 @@ def test_3d_model_fine_tunes_a_new_head_and_position_columns(tmp_path, kwargs):
     path = save_model(tmp_path / "v.pt", small_net(in_channels=1, ndim=3))
     vol = np.random.default_rng(0).random((12, 12, 12))
     vol[:6] += 1
-    labels = napari_levelset.segment(vol, model=str(path), spatial_dims=3, finetune_iterations=3, device="cpu",
-                                     **kwargs)
+    labels = napari_levelset.segment(
+        vol, model=str(path), spatial_dims=3, finetune_iterations=3, device="cpu", **kwargs
+    )
     assert labels.shape == vol.shape
     assert labels.min() >= 1 and labels.max() <= kwargs["n_classes"]
     top, bottom = (np.bincount(labels[h].ravel()).argmax() for h in (slice(0, 6), slice(6, 12)))
@@ -194,7 +195,7 @@ def _expect_bad(path, match):
 
 
 def test_corrupt_and_foreign_files_are_rejected(model_file, tmp_path):
-    path, net = model_file
+    path, _net = model_file
     bad = tmp_path / "junk.pt"
     bad.write_bytes(b"this is not a model")
     _expect_bad(bad, "cannot read model file")
@@ -255,8 +256,7 @@ def test_head_finetune_freezes_and_caches_the_body(model_file):
     net.body.register_forward_hook(lambda *a: calls.append(1))
     body0 = [p.detach().clone() for p in net.body.parameters()]
     head0 = net.head.weight.detach().clone()
-    for snap in seg.run(3):
-        pass
+    snap = list(seg.run(3))[-1]
     assert snap.labels.shape == (32, 32) and set(np.unique(snap.labels)) <= {1, 2}
     assert all(torch.equal(a, b) for a, b in zip(body0, net.body.parameters()))
     assert not torch.equal(head0, net.head.weight)
@@ -303,7 +303,7 @@ def test_kmeans_start_keeps_the_body_and_restarts_the_head(model_file):
     from napari_levelset.evaluation.synthetic import matched_iou, phantom
     from napari_levelset.method.segmenter import Segmenter
 
-    path, net = model_file
+    path, _net = model_file
     image, truth = phantom((48, 48), 3, channels=3, seed=1)
     seg = Segmenter(image, 3, model=str(path), init="kmeans", device="cpu")
     body = {k: v.clone() for k, v in seg.model.body.state_dict().items()}
@@ -379,10 +379,12 @@ def test_segment_fine_tune_starts_from_kmeans_unless_told_otherwise(model_file):
     path, _ = model_file
     image, _ = phantom((32, 32), 3, channels=3, seed=2)
     tuned = napari_levelset.segment(image, n_classes=3, model=str(path), finetune_iterations=2, device="cpu")
-    same = napari_levelset.segment(image, n_classes=3, model=str(path), finetune_iterations=2, device="cpu",
-                                   init="kmeans")
-    trained = napari_levelset.segment(image, n_classes=3, model=str(path), finetune_iterations=2, device="cpu",
-                                      init="network")
+    same = napari_levelset.segment(
+        image, n_classes=3, model=str(path), finetune_iterations=2, device="cpu", init="kmeans"
+    )
+    trained = napari_levelset.segment(
+        image, n_classes=3, model=str(path), finetune_iterations=2, device="cpu", init="network"
+    )
     assert np.array_equal(tuned, same) and not np.array_equal(tuned, trained)
     assert Segmenter(image, 3, model=str(path), init="auto", device="cpu").settings["init"] == "kmeans"
     # a model that averages colour to grey cannot take an RGB k-means start: auto falls back
@@ -423,8 +425,10 @@ def test_shipped_model_on_cuda_agrees_with_cpu_and_fine_tunes():
     from napari_levelset.evaluation.synthetic import matched_iou, phantom
 
     image, truth = phantom((96, 128), 3, channels=3, seed=2)
-    direct = {dev: napari_levelset.segment(image, n_classes=3, model="unet", iterations=0, device=dev)
-              for dev in ("cpu", "cuda")}
+    direct = {
+        dev: napari_levelset.segment(image, n_classes=3, model="unet", iterations=0, device=dev)
+        for dev in ("cpu", "cuda")
+    }
     assert (direct["cpu"] == direct["cuda"]).mean() > 0.99
     tuned = napari_levelset.segment(image, n_classes=3, model="unet", finetune_iterations=20, device="cuda")
     assert matched_iou(tuned, truth).min() >= 0.9
@@ -441,8 +445,9 @@ def test_cached_embedding_is_never_that_of_an_earlier_crop(model_file, monkeypat
     stack[::2, 10:30, 10:30] += 0.5
 
     def labels():
-        seg = Segmenter(stack, 3, model=str(path), spatial_dims=2, max_pixels=40 * 40 * 2, init="kmeans",
-                        device="cpu", seed=0)
+        seg = Segmenter(
+            stack, 3, model=str(path), spatial_dims=2, max_pixels=40 * 40 * 2, init="kmeans", device="cpu", seed=0
+        )
         assert seg.settings["crop"] is not None
         for _ in seg.run(10):
             pass
@@ -477,8 +482,9 @@ def test_saving_a_fine_tuned_network_keeps_what_loading_needs(tmp_path):
     fresh.init_from_centres(torch.rand(5, 3), 0.1)
     assert load_model(save_model(tmp_path / "new.pt", fresh))[0].head_counts == [5]
     with pytest.raises(InputError, match="position channels"):
-        save_model(tmp_path / "pos.pt", build_network(str(lab_path), in_channels=3, n_classes=3, color="lab",
-                                                      extra_channels=2))
+        save_model(
+            tmp_path / "pos.pt", build_network(str(lab_path), in_channels=3, n_classes=3, color="lab", extra_channels=2)
+        )
 
 
 def test_a_grey_model_on_colour_explains_why_a_new_head_cannot_start(tmp_path):
@@ -512,8 +518,9 @@ def test_unet_regions_merge_with_the_unet_boundary_weighting(model_file):
         np.testing.assert_array_equal(seg.regions(labels, "connected"), connected_regions(labels, 0.001))
     assert len(np.unique(merged["unet"])) > len(np.unique(merged["cnn"]))  # the weightings differ here
     for kind, seg in segs.items():  # without a weight, each model's own default
-        np.testing.assert_array_equal(seg.regions(labels, "merged"),
-                                      seg.regions(labels, "merged", merge=MERGE_WEIGHT[kind]))
+        np.testing.assert_array_equal(
+            seg.regions(labels, "merged"), seg.regions(labels, "merged", merge=MERGE_WEIGHT[kind])
+        )
     assert MERGE_WEIGHT["unet"] > MERGE_WEIGHT["cnn"]
     unmerged = {kind: len(np.unique(s.regions(labels, "merged", merge=0.0))) for kind, s in segs.items()}
     assert unmerged["unet"] == unmerged["cnn"] + 1  # the 2-pixel fragment is offered to the U-Net's merging only

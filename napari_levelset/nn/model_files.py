@@ -9,7 +9,12 @@ and ``state_dict``.  ``load_model`` reads it back with
 ``napari_levelset.errors.InputError`` with a one-line message.  Every architecture
 value the metadata declares is bounded (``ARCH_LIMITS``, ``HEAD_CLASSES``), and
 the declared network is built on torch's meta device and compared with the
-stored weights (names and shapes) before any memory is allocated for it.  Training
+stored weights (names and shapes) before any memory is allocated for it.  A file is
+first read without its weights (the zip archive's directory, then the pickle with
+every tensor on the meta device): its records may not declare more bytes than the
+network it describes can hold (``MAX_STATE_COPIES``), nor its metadata nest deeper
+than ``MAX_METADATA_DEPTH``, so what it costs to read is bounded by what it honestly
+claims, not by what its compressed records inflate to.  Training
 checkpoints use the same format plus the optimiser state, so they load too.  A file
 unchanged since it was last read is not read again (``files_read`` counts the reads).
 
@@ -21,9 +26,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,18 +40,18 @@ from napari_levelset.io.write import atomic_write
 from napari_levelset.nn.unet import LevelSetUNet
 
 __all__ = [
-    "save_model",
-    "load_model",
-    "read_model_file",
-    "files_read",
-    "model_color",
-    "pretrained_path",
-    "resolve_model_path",
-    "count_ranges",
+    "ARCH_LIMITS",
     "FORMAT",
     "FORMAT_VERSION",
-    "ARCH_LIMITS",
     "HEAD_CLASSES",
+    "count_ranges",
+    "files_read",
+    "load_model",
+    "model_color",
+    "pretrained_path",
+    "read_model_file",
+    "resolve_model_path",
+    "save_model",
 ]
 
 FORMAT = "napari-levelset-unet"
@@ -57,12 +64,15 @@ PRETRAINED = {"unet": "unet_bsds.pt"}
 #: rule of the per-image CNN it scores lower on BSDS500 val, SC 0.574 -> 0.561 at N 32, merged).
 #: Written into every model file's metadata word for word (so the text still names the module
 #: ``napari_levelset.io.images`` the functions lived in when the shipped model was trained).
-NORMALISATION = ("per-channel linear map of the 0.5th..99.5th percentiles to [0, 1], clipped "
-                 "(napari_levelset.io.images.normalize)")
+NORMALISATION = (
+    "per-channel linear map of the 0.5th..99.5th percentiles to [0, 1], clipped (napari_levelset.io.images.normalize)"
+)
 #: ``structures`` argument of ``prepare_image`` for U-Nets (see ``NORMALISATION``)
 STRUCTURES = False
-NORMALISATION_LAB = ("CIELAB scaled by 1/100 (napari_levelset.io.images.to_lab); a grey image goes in as lightness, "
-                     "normalised as for rgb, with a = b = 0")
+NORMALISATION_LAB = (
+    "CIELAB scaled by 1/100 (napari_levelset.io.images.to_lab); a grey image goes in as lightness, "
+    "normalised as for rgb, with a = b = 0"
+)
 
 
 def count_ranges(ns: list[int]) -> str:
@@ -189,13 +199,20 @@ def save_model(path: str | os.PathLike, net: nn.Module, metadata: dict | None = 
     """
     if getattr(net, "pretrained", False) is True:  # a PretrainedNetwork (napari_levelset.nn.pretrained)
         if net.extra_channels:
-            raise InputError("a network with position channels cannot be saved: the model format has no "
-                             "place for head-only inputs (segment with position=0 to get one that can)")
+            raise InputError(
+                "a network with position channels cannot be saved: the model format has no "
+                "place for head-only inputs (segment with position=0 to get one that can)"
+            )
         if not net.head_trained:
-            raise InputError(f"the head for {net.n_classes} classes is new and untrained: start it from an "
-                             "image's k-means (init='kmeans') and fine-tune it before saving")
-        inherited = {k: v for k, v in (getattr(net, "metadata", None) or {}).items()
-                     if k not in ("architecture", "normalisation", "package_version")}
+            raise InputError(
+                f"the head for {net.n_classes} classes is new and untrained: start it from an "
+                "image's k-means (init='kmeans') and fine-tune it before saving"
+            )
+        inherited = {
+            k: v
+            for k, v in (getattr(net, "metadata", None) or {}).items()
+            if k not in ("architecture", "normalisation", "package_version")
+        }
         metadata = {**inherited, "color": net.model_color, **(metadata or {})}
         unet = LevelSetUNet(net.model_channels, [net.n_classes], **_body_kwargs(net.body.config))
         unet.body = net.body
@@ -204,8 +221,9 @@ def save_model(path: str | os.PathLike, net: nn.Module, metadata: dict | None = 
     if not isinstance(net, LevelSetUNet):
         raise TypeError(f"save_model needs a LevelSetUNet or PretrainedNetwork, got {type(net).__name__}")
     lab = (metadata or {}).get("color") == "lab"
-    meta = dict(architecture=net.config, normalisation=NORMALISATION_LAB if lab else NORMALISATION,
-                package_version=__version__)
+    meta = dict(
+        architecture=net.config, normalisation=NORMALISATION_LAB if lab else NORMALISATION, package_version=__version__
+    )
     meta.update(metadata or {})
     try:
         meta_json = json.dumps(meta, sort_keys=True)
@@ -238,32 +256,139 @@ def read_model_file(path: str | os.PathLike) -> dict:
     ------
     InputError
         When the file is missing or unreadable, not of this ``FORMAT``, of a newer
-        ``FORMAT_VERSION``, or lacks readable metadata or weights.
+        ``FORMAT_VERSION``, or lacks readable metadata or weights; when its metadata nests
+        deeper than ``MAX_METADATA_DEPTH``, its architecture is out of bounds, or its
+        records declare more bytes than that architecture holds (checked before any
+        weight is read).
     """
     p = Path(path)
+    records = _records(p)
+    blob = _load(p, "meta")  # the pickle only: every tensor on the meta device, no weight read
+    _check_blob(blob, p)
+    _check_record_sizes(records, blob, p)
+    blob = _load(p, "cpu")
+    _check_blob(blob, p)
+    return blob
+
+
+#: Bytes a model file's pickle and other small records may declare (the shipped model's pickle: 11 kB).
+MAX_PICKLE_BYTES = 16 << 20
+#: Most records a model file may hold (one per tensor; the shipped model: 100).
+MAX_RECORDS = 1 << 16
+#: Copies of the weights a file may hold: the weights and an optimiser's state (Adam's two moments,
+#: AMSGrad's maximum); every element counted at 8 bytes.
+MAX_STATE_COPIES = 4
+#: Deepest nesting of lists and records the metadata (and the file's other entries) may have.
+MAX_METADATA_DEPTH = 64
+
+
+def _records(p: Path) -> list[zipfile.ZipInfo]:
+    """The archive's records, from its directory alone; one line if it is no zip or a small record is large."""
     try:
-        blob = torch.load(p, map_location="cpu", weights_only=True)
+        with zipfile.ZipFile(p) as zf:
+            records = zf.infolist()
+    except FileNotFoundError:
+        raise InputError(f"no such model file: {p}") from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else exc.__class__.__name__
+        raise InputError(f"cannot read model file {p}: not a napari-levelset model ({msg})") from None
+    if len(records) > MAX_RECORDS:
+        raise InputError(f"model file {p} holds {len(records)} records; a model file holds at most {MAX_RECORDS}")
+    for r in records:
+        # torch.save stores weights uncompressed, so a record's size is bounded by the file's own size;
+        # a compressed weight record could inflate far beyond it
+        if _is_weight_record(r.filename) and r.compress_type != zipfile.ZIP_STORED:
+            raise InputError(
+                f"model file {p} holds a compressed weight record {r.filename.rsplit('/', 1)[-1]!r:.40}; "
+                "model files store their weights uncompressed (as torch.save writes them)"
+            )
+        if not _is_weight_record(r.filename) and r.file_size > MAX_PICKLE_BYTES:
+            raise InputError(
+                f"model file {p} declares a record {r.filename.rsplit('/', 1)[-1]!r:.40} of "
+                f"{r.file_size} bytes; a model file's pickle holds at most {MAX_PICKLE_BYTES}"
+            )
+    return records
+
+
+def _is_weight_record(name: str) -> bool:
+    return "/data/" in name or name.startswith("data/")
+
+
+def _load(p: Path, device: str) -> Any:
+    """``torch.load(weights_only=True)`` onto ``device`` (``"meta"``: the pickle alone), errors in one line."""
+    try:
+        return torch.load(p, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise InputError(f"no such model file: {p}") from None
     except Exception as exc:
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch colours some messages for terminals
         msg = text.splitlines()[0][:160] if text else exc.__class__.__name__
         raise InputError(f"cannot read model file {p}: not a napari-levelset model ({msg})") from None
+
+
+def _nesting_depth(value: Any, limit: int) -> int:
+    """How deep lists, tuples and dicts nest in ``value`` (iteratively), stopping past ``limit``."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            children = v.values()
+        elif isinstance(v, (list, tuple)):
+            children = v
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        stack.extend((c, depth + 1) for c in children)
+    return deepest
+
+
+def _json_depth(text: str) -> int:
+    """How deep ``[`` and ``{`` nest in the JSON ``text`` (brackets inside strings left out)."""
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"', "", text)
+    codes = np.frombuffer(bare.encode("utf-8", "replace"), dtype=np.uint8)
+    step = np.isin(codes, (ord("["), ord("{"))).astype(np.int64) - np.isin(codes, (ord("]"), ord("}")))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def _check_blob(blob: Any, p: Path) -> None:
+    """The loaded dict checked, its metadata parsed in place (one line for anything wrong)."""
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise InputError(f"{p} is not a napari-levelset U-Net model file")
     version = blob.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise InputError(f"{p} has model format version {version!r}; this napari-levelset reads up to "
-                         f"{FORMAT_VERSION}: update it")
+        raise InputError(
+            f"{p} has model format version {version!r}; this napari-levelset reads up to {FORMAT_VERSION}: update it"
+        )
     if not isinstance(blob.get("metadata"), str) or not isinstance(blob.get("state_dict"), dict):
         raise InputError(f"model file {p} is incomplete (no metadata or weights)")
+    depth = max(_json_depth(blob["metadata"]), _nesting_depth(blob, MAX_METADATA_DEPTH))
+    if depth > MAX_METADATA_DEPTH:
+        raise InputError(
+            f"model file {p} has metadata nested {depth} levels deep; a model file's metadata "
+            f"nests at most {MAX_METADATA_DEPTH}"
+        )
     try:
         blob["metadata"] = json.loads(blob["metadata"])
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InputError(f"model file {p} has unreadable metadata") from None
     if not isinstance(blob["metadata"], dict):
         raise InputError(f"model file {p} has unreadable metadata (not a record of named fields)")
-    return blob
+
+
+def _check_record_sizes(records: list[zipfile.ZipInfo], blob: dict, p: Path) -> None:
+    """The weight records' declared sizes against what the declared architecture holds, before reading them."""
+    in_channels, heads, body = _check_architecture(blob["metadata"].get("architecture"), p)
+    with torch.device("meta"):
+        skeleton = LevelSetUNet(in_channels, heads, **body)
+    elements = sum(t.numel() for t in skeleton.state_dict().values())
+    bound = MAX_STATE_COPIES * 8 * elements + 8 * len(records)  # + a scalar per record (optimiser steps)
+    declared = sum(r.file_size for r in records if _is_weight_record(r.filename))
+    if declared > bound:
+        raise InputError(
+            f"model file {p} declares {declared} bytes of weights; the architecture it describes holds at most {bound}"
+        )
 
 
 _FILE_CACHE: dict = {}
@@ -305,8 +430,9 @@ def _read_cached(p: Path) -> dict:
 #: Bounds on the architecture a model file may declare (inclusive): what ``train`` can make
 #: (``--base``/``--embed`` up to 1024, ``--levels`` up to 8, class counts 2..255), with room for
 #: multi-channel images.  The shipped model: in_channels 3, base 16, levels 3, embed 32, convs 2.
-ARCH_LIMITS: dict[str, tuple[int, int]] = dict(in_channels=(1, 64), base=(1, 1024), levels=(0, 8),
-                                                 embed=(1, 1024), convs=(1, 8), ndim=(2, 3))
+ARCH_LIMITS: dict[str, tuple[int, int]] = dict(
+    in_channels=(1, 64), base=(1, 1024), levels=(0, 8), embed=(1, 1024), convs=(1, 8), ndim=(2, 3)
+)
 #: Class counts a head may have, and so the most heads a model may declare (one per count).
 HEAD_CLASSES = (2, 255)
 MAX_HEADS = HEAD_CLASSES[1] - HEAD_CLASSES[0] + 1
@@ -332,8 +458,10 @@ def _check_architecture(arch: Any, p: Path) -> tuple[int, list[int], dict]:
     lo, hi = HEAD_CLASSES
     if not isinstance(heads, list) or not 1 <= len(heads) <= MAX_HEADS:
         n = len(heads) if isinstance(heads, list) else type(heads).__name__
-        raise InputError(f"model file {p} declares heads {str(n)[:40]}; this version builds 1..{MAX_HEADS} heads "
-                         f"(class counts {lo}..{hi})")
+        raise InputError(
+            f"model file {p} declares heads {str(n)[:40]}; this version builds 1..{MAX_HEADS} heads "
+            f"(class counts {lo}..{hi})"
+        )
     for n in heads:
         if not _is_int(n) or not lo <= n <= hi:
             raise InputError(f"model file {p} declares a head for {repr(n)[:40]} classes; heads have {lo}..{hi}")
@@ -353,15 +481,18 @@ def _check_weights(state: dict, skeleton: nn.Module, p: Path) -> None:
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         parts = ([f"missing {len(missing)} weights (e.g. {missing[0]})"] if missing else []) + (
-            [f"{len(unexpected)} unexpected weights (e.g. {unexpected[0][:60]})"] if unexpected else [])
+            [f"{len(unexpected)} unexpected weights (e.g. {unexpected[0][:60]})"] if unexpected else []
+        )
         raise InputError(f"model file {p} does not match its architecture: " + ", ".join(parts))
     for k, shape in expected.items():
         t = state[k]
         if not isinstance(t, torch.Tensor) or not t.is_floating_point():
             raise InputError(f"model file {p} does not match its architecture: {k} is not a floating-point tensor")
         if tuple(t.shape) != shape:
-            raise InputError(f"model file {p} does not match its architecture: {k} has shape {tuple(t.shape)}, "
-                             f"the architecture needs {shape}")
+            raise InputError(
+                f"model file {p} does not match its architecture: {k} has shape {tuple(t.shape)}, "
+                f"the architecture needs {shape}"
+            )
 
 
 def load_model(path: str | os.PathLike) -> tuple[LevelSetUNet, dict]:

@@ -25,6 +25,12 @@ All of it works on 2D and 3D images, with anisotropic voxels given as
 ``spacing`` (physical size per spatial axis; ``diameter`` in the same unit).
 numpy, scipy and scikit-image only; no torch.
 
+What ``spacing`` and ``diameter`` may ask for is bounded by the image itself
+(``check_scale``), so that the work stays proportional to its pixel count: a pixel
+may be no longer along one axis than the image is along any axis, and a given
+diameter at most ``MAX_DIAMETER_EXTENTS`` times the image's extent along its
+thinnest axis.  Anything beyond is refused with a one-line ``InputError``.
+
 References
 ----------
 .. [1] J. Immerkær, "Fast noise variance estimation", Computer Vision and Image
@@ -38,8 +44,8 @@ References
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import numpy as np
 
@@ -47,14 +53,15 @@ from napari_levelset.errors import InputError
 
 __all__ = [
     "CONTRAST_MODES",
-    "contrast_color",
     "as_spacing",
-    "fluorescence_contrast",
-    "noise_sigma",
+    "check_scale",
+    "contrast_color",
     "estimate_diameter",
+    "fluorescence_contrast",
     "foreground_classes",
     "instance_labels",
     "instance_labels_per_item",
+    "noise_sigma",
 ]
 
 #: ``linear``: the normalised image as it is; ``fluorescence``: background removed, log-compressed
@@ -76,6 +83,8 @@ ESTIMATE_PIXELS = {2: 65_000, 3: 500_000}
 NOISE_BLUR = 1.0
 #: diameter (pixels) assumed when an image has no foreground pieces to measure
 FALLBACK_DIAMETER = 16.0
+#: a given diameter is at most this many times the image's extent along its thinnest axis
+MAX_DIAMETER_EXTENTS = 10.0
 
 
 def contrast_color(contrast: str, color: str) -> str:
@@ -110,8 +119,9 @@ def contrast_color(contrast: str, color: str) -> str:
         raise InputError(f"contrast must be one of {', '.join(CONTRAST_MODES)}; got {contrast!r}")
     if contrast == "fluorescence":
         if color == "lab":
-            raise InputError("contrast='fluorescence' is for fluorescence channels; it cannot be combined with "
-                             "color='lab'")
+            raise InputError(
+                "contrast='fluorescence' is for fluorescence channels; it cannot be combined with color='lab'"
+            )
         if color == "auto":
             return "rgb"
     return color
@@ -145,15 +155,88 @@ def as_spacing(spacing: Sequence[float] | float | None, ndim: int) -> tuple[floa
     return None if spacing is None else tuple(float(v) for v in _spacing(spacing, ndim))
 
 
-def _spacing(spacing: Sequence[float] | None, ndim: int) -> np.ndarray:
+def _spacing(spacing: Sequence[float] | None, ndim: int, shape: Sequence[int] | None = None) -> np.ndarray:
+    """``spacing`` as ``ndim`` floats, checked; against the spatial ``shape`` too where given."""
     if spacing is None:
         return np.ones(ndim)
-    s = np.asarray(spacing, dtype=float).ravel()
+    try:
+        s = np.asarray(spacing, dtype=float).ravel()
+    except (TypeError, ValueError):
+        s = np.zeros(0)
     if s.size == 1:
         s = np.repeat(s, ndim)
     if s.size != ndim or not np.all(np.isfinite(s)) or np.any(s <= 0):
         raise InputError(f"spacing must be {ndim} positive numbers (one per spatial axis), got {spacing!r}")
+    if shape is not None:
+        extent = np.asarray(shape, dtype=float) * s
+        long, short = int(np.argmax(s)), int(np.argmin(extent))
+        if s[long] > extent[short]:
+            raise InputError(
+                f"spacing {tuple(float(v) for v in s)} makes a pixel {s[long]:.4g} long along axis {long}, longer "
+                f"than the image is along axis {short} ({int(shape[short])} pixels of {s[short]:.4g}): give the "
+                "physical pixel size per spatial axis"
+            )
     return s
+
+
+def _check_diameter(diameter: float, shape: Sequence[int], sp: np.ndarray) -> float:
+    """``diameter`` as a float, at most ``MAX_DIAMETER_EXTENTS`` times the thinnest extent of ``shape``."""
+    try:
+        d = float(diameter)
+    except (TypeError, ValueError):
+        d = float("nan")
+    if not (np.isfinite(d) and d > 0):
+        raise InputError(f"diameter must be a positive number, got {diameter!r}")
+    extent = np.asarray(shape, dtype=float) * sp
+    short = int(np.argmin(extent))
+    if d > MAX_DIAMETER_EXTENTS * extent[short]:
+        raise InputError(
+            f"diameter {d:.4g} is more than {MAX_DIAMETER_EXTENTS:g} times the image's extent along axis {short} "
+            f"({int(shape[short])} pixels of {sp[short]:.4g}): give the objects' diameter in the unit of spacing "
+            "(pixels without one)"
+        )
+    return d
+
+
+def check_scale(
+    spatial_shape: Sequence[int], spacing: Sequence[float] | float | None = None, diameter: float | None = None
+) -> None:
+    """Check that ``spacing`` and ``diameter`` ask for no more than the image can hold.
+
+    The work of the instance steps (resampling to isotropic pixels, background and
+    seed windows) grows with what these two ask for; bounded by the image's own
+    extent, it stays proportional to its pixel count.
+
+    Parameters
+    ----------
+    spatial_shape : sequence of int
+        The image's spatial shape (2 or 3 axes, pixels).
+    spacing : sequence of float or float or None
+        Physical pixel size per spatial axis (one value for all), or None (1).
+    diameter : float or None
+        Expected object diameter, in the unit of ``spacing`` (pixels without it), or None.
+
+    Raises
+    ------
+    InputError
+        When ``spacing`` is not one finite positive number per axis or makes a pixel
+        longer along one axis than the image is along another, or when ``diameter`` is
+        not a finite positive number or exceeds ``MAX_DIAMETER_EXTENTS`` times the
+        image's extent along its thinnest axis.
+
+    Examples
+    --------
+    >>> check_scale((64, 64), (1.0, 2.0), diameter=20.0)
+    >>> try:
+    ...     check_scale((16, 16), (1.0, 1e9))
+    ... except InputError as exc:
+    ...     print(str(exc)[:58])
+    spacing (1.0, 1000000000.0) makes a pixel 1e+09 long along
+    """
+    shape = tuple(int(n) for n in spatial_shape)
+    sp = _spacing(spacing, len(shape), shape)
+    if diameter is not None:
+        _check_diameter(diameter, shape, sp)
 
 
 def noise_sigma(x: np.ndarray) -> float:
@@ -216,9 +299,7 @@ def _background(x: np.ndarray, window_px: np.ndarray) -> np.ndarray:
     return resize(bg, x.shape, order=1, mode="edge", anti_aliasing=False).astype(np.float32)
 
 
-def fluorescence_contrast(
-    data: np.ndarray, diameter: float, spacing: Sequence[float] | None = None
-) -> np.ndarray:
+def fluorescence_contrast(data: np.ndarray, diameter: float, spacing: Sequence[float] | None = None) -> np.ndarray:
     """Background-subtracted, log-compressed contrast of fluorescence images.
 
     Parameters
@@ -241,7 +322,7 @@ def fluorescence_contrast(
     Raises
     ------
     InputError
-        When ``spacing`` is not one positive number per spatial axis.
+        When ``spacing`` or ``diameter`` ask for more than the image holds (``check_scale``).
 
     Notes
     -----
@@ -260,8 +341,13 @@ def fluorescence_contrast(
     ((1, 1, 128, 128), dtype('float32'), 1.0)
     """
     data = np.asarray(data, dtype=np.float32)
-    nd = data.ndim - 2
-    sp = _spacing(spacing, nd)
+    shape = data.shape[2:]
+    sp = _spacing(spacing, len(shape), shape)
+    return _contrast(data, _check_diameter(diameter, shape, sp), sp)
+
+
+def _contrast(data: np.ndarray, diameter: float, sp: np.ndarray) -> np.ndarray:
+    """``fluorescence_contrast`` of float32 ``data`` with ``diameter`` and spacing ``sp`` checked."""
     window = np.maximum(3.0, BACKGROUND_DIAMETERS * float(diameter) / sp)
     out = np.empty_like(data)
     for b in range(data.shape[0]):
@@ -301,7 +387,8 @@ def estimate_diameter(image: np.ndarray, spacing: Sequence[float] | None = None)
     Raises
     ------
     InputError
-        When ``spacing`` is not one positive number per axis.
+        When ``spacing`` is not one positive number per axis, or makes a pixel longer along
+        one axis than the image is along another (``check_scale``).
 
     Examples
     --------
@@ -315,7 +402,7 @@ def estimate_diameter(image: np.ndarray, spacing: Sequence[float] | None = None)
     from skimage.transform import resize
 
     x = np.asarray(image, dtype=np.float32)
-    sp = _spacing(spacing, x.ndim)
+    sp = _spacing(spacing, x.ndim, x.shape)
     # isotropic coarse pixels of size g (physical units), at most ESTIMATE_PIXELS of them
     extent = np.asarray(x.shape) * sp
     g = max(float(sp.min()), float((np.prod(extent) / ESTIMATE_PIXELS[x.ndim]) ** (1.0 / x.ndim)))
@@ -327,8 +414,16 @@ def estimate_diameter(image: np.ndarray, spacing: Sequence[float] | None = None)
     small = gaussian(small, NOISE_BLUR)  # pixel noise is no blob
     small = (small - small.min()) / top
     max_sigma = max(2.0, min(shape) / 4.0)
-    blobs = blob_log(small, min_sigma=1.0, max_sigma=max_sigma, num_sigma=int(4 * np.log2(max_sigma)) + 1,
-                     log_scale=True, threshold=None, threshold_rel=0.2, exclude_border=False)
+    blobs = blob_log(
+        small,
+        min_sigma=1.0,
+        max_sigma=max_sigma,
+        num_sigma=int(4 * np.log2(max_sigma)) + 1,
+        log_scale=True,
+        threshold=None,
+        threshold_rel=0.2,
+        exclude_border=False,
+    )
     if len(blobs) == 0:
         return float(FALLBACK_DIAMETER * sp.min())
     return float(2.0 * np.sqrt(2.0) * np.median(blobs[:, -1]) * g)
@@ -429,7 +524,7 @@ def instance_labels(
     ------
     InputError
         When ``diameter`` is not a positive number, or ``spacing`` not one positive number
-        per axis.
+        per axis, or either asks for more than the image holds (``check_scale``).
 
     Examples
     --------
@@ -445,11 +540,13 @@ def instance_labels(
 
     p = np.asarray(foreground_prob, dtype=np.float32)
     nd = p.ndim
-    sp = _spacing(spacing, nd)
+    sp = _spacing(spacing, nd, p.shape)
+    if diameter is not None:
+        diameter = _check_diameter(diameter, p.shape, sp)
     mask = ndimage.binary_fill_holes(p > 0.5)
     if not mask.any():
         return np.zeros(p.shape, np.uint32)
-    d = float(diameter) if diameter is not None else _mask_diameter(mask, sp)
+    d = diameter if diameter is not None else _mask_diameter(mask, sp)
     if not (np.isfinite(d) and d > 0):
         raise InputError(f"diameter must be a positive number, got {diameter!r}")
     d_px = d / sp  # per axis, in pixels
@@ -459,7 +556,7 @@ def instance_labels(
     dt = ndimage.distance_transform_edt(mask, sampling=sp)
     smooth = ndimage.gaussian_filter(dt, sigma=np.maximum(SEED_SMOOTHING * d_px, 0.5))
     comp, _ = ndimage.label(mask)
-    min_dist = max(1, int(round(SEED_DISTANCE * float(d_px.min()))))
+    min_dist = max(1, round(SEED_DISTANCE * float(d_px.min())))
     peaks = peak_local_max(smooth, min_distance=min_dist, labels=comp, exclude_border=False)
     markers = np.zeros(p.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
@@ -536,17 +633,28 @@ def fluorescence_prepared(prepared, diameter: float | None = None, spacing: Sequ
     diameter : float
         The diameter given, or the median of ``estimate_diameter`` over up to 5 batch
         items (their channel mean, log-compressed in noise units, before background
-        removal, whose window needs it).
+        removal, whose window needs it), at most ``MAX_DIAMETER_EXTENTS`` times the
+        image's extent along its thinnest axis.
+
+    Raises
+    ------
+    InputError
+        When ``spacing`` or a given ``diameter`` ask for more than the image holds
+        (``check_scale``).
     """
     data = prepared.data
-    if diameter is None:  # the median over up to 5 batch items (frames, slices) spread over the stack
+    shape = data.shape[2:]
+    sp = _spacing(spacing, len(shape), shape)
+    if diameter is not None:
+        diameter = _check_diameter(diameter, shape, sp)
+    else:  # the median over up to 5 batch items (frames, slices) spread over the stack
         estimates = []
         for b in np.unique(np.linspace(0, data.shape[0] - 1, min(5, data.shape[0])).round().astype(int)):
             x = data[b].mean(0)
             unit = LOG_UNIT_NOISE * max(noise_sigma(x), 1e-4)
             estimates.append(estimate_diameter(np.log1p(np.maximum(x, 0) / unit), spacing))
-        diameter = float(np.median(estimates))
-    return replace(prepared, data=fluorescence_contrast(data, diameter, spacing)), float(diameter)
+        diameter = min(float(np.median(estimates)), MAX_DIAMETER_EXTENTS * float((np.asarray(shape) * sp).min()))
+    return replace(prepared, data=_contrast(np.asarray(data, dtype=np.float32), diameter, sp)), float(diameter)
 
 
 def resample_prepared(prepared, max_pixels: float, diameter: float | None, spacing=None, min_diameter_px: float = 12.0):
@@ -576,15 +684,22 @@ def resample_prepared(prepared, max_pixels: float, diameter: float | None, spaci
         ``prepared`` itself when ``z == 1``.
     z : float
         The zoom factor (1.0 when z would be 0.95 or more, or the shape would not change).
+
+    Raises
+    ------
+    InputError
+        When ``spacing`` makes a pixel longer along one axis than the image is along another
+        (``check_scale``).
     """
     from skimage.transform import resize
 
     spatial = prepared.spatial_shape
+    sp = _spacing(spacing, len(spatial), spatial)
     z = min(1.0, float(max_pixels / np.prod(spatial)) ** (1.0 / len(spatial)))
     if diameter is not None:
-        d_px = float(diameter) / float(_spacing(spacing, len(spatial)).max())
+        d_px = float(diameter) / float(sp.max())
         z = max(z, min(1.0, min_diameter_px / max(d_px, 1e-6)))
-    shape = tuple(max(2, int(round(s * z))) for s in spatial)
+    shape = tuple(max(2, round(s * z)) for s in spatial)
     if z >= 0.95 or shape == tuple(spatial):
         return prepared, 1.0
     data = prepared.data
