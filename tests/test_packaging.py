@@ -37,3 +37,21 @@ def test_ruff_passes():
         pytest.skip("ruff is not installed (pip install -e '.[testing]' brings it)")
     done = subprocess.run([ruff, "check", "--no-cache", str(ROOT)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
+
+
+def test_ruff_format_is_applied():
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install -e '.[testing]' brings it)")
+    done = subprocess.run(
+        [ruff, "format", "--check", "--no-cache", str(ROOT)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
+
+
+def test_no_module_is_over_800_lines():
+    sizes = {
+        str(p.relative_to(ROOT)): len(p.read_text(encoding="utf-8").splitlines())
+        for p in (ROOT / "napari_levelset").rglob("*.py")
+    }
+    assert {name: n for name, n in sizes.items() if n > 800} == {}
