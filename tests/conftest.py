@@ -20,8 +20,8 @@ from functools import lru_cache
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 NO_DISPLAY_REASON = (
     "needs a display for napari's OpenGL canvas: run under a virtual display, "

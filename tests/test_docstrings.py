@@ -68,13 +68,18 @@ MODULES = [
     "napari_levelset.napari._worker",
     "napari_levelset.napari._session",
     "napari_levelset.napari._qt",
-    "napari_levelset.napari._session",
-    "napari_levelset.napari._qt",
+    "napari_levelset.napari._reader",
+    "napari_levelset.method.plan",
     "napari_levelset.napari._layers",
     "napari_levelset.method.strokes",
 ]
 #: modules that import napari (an optional dependency): checked where it is installed
-NEEDS_NAPARI = {"napari_levelset.napari._layers", "napari_levelset.napari._session", "napari_levelset.napari._qt"}
+NEEDS_NAPARI = {
+    "napari_levelset.napari._layers",
+    "napari_levelset.napari._session",
+    "napari_levelset.napari._qt",
+    "napari_levelset.napari._reader",
+}
 
 
 def _public_names(module) -> list[str]:

@@ -55,6 +55,7 @@ def start_long_run(qtbot, widget):
         worker = widget.run()
     return worker
 
+
 def save_screenshot(viewer, path, keep_variable):
     """Save the whole window to ``path`` (checked to hold a picture); copy it where the environment
     variable ``keep_variable`` says, if set (how docs/ screenshots are made)."""
@@ -65,6 +66,7 @@ def save_screenshot(viewer, path, keep_variable):
         import shutil
 
         shutil.copy(path, keep)
+
 
 def test_importing_the_widget_does_not_import_torch():
     """napari's plugin menu imports the widget module: no torch.  Docking the widget starts
@@ -93,7 +95,9 @@ def test_importing_the_widget_does_not_import_torch():
         w = LevelSetWidget(viewer)
         w.add_scribble_layer()
         w.image_layer = viewer.add_image(np.zeros((5, 8, 8), np.uint16))  # ambiguous axes, 16-bit
-        assert w.form.axes_box.label.text() and w.contrast() == "fluorescence"
+        assert w.form.axes_box.label.text() and w.contrast() == "linear"  # classes, no strokes: as segment
+        w.form.output.value = "instances"
+        assert w.contrast() == "fluorescence"
         for t in threading.enumerate():
             if t.name == "napari-levelset preload":
                 t.join(120)
@@ -180,8 +184,9 @@ def _session_with_a_run():
     shown, finished = [], []
     session.errored.connect(shown.append)
     session.run_finished.connect(lambda: finished.append(True))
-    run = Run(image=None, key=(), meta={}, out_shape=(4, 4), scale=(1, 1), translate=(0, 0), with_probs=False,
-              refine=False)
+    run = Run(
+        image=None, key=(), meta={}, out_shape=(4, 4), scale=(1, 1), translate=(0, 0), with_probs=False, refine=False
+    )
     session.begin(run, 10, "starting…")
     assert session.state == RunState.RUNNING and session.run is run
     return session, run, shown, finished
@@ -440,7 +445,7 @@ def test_rgb_image_runs(make_widget, qtbot, errors):
     assert out.metadata["napari_levelset"]["position"] == default_position("cnn", "lab", 2) == 0
     assert best_iou(np.asarray(out.data), truth) >= 0.9
     unc = widget.uncertainty_layer(image)
-    assert unc.data.shape == (48, 48) and 0 <= unc.data.min() and unc.data.max() <= 1
+    assert unc.data.shape == (48, 48) and unc.data.min() >= 0 and unc.data.max() <= 1
     widget.form.channel_mode.native.setCurrentText("RGB channels as they are")
     run_and_wait(qtbot, widget)
     assert not errors, errors
@@ -502,7 +507,7 @@ def test_the_status_names_the_image_and_the_idle_bar_says_so(make_widget, qtbot,
 @gui
 def test_a_new_empty_scribble_layer_does_not_ask_for_refine(make_widget, qtbot, errors):
     """After a run without strokes, New (an empty layer) changes nothing; painting does."""
-    viewer, widget = _disk_widget(make_widget, 4)
+    _viewer, widget = _disk_widget(make_widget, 4)
     run_and_wait(qtbot, widget)
     scribbles = widget.add_scribble_layer()
     assert widget.run_buttons.refine_button.native.text() == "Refine"
@@ -611,7 +616,7 @@ def test_a_runtime_error_mid_run_is_reported_and_the_widget_recovers(make_widget
 
     from napari_levelset.method.segmenter import Segmenter
 
-    viewer, widget = _disk_widget(make_widget, LONG, every=1)
+    _viewer, widget = _disk_widget(make_widget, LONG, every=1)
     real_step, calls = Segmenter.step, []
 
     def step_then_fail(self):  # the allocator fails on the fourth step
@@ -653,7 +658,7 @@ def test_a_run_that_fails_at_once_keeps_the_last_result_refinable(make_widget, q
 
 @gui
 def test_a_stop_that_comes_after_the_end_does_not_stop_the_next_refine(make_widget, qtbot, errors):
-    viewer, widget = _disk_widget(make_widget, 5, every=5)
+    _viewer, widget = _disk_widget(make_widget, 5, every=5)
     widget.session.wait_for_display = True
     with qtbot.waitSignal(widget.run_finished, timeout=30_000):
         widget.snapshot_applied.connect(lambda it: widget.stop() if it == 5 else None)
@@ -668,7 +673,7 @@ def test_a_stop_that_comes_after_the_end_does_not_stop_the_next_refine(make_widg
 def test_the_merge_weight_follows_the_model_until_set_by_hand(make_widget):
     from napari_levelset.settings import MERGE_WEIGHT
 
-    viewer, widget = make_widget()
+    _viewer, widget = make_widget()
     assert widget.form.merge.value == MERGE_WEIGHT["cnn"]
     widget.set_model("unet")
     assert widget.form.merge.value == MERGE_WEIGHT["unet"]
@@ -835,7 +840,8 @@ def test_instances_follow_the_foreground_choice():
 
 @gui
 def test_nuclei_sample_gives_one_label_per_nucleus(make_widget, qtbot, errors, tmp_path):
-    """The 16-bit nuclei sample: auto contrast is fluorescence, and Instances finds the nuclei.
+    """The 16-bit nuclei sample with Output = instances: auto contrast is fluorescence, and the run (then
+    Instances, on the classes as they are) finds the nuclei.
 
     Also saves a screenshot of the viewer with the instances and the widget; set
     ``NAPARI_LEVELSET_NUCLEI_SCREENSHOT=docs/nuclei_widget.png`` to keep a copy.
@@ -849,6 +855,7 @@ def test_nuclei_sample_gives_one_label_per_nucleus(make_widget, qtbot, errors, t
     image = viewer.layers["nuclei"]
     truth = load_truth("nuclei")
     assert widget.image_layer is image and image.data.dtype == np.uint16
+    widget.form.output.value = "instances"
     assert widget.contrast() == "fluorescence" and "fluorescence" in widget.form.contrast_choice.native.currentText()
     assert widget.form.contrast_choice.native.currentIndex() == 0  # auto
     assert not widget.form.axes_box.isVisibleTo(widget)  # a 2D image: nothing ambiguous
@@ -863,6 +870,7 @@ def test_nuclei_sample_gives_one_label_per_nucleus(make_widget, qtbot, errors, t
     assert meta["contrast"] == "fluorescence" and 20 < meta["diameter"] < 36  # estimated (about 28 px)
     assert diameter.text() == f"auto (≈ {meta['diameter']:.3g} px)"
     assert widget.steps_panel.instances.instances_button.enabled
+    assert widget.instances_layer(image) is not None  # made by the run
     _instances_and_wait(qtbot, widget)
     layer = widget.instances_layer(image)
     inst = np.asarray(layer.data)
@@ -905,12 +913,14 @@ def test_instances_in_physical_units_with_an_estimated_diameter(make_widget, qtb
     image = viewer.add_image(img, name="cells", scale=(0.5, 0.5), translate=(10.0, 20.0), units="um")
     diameter = widget.steps_panel.instances.diameter_box
     assert diameter.native.suffix() == " µm" and diameter.native.text().startswith("auto")
+    widget.form.output.value = "instances"
     widget.form.n_classes.value = 2
     widget.form.iterations.value = 15
     run_and_wait(qtbot, widget, timeout=120_000)
     assert not errors, errors
     seg = widget.segmenter
-    assert seg.contrast == "fluorescence" and seg.spacing == (0.5, 0.5)
+    # the run's plan prepared the image with the fluorescence contrast (as segment does)
+    assert widget.session.result.plan.contrast == "fluorescence" and seg.spacing == (0.5, 0.5)
     assert 7.0 < seg.diameter < 13.0  # estimated, in µm: about 20 px of 0.5 µm
     assert "≈" in diameter.native.text() and "µm" in diameter.native.text()  # what auto came to
     _instances_and_wait(qtbot, widget)
@@ -1143,12 +1153,23 @@ def test_a_reopened_widget_adopts_every_kind_of_result(make_widget):
     from napari_levelset.napari.widget import LevelSetWidget
 
     assert [result_name("img", kind) for kind in RESULT_LAYERS] == [
-        "img level-set", "img level-set uncertainty", "img regions", "img instances"]
-    viewer, widget = make_widget()
+        "img level-set",
+        "img level-set uncertainty",
+        "img regions",
+        "img instances",
+    ]
+    viewer, _widget = make_widget()
     image = viewer.add_image(np.zeros((8, 8), np.float32), name="img")
-    made = {kind: viewer.add_layer(layer_type(np.zeros((8, 8), np.uint8), name=result_name("img", kind),
-                                              metadata={"napari_levelset": {"image": "img"}}))
-            for kind, (_suffix, layer_type) in RESULT_LAYERS.items()}
+    made = {
+        kind: viewer.add_layer(
+            layer_type(
+                np.zeros((8, 8), np.uint8),
+                name=result_name("img", kind),
+                metadata={"napari_levelset": {"image": "img"}},
+            )
+        )
+        for kind, (_suffix, layer_type) in RESULT_LAYERS.items()
+    }
     again = LevelSetWidget(viewer)
     assert again.output_layer(image) is made["output"] and again.uncertainty_layer(image) is made["uncertainty"]
     assert again.regions_layer(image) is made["regions"] and again.instances_layer(image) is made["instances"]
@@ -1176,7 +1197,7 @@ def test_the_controls_take_their_ranges_and_choices_from_the_spec(make_widget):
     from napari_levelset.napari import _form as F
     from napari_levelset.settings import MAX_OFFERED_CLASSES, SPEC
 
-    viewer, widget = make_widget()
+    _viewer, widget = make_widget()
     controls = {name: reduce(getattr, path.split("."), widget) for name, path in F.SHOWN_SETTINGS.items()}
     form = widget.form
     assert (form.n_classes.min, form.n_classes.max) == (SPEC["n_classes"].lo, MAX_OFFERED_CLASSES)
@@ -1197,3 +1218,157 @@ def test_the_controls_take_their_ranges_and_choices_from_the_spec(make_widget):
         help_text = SPEC[name].help
         if name not in ("color", "foreground"):  # (shown through another picker)
             assert help_text[1:] in getattr(control, "spin", control).tooltip, name  # (a LogSpin: its box)
+
+
+# --------------------------------------------------------------------------- the widget computes what segment computes
+
+
+def _phantom_tif(tmp_path, name: str, image: np.ndarray) -> Path:
+    """``image`` saved as an 8-bit TIFF (as GOWT1's frames are), for ``viewer.open``."""
+    import tifffile
+
+    path = tmp_path / f"{name}.tif"
+    tifffile.imwrite(path, image)
+    return path
+
+
+def _to_8bit(image: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(image, (0.1, 99.9))
+    return np.clip((image - lo) / (hi - lo) * 255.0, 0, 255).astype(np.uint8)
+
+
+@gui
+def test_widget_instances_are_what_segment_makes(make_widget, qtbot, errors, tmp_path):
+    """An 8-bit fluorescence frame opened as a user would, Output = instances with the defaults, Run:
+    the instances layer holds exactly ``segment(image, regions="instances")`` (2 classes, the
+    fluorescence contrast, a working copy of at most INSTANCE_PIXELS, 30 iterations)."""
+    from napari_levelset.evaluation.synthetic import nuclei
+    from napari_levelset.method.segmentation import segment
+    from napari_levelset.settings import INSTANCE_ITERATIONS
+
+    img, truth = nuclei((576, 576), n_objects=20, diameter=30.0, seed=5)
+    img = _to_8bit(img.astype(np.float32))
+    path = _phantom_tif(tmp_path, "frame", img)
+    viewer, widget = make_widget()
+    viewer.open(str(path))
+    image = viewer.layers["frame"]
+    assert widget.image_layer is image and image.data.dtype == np.uint8
+    widget.form.output.value = "instances"
+    assert widget.form.n_classes.value == 2 and widget.form.iterations.value == INSTANCE_ITERATIONS
+    assert widget.form.is_auto("n_classes") and widget.form.n_classes.native.font().italic()
+    assert widget.contrast() == "fluorescence"
+    run_and_wait(qtbot, widget, timeout=240_000)
+    assert not errors, errors
+    layer = widget.instances_layer(image)
+    assert layer is not None, widget.session.status
+    expected = segment(np.asarray(image.data), regions="instances")
+    assert np.array_equal(np.asarray(layer.data), expected)
+    assert expected.max() >= 0.8 * truth.max()
+    out = widget.output_layer(image)
+    assert out.data.shape == img.shape  # the working copy's labels shown on the image's grid
+    assert f"{int(expected.max())} objects" in widget.run_status.status.text()
+    assert [lay.name for lay in viewer.layers][-1] == "frame instances"
+
+
+@gui
+def test_widget_classes_and_regions_are_what_segment_makes(make_widget, qtbot, errors, tmp_path):
+    """Output = classes (N 4, 100 iterations, linear contrast for 8-bit) and Output = regions (merged):
+    the widget's result is ``segment``'s on the same layer."""
+    from napari_levelset.method.segmentation import segment
+
+    img, _ = three_regions(64)
+    img8 = _to_8bit(img)
+    viewer, widget = make_widget()
+    viewer.open(str(_phantom_tif(tmp_path, "regions", img8)))
+    image = viewer.layers["regions"]
+    assert widget.form.iterations.value == 100 and widget.form.n_classes.value == 4
+    run_and_wait(qtbot, widget, timeout=120_000)
+    assert not errors, errors
+    assert np.array_equal(np.asarray(widget.output_layer(image).data), segment(img8))
+    widget.form.output.value = "merged"
+    run_and_wait(qtbot, widget, timeout=120_000)
+    assert not errors, errors
+    assert np.array_equal(np.asarray(widget.regions_layer(image).data), segment(img8, regions="merged"))
+
+
+@gui
+def test_a_newly_opened_image_is_the_one_segmented(make_widget, tmp_path):
+    """Opening another image picks it: Run segments what the user sees, not the former image."""
+    viewer, widget = make_widget()
+    first = viewer.add_image(disk_image(32)[0], name="first")
+    assert widget.image_layer is first
+    viewer.open(str(_phantom_tif(tmp_path, "second", _to_8bit(disk_image(32, seed=1)[0]))))
+    assert widget.image_layer is viewer.layers["second"]
+    widget.add_scribble_layer()  # a Labels layer (and the widget's own layers) leave the pick alone
+    assert widget.image_layer is viewer.layers["second"]
+
+
+@gui
+def test_a_new_run_is_not_hidden_under_former_instances(make_widget, qtbot, errors):
+    """After instances, a run making classes: the former instances layer no longer covers its labels
+    (it is hidden, not deleted); an instances run shows its layer again, on top."""
+    from napari_levelset.evaluation.synthetic import nuclei
+
+    viewer, widget = make_widget()
+    img, _ = nuclei((96, 96), n_objects=5, diameter=20.0, seed=1)
+    image = viewer.add_image(img, name="cells")
+    widget.form.output.value = "instances"
+    widget.form.iterations.value = 5
+    run_and_wait(qtbot, widget, timeout=120_000)
+    inst = widget.instances_layer(image)
+    assert inst is not None and inst.visible
+    widget.form.output.value = "classes"
+    run_and_wait(qtbot, widget, timeout=120_000)
+    names = [lay.name for lay in viewer.layers]
+    assert inst in viewer.layers
+    covered = inst.visible and names.index(inst.name) > names.index(widget.output_layer(image).name)
+    assert not covered
+    widget.form.output.value = "instances"
+    run_and_wait(qtbot, widget, timeout=120_000)
+    assert inst.visible and [lay.name for lay in viewer.layers][-1] == inst.name
+    assert not errors, errors
+
+
+@gui
+def test_the_unet_runs_as_the_library_resolves_it(make_widget):
+    """Choosing the U-Net: iterations follow the resolver (0: used directly, as the CLI does); a number
+    the user typed stays theirs, and Defaults puts it back."""
+    viewer, widget = make_widget()
+    viewer.add_image(disk_image(32)[0])
+    assert widget.form.iterations.value == 100
+    widget.set_model("unet")
+    assert widget.form.iterations.value == 0 and widget.parameters().resolved().iterations == 0
+    widget.set_model("cnn")
+    assert widget.form.iterations.value == 100
+    widget.form.iterations.value = 7
+    widget.set_model("unet")
+    assert widget.form.iterations.value == 7 and widget.parameters().iterations == 7
+    widget.form.use_defaults()
+    assert widget.form.iterations.value == 0 and widget.parameters().iterations is None
+
+
+@gui
+def test_microscopy_rows_show_for_instances_only(make_widget):
+    """Object diameter and foreground matter for instances: hidden for classes and regions."""
+    viewer, widget = make_widget()
+    viewer.add_image(np.zeros((16, 16, 3), np.uint8), rgb=True)
+    rows = widget.steps_panel.instances
+    assert not rows.isVisibleTo(widget)
+    widget.form.output.value = "merged"
+    assert not rows.isVisibleTo(widget)
+    widget.form.output.value = "instances"
+    assert rows.isVisibleTo(widget)
+
+
+@gui
+def test_long_runs_show_progress_and_time_left(make_widget, qtbot):
+    """The status line says iteration i/K and the time left."""
+    viewer, widget = make_widget()
+    viewer.add_image(disk_image(48)[0])
+    start_long_run(qtbot, widget)
+    with qtbot.waitSignal(widget.snapshot_applied, timeout=30_000):
+        pass
+    text = widget.run_status.status.text()
+    assert f"/{LONG}" in text and "left" in text, text
+    widget.stop()
+    qtbot.waitUntil(lambda: widget.session.run is None, timeout=30_000)

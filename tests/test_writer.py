@@ -25,8 +25,13 @@ def test_a_result_layer_saves_with_its_voxel_size_and_settings(viewer_model, tmp
     labels = np.ones((4, 32, 32), np.uint16)
     labels[:, 8:20, 8:20] = 2
     settings = dict(n_classes=2, lam=0.05, model="cnn", iterations=np.int64(100))
-    layer = viewer_model.add_labels(labels, scale=(2.0, 0.5, 0.5), units=("micrometer",) * 3, name="cells level-set",
-                                    metadata={"napari_levelset": settings})
+    layer = viewer_model.add_labels(
+        labels,
+        scale=(2.0, 0.5, 0.5),
+        units=("micrometer",) * 3,
+        name="cells level-set",
+        metadata={"napari_levelset": settings},
+    )
     written = layer.save(str(tmp_path / "cells.tif"), plugin="napari-levelset")
     assert written == [str(tmp_path / "cells.tif"), str(tmp_path / "cells.json")]
     back = read_image_file(tmp_path / "cells.tif")

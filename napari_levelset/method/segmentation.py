@@ -5,7 +5,8 @@ It resolves the settings for the model and output (``Settings.resolved``), makes
 iterations (``run_with_progress``) and turns its labels into the regions asked for
 (``Segmenter.regions``) or its probabilities into instances (``Segmenter.instances``).
 Instances of the per-image CNN are optimised on a smaller copy of the image
-(``INSTANCE_PIXELS``) and their probabilities brought back to the full grid.
+(``INSTANCE_PIXELS``) and their probabilities brought back to the full grid.  The run is
+planned by ``napari_levelset.method.plan.plan_run``, which the napari widget uses too.
 """
 
 from __future__ import annotations
@@ -14,19 +15,11 @@ import numpy as np
 from tqdm import tqdm
 
 from napari_levelset import validate
-from napari_levelset.errors import InputError
-from napari_levelset.io.prepare import prepare_image
+from napari_levelset.method.plan import plan_run
 from napari_levelset.method.segmenter import Segmenter, Snapshot
-from napari_levelset.post.instances import (
-    as_spacing,
-    contrast_color,
-    fluorescence_prepared,
-    resample_prepared,
-    upsample,
-)
-from napari_levelset.settings import INSTANCE_PIXELS, Settings, is_builtin_cnn, model_kind
+from napari_levelset.settings import Settings
 
-__all__ = ["segment", "run_with_progress"]
+__all__ = ["run_with_progress", "segment"]
 
 
 def run_with_progress(seg: Segmenter, iterations: int, progress: bool, desc: str = "level-set") -> Snapshot | None:
@@ -122,8 +115,9 @@ def segment(
     Raises
     ------
     InputError
-        For a bad image, scribbles or setting (named in the message), or scribbles given to
-        a pretrained model used directly.
+        For a bad image, scribbles or setting (named in the message), scribbles given to
+        a pretrained model used directly, or (instances) a ``spacing`` or ``diameter`` that
+        asks for more than the image holds (``napari_levelset.post.instances.check_scale``).
 
     Notes
     -----
@@ -145,48 +139,9 @@ def segment(
             changes[name] = value
     if finetune_iterations is not None:
         changes["iterations"] = validate.integer("finetune_iterations", finetune_iterations)
-    s = Settings.given(settings).replace(**changes)
-    channel_axis, spatial_dims = validate.channel_axis(channel_axis), validate.spatial_dims(spatial_dims)
-    if image is not None:
-        image = validate.image_array(image)
-    instances = s.regions == "instances"
-    if not instances and (s.diameter is not None or s.foreground is not None):
-        raise InputError("diameter and foreground are settings of regions='instances'")
-    strokes = scribbles is not None and bool(np.any(validate.scribble_array(scribbles)))
-    s = s.resolved(strokes=strokes, image=image, channel_axis=channel_axis)
-    if s.iterations == 0 and model_kind(s.model) == "unet" and s.init == "network" and strokes:
-        raise InputError("scribbles steer the optimisation: a pretrained model used directly would ignore them; "
-                         "give finetune_iterations (e.g. 20)")
-    full = prepared = None
-    if instances:
-        prepared, full = _instance_preparation(image, channel_axis, spatial_dims, spacing, s, scribbles)
-        if full is not None:
-            s = s.replace(contrast="linear", diameter=full[1])
-    seg = Segmenter(image, settings=s, scribbles=scribbles, channel_axis=channel_axis, spatial_dims=spatial_dims,
-                    prepared=prepared, spacing=spacing)
-    last = run_with_progress(seg, s.iterations, progress)
-    if instances:
-        probs = None
-        if full is not None:  # optimised on a smaller copy: probabilities back to the full image
-            n = s.n_classes
-            probs = upsample(seg.probabilities().reshape((n, -1) + seg.prepared.spatial_shape),
-                             full[0].spatial_shape).reshape((n,) + full[0].out_shape)
-        return seg.instances(diameter=s.diameter, foreground=s.foreground, min_region=s.min_region, probs=probs)
-    labels = last.labels if last is not None else seg.labels()
-    return seg.regions(labels, s.regions, min_region=s.min_region, merge=s.merge)
-
-
-def _instance_preparation(image, channel_axis, spatial_dims, spacing, s: Settings, scribbles):
-    """For ``segment(regions="instances")`` with the per-image CNN and no scribbles: the
-    image prepared (fluorescence contrast where asked) at full size, and a copy small
-    enough for fast optimisation (``INSTANCE_PIXELS``).  Returns ``(small, (full, diameter))``,
-    or ``(None, None)`` where the ``Segmenter`` should prepare the image itself."""
-    if not is_builtin_cnn(s.model) or scribbles is not None:
-        return None, None
-    full = prepare_image(image, channel_axis, spatial_dims, color=contrast_color(s.contrast, s.color))
-    spacing = as_spacing(spacing, len(full.spatial_shape))
-    diameter = s.diameter
-    if s.contrast == "fluorescence":
-        full, diameter = fluorescence_prepared(full, diameter, spacing)
-    small, zoom = resample_prepared(full, INSTANCE_PIXELS, diameter, spacing)
-    return (full if zoom == 1.0 else small), (full, diameter)
+    plan = plan_run(
+        image, Settings.given(settings).replace(**changes), scribbles, channel_axis, spatial_dims, spacing
+    )  # the one plan the napari widget runs too (napari_levelset.method.plan)
+    seg = plan.make_segmenter()
+    last = run_with_progress(seg, plan.iterations, progress)
+    return plan.finish(seg, last)

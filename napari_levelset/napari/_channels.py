@@ -19,7 +19,7 @@ from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QToolBut
 
 from napari_levelset.napari._layers import axes_note
 
-__all__ = ["ChannelPickers", "AxesNote"]
+__all__ = ["AxesNote", "ChannelPickers"]
 
 
 class AxesNote(QWidget):

@@ -14,7 +14,8 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from magicgui.widgets import ComboBox, FloatSpinBox, PushButton
@@ -30,7 +31,7 @@ from napari_levelset.napari._qt import button
 from napari_levelset.napari._session import Session
 from napari_levelset.settings import SPEC
 
-__all__ = ["InstanceControls", "StepsPanel", "Steps"]
+__all__ = ["InstanceControls", "Steps", "StepsPanel"]
 
 DIAMETER_RANGE = (SPEC["diameter"].lo, 1e6)  #: the (open) minimum 0 shows "auto"; a spin box needs a top
 
@@ -45,11 +46,17 @@ class InstanceControls(QWidget):
         form.setContentsMargins(0, 0, 0, 0)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.diameter_box = FloatSpinBox(
-            min=DIAMETER_RANGE[0], max=DIAMETER_RANGE[1], step=1.0,
-            tooltip=spec_tip("diameter", "in the image layer's physical units when it has a scale (else pixels); "
-                             "auto (0): estimated from the image. Sets the background window of the fluorescence "
-                             "contrast (next Run) and how far apart objects' centres are (Instances)",
-                             hi=DIAMETER_RANGE[1]))
+            min=DIAMETER_RANGE[0],
+            max=DIAMETER_RANGE[1],
+            step=1.0,
+            tooltip=spec_tip(
+                "diameter",
+                "in the image layer's physical units when it has a scale (else pixels); "
+                "auto (0): estimated from the image. Sets the background window of the fluorescence "
+                "contrast (next Run) and how far apart objects' centres are (Instances)",
+                hi=DIAMETER_RANGE[1],
+            ),
+        )
         spin = self.diameter_box.native
         spin.setDecimals(2)
         spin.setKeyboardTracking(False)
@@ -59,14 +66,17 @@ class InstanceControls(QWidget):
         self.foreground_box = ComboBox(
             choices=self._foreground_choices(2),
             tooltip="Which classes are objects. auto: the brightest class (label N; objects brighter than the "
-                    "background, as in fluorescence). 'all but the darkest' takes labels 2..N, for dim objects "
-                    "that got a class of their own; or pick one class (dark objects on a bright background: "
-                    "class 1)")
+            "background, as in fluorescence). 'all but the darkest' takes labels 2..N, for dim objects "
+            "that got a class of their own; or pick one class (dark objects on a bright background: "
+            "class 1)",
+        )
         self.instances_button = PushButton(
-            text="Instances", enabled=False,
+            text="Instances",
+            enabled=False,
             tooltip="One label per object: the foreground classes of the result, touching objects split by a "
-                    "watershed on the distance to the background. Uses the output layer as it is now, your edits "
-                    "included, and writes the Labels layer '<image> instances' (0 = background)")
+            "watershed on the distance to the background. Uses the output layer as it is now, your edits "
+            "included, and writes the Labels layer '<image> instances' (0 = background)",
+        )
         row = QHBoxLayout()
         row.addWidget(self.foreground_box.native, 1)
         row.addWidget(self.instances_button.native)
@@ -76,8 +86,9 @@ class InstanceControls(QWidget):
     # -- foreground
     @staticmethod
     def _foreground_choices(n_classes: int) -> list:
-        return ([("auto (the brightest class)", FOREGROUND_AUTO), ("all but the darkest class", FOREGROUND_REST)]
-                + [(f"class {k}", k) for k in range(1, int(n_classes) + 1)])
+        return [("auto (the brightest class)", FOREGROUND_AUTO), ("all but the darkest class", FOREGROUND_REST)] + [
+            (f"class {k}", k) for k in range(1, int(n_classes) + 1)
+        ]
 
     def set_classes(self, n_classes: int) -> None:
         """List the class choices for N classes, keeping the current one where it still exists."""
@@ -126,14 +137,19 @@ class StepsPanel(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         after = QLabel("After a run — one label per object:")
-        after.setToolTip("Regions and Instances read the finished result (the output layer, your edits "
-                         "included) and write a layer of their own; they are enabled once a run has a result")
+        after.setToolTip(
+            "Regions and Instances read the finished result (the output layer, your edits "
+            "included) and write a layer of their own; they are enabled once a run has a result"
+        )
         outer.addWidget(after)
         self.regions_button = button(
-            "Regions", "One label per object: split the result into connected regions, then merge neighbours for "
+            "Regions",
+            "One label per object: split the result into connected regions, then merge neighbours for "
             "as long as that lowers the level-set energy (on colour and texture, boundaries weighted by edge "
             "strength). Uses the output layer as it is now, your edits included, and writes the layer "
-            "'<image> regions'", enabled=False)
+            "'<image> regions'",
+            enabled=False,
+        )
         row = QHBoxLayout()
         row.addWidget(merge.native, 1)
         row.addWidget(self.regions_button.native)
@@ -163,8 +179,14 @@ class Steps:
         False once the widget's Qt side is gone.
     """
 
-    def __init__(self, session: Session, form: SettingsForm, outputs: OutputLayers, instances: InstanceControls,
-                 alive: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        session: Session,
+        form: SettingsForm,
+        outputs: OutputLayers,
+        instances: InstanceControls,
+        alive: Callable[[], bool],
+    ) -> None:
         self.session, self.form, self.outputs, self.instances = session, form, outputs, instances
         self._alive = alive
 
@@ -220,8 +242,9 @@ class Steps:
 
         def done(result):
             used = diameter if diameter is not None else getattr(seg, "diameter", None)
-            self._show_instances(image, out, result, dict(diameter=used, diameter_unit=unit,
-                                                          foreground=foreground, spacing=seg.spacing))
+            self._show_instances(
+                image, out, result, dict(diameter=used, diameter_unit=unit, foreground=foreground, spacing=seg.spacing)
+            )
 
         return self._start(compute, image, done, "finding objects…")
 
@@ -254,8 +277,12 @@ class Steps:
         return worker
 
     def _show_regions(self, image: Image, out: Labels, regions: np.ndarray, merge: float) -> None:
-        meta = {**out.metadata.get(META_KEY, {}), "kind": "regions", "merge": merge,
-                "n_regions": int(len(np.unique(regions)))}
+        meta = {
+            **out.metadata.get(META_KEY, {}),
+            "kind": "regions",
+            "merge": merge,
+            "n_regions": len(np.unique(regions)),
+        }
         layer = self.outputs.step_layer("regions", image, out, regions, 0.5)
         layer.metadata[META_KEY] = meta
         self.session.set_status(f"{meta['n_regions']} regions (merge weight {merge:.4g})")

@@ -26,9 +26,20 @@ from napari.layers import Image
 
 from napari_levelset.errors import InputError
 
-__all__ = ["real", "layer_axes", "auto_contrast", "contrast_value", "spatial_geometry", "channel_candidates",
-           "axes_note", "AMBIGUOUS_CHANNELS", "foreground_value", "instances_from_labels", "FOREGROUND_AUTO",
-           "FOREGROUND_REST"]
+__all__ = [
+    "AMBIGUOUS_CHANNELS",
+    "FOREGROUND_AUTO",
+    "FOREGROUND_REST",
+    "auto_contrast",
+    "axes_note",
+    "channel_candidates",
+    "contrast_value",
+    "foreground_value",
+    "instances_from_labels",
+    "layer_axes",
+    "real",
+    "spatial_geometry",
+]
 
 #: a first axis of this length on a grey layer may be channels as well as slices
 AMBIGUOUS_CHANNELS = range(2, 8)
@@ -122,8 +133,10 @@ def layer_axes(layer, channel_mode: str, volume_dims: int, extra: list = ()) -> 
             raise InputError(f"{layer.name!r} is RGB: further channel layers go with grey layers only")
         for other in extra:
             if tuple(other.data.shape) != shape:
-                raise InputError(f"the channel layer {other.name!r} has shape {tuple(other.data.shape)}, "
-                                 f"but {layer.name!r} has {shape}")
+                raise InputError(
+                    f"the channel layer {other.name!r} has shape {tuple(other.data.shape)}, "
+                    f"but {layer.name!r} has {shape}"
+                )
         join = "concatenate" if channel_axis == 0 else "stack"
         channel_axis = 0
     spatial_dims = 2 if len(out_shape) == 2 else volume_dims
@@ -206,7 +219,7 @@ def spatial_geometry(layer, spatial_dims: int, scale: tuple) -> tuple[tuple | No
         spacing, else the last axis' unit in short form (e.g. ``"µm"``), or ``"scale units"``
         where the layer names none (or pixels).
     """
-    spacing = tuple(float(s) for s in scale[len(scale) - spatial_dims:])
+    spacing = tuple(float(s) for s in scale[len(scale) - spatial_dims :])
     if all(abs(s - 1.0) < 1e-12 for s in spacing):
         return None, "px"
     unit = "scale units"
@@ -243,9 +256,14 @@ def channel_candidates(first, layers: list, owned: list) -> list:
         return []
     shape = tuple(first.data.shape)
     return [
-        lay for lay in layers
-        if isinstance(lay, Image) and lay is not first and not any(lay is o for o in owned)
-        and not lay.rgb and not lay.multiscale and tuple(lay.data.shape) == shape
+        lay
+        for lay in layers
+        if isinstance(lay, Image)
+        and lay is not first
+        and not any(lay is o for o in owned)
+        and not lay.rgb
+        and not lay.multiscale
+        and tuple(lay.data.shape) == shape
     ]
 
 
@@ -277,10 +295,14 @@ def axes_note(layer, first_is_channels: bool, volume_text: str) -> str | None:
     n = shape[0]
     dims = " × ".join(str(s) for s in shape)
     if first_is_channels:
-        return (f"⚠ {layer.name!r} is {dims}: its first axis is read as {n} channels of one image "
-                f"(Advanced → Channels). If it holds {n} slices (z or time), set Channels back to auto.")
-    return (f"⚠ {layer.name!r} is {dims}: its first axis is read as {n} slices, segmented {volume_text}. "
-            f"If it holds {n} channels, set Advanced → Channels to 'first axis is channels'.")
+        return (
+            f"⚠ {layer.name!r} is {dims}: its first axis is read as {n} channels of one image "
+            f"(Advanced → Channels). If it holds {n} slices (z or time), set Channels back to auto."
+        )
+    return (
+        f"⚠ {layer.name!r} is {dims}: its first axis is read as {n} slices, segmented {volume_text}. "
+        f"If it holds {n} channels, set Advanced → Channels to 'first axis is channels'."
+    )
 
 
 def foreground_value(choice, n_classes: int):

@@ -9,7 +9,7 @@ forgets the ones the user deleted.  No Qt and no torch here.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from napari.layers import Image, Labels
@@ -18,7 +18,7 @@ from napari.utils.colormaps import CyclicLabelColormap, DirectLabelColormap
 from napari_levelset.napari._layers import real
 from napari_levelset.napari._writer import META_KEY  # where a result keeps its settings
 
-__all__ = ["RESULT_LAYERS", "result_name", "OutputLayers", "META_KEY", "STATE_KEY"]
+__all__ = ["META_KEY", "RESULT_LAYERS", "STATE_KEY", "OutputLayers", "result_name"]
 
 #: metadata key of the network state on the output layer (for Refine and restoring a run)
 STATE_KEY = "napari_levelset_state"
@@ -76,8 +76,12 @@ class OutputLayers:
             for kind, (_suffix, layer_type) in RESULT_LAYERS.items():
                 store = self._stores[kind]
                 layer = by_name.get(result_name(image.name, kind))
-                if (isinstance(layer, layer_type) and META_KEY in layer.metadata
-                        and layer.metadata[META_KEY].get("image") == image.name and id(image) not in store):
+                if (
+                    isinstance(layer, layer_type)
+                    and META_KEY in layer.metadata
+                    and layer.metadata[META_KEY].get("image") == image.name
+                    and id(image) not in store
+                ):
                     store[id(image)] = layer
 
     def forget(self, layer) -> None:
@@ -130,8 +134,9 @@ class OutputLayers:
             else:
                 out.data = up.labels.copy()
         else:
-            out = Labels(up.labels.copy(), name=result_name(image.name, "output"), scale=scale,
-                         translate=translate, opacity=0.5)
+            out = Labels(
+                up.labels.copy(), name=result_name(image.name, "output"), scale=scale, translate=translate, opacity=0.5
+            )
             self._stores["output"][id(image)] = out
             self.add_on_top(out)
         out.metadata[META_KEY] = meta
@@ -144,12 +149,30 @@ class OutputLayers:
         layer = store.get(id(image))
         if self.in_viewer(layer):
             layer.data = data
+            layer.visible = True
+            self.move_to_top(layer)
         else:
-            layer = Labels(data, name=result_name(image.name, kind), scale=out.scale, translate=out.translate,
-                           opacity=opacity)
+            layer = Labels(
+                data, name=result_name(image.name, kind), scale=out.scale, translate=out.translate, opacity=opacity
+            )
             store[id(image)] = layer
             self.add_on_top(layer)
         return layer
+
+    def move_to_top(self, layer) -> None:
+        """Move ``layer`` (in the viewer) to the top of the layer list."""
+        layers = self._layers()
+        index = next(i for i, lay in enumerate(layers) if lay is layer)
+        if index != len(layers) - 1:
+            self._viewer.layers.move(index, len(layers))
+
+    def hide_steps(self, image) -> None:
+        """Hide ``image``'s regions and instances layers (a new run's labels go under them otherwise);
+        they stay in the viewer."""
+        for kind in ("regions", "instances"):
+            layer = self.get(kind, image)
+            if self.in_viewer(layer):
+                layer.visible = False
 
     # ------------------------------------------------------------------ colours
     @staticmethod

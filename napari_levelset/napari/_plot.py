@@ -25,14 +25,14 @@ class LossPlot(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setToolTip("Loss per iteration (dashed lines: a setting was changed during the run)")
 
-    def sizeHint(self) -> QSize:  # noqa: D401
+    def sizeHint(self) -> QSize:
         return QSize(240, 80)
 
     def _redraw(self) -> None:
         if qt_alive(self):
             self.update()
 
-    def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
+    def paintEvent(self, event) -> None:
         """The curve in a frame, the loss on a log axis when all of it is positive (a jump after a live
         change or a stroke then leaves the rest of the curve readable); the axis values sit outside the
         frame, so they never cover the curve."""
@@ -66,8 +66,9 @@ class LossPlot(QWidget):
                 hi = lo + (abs(lo) * 1e-3 or 1e-3)
 
             def pt(x, y):
-                return QPointF(r.left() + (x - x0) / (x1 - x0) * r.width(),
-                               r.bottom() - (y - lo) / (hi - lo) * r.height())
+                return QPointF(
+                    r.left() + (x - x0) / (x1 - x0) * r.width(), r.bottom() - (y - lo) / (hi - lo) * r.height()
+                )
 
             mark_pen = QPen(faint, 1, Qt.PenStyle.DashLine)
             p.setPen(mark_pen)

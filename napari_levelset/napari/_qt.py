@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from magicgui.widgets import PushButton
 
-__all__ = ["qt_alive", "button"]
+__all__ = ["button", "qt_alive"]
 
 
 def qt_alive(obj) -> bool:

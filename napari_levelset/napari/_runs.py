@@ -1,8 +1,10 @@
 """Runs: Run, Refine and Stop, the worker's updates, and the views of a run.
 
-A run optimises in a thread worker (``_worker.py``).  The main thread only copies
-each snapshot's labels (and uncertainty) into a layer and updates the session
-(progress, status, loss curve).  Live changes (λ, learning rate, scribbles) and a
+A run optimises in a thread worker (``_worker.py``), planned as ``segment`` plans it
+(``napari_levelset.method.plan``).  The main thread only copies each snapshot's labels
+(and uncertainty) into a layer and updates the session (progress, status with the time
+left, loss curve); at the end the run's output (regions, instances) gets a layer of its
+own, on top.  Live changes (λ, learning rate, scribbles) and a
 stop go to the run's ``Segmenter`` through the ``Session``; changing a structural
 setting (N, model, width, ...) while a run is going stops it and starts a new one.
 
@@ -18,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from napari.qt.threading import thread_worker
@@ -29,12 +32,13 @@ from napari_levelset import __version__
 from napari_levelset.errors import InputError, widget_message
 from napari_levelset.napari._form import SettingsForm
 from napari_levelset.napari._instances import InstanceControls
+from napari_levelset.napari._layers import foreground_value
 from napari_levelset.napari._outputs import META_KEY, STATE_KEY, OutputLayers
 from napari_levelset.napari._qt import button, qt_alive
 from napari_levelset.napari._session import Result, Run, Session
-from napari_levelset.napari._worker import Final, RunRequest, Started, Update, run_segmentation
+from napari_levelset.napari._worker import Final, Finishing, RunRequest, Started, Update, run_segmentation
 
-__all__ = ["Runs", "RunButtons", "RunStatus"]
+__all__ = ["RunButtons", "RunStatus", "Runs"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,15 @@ RESTART_DELAY_MS = 300
 STROKES_DELAY_MS = 100
 
 
+def remaining_text(seconds: float | None) -> str:
+    """`` · about 12 s left`` (minutes from 2 minutes on), or '' when not known or under a second."""
+    if seconds is None or seconds < 1:
+        return ""
+    if seconds < 120:
+        return f" · about {seconds:.0f} s left"
+    return f" · about {seconds / 60:.0f} min left"
+
+
 class RunButtons(QWidget):
     """Run, Stop and Refine, in a row (magicgui buttons)."""
 
@@ -51,8 +64,9 @@ class RunButtons(QWidget):
         super().__init__()
         self.run_button = button("Run", "Segment from scratch with the settings above")
         self.stop_button = button("Stop", enabled=False)
-        self.refine_button = button("Refine", "Continue the last run from where it ended, with the current "
-                                              "scribbles and λ", enabled=False)
+        self.refine_button = button(
+            "Refine", "Continue the last run from where it ended, with the current scribbles and λ", enabled=False
+        )
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         for b in (self.run_button, self.stop_button, self.refine_button):
@@ -131,8 +145,15 @@ class Runs:
         The owner of the timers.
     """
 
-    def __init__(self, session: Session, form: SettingsForm, outputs: OutputLayers, instances: InstanceControls,
-                 alive: Callable[[], bool], parent: QWidget) -> None:
+    def __init__(
+        self,
+        session: Session,
+        form: SettingsForm,
+        outputs: OutputLayers,
+        instances: InstanceControls,
+        alive: Callable[[], bool],
+        parent: QWidget,
+    ) -> None:
         self.session, self.form, self.outputs, self.instances = session, form, outputs, instances
         self._alive = alive
         self._restart_timer = QTimer(parent)
@@ -196,9 +217,13 @@ class Runs:
         text = ("refining " if refine else "starting ") + repr(layer.name)
         if axes["join"]:
             text += f" with {len(axes['layers']) - 1} more channel layer(s)"
-        if not refine and run.settings.contrast == "fluorescence" and run.settings.diameter is None:
+        if (
+            not refine
+            and form.contrast(layer, scribbles is not None) == "fluorescence"
+            and run.settings.diameter is None
+        ):
             text += " (fluorescence contrast: estimating the object size)"
-        session.begin(run, req.iterations, text + "…")
+        session.begin(run, req.iterations if req.iterations is not None else form.iterations.value, text + "…")
         worker.start()
         session.run_started.emit(refine)
         return worker
@@ -206,9 +231,10 @@ class Runs:
     def _request(self, layer, axes: dict, scribbles, refine: bool) -> tuple[RunRequest, Run]:
         """What the worker gets, and the run's book-keeping."""
         form, session = self.form, self.session
-        settings = session.settings.replace(contrast=form.contrast(layer))
-        if settings.contrast == "fluorescence":  # the background window follows the object size
-            settings = settings.replace(diameter=self.instances.diameter())
+        settings = session.settings  # None where a setting follows its default: the plan resolves it
+        if settings.regions == "instances":
+            fg = foreground_value(self.instances.foreground(), form.n_classes.value)
+            settings = settings.replace(diameter=self.instances.diameter(), foreground=fg)
         if axes["color"] is not None:
             settings = settings.replace(color=axes["color"])
         every = form.every_value()
@@ -217,12 +243,13 @@ class Runs:
             join=axes["join"],
             settings=settings,
             axes=dict(channel_axis=axes["channel_axis"], spatial_dims=axes["spatial_dims"], spacing=axes["spacing"]),
-            iterations=form.iterations.value,
+            iterations=form.iterations.value if refine else settings.iterations,
             every=every,
             with_probs=bool(form.uncertainty.value),
             to_grey=axes["to_grey"],
             scribbles=scribbles,
             segmenter=session.result.segmenter if refine else None,
+            plan=session.result.plan if refine else None,
             wait_for_gui=session.wait_for_display,
         )
         meta = dict(
@@ -234,9 +261,17 @@ class Runs:
             every=every,
             plugin_version=__version__,
         )
-        run = Run(image=layer, key=form.structural_key(layer), meta=meta, out_shape=axes["out_shape"],
-                  scale=axes["scale"], translate=axes["translate"], with_probs=req.with_probs, refine=refine,
-                  settings=settings)
+        run = Run(
+            image=layer,
+            key=form.structural_key(layer),
+            meta=meta,
+            out_shape=axes["out_shape"],
+            scale=axes["scale"],
+            translate=axes["translate"],
+            with_probs=req.with_probs,
+            refine=refine,
+            settings=settings,
+        )
         return req, run
 
     # ------------------------------------------------------------------ worker signals
@@ -245,7 +280,12 @@ class Runs:
             if run.cancelled or run is not self.session.run or not self._alive():
                 return
             if isinstance(item, Started):
-                self.session.attach(run, item.segmenter)
+                self.session.attach(run, item.segmenter, item.plan)
+                if item.plan is not None and item.plan.contrast is not None:  # prepared by the plan
+                    run.meta["contrast"] = item.plan.contrast
+            elif isinstance(item, Finishing):
+                what = {"instances": "finding objects", "merged": "merging regions"}.get(item.output, "regions")
+                self.session.set_status(f"{run.image.name!r}: {what}…")
             elif isinstance(item, Update):
                 t0, c0 = time.perf_counter(), time.thread_time()
                 self._apply_update(run, item)
@@ -257,12 +297,16 @@ class Runs:
             run.handover.ready.set()  # the worker may send the next update
 
     def _apply_update(self, run: Run, up: Update) -> None:
-        self.session.take_over(run)
+        if self.session.take_over(run):  # a new run: the image's former regions / instances go out of its way
+            self.outputs.hide_steps(run.image)
         meta = {**up.settings, **run.meta, "loss": up.loss, "iterations_run": up.done_in_run, "running": True}
         out = self.outputs.show_snapshot(run.image, up, meta, run.with_probs, run.scale, run.translate)
         if run.n_updates == 0:
             self.outputs.colour_classes(out, {**run.settings.to_json(), **up.settings}, self.form.transparent.value)
-        status = f"{run.image.name!r}: iteration {up.iteration} · loss {up.loss:.5g} · {up.elapsed:.1f} s"
+        status = (
+            f"{run.image.name!r}: iteration {up.done_in_run}/{up.total_in_run} · loss {up.loss:.5g} · "
+            f"{up.elapsed:.1f} s{remaining_text(up.remaining)}"
+        )
         self.session.show_snapshot(run, up.done_in_run, up.total_in_run, up.losses, status)
 
     def _apply_final(self, run: Run, fin: Final) -> None:
@@ -275,14 +319,32 @@ class Runs:
             out.metadata[META_KEY] = meta
             if fin.state is not None:
                 out.metadata[STATE_KEY] = fin.state
+        made = ""
+        if fin.output is not None and not run.cancelled and self.outputs.in_viewer(out):
+            made = self._show_output(run, out, fin)
         if seg is not None and not run.cancelled:
-            self.session.keep(Result(image=run.image, segmenter=seg, key=run.key, output=out))
+            self.session.keep(Result(image=run.image, segmenter=seg, key=run.key, output=out, plan=run.plan))
             if run.image is self.form.image_layer:
                 self.instances.set_estimate(getattr(seg, "diameter", None))
         verb = "stopped" if fin.stopped else "done"
         loss = out.metadata.get(META_KEY, {}).get("loss", float("nan")) if out is not None else float("nan")
-        self.session.set_status(f"{verb} {run.image.name!r}: iteration {fin.iteration} · loss {loss:.5g} · "
-                                f"{fin.elapsed:.1f} s")
+        self.session.set_status(
+            f"{verb} {run.image.name!r}: {made}iteration {fin.iteration} · loss {loss:.5g} · {fin.elapsed:.1f} s"
+        )
+
+    def _show_output(self, run: Run, out, fin: Final) -> str:
+        """Put the run's output into its layer (the classes into the output layer; regions and instances
+        into a layer of their own, on top); returns the status line's words on it."""
+        if fin.kind == "classes":
+            if out.data.shape == fin.output.shape:
+                out.data = fin.output
+            return ""
+        kind = "instances" if fin.kind == "instances" else "regions"
+        n = len(np.unique(fin.output[fin.output > 0])) if fin.output.size else 0
+        count = "n_objects" if kind == "instances" else "n_regions"
+        layer = self.outputs.step_layer(kind, run.image, out, fin.output, 0.7 if kind == "instances" else 0.5)
+        layer.metadata[META_KEY] = {**out.metadata.get(META_KEY, {}), "kind": kind, count: n}
+        return f"{n} {'objects' if kind == 'instances' else 'regions'} · "
 
     def _on_errored(self, run: Run, exc: BaseException) -> None:
         if not isinstance(exc, InputError) and not run.cancelled:

@@ -12,7 +12,7 @@ from importlib.resources import as_file, files
 
 import numpy as np
 
-__all__ = ["SAMPLES", "TRUTH", "sample_path", "load_sample", "load_truth", "coins", "coffee", "blobs3d", "nuclei"]
+__all__ = ["SAMPLES", "TRUTH", "blobs3d", "coffee", "coins", "load_sample", "load_truth", "nuclei", "sample_path"]
 
 #: key -> (file name, layer name, is RGB)
 SAMPLES: dict[str, tuple[str, str, bool]] = {
@@ -112,7 +112,7 @@ def load_truth(key: str) -> np.ndarray:
 
 
 def _layer(key: str) -> list[tuple]:
-    filename, name, rgb = SAMPLES[key]
+    _filename, name, rgb = SAMPLES[key]
     return [(load_sample(key), {"name": name, "rgb": rgb}, "image")]
 
 

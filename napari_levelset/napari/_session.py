@@ -17,6 +17,7 @@ which applies them at its next iteration; until the worker has handed the Segmen
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -29,7 +30,7 @@ from psygnal import Signal
 from napari_levelset.errors import InputError
 from napari_levelset.settings import Settings
 
-__all__ = ["RunState", "LossCurve", "Handover", "Run", "Result", "Session", "LIVE_FIELDS"]
+__all__ = ["LIVE_FIELDS", "Handover", "LossCurve", "Result", "Run", "RunState", "Session"]
 
 #: the settings a running optimisation takes at its next iteration (α applies from the next run or refine)
 LIVE_FIELDS = ("lam", "lr")
@@ -41,7 +42,7 @@ STOPPING = "stopping…"
 KEEP: Any = object()
 
 
-class RunState(str, Enum):
+class RunState(str, Enum):  # noqa: UP042 - str() of a member keeps its 3.11 meaning
     """Where the session stands: no result yet, a run going or stopping, or a finished result."""
 
     IDLE = "idle"
@@ -103,13 +104,16 @@ class Handover:
     """What the run's worker thread and the main thread share: the latest-value hand-over of updates.
 
     ``ready`` is set when the main thread took the last item (the worker sends the next update only
-    then, or waits for it when the run waits for the display); ``ended`` when the worker finished.
+    then, or waits for it when the run waits for the display); ``ended`` when the worker finished;
+    ``abandoned`` when the run's result is not wanted (it restarts, or is cancelled): the worker then
+    makes no output.
     """
 
     def __init__(self) -> None:
         self.ready = threading.Event()
         self.ready.set()
         self.ended = threading.Event()
+        self.abandoned = threading.Event()
 
     def release(self) -> None:
         """Stop the worker waiting for the main thread (a stop, or the widget going away)."""
@@ -142,6 +146,8 @@ class Run:
         Its worker.
     segmenter : napari_levelset.method.segmenter.Segmenter, optional
         Handed over by the worker (``Session.attach``).
+    plan : napari_levelset.method.plan.RunPlan, optional
+        Its plan, handed over with the Segmenter.
     pending : dict
         Live changes made before that: setting name (or ``"scribbles"``) -> value.
     stopping, restart, cancelled, failed : bool
@@ -169,6 +175,7 @@ class Run:
     handover: Handover = field(default_factory=Handover)
     worker: Any = None
     segmenter: Any = None  # handed over by the worker (``Session.attach``)
+    plan: Any = None  # the run's plan (``napari_levelset.method.plan.RunPlan``), handed over with it
     pending: dict = field(default_factory=dict)  # live changes made before that: name -> value
     stopping: bool = False  # a stop was asked for
     restart: bool = False  # start again when it ended (a structural setting changed)
@@ -194,12 +201,15 @@ class Result:
         The run's ``Run.key``.
     output : napari.layers.Labels or None
         The output layer.
+    plan : napari_levelset.method.plan.RunPlan or None
+        The run's plan (what a refine shows and makes).
     """
 
     image: Any
     segmenter: Any
     key: tuple
     output: Any  # the output layer
+    plan: Any = None
 
 
 class Session:
@@ -325,7 +335,7 @@ class Session:
         self.set_status(status)
         self.changed.emit()
 
-    def attach(self, run: Run, segmenter) -> None:
+    def attach(self, run: Run, segmenter, plan=None) -> None:
         """The worker built (or took) ``run``'s Segmenter: it gets the live changes and the stop made so far.
 
         A change it refuses is reported (``error``) and the run goes on without it, as for a change
@@ -337,8 +347,10 @@ class Session:
             The run.
         segmenter : napari_levelset.method.segmenter.Segmenter
             Its Segmenter.
+        plan : napari_levelset.method.plan.RunPlan, optional
+            Its plan.
         """
-        run.segmenter = segmenter
+        run.segmenter, run.plan = segmenter, plan
         pending, run.pending = run.pending, {}
         for name, value in pending.items():
             try:
@@ -549,6 +561,8 @@ class Session:
 
     def _stop(self, run: Run) -> None:
         run.stopping = True
+        if run.cancelled or run.restart:  # no output wanted from it
+            run.handover.abandoned.set()
         if run.segmenter is not None:
             run.segmenter.stop()
         run.handover.release()
@@ -570,10 +584,8 @@ class Session:
         run.cancelled = True
         self._stop(run)
         if run.worker is not None:
-            try:
+            with contextlib.suppress(RuntimeError):
                 run.worker.quit()
-            except RuntimeError:
-                pass
 
     def teardown(self, *_args) -> None:
         """The widget goes: end the run (waiting for its thread) and stop listening to the viewer.
@@ -588,10 +600,8 @@ class Session:
         if run is not None:  # let the worker thread end before Qt deletes what it signals through
             run.handover.ended.wait(self.CLOSE_WAIT)
         for emitter, callback in self.connections:
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 emitter.disconnect(callback)
-            except Exception:  # already gone
-                pass
         self.connections.clear()
         self.scribble_layer = None
 

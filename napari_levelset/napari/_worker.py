@@ -4,18 +4,25 @@ Nothing here imports torch at module level: ``napari_levelset.method.segmenter``
 it torch) is imported inside the worker thread when a run starts, so opening
 napari's plugin menu or docking the widget stays light.
 
-The worker first hands the run's ``Segmenter`` to the main thread (``Started``);
+A new run is planned by ``napari_levelset.method.plan.plan_run``, as ``segment`` plans one:
+the settings resolved for the output asked for, the image prepared (instances: on a
+smaller working copy), and the output made at the end by the plan's ``finish``.
+
+The worker first hands the run's ``Segmenter`` and plan to the main thread (``Started``);
 from then on live changes (λ, learning rate, scribbles) and a stop go to it directly
 (``Segmenter.lam``, ``.lr``, ``.set_scribbles``, ``.stop`` are safe from the main
 thread and take effect at its next iteration).  The worker then yields ``Update``
 objects; the main thread only copies ``labels`` (and ``uncertainty``) into
 layers.  Updates are *latest-value*: while the main thread has not taken the
 previous one, the worker keeps optimising and sends the newest state when the
-GUI is ready again, so a slow display never queues up stale snapshots.
+GUI is ready again, so a slow display never queues up stale snapshots.  When the
+optimisation is done, the worker says so (``Finishing``) and makes the output (regions,
+instances) before the ``Final``, which carries it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import threading
 import time
@@ -26,10 +33,11 @@ import numpy as np
 
 from napari_levelset.errors import RunFailed
 from napari_levelset.io.prepare import join_channels
+from napari_levelset.method.plan import plan_run
 from napari_levelset.napari._session import Handover
 from napari_levelset.settings import Settings
 
-__all__ = ["RunRequest", "Started", "Update", "Final", "run_segmentation", "preload"]
+__all__ = ["Final", "Finishing", "RunRequest", "Started", "Update", "preload", "run_segmentation"]
 
 #: ``every = 0`` means "auto": aim for about this many seconds between snapshots.
 AUTO_PERIOD_S = 0.3
@@ -44,14 +52,14 @@ class RunRequest:
     ----------
     image : array_like or list of array_like
         The image (the layer's data), or one array per channel layer (see ``join``);
-        converted in the worker (``napari_levelset.io.images.join_channels``).
+        converted in the worker (``napari_levelset.io.prepare.join_channels``).
     settings : napari_levelset.settings.Settings
-        The run's settings (the image's axes apart).
+        The run's settings (the image's axes apart); None fields are resolved by ``plan_run``.
     axes : dict
         ``channel_axis``, ``spatial_dims`` and ``spacing`` (physical pixel size per spatial
         axis, or None), passed to ``Segmenter``.
-    iterations : int
-        Iterations to run (values below 0 count as 0).
+    iterations : int or None
+        Iterations to run (values below 0 count as 0); None: the plan's (``Settings.resolved``).
     every : int
         Iterations between two updates; 0: auto (about ``AUTO_PERIOD_S`` seconds apart, at
         most ``AUTO_MAX_CHUNK`` iterations).
@@ -69,12 +77,14 @@ class RunRequest:
     join : {None, "stack", "concatenate"}
         For a list of arrays: ``"stack"``, one channel per array (a new first axis);
         ``"concatenate"``, along axis 0.
+    plan : napari_levelset.method.plan.RunPlan, optional
+        The plan of ``segmenter`` (refine): how its snapshots are shown and its output made.
     """
 
     image: Any  # array-like, or a list of them (channel layers, see ``join``); converted in the worker
     settings: Settings  # the run's settings (the image's axes apart)
     axes: dict  # channel_axis, spatial_dims and spacing, for Segmenter
-    iterations: int
+    iterations: int | None
     every: int = 0  # 0: auto
     with_probs: bool = False
     to_grey: bool = False  # average the colour channels (last axis) first
@@ -82,6 +92,7 @@ class RunRequest:
     segmenter: Any = None  # continue this Segmenter (refine) instead of making one
     wait_for_gui: bool = False  # pause after each snapshot until the GUI took it (no snapshot skipped)
     join: str | None = None  # "stack": one channel per array (new first axis); "concatenate": along axis 0
+    plan: Any = None  # the plan of ``segmenter`` (refine)
 
 
 @dataclass
@@ -109,6 +120,8 @@ class Update:
         ``(iteration, loss)`` at the end of each chunk since the last update.
     elapsed : float
         Seconds since the run began.
+    remaining : float or None
+        Seconds the rest of the run's iterations should take, at the pace so far.
     """
 
     iteration: int  # the Segmenter's total iteration count
@@ -120,6 +133,20 @@ class Update:
     settings: dict
     losses: list[tuple[int, float]] = field(default_factory=list)  # (iteration, loss) per chunk since the last Update
     elapsed: float = 0.0
+    remaining: float | None = None
+
+
+@dataclass
+class Finishing:
+    """Sent when the optimisation ended and the output (``RunPlan.finish``) is being made.
+
+    Parameters
+    ----------
+    output : str
+        What is made: ``Settings.regions``.
+    """
+
+    output: str
 
 
 @dataclass
@@ -138,6 +165,11 @@ class Final:
         The Segmenter's total iteration count.
     elapsed : float
         Seconds the run took.
+    output : ndarray or None
+        The run's output (``RunPlan.finish``: class labels, regions or instances, the image's
+        non-channel shape); None where the run was abandoned (restarted or cancelled).
+    kind : str
+        What ``output`` is: ``Settings.regions``.
     """
 
     stopped: bool
@@ -145,6 +177,8 @@ class Final:
     state: dict | None  # the network's state_dict as numpy arrays
     iteration: int
     elapsed: float
+    output: np.ndarray | None = None
+    kind: str = "classes"
 
 
 @dataclass
@@ -159,9 +193,12 @@ class Started:
     ----------
     segmenter : napari_levelset.method.segmenter.Segmenter
         The run's Segmenter.
+    plan : napari_levelset.method.plan.RunPlan
+        The run's plan.
     """
 
     segmenter: Any
+    plan: Any = None
 
 
 def _uncertainty(probs: np.ndarray) -> np.ndarray:
@@ -195,10 +232,8 @@ def preload() -> threading.Thread | None:
 
     def work():
         for name in PRELOAD:
-            try:
+            with contextlib.suppress(Exception):
                 importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - a run reports a missing module itself
-                pass
 
     thread = threading.Thread(target=work, name="napari-levelset preload", daemon=True)
     thread.start()
@@ -243,46 +278,54 @@ def run_segmentation(req: RunRequest, handover: Handover):
 
 
 def _segmenter(req: RunRequest):
-    """The run's Segmenter: the refined one with the request's live settings and scribbles, or a new one."""
-    # imports torch: in the worker thread, so that the widget's module stays light (see the module's docstring)
-    from napari_levelset.method.segmenter import Segmenter
-
+    """The run's Segmenter and plan: the refined one with the request's live settings and scribbles, or a
+    new one as ``plan_run`` plans it (the Segmenter, and torch with it, is imported in this thread)."""
     if req.segmenter is not None:
-        seg = req.segmenter
-        seg.lam, seg.lr, seg.alpha = req.settings.lam, req.settings.lr, req.settings.alpha
+        seg, plan = req.segmenter, req.plan
+        s = req.settings
+        seg.lam = s.lam if s.lam is not None else seg.lam
+        seg.lr, seg.alpha = s.lr, s.alpha
         seg.set_scribbles(req.scribbles)
     else:
-        seg = Segmenter(join_channels(req.image, req.to_grey, req.join), scribbles=req.scribbles,
-                        settings=req.settings, **req.axes)
+        plan = plan_run(join_channels(req.image, req.to_grey, req.join), req.settings, req.scribbles, **req.axes)
+        seg = plan.make_segmenter()
     seg.clear_stop()  # a Stop pressed after the last run had ended belongs to that run
-    return seg
+    return seg, plan
 
 
 def _run_segmentation(req: RunRequest, handover: Handover):
     t0 = time.perf_counter()
-    seg = _segmenter(req)
+    seg, plan = _segmenter(req)
     handover.ready.clear()
-    yield Started(seg)
+    yield Started(seg, plan)
     handover.ready.wait()  # the main thread gave it the changes (and the stop) made meanwhile
 
-    total = max(0, int(req.iterations))
+    show = plan.display if plan is not None else (lambda values: values)
+    iterations = req.iterations if req.iterations is not None else plan.iterations if plan is not None else 0
+    total = max(0, int(iterations))
     auto = int(req.every) <= 0
     chunk = 1 if auto else int(req.every)
     done = 0
     stopped = False
+    last = None
     losses: list[tuple[int, float]] = []
+    t_loop = time.perf_counter()
+    if total == 0:  # a pretrained model used directly: its labels at once
+        last = seg.snapshot(with_probs=req.with_probs, done=True)
+        yield _update(last, show, 0, 0, [], t0, None)
     while done < total and not stopped:
         n = min(chunk, total - done)
         start_iter = seg.iteration
         t_chunk = time.perf_counter()
         snap = None
-        for snap in seg.run(n, every=n, with_probs=req.with_probs):
+        for snap in seg.run(n, every=n, with_probs=req.with_probs):  # noqa: B007 - the last one is kept
             pass
         if snap is None:  # pragma: no cover - run always yields a final snapshot
             break
         stopped = snap.stopped
         if stopped and seg.iteration == start_iter:
             break  # stopped before this chunk's first step: nothing new to show
+        last = snap
         done += seg.iteration - start_iter
         losses.append((snap.iteration, snap.loss))
         if auto and seg.iteration > start_iter:
@@ -293,27 +336,41 @@ def _run_segmentation(req: RunRequest, handover: Handover):
             handover.ready.wait()
         if handover.ready.is_set() or stopped or done >= total:
             handover.ready.clear()
-            unc = _uncertainty(snap.probs) if snap.probs is not None else None
-            yield Update(
-                iteration=snap.iteration,
-                done_in_run=done,
-                total_in_run=total,
-                loss=snap.loss,
-                labels=snap.labels,
-                uncertainty=unc,
-                settings=snap.settings,
-                losses=losses,
-                elapsed=time.perf_counter() - t0,
-            )
+            remaining = (time.perf_counter() - t_loop) / done * (total - done) if done else None
+            yield _update(snap, show, done, total, losses, t0, remaining)
             losses = []
     try:
         state = seg.state_dict()["model"]
     except Exception:  # a foreign model without a usable state_dict
         state = None
+    output, kind = None, plan.output if plan is not None else "classes"
+    if not handover.abandoned.is_set():
+        if kind != "classes":
+            yield Finishing(kind)
+        output = plan.finish(seg, last) if plan is not None else (last.labels if last is not None else None)
     yield Final(
         stopped=bool(stopped),
         settings=seg.settings,
         state=state,
         iteration=seg.iteration,
         elapsed=time.perf_counter() - t0,
+        output=output,
+        kind=kind,
+    )
+
+
+def _update(snap, show, done: int, total: int, losses: list, t0: float, remaining: float | None) -> Update:
+    """The ``Update`` of snapshot ``snap``, its labels (and uncertainty) on the image's grid (``show``)."""
+    unc = _uncertainty(snap.probs) if snap.probs is not None else None
+    return Update(
+        iteration=snap.iteration,
+        done_in_run=done,
+        total_in_run=total,
+        loss=snap.loss,
+        labels=show(snap.labels),
+        uncertainty=show(unc),
+        settings=snap.settings,
+        losses=losses,
+        elapsed=time.perf_counter() - t0,
+        remaining=remaining,
     )

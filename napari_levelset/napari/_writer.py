@@ -75,14 +75,15 @@ def write_labels_layer(path: str, data: Any, meta: dict) -> list[str]:
     if units:
         first = str(units[0]) if isinstance(units, (list, tuple)) else str(units)
         unit = None if first in ("pixel", "") else first.replace("micrometer", "µm")
-    axes = "ZYX"[-labels.ndim:] if labels.ndim in (2, 3) else None
+    axes = "ZYX"[-labels.ndim :] if labels.ndim in (2, 3) else None
     out = write_labels(path, labels, axes=axes, spacing=spacing, unit=unit)
     written = [str(out)]
     settings = (meta.get("metadata") or {}).get(META_KEY)
     if settings:
         sidecar = Path(out).with_suffix(".json")
-        text = json.dumps(dict(labels=Path(out).name, name=meta.get("name"), scale=spacing,
-                               settings=_jsonable(settings)), indent=2)
+        text = json.dumps(
+            dict(labels=Path(out).name, name=meta.get("name"), scale=spacing, settings=_jsonable(settings)), indent=2
+        )
         atomic_write(sidecar, lambda tmp: Path(tmp).write_text(text))
         written.append(str(sidecar))
     return written

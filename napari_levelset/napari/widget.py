@@ -15,6 +15,7 @@ events, and the scribble layer.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from napari_levelset.errors import InputError
 from napari_levelset.napari._form import WIDGET_DEFAULTS, SettingsForm
 from napari_levelset.napari._instances import Steps, StepsPanel
-from napari_levelset.napari._layers import auto_contrast, channel_candidates, real
+from napari_levelset.napari._layers import channel_candidates, real
 from napari_levelset.napari._outputs import META_KEY, STATE_KEY, OutputLayers
 from napari_levelset.napari._plot import LossPlot
 from napari_levelset.napari._qt import qt_alive
@@ -37,7 +38,7 @@ from napari_levelset.napari._worker import preload
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-__all__ = ["LevelSetWidget", "META_KEY", "STATE_KEY", "WIDGET_DEFAULTS"]
+__all__ = ["META_KEY", "STATE_KEY", "WIDGET_DEFAULTS", "LevelSetWidget"]
 
 
 def _notify_error(message: str) -> None:
@@ -133,7 +134,7 @@ class LevelSetWidget(QWidget):
         if self._alive():
             self.run_finished.emit()
 
-    def event(self, ev) -> bool:  # noqa: D102 (Qt override)
+    def event(self, ev) -> bool:
         if ev.type() == QEvent.Type.ParentChange:
             if self.parent() is None and self._docked:
                 # napari's close button takes the widget out of its dock (it is not
@@ -161,16 +162,31 @@ class LevelSetWidget(QWidget):
 
     # ------------------------------------------------------------------ settings
     def _sync_settings(self, *_args) -> None:
-        """The session's settings follow the form."""
-        self.session.settings = self.form.parameters()
+        """The session's settings follow the form; the fields on their defaults show them (for the output,
+        model, image and strokes, ``Settings.resolved``), and the instance rows show for instances only."""
+        form = self.form
+        resolved = form.resolved(strokes=self._has_strokes())
+        form.show_defaults(resolved)
+        self.steps_panel.instances.set_classes(form.n_classes.value)
+        self.steps_panel.instances.setVisible(resolved.regions == "instances")
+        if self.image_layer is not None:
+            form.contrast_choice.native.setItemText(0, f"auto ({resolved.contrast})")
+        else:
+            form.contrast_choice.native.setItemText(0, "auto")
+        self.session.settings = form.parameters()
+
+    def _has_strokes(self) -> bool:
+        layer = self.session.scribble_layer
+        return layer is not None and not layer.multiscale and bool(np.any(np.asarray(layer.data)))
 
     def parameters(self):
         """The current settings (``napari_levelset.settings.Settings``) for ``Segmenter`` (no axes)."""
         return self.session.settings
 
     def contrast(self, layer: Image | None = None) -> str:
-        """The contrast a run on ``layer`` (default: the picked image) uses: 'linear' or 'fluorescence'."""
-        return self.form.contrast(layer)
+        """The contrast a run on ``layer`` (default: the picked image) uses: 'linear' or 'fluorescence'
+        (``Settings.resolved``'s rule for the output asked for)."""
+        return self.form.contrast(layer, self._has_strokes())
 
     def set_model(self, model: str) -> None:
         """Pick the model programmatically: ``cnn``, ``unet`` or a model file path."""
@@ -256,8 +272,10 @@ class LevelSetWidget(QWidget):
     def _on_layer_inserted(self, event) -> None:
         if not self._alive():
             return
-        self._connect(real(event.value).events.name, self._on_layer_renamed)
-        self._refresh_layer_choices()
+        layer = real(event.value)
+        self._connect(layer.events.name, self._on_layer_renamed)
+        # an image just opened is the one to segment (the widget's own layers are never offered)
+        self._refresh_layer_choices(new=layer if isinstance(layer, Image) else None)
 
     def _on_layers_moved(self, event=None) -> None:
         if self._alive():
@@ -273,10 +291,8 @@ class LevelSetWidget(QWidget):
         conns = session.connections
         for emitter, cb in list(conns):
             if getattr(emitter, "source", None) is layer:
-                try:
+                with contextlib.suppress(Exception):
                     emitter.disconnect(cb)
-                except Exception:
-                    pass
                 conns.remove((emitter, cb))
         run = session.live_run()
         session.layer_removed(layer, self.outputs.get("output", run.image) if run is not None else None)
@@ -287,12 +303,14 @@ class LevelSetWidget(QWidget):
         if self._alive():
             self._refresh_layer_choices()
 
-    def _refresh_layer_choices(self) -> None:
+    def _refresh_layer_choices(self, *_args, new=None) -> None:
         owned = self.outputs.owned()
         layers = self._layers()
         images = [lay for lay in layers if isinstance(lay, Image) and not any(lay is o for o in owned)]
         labels = [lay for lay in layers if isinstance(lay, Labels) and not any(lay is o for o in owned)]
-        self.form.set_layers(images, labels, real(self.viewer.layers.selection.active), self.session.scribble_layer)
+        self.form.set_layers(
+            images, labels, real(self.viewer.layers.selection.active), self.session.scribble_layer, new=new
+        )
         self._on_image_changed()
 
     def _on_image_changed(self, *_args) -> None:
@@ -309,8 +327,6 @@ class LevelSetWidget(QWidget):
         result = session.result
         if result is not None and result.image is first:
             instances.set_estimate(getattr(result.segmenter, "diameter", None))
-        contrast, why = auto_contrast(first)
-        form.contrast_choice.native.setItemText(0, f"auto ({contrast}: {why})" if first is not None else "auto")
         form.show_relevant_rows(first)
         self._sync_settings()
         self._update_buttons()
@@ -363,19 +379,19 @@ class LevelSetWidget(QWidget):
             return
         self._set_scribble_layer(layer)
         self.runs.strokes_changed()
+        self._sync_settings()
 
     def _set_scribble_layer(self, layer: Labels | None) -> None:
         session = self.session
         old = session.scribble_layer
         if old is not None:
             for emitter in (old.events.paint, old.events.data):
-                try:
+                with contextlib.suppress(Exception):
                     emitter.disconnect(self._on_scribbles_painted)
-                except Exception:
-                    pass
             session.connections = [
-                (e, cb) for e, cb in session.connections if getattr(e, "source", None) is not old
-                or cb != self._on_scribbles_painted
+                (e, cb)
+                for e, cb in session.connections
+                if getattr(e, "source", None) is not old or cb != self._on_scribbles_painted
             ]
         session.scribble_layer = layer
         if layer is not None:
@@ -385,6 +401,7 @@ class LevelSetWidget(QWidget):
     def _on_scribbles_painted(self, event=None) -> None:
         if self._alive():  # (napari emits ``paint`` before it writes the stroke into the data)
             self.runs.strokes_changed(painted=True)
+            self._sync_settings()  # defaults with strokes (fewer iterations, a smaller copy)
 
     def add_scribble_layer(self, *_args) -> Labels | None:
         """Add an empty scribble layer matching the picked image and select the paint brush."""
@@ -398,13 +415,15 @@ class LevelSetWidget(QWidget):
             return None
         shape = axes["out_shape"]
         dtype = np.uint8 if self.form.n_classes.value <= 255 else np.uint16
-        scrib = real(self.viewer.add_labels(
-            np.zeros(shape, dtype=dtype),
-            name=f"{layer.name} scribbles",
-            scale=axes["scale"],
-            translate=axes["translate"],
-        ))
-        scrib.brush_size = max(2, int(round(min(shape[-2:]) / 60)))
+        scrib = real(
+            self.viewer.add_labels(
+                np.zeros(shape, dtype=dtype),
+                name=f"{layer.name} scribbles",
+                scale=axes["scale"],
+                translate=axes["translate"],
+            )
+        )
+        scrib.brush_size = max(2, round(min(shape[-2:]) / 60))
         scrib.selected_label = 1
         scrib.mode = "paint"
         self.viewer.layers.selection.active = scrib
