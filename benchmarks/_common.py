@@ -259,6 +259,10 @@ BACKGROUND_MARGIN = 8  # px between background strokes and the nuclei
 BACKGROUND_LENGTH = 0.1  # of the image's shorter side: one background stroke, at most
 BACKGROUND_SPACING = 0.25  # of the shorter side: the least distance between background strokes
 BACKGROUND, NUCLEUS = 1, 2
+#: ``--strokes``: "long" strokes along each region's skeleton (the original protocol), "short" one short
+#: stroke of a BRUSH-px brush near one end of each region, "short2" two such strokes (one near each end)
+STROKE_KINDS = ("long", "short", "short2")
+BRUSH = 3  # px: the brush of the short strokes (a disc of radius 1)
 
 
 @dataclass
@@ -327,6 +331,78 @@ def region_stroke(region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return skeleton_piece(skeleton_of(region, EROSION), budget, rng)
 
 
+def skeleton_order(skeleton: np.ndarray, start: tuple[int, int]) -> list[tuple[int, int]]:
+    """The pixels of ``start``'s piece of ``skeleton`` in breadth-first order from ``start`` (8-connected)."""
+    h, w = skeleton.shape
+    queue, seen, order = deque([start]), {start}, []
+    while queue:
+        y, x = queue.popleft()
+        order.append((y, x))
+        for q in ((y + dy, x + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)):
+            if 0 <= q[0] < h and 0 <= q[1] < w and skeleton[q] and q not in seen:
+                seen.add(q)
+                queue.append(q)
+    return order
+
+
+def skeleton_ends(skeleton: np.ndarray, rng: np.random.Generator) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Two far ends of the largest piece of ``skeleton``: the point farthest (along it) from a random point,
+    then the point farthest from that one."""
+    from scipy import ndimage as ndi
+
+    pieces, _ = ndi.label(skeleton, structure=np.ones((3, 3)))
+    largest = pieces == np.argmax(np.bincount(pieces.ravel())[1:]) + 1
+    ys, xs = np.nonzero(largest)
+    i = rng.integers(len(ys))
+    first = skeleton_order(largest, (int(ys[i]), int(xs[i])))[-1]
+    return first, skeleton_order(largest, first)[-1]
+
+
+def brush_stroke(
+    skeleton: np.ndarray, region: np.ndarray, start: tuple[int, int], budget: int, length: int | None = None
+) -> np.ndarray:
+    """A stroke of a ``BRUSH``-px brush along ``skeleton`` from ``start``, inside ``region``, of at most
+    ``budget`` pixels (and ``length`` skeleton pixels); at least the brush's dab at ``start``."""
+    from scipy import ndimage as ndi
+    from skimage.morphology import disk
+
+    path = skeleton_order(skeleton, start)
+    n = max(1, min(len(path), budget // BRUSH, length or len(path)))
+    while True:
+        line = np.zeros(region.shape, bool)
+        line[tuple(np.array(path[:n]).T)] = True
+        out = ndi.binary_dilation(line, disk(BRUSH // 2)) & region
+        if n == 1 or np.count_nonzero(out) <= budget:
+            return out
+        n = max(1, int(n * 0.9))
+
+
+def short_region_strokes(region: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:
+    """``count`` (1 or 2) short strokes in ``region``: a ``BRUSH``-px brush along its eroded skeleton from
+    one end (and from the other end), each at most ``STROKE_FRACTION`` of its pixels."""
+    budget = max(1, int(STROKE_FRACTION * np.count_nonzero(region)))
+    skeleton = skeleton_of(region, EROSION)
+    ends = skeleton_ends(skeleton, rng)
+    out = np.zeros(region.shape, bool)
+    for end in ends[:count]:
+        out |= brush_stroke(skeleton, region, end, budget)
+    return out
+
+
+def short_background_strokes(background: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:
+    """``count`` short strokes of a ``BRUSH``-px brush on the background's skeleton (kept ``BACKGROUND_MARGIN``
+    px from the rest), at most ``BACKGROUND_LENGTH`` of the shorter side long, from its far ends."""
+    skeleton = skeleton_of(background, BACKGROUND_MARGIN)
+    if not skeleton.any():
+        return np.zeros(background.shape, bool)
+    length = max(1, int(BACKGROUND_LENGTH * min(background.shape)))
+    ends = skeleton_ends(skeleton, rng)
+    out = np.zeros(background.shape, bool)
+    for end in ends[:count]:
+        out |= brush_stroke(skeleton, background, end, BRUSH * length, length)
+    return out
+
+
 def background_strokes(background: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``BACKGROUND_STROKES`` strokes on the skeleton of the background kept ``BACKGROUND_MARGIN`` px from the rest."""
     from scipy import ndimage as ndi
@@ -353,8 +429,17 @@ def coarsest(segmentations: Sequence[np.ndarray]) -> np.ndarray:
     return min(segmentations, key=lambda s: len(np.unique(s)))
 
 
-def bsds_case(root: Path, split: str, image_id: str, seed: int) -> Case:
-    """A BSDS500 image, a stroke in each large region of its coarsest human segmentation."""
+def stroke_in(region: np.ndarray, rng: np.random.Generator, kind: str) -> np.ndarray:
+    """The strokes of one region under ``kind`` (``STROKE_KINDS``)."""
+    if kind == "long":
+        return region_stroke(region, rng)
+    if kind in ("short", "short2"):
+        return short_region_strokes(region, rng, 2 if kind == "short2" else 1)
+    raise ValueError(f"unknown stroke kind {kind!r}: one of {', '.join(STROKE_KINDS)}")
+
+
+def bsds_case(root: Path, split: str, image_id: str, seed: int, kind: str = "long") -> Case:
+    """A BSDS500 image, strokes (``kind``) in each large region of its coarsest human segmentation."""
     image = read_bsds_image(bsds_image(root, split, image_id))
     human = coarsest(load_ground_truth(bsds_truth(root, split, image_id)))
     ids, counts = np.unique(human, return_counts=True)
@@ -366,12 +451,14 @@ def bsds_case(root: Path, split: str, image_id: str, seed: int) -> Case:
     for k, region_id in enumerate(kept, start=1):
         region = human == region_id
         truth[region] = k
-        strokes[region_stroke(region, rng)] = k
+        strokes[stroke_in(region, rng, kind)] = k
     return Case(f"BSDS500 {split}", image_id, image, strokes, truth, len(kept))
 
 
-def nuclei_case(dataset: NucleiSet, image_id: str, image: np.ndarray, mask: np.ndarray, seed: int) -> Case:
-    """Strokes in three typical nuclei (class 2) and on the background (class 1)."""
+def nuclei_case(
+    dataset: NucleiSet, image_id: str, image: np.ndarray, mask: np.ndarray, seed: int, kind: str = "long"
+) -> Case:
+    """Strokes (``kind``) in three typical nuclei (class 2) and on the background (class 1)."""
     from skimage.measure import label
 
     objects = np.asarray(mask) if dataset.instances else label(np.asarray(mask) != 0)
@@ -384,8 +471,11 @@ def nuclei_case(dataset: NucleiSet, image_id: str, image: np.ndarray, mask: np.n
     truth = np.where(objects > 0, NUCLEUS, BACKGROUND).astype(np.uint8)
     strokes = np.zeros(truth.shape, np.uint8)
     for i in picked:
-        strokes[region_stroke(objects == i, rng)] = NUCLEUS
-    strokes[background_strokes(objects == 0, rng)] = BACKGROUND
+        strokes[stroke_in(objects == i, rng, kind)] = NUCLEUS
+    if kind == "long":
+        strokes[background_strokes(objects == 0, rng)] = BACKGROUND
+    else:
+        strokes[short_background_strokes(objects == 0, rng, 2 if kind == "short2" else 1)] = BACKGROUND
     return Case(dataset.name, image_id, image, strokes, truth, 2, foreground=True)
 
 

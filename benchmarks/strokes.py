@@ -25,6 +25,16 @@ Nuclei (``--nuclei DIR``, laid out as ``benchmarks/nuclei.py`` reads it)
     8 px, each at most a tenth of the image's shorter side, each started at
     least a quarter of that side away from the strokes before it.
 
+These are the ``--strokes long`` strokes (the default).  People paint shorter ones:
+``--strokes short`` puts one stroke of a 3-px brush (a disc of radius 1) in each
+region, along the same eroded skeleton from one of its far ends (the skeleton
+pixel farthest along it from a random one), at most 2 % of the region's pixels
+in one stretch; on nuclei one such stroke in each of the three nuclei and one on
+the background (from a far end of its skeleton, at most a tenth of the shorter
+side long).  ``--strokes short2`` adds a second such stroke from the other far
+end (the skeleton pixel farthest from the first end): two per region, each at
+most 2 %; two on the background.
+
 Scores, per image, then averaged over the images of a set:
 
 ``mean IoU``
@@ -81,6 +91,7 @@ from typing import Any
 import numpy as np
 from _common import (
     NUCLEI_SETS,
+    STROKE_KINDS,
     Case,
     bsds_case,
     list_images,
@@ -95,17 +106,17 @@ from _common import (
 
 
 # ------------------------------------------------------------------ the cases (the strokes: see _common)
-def bsds_cases(root: Path, split: str, limit: int | None, seed: int) -> list[Case]:
-    return [bsds_case(root, split, i, seed) for i in list_images(root, split, limit)]
+def bsds_cases(root: Path, split: str, limit: int | None, seed: int, kind: str = "long") -> list[Case]:
+    return [bsds_case(root, split, i, seed, kind) for i in list_images(root, split, limit)]
 
 
-def nuclei_cases(root: Path, limit: int | None, seed: int) -> list[Case]:
+def nuclei_cases(root: Path, limit: int | None, seed: int, kind: str = "long") -> list[Case]:
     """The images of every nuclei set found under ``root`` (a missing set's folder is skipped)."""
     sets = [d for d in NUCLEI_SETS.values() if (root / d.folder / "img").is_dir()]
     if not sets:
         raise SystemExit(f"no nuclei sets under {root}: expected {', '.join(d.folder for d in NUCLEI_SETS.values())}")
     return [
-        nuclei_case(dataset, image_id, read_nuclei_image(image), read_nuclei_image(truth), seed)
+        nuclei_case(dataset, image_id, read_nuclei_image(image), read_nuclei_image(truth), seed, kind)
         for dataset in sets
         for image_id, image, truth in dataset.items(root, limit)
     ]
@@ -371,6 +382,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="comma-separated: levelset, levelset:key=value,..., first, first:key=value,..., rf",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the strokes")
+    p.add_argument(
+        "--strokes",
+        choices=STROKE_KINDS,
+        default="long",
+        help="long: one thin stroke along each region's skeleton (up to 2 %% of it); short: one stroke of a "
+        "3-px brush from one end of the skeleton (up to 2 %%); short2: two such strokes, one from each end",
+    )
     p.add_argument("--json", type=Path, default=None, help="write per-image records and the summary")
     p.add_argument("--figure", type=Path, default=None, help="write a PNG of strokes, truth and results")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -387,9 +405,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     cases = []
     if args.bsds is not None:
-        cases += bsds_cases(args.bsds.resolve(), args.split, args.limit, args.seed)
+        cases += bsds_cases(args.bsds.resolve(), args.split, args.limit, args.seed, args.strokes)
     if args.nuclei is not None:
-        cases += nuclei_cases(args.nuclei.resolve(), args.limit, args.seed)
+        cases += nuclei_cases(args.nuclei.resolve(), args.limit, args.seed, args.strokes)
     shown = figure_cases(cases) if args.figure else []
 
     warm_up(methods)
@@ -400,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     print(
         f"Strokes benchmark: means over each set's images; s / image = wall clock of one call "
-        f"({args.threads} torch threads, seed {args.seed})\n"
+        f"({args.threads} torch threads, {args.strokes} strokes, seed {args.seed})\n"
     )
     print(format_table(summary, list(methods)))
     print(f"\n(all methods on all images: {elapsed:.1f} s)", file=sys.stderr)
@@ -417,6 +435,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     "methods": list(methods),
                     "threads": args.threads,
                     "seed": args.seed,
+                    "strokes": args.strokes,
                     "elapsed_s": elapsed,
                     "summary": summary,
                     "records": records,

@@ -1,5 +1,7 @@
 """Stroke-guided segmentation: the working copy, strokes carried to it, 2D / 3D / multichannel."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -174,3 +176,68 @@ def test_strokes_on_bright_nuclei_find_the_dim_ones_too():
     foreground = segment(img, 2, scribbles=scribbles, device="cpu") == 2
     assert all(foreground[centres[k]] for k in range(16) if k not in bright)
     assert 2 * (foreground & truth).sum() / (foreground.sum() + truth.sum()) >= 0.95
+
+
+def test_a_first_stroke_after_a_run_keeps_the_region_its_class_holds():
+    """Coins, N 3, a run, then a label-1 stroke on the background and Refine: the background stays (becomes)
+    label 1.  The stroked class used to be restarted from its stroke's mean although it held most of the
+    background; with the other classes' trained logits it lost it, and most of the background went to label 2."""
+    import tifffile
+
+    sample = Path(__file__).resolve().parents[1] / "napari_levelset" / "sample_data"
+
+    image = tifffile.imread(sample / "coins.tif")
+    seg = Segmenter(image, 3, device="cpu")
+    for _ in seg.run(100, every=100):
+        pass
+    before = seg.labels()
+    background = before < 3  # labels 1 and 2: the background's darker and lighter parts; 3 the coins
+    assert 0.3 < np.mean(before[background] == 1) < 0.9
+    strokes = np.zeros(image.shape, np.uint8)
+    strokes[10:14, 20:200] = 1  # on the lighter background, labelled 2 so far
+    assert np.all(before[strokes > 0] == 2)
+    seg.set_scribbles(strokes)
+    for _ in seg.run(1, every=1):
+        pass
+    assert np.mean(seg.labels()[background] == 1) > 0.5  # was 0.05 after this step
+    for _ in seg.run(40, every=40):
+        pass
+    after = seg.labels()
+    assert np.all(after[strokes > 0] == 1)
+    assert np.mean(after[background] == 1) > 0.8  # was 0.34
+
+
+def _photo(shape=(60, 90), seed=0):
+    """An RGB image of three colour regions (two alike, far apart), with noise; also the region index."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    region = np.where(xx < shape[1] // 3, 0, np.where(yy < shape[0] // 2, 1, 2))
+    colours = np.array([(200, 60, 50), (40, 150, 60), (60, 80, 200)])
+    noise = np.random.default_rng(seed).integers(-15, 16, (*shape, 3))
+    return np.clip(colours[region] + noise, 0, 255).astype(np.uint8), region
+
+
+def test_short_strokes_reach_their_whole_regions_on_a_photograph():
+    """One short dab per region: the strokes' prior (appearance and geodesic distance) labels every region."""
+    from napari_levelset.method.strokes import stroke_prior
+
+    image, region = _photo()
+    strokes = np.zeros(region.shape, np.uint8)
+    strokes[5:8, 3:9], strokes[3:6, 80:86], strokes[54:57, 80:86] = 1, 2, 3  # in a corner of each region
+    seg = Segmenter(image, 3, scribbles=strokes, device="cpu")
+    assert seg.settings["prior"] > 0 and seg.settings["position"] == 0
+    assert np.mean(seg.labels() == region + 1) > 0.95  # the first labels, before any iteration
+    prior = stroke_prior(np.moveaxis(image, -1, 0)[None] / 255.0, strokes[None], 3)
+    assert prior.shape == (1, 3, *region.shape) and prior.max() <= 0 and prior.min() >= -1
+    for _ in seg.run(10, every=10):
+        pass
+    assert np.mean(seg.labels() == region + 1) > 0.95
+
+
+def test_unstroked_classes_still_take_pixels_with_the_prior():
+    """N above the stroked labels: the unstroked class gets a neutral prior and its k-means start finds a region."""
+    image, region = _photo()
+    strokes = np.zeros(region.shape, np.uint8)
+    strokes[5:8, 3:9], strokes[3:6, 80:86] = 1, 2  # region 2 (blue) left unstroked
+    labels = np.asarray(segment(image, n_classes=3, scribbles=strokes, device="cpu"))
+    assert np.mean(labels[region == 0] == 1) > 0.9 and np.mean(labels[region == 1] == 2) > 0.9
+    assert np.mean(labels[region == 2] == 3) > 0.8

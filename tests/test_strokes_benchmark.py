@@ -168,3 +168,41 @@ def test_the_script_scores_every_method_on_both_datasets(bench, tmp_path, capsys
 
     with Image.open(figure) as im:
         assert im.width > 4 * 64 and im.height > 2 * 200
+
+
+@pytest.mark.parametrize("kind", ["short", "short2"])
+def test_short_strokes_are_brush_dabs_near_an_end_of_each_region(bench, tmp_path, kind):
+    coarse = _write_bsds(tmp_path)
+    case = bench.bsds_case(tmp_path, "val", "1001", seed=0, kind=kind)
+    long = bench.bsds_case(tmp_path, "val", "1001", seed=0)
+    assert case.n_classes == 4 and np.array_equal(case.truth, long.truth)
+    for k, region_id in enumerate((1, 3, 2, 4), start=1):
+        region = coarse == region_id
+        stroke = case.strokes == k
+        pieces = ndi.label(stroke, structure=np.ones((3, 3)))[1]
+        assert 1 <= pieces <= (2 if kind == "short2" else 1)
+        assert stroke.sum() <= (2 if kind == "short2" else 1) * max(1, int(0.02 * region.sum()))
+        assert not (stroke & ~region).any()
+        # a brush of 3 px (a disc of radius 1): some pixel of the stroke has its whole disc painted
+        assert ndi.binary_erosion(stroke, ndi.generate_binary_structure(2, 1)).any()
+    again = bench.bsds_case(tmp_path, "val", "1001", seed=0, kind=kind)
+    assert np.array_equal(again.strokes, case.strokes)
+
+
+def test_short_nuclei_strokes(bench):
+    truth = _nuclei_truth()
+    dataset = bench.NUCLEI_SETS["HeLa"]
+    for kind, most in (("short", 1), ("short2", 2)):
+        case = bench.nuclei_case(dataset, "t07", truth.astype(np.uint16), truth, seed=0, kind=kind)
+        assert len(np.unique(truth[case.strokes == 2])) == 3 and 0 not in np.unique(truth[case.strokes == 2])
+        background = case.strokes == 1
+        assert background.any() and not (background & (truth > 0)).any()
+        assert ndi.label(background, structure=np.ones((3, 3)))[1] <= most
+
+
+def test_the_strokes_option_reaches_the_cases(bench, tmp_path):
+    assert bench.parse_args(["--bsds", "x"]).strokes == "long"
+    assert bench.parse_args(["--bsds", "x", "--strokes", "short2"]).strokes == "short2"
+    _write_bsds(tmp_path)
+    cases = bench.bsds_cases(tmp_path, "val", 1, 0, "short")
+    assert len(cases) == 1 and cases[0].strokes.any()

@@ -66,13 +66,23 @@ from napari_levelset.method.start import (
     prepare_run_image,
     resolve_init,
 )
-from napari_levelset.method.strokes import scribbles_to_grid, stroke_means
+from napari_levelset.method.strokes import scribbles_to_grid, stroke_means, stroke_prior
 from napari_levelset.nn.devices import resolve_device
 from napari_levelset.nn.models import forward_keeping_statistics
 from napari_levelset.resources import is_out_of_memory
 from napari_levelset.settings import SNAPSHOT_EVERY, Settings, default_position, model_kind
 
 __all__ = ["Segmenter", "Snapshot", "restore_segmenter"]
+
+#: a class stroked for the first time during a run restarts from its stroke's mean (``seed_class``) only while
+#: it holds less than this share of ``1 / N`` of the image (see ``Segmenter._apply_pending``)
+EMPTY_CLASS_SHARE = 0.25
+#: with strokes, where a photograph would get position channels: the weight of the strokes' evidence
+#: (``napari_levelset.method.strokes.stroke_prior``, in [-1, 0]) added to the network's logits; 0 keeps the
+#: position channels instead
+PRIOR_WEIGHT = 100.0
+#: the position weight such a run keeps beside the prior
+PRIOR_POSITION = 0.0
 
 
 @dataclass
@@ -218,8 +228,11 @@ class Segmenter(ResultsMixin):
         self._merge_source = run_image.merge_source
         self._merge_features: np.ndarray | None = None
         position = s.position
+        geodesic = 0.0
         if position is None:  # position channels for colour photographs, built-in CNN only
             position = default_position(s.model, color, s.n_classes, strokes)
+            if strokes and position and PRIOR_WEIGHT:  # with strokes: the strokes' evidence, not coordinates
+                geodesic, position = PRIOR_WEIGHT, PRIOR_POSITION
         self.device = resolve_device(s.device)
         self.n_classes = s.n_classes
         self.seed = s.seed
@@ -231,6 +244,13 @@ class Segmenter(ResultsMixin):
         self._brightness_channels = 1 if self.prepared.color == "lab" else self.image_channels
         if position:
             self.x = torch.cat([self.x, position_channels(self.x, position)], 1)
+        #: with strokes on a photograph: the strokes' evidence (``strokes.stroke_prior``) times its weight,
+        #: added to the network's logits, ``(B, N, *S)`` on the working grid; else None
+        self._prior: torch.Tensor | None = None
+        if geodesic:
+            grid = self._to_work(self._check_scribbles(scribbles))
+            prior = stroke_prior(self._work.data, grid, self.n_classes)
+            self._prior = torch.from_numpy(geodesic * prior).to(self.device)
         self.model = build_model(
             s,
             self.x.shape[1],
@@ -240,6 +260,10 @@ class Segmenter(ResultsMixin):
             n_position=self.x.shape[1] - self.image_channels,
         )
         init, start_means, first_logits = self._start(s.init, scribbles)
+        if init != "kmeans":  # the prior is in label ids, which are network classes with a k-means start only
+            self._prior = None
+        if first_logits is not None:
+            first_logits = self._with_prior(first_logits)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr)
         self.iteration = 0
         self._crop = plan_crops(tuple(self.x.shape), self.n_classes, s.max_pixels, s.width, self.device)
@@ -262,6 +286,7 @@ class Segmenter(ResultsMixin):
         self._record = dict(  # what describes this run beside its settings
             crop=None if self._crop is None else list(self._crop["shape"]),
             work_shape=None if self._work is self.prepared else list(self._work.spatial_shape),
+            prior=float(geodesic),
             spacing=None if self.spacing is None else list(self.spacing),
         )
         self._stop = threading.Event()
@@ -452,10 +477,23 @@ class Segmenter(ResultsMixin):
         stroked, centres = self._stroke_means
         new = stroked.cpu() & ~self._seeded
         if new.any() and self._spread is not None and hasattr(self.model, "seed_class"):
-            for k in torch.nonzero(new).flatten().tolist():  # a class stroked for the first time: restart it
+            # a class stroked for the first time restarts from its stroke's mean, but only where it holds (almost)
+            # no pixels: restarting a class that holds a region throws away what it learnt, and with the other
+            # classes' grown logits it then loses its region, strokes and all (coins, N 3, a label-1 stroke on
+            # the background after a run: most of the background went to label 2)
+            share = self._class_shares()
+            empty = new & (share < EMPTY_CLASS_SHARE / self.n_classes)
+            for k in torch.nonzero(empty).flatten().tolist():
                 self.model.seed_class(k, centres[k], self._spread)
             self._seeded |= new
-            self._logits = None
+            if empty.any():
+                self._logits = None
+
+    @torch.no_grad()
+    def _class_shares(self) -> torch.Tensor:
+        """The share of the (working) image each network class holds now, ``(N,)`` on the CPU."""
+        winners = self._ensure_logits().argmax(1).flatten()
+        return torch.bincount(winners, minlength=self.n_classes).cpu().double() / max(winners.numel(), 1)
 
     def step(self) -> torch.Tensor:
         """One iteration; returns the loss as a tensor (no host sync).
@@ -500,6 +538,8 @@ class Segmenter(ResultsMixin):
             x = x[items][window]
             scr = None if scr is None else scr[items][window[:1] + window[2:]]
         logits = self.model(x)
+        if self._crop is None:
+            logits = self._with_prior(logits)
         probs = class_probs(logits)
         means = None if self._crop is None else self._running_means(probs.detach(), x, items)
         if self._stroke_means is not None:  # stroked classes keep their strokes' means
@@ -515,6 +555,12 @@ class Segmenter(ResultsMixin):
         self._logits = logits.detach() if self._crop is None else None
         self._loss = loss.detach()
         return self._loss
+
+    def _with_prior(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits`` of the whole working image plus the strokes' prior (where there is one)."""
+        if self._prior is None or self._prior.shape != logits.shape:
+            return logits
+        return logits + self._prior.to(logits.dtype)
 
     # -- large images: random crops for optimisation, tiles for labels ---------------
     def _shrink_crops(self) -> bool:
@@ -605,7 +651,11 @@ class Segmenter(ResultsMixin):
         if self._logits is None:  # whole-image logits that do not fit are computed tile by tile; the whole
             # image's as the optimisation sees them (training mode), BatchNorm's running statistics kept
             self._logits = self._until_it_fits(
-                lambda: forward_keeping_statistics(self.model, self.x) if self._crop is None else self._tiled_logits(),
+                lambda: (
+                    self._with_prior(forward_keeping_statistics(self.model, self.x))
+                    if self._crop is None
+                    else self._tiled_logits()
+                ),
                 "tiles",
             )
         return self._logits

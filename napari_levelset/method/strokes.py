@@ -37,11 +37,13 @@ from napari_levelset.settings import STROKE_ITERATIONS, STROKE_PIXELS, stroke_co
 __all__ = [
     "STROKE_ITERATIONS",
     "STROKE_PIXELS",
+    "geodesic_distances",
     "local_contrast",
     "scribbles_to_grid",
     "stroke_channels",
     "stroke_contrast",
     "stroke_means",
+    "stroke_prior",
     "stroke_separation",
     "upsample_logits",
     "working_copy",
@@ -384,3 +386,134 @@ def upsample_logits(logits, shape: tuple[int, ...]):
         return logits
     mode = "bilinear" if len(shape) == 2 else "trilinear"
     return F.interpolate(logits, size=tuple(shape), mode=mode, align_corners=False)
+
+
+#: ``geodesic_distances``: the edge cost's weight (a step of one pixel costs ``1 + GEODESIC_EDGE * g / mean(g)``)
+GEODESIC_EDGE = 30.0
+#: ``geodesic_distances``: most pixels per item the distances are computed on (then resized)
+GEODESIC_PIXELS = 20_000
+
+
+def geodesic_distances(data: np.ndarray, scribbles: np.ndarray, n_classes: int, edge: float | None = None):
+    """The geodesic distance of every pixel to each class's strokes, over the longest side.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Float ``(B, C, *S)``, the image as the network sees it (its edges make the cost).
+    scribbles : numpy.ndarray
+        Integer ``(B, *S)`` on the grid of ``data``: 0 none, ``k`` class ``k`` (1..``n_classes``).
+    n_classes : int
+        ``N``.
+    edge : float or None
+        The edge cost's weight; None: ``GEODESIC_EDGE``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(B, N, *S)``; ``inf`` for a class with no stroke on an item.
+
+    Notes
+    -----
+    The least cost of a path (``skimage.graph.MCP_Geometric``) over a cost of
+    ``1 + edge * g / mean(g)`` per pixel step, ``g`` the gradient magnitude of the image
+    (Gaussian derivatives of 1 px, over its channels), on a copy of at most
+    ``GEODESIC_PIXELS`` pixels, divided by that copy's longest side.
+    """
+    from scipy import ndimage as ndi
+    from skimage.graph import MCP_Geometric
+    from skimage.transform import resize
+
+    edge = GEODESIC_EDGE if edge is None else edge
+    data = np.asarray(data, np.float32)
+    spatial = data.shape[2:]
+    zoom = min(1.0, (GEODESIC_PIXELS / float(np.prod(spatial))) ** (1.0 / len(spatial)))
+    small_shape = tuple(max(2, round(zoom * n)) for n in spatial)
+    out = np.full((data.shape[0], n_classes, *spatial), np.inf, np.float32)
+    for b in range(data.shape[0]):
+        item = data[b]
+        if small_shape != spatial:
+            item = resize(item, (data.shape[1], *small_shape), order=1, anti_aliasing=True)
+        grad = np.sqrt(sum(ndi.gaussian_gradient_magnitude(c, 1.0) ** 2 for c in item))
+        cost = 1.0 + edge * grad / max(float(grad.mean()), 1e-12)
+        strokes = scribbles_to_grid(scribbles[b : b + 1], small_shape)[0]
+        for k in range(1, n_classes + 1):
+            starts = np.argwhere(strokes == k)
+            if not len(starts):
+                continue
+            dist, _ = MCP_Geometric(cost).find_costs(starts)
+            dist = dist / max(small_shape)
+            out[b, k - 1] = dist if small_shape == spatial else resize(dist, spatial, order=1)
+    return out
+
+
+#: ``stroke_prior``: the Gaussian blurs (px of the working copy) of the appearance features
+PRIOR_SIGMAS = (2.0, 6.0)
+#: ``stroke_prior``: added to the diagonal of each stroked class's feature covariance
+PRIOR_RIDGE = 1e-3
+#: ``stroke_prior``: the geodesic distance (over the longest side) that costs as much as one unit of
+#: log-likelihood is ``PRIOR_TAU``
+PRIOR_TAU = 0.3
+#: ``stroke_prior``: score gaps are clipped at this many log-likelihood units, then scaled to [-1, 0]
+PRIOR_CLIP = 50.0
+
+
+def stroke_prior(data: np.ndarray, scribbles: np.ndarray, n_classes: int, tau: float | None = None):
+    """Each stroked class's evidence at every pixel: how its strokes look, and how far along the image they are.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Float ``(B, C, *S)``, the image as the network sees it.
+    scribbles : numpy.ndarray
+        Integer ``(B, *S)`` on the grid of ``data``: 0 none, ``k`` class ``k`` (1..``n_classes``).
+    n_classes : int
+        ``N``.
+    tau : float or None
+        The geodesic distance worth one log-likelihood unit; None: ``PRIOR_TAU``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(B, N, *S)`` in [-1, 0]: ``max(s_k - max_j s_j, -PRIOR_CLIP) / PRIOR_CLIP``
+        over the stroked classes ``j``, ``s_k`` the score below; -0.5 for unstroked classes
+        (they neither win nor lose by it: the network decides).
+
+    Notes
+    -----
+    ``s_k = log N(f; mu_k, Sigma_k) - d_k / tau``: ``f`` the image's channels blurred by
+    each of ``PRIOR_SIGMAS`` (colour and its neighbourhood), ``mu_k, Sigma_k`` their mean
+    and covariance (``PRIOR_RIDGE`` on the diagonal) over class ``k``'s painted pixels,
+    ``d_k`` the geodesic distance to the strokes (``geodesic_distances``).  A short stroke
+    so reaches the whole of its region where the region looks like it and no strong edge
+    lies between, instead of the straight-line neighbourhood that position channels give.
+    """
+    from scipy import ndimage as ndi
+
+    tau = PRIOR_TAU if tau is None else tau
+    data = np.asarray(data, np.float32)
+    dist = geodesic_distances(data, scribbles, n_classes)
+    out = np.full(dist.shape, -0.5, np.float32)
+    for b in range(data.shape[0]):
+        feats = np.stack([ndi.gaussian_filter(c, sg) for sg in PRIOR_SIGMAS for c in data[b]])
+        flat = feats.reshape(feats.shape[0], -1).T.astype(np.float64)
+        strokes = np.asarray(scribbles[b]).reshape(-1)
+        ks = [k for k in range(1, n_classes + 1) if np.any(strokes == k)]
+        if not ks:
+            continue
+        scores = []
+        for k in ks:
+            painted = flat[strokes == k]
+            mu = painted.mean(0)
+            cov = (np.cov(painted.T) if len(painted) > 1 else np.zeros((flat.shape[1],) * 2)).reshape(
+                flat.shape[1], flat.shape[1]
+            ) + PRIOR_RIDGE * np.eye(flat.shape[1])
+            inv = np.linalg.inv(cov)
+            diff = flat - mu
+            ll = -0.5 * np.einsum("ij,jk,ik->i", diff, inv, diff) - 0.5 * np.linalg.slogdet(cov)[1]
+            scores.append(ll.reshape(dist.shape[2:]) - dist[b, k - 1] / tau)
+        scores = np.stack(scores)
+        gap = np.maximum(scores - scores.max(0), -PRIOR_CLIP) / PRIOR_CLIP
+        for i, k in enumerate(ks):
+            out[b, k - 1] = gap[i]
+    return out
