@@ -10,10 +10,25 @@ widget's settings).
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+
 from napari_levelset.resources import is_out_of_memory
 
-__all__ = ["InputError", "user_message", "command_message", "widget_message", "RunFailed", "PROG",
-           "COMMAND_OOM_ADVICE", "WIDGET_OOM_ADVICE"]
+__all__ = [
+    "COMMAND_OOM_ADVICE",
+    "PROG",
+    "WIDGET_OOM_ADVICE",
+    "InputError",
+    "RunFailed",
+    "command_message",
+    "disk_full",
+    "is_bad_input",
+    "is_disk_full",
+    "user_message",
+    "widget_message",
+]
 
 #: the command's name: each line it (and a batch) prints about a failure starts with it
 PROG = "napari-levelset"
@@ -37,6 +52,81 @@ class InputError(ValueError):
     """
 
 
+#: what a write that stopped short says where the system gave no reason (numpy's ``tofile``, which tifffile
+#: writes with; torch's zip writer, which ``torch.save`` uses)
+_SHORT_WRITE = re.compile(
+    r"\d+ requested and \d+ written|PytorchStreamWriter failed writing|file write failed"
+    r"|inline_container\.cc.*unexpected pos"
+)
+#: what a run says when the input is nested deeper than it can be read (JSON, pickles)
+TOO_DEEP = "nested too deeply to read (maximum recursion depth exceeded)"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says a write found no space: ``ENOSPC`` / ``EDQUOT``, or a write that stopped short.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What a write raised.
+
+    Returns
+    -------
+    bool
+        True for an ``OSError`` with errno ``ENOSPC`` or ``EDQUOT``, and for the messages of a write that
+        stopped short without a reason (numpy's "65536 requested and 3760 written", torch's zip writer's
+        "unexpected pos" or "file write failed").
+
+    Examples
+    --------
+    >>> is_disk_full(OSError("65536 requested and 3760 written"))
+    True
+    >>> is_disk_full(OSError(errno.EACCES, "Permission denied", "out.tif"))
+    False
+    """
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return True
+    return isinstance(exc, (OSError, RuntimeError)) and _SHORT_WRITE.search(str(exc)) is not None
+
+
+def disk_full(path: str | os.PathLike) -> OSError:
+    """The ``OSError`` (``ENOSPC``) of a full disk while writing ``path``: ``user_message`` names the file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file being written.
+
+    Returns
+    -------
+    OSError
+        ``OSError(ENOSPC, "No space left on device", path)``, to raise from what a write raised.
+
+    Examples
+    --------
+    >>> user_message(disk_full("out.tif"), "use less memory")
+    'No space left on device: out.tif'
+    """
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+
+
+def is_bad_input(exc: BaseException) -> bool:
+    """Whether ``exc`` is the input's fault or the machine's (exit status 2), not a failure of the run.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What a run raised.
+
+    Returns
+    -------
+    bool
+        True for ``InputError``, ``OSError`` (a full disk among them), running out of memory and
+        input nested too deeply to read (``RecursionError``).
+    """
+    return is_out_of_memory(exc) or is_disk_full(exc) or isinstance(exc, (InputError, OSError, RecursionError))
+
+
 def user_message(exc: BaseException, oom_advice: str) -> str | None:
     """One line for the user about ``exc``.
 
@@ -51,8 +141,10 @@ def user_message(exc: BaseException, oom_advice: str) -> str | None:
     -------
     str or None
         ``InputError``: its message, on one line.  ``OSError``: "<reason>: <file>" (e.g.
-        "No space left on device: out.tif").  Out of memory: ``oom_advice``.  Another
-        ``RuntimeError`` (a torch failure): its first line.  None for anything else.
+        "No space left on device: out.tif"); a write that stopped short without a reason
+        (``is_disk_full``): "No space left on device".  Out of memory: ``oom_advice``.  Input
+        nested too deeply to read (``RecursionError``): says so.  Another ``RuntimeError`` (a
+        torch failure): its first line.  None for anything else.
 
     Examples
     --------
@@ -66,6 +158,10 @@ def user_message(exc: BaseException, oom_advice: str) -> str | None:
     """
     if is_out_of_memory(exc):
         return oom_advice
+    if is_disk_full(exc) and not (isinstance(exc, OSError) and exc.strerror and exc.filename):
+        return f"{os.strerror(errno.ENOSPC)} (the disk is full)"
+    if isinstance(exc, RecursionError):
+        return f"the input is {TOO_DEEP}"
     if isinstance(exc, (InputError, OSError)):
         msg = str(exc).strip()
         if isinstance(exc, OSError) and exc.strerror and exc.filename:
@@ -113,8 +209,10 @@ class RunFailed(Exception):
 
 
 #: what the widget advises when memory runs out, in the widget's words
-WIDGET_OOM_ADVICE = ("out of memory: try fewer classes, a smaller network width, '2D per slice' for volumes, "
-                     "a smaller image or the CPU device")
+WIDGET_OOM_ADVICE = (
+    "out of memory: try fewer classes, a smaller network width, '2D per slice' for volumes, "
+    "a smaller image or the CPU device"
+)
 
 
 def widget_message(exc: BaseException) -> str:

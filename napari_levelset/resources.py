@@ -23,8 +23,17 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     resource = None
 
-__all__ = ["available_memory", "is_out_of_memory", "usable_cores", "default_threads", "set_threads",
-           "torch_threads"]
+__all__ = [
+    "MAX_THREADS",
+    "WORKER_MEMORY",
+    "available_memory",
+    "default_threads",
+    "is_out_of_memory",
+    "max_workers",
+    "set_threads",
+    "torch_threads",
+    "usable_cores",
+]
 
 #: assumed when nothing can be read (no psutil and no limit)
 UNKNOWN = 4 * 2**30
@@ -184,9 +193,39 @@ def is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and any(
-        s in text for s in ("out of memory", "can't allocate memory", "cannot allocate memory",
-                            "not enough memory", "failed to allocate",
-                            "could not create a primitive", "std::bad_alloc"))
+        s in text
+        for s in (
+            "out of memory",
+            "can't allocate memory",
+            "cannot allocate memory",
+            "not enough memory",
+            "failed to allocate",
+            "could not create a primitive",
+            "std::bad_alloc",
+        )
+    )
+
+
+#: the most CPU threads a process is given (torch takes a C int; no machine has more cores)
+MAX_THREADS = 4096
+#: memory a worker process needs before it reads an image (Python, numpy, torch and dask loaded)
+WORKER_MEMORY = 512 * 2**20
+
+
+def max_workers() -> int:
+    """The most worker processes this machine can run side by side: one per usable core, as memory allows.
+
+    Returns
+    -------
+    int
+        ``min(usable_cores(), available_memory() // WORKER_MEMORY)``, at least 1.
+
+    Examples
+    --------
+    >>> 1 <= max_workers() <= usable_cores()
+    True
+    """
+    return max(1, min(usable_cores(), available_memory() // WORKER_MEMORY))
 
 
 # -- CPU threads ----------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -30,30 +31,30 @@ from napari_levelset.errors import InputError
 from napari_levelset.spec import DEVICE_WORDS, DEVICES, MAX_OFFERED_CLASSES, SPEC, SettingSpec, is_device
 
 __all__ = [
-    "Settings",
-    "SPEC",
-    "SettingSpec",
     "DEVICES",
     "DEVICE_WORDS",
-    "is_device",
-    "MAX_OFFERED_CLASSES",
+    "INSTANCE_CLASSES",
+    "INSTANCE_ITERATIONS",
+    "INSTANCE_LAM",
+    "INSTANCE_PIXELS",
     "LIVE",
-    "RESTART",
-    "model_kind",
-    "is_builtin_cnn",
-    "region_defaults",
-    "default_position",
-    "MERGE_WEIGHT",
-    "MERGE_OPTIONS",
+    "MAX_OFFERED_CLASSES",
     "MERGED_MIN_REGION",
+    "MERGE_OPTIONS",
+    "MERGE_WEIGHT",
     "MIN_REGION",
     "POSITION",
     "POSITION_MIN_CLASSES",
-    "INSTANCE_CLASSES",
-    "INSTANCE_LAM",
-    "INSTANCE_ITERATIONS",
-    "INSTANCE_PIXELS",
+    "RESTART",
     "SNAPSHOT_EVERY",
+    "SPEC",
+    "SettingSpec",
+    "Settings",
+    "default_position",
+    "is_builtin_cnn",
+    "is_device",
+    "model_kind",
+    "region_defaults",
 ]
 
 # -- per-model tables (chosen on BSDS500 val and the nuclei sets; see benchmarks/RESULTS.md) ---------------
@@ -301,8 +302,10 @@ class Settings:
         """
         unknown = sorted(set(names) - set(_FIELDS))
         if unknown:
-            raise InputError(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-                             f"the settings are: {', '.join(_FIELDS)}")
+            raise InputError(
+                f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                f"the settings are: {', '.join(_FIELDS)}"
+            )
 
     def replace(self, **changes) -> Settings:
         """A copy with ``changes`` applied (checked).  Unknown names raise ``InputError``.
@@ -375,24 +378,29 @@ class Settings:
         Raises
         ------
         InputError
-            For a value out of range, text that is not a JSON object, or an object that holds no
-            setting at all (a non-empty one).
+            For a value out of range, text that is not a JSON object (or nested too deeply to
+            read), or an object that holds no setting at all (a non-empty one).
         """
         if isinstance(data, str):
             try:
                 data = json.loads(data)
             except json.JSONDecodeError as exc:
                 raise InputError(f"the settings are not valid JSON: {exc}") from None
+            except RecursionError:
+                raise InputError("the settings' JSON is nested too deeply to read") from None
         if not isinstance(data, Mapping):
             raise InputError(f"the settings must be a JSON object, got {type(data).__name__}")
         if isinstance(data.get("settings"), Mapping):  # the napari writer's file: {"name", ..., "settings"}
             data = data["settings"]
         if data and not set(data) & set(_FIELDS):
-            raise InputError(f"no settings here: none of the keys {', '.join(sorted(map(str, data))[:8])} "
-                             f"is a setting ({', '.join(_FIELDS)})")
+            raise InputError(
+                f"no settings here: none of the keys {', '.join(sorted(map(str, data))[:8])} "
+                f"is a setting ({', '.join(_FIELDS)})"
+            )
         # a None where the field has a value as default is an older record's "not used" (finetune of a CNN)
-        return cls(**{k: v for k, v in data.items()
-                      if k in _FIELDS and not (v is None and _FIELDS[k].default is not None)})
+        return cls(
+            **{k: v for k, v in data.items() if k in _FIELDS and not (v is None and _FIELDS[k].default is not None)}
+        )
 
     @classmethod
     def given(cls, settings) -> Settings:

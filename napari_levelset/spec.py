@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SettingSpec", "SPEC", "KINDS", "DEVICES", "DEVICE_WORDS", "is_device", "MAX_OFFERED_CLASSES"]
+__all__ = ["DEVICES", "DEVICE_WORDS", "KINDS", "MAX_OFFERED_CLASSES", "SPEC", "SettingSpec", "is_device"]
 
 #: the kinds of setting: may change during a run / makes a new network (a run restarts) /
 #: how long to run / what is made of the labels afterwards
@@ -137,42 +137,134 @@ def _spec(name, type_, default, help, kind, flag, **more) -> SettingSpec:
 
 _SPECS = (
     _spec("n_classes", int, None, "number of classes N", "network", "--classes", lo=2, hi=65535),
-    _spec("lam", float, None, "weight of the total-variation (boundary length) term λ; larger: smoother, "
-          "fewer regions", "live", "--lam", lo=0.0, hi=1e3),
+    _spec(
+        "lam",
+        float,
+        None,
+        "weight of the total-variation (boundary length) term λ; larger: smoother, fewer regions",
+        "live",
+        "--lam",
+        lo=0.0,
+        hi=1e3,
+    ),
     _spec("lr", float, 0.01, "Adam learning rate", "live", "--lr", lo=0.0, hi=10.0, lo_open=True),
     _spec("alpha", float, 1.0, "weight of the scribbles' cross-entropy α", "live", "--alpha", lo=0.0, hi=1e3),
     # more than 100 000 steps is hours of work: surely a slip (2**64 ran "forever")
     _spec("iterations", int, None, "optimisation steps", "run", "--iterations", lo=0, hi=100_000),
     _spec("width", int, 16, "feature channels of the per-image CNN", "network", "--width", lo=1, hi=1024),
     _spec("depth", int, 2, "3x3 blocks of the per-image CNN", "network", "--depth", lo=1, hi=16),
-    _spec("model", str, "cnn", "the network: cnn (optimised on this image), unet (the pretrained U-Net) or "
-          "a model file", "network", "--model"),
+    _spec(
+        "model",
+        str,
+        "cnn",
+        "the network: cnn (optimised on this image), unet (the pretrained U-Net) or a model file",
+        "network",
+        "--model",
+    ),
     _spec("init", str, None, "the start", "network", "--init", choices=(None, "auto", "kmeans", "random", "network")),
-    _spec("finetune", str, "head", "what a U-Net's fine-tune trains", "network", "--finetune",
-          choices=("head", "last", "all")),
-    _spec("color", str, "auto", "how colour is compared: auto (CIELAB for an RGB image), rgb (each channel "
-          "normalised on its own) or lab (CIELAB)", "network", "--color", choices=("auto", "rgb", "lab")),
-    _spec("position", float, None, "weight of the pixel coordinates appended as channels (0: colour only; "
-          "larger: more compact regions)", "network", "--position", lo=0.0, hi=100.0),
-    _spec("contrast", str, None, "how intensities are prepared: linear (as they are) or fluorescence "
-          "(background removed, log)", "network", "--contrast", choices=(None, "linear", "fluorescence")),
+    _spec(
+        "finetune",
+        str,
+        "head",
+        "what a U-Net's fine-tune trains",
+        "network",
+        "--finetune",
+        choices=("head", "last", "all"),
+    ),
+    _spec(
+        "color",
+        str,
+        "auto",
+        "how colour is compared: auto (CIELAB for an RGB image), rgb (each channel "
+        "normalised on its own) or lab (CIELAB)",
+        "network",
+        "--color",
+        choices=("auto", "rgb", "lab"),
+    ),
+    _spec(
+        "position",
+        float,
+        None,
+        "weight of the pixel coordinates appended as channels (0: colour only; larger: more compact regions)",
+        "network",
+        "--position",
+        lo=0.0,
+        hi=100.0,
+    ),
+    _spec(
+        "contrast",
+        str,
+        None,
+        "how intensities are prepared: linear (as they are) or fluorescence (background removed, log)",
+        "network",
+        "--contrast",
+        choices=(None, "linear", "fluorescence"),
+    ),
     _spec("seed", int, 0, "random seed of the network's start and crops", "network", "--seed", lo=0, hi=2**32 - 1),
-    _spec("device", str, "auto", "where the network runs (auto: a GPU when there is one, else the CPU)",
-          "network", "--device", choices=DEVICES),
-    _spec("max_pixels", int, None, "most pixels one step holds activations for (larger images are optimised "
-          "on random crops)", "network", "--max-pixels", lo=1, unit="pixels"),
-    _spec("work_pixels", int, None, "per-image CNN: most pixels per image of the copy it is optimised on",
-          "network", "--work-pixels", lo=16, unit="pixels"),
-    _spec("diameter", float, None, "expected object diameter of instances", "network", "--diameter", lo=0.0,
-          lo_open=True, unit="the unit of the spacing (pixels without one)"),
-    _spec("regions", str, "classes", "what is returned: class labels or regions", "output", "--regions",
-          choices=("classes", "connected", "merged", "instances")),
-    _spec("merge", float, None, "boundary weight of merged regions (larger: fewer regions)", "output", "--merge",
-          lo=0.0),
-    _spec("min_region", float, None, "smallest region kept: pixels (>= 1) or a fraction of the image (< 1)",
-          "output", "--min-region", lo=0.0),
-    _spec("foreground", tuple, None, "class labels that are objects, for instances", "output", "--foreground",
-          lo=1),
+    _spec(
+        "device",
+        str,
+        "auto",
+        "where the network runs (auto: a GPU when there is one, else the CPU)",
+        "network",
+        "--device",
+        choices=DEVICES,
+    ),
+    _spec(
+        "max_pixels",
+        int,
+        None,
+        "most pixels one step holds activations for (larger images are optimised on random crops)",
+        "network",
+        "--max-pixels",
+        lo=1,
+        unit="pixels",
+    ),
+    _spec(
+        "work_pixels",
+        int,
+        None,
+        "per-image CNN: most pixels per image of the copy it is optimised on",
+        "network",
+        "--work-pixels",
+        lo=16,
+        unit="pixels",
+    ),
+    # an object a million units across (pixels, or micrometres: a metre of nanometres) is surely a slip
+    _spec(
+        "diameter",
+        float,
+        None,
+        "expected object diameter of instances",
+        "network",
+        "--diameter",
+        lo=0.0,
+        hi=1e6,
+        lo_open=True,
+        unit="the unit of the spacing (pixels without one)",
+    ),
+    _spec(
+        "regions",
+        str,
+        "classes",
+        "what is returned: class labels or regions",
+        "output",
+        "--regions",
+        choices=("classes", "connected", "merged", "instances"),
+    ),
+    _spec(
+        "merge", float, None, "boundary weight of merged regions (larger: fewer regions)", "output", "--merge", lo=0.0
+    ),
+    _spec(
+        "min_region",
+        float,
+        None,
+        "smallest region kept: pixels (>= 1) or a fraction of the image (< 1)",
+        "output",
+        "--min-region",
+        lo=0.0,
+    ),
+    _spec("foreground", tuple, None, "class labels that are objects, for instances", "output", "--foreground", lo=1),
 )
 
 #: one ``SettingSpec`` per ``Settings`` field, in the fields' order

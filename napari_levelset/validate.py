@@ -31,15 +31,15 @@ from napari_levelset.spec import SPEC
 __all__ = [
     "LIMITS",
     "TRAIN_LIMITS",
+    "channel_axis",
+    "image_array",
     "integer",
     "number",
     "optional_integer",
     "optional_number",
-    "seed",
-    "channel_axis",
-    "spatial_dims",
-    "image_array",
     "scribble_array",
+    "seed",
+    "spatial_dims",
 ]
 
 #: (low, high) of each bounded setting, inclusive (but see ``_OPEN_LOW``); ``None``: unbounded.  Those of
@@ -80,7 +80,7 @@ def _is_real(value) -> bool:
     """A real number (Python or numpy scalar, or a 0-d numeric array), not a bool."""
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
-    return (isinstance(value, (numbers.Real, np.integer, np.floating)) and not _is_bool(value))
+    return isinstance(value, (numbers.Real, np.integer, np.floating)) and not _is_bool(value)
 
 
 def _scalar(value):
@@ -146,8 +146,11 @@ def integer(name: str, value, lo=None, hi=None, *, bounded: bool = True) -> int:
     napari_levelset.errors.InputError: depth must be a whole number in 1..16, got 17
     """
     lo, hi = _limits(name, lo, hi) if bounded else (None, None)
-    allowed = f"a whole number in {lo}..{hi}" if hi is not None else (
-        f"a whole number >= {lo}" if lo is not None else "a whole number")
+    allowed = (
+        f"a whole number in {lo}..{hi}"
+        if hi is not None
+        else (f"a whole number >= {lo}" if lo is not None else "a whole number")
+    )
     v = _scalar(value)
     if isinstance(v, (numbers.Integral, np.integer)) and not _is_bool(v):
         out = int(v)
@@ -348,8 +351,9 @@ def image_array(image) -> np.ndarray:
     try:
         arr = np.asarray(image)
     except (ValueError, TypeError) as exc:
-        raise InputError(f"the image is not a rectangular array ({exc.__class__.__name__}: nested sequences of "
-                         "different lengths?)") from None
+        raise InputError(
+            f"the image is not a rectangular array ({exc.__class__.__name__}: nested sequences of different lengths?)"
+        ) from None
     if arr.dtype == object:
         raise InputError("the image is not a rectangular array of numbers (dtype object)")
     return arr

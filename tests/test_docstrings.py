@@ -70,6 +70,9 @@ MODULES = [
     "napari_levelset.napari._qt",
     "napari_levelset.napari._reader",
     "napari_levelset.method.plan",
+    "napari_levelset.training.outputs",
+    "napari_levelset.training.data",
+    "napari_levelset.scale.statistics",
     "napari_levelset.napari._layers",
     "napari_levelset.method.strokes",
 ]

@@ -11,7 +11,8 @@ from napari_levelset.cli.train import main
 from napari_levelset.errors import InputError
 from napari_levelset.nn.model_files import load_model
 from napari_levelset.nn.pretrained import build_network
-from napari_levelset.training.train import checkpoint_path, load_training_images, parse_classes, train
+from napari_levelset.training.data import load_training_images
+from napari_levelset.training.train import checkpoint_path, parse_classes, train
 
 SMALL = dict(base=4, levels=2, embed=4, n_classes=[2, 3], progress=False, device="cpu")
 
@@ -25,7 +26,7 @@ def blobs(n=4, size=40, channels=3, seed=0):
         for _ in range(3):
             y, x = rng.integers(0, size - 10, 2)
             h, w = rng.integers(8, 20, 2)
-            img[y:y + h, x:x + w] = rng.random(channels)
+            img[y : y + h, x : x + w] = rng.random(channels)
         img += rng.normal(0, 0.05, img.shape)
         out.append((np.clip(img, 0, 1) * 255).astype(np.uint8))
     return out
@@ -43,8 +44,18 @@ def test_a_few_steps_lower_the_loss(tmp_path):
     from napari_levelset.nn.unet import LevelSetUNet
 
     images = blobs()
-    res = train(images, tmp_path / "m.pt", steps=25, crop=32, batch_size=4, lr=1e-2, warmup=3, kmeans_steps=10,
-                kmeans_heads=1, **SMALL)
+    res = train(
+        images,
+        tmp_path / "m.pt",
+        steps=25,
+        crop=32,
+        batch_size=4,
+        lr=1e-2,
+        warmup=3,
+        kmeans_steps=10,
+        kmeans_heads=1,
+        **SMALL,
+    )
     torch.manual_seed(0)  # the same initial network as train(seed=0)
     before = _levelset(LevelSetUNet(3, [2, 3], base=4, levels=2, embed=4), images)
     net, meta = load_model(res.path)
@@ -110,7 +121,7 @@ def test_folder_stack_and_labels(tmp_path):
     data, labels, desc = load_training_images(imgs, labs)
     assert len(data) == 3 and data[0].shape == (1, 40, 40) and "2 files" in desc
     assert sum(lb is not None for lb in labels) == 2
-    assert 0.0 <= float(data[0].min()) and float(data[0].max()) <= 1.0
+    assert float(data[0].min()) >= 0.0 and float(data[0].max()) <= 1.0
     res = train(imgs, tmp_path / "m.pt", labels=labs, steps=3, crop=32, batch_size=2, **SMALL)
     assert res.metadata["training"]["labelled"]
     assert load_model(res.path)[0].in_channels == 1
@@ -141,8 +152,30 @@ def test_cli(tmp_path, capsys):
     for i, img in enumerate(blobs(2)):
         iio.imwrite(folder / f"{i}.png", img)
     out = tmp_path / "m.pt"
-    code = main([str(folder), "-o", str(out), "--classes", "2,3", "--steps", "2", "--crop", "32",
-                 "--batch-size", "2", "--base", "4", "--levels", "2", "--embed", "4", "--device", "cpu", "--quiet"])
+    code = main(
+        [
+            str(folder),
+            "-o",
+            str(out),
+            "--classes",
+            "2,3",
+            "--steps",
+            "2",
+            "--crop",
+            "32",
+            "--batch-size",
+            "2",
+            "--base",
+            "4",
+            "--levels",
+            "2",
+            "--embed",
+            "4",
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     assert code == 0 and out.is_file()
     assert load_model(out)[1]["command"].startswith("napari-levelset train")
     capsys.readouterr()
@@ -161,8 +194,18 @@ def test_cli(tmp_path, capsys):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_on_cuda_lowers_the_loss_and_the_file_loads_on_cpu(tmp_path):
     images = blobs()
-    res = train(images, tmp_path / "m.pt", steps=25, crop=32, batch_size=4, lr=1e-2, warmup=3, kmeans_steps=10,
-                kmeans_heads=1, **{**SMALL, "device": "cuda"})
+    res = train(
+        images,
+        tmp_path / "m.pt",
+        steps=25,
+        crop=32,
+        batch_size=4,
+        lr=1e-2,
+        warmup=3,
+        kmeans_steps=10,
+        kmeans_heads=1,
+        **{**SMALL, "device": "cuda"},
+    )
     assert np.mean(res.losses[-5:]) < np.mean(res.losses[:5])
     net, _ = load_model(res.path)  # tensors saved from the GPU load onto the CPU
     assert next(net.parameters()).device.type == "cpu"
@@ -302,11 +345,25 @@ def test_a_checkpoint_at_the_last_step_resumes_to_the_model_file(tmp_path):
     assert not checkpoint_path(tmp_path / "m.pt").exists()
 
 
-@pytest.mark.parametrize("setting, value", [
-    ("seed", -1), ("seed", 2**64), ("lr", 1e300), ("lr", float("inf")), ("lam", float("nan")), ("base", 0),
-    ("levels", -1), ("threads", -1), ("steps", 2.5), ("n_classes", 2.7), ("n_classes", [2, 300]),
-    ("crop", 8), ("color", "hsv"), ("kmeans_heads", -1),
-])
+@pytest.mark.parametrize(
+    "setting, value",
+    [
+        ("seed", -1),
+        ("seed", 2**64),
+        ("lr", 1e300),
+        ("lr", float("inf")),
+        ("lam", float("nan")),
+        ("base", 0),
+        ("levels", -1),
+        ("threads", -1),
+        ("steps", 2.5),
+        ("n_classes", 2.7),
+        ("n_classes", [2, 300]),
+        ("crop", 8),
+        ("color", "hsv"),
+        ("kmeans_heads", -1),
+    ],
+)
 def test_bad_settings_are_input_errors_naming_the_setting(tmp_path, setting, value):
     """``train`` checks every setting before any work, as ``segment`` does (these were raw errors from
     torch or numpy, ran, or were truncated: ``steps=2.5`` trained 2 steps)."""

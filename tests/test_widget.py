@@ -192,6 +192,59 @@ def _session_with_a_run():
     return session, run, shown, finished
 
 
+def test_a_large_instances_run_shows_a_first_look_before_it_prepares_the_image():
+    """Instances of a large image: the worker first sends a first look at the classes (the k-means of a
+    coarse copy, on the image's grid), then the Segmenter; its output is still ``segment``'s."""
+    from napari_levelset.evaluation.synthetic import nuclei
+    from napari_levelset.method.plan import PREVIEW_PIXELS, plan_run
+    from napari_levelset.method.segmentation import segment
+    from napari_levelset.napari._session import Handover
+    from napari_levelset.napari._worker import Final, RunRequest, Started, Update, run_segmentation
+
+    img, truth = nuclei((320, 320), n_objects=12, diameter=30.0, seed=2)
+    assert img.size > PREVIEW_PIXELS
+    settings = Settings(regions="instances", iterations=3)
+    req = RunRequest(
+        image=img, settings=settings, axes=dict(channel_axis=None, spatial_dims=None, spacing=None), iterations=None
+    )
+    handover = Handover()
+    items = []
+    for item in run_segmentation(req, handover):
+        items.append(item)
+        handover.ready.set()  # as the main thread does once it took an item
+    first = items[0]
+    assert isinstance(first, Update) and first.preview and first.iteration == 0
+    assert first.labels.shape == img.shape and set(np.unique(first.labels)) == {1, 2}
+    assert best_iou(first.labels, truth > 0) > 0.5  # the nuclei, roughly
+    assert isinstance(items[1], Started) and not any(getattr(i, "preview", False) for i in items[1:])
+    assert np.array_equal(items[-1].output, segment(img, settings=settings)) and isinstance(items[-1], Final)
+    plan = plan_run(img, settings, prepare=False)  # resolved only: prepared when asked, as plan_run does
+    assert plan.full is None and plan.prepares and plan.settings.contrast == "fluorescence"
+    done, whole = plan.prepare(), plan_run(img, settings)
+    assert done is plan and plan.settings == whole.settings and np.array_equal(plan.prepared.data, whole.prepared.data)
+
+
+def test_auto_snapshots_keep_the_display_cost_down_and_time_left_skips_the_warm_up():
+    """Every = auto: snapshots about AUTO_PERIOD_S apart while showing one is cheap, further apart when it
+    costs more than DISPLAY_SHARE of the run's CPU time; the time left is not guessed from the first chunk."""
+    from napari_levelset.napari._worker import AUTO_MAX_CHUNK, AUTO_PERIOD_S, Cadence
+
+    cheap = Cadence(0, 100)
+    assert cheap.chunk == 1 and cheap.remaining(0) is None
+    cheap.chunk_done(1, 0.05, 0.05, 1)  # the first chunk (warm-up): no estimate from it
+    assert cheap.chunk == round(AUTO_PERIOD_S / 0.05) and cheap.remaining(1) is None
+    cheap.chunk_done(6, 0.3, 0.3, 7)
+    assert cheap.remaining(7) is not None and cheap.remaining(7) >= 0
+    costly = Cadence(0, 100)
+    costly.cost = 0.1  # CPU seconds the viewer spends on a snapshot
+    costly.chunk_done(1, 0.1, 0.1, 1)  # 0.1 s per iteration: 0.1 / (DISPLAY_SHARE * 0.1) iterations apart
+    assert costly.chunk > round(AUTO_PERIOD_S / 0.1) and costly.chunk <= AUTO_MAX_CHUNK
+    fixed = Cadence(5, 100)
+    fixed.cost = 10.0
+    fixed.chunk_done(5, 0.1, 0.1, 5)
+    assert fixed.chunk == 5  # a number given by the user is kept
+
+
 def test_changes_made_before_the_segmenter_exists_reach_it():
     """λ, the learning rate, strokes and a stop made while the worker builds the Segmenter are kept by the
     session and given to it when the worker hands it over; later ones go to it at once."""

@@ -10,12 +10,26 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 
-from napari_levelset.resources import default_threads
+from napari_levelset.resources import MAX_THREADS, default_threads, max_workers
 from napari_levelset.settings import DEVICE_WORDS, SPEC, Settings, SettingSpec, is_device
 
-__all__ = ["OneLineParser", "DefaultsFormatter", "bounded_int", "bounded_float", "device_name", "flag_type",
-           "add_setting_flag", "settings_from_args", "add_threads_option", "THREADS_RULE"]
+__all__ = [
+    "THREADS_RULE",
+    "DefaultsFormatter",
+    "OneLineParser",
+    "add_allow_large_option",
+    "add_cluster_options",
+    "add_setting_flag",
+    "add_threads_option",
+    "bounded_float",
+    "bounded_int",
+    "device_name",
+    "flag_type",
+    "scheduler_address",
+    "settings_from_args",
+]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -24,7 +38,7 @@ class OneLineParser(argparse.ArgumentParser):
     #: the name errors start with (default: ``prog``)
     error_prog: str | None = None
 
-    def error(self, message):  # noqa: D102
+    def error(self, message):
         """Print ``<prog>: error: <message> (see <prog> --help)`` on stderr and exit with status 2.
 
         Parameters
@@ -50,8 +64,13 @@ class DefaultsFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if (action.default is not None and action.default is not False and action.default != argparse.SUPPRESS
-                and "default" not in text and action.option_strings):  # (0 is a default, though 0 == False)
+        if (
+            action.default is not None
+            and action.default is not False
+            and action.default != argparse.SUPPRESS
+            and "default" not in text
+            and action.option_strings
+        ):  # (0 is a default, though 0 == False)
             text += " (default: %(default)s)"
         return text
 
@@ -227,8 +246,15 @@ def flag_type(spec: SettingSpec, hi: float | None = None):
     return str
 
 
-def add_setting_flag(parser, spec: SettingSpec, *, short: str | None = None, note: str = "",
-                     hi: float | None = None, given_only: bool = False) -> argparse.Action:
+def add_setting_flag(
+    parser,
+    spec: SettingSpec,
+    *,
+    short: str | None = None,
+    note: str = "",
+    hi: float | None = None,
+    given_only: bool = False,
+) -> argparse.Action:
     """Add the flag of the setting ``spec`` to ``parser``: type, range or choices, default and help from the spec.
 
     The help is ``spec.help``, its range and unit, then ``note``; argparse's ``dest``
@@ -273,9 +299,14 @@ def add_setting_flag(parser, spec: SettingSpec, *, short: str | None = None, not
     help_text = ", ".join(t for t in (spec.help, what, spec.unit and f"in {spec.unit}") if t)
     if note:
         help_text += f"; {note}"
-    return parser.add_argument(*names, dest=spec.name, type=flag_type(spec, hi),
-                               default=None if given_only else spec.default,
-                               help=help_text.replace("%", "%%"), **extra)
+    return parser.add_argument(
+        *names,
+        dest=spec.name,
+        type=flag_type(spec, hi),
+        default=None if given_only else spec.default,
+        help=help_text.replace("%", "%%"),
+        **extra,
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -300,8 +331,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(**{name: value for name, value in given.items() if value is not None})
 
 
-THREADS_RULE = ("torch CPU threads per process (default: half the usable CPU cores, divided among --workers, "
-                "at least 1: {default} here; a thread per core slows down many times when another program is busy)")
+THREADS_RULE = (
+    "torch CPU threads per process (default: half the usable CPU cores, divided among --workers, "
+    "at least 1: {default} here; a thread per core slows down many times when another program is busy)"
+)
 
 
 def add_threads_option(parser, default: int | None = None, rule: str = THREADS_RULE) -> None:
@@ -317,5 +350,85 @@ def add_threads_option(parser, default: int | None = None, rule: str = THREADS_R
         The help text; ``{default}`` is replaced by the default shown.
     """
     shown = default_threads() if default is None else default
-    parser.add_argument("--threads", type=bounded_int(1), default=default, metavar="N",
-                        help=rule.format(default=shown).replace("%", "%%"))
+    parser.add_argument(
+        "--threads",
+        type=bounded_int(1, MAX_THREADS),
+        default=default,
+        metavar="N",
+        help=rule.format(default=shown).replace("%", "%%"),
+    )
+
+
+#: a dask scheduler's address: ``protocol://...`` or ``host:port``
+_ADDRESS = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+|[^\s/:]+(?::[^\s/:]*)*:\d+/?")
+
+
+def scheduler_address(text: str) -> str:
+    """An argparse type: a dask scheduler's address, ``protocol://...`` or ``host:port``.
+
+    Parameters
+    ----------
+    text : str
+        The command-line value.
+
+    Returns
+    -------
+    str
+        ``text``.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        For text that is not of that form (empty, a name without a port).
+
+    Examples
+    --------
+    >>> scheduler_address("tcp://10.0.0.5:8786")
+    'tcp://10.0.0.5:8786'
+    """
+    if not _ADDRESS.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"not a scheduler address such as tcp://host:8786, got {text!r}")
+    return text
+
+
+def add_cluster_options(parser) -> None:
+    """``--workers N`` (at most what this machine runs side by side: ``resources.max_workers``) and
+    ``--scheduler ADDRESS``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser or argument group
+        Where the options go.
+    """
+    most = max_workers()
+    parser.add_argument(
+        "--workers",
+        type=bounded_int(1, most, " (the processes this machine's cores and memory run)"),
+        default=None,
+        metavar="N",
+        help=f"batch / zarr: start a local dask cluster of N processes, 1..{most} here (needs dask[distributed])",
+    )
+    parser.add_argument(
+        "--scheduler",
+        type=scheduler_address,
+        default=None,
+        metavar="ADDRESS",
+        help="batch / zarr: run on the dask cluster at ADDRESS (e.g. tcp://host:8786)",
+    )
+
+
+def add_allow_large_option(parser) -> None:
+    """``--allow-large``: read image files that declare more pixels than their size can honestly hold.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser or argument group
+        Where the option goes.
+    """
+    parser.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="read an image file that declares far more pixels than its size holds (a sparse or "
+        "highly compressed genuine image; default: refuse it); what memory cannot hold is refused "
+        "all the same",
+    )

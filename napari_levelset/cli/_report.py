@@ -1,7 +1,8 @@
 """How the command line reports: one line and an exit status per failure, the library's names as flags,
 and SIGTERM stopping a run like Ctrl-C.
 
-Exit statuses: bad input (``InputError``, ``OSError``) and out of memory 2; another
+Exit statuses: bad input (``InputError``, ``OSError``, a full disk, input nested too deeply to read) and
+out of memory 2; another
 ``RuntimeError`` (a torch failure) 1; Ctrl-C 130; SIGTERM 143.  The line itself is
 ``napari_levelset.errors.command_message``'s, which a batch's reports share.
 """
@@ -13,11 +14,10 @@ import re
 import signal
 import sys
 
-from napari_levelset.errors import COMMAND_OOM_ADVICE, PROG, InputError, command_message
-from napari_levelset.resources import is_out_of_memory
+from napari_levelset.errors import COMMAND_OOM_ADVICE, PROG, command_message, is_bad_input
 from napari_levelset.settings import SPEC
 
-__all__ = ["Terminated", "signals_as_interrupts", "error_message", "report_error", "cli_words", "OOM_ADVICE"]
+__all__ = ["OOM_ADVICE", "Terminated", "cli_words", "error_message", "report_error", "signals_as_interrupts"]
 
 #: what the command advises when memory runs out (``napari_levelset.errors.COMMAND_OOM_ADVICE``)
 OOM_ADVICE = COMMAND_OOM_ADVICE
@@ -45,6 +45,7 @@ def signals_as_interrupts():
     Terminated
         In the main thread, when SIGTERM arrives while active.
     """
+
     def handler(signum, frame):
         raise Terminated()
 
@@ -59,8 +60,9 @@ def signals_as_interrupts():
         signal.signal(signal.SIGTERM, previous)
 
 
-def error_message(exc: BaseException, prog: str = PROG, interrupted: str = "interrupted",
-                  oom_advice: str = OOM_ADVICE) -> tuple[int, str] | None:
+def error_message(
+    exc: BaseException, prog: str = PROG, interrupted: str = "interrupted", oom_advice: str = OOM_ADVICE
+) -> tuple[int, str] | None:
     """``(exit status, one line)`` for ``exc``, as ``report_error`` prints it; None for an exception not handled.
 
     Parameters
@@ -78,30 +80,34 @@ def error_message(exc: BaseException, prog: str = PROG, interrupted: str = "inte
     Returns
     -------
     tuple of (int, str), or None
-        Ctrl-C: 130, SIGTERM: 143 (128 + the signal number); bad input (``InputError``,
-        ``OSError``) and out of memory: 2; another ``RuntimeError``: 1.  None for an exception
+        Ctrl-C: 130, SIGTERM: 143 (128 + the signal number); bad input
+        (``napari_levelset.errors.is_bad_input``: ``InputError``, ``OSError``, a full disk) and out of
+        memory: 2; another ``RuntimeError``: 1.  None for an exception
         ``napari_levelset.errors.user_message`` does not handle (a bug).
 
     Examples
     --------
+    >>> from napari_levelset.errors import InputError
     >>> error_message(InputError("no such file: a.tif"))
     (2, 'napari-levelset: error: no such file: a.tif')
     >>> error_message(KeyboardInterrupt())
     (130, 'napari-levelset: interrupted')
     """
     if isinstance(exc, KeyboardInterrupt):
-        return (128 + (Terminated.signum if isinstance(exc, Terminated) else 2),
-                f"{prog}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}"
-                + interrupted.removeprefix("interrupted"))
+        return (
+            128 + (Terminated.signum if isinstance(exc, Terminated) else 2),
+            f"{prog}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}"
+            + interrupted.removeprefix("interrupted"),
+        )
     line = command_message(exc, prog, oom_advice)
     if line is None:
         return None
-    bad_input = is_out_of_memory(exc) or isinstance(exc, (InputError, OSError))
-    return (2 if bad_input else 1), line
+    return (2 if is_bad_input(exc) else 1), line
 
 
-def report_error(exc: BaseException, prog: str = PROG, interrupted: str = "interrupted",
-                 oom_advice: str = OOM_ADVICE) -> int | None:
+def report_error(
+    exc: BaseException, prog: str = PROG, interrupted: str = "interrupted", oom_advice: str = OOM_ADVICE
+) -> int | None:
     """Print the one line for ``exc`` on stderr and return the exit status; None for an exception not handled.
 
     Bad input (``InputError``, ``OSError``) and out of memory: 2; Ctrl-C: 130;
@@ -128,9 +134,14 @@ def report_error(exc: BaseException, prog: str = PROG, interrupted: str = "inter
 
 
 #: the library's parameter names that the command spells as flags: every setting's (``SPEC``), and the rest
-_FLAG_OF = {**{name: spec.flag for name, spec in SPEC.items()},
-            "finetune_iterations": "--iterations", "channel_axis": "--channel-axis",
-            "spatial_dims": "--spatial-dims", "scribbles": "--scribbles", "spacing": "--spacing"}
+_FLAG_OF = {
+    **{name: spec.flag for name, spec in SPEC.items()},
+    "finetune_iterations": "--iterations",
+    "channel_axis": "--channel-axis",
+    "spatial_dims": "--spatial-dims",
+    "scribbles": "--scribbles",
+    "spacing": "--spacing",
+}
 
 
 def cli_words(message: str) -> str:
@@ -162,8 +173,11 @@ def cli_words(message: str) -> str:
 
     # name='value', name=value, and a bare finetune_iterations
     message = re.sub(rf"\b({names})=(['\"]?)([\w.\-]+)\2", flag, message)
-    message = re.sub(r"\bfinetune_iterations\b(?:\s*\(e\.g\. (\d+)\))?",
-                     lambda m: f"--iterations (e.g. --iterations {m.group(1) or 20})", message)
+    message = re.sub(
+        r"\bfinetune_iterations\b(?:\s*\(e\.g\. (\d+)\))?",
+        lambda m: f"--iterations (e.g. --iterations {m.group(1) or 20})",
+        message,
+    )
     if "fine-tune" in message and "--iterations" not in message:
         message = message.replace("fine-tune", "fine-tune with --iterations (e.g. --iterations 20)", 1)
     return message

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from napari_levelset.cli._args import (
     DefaultsFormatter,
+    add_allow_large_option,
+    add_cluster_options,
     add_setting_flag,
     add_threads_option,
     bounded_float,
@@ -39,7 +41,7 @@ from napari_levelset.settings import (
     Settings,
 )
 
-__all__ = ["add_segment", "run_segment", "segment_settings", "SHORT_FLAGS", "NOTES"]
+__all__ = ["NOTES", "SHORT_FLAGS", "add_segment", "run_segment", "segment_settings"]
 
 _R = Settings().resolved()  # what "default" resolves to for the per-image CNN
 
@@ -52,23 +54,22 @@ NOTES = {
     "iterations": f"default {_R.iterations} for the per-image CNN, 0 for a U-Net",
     "seed": "CPU results are deterministic",
     "finetune": "with a U-Net and --iterations (head: the class head only, the default; all: everything, "
-                "use --lr 0.003)",
+    "use --lr 0.003)",
     "init": "kmeans (per-image CNN; a U-Net's head from this image's k-means), network (a U-Net as trained), "
-            "random (Kanezaki's); default: kmeans, and for a U-Net network when used directly",
+    "random (Kanezaki's); default: kmeans, and for a U-Net network when used directly",
     "position": f"default {POSITION} for RGB images in CIELAB with the per-image CNN and N >= "
-                f"{POSITION_MIN_CLASSES}, else 0",
+    f"{POSITION_MIN_CLASSES}, else 0",
     "contrast": "default: fluorescence for --regions instances and for --scribbles on integer images of more "
-                "than 8 bits, else linear",
+    "than 8 bits, else linear",
     "max_pixels": "default: from the free memory",
     "work_pixels": f"default: {STROKE_PIXELS} with --scribbles, else the whole image",
-    "diameter": "with --regions instances; a file's pixel size gives the unit (e.g. micrometres) "
-                "(default: estimated)",
+    "diameter": "with --regions instances; a file's pixel size gives the unit (e.g. micrometres) (default: estimated)",
     "regions": "classes: label k = class k; connected: one label per connected region; merged: connected "
-               "regions, adjacent ones merged while the level-set energy drops (the number of regions adapts "
-               "to the image); instances: one label per object (0 background), touching objects split",
+    "regions, adjacent ones merged while the level-set energy drops (the number of regions adapts "
+    "to the image); instances: one label per object (0 background), touching objects split",
     "merge": f"with --regions merged (default {MERGE_WEIGHT['cnn']}, for a U-Net {MERGE_WEIGHT['unet']})",
     "min_region": f"with --regions connected/merged (default {MIN_REGION}; {MERGED_MIN_REGION['unet']} for "
-                  "merged regions of a U-Net)",
+    "merged regions of a U-Net)",
     "foreground": "with --regions instances (default: chosen automatically)",
 }
 #: settings whose flag defaults to None, so the command can tell whether it was given
@@ -94,45 +95,93 @@ def add_segment(sub) -> None:
     sub : argparse._SubParsersAction
         ``add_subparsers``' result of the ``napari-levelset`` parser.
     """
-    p = sub.add_parser("segment", help="segment an image file into N classes", formatter_class=DefaultsFormatter,
-                       description=_DESCRIPTION)
+    p = sub.add_parser(
+        "segment",
+        help="segment an image file into N classes",
+        formatter_class=DefaultsFormatter,
+        description=_DESCRIPTION,
+    )
     p.error_prog = PROG  # as the errors of the run: "napari-levelset: error: ..."
-    p.add_argument("input", nargs="+", help="image file; or several, a folder, a glob pattern (quoted) for a batch; "
-                   "or a zarr / OME-Zarr volume")
-    p.add_argument("-o", "--output", required=True,
-                   help="label image to write (.tif, .tiff or .png); for a batch, an existing folder; for a zarr "
-                   "volume, a .zarr path")
+    p.add_argument(
+        "input",
+        nargs="+",
+        help="image file; or several, a folder, a glob pattern (quoted) for a batch; or a zarr / OME-Zarr volume",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="label image to write (.tif, .tiff or .png); for a batch, a folder (made if missing); for a "
+        "zarr volume, a .zarr path",
+    )
     s = p.add_argument_group("settings")
     for name, spec in SPEC.items():
-        add_setting_flag(s, spec, short=SHORT_FLAGS.get(name), note=NOTES.get(name, ""),
-                         hi=MAX_OFFERED_CLASSES if name == "n_classes" else None, given_only=name in _GIVEN_ONLY)
+        add_setting_flag(
+            s,
+            spec,
+            short=SHORT_FLAGS.get(name),
+            note=NOTES.get(name, ""),
+            hi=MAX_OFFERED_CLASSES if name == "n_classes" else None,
+            given_only=name in _GIVEN_ONLY,
+        )
     g = p.add_argument_group("the image")
     g.add_argument("--scribbles", help="label image of the same shape: 0 unlabelled, k means class k")
-    g.add_argument("--channel-axis", type=int, default=None,
-                   help="axis holding channels (default: the file's C axis when it names its axes, else a guess)")
-    g.add_argument("--spatial-dims", type=int, choices=[2, 3], default=None,
-                   help="2: per slice, 3: whole volume (default: 3 when the file has a Z axis, 2 when it names its "
-                   "axes without one, else a guess)")
-    g.add_argument("--spacing", type=bounded_float(0.0, lo_open=True), nargs="+", default=None, metavar="S",
-                   help="pixel (voxel) size of the axes segmented together, one per axis (Z Y X) or one for all, "
-                   "for --diameter and instances (default: the file's pixel size; the output keeps the file's)")
+    g.add_argument(
+        "--channel-axis",
+        type=int,
+        default=None,
+        help="axis holding channels (default: the file's C axis when it names its axes, else a guess)",
+    )
+    g.add_argument(
+        "--spatial-dims",
+        type=int,
+        choices=[2, 3],
+        default=None,
+        help="2: per slice, 3: whole volume (default: 3 when the file has a Z axis, 2 when it names its "
+        "axes without one, else a guess)",
+    )
+    g.add_argument(
+        "--spacing",
+        type=bounded_float(0.0, lo_open=True),
+        nargs="+",
+        default=None,
+        metavar="S",
+        help="pixel (voxel) size of the axes segmented together, one per axis (Z Y X) or one for all, "
+        "for --diameter and instances (default: the file's pixel size; the output keeps the file's)",
+    )
+    add_allow_large_option(g)
     add_threads_option(p)
     b = p.add_argument_group("batches and volumes")
-    b.add_argument("--overwrite", action="store_true",
-                   help="batch: replace outputs that exist (default: skip them, so a batch run again resumes); "
-                   "zarr: replace an existing output (default: refuse)")
+    b.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="batch: replace outputs that exist (default: skip them, so a batch run again resumes); "
+        "zarr: replace an existing output (default: refuse)",
+    )
     b.add_argument("--suffix", default="", help="batch: added to each output name before the extension (default: none)")
     b.add_argument("--ext", choices=[".tif", ".tiff", ".png"], default=".tif", help="batch: output format")
-    b.add_argument("--workers", type=bounded_int(1), default=None, metavar="N",
-                   help="batch / zarr: start a local dask cluster of N processes (needs dask[distributed])")
-    b.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="batch / zarr: run on the dask cluster at ADDRESS (e.g. tcp://host:8786)")
-    b.add_argument("--tile", type=bounded_int(16), default=None, metavar="N",
-                   help="zarr: pixels per axis of a tile, and of an output chunk (default: the input's chunks)")
-    b.add_argument("--crop", type=bounded_int(8), default=64, metavar="N",
-                   help="zarr, per-image CNN: side of the random crops it is trained on")
-    b.add_argument("--crops", type=bounded_int(1), default=8, metavar="K",
-                   help="zarr, per-image CNN: how many random crops it is trained on")
+    add_cluster_options(b)
+    b.add_argument(
+        "--tile",
+        type=bounded_int(16),
+        default=None,
+        metavar="N",
+        help="zarr: pixels per axis of a tile, and of an output chunk (default: the input's chunks)",
+    )
+    b.add_argument(
+        "--crop",
+        type=bounded_int(8),
+        default=64,
+        metavar="N",
+        help="zarr, per-image CNN: side of the random crops it is trained on",
+    )
+    b.add_argument(
+        "--crops",
+        type=bounded_int(1),
+        default=8,
+        metavar="K",
+        help="zarr, per-image CNN: how many random crops it is trained on",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run_segment)
 
@@ -183,8 +232,13 @@ def _mode(args) -> str:
     if len(inputs) == 1 and _is_zarr(Path(inputs[0])) and Path(inputs[0]).exists():
         return "zarr"
     out = args.output
-    if (len(inputs) > 1 or Path(inputs[0]).is_dir() or (_is_pattern(inputs[0]) and not Path(inputs[0]).exists())
-            or Path(out).is_dir() or out.endswith(("/", os.sep))):
+    if (
+        len(inputs) > 1
+        or Path(inputs[0]).is_dir()
+        or (_is_pattern(inputs[0]) and not Path(inputs[0]).exists())
+        or Path(out).is_dir()
+        or out.endswith(("/", os.sep))
+    ):
         return "batch"
     return "single"
 
@@ -213,8 +267,10 @@ def run_segment(args) -> int:
     # optimisation steps: the per-image CNN has its default, a U-Net is used directly without --iterations
     steps = segment_settings(args).resolved().iterations  # the model's default where not given
     if args.finetune is not None and not steps:
-        raise InputError(f"--finetune {args.finetune} needs --iterations (e.g. --iterations 20): "
-                         "without it the U-Net is used as trained and nothing is fine-tuned")
+        raise InputError(
+            f"--finetune {args.finetune} needs --iterations (e.g. --iterations 20): "
+            "without it the U-Net is used as trained and nothing is fine-tuned"
+        )
     if mode != "single" and args.scribbles:
         raise InputError("--scribbles is for one image: a batch or a zarr volume takes none")
     if mode == "batch":
@@ -223,16 +279,26 @@ def run_segment(args) -> int:
     if mode == "zarr":
         return _run_zarr(args, threads)
     if args.workers or args.scheduler:
-        raise InputError("--workers and --scheduler spread a batch or a zarr volume: give several inputs, "
-                         "a folder or a glob pattern, with -o a folder")
+        raise InputError(
+            "--workers and --scheduler spread a batch or a zarr volume: give several inputs, "
+            "a folder or a glob pattern, with -o a folder"
+        )
     from napari_levelset.scale.batch import segment_file  # pulls torch: --help stays fast
 
     out = Path(args.output)
     try:
         with torch_threads(threads):
-            labels = segment_file(args.input[0], out, channel_axis=args.channel_axis, spatial_dims=args.spatial_dims,
-                                  scribbles=args.scribbles, progress=not args.quiet and steps > 0,
-                                  spacing=args.spacing, settings=segment_settings(args))
+            labels = segment_file(
+                args.input[0],
+                out,
+                channel_axis=args.channel_axis,
+                spatial_dims=args.spatial_dims,
+                scribbles=args.scribbles,
+                progress=not args.quiet and steps > 0,
+                spacing=args.spacing,
+                allow_large=args.allow_large,
+                settings=segment_settings(args),
+            )
     except InputError as exc:  # the library's advice, in the command's words
         raise InputError(cli_words(str(exc))) from None
     if not args.quiet:
@@ -244,17 +310,29 @@ def _run_batch(args) -> int:
     from napari_levelset.scale.batch import segment_files  # pulls torch: --help stays fast
 
     out = Path(args.output)
-    if not out.is_dir():
-        raise InputError(f"for several inputs -o must be an existing folder, got {out}")
+    if not out.is_dir() and out.suffix.lower() in TIFF_EXT | {".png"}:  # a file's name: a slip, not a folder
+        raise InputError(f"for several inputs -o must be a folder (made if missing), got the file name {out}")
     processes = args.workers or 1
     threads = args.threads or default_threads(processes)
     spacing = {} if args.spacing is None else {"spacing": args.spacing}
     try:
-        summary = segment_files(args.input, out, suffix=args.suffix, ext=args.ext, overwrite=args.overwrite,
-                                client=args.scheduler, workers=args.workers, threads=threads,
-                                progress=not args.quiet, channel_axis=args.channel_axis,
-                                spatial_dims=args.spatial_dims, words=cli_words, settings=segment_settings(args),
-                                **spacing)
+        summary = segment_files(
+            args.input,
+            out,
+            suffix=args.suffix,
+            ext=args.ext,
+            overwrite=args.overwrite,
+            client=args.scheduler,
+            workers=args.workers,
+            threads=threads,
+            progress=not args.quiet,
+            channel_axis=args.channel_axis,
+            spatial_dims=args.spatial_dims,
+            words=cli_words,
+            settings=segment_settings(args),
+            allow_large=args.allow_large,
+            **spacing,
+        )
     except KeyboardInterrupt as exc:
         summary = getattr(exc, "summary", None)
         if summary is not None:
@@ -277,8 +355,7 @@ def _run_zarr(args, threads) -> int:
     if args.regions != "classes":
         raise InputError("a zarr volume gives class labels only (--regions classes)")
     if args.spatial_dims is not None or (args.channel_axis not in (None, 0)):
-        raise InputError("a zarr volume is segmented whole: its channels (if any) on the first axis, "
-                         "no --spatial-dims")
+        raise InputError("a zarr volume is segmented whole: its channels (if any) on the first axis, no --spatial-dims")
     if args.spacing is not None:
         raise InputError("--spacing is for image files: a zarr volume is segmented without it")
     client, close = None, None
@@ -286,13 +363,36 @@ def _run_zarr(args, threads) -> int:
         client, close = _client(args.scheduler, args.workers, threads)
     try:
         given = segment_settings(args)
-        settings = {k: getattr(given, k) for k in ("n_classes", "lam", "iterations", "seed", "device", "lr", "width",
-                                                   "depth", "model", "finetune", "init", "max_pixels")}
+        settings = {
+            k: getattr(given, k)
+            for k in (
+                "n_classes",
+                "lam",
+                "iterations",
+                "seed",
+                "device",
+                "lr",
+                "width",
+                "depth",
+                "model",
+                "finetune",
+                "init",
+                "max_pixels",
+            )
+        }
         with torch_threads(threads):
-            labels = segment_volume(args.input[0], out, tile=args.tile, crop=args.crop, crops=args.crops,
-                                    channel_axis=args.channel_axis, overwrite=args.overwrite,
-                                    progress=not args.quiet, client=client,
-                                    **{k: v for k, v in settings.items() if v is not None})
+            labels = segment_volume(
+                args.input[0],
+                out,
+                tile=args.tile,
+                crop=args.crop,
+                crops=args.crops,
+                channel_axis=args.channel_axis,
+                overwrite=args.overwrite,
+                progress=not args.quiet,
+                client=client,
+                **{k: v for k, v in settings.items() if v is not None},
+            )
     except InputError as exc:
         raise InputError(cli_words(str(exc))) from None
     finally:

@@ -8,13 +8,16 @@ SIGTERM keep the checkpoint, and the same command again resumes from it.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from napari_levelset import validate
 from napari_levelset.cli._args import (
     DefaultsFormatter,
     OneLineParser,
+    add_allow_large_option,
     add_threads_option,
     bounded_float,
     bounded_int,
@@ -52,41 +55,89 @@ def build_parser() -> argparse.ArgumentParser:
         "optional label images add a cross-entropy term).",
         formatter_class=DefaultsFormatter,
     )
-    p.add_argument("images", help="folder of images (png, jpg, tif) or one image/stack file "
-                                  "(a 3D tif is a stack of 2D images)")
-    p.add_argument("-o", "--output", required=True, help="model file to write (e.g. model.pt)")
+    p.add_argument(
+        "images", help="folder of images (png, jpg, tif) or one image/stack file (a 3D tif is a stack of 2D images)"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="model file to write (e.g. model.pt); a file there that is not a model file is kept unless --overwrite",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace the output even when it is not a model file")
+    add_allow_large_option(p)
     p.add_argument("--classes", default="2-16", help="class counts to train heads for: N, A-B or A,B,C")
     p.add_argument("--lam", type=flag_type(SPEC["lam"]), default=d["lam"], help="weight of the total-variation term")
     p.add_argument("--steps", type=whole("steps"), default=d["steps"], help="optimiser steps")
     p.add_argument("--crop", type=whole("crop"), default=d["crop"], help="side of the random training crops (pixels)")
     p.add_argument("--batch-size", type=whole("batch_size"), default=d["batch_size"], help="crops per step")
-    p.add_argument("--lr", type=flag_type(SPEC["lr"]), default=d["lr"],
-                   help="Adam learning rate (warm-up, cosine decay)")
+    p.add_argument(
+        "--lr", type=flag_type(SPEC["lr"]), default=d["lr"], help="Adam learning rate (warm-up, cosine decay)"
+    )
     p.add_argument("--labels", default=None, help="folder of label images named like the images (0 = unlabelled)")
-    p.add_argument("--alpha", type=flag_type(SPEC["alpha"]), default=d["alpha"],
-                   help="weight of the label cross-entropy")
+    p.add_argument(
+        "--alpha", type=flag_type(SPEC["alpha"]), default=d["alpha"], help="weight of the label cross-entropy"
+    )
     p.add_argument("--device", default="auto", help=f"where the network runs: {DEVICE_WORDS}")
-    p.add_argument("--checkpoint-every", type=whole("checkpoint_every"), default=d["checkpoint_every"],
-                   help="steps between checkpoints")
-    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="continue from OUTPUT.ckpt when it exists")
+    p.add_argument(
+        "--checkpoint-every",
+        type=whole("checkpoint_every"),
+        default=d["checkpoint_every"],
+        help="steps between checkpoints",
+    )
+    p.add_argument(
+        "--resume", action=argparse.BooleanOptionalAction, default=True, help="continue from OUTPUT.ckpt when it exists"
+    )
     p.add_argument("--seed", type=flag_type(SPEC["seed"]), default=0, help="random seed (initialisation and crops)")
-    p.add_argument("--kmeans-weight", type=real("kmeans_weight"), default=d["kmeans_weight"],
-                   help="initial weight of the k-means warm-start cross-entropy")
-    p.add_argument("--kmeans-steps", type=real("kmeans_steps"), default=d["kmeans_steps"],
-                   help="length of the k-means warm start: a fraction of --steps (<= 1) or a step count")
-    p.add_argument("--kmeans-heads", type=whole("kmeans_heads"), default=d["kmeans_heads"],
-                   help="heads given the k-means cross-entropy per step")
+    p.add_argument(
+        "--kmeans-weight",
+        type=real("kmeans_weight"),
+        default=d["kmeans_weight"],
+        help="initial weight of the k-means warm-start cross-entropy",
+    )
+    p.add_argument(
+        "--kmeans-steps",
+        type=real("kmeans_steps"),
+        default=d["kmeans_steps"],
+        help="length of the k-means warm start: a fraction of --steps (<= 1) or a step count",
+    )
+    p.add_argument(
+        "--kmeans-heads",
+        type=whole("kmeans_heads"),
+        default=d["kmeans_heads"],
+        help="heads given the k-means cross-entropy per step",
+    )
     p.add_argument("--base", type=whole("base"), default=d["base"], help="U-Net channels at full resolution")
     p.add_argument("--levels", type=whole("levels"), default=d["levels"], help="U-Net down-samplings")
     p.add_argument("--embed", type=whole("embed"), default=d["embed"], help="embedding channels fed to the heads")
     p.add_argument("--init", default=None, help="model file to start from")
-    p.add_argument("--color", choices=["rgb", "lab"], default="rgb",
-                   help="input the network sees: normalised channels (rgb) or CIELAB (lab; RGB images only)")
-    add_threads_option(p, rule="torch CPU threads (default: half the usable CPU cores, at least 1: {default} here; "
-                              "a thread per core slows down many times when another program is busy)")
+    p.add_argument(
+        "--color",
+        choices=["rgb", "lab"],
+        default="rgb",
+        help="input the network sees: normalised channels (rgb) or CIELAB (lab; RGB images only)",
+    )
+    add_threads_option(
+        p,
+        rule="torch CPU threads (default: half the usable CPU cores, at least 1: {default} here; "
+        "a thread per core slows down many times when another program is busy)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+@contextlib.contextmanager
+def _quiet_tifffile():
+    """While active, tifffile's log lines are dropped: a file it cannot read is the run's one error line."""
+    logger = logging.getLogger("tifffile")
+    handler, propagate = logging.NullHandler(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,33 +161,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a one-line argument error (2)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    smallest = max(2 ** args.levels, 16)  # a crop holds whole 2**levels blocks, and at least 16 pixels
+    smallest = max(2**args.levels, 16)  # a crop holds whole 2**levels blocks, and at least 16 pixels
     if args.crop < smallest:
-        print(f"{_PROG}: error: argument --crop: must be >= {smallest} with --levels {args.levels}, got {args.crop}",
-              file=sys.stderr)
+        print(
+            f"{_PROG}: error: argument --crop: must be >= {smallest} with --levels {args.levels}, got {args.crop}",
+            file=sys.stderr,
+        )
         return 2
     try:
-        with signals_as_interrupts():
+        with signals_as_interrupts(), _quiet_tifffile():
             res = train(
-                args.images, args.output, n_classes=parse_classes(args.classes), lam=args.lam, steps=args.steps,
-                crop=args.crop, batch_size=args.batch_size, lr=args.lr, labels=args.labels, alpha=args.alpha,
-                device=args.device, checkpoint_every=args.checkpoint_every, resume=args.resume,
-                progress=not args.quiet, seed=args.seed, base=args.base, levels=args.levels, embed=args.embed,
-                init=args.init, threads=args.threads or default_threads(), color=args.color,
+                args.images,
+                args.output,
+                n_classes=parse_classes(args.classes),
+                lam=args.lam,
+                steps=args.steps,
+                crop=args.crop,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                labels=args.labels,
+                alpha=args.alpha,
+                device=args.device,
+                checkpoint_every=args.checkpoint_every,
+                resume=args.resume,
+                progress=not args.quiet,
+                seed=args.seed,
+                base=args.base,
+                levels=args.levels,
+                embed=args.embed,
+                init=args.init,
+                threads=args.threads or default_threads(),
+                color=args.color,
                 kmeans_weight=args.kmeans_weight,
-                kmeans_steps=args.kmeans_steps, kmeans_heads=args.kmeans_heads,
+                kmeans_steps=args.kmeans_steps,
+                kmeans_heads=args.kmeans_heads,
                 metadata=dict(command=f"{_PROG} " + " ".join(sys.argv[1:] if argv is None else argv)),
+                overwrite=args.overwrite,
+                allow_large=args.allow_large,
             )
     except (Exception, KeyboardInterrupt) as exc:
-        code = report_error(exc, _PROG, interrupted=f"interrupted; checkpoint saved to {checkpoint_path(args.output)} "
-                            "(run the same command again to resume)",
-                            oom_advice="out of memory; try a smaller --crop, --batch-size or --base")
+        code = report_error(
+            exc,
+            _PROG,
+            interrupted=f"interrupted; checkpoint saved to {checkpoint_path(args.output)} "
+            "(run the same command again to resume)",
+            oom_advice="out of memory; try a smaller --crop, --batch-size or --base",
+        )
         if code is None:
             raise
         return code
     if not args.quiet:
-        print(f"wrote {res.path} ({res.steps} steps, final loss {res.metadata.get('final_loss'):.4f}, "
-              f"{res.seconds:.0f} s)", file=sys.stderr)
+        print(
+            f"wrote {res.path} ({res.steps} steps, final loss {res.metadata.get('final_loss'):.4f}, "
+            f"{res.seconds:.0f} s)",
+            file=sys.stderr,
+        )
     return 0
 
 

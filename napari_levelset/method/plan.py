@@ -26,16 +26,21 @@ from napari_levelset.errors import InputError
 from napari_levelset.io.axes import infer_axes
 from napari_levelset.io.prepare import Prepared, prepare_image
 from napari_levelset.post.instances import (
+    LOG_UNIT_NOISE,
     as_spacing,
     check_scale,
     contrast_color,
     fluorescence_prepared,
+    noise_sigma,
     resample_prepared,
     upsample,
 )
 from napari_levelset.settings import INSTANCE_PIXELS, Settings, is_builtin_cnn, model_kind
 
-__all__ = ["RunPlan", "plan_run", "spatial_shape"]
+__all__ = ["PREVIEW_PIXELS", "RunPlan", "nearest", "plan_run", "spatial_shape"]
+
+#: most pixels (voxels) per batch item of the strided copy ``RunPlan.preview`` clusters
+PREVIEW_PIXELS = 65_536
 
 
 @dataclass
@@ -86,6 +91,87 @@ class RunPlan:
         """The resolved number of iterations."""
         return int(self.settings.iterations)
 
+    @property
+    def prepares(self) -> bool:
+        """Whether the plan prepares the image itself (instances of the per-image CNN without strokes:
+        the fluorescence contrast, the diameter estimate and the working copy, ``prepare``)."""
+        s = self.settings
+        return s.regions == "instances" and is_builtin_cnn(s.model) and self.scribbles is None
+
+    def prepare(self) -> RunPlan:
+        """Prepare the image where the plan does (``prepares``; once): ``prepared``, ``full``,
+        ``contrast``, and ``settings`` with ``contrast="linear"`` and the diameter used.
+
+        Returns
+        -------
+        RunPlan
+            The plan itself.
+
+        Raises
+        ------
+        InputError
+            For a ``spacing`` or ``diameter`` that asks for more than the image holds.
+        """
+        if not self.prepares or self.full is not None:
+            return self
+        s = self.settings
+        full = prepare_image(
+            self.image, self.channel_axis, self.spatial_dims, color=contrast_color(s.contrast, s.color)
+        )
+        sp = as_spacing(self.spacing, len(full.spatial_shape))
+        diameter = s.diameter
+        if s.contrast == "fluorescence":
+            full, diameter = fluorescence_prepared(full, diameter, sp)
+        small, zoom = resample_prepared(full, INSTANCE_PIXELS, diameter, sp)
+        self.prepared, self.full, self.contrast = (full if zoom == 1.0 else small), full, s.contrast
+        self.settings = s.replace(contrast="linear", diameter=diameter)
+        return self
+
+    def preview(self, max_pixels: int = PREVIEW_PIXELS) -> np.ndarray:
+        """A first look at the classes, made in a small fraction of the run's preparation time.
+
+        The k-means classes (``napari_levelset.method.cluster.kmeans``, the seed of the settings)
+        of a strided copy of the image of at most about ``max_pixels`` pixels, with the
+        contrast of the settings (fluorescence: log-compressed in noise units, without the
+        background removal), brought back to the image's grid by nearest neighbour.  Only
+        for display: the run starts from its own k-means, on the image it prepares.
+
+        Parameters
+        ----------
+        max_pixels : int
+            Most pixels (voxels) per batch item of the copy clustered.
+
+        Returns
+        -------
+        ndarray of uint8 or uint16
+            Labels 1..N (darkest class first), the image's non-channel shape.
+        """
+        # imports torch: called in the run's thread (the widget imports this module without torch)
+        import torch
+
+        from napari_levelset.method.cluster import kmeans, sq_dist
+
+        s = self.settings
+        image = self.image
+        channel_axis, spatial_dims = infer_axes(tuple(image.shape), self.channel_axis, self.spatial_dims)
+        rest = [i for i in range(image.ndim) if i != channel_axis]
+        axes = rest[len(rest) - spatial_dims :]
+        full_shape = tuple(image.shape[i] for i in axes)
+        step = max(1, int(np.ceil((np.prod(full_shape) / max_pixels) ** (1.0 / spatial_dims))))
+        index = tuple(slice(None, None, step) if i in axes else slice(None) for i in range(image.ndim))
+        small = prepare_image(image[index], channel_axis, spatial_dims, color=contrast_color(s.contrast, s.color))
+        x = small.data
+        if s.contrast == "fluorescence":
+            unit = LOG_UNIT_NOISE * max(noise_sigma(x.mean(1)), 1e-4)
+            x = np.log1p(np.maximum(x, 0.0) / unit).astype(np.float32)
+        points = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])))
+        centres, _ = kmeans(points, s.n_classes, seed=s.seed)
+        dtype = np.uint8 if s.n_classes <= 255 else np.uint16
+        labels = (sq_dist(points, centres).argmin(1).numpy() + 1).astype(dtype).reshape(small.out_shape)
+        for axis, n in zip(range(labels.ndim - spatial_dims, labels.ndim), full_shape):
+            labels = np.take(labels, np.minimum(np.arange(n) // step, labels.shape[axis] - 1), axis=axis)
+        return labels
+
     def make_segmenter(self):
         """The run's ``Segmenter``, made from the plan's inputs.
 
@@ -127,13 +213,7 @@ class RunPlan:
         """
         if values is None or self.full is None or tuple(values.shape) == tuple(self.full.out_shape):
             return values
-        out = values
-        ndim = len(self.full.spatial_shape)
-        for axis, n in zip(range(values.ndim - ndim, values.ndim), self.full.spatial_shape):
-            m = out.shape[axis]
-            index = np.minimum(((np.arange(n) + 0.5) * (m / n)).astype(np.intp), m - 1)
-            out = np.take(out, index, axis=axis)
-        return out
+        return nearest(values, self.full.spatial_shape)
 
     def finish(self, seg, last=None) -> np.ndarray:
         """The output of a finished run of ``seg`` (made by ``make_segmenter``).
@@ -171,6 +251,8 @@ def plan_run(
     channel_axis: int | None = None,
     spatial_dims: int | None = None,
     spacing=None,
+    *,
+    prepare: bool = True,
 ) -> RunPlan:
     """Plan a run of ``image``: settings resolved for its model and output, the image prepared.
 
@@ -186,6 +268,10 @@ def plan_run(
         As for ``prepare_image``.
     spacing : sequence of float, optional
         Physical size of a pixel (voxel) per spatial axis.
+    prepare : bool
+        Prepare the image now (``RunPlan.prepare``); False: the plan is only resolved, and
+        ``RunPlan.prepare`` must be called before ``make_segmenter`` (a first look,
+        ``RunPlan.preview``, may be taken meanwhile).
 
     Returns
     -------
@@ -223,16 +309,31 @@ def plan_run(
         spatial_dims=spatial_dims,
         spacing=spacing,
     )
-    if instances and is_builtin_cnn(s.model) and scribbles is None:
-        full = prepare_image(image, channel_axis, spatial_dims, color=contrast_color(s.contrast, s.color))
-        sp = as_spacing(spacing, len(full.spatial_shape))
-        diameter = s.diameter
-        if s.contrast == "fluorescence":
-            full, diameter = fluorescence_prepared(full, diameter, sp)
-        small, zoom = resample_prepared(full, INSTANCE_PIXELS, diameter, sp)
-        plan.prepared, plan.full, plan.contrast = (full if zoom == 1.0 else small), full, s.contrast
-        plan.settings = s.replace(contrast="linear", diameter=diameter)
-    return plan
+    return plan.prepare() if prepare else plan
+
+
+def nearest(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``values`` brought to the spatial ``shape`` (its trailing axes) by nearest neighbour.
+
+    Parameters
+    ----------
+    values : ndarray
+        Any dtype; its last ``len(shape)`` axes are spatial.
+    shape : tuple of int
+        The spatial shape wanted.
+
+    Returns
+    -------
+    ndarray
+        The leading axes of ``values``, then ``shape``: each output pixel takes the value of the
+        input pixel its centre falls in.
+    """
+    out = values
+    for axis, n in zip(range(values.ndim - len(shape), values.ndim), shape):
+        m = out.shape[axis]
+        index = np.minimum(((np.arange(n) + 0.5) * (m / n)).astype(np.intp), m - 1)
+        out = np.take(out, index, axis=axis)
+    return out
 
 
 def spatial_shape(shape: tuple[int, ...], channel_axis: int | None, spatial_dims: int | None) -> tuple[int, ...]:

@@ -124,6 +124,12 @@ class Snapshot:
     settings: dict = field(default_factory=dict)
 
 
+def _every_class_stroked(scribbles, n_classes: int) -> bool:
+    """Whether ``scribbles`` (0 unpainted, ``k`` class ``k``) paint every one of the ``n_classes`` classes."""
+    painted = np.unique(np.asarray(scribbles))
+    return set(range(1, n_classes + 1)) <= {int(k) for k in painted if k > 0}
+
+
 class Segmenter(ResultsMixin):
     """One image, one network and its optimiser: the streaming level-set optimisation.
 
@@ -231,7 +237,9 @@ class Segmenter(ResultsMixin):
         geodesic = 0.0
         if position is None:  # position channels for colour photographs, built-in CNN only
             position = default_position(s.model, color, s.n_classes, strokes)
-            if strokes and position and PRIOR_WEIGHT:  # with strokes: the strokes' evidence, not coordinates
+            # with a stroke in every class: the strokes' evidence, not coordinates (an unstroked class would
+            # lose every pixel to the best stroked one, so with fewer strokes the coordinates stay)
+            if strokes and position and PRIOR_WEIGHT and _every_class_stroked(scribbles, s.n_classes):
                 geodesic, position = PRIOR_WEIGHT, PRIOR_POSITION
         self.device = resolve_device(s.device)
         self.n_classes = s.n_classes

@@ -301,12 +301,17 @@ class Runs:
             self.outputs.hide_steps(run.image)
         meta = {**up.settings, **run.meta, "loss": up.loss, "iterations_run": up.done_in_run, "running": True}
         out = self.outputs.show_snapshot(run.image, up, meta, run.with_probs, run.scale, run.translate)
-        if run.n_updates == 0:
-            self.outputs.colour_classes(out, {**run.settings.to_json(), **up.settings}, self.form.transparent.value)
-        status = (
-            f"{run.image.name!r}: iteration {up.done_in_run}/{up.total_in_run} · loss {up.loss:.5g} · "
-            f"{up.elapsed:.1f} s{remaining_text(up.remaining)}"
-        )
+        if run.n_updates == 0:  # (the contrast the plan prepared the image with, where it did)
+            contrast = {"contrast": run.meta["contrast"]} if "contrast" in run.meta else {}
+            colours = {**run.settings.to_json(), **up.settings, **contrast}
+            self.outputs.colour_classes(out, colours, self.form.transparent.value)
+        if up.preview:
+            status = f"{run.image.name!r}: a first look (k-means of a coarse copy) · preparing the image…"
+        else:
+            status = (
+                f"{run.image.name!r}: iteration {up.done_in_run}/{up.total_in_run} · loss {up.loss:.5g} · "
+                f"{up.elapsed:.1f} s{remaining_text(up.remaining)}"
+            )
         self.session.show_snapshot(run, up.done_in_run, up.total_in_run, up.losses, status)
 
     def _apply_final(self, run: Run, fin: Final) -> None:

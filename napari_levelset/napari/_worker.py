@@ -32,15 +32,21 @@ from typing import Any
 import numpy as np
 
 from napari_levelset.errors import RunFailed
+from napari_levelset.io.axes import infer_axes
 from napari_levelset.io.prepare import join_channels
-from napari_levelset.method.plan import plan_run
+from napari_levelset.method.plan import PREVIEW_PIXELS, plan_run
 from napari_levelset.napari._session import Handover
 from napari_levelset.settings import Settings
 
-__all__ = ["Final", "Finishing", "RunRequest", "Started", "Update", "preload", "run_segmentation"]
+__all__ = ["Cadence", "Final", "Finishing", "RunRequest", "Started", "Update", "preload", "run_segmentation"]
 
-#: ``every = 0`` means "auto": aim for about this many seconds between snapshots.
+#: ``every = 0`` means "auto": aim for about this many seconds between snapshots ...
 AUTO_PERIOD_S = 0.3
+#: ... or more, so that the viewer showing snapshots costs at most this share of the run's CPU time
+#: (``Cadence``; the run's own part, the labels at each snapshot, comes on top) ...
+DISPLAY_SHARE = 0.1
+#: ... but no more than this many seconds, and at most ``AUTO_MAX_CHUNK`` iterations, apart
+MAX_PERIOD_S = 3.0
 AUTO_MAX_CHUNK = 25
 
 
@@ -121,7 +127,11 @@ class Update:
     elapsed : float
         Seconds since the run began.
     remaining : float or None
-        Seconds the rest of the run's iterations should take, at the pace so far.
+        Seconds the rest of the run's iterations should take, at the pace since its first
+        chunk (None before that).
+    preview : bool
+        A first look at the classes before the run starts (``RunPlan.preview``): iteration 0,
+        no loss.
     """
 
     iteration: int  # the Segmenter's total iteration count
@@ -134,6 +144,7 @@ class Update:
     losses: list[tuple[int, float]] = field(default_factory=list)  # (iteration, loss) per chunk since the last Update
     elapsed: float = 0.0
     remaining: float | None = None
+    preview: bool = False
 
 
 @dataclass
@@ -210,10 +221,21 @@ def _uncertainty(probs: np.ndarray) -> np.ndarray:
 
 #: modules a run needs that are slow to import: torch and the Segmenter (the run itself), torch's
 #: dynamo (imported by the first optimiser made, 1.2 s: the first run's first labels came 1 s later
-#: than the next run's) and pandas (napari imports it when the first Labels layer is made).  An
+#: than the next run's), pandas (napari imports it when the first Labels layer is made) and what
+#: instances use (the contrast, the diameter estimate, the split: 0.5 s on the first run).  An
 #: import holds Python's global lock for long stretches, so done during the first run it froze the
 #: viewer for up to 1.4 s.
-PRELOAD = ("torch", "napari_levelset.method.segmenter", "torch._dynamo", "pandas")
+PRELOAD = (
+    "torch",
+    "napari_levelset.method.segmenter",
+    "torch._dynamo",
+    "pandas",
+    "scipy.ndimage",
+    "skimage.transform",
+    "skimage.filters",
+    "skimage.feature",
+    "skimage.segmentation",
+)
 _preloaded = threading.Event()
 
 
@@ -277,9 +299,12 @@ def run_segmentation(req: RunRequest, handover: Handover):
         handover.ended.set()
 
 
-def _segmenter(req: RunRequest):
-    """The run's Segmenter and plan: the refined one with the request's live settings and scribbles, or a
-    new one as ``plan_run`` plans it (the Segmenter, and torch with it, is imported in this thread)."""
+def _segmenter(req: RunRequest, handover: Handover):
+    """Yields the run's first look (a new run whose preparation takes a while), then returns its Segmenter,
+    plan and when the first look went (``Cadence``'s ``mark``, or None).  The Segmenter is the refined one
+    with the request's live settings and scribbles, or a new one as ``plan_run`` plans it (the Segmenter,
+    and torch with it, is imported in this thread)."""
+    mark = None  # (process, thread) CPU time when the first look went
     if req.segmenter is not None:
         seg, plan = req.segmenter, req.plan
         s = req.settings
@@ -287,15 +312,131 @@ def _segmenter(req: RunRequest):
         seg.lr, seg.alpha = s.lr, s.alpha
         seg.set_scribbles(req.scribbles)
     else:
-        plan = plan_run(join_channels(req.image, req.to_grey, req.join), req.settings, req.scribbles, **req.axes)
+        t0 = time.perf_counter()
+        plan = plan_run(
+            join_channels(req.image, req.to_grey, req.join), req.settings, req.scribbles, **req.axes, prepare=False
+        )
+        if plan.prepares and plan.image is not None and _pixels(plan) > PREVIEW_PIXELS:
+            handover.ready.clear()
+            yield _preview(plan, t0)
+            mark = (time.process_time(), time.thread_time())
+        plan.prepare()
         seg = plan.make_segmenter()
+        handover.ready.wait()  # the first look was taken: the hand-over below is the Segmenter's
     seg.clear_stop()  # a Stop pressed after the last run had ended belongs to that run
-    return seg, plan
+    return seg, plan, mark
+
+
+def _pixels(plan) -> int:
+    """The pixels (voxels) of the plan's image, channels apart."""
+    channel_axis, _ = infer_axes(tuple(plan.image.shape), plan.channel_axis, plan.spatial_dims)
+    return int(plan.image.size // (plan.image.shape[channel_axis] if channel_axis is not None else 1))
+
+
+def _preview(plan, t0: float) -> Update:
+    """The ``Update`` of a first look at the classes (``RunPlan.preview``), before the image is prepared."""
+    s = plan.settings
+    return Update(
+        iteration=0,
+        done_in_run=0,
+        total_in_run=plan.iterations,
+        loss=float("nan"),
+        labels=plan.preview(),
+        uncertainty=None,
+        settings={**s.to_json(), "iteration": 0},
+        elapsed=time.perf_counter() - t0,
+        preview=True,
+    )
+
+
+class Cadence:
+    """How many iterations the next chunk runs (``RunRequest.every`` = 0, "auto"), and the time left.
+
+    Snapshots come about ``AUTO_PERIOD_S`` apart, further apart where showing one costs more than
+    ``DISPLAY_SHARE`` of the run's own CPU time: that cost is the CPU time the process spent outside
+    the run's thread between two updates (the viewer drawing the last one) and making the update.
+    On a shared or busy CPU every second the display takes is a second the run waits, so the
+    budget is of CPU time, not of the wall clock.  The time left is the pace since the first chunk
+    (which pays for warming up) times the iterations left.
+
+    Parameters
+    ----------
+    every : int
+        ``RunRequest.every``: iterations between two updates; 0: auto.
+    total : int
+        Iterations of the run.
+    mark : tuple of float, optional
+        ``(time.process_time(), time.thread_time())`` when a first update went (the first look,
+        ``RunPlan.preview``): its cost is the first estimate.
+    """
+
+    def __init__(self, every: int, total: int, mark: tuple[float, float] | None = None) -> None:
+        self.auto = int(every) <= 0
+        self.chunk = 1 if self.auto else int(every)
+        self.total = total
+        self.cost = 0.0  # seconds of CPU an update costs (the latest measured)
+        self._mark = mark  # (process, thread) CPU time when the last update went
+        if mark is not None:  # the first look: the viewer showed it while this thread prepared the image
+            self.sent(0.0)
+        self._first: tuple[float, int] | None = None  # (wall clock, iterations done) after the first chunk
+
+    def chunk_done(self, n: int, seconds: float, cpu: float, done: int) -> None:
+        """A chunk ended: the next one's size follows.
+
+        Parameters
+        ----------
+        n : int
+            Iterations it ran.
+        seconds, cpu : float
+            Wall-clock seconds it took, and this thread's CPU seconds.
+        done : int
+            Iterations done in the run so far.
+        """
+        if self._first is None:
+            self._first = (time.perf_counter(), done)
+        if self.auto and n > 0:
+            per_iter, cpu_per_iter = max(seconds / n, 1e-6), max(cpu / n, 1e-6)
+            by_time = AUTO_PERIOD_S / per_iter
+            by_cost = self.cost / (DISPLAY_SHARE * cpu_per_iter)
+            most = min(AUTO_MAX_CHUNK, MAX_PERIOD_S / per_iter)
+            self.chunk = int(max(1, min(most, round(max(by_time, by_cost)))))
+
+    def remaining(self, done: int) -> float | None:
+        """Seconds the iterations left should take, at the pace since the first chunk.
+
+        Parameters
+        ----------
+        done : int
+            Iterations done in the run so far.
+
+        Returns
+        -------
+        float or None
+            None until a chunk after the first one ended.
+        """
+        if self._first is None or done <= self._first[1]:
+            return None
+        t, d = self._first
+        return (time.perf_counter() - t) / (done - d) * (self.total - done)
+
+    def sent(self, making: float) -> None:
+        """An update goes to the main thread: the cost of the last one is measured.
+
+        Parameters
+        ----------
+        making : float
+            Seconds making this update took in this thread.
+        """
+        process, thread = time.process_time(), time.thread_time()
+        if self._mark is not None:  # (an update the viewer has not drawn yet costs nothing so far: half the last)
+            measured = max(0.0, (process - self._mark[0]) - (thread - self._mark[1])) + making
+            self.cost = max(measured, 0.5 * self.cost)
+        self._mark = (process, thread)
 
 
 def _run_segmentation(req: RunRequest, handover: Handover):
     t0 = time.perf_counter()
-    seg, plan = _segmenter(req)
+    seg, plan, mark = yield from _segmenter(req, handover)
     handover.ready.clear()
     yield Started(seg, plan)
     handover.ready.wait()  # the main thread gave it the changes (and the stop) made meanwhile
@@ -303,20 +444,18 @@ def _run_segmentation(req: RunRequest, handover: Handover):
     show = plan.display if plan is not None else (lambda values: values)
     iterations = req.iterations if req.iterations is not None else plan.iterations if plan is not None else 0
     total = max(0, int(iterations))
-    auto = int(req.every) <= 0
-    chunk = 1 if auto else int(req.every)
+    cadence = Cadence(req.every, total, mark)
     done = 0
     stopped = False
     last = None
     losses: list[tuple[int, float]] = []
-    t_loop = time.perf_counter()
     if total == 0:  # a pretrained model used directly: its labels at once
         last = seg.snapshot(with_probs=req.with_probs, done=True)
         yield _update(last, show, 0, 0, [], t0, None)
     while done < total and not stopped:
-        n = min(chunk, total - done)
+        n = min(cadence.chunk, total - done)
         start_iter = seg.iteration
-        t_chunk = time.perf_counter()
+        t_chunk, c_chunk = time.perf_counter(), time.thread_time()
         snap = None
         for snap in seg.run(n, every=n, with_probs=req.with_probs):  # noqa: B007 - the last one is kept
             pass
@@ -328,16 +467,17 @@ def _run_segmentation(req: RunRequest, handover: Handover):
         last = snap
         done += seg.iteration - start_iter
         losses.append((snap.iteration, snap.loss))
-        if auto and seg.iteration > start_iter:
-            per_iter = (time.perf_counter() - t_chunk) / (seg.iteration - start_iter)
-            chunk = int(min(AUTO_MAX_CHUNK, max(1, round(AUTO_PERIOD_S / max(per_iter, 1e-6)))))
+        took = (time.perf_counter() - t_chunk, time.thread_time() - c_chunk)
+        cadence.chunk_done(seg.iteration - start_iter, *took, done)
         # latest-value hand-over: only yield when the main thread took the previous update
         if req.wait_for_gui:
             handover.ready.wait()
         if handover.ready.is_set() or stopped or done >= total:
             handover.ready.clear()
-            remaining = (time.perf_counter() - t_loop) / done * (total - done) if done else None
-            yield _update(snap, show, done, total, losses, t0, remaining)
+            t_make = time.perf_counter()
+            update = _update(snap, show, done, total, losses, t0, cadence.remaining(done))
+            cadence.sent(time.perf_counter() - t_make)
+            yield update
             losses = []
     try:
         state = seg.state_dict()["model"]

@@ -32,22 +32,34 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from napari_levelset.errors import PROG, InputError, command_message
+from napari_levelset import validate
+from napari_levelset.errors import PROG, InputError, command_message, disk_full, is_disk_full
 from napari_levelset.io.axes import infer_axes
 from napari_levelset.io.read import PLAIN_EXT, TIFF_EXT, read_image, read_image_file
 from napari_levelset.io.write import write_labels
 from napari_levelset.method import segmentation as engine  # engine.segment, looked up at each call
-from napari_levelset.resources import set_threads, torch_threads
+from napari_levelset.resources import MAX_THREADS, max_workers, set_threads, torch_threads
 
-__all__ = ["find_inputs", "output_for", "segment_file", "segment_files", "segment_arrays", "BatchSummary",
-           "ArrayResults", "check_writable_folder", "read_checked"]
+__all__ = [
+    "ArrayResults",
+    "BatchSummary",
+    "check_writable_folder",
+    "find_inputs",
+    "make_folder",
+    "output_for",
+    "read_checked",
+    "segment_arrays",
+    "segment_file",
+    "segment_files",
+]
 
 #: the image files a folder is searched for
 IMAGE_EXT = TIFF_EXT | PLAIN_EXT
@@ -94,8 +106,9 @@ def find_inputs(items: Iterable[str | os.PathLike]) -> list[Path]:
         text = str(item)
         p = Path(text)
         if p.is_dir() and not _is_zarr(p):
-            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXT
-                           and not q.name.startswith("."))
+            found = sorted(
+                q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXT and not q.name.startswith(".")
+            )
             if not found:
                 raise InputError(f"no image files ({', '.join(sorted(IMAGE_EXT))}) in {p}")
             out += found
@@ -139,6 +152,34 @@ def check_writable_folder(folder: Path) -> None:
             pass
     except OSError as exc:
         raise InputError(f"cannot write to {folder} ({exc.strerror or exc.__class__.__name__})") from None
+
+
+def make_folder(folder: str | os.PathLike) -> Path:
+    """The output folder ``folder``, made with its parents when it does not exist (as ``mkdir -p``).
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The folder outputs go to.
+
+    Returns
+    -------
+    pathlib.Path
+        ``folder``.
+
+    Raises
+    ------
+    InputError
+        When it is a file, or cannot be made (no permission, a file among its parents).
+    """
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"the output folder {out} is a file")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot make the output folder {out} ({exc.strerror or exc.__class__.__name__})") from None
+    return out
 
 
 class _Hold(logging.Handler):
@@ -217,14 +258,27 @@ def output_for(path: str | os.PathLike, output_dir: str | os.PathLike, suffix: s
     'OUT/field_01_labels.tif'
     """
     name = Path(path).name
-    stem = name[: -len(".ome.tif")] if name.lower().endswith(".ome.tif") else (
-        name[: -len(".ome.tiff")] if name.lower().endswith(".ome.tiff") else Path(name).stem)
+    stem = (
+        name[: -len(".ome.tif")]
+        if name.lower().endswith(".ome.tif")
+        else (name[: -len(".ome.tiff")] if name.lower().endswith(".ome.tiff") else Path(name).stem)
+    )
     return Path(output_dir) / f"{stem}{suffix}{ext}"
 
 
 # -- one file ----------------------------------------------------------------------------------
-def segment_file(path, output, *, channel_axis: int | None = None, spatial_dims: int | None = None,
-                 scribbles=None, progress: bool = False, spacing=None, **settings) -> np.ndarray:
+def segment_file(
+    path,
+    output,
+    *,
+    channel_axis: int | None = None,
+    spatial_dims: int | None = None,
+    scribbles=None,
+    progress: bool = False,
+    spacing=None,
+    allow_large: bool = False,
+    **settings,
+) -> np.ndarray:
     """Segment the image file ``path`` and write its labels to ``output``; returns the labels.
 
     What ``napari-levelset segment path -o output`` does: the axes and pixel
@@ -250,6 +304,8 @@ def segment_file(path, output, *, channel_axis: int | None = None, spatial_dims:
     spacing : float or sequence of float, optional
         The pixel (voxel) size of the axes segmented together, for ``segment``; None: the
         file's, where it gives one.  The labels are written with the file's pixel size.
+    allow_large : bool
+        Read files that declare more pixels than their size can honestly hold (``io.read_image``).
     **settings
         Go to ``napari_levelset.segment`` (``n_classes``, ``iterations``, ``model``, ...).
 
@@ -264,10 +320,10 @@ def segment_file(path, output, *, channel_axis: int | None = None, spatial_dims:
         For bad input (in the library's words: ``n_classes``, ``init='kmeans'``), e.g. a PNG
         output for labels that are not 2D, or a file that holds no image data.
     OSError
-        When the output cannot be written.
+        When the output cannot be written (``ENOSPC``, naming it, when the disk is full).
     """
     out = Path(output)
-    infile = read_checked(path, read_image_file)
+    infile = read_checked(path, lambda p: read_image_file(p, allow_large=allow_large))
     image = infile.data
     if channel_axis is None and spatial_dims is None:  # what the file says about its axes
         channel_axis, spatial_dims = infile.layout()
@@ -278,13 +334,25 @@ def segment_file(path, output, *, channel_axis: int | None = None, spatial_dims:
     if spacing is None:  # the pixel size of the axes segmented together, when the file gives it
         spacing = infile.spacing_of(out_axes[-sdims:]) if out_axes else None
     if scribbles is not None and not isinstance(scribbles, np.ndarray):
-        scribbles = read_checked(scribbles, lambda p: read_image(p, labels=True))
-    labels = engine.segment(image, scribbles=scribbles, channel_axis=channel_axis, spatial_dims=spatial_dims,
-                            spacing=spacing, progress=progress, **settings)
-    if out_axes is None:  # a channel axis other than the file's C: its axis names do not apply
-        write_labels(out, labels)
-    else:  # the input's axes without C, and its pixel size
-        write_labels(out, labels, axes=out_axes, spacing=infile.spacing, unit=infile.unit)
+        scribbles = read_checked(scribbles, lambda p: read_image(p, labels=True, allow_large=allow_large))
+    labels = engine.segment(
+        image,
+        scribbles=scribbles,
+        channel_axis=channel_axis,
+        spatial_dims=spatial_dims,
+        spacing=spacing,
+        progress=progress,
+        **settings,
+    )
+    try:
+        if out_axes is None:  # a channel axis other than the file's C: its axis names do not apply
+            write_labels(out, labels)
+        else:  # the input's axes without C, and its pixel size
+            write_labels(out, labels, axes=out_axes, spacing=infile.spacing, unit=infile.unit)
+    except (OSError, RuntimeError) as exc:  # a write that stopped short gives no reason and no file name
+        if is_disk_full(exc) and not getattr(exc, "filename", None):
+            raise disk_full(out) from exc
+        raise
     return labels
 
 
@@ -337,20 +405,34 @@ def _reason(exc: BaseException, words: Callable[[str], str] | None = None) -> st
     return line if words is None else words(line)
 
 
-def _file_task(path, output, settings, channel_axis, spatial_dims, threads, words=None):
+def _file_task(path, output, settings, channel_axis, spatial_dims, threads, words=None, allow_large=False):
     """One item of a batch (runs on a worker): ``("done", labels summary)`` or ``("failed", reason)``."""
     set_threads(threads)
     try:
-        labels = segment_file(path, output, channel_axis=channel_axis, spatial_dims=spatial_dims, **settings)
+        labels = segment_file(
+            path, output, channel_axis=channel_axis, spatial_dims=spatial_dims, allow_large=allow_large, **settings
+        )
     except Exception as exc:  # the batch goes on; the reason travels back as text
         return "failed", _reason(exc, words)
     return "done", f"{labels.shape}, labels {int(labels.min())}..{int(labels.max())}"
 
 
+def _limits(workers, threads) -> tuple[int | None, int | None]:
+    """``workers`` (at most ``resources.max_workers()``) and ``threads`` (at most ``MAX_THREADS``) checked."""
+    if workers is not None:
+        workers = validate.integer("workers", workers, 1, max_workers())
+    if threads is not None:
+        threads = validate.integer("threads", threads, 1, MAX_THREADS)
+    return workers, threads
+
+
 def _client(client, workers, threads):
-    """``(client, close)``: the given client, one for a scheduler address, or a local cluster of ``workers``."""
-    if client is None and not workers:
+    """``(client, close)``: the given client, one for a scheduler address, or a local cluster of ``workers``
+    (at most ``resources.max_workers()``: what this machine runs side by side)."""
+    if client is None and workers is None:
         return None, None
+    if client is None:
+        workers = validate.integer("workers", workers, 1, max_workers())
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -358,13 +440,22 @@ def _client(client, workers, threads):
 
     if client is not None:
         if isinstance(client, str):
-            c = Client(client)
+            try:
+                c = Client(client)
+            except (OSError, ValueError, TypeError) as exc:  # no address, or nothing answers there
+                detail = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+                raise InputError(f"cannot reach the dask scheduler at {client!r} ({detail})") from None
             return c, c.close
         return client, None
     # the workers' own log lines (start, the heartbeats cut at shutdown) stay out of the command's output;
     # a task's failure comes back as its result, with its reason
-    cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.CRITICAL)
+    cluster = LocalCluster(
+        n_workers=int(workers),
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.CRITICAL,
+    )
     c = Client(cluster)
 
     def close():
@@ -375,11 +466,24 @@ def _client(client, workers, threads):
     return c, close
 
 
-def segment_files(inputs: Sequence[str | os.PathLike] | str, output_dir: str | os.PathLike, *, suffix: str = "",
-                  ext: str = ".tif", overwrite: bool = False, client=None, workers: int | None = None,
-                  threads: int | None = None, progress: bool = True, channel_axis: int | None = None,
-                  spatial_dims: int | None = None, report=None, words: Callable[[str], str] | None = None,
-                  **settings) -> BatchSummary:
+def segment_files(
+    inputs: Sequence[str | os.PathLike] | str,
+    output_dir: str | os.PathLike,
+    *,
+    suffix: str = "",
+    ext: str = ".tif",
+    overwrite: bool = False,
+    client=None,
+    workers: int | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    channel_axis: int | None = None,
+    spatial_dims: int | None = None,
+    report=None,
+    words: Callable[[str], str] | None = None,
+    allow_large: bool = False,
+    **settings,
+) -> BatchSummary:
     """Segment every image file ``inputs`` names (files, folders, glob patterns) into ``output_dir``.
 
     Output names: ``output_for(input, output_dir, suffix, ext)`` (``ext``
@@ -397,7 +501,7 @@ def segment_files(inputs: Sequence[str | os.PathLike] | str, output_dir: str | o
     inputs : str or os.PathLike or sequence of them
         Files, folders and glob patterns (see :func:`find_inputs`).
     output_dir : str or os.PathLike
-        An existing, writable folder.
+        A writable folder; made (with its parents) when it does not exist.
     suffix : str
         Added to each output's stem.
     ext : str
@@ -408,10 +512,11 @@ def segment_files(inputs: Sequence[str | os.PathLike] | str, output_dir: str | o
     client : dask.distributed.Client or str or None
         A client, or a scheduler address, to spread the files over.
     workers : int or None
-        Start a local dask cluster of that many processes (one thread each).
+        Start a local dask cluster of that many processes (one thread each), at most
+        ``resources.max_workers()``: what this machine's cores and memory run side by side.
     threads : int or None
-        torch CPU threads per process (None: leave as it is; in this process the count
-        before is restored after).
+        torch CPU threads per process, 1..``resources.MAX_THREADS`` (None: leave as it is; in
+        this process the count before is restored after).
     progress : bool
         Show a progress bar (tqdm) on stderr.
     channel_axis : int or None
@@ -425,6 +530,8 @@ def segment_files(inputs: Sequence[str | os.PathLike] | str, output_dir: str | o
         ``words(reason) -> reason``: how each failure's reason is worded (the command gives
         the library's names as its flags); None: as ``napari_levelset.errors.command_message``
         words it.
+    allow_large : bool
+        Read files that declare more pixels than their size can honestly hold (``io.read_image``).
     **settings
         Go to ``napari_levelset.segment`` for every file (and ``spacing`` to
         :func:`segment_file`).
@@ -437,9 +544,10 @@ def segment_files(inputs: Sequence[str | os.PathLike] | str, output_dir: str | o
     Raises
     ------
     InputError
-        Before any work: for inputs that name nothing, an output folder that does not
-        exist or cannot be written, an unknown ``ext``, two inputs with one output name,
-        an output that is an input, or ``client``/``workers`` without dask.distributed.
+        Before any work: for inputs that name nothing, an output folder that cannot be made
+        or written, an unknown ``ext``, two inputs with one output name, an output that is an
+        input, ``workers`` or ``threads`` out of range, a scheduler that cannot be reached, or
+        ``client``/``workers`` without dask.distributed.
     KeyboardInterrupt
         Ctrl-C ends the batch after the files written so far: it is raised again with the
         summary as its ``summary`` attribute.
@@ -450,12 +558,13 @@ def segment_files(inputs: Sequence[str | os.PathLike] | str, output_dir: str | o
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
+    workers, threads = _limits(workers, threads)
     files = find_inputs(inputs)
-    out_dir = Path(output_dir)
-    if not out_dir.is_dir():
-        raise InputError(f"output folder does not exist: {out_dir}")
-    if ext.lower() not in TIFF_EXT | {".png"}:
+    if not isinstance(ext, str) or ext.lower() not in TIFF_EXT | {".png"}:
         raise InputError(f"output extension must be .tif, .tiff or .png, got {ext!r}")
+    if not isinstance(suffix, str):
+        raise InputError(f"suffix must be text, got {suffix!r}")
+    out_dir = make_folder(output_dir)
     check_writable_folder(out_dir)
     plan, names = [], {}
     for f in files:
@@ -478,6 +587,7 @@ def segment_files(inputs: Sequence[str | os.PathLike] | str, output_dir: str | o
     if progress:
         bar = tqdm(total=len(plan), initial=len(summary.skipped), unit="file", desc="files")
     if report is None:
+
         def report(line):  # above the bar, which stays whole
             if bar is not None:
                 bar.write(line, file=sys.stderr)
@@ -499,12 +609,25 @@ def segment_files(inputs: Sequence[str | os.PathLike] | str, output_dir: str | o
         if c is None:
             with torch_threads(threads):
                 for f, o in todo:
-                    record(f, o, *_file_task(f, o, settings, channel_axis, spatial_dims, None, words))
+                    record(f, o, *_file_task(f, o, settings, channel_axis, spatial_dims, None, words, allow_large))
         else:
             from dask.distributed import as_completed
 
-            futures = {c.submit(_file_task, str(f), str(o), settings, channel_axis, spatial_dims, threads, words,
-                                pure=False): (f, o) for f, o in todo}
+            futures = {
+                c.submit(
+                    _file_task,
+                    str(f),
+                    str(o),
+                    settings,
+                    channel_axis,
+                    spatial_dims,
+                    threads,
+                    words,
+                    allow_large,
+                    pure=False,
+                ): (f, o)
+                for f, o in todo
+            }
             for fut in as_completed(list(futures)):
                 f, o = futures[fut]
                 try:
@@ -549,8 +672,15 @@ def _array_task(image, settings, threads):
         return "failed", _reason(exc)
 
 
-def segment_arrays(images: Iterable[Any], *, client=None, workers: int | None = None, threads: int | None = None,
-                   progress: bool = False, **settings) -> ArrayResults:
+def segment_arrays(
+    images: Iterable[Any],
+    *,
+    client=None,
+    workers: int | None = None,
+    threads: int | None = None,
+    progress: bool = False,
+    **settings,
+) -> ArrayResults:
     """``napari_levelset.segment(image, **settings)`` for each of ``images``, one failure not ending the rest.
 
     Parameters
@@ -576,7 +706,9 @@ def segment_arrays(images: Iterable[Any], *, client=None, workers: int | None = 
     Raises
     ------
     InputError
-        When ``client``/``workers`` is given without dask.distributed installed.
+        When ``workers`` or ``threads`` is out of range (as in :func:`segment_files`), the
+        scheduler cannot be reached, or ``client``/``workers`` is given without
+        dask.distributed installed.
 
     Examples
     --------
@@ -586,6 +718,7 @@ def segment_arrays(images: Iterable[Any], *, client=None, workers: int | None = 
     >>> out.labels[0].shape, out.labels[1], [i for i, _ in out.failed]
     ((32, 32), None, [1])
     """
+    workers, threads = _limits(workers, threads)
     images = list(images)
     results: list = [None] * len(images)
     failed = []
@@ -595,6 +728,7 @@ def segment_arrays(images: Iterable[Any], *, client=None, workers: int | None = 
     c, close = _client(client, workers, threads)
     try:
         if c is None:
+
             def local():
                 with torch_threads(threads):
                     for i, im in enumerate(images):

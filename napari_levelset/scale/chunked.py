@@ -48,308 +48,38 @@ Examples
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from napari_levelset import validate
 from napari_levelset.errors import InputError
-from napari_levelset.io.prepare import Prepared, _map_range, _structure_max
+from napari_levelset.io.prepare import Prepared
 from napari_levelset.io.write import labels_dtype
-from napari_levelset.io.zarr import Volume, create_labels, open_volume, read_region
+from napari_levelset.io.zarr import Volume, create_labels
 from napari_levelset.method.segmentation import run_with_progress
 from napari_levelset.method.segmenter import Segmenter
 from napari_levelset.nn.tiling import tile_grid
+from napari_levelset.resources import available_memory
+from napari_levelset.scale.statistics import (
+    _as_volume,
+    _compute,
+    _layout,
+    _per_axis_tile,
+    _read,
+    _scheduler,
+    _tiles,
+    normalize_block,
+    value_range,
+)
 from napari_levelset.settings import Settings, model_kind
 
-__all__ = ["value_range", "fit_volume", "from_segmenter", "VolumeModel", "segment_volume", "normalize_block"]
-
-#: percentiles of the normalisation rule (``napari_levelset.io.prepare.normalize``)
-PMIN, PMAX = 0.5, 99.5
+__all__ = ["VolumeModel", "fit_volume", "from_segmenter", "normalize_block", "segment_volume", "value_range"]
 
 
-def _as_volume(source) -> Volume:
-    if isinstance(source, Volume):
-        return source
-    if isinstance(source, (str, os.PathLike)):
-        return open_volume(source)
-    if not hasattr(source, "shape") or not hasattr(source, "dtype"):
-        source = np.asarray(source)
-    return Volume(source)
-
-
-def _layout(vol: Volume, channel_axis: int | None) -> tuple[int | None, tuple[int, ...]]:
-    """The channel axis (0 or None) and the spatial shape of ``vol``."""
-    shape = tuple(int(s) for s in vol.data.shape)
-    ch = vol.channel_axis if channel_axis is None else int(channel_axis) % len(shape)
-    if ch not in (None, 0):
-        raise InputError(f"a chunked volume keeps its channels on the first axis, got channel_axis={ch}")
-    spatial = shape[1:] if ch == 0 else shape
-    if len(spatial) not in (2, 3):
-        raise InputError(f"a chunked volume has 2 or 3 spatial axes (and optionally channels first), got shape {shape}")
-    if vol.data.dtype.kind not in "biuf":
-        raise InputError(f"unsupported volume dtype {vol.data.dtype}")
-    return ch, spatial
-
-
-# -- exact normalisation statistics over chunks ------------------------------------------------
-class ChannelRange(tuple):
-    """``(lo, hi)`` of one channel, with ``dtype``: the float type ``io.prepare._working_copy`` computes it in.
-
-    float32 where every value of the channel is a float32 number, else float64.
-
-    Parameters
-    ----------
-    lo : float
-        The value mapped to 0.
-    hi : float
-        The value mapped to 1.
-    dtype : numpy.dtype or type or str
-        The float type the channel is mapped in.
-    """
-
-    def __new__(cls, lo: float, hi: float, dtype=np.float32):
-        t = super().__new__(cls, (float(lo), float(hi)))
-        t.dtype = np.dtype(dtype)
-        return t
-
-    def __reduce__(self):  # to a dask worker and back
-        return ChannelRange, (self[0], self[1], self.dtype.str)
-
-
-def _lerp(a, b, t):
-    """numpy's ``_lerp`` (``np.percentile``'s linear interpolation), so the result is the same number."""
-    diff = b - a
-    out = np.add(a, diff * t)
-    np.subtract(b, diff * (1 - t), out=out, where=t >= 0.5, casting="unsafe")
-    return out
-
-
-def _percentiles(ranks_value, n: int, dtype) -> tuple[float, float]:
-    """``np.percentile(x, [PMIN, PMAX])`` of ``n`` values of float ``dtype`` from ``ranks_value(k)``, the
-    ``k``-th smallest value (0-based)."""
-    q = np.true_divide(np.asarray([PMIN, PMAX]), 100)
-    vi = (n - 1) * q
-    prev = np.floor(vi).astype(np.intp)
-    nxt = np.minimum(prev + 1, n - 1)
-    gamma = np.asanyarray(vi - prev)
-    a = np.array([ranks_value(int(k)) for k in prev], dtype=dtype)
-    b = np.array([ranks_value(int(k)) for k in nxt], dtype=dtype)
-    r = _lerp(a, b, gamma)
-    return float(r[0]), float(r[1])
-
-
-def _tiles(spatial, tile, halo=0):
-    """``(core, region)`` per tile of ``tile`` pixels per axis; ``region`` the core grown by ``halo``,
-    clipped to the array."""
-    axes = []
-    for s, t in zip(spatial, tile):
-        axes.append([(a, min(a + t, s)) for a in range(0, s, t)])
-    for core in itertools.product(*axes):
-        region = tuple((max(0, a - halo), min(s, b + halo)) for (a, b), s in zip(core, spatial))
-        yield core, region
-
-
-def _compute(tasks, scheduler=None, client=None):
-    import dask
-
-    if not tasks:
-        return []
-    if client is not None:
-        return list(client.gather(client.compute(tasks)))
-    return list(dask.compute(*tasks, scheduler=scheduler or "sync"))
-
-
-def _chunk_tile(data, spatial, default=128):
-    chunks = getattr(data, "chunksize", None) or getattr(data, "chunks", None)  # dask's chunksize, zarr's chunks
-    if chunks and not isinstance(chunks[0], tuple) and len(chunks) >= len(spatial):
-        return tuple(int(c) for c in chunks[-len(spatial):])
-    return (default,) * len(spatial)
-
-
-def value_range(volume, channel_axis: int | None = None, structures: bool = True, *, tile=None,
-                scheduler=None, client=None) -> list[tuple[float, float]]:
-    """Per channel, the ``(lo, hi)`` that ``napari_levelset.io.prepare.normalize`` maps to 0 and 1, from chunks.
-
-    Equal to what ``normalize`` computes on the whole array in memory (its
-    0.5th / 99.5th percentiles interpolated as ``np.percentile`` does, and
-    with ``structures`` the maximum of its 3-pixel minimum filter).  Integers
-    of up to 16 bits (and bool) are counted in a histogram; other dtypes are
-    read as float32 (float16, float32, and integers within +-2**24) or float64,
-    and their order statistics selected by a histogram over [min, max] and a
-    pass that gathers the values of the bins holding them.
-
-    Parameters
-    ----------
-    volume : str or os.PathLike or Volume or array-like
-        A zarr / OME-Zarr path, a ``Volume``, or an array ``(*S)`` or ``(C, *S)``.
-    channel_axis : int or None
-        0 for channels first (None: from the volume's axes, else none).
-    structures : bool
-        Let the brightest 3-pixel structure raise ``hi`` (as ``io.prepare.normalize``).
-    tile : int or sequence of int or None
-        Pixels per axis of a task (default: the array's chunks, 128 without).
-    scheduler : str or None
-        dask scheduler (``"sync"`` by default, ``"threads"``).
-    client : dask.distributed.Client or None
-        Computes the tasks on a cluster instead.
-
-    Returns
-    -------
-    list of ChannelRange
-        One ``(lo, hi)`` per channel (a tuple of two floats with a ``dtype``).
-
-    Raises
-    ------
-    InputError
-        For NaN or infinite values, or a volume whose layout or dtype is not supported.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from napari_levelset.io.prepare import normalize
-    >>> vol = np.random.default_rng(0).integers(0, 4000, (16, 32, 32)).astype(np.uint16)
-    >>> ranges = value_range(vol, tile=8)
-    >>> np.array_equal(normalize_block(vol[None], ranges), normalize(vol[None]))
-    True
-    """
-    vol = _as_volume(volume)
-    ch, spatial = _layout(vol, channel_axis)
-    data = vol.data
-    tile = _per_axis_tile(tile, data, spatial)
-    channels = [-1] if ch is None else list(range(int(data.shape[0])))
-    out = []
-    for c in channels:
-        out.append(_channel_range(data, c, spatial, tile, structures, scheduler, client))
-    return out
-
-
-def _per_axis_tile(tile, data, spatial):
-    if tile is None:
-        return _chunk_tile(data, spatial)
-    if isinstance(tile, (int, np.integer)):
-        return (int(tile),) * len(spatial)
-    return tuple(int(t) for t in tile)
-
-
-def _channel_range(data, c, spatial, tile, structures, scheduler, client):
-    from dask import delayed
-
-    small_int = data.dtype == bool or (data.dtype.kind in "iu" and data.dtype.itemsize <= 2)
-
-    def stats(region):
-        block = read_region(data, c, region)
-        if block.dtype.kind == "f" and not np.isfinite(block).all():
-            raise InputError("the volume contains NaN or infinite values")
-        lo, hi = (block.min(), block.max())
-        if small_int or block.dtype in (np.float16, np.float32):
-            exact32 = True
-        elif block.dtype.kind in "iu":  # io.prepare._working_copy's rule for wider integers
-            exact32 = bool(-(2**24) <= lo and hi <= 2**24)
-        else:
-            exact32 = bool(np.array_equal(block.astype(np.float32), block))
-        hist = None
-        if small_int:
-            off = 0 if block.dtype.kind != "i" else -int(np.iinfo(block.dtype).min)
-            hist = np.bincount((block.astype(np.int64) + off).ravel(), minlength=1 << (8 * block.dtype.itemsize))
-        return hist, lo, hi, exact32
-
-    def smax(region, core):
-        block = read_region(data, c, region).astype(wdtype)
-        return _structure_max(block[np.newaxis], len(spatial))
-
-    cores = list(_tiles(spatial, tile))
-    parts = _compute([delayed(stats)(core) for core, _ in cores], scheduler, client)
-    vmin = min(p[1] for p in parts)
-    vmax = max(p[2] for p in parts)
-    n = int(np.prod(spatial))
-    if small_int:
-        hist = np.sum([p[0] for p in parts], axis=0)
-        off = 0 if data.dtype.kind != "i" else -int(np.iinfo(data.dtype).min)
-        cum = np.cumsum(hist)
-
-        def kth(k):
-            return float(np.searchsorted(cum, k, side="right") - off)
-
-        wdtype = np.float32
-    else:
-        # io.prepare._working_copy: float32 where every value is a float32 number
-        wdtype = np.float32 if all(p[3] for p in parts) else np.float64
-        kth = _selector(data, c, spatial, tile, wdtype, float(vmin), float(vmax), scheduler, client)
-    lo, hi = _percentiles(kth, n, wdtype) if n > 1 else (float(vmin), float(vmin))
-    if structures:
-        grown = list(_tiles(spatial, tile, halo=1))
-        hi = max(hi, max(_compute([delayed(smax)(region, core) for core, region in grown], scheduler, client)))
-    if hi <= lo:
-        lo, hi = float(np.asarray(vmin, wdtype)), float(np.asarray(vmax, wdtype))
-    return ChannelRange(lo, hi, wdtype)
-
-
-def _selector(data, c, spatial, tile, wdtype, vmin, vmax, scheduler, client, bins=1 << 16):
-    """``kth(k)``: the k-th smallest value of channel ``c`` (as ``wdtype``), found by a histogram and a gather."""
-    from dask import delayed
-
-    edges = np.linspace(vmin, vmax, bins + 1)
-    cores = [core for core, _ in _tiles(spatial, tile)]
-
-    def hist(region):
-        v = read_region(data, c, region).astype(wdtype).astype(np.float64).ravel()
-        return np.histogram(v, bins=edges)[0]
-
-    counts = np.sum(_compute([delayed(hist)(r) for r in cores], scheduler, client), axis=0)
-    cum = np.cumsum(counts)
-    cache: dict[int, np.ndarray] = {}
-
-    def kth(k):
-        b = int(np.searchsorted(cum, k, side="right"))
-        if b not in cache:
-            lo_e, hi_e = edges[b], edges[b + 1]
-            last = b == bins - 1
-
-            def gather(region):
-                v = read_region(data, c, region).astype(wdtype).astype(np.float64).ravel()
-                # np.histogram's bins: [lo, hi) except the last, [lo, hi]
-                return v[(v >= lo_e) & ((v <= hi_e) if last else (v < hi_e))]
-
-            cache[b] = np.sort(np.concatenate(_compute([delayed(gather)(r) for r in cores], scheduler, client)))
-        before = int(cum[b - 1]) if b > 0 else 0
-        return float(cache[b][k - before])
-
-    return kth
-
-
-def normalize_block(block: np.ndarray, ranges: Sequence[tuple[float, float]]) -> np.ndarray:
-    """``(C, *s)`` raw values to float32 in [0, 1] with the whole volume's ``(lo, hi)`` per channel.
-
-    Computed in each range's ``dtype`` (``value_range``), exactly as
-    ``napari_levelset.io.prepare.normalize`` maps them.
-
-    Parameters
-    ----------
-    block : numpy.ndarray
-        ``(C, *s)`` raw values, any real dtype.
-    ranges : sequence of tuple of float
-        ``(lo, hi)`` per channel (``value_range``); ``hi <= lo`` maps the channel to 0.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 ``(C, *s)`` in [0, 1].
-    """
-    out = np.empty(block.shape, np.float32)
-    for i, (ch, r) in enumerate(zip(block, ranges)):
-        lo, hi = r
-        if hi <= lo:
-            out[i] = 0.0
-            continue
-        _map_range(np.asarray(ch).astype(getattr(r, "dtype", np.float32)), lo, hi, out[i])
-    return out
-
-
-# -- the network and its labels over tiles ---------------------------------------------------------
 @dataclass
 class VolumeModel:
     """What labels a volume chunk by chunk (made by :func:`fit_volume` or :func:`from_segmenter`).
@@ -389,6 +119,17 @@ class VolumeModel:
         return getattr(self.network, "multiple", 1)
 
 
+def _check_crops_fit(count: int, crop: int, spatial, channels: int) -> None:
+    """Refuse crops whose copies (raw, normalised, the network's input: float32) memory cannot hold."""
+    need = 3 * 4 * count * channels * int(np.prod([min(crop, s) for s in spatial], dtype=np.float64))
+    free = available_memory()
+    if need > free:
+        raise InputError(
+            f"{count} crops of {crop} pixels per axis need about {need / 2**30:.1f} GiB, more than the "
+            f"{free / 2**30:.1f} GiB this process may use: give fewer crops or a smaller crop"
+        )
+
+
 def _random_crops(data, ch, spatial, crop, count, seed) -> np.ndarray:
     rng = np.random.default_rng(seed)
     size = tuple(min(int(crop), s) for s in spatial)
@@ -396,14 +137,29 @@ def _random_crops(data, ch, spatial, crop, count, seed) -> np.ndarray:
     for _ in range(int(count)):
         start = [int(rng.integers(0, s - c + 1)) for s, c in zip(spatial, size)]
         region = tuple((a, a + c) for a, c in zip(start, size))
-        out.append(read_region(data, None if ch == 0 else -1, region))
+        out.append(_read(data, None if ch == 0 else -1, region))
     return np.stack(out)  # (K, *size) or (K, C, *size)
 
 
-def fit_volume(volume, n_classes: int | None = None, *, model: Any = "cnn", iterations: int | None = None,
-               lam: float | None = None, crop: int = 64, crops: int = 8, max_pixels: int | None = None,
-               seed: int = 0, channel_axis: int | None = None, device: str = "auto", ranges=None,
-               progress: bool = False, scheduler=None, client=None, **kwargs) -> VolumeModel:
+def fit_volume(
+    volume,
+    n_classes: int | None = None,
+    *,
+    model: Any = "cnn",
+    iterations: int | None = None,
+    lam: float | None = None,
+    crop: int = 64,
+    crops: int = 8,
+    max_pixels: int | None = None,
+    seed: int = 0,
+    channel_axis: int | None = None,
+    device: str = "auto",
+    ranges=None,
+    progress: bool = False,
+    scheduler=None,
+    client=None,
+    **kwargs,
+) -> VolumeModel:
     """Prepare the network that labels ``volume`` chunk by chunk (see the module's steps 1-2).
 
     ``model="cnn"``: the per-image CNN optimised for ``iterations`` (default
@@ -457,30 +213,42 @@ def fit_volume(volume, n_classes: int | None = None, *, model: Any = "cnn", iter
     Raises
     ------
     InputError
-        For bad settings or data.
+        For bad settings or data (as :func:`value_range`), ``crop`` or ``crops`` not a whole
+        number >= 1, or crops that memory cannot hold.
     """
     vol = _as_volume(volume)
     ch, spatial = _layout(vol, channel_axis)
+    scheduler = _scheduler(scheduler)
+    crop, crops = validate.integer("crop", crop, 1, None), validate.integer("crops", crops, 1, None)
     # the per-model defaults (N, lam, iterations, the start) as segment() resolves them
-    s = Settings(n_classes=n_classes, lam=lam, iterations=iterations, model=model, seed=seed, device=device,
-                 **kwargs).resolved()
+    s = Settings(
+        n_classes=n_classes, lam=lam, iterations=iterations, model=model, seed=seed, device=device, **kwargs
+    ).resolved()
     n_classes, lam, iterations = s.n_classes, s.lam, s.iterations
     per_image = model_kind(model) == "cnn"
     if ranges is None:
         ranges = value_range(vol, ch, structures=per_image, scheduler=scheduler, client=client)
-    raw = _random_crops(vol.data, ch, spatial, crop if iterations or per_image else 16, crops if iterations else 1,
-                        seed)
+    crop, crops = crop if iterations or per_image else 16, crops if iterations else 1
+    _check_crops_fit(crops, crop, spatial, 1 if ch is None else int(vol.data.shape[0]))
+    raw = _random_crops(vol.data, ch, spatial, crop, crops, seed)
     if ch is None:
         raw = raw[:, np.newaxis]
     data = np.stack([normalize_block(r, ranges) for r in raw])  # (K, C, *crop)
-    prepared = Prepared(data=np.ascontiguousarray(data), batch_shape=(data.shape[0],),
-                        spatial_shape=tuple(data.shape[2:]), channel_axis=None if ch is None else 0, color="rgb")
+    prepared = Prepared(
+        data=np.ascontiguousarray(data),
+        batch_shape=(data.shape[0],),
+        spatial_shape=tuple(data.shape[2:]),
+        channel_axis=None if ch is None else 0,
+        color="rgb",
+    )
     if max_pixels is None and per_image:
         max_pixels = 2 * int(np.prod(data.shape[2:]))
     # no position channels: a volume's chunks are labelled each on its own grid
-    seg = Segmenter(None, settings=s.replace(max_pixels=max_pixels, color="rgb",
-                                             position=0.0 if s.position is None else s.position),
-                    prepared=prepared)
+    seg = Segmenter(
+        None,
+        settings=s.replace(max_pixels=max_pixels, color="rgb", position=0.0 if s.position is None else s.position),
+        prepared=prepared,
+    )
     run_with_progress(seg, iterations, progress, desc="level-set (crops)")
     settings = seg.settings
     # a k-means start fixes label k = class k - 1 (ids darkest first); otherwise the order
@@ -523,8 +291,10 @@ def from_segmenter(seg, ranges) -> VolumeModel:
     """
     settings = seg.settings
     if settings.get("position"):
-        raise InputError("a Segmenter with position channels (position > 0) cannot label tiles: their coordinates "
-                         "are the whole image's")
+        raise InputError(
+            "a Segmenter with position channels (position > 0) cannot label tiles: their coordinates "
+            "are the whole image's"
+        )
     net = seg.model
     net.eval()
     return VolumeModel(net, list(ranges), int(seg.n_classes), np.asarray(settings["order"]), settings=settings)
@@ -537,7 +307,7 @@ def _inference_fn(net):
 def _tile_logits(vm: VolumeModel, data, ch, region):
     import torch
 
-    block = read_region(data, None if ch == 0 else -1, region)
+    block = _read(data, None if ch == 0 else -1, region)
     if ch is None:
         block = block[np.newaxis]
     x = torch.from_numpy(normalize_block(block, vm.ranges))[None]
@@ -551,12 +321,29 @@ def _grid(vm: VolumeModel, spatial, tile):
     return tile_grid(spatial, radius=vm.radius, multiple=vm.multiple, tile=tile, overlap=0)
 
 
-def segment_volume(volume, output=None, n_classes: int | None = None, *, model: Any = "cnn",
-                   iterations: int | None = None, lam: float | None = None, tile=None, crop: int = 64,
-                   crops: int = 8, max_pixels: int | None = None, seed: int = 0, channel_axis: int | None = None,
-                   device: str = "auto", ome: bool | None = None, overwrite: bool = False,
-                   scheduler: str | None = None, client=None, progress: bool = False, fitted: VolumeModel | None = None,
-                   **kwargs):
+def segment_volume(
+    volume,
+    output=None,
+    n_classes: int | None = None,
+    *,
+    model: Any = "cnn",
+    iterations: int | None = None,
+    lam: float | None = None,
+    tile=None,
+    crop: int = 64,
+    crops: int = 8,
+    max_pixels: int | None = None,
+    seed: int = 0,
+    channel_axis: int | None = None,
+    device: str = "auto",
+    ome: bool | None = None,
+    overwrite: bool = False,
+    scheduler: str | None = None,
+    client=None,
+    progress: bool = False,
+    fitted: VolumeModel | None = None,
+    **kwargs,
+):
     """Segment a volume chunk by chunk; returns the labels (a zarr array at ``output``, or numpy).
 
     ``volume``: a zarr / OME-Zarr path, a ``Volume``, or any array ``(*S)`` or
@@ -621,16 +408,32 @@ def segment_volume(volume, output=None, n_classes: int | None = None, *, model: 
     Raises
     ------
     InputError
-        For bad input, when ``output`` exists without ``overwrite``, or a ``client`` is
-        given without ``output``.
+        For bad input (as :func:`fit_volume`), when ``output`` exists without ``overwrite``, or
+        a ``client`` is given without ``output``.
     """
     vol = _as_volume(volume)
     ch, spatial = _layout(vol, channel_axis)
+    scheduler = _scheduler(scheduler)
+    tile = _per_axis_tile(tile, vol.data, spatial)
     if output is not None and Path(output).exists() and not overwrite:
         raise InputError(f"{output} exists (give --overwrite to replace it)")
-    vm = fitted or fit_volume(vol, n_classes, model=model, iterations=iterations, lam=lam, crop=crop, crops=crops,
-                              max_pixels=max_pixels, seed=seed, channel_axis=ch, device=device, progress=progress,
-                              scheduler=scheduler, client=client, **kwargs)
+    vm = fitted or fit_volume(
+        vol,
+        n_classes,
+        model=model,
+        iterations=iterations,
+        lam=lam,
+        crop=crop,
+        crops=crops,
+        max_pixels=max_pixels,
+        seed=seed,
+        channel_axis=ch,
+        device=device,
+        progress=progress,
+        scheduler=scheduler,
+        client=client,
+        **kwargs,
+    )
     mult = vm.multiple
     mult = (int(mult),) * len(spatial) if isinstance(mult, (int, np.integer)) else tuple(int(m) for m in mult)
     # cores on the down-sampling grid, one output chunk each (parallel tasks never share a chunk)
@@ -697,8 +500,9 @@ def _label_store(vol: Volume, output, spatial, tile, dtype, ome, overwrite):
     if ome is None:
         ome = vol.axes is not None
     out_axes = vol.axes.replace("C", "") if vol.axes else None
-    return create_labels(output, spatial, tile, dtype, axes=out_axes, spacing=vol.spacing, unit=vol.unit,
-                         ome=ome, overwrite=overwrite)
+    return create_labels(
+        output, spatial, tile, dtype, axes=out_axes, spacing=vol.spacing, unit=vol.unit, ome=ome, overwrite=overwrite
+    )
 
 
 def _order_darkest_first(vm: VolumeModel, results, target, spatial, tile, dtype) -> None:

@@ -44,9 +44,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,17 +56,16 @@ from tqdm import tqdm
 
 from napari_levelset import __version__, validate
 from napari_levelset.errors import InputError
-from napari_levelset.io.prepare import prepare_image
-from napari_levelset.io.read import PLAIN_EXT, TIFF_EXT, read_image
 from napari_levelset.method.cluster import kmeans, smooth, sq_dist
 from napari_levelset.method.loss import class_probs, levelset_loss, scribble_loss
 from napari_levelset.nn.devices import resolve_device
-from napari_levelset.nn.model_files import HEAD_CLASSES, STRUCTURES, load_model, read_model_file, save_model
+from napari_levelset.nn.model_files import HEAD_CLASSES, load_model, read_model_file
 from napari_levelset.nn.unet import MAX_CLASSES, LevelSetUNet
+from napari_levelset.training.data import _batch, load_training_images
+from napari_levelset.training.outputs import check_output, save_model_file
 
-__all__ = ["train", "TrainResult", "load_training_images", "parse_classes", "checkpoint_path", "DEFAULT_TRAIN"]
+__all__ = ["DEFAULT_TRAIN", "TrainResult", "checkpoint_path", "load_training_images", "parse_classes", "train"]
 
-IMAGE_EXT = PLAIN_EXT | TIFF_EXT
 
 #: Defaults of ``train`` (and of ``napari-levelset train``).
 DEFAULT_TRAIN: dict[str, Any] = dict(
@@ -109,141 +109,6 @@ class TrainResult:
     losses: list[float]
     seconds: float
     metadata: dict = field(default_factory=dict)
-
-
-# ----------------------------------------------------------------------------- data
-def _list_images(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXT
-                   and not p.name.startswith("."))
-    if not files:
-        raise InputError(f"no images (png, jpg, tif, ...) in {folder}")
-    return files
-
-
-def _split(arr: np.ndarray, name: str, color: str = "rgb") -> np.ndarray:
-    """Normalised ``(B, C, H, W)`` float16 of one image or stack (RGBA loses alpha, as when segmenting)."""
-    try:
-        prep = prepare_image(arr, spatial_dims=2, color=color, structures=STRUCTURES)
-    except InputError as exc:
-        raise InputError(f"{name}: {exc}") from None
-    data = prep.data[:, :3] if prep.rgb else prep.data
-    return data.astype(np.float16)
-
-
-def load_training_images(images, labels=None,
-                         color: str = "rgb") -> tuple[list[np.ndarray], list[np.ndarray | None], str]:
-    """Read and normalise training images (and optional labels).
-
-    ``images``: a folder of images, one image or stack file, or a list of arrays
-    (or paths).  ``labels``: a folder with label images named like the images
-    (same stem), or a list like ``images`` (entries may be None).
-
-    Parameters
-    ----------
-    images : str or os.PathLike or sequence
-        A folder of images, one image or stack file (a 3D file is a stack of 2D images),
-        or a list of arrays (or paths).
-    labels : str or os.PathLike or sequence or None
-        A folder of label images named like the images, or a list like ``images``
-        (entries may be None): integers, 0 unlabelled, ``k`` class ``k - 1``.
-    color : str
-        ``rgb`` or ``lab``, as for segmentation (``prepare_image``).
-
-    Returns
-    -------
-    images : list of numpy.ndarray
-        The 2D images ``(C, H, W)`` float16, one per slice of a stack (grey ones repeated
-        to the colour images' channel count).
-    labels : list of numpy.ndarray or None
-        Per image, ``(H, W)`` int16 labels or None.
-    description : str
-        A short description of the data (e.g. ``"2 arrays"``).
-
-    Raises
-    ------
-    InputError
-        When no images are given or found, an image cannot be read or prepared, the images
-        have incompatible channel counts, or the labels do not fit (shape, dtype, negative
-        values, none matching).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> data, labs, desc = load_training_images([np.random.rand(3, 32, 40)])
-    >>> len(data), data[0].shape, data[0].dtype, labs, desc
-    (3, (1, 32, 40), dtype('float16'), [None, None, None], '1 arrays')
-    """
-    names: list[str] = []
-    arrays: list[np.ndarray] = []
-    if isinstance(images, (str, os.PathLike)):
-        p = Path(images)
-        if not p.exists():
-            raise InputError(f"no such file or folder: {p}")
-        files = _list_images(p) if p.is_dir() else [p]
-        desc = f"{p} ({len(files)} file{'s' if len(files) != 1 else ''})"
-        for f in files:
-            names.append(f.stem)
-            arrays.append(read_image(f))
-    else:
-        items = list(images)
-        if not items:
-            raise InputError("no training images were given")
-        for i, item in enumerate(items):
-            if isinstance(item, (str, os.PathLike)):
-                names.append(Path(item).stem)
-                arrays.append(read_image(item))
-            else:
-                names.append(f"image {i}")
-                arrays.append(np.asarray(item))
-        desc = f"{len(items)} arrays"
-    data: list[np.ndarray] = []
-    owner: list[int] = []
-    for i, (name, arr) in enumerate(zip(names, arrays)):
-        d = _split(arr, name, color)
-        data.extend(d)
-        owner.extend([i] * len(d))
-    chans = {d.shape[0] for d in data}
-    if len(chans) > 1:
-        cmax = max(chans)
-        if chans != {1, cmax}:
-            raise InputError(f"the images have different channel counts {sorted(chans)}: use images of one kind")
-        data = [np.repeat(d, cmax, 0) if d.shape[0] == 1 else d for d in data]
-    labs: list[np.ndarray | None] = [None] * len(data)
-    if labels is not None:
-        per_image = _read_labels(labels, names, arrays)
-        for k, i in enumerate(owner):
-            lab = per_image[i]
-            if lab is None:
-                continue
-            j = k - owner.index(i)  # slice within the image's stack
-            sl = lab.reshape((-1,) + lab.shape[-2:])
-            if sl.shape[0] != sum(1 for o in owner if o == i) or sl.shape[1:] != data[k].shape[1:]:
-                raise InputError(f"labels of {names[i]} have shape {lab.shape}, which does not match the image")
-            labs[k] = sl[j].astype(np.int16)
-        if all(lab is None for lab in labs):
-            raise InputError("no label image matches any training image (labels are matched by file name)")
-    return data, labs, desc
-
-
-def _read_labels(labels, names: list[str], arrays: list[np.ndarray]) -> list[np.ndarray | None]:
-    if isinstance(labels, (str, os.PathLike)):
-        folder = Path(labels)
-        if not folder.is_dir():
-            raise InputError(f"labels must be a folder of label images, got {folder}")
-        by_stem = {p.stem: p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXT}
-        out = [np.asarray(read_image(by_stem[n], labels=True)) if n in by_stem else None for n in names]
-    else:
-        out = [None if lab is None else np.asarray(lab) for lab in labels]
-        if len(out) != len(names):
-            raise InputError(f"got {len(out)} label images for {len(names)} images")
-    for name, lab in zip(names, out):
-        if lab is None:
-            continue
-        if not (np.issubdtype(lab.dtype, np.integer) or lab.dtype == bool):
-            raise InputError(f"labels of {name} must be integers (0 = unlabelled), got {lab.dtype}")
-        if lab.min() < 0:
-            raise InputError(f"labels of {name} must be >= 0 (0 = unlabelled)")
-    return out
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -290,8 +155,9 @@ def parse_classes(text: str) -> list[int]:
         return _heads(out)
     except (ValueError, InputError):
         lo, hi = HEAD_CLASSES
-        raise InputError(f"--classes must be class counts in {lo}..{hi} written like 4, 2-16 or 2,3,5; "
-                         f"got {text!r}") from None
+        raise InputError(
+            f"--classes must be class counts in {lo}..{hi} written like 4, 2-16 or 2,3,5; got {text!r}"
+        ) from None
 
 
 def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
@@ -299,29 +165,6 @@ def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
         return lr * (step + 1) / warmup
     t = (step - warmup) / max(1, steps - warmup)
     return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
-
-
-def _batch(data, labs, rng: np.random.Generator, crop: int, batch_size: int):
-    xs, ys = [], []
-    for _ in range(batch_size):
-        i = int(rng.integers(len(data)))
-        img, lab = data[i], labs[i]
-        h, w = img.shape[1:]
-        y0, x0 = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
-        flip_v, flip_h, transpose = rng.random(3) < 0.5
-        xc = img[:, y0:y0 + crop, x0:x0 + crop]
-        lc = lab[y0:y0 + crop, x0:x0 + crop] if lab is not None else np.zeros((crop, crop), np.int16)
-        if flip_v:
-            xc, lc = xc[:, ::-1], lc[::-1]
-        if flip_h:
-            xc, lc = xc[:, :, ::-1], lc[:, ::-1]
-        if transpose:
-            xc, lc = xc.transpose(0, 2, 1), lc.T
-        xs.append(xc)
-        ys.append(lc)
-    x = torch.from_numpy(np.ascontiguousarray(np.stack(xs), dtype=np.float32))
-    y = torch.from_numpy(np.ascontiguousarray(np.stack(ys)).astype(np.int64))
-    return x, y
 
 
 @torch.no_grad()
@@ -351,15 +194,6 @@ def _kmeans_targets(x: torch.Tensor, logits: torch.Tensor, n: int, seed: int) ->
     return out.to(logits.device)
 
 
-def _check_writable(out: Path) -> None:
-    if out.is_dir():
-        raise InputError(f"output {out} is a directory: give a file name such as model.pt")
-    if not out.parent.is_dir():
-        raise InputError(f"output folder does not exist: {out.parent}")
-    if not os.access(out.parent, os.W_OK):
-        raise InputError(f"cannot write to {out.parent}")
-
-
 def checkpoint_path(out_path: str | os.PathLike) -> Path:
     """The checkpoint file of a training run writing ``out_path``: ``<out_path>.ckpt``.
 
@@ -387,8 +221,12 @@ _FRESH = "delete it or train with resume=False (--no-resume)"
 def _checkpoint_progress(blob: dict, ckpt: Path, steps: int) -> tuple[int, list[float]]:
     """``(step, losses)`` of a checkpoint: a whole step in 0..steps and one finite loss per step done."""
     step = blob.get("step")
-    if (isinstance(step, torch.Tensor) and step.numel() == 1 and not step.is_floating_point()
-            and step.dtype != torch.bool):
+    if (
+        isinstance(step, torch.Tensor)
+        and step.numel() == 1
+        and not step.is_floating_point()
+        and step.dtype != torch.bool
+    ):
         step = int(step)
     if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= steps:
         raise InputError(f"checkpoint {ckpt} has step {repr(step)[:40]}, not a whole number in 0..{steps}; {_FRESH}")
@@ -406,10 +244,14 @@ def _checkpoint_progress(blob: dict, ckpt: Path, steps: int) -> tuple[int, list[
 
 def _load_optimizer(opt: torch.optim.Optimizer, state: Any, ckpt: Path) -> None:
     """Load a checkpoint's optimiser state, checked against the parameters (``InputError`` otherwise)."""
-    if not isinstance(state, dict) or not isinstance(state.get("state"), dict) \
-            or not isinstance(state.get("param_groups"), list):
-        raise InputError(f"checkpoint {ckpt} has an unusable optimiser state (not a record of state and "
-                         f"parameter groups); {_FRESH}")
+    if (
+        not isinstance(state, dict)
+        or not isinstance(state.get("state"), dict)
+        or not isinstance(state.get("param_groups"), list)
+    ):
+        raise InputError(
+            f"checkpoint {ckpt} has an unusable optimiser state (not a record of state and parameter groups); {_FRESH}"
+        )
     try:
         opt.load_state_dict(state)
     except (KeyError, ValueError, RuntimeError, TypeError, AttributeError, IndexError) as exc:
@@ -419,14 +261,16 @@ def _load_optimizer(opt: torch.optim.Optimizer, state: Any, ckpt: Path) -> None:
         for p in group["params"]:
             for key, v in opt.state.get(p, {}).items():
                 if not isinstance(v, torch.Tensor):
-                    raise InputError(f"checkpoint {ckpt} has an unusable optimiser state ({key} is not a tensor); "
-                                     f"{_FRESH}")
+                    raise InputError(
+                        f"checkpoint {ckpt} has an unusable optimiser state ({key} is not a tensor); {_FRESH}"
+                    )
                 if key != "step" and tuple(v.shape) != tuple(p.shape):
-                    raise InputError(f"checkpoint {ckpt} has an unusable optimiser state ({key} of shape "
-                                     f"{tuple(v.shape)} for a parameter of shape {tuple(p.shape)}); {_FRESH}")
+                    raise InputError(
+                        f"checkpoint {ckpt} has an unusable optimiser state ({key} of shape "
+                        f"{tuple(v.shape)} for a parameter of shape {tuple(p.shape)}); {_FRESH}"
+                    )
                 if not torch.isfinite(v).all():
-                    raise InputError(f"checkpoint {ckpt} has an unusable optimiser state (non-finite {key}); "
-                                     f"{_FRESH}")
+                    raise InputError(f"checkpoint {ckpt} has an unusable optimiser state (non-finite {key}); {_FRESH}")
 
 
 # ----------------------------------------------------------------------------- training
@@ -459,6 +303,8 @@ def train(
     color: str = "rgb",
     stop_after: int | None = None,
     metadata: dict | None = None,
+    overwrite: bool = False,
+    allow_large: bool = False,
 ) -> TrainResult:
     """Train a U-Net on ``images`` with the level-set loss and write it to ``out_path``.
 
@@ -537,6 +383,10 @@ def train(
         Steps of this call after which it ends with a checkpoint.
     metadata : dict or None
         Extra metadata for the model file.
+    overwrite : bool
+        Replace ``out_path`` when it exists and is not a model file (a model file is replaced anyway).
+    allow_large : bool
+        Read image files that declare more pixels than their size can honestly hold (``io.read_image``).
 
     Returns
     -------
@@ -548,7 +398,10 @@ def train(
     InputError
         For bad settings or data (images too small for a crop, labels beyond every head,
         an ``init`` model of another architecture, a checkpoint made otherwise or not as a
-        run writes it, an output folder that cannot be written).
+        run writes it, an output folder that cannot be written, an output that is another kind of
+        file, without ``overwrite``).
+    OSError
+        When the model file cannot be written (``ENOSPC``, naming it, when the disk is full).
     RuntimeError
         When the loss becomes NaN or infinite (lower the learning rate).
     KeyboardInterrupt
@@ -565,35 +418,60 @@ def train(
     """
     heads = _heads(n_classes)
     steps, crop, batch_size, checkpoint_every, warmup, kmeans_heads, base, levels, embed = (
-        validate.integer(name, value) for name, value in (
-            ("steps", steps), ("crop", crop), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every),
-            ("warmup", warmup), ("kmeans_heads", kmeans_heads), ("base", base), ("levels", levels),
-            ("embed", embed)))
+        validate.integer(name, value)
+        for name, value in (
+            ("steps", steps),
+            ("crop", crop),
+            ("batch_size", batch_size),
+            ("checkpoint_every", checkpoint_every),
+            ("warmup", warmup),
+            ("kmeans_heads", kmeans_heads),
+            ("base", base),
+            ("levels", levels),
+            ("embed", embed),
+        )
+    )
     lam, lr, alpha, kmeans_weight, kmeans_steps = (
-        validate.number(name, value) for name, value in (
-            ("lam", lam), ("lr", lr), ("alpha", alpha), ("kmeans_weight", kmeans_weight),
-            ("kmeans_steps", kmeans_steps)))
+        validate.number(name, value)
+        for name, value in (
+            ("lam", lam),
+            ("lr", lr),
+            ("alpha", alpha),
+            ("kmeans_weight", kmeans_weight),
+            ("kmeans_steps", kmeans_steps),
+        )
+    )
     seed = validate.seed(seed)
     threads = validate.optional_integer("threads", threads)
     stop_after = validate.optional_integer("stop_after", stop_after)
     if color not in ("rgb", "lab"):
         raise InputError(f"color must be 'rgb' or 'lab', got {color!r}")
     out = Path(out_path)
-    _check_writable(out)
+    check_output(out, overwrite)
     dev = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
-    data, labs, desc = load_training_images(images, labels, color)
+    data, labs, desc = load_training_images(images, labels, color, allow_large=allow_large)
     crop_used = _crop_size(data, crop, levels, progress)
     in_channels = int(data[0].shape[0])
     labelled, ce_heads = _label_heads(labs, heads)
 
     config = dict(heads=heads, in_channels=in_channels, base=base, levels=levels, embed=embed)
-    settings = dict(lam=float(lam), steps=steps, crop=crop_used, batch_size=batch_size, lr=float(lr),
-                    alpha=float(alpha), seed=int(seed), warmup=int(warmup), labelled=labelled,
-                    kmeans_weight=float(kmeans_weight), kmeans_steps=float(kmeans_steps),
-                    kmeans_heads=int(kmeans_heads),
-                    init=str(init) if init else None)
+    settings = dict(
+        lam=float(lam),
+        steps=steps,
+        crop=crop_used,
+        batch_size=batch_size,
+        lr=float(lr),
+        alpha=float(alpha),
+        seed=int(seed),
+        warmup=int(warmup),
+        labelled=labelled,
+        kmeans_weight=float(kmeans_weight),
+        kmeans_steps=float(kmeans_steps),
+        kmeans_heads=int(kmeans_heads),
+        init=str(init) if init else None,
+    )
     net = _start_network(config, seed, init)
     net.to(dev).train()
     opt = torch.optim.Adam(net.parameters(), lr=float(lr))
@@ -608,9 +486,27 @@ def train(
 
     meta = dict(metadata or {})
     meta.update(train_config=config, training=settings, data=desc, package_version=__version__, color=color)
-    recipe = _Recipe(heads=heads, ce_heads=ce_heads, checkpoint_every=int(checkpoint_every), **{
-        k: settings[k] for k in ("lam", "steps", "crop", "batch_size", "lr", "alpha", "seed", "warmup",
-                                 "kmeans_weight", "kmeans_steps", "kmeans_heads")})
+    recipe = _Recipe(
+        heads=heads,
+        ce_heads=ce_heads,
+        checkpoint_every=int(checkpoint_every),
+        **{
+            k: settings[k]
+            for k in (
+                "lam",
+                "steps",
+                "crop",
+                "batch_size",
+                "lr",
+                "alpha",
+                "seed",
+                "warmup",
+                "kmeans_weight",
+                "kmeans_steps",
+                "kmeans_heads",
+            )
+        },
+    )
     return _optimise(net, opt, data, labs, recipe, dev, step, losses, meta, ckpt, out, stop_after, progress)
 
 
@@ -661,47 +557,66 @@ def _label_heads(labs: list, heads: list[int]) -> tuple[bool, list[int]]:
 def _start_network(config: dict, seed: int, init) -> LevelSetUNet:
     """The network a run starts from: seeded with ``seed``, with the weights of the model file ``init`` if given."""
     torch.manual_seed(int(seed))
-    net = LevelSetUNet(config["in_channels"], config["heads"], base=config["base"], levels=config["levels"],
-                       embed=config["embed"])
+    net = LevelSetUNet(
+        config["in_channels"], config["heads"], base=config["base"], levels=config["levels"], embed=config["embed"]
+    )
     if init is not None:
         start, _ = load_model(init)
-        if start.head_counts != config["heads"] or start.in_channels != config["in_channels"] \
-                or start.config != net.config:
+        if (
+            start.head_counts != config["heads"]
+            or start.in_channels != config["in_channels"]
+            or start.config != net.config
+        ):
             raise InputError(f"{init} has a different architecture, heads or channel count than asked for")
         net.load_state_dict(start.state_dict())
     return net
 
 
-def _resume(ckpt: Path, net: LevelSetUNet, opt: torch.optim.Optimizer, config: dict, now: dict,
-            steps: int) -> tuple[int, list[float]]:
+def _resume(
+    ckpt: Path, net: LevelSetUNet, opt: torch.optim.Optimizer, config: dict, now: dict, steps: int
+) -> tuple[int, list[float]]:
     """Load the checkpoint into ``net`` and ``opt``: ``(step, losses)``; ``InputError`` for one made otherwise."""
     blob = read_model_file(ckpt)
     saved = blob["metadata"].get("train_config")
     if saved != config:
-        raise InputError(f"checkpoint {ckpt} was made for a different model ({str(saved)[:200]}); "
-                         "delete it or train with resume=False (--no-resume)")
+        raise InputError(
+            f"checkpoint {ckpt} was made for a different model ({str(saved)[:200]}); "
+            "delete it or train with resume=False (--no-resume)"
+        )
     training = blob["metadata"].get("training")
     if training is not None and not isinstance(training, dict):
-        raise InputError(f"checkpoint {ckpt} has unreadable training settings; delete it or train with "
-                         "resume=False (--no-resume)")
+        raise InputError(
+            f"checkpoint {ckpt} has unreadable training settings; delete it or train with resume=False (--no-resume)"
+        )
     was = dict(training or {}, color=blob["metadata"].get("color"), data=blob["metadata"].get("data"))
     changed = sorted(k for k in now if was.get(k) != now[k])
     if changed:
-        raise InputError(f"checkpoint {ckpt} was made with other settings ("
-                         + ", ".join(f"{k} {repr(was.get(k))[:60]}, now {now[k]!r}" for k in changed)
-                         + "): train as before to resume, or start afresh with resume=False (--no-resume)")
+        raise InputError(
+            f"checkpoint {ckpt} was made with other settings ("
+            + ", ".join(f"{k} {repr(was.get(k))[:60]}, now {now[k]!r}" for k in changed)
+            + "): train as before to resume, or start afresh with resume=False (--no-resume)"
+        )
     step, losses = _checkpoint_progress(blob, ckpt, steps)
     resumed, _ = load_model(ckpt)
     if resumed.config != net.config:
-        raise InputError(f"checkpoint {ckpt} holds a different network than its settings say; delete it or "
-                         "train with resume=False (--no-resume)")
+        raise InputError(
+            f"checkpoint {ckpt} holds a different network than its settings say; delete it or "
+            "train with resume=False (--no-resume)"
+        )
     net.load_state_dict(resumed.state_dict())
     _load_optimizer(opt, blob.get("optimizer"), ckpt)
     return step, losses
 
 
-def _step_loss(net: LevelSetUNet, x_host: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-               rng: np.random.Generator, step: int, r: _Recipe) -> tuple[torch.Tensor, torch.Tensor]:
+def _step_loss(
+    net: LevelSetUNet,
+    x_host: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    rng: np.random.Generator,
+    step: int,
+    r: _Recipe,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(loss to minimise, level-set loss)`` of one step: the heads' mean level-set loss, the labels'
     cross-entropy and the k-means warm start's decaying cross-entropy."""
     logits = net(x)
@@ -725,12 +640,25 @@ def _step_loss(net: LevelSetUNet, x_host: torch.Tensor, x: torch.Tensor, y: torc
     return loss, ls
 
 
-def _optimise(net, opt, data, labs, r: _Recipe, dev, step: int, losses: list[float], meta: dict, ckpt: Path,
-              out: Path, stop_after: int | None, progress: bool) -> TrainResult:
+def _optimise(
+    net,
+    opt,
+    data,
+    labs,
+    r: _Recipe,
+    dev,
+    step: int,
+    losses: list[float],
+    meta: dict,
+    ckpt: Path,
+    out: Path,
+    stop_after: int | None,
+    progress: bool,
+) -> TrainResult:
     """The steps from ``step`` to ``r.steps`` (checkpoints on the way and on Ctrl-C), then the model file."""
 
     def save_checkpoint() -> None:
-        save_model(ckpt, net, meta, optimizer=opt.state_dict(), step=step, losses=list(losses))
+        save_model_file(ckpt, net, meta, optimizer=opt.state_dict(), step=step, losses=list(losses))
 
     bar = tqdm(total=r.steps, initial=step, unit="step", desc="train", dynamic_ncols=True) if progress else None
     t0 = time.perf_counter()
@@ -766,10 +694,13 @@ def _optimise(net, opt, data, labs, r: _Recipe, dev, step: int, losses: list[flo
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
-    meta.update(trained_steps=step, final_loss=float(np.mean(losses[-50:])) if losses else None,
-                train_seconds_last_call=round(seconds, 1))
+    meta.update(
+        trained_steps=step,
+        final_loss=float(np.mean(losses[-50:])) if losses else None,
+        train_seconds_last_call=round(seconds, 1),
+    )
     net.eval()
-    save_model(out, net, meta)
+    save_model_file(out, net, meta)
     if ckpt.exists():
         ckpt.unlink()
     return TrainResult(out, step, losses, seconds, meta)
