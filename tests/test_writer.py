@@ -50,3 +50,15 @@ def test_a_plain_labels_layer_saves_without_a_settings_file(viewer_model, tmp_pa
     assert layer.save(str(tmp_path / "plain.tiff"), plugin="napari-levelset") == [str(tmp_path / "plain.tiff")]
     assert np.array_equal(read_image_file(tmp_path / "plain.tiff").data, labels)
     assert not (tmp_path / "plain.json").exists()
+
+
+def test_the_writer_refuses_other_formats_and_a_scale_that_is_no_number(tmp_path):
+    from napari_levelset.errors import InputError
+    from napari_levelset.napari._writer import write_labels_layer
+
+    labels = np.ones((8, 8), np.uint8)
+    with pytest.raises(InputError, match="TIFF"):
+        write_labels_layer(str(tmp_path / "out.png"), labels, {"name": "out"})
+    assert not (tmp_path / "out.png").exists()
+    with pytest.raises(InputError, match="scale"):
+        write_labels_layer(str(tmp_path / "out.tif"), labels, {"name": "out", "scale": ("a", "b")})

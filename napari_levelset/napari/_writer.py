@@ -1,7 +1,7 @@
 """napari writer: save a Labels layer as a TIFF with its voxel size, and the level-set settings beside it.
 
 napari calls :func:`write_labels_layer` from File > Save Selected Layers… for a Labels layer saved as
-``.tif``/``.tiff`` with this plugin's writer.  No torch here; :func:`napari_levelset.io.images.write_labels`
+``.tif``/``.tiff`` with this plugin's writer.  No torch here; :func:`napari_levelset.io.write.write_labels`
 writes the TIFF (an ImageJ hyperstack with the layer's scale as voxel size, atomically).  The settings
 the widget stored in the layer's metadata (model, N, λ, iterations, the image's name, …) go to
 ``<name>.json`` beside it, so a result can be reproduced; the network's weights (kept for Refine) are
@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_levelset.errors import InputError
+from napari_levelset.io.read import TIFF_EXT
 from napari_levelset.io.write import atomic_write, write_labels
 
 #: where the widget keeps a result's settings in ``layer.metadata``
@@ -54,8 +56,9 @@ def write_labels_layer(path: str, data: Any, meta: dict) -> list[str]:
 
     Raises
     ------
-    napari_levelset.io.images.InputError
-        When the path does not end in .tif/.tiff, or the labels cannot be written there.
+    napari_levelset.errors.InputError
+        When the path does not end in .tif/.tiff, the layer's scale is not one positive number per
+        axis, or the labels cannot be written there.
 
     Examples
     --------
@@ -65,11 +68,16 @@ def write_labels_layer(path: str, data: Any, meta: dict) -> list[str]:
     >>> [os.path.basename(f) for f in write_labels_layer(out, np.ones((8, 8), np.uint8), meta)]
     ['cells.tif', 'cells.json']
     """
+    if Path(path).suffix.lower() not in TIFF_EXT:
+        raise InputError(f"the level-set writer writes TIFF files (.tif, .tiff); got {Path(path).name!r}")
     labels = np.asarray(data)
     scale = meta.get("scale")
     spacing = None
     if scale is not None and len(scale) == labels.ndim and labels.ndim in (2, 3):
-        spacing = [float(s) for s in scale]
+        try:
+            spacing = [float(s) for s in scale]
+        except (TypeError, ValueError):
+            raise InputError(f"the layer's scale must be numbers, one per axis; got {list(scale)!r:.80}") from None
     units = meta.get("units")
     unit = None
     if units:
