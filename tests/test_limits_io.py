@@ -9,6 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from _memory import PEAK_FOOTER, peak_kib
 
 from napari_levelset.errors import InputError
 from napari_levelset.io import read as read_mod
@@ -44,8 +45,8 @@ def test_tiff_bomb_refused_under_1gb(tmp_path):
     bomb = tmp_path / "bomb.tif"
     bomb.write_bytes(forged_tiff(16_776_960))
     assert bomb.stat().st_size < 2000
-    code = textwrap.dedent(f"""
-        import resource, sys
+    code = (
+        textwrap.dedent(f"""
         from napari_levelset.errors import InputError
         from napari_levelset.io.read import read_image
         try:
@@ -54,21 +55,15 @@ def test_tiff_bomb_refused_under_1gb(tmp_path):
             print("REFUSED", exc)
         else:
             print("READ")
-        print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     """)
-    import resource
-
-    before_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child of this process so far
+        + PEAK_FOOTER
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    after_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith("REFUSED"), out.stdout
     assert "allow_large" in lines[0]
-    peak_kb = int(lines[-1].split()[1])  # the child's own peak
-    assert peak_kb < 2**20  # KiB: under 1 GiB
-    if before_kb < 2**20:  # no earlier child went over: the largest one now is this one, or under it
-        assert after_kb < 2**20
+    assert peak_kib(out.stdout) < 2**20  # KiB: under 1 GiB
 
 
 @pytest.mark.parametrize("reader", [read_image, read_image_file])

@@ -40,6 +40,7 @@ import numpy as np
 
 from napari_levelset.errors import InputError
 from napari_levelset.io.axes import _UM, ImageFile, _norm_unit
+from napari_levelset.resources import available_memory
 
 __all__ = [
     "CLAIM_FLOOR",
@@ -235,8 +236,6 @@ def check_claim(name: str, shape, dtype, stored_bytes: int, allow_large: bool = 
     ...     print(str(exc)[:57])
     bomb.tif declares 32 x 16776960 pixels of uint8 (512 MiB)
     """
-    from napari_levelset.resources import available_memory
-
     declared = int(np.prod([int(n) for n in shape], dtype=object)) * np.dtype(dtype).itemsize
     dims = " x ".join(str(int(n)) for n in shape) or "1"
     what = f"{name} declares {dims} pixels of {np.dtype(dtype)} ({_size(declared)})"

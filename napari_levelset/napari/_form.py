@@ -96,7 +96,12 @@ CHANNEL_MODES = [
     ("RGB → grey", "grey"),
     ("first axis is channels", "first"),
 ]
-_CONTRAST_TEXT = {None: "auto", "linear": "linear (as it is)", "fluorescence": "fluorescence (background removed, log)"}
+_CONTRAST_TEXT = {
+    None: "auto",
+    "linear": "linear (as it is)",
+    "fluorescence": "fluorescence (background removed, log)",
+    "transmitted": "transmitted (dark objects made bright)",
+}
 #: (text, value) of the contrast picker, one per ``SPEC["contrast"].choices``; "auto" (the setting's None) is
 #: resolved per image by ``_layers.auto_contrast``
 CONTRAST_CHOICES = [(_CONTRAST_TEXT[c], c or "auto") for c in SPEC["contrast"].choices]
@@ -305,12 +310,19 @@ class SettingsForm:
     structural_changed = Signal()  #: a setting that needs a new run changed (N, model, width, …)
 
     def __init__(self) -> None:
-        D = WIDGET_DEFAULTS
         self._images: list = []
         self._labels: list = []
         self._model_path: str | None = None
         self._last_model = MODELS[0][1]
+        self._build_pickers()
+        self._build_main_rows()
+        self._build_remembered()
+        self._build_advanced()
+        self._layout()
+        self._connect()
 
+    def _build_pickers(self) -> None:
+        """The layer pickers, the *New* scribbles button, the channel pickers and the axes note."""
         self.image = create_widget(
             annotation=Image,
             label="Image",
@@ -333,6 +345,10 @@ class SettingsForm:
         )
         self.channels = ChannelPickers()
         self.axes_box = AxesNote()  # shown when a small first axis may be slices or channels
+
+    def _build_main_rows(self) -> None:
+        """The main form's settings: model, classes, λ, iterations, output and the *Defaults* button."""
+        D = WIDGET_DEFAULTS
         self.model = ComboBox(choices=MODELS, tooltip=spec_tip("model", "changing it during a run restarts the run"))
         self.n_classes = SpinBox(
             value=D["n_classes"],
@@ -365,6 +381,9 @@ class SettingsForm:
             text="Defaults", tooltip="Put classes, λ and iterations back on the defaults for the output and model"
         )
         self._user_set: set[str] = set()  # of AUTO_FIELDS: the ones the user set
+
+    def _build_remembered(self) -> None:
+        """The settings remembered between sessions (``remembered_settings``, magicgui's ``persist``)."""
         self.remembered = FunctionGui(
             remembered_settings, call_button=False, labels=False, persist=True, param_options=REMEMBERED_OPTIONS
         )
@@ -375,6 +394,9 @@ class SettingsForm:
         self.device = self.remembered.device
         self.transparent = self.remembered.transparent
 
+    def _build_advanced(self) -> None:
+        """The *Advanced* settings: network, optimisation, seed, how the image is read, and the merge weight."""
+        D = WIDGET_DEFAULTS
         self.lr = LogSpin(D["lr"], *LR_RANGE, LR_LOG_RANGE, tooltip=spec_tip("lr", "live"), decimals=LR_DECIMALS)
         self.width = SpinBox(value=D["width"], min=WIDTH_RANGE[0], max=WIDTH_RANGE[1], tooltip=spec_tip("width"))
         self.depth = SpinBox(value=D["depth"], min=DEPTH_RANGE[0], max=DEPTH_RANGE[1], tooltip=spec_tip("depth"))
@@ -428,8 +450,9 @@ class SettingsForm:
             tooltip=spec_tip("merge", "of the Regions button (0: connected regions only)", hi=MERGE_RANGE[1]),
         )
         self.merge.native.setPrefix("merge weight ")
-        self._layout()
 
+    def _connect(self) -> None:
+        """Connect the controls' ``changed`` to what follows a change (the order is the order of the calls)."""
         # first: a value the user sets is theirs before the settings are read
         for name in AUTO_FIELDS:
             self._control(name).changed.connect(lambda *_a, name=name: self._mark_set(name))

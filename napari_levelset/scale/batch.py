@@ -466,6 +466,51 @@ def _client(client, workers, threads):
     return c, close
 
 
+def _output_plan(files: list[Path], out_dir: Path, suffix: str, ext: str) -> list[tuple[Path, Path]]:
+    """``(input, output)`` of each file; ``InputError`` for two inputs with one output, or an output that is
+    an input."""
+    plan, names = [], {}
+    for f in files:
+        o = output_for(f, out_dir, suffix, ext)
+        key = os.path.realpath(o)
+        if key in names:
+            raise InputError(f"{names[key]} and {f} would both be written to {o}: give --suffix, or separate runs")
+        if o.exists() and os.path.samefile(o, f):
+            raise InputError(f"the output {o} is an input file: give another folder or --suffix")
+        names[key] = f
+        plan.append((f, o))
+    return plan
+
+
+def _run_on_cluster(c, todo, record, settings, channel_axis, spatial_dims, threads, words, allow_large) -> None:
+    """Segment the ``(input, output)`` pairs of ``todo`` on the dask client ``c``, calling ``record(f, o,
+    status, text)`` as each ends."""
+    from dask.distributed import as_completed
+
+    futures = {
+        c.submit(
+            _file_task,
+            str(f),
+            str(o),
+            settings,
+            channel_axis,
+            spatial_dims,
+            threads,
+            words,
+            allow_large,
+            pure=False,
+        ): (f, o)
+        for f, o in todo
+    }
+    for fut in as_completed(list(futures)):
+        f, o = futures[fut]
+        try:
+            status, text = fut.result()
+        except Exception as exc:  # a worker lost, a task that could not run
+            status, text = "failed", _reason(exc, words)
+        record(f, o, status, text)
+
+
 def segment_files(
     inputs: Sequence[str | os.PathLike] | str,
     output_dir: str | os.PathLike,
@@ -566,16 +611,7 @@ def segment_files(
         raise InputError(f"suffix must be text, got {suffix!r}")
     out_dir = make_folder(output_dir)
     check_writable_folder(out_dir)
-    plan, names = [], {}
-    for f in files:
-        o = output_for(f, out_dir, suffix, ext)
-        key = os.path.realpath(o)
-        if key in names:
-            raise InputError(f"{names[key]} and {f} would both be written to {o}: give --suffix, or separate runs")
-        if o.exists() and os.path.samefile(o, f):
-            raise InputError(f"the output {o} is an input file: give another folder or --suffix")
-        names[key] = f
-        plan.append((f, o))
+    plan = _output_plan(files, out_dir, suffix, ext)
     summary = BatchSummary()
     todo = []
     for f, o in plan:
@@ -611,30 +647,7 @@ def segment_files(
                 for f, o in todo:
                     record(f, o, *_file_task(f, o, settings, channel_axis, spatial_dims, None, words, allow_large))
         else:
-            from dask.distributed import as_completed
-
-            futures = {
-                c.submit(
-                    _file_task,
-                    str(f),
-                    str(o),
-                    settings,
-                    channel_axis,
-                    spatial_dims,
-                    threads,
-                    words,
-                    allow_large,
-                    pure=False,
-                ): (f, o)
-                for f, o in todo
-            }
-            for fut in as_completed(list(futures)):
-                f, o = futures[fut]
-                try:
-                    status, text = fut.result()
-                except Exception as exc:  # a worker lost, a task that could not run
-                    status, text = "failed", _reason(exc, words)
-                record(f, o, status, text)
+            _run_on_cluster(c, todo, record, settings, channel_axis, spatial_dims, threads, words, allow_large)
     except KeyboardInterrupt as exc:
         summary.interrupted = True
         exc.summary = summary

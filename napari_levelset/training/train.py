@@ -475,38 +475,13 @@ def train(
     net = _start_network(config, seed, init)
     net.to(dev).train()
     opt = torch.optim.Adam(net.parameters(), lr=float(lr))
-    step, losses = 0, []
     ckpt = checkpoint_path(out)
-    if ckpt.exists() and not ckpt.is_file():
-        raise InputError(f"checkpoint path {ckpt} is a directory or other non-file: move it away to train to {out}")
-    if resume and ckpt.is_file():
-        step, losses = _resume(ckpt, net, opt, config, dict(settings, color=color, data=desc), steps)
-        if progress:
-            print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
+    now = dict(settings, color=color, data=desc)
+    step, losses = _start_step(ckpt, out, resume, net, opt, config, now, steps, progress)
 
     meta = dict(metadata or {})
     meta.update(train_config=config, training=settings, data=desc, package_version=__version__, color=color)
-    recipe = _Recipe(
-        heads=heads,
-        ce_heads=ce_heads,
-        checkpoint_every=int(checkpoint_every),
-        **{
-            k: settings[k]
-            for k in (
-                "lam",
-                "steps",
-                "crop",
-                "batch_size",
-                "lr",
-                "alpha",
-                "seed",
-                "warmup",
-                "kmeans_weight",
-                "kmeans_steps",
-                "kmeans_heads",
-            )
-        },
-    )
+    recipe = _recipe(heads, ce_heads, checkpoint_every, settings)
     return _optimise(net, opt, data, labs, recipe, dev, step, losses, meta, ckpt, out, stop_after, progress)
 
 
@@ -529,6 +504,31 @@ class _Recipe:
     kmeans_steps: float
     kmeans_heads: int
     checkpoint_every: int
+
+
+def _recipe(heads: list, ce_heads: list, checkpoint_every: int, settings: dict) -> _Recipe:
+    """The ``_Recipe`` of a run: its heads, checkpoint interval and the optimisation's ``settings``."""
+    return _Recipe(
+        heads=heads,
+        ce_heads=ce_heads,
+        checkpoint_every=int(checkpoint_every),
+        **{
+            k: settings[k]
+            for k in (
+                "lam",
+                "steps",
+                "crop",
+                "batch_size",
+                "lr",
+                "alpha",
+                "seed",
+                "warmup",
+                "kmeans_weight",
+                "kmeans_steps",
+                "kmeans_heads",
+            )
+        },
+    )
 
 
 def _crop_size(data: list[np.ndarray], crop: int, levels: int, progress: bool) -> int:
@@ -605,6 +605,29 @@ def _resume(
         )
     net.load_state_dict(resumed.state_dict())
     _load_optimizer(opt, blob.get("optimizer"), ckpt)
+    return step, losses
+
+
+def _start_step(
+    ckpt: Path,
+    out: Path,
+    resume: bool,
+    net: LevelSetUNet,
+    opt: torch.optim.Optimizer,
+    config: dict,
+    now: dict,
+    steps: int,
+    progress: bool,
+) -> tuple[int, list[float]]:
+    """``(step, losses)`` a run starts from: the checkpoint's when resuming from one, else ``(0, [])``;
+    ``InputError`` when the checkpoint path is not a file."""
+    step, losses = 0, []
+    if ckpt.exists() and not ckpt.is_file():
+        raise InputError(f"checkpoint path {ckpt} is a directory or other non-file: move it away to train to {out}")
+    if resume and ckpt.is_file():
+        step, losses = _resume(ckpt, net, opt, config, now, steps)
+        if progress:
+            print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
     return step, losses
 
 
