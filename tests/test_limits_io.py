@@ -237,3 +237,10 @@ def test_write_labels_refuses_in_one_line(tmp_path, labels, kw, ext):
         write_labels(tmp_path / f"l{ext}", labels, **kw)
     one_line(err.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_axes_that_cannot_be_the_labels_are_refused_for_a_png_too(tmp_path):
+    """Found by the io contract test: a PNG ignored its axes, so ``axes="0"`` was accepted."""
+    with pytest.raises(InputError, match="axes"):
+        write_labels(tmp_path / "out.png", np.zeros((1, 1), np.uint8), axes="0")
+    assert not (tmp_path / "out.png").exists()

@@ -102,6 +102,8 @@ def write_labels(
     labels = _check_labels(labels)
     if ext in TIFF_EXT:
         return atomic_write(p, _tiff_writer(labels, axes, spacing, unit))
+    if axes is not None:  # a PNG keeps no axes, but axes that cannot be the labels' are a mistake all the same
+        _check_axes(axes, labels.ndim, None)
     labels = _png_labels(labels)
     import imageio.v3 as iio
 
