@@ -28,6 +28,7 @@ import numpy as np
 
 from napari_levelset import validate
 from napari_levelset.errors import InputError
+from napari_levelset.post.objects import object_contrast
 from napari_levelset.spec import DEVICE_WORDS, DEVICES, MAX_OFFERED_CLASSES, SPEC, SettingSpec, is_device
 
 __all__ = [
@@ -157,10 +158,12 @@ class Settings:
     position : float, optional
         Weight of the pixel coordinates appended as channels, in [0, 100] (the part of
         SLIC's compactness).  Default: ``default_position``.
-    contrast : {None, "linear", "fluorescence"}
-        How intensities are prepared.  Default: ``"fluorescence"`` for instances and for
-        strokes on integer data of more than 8 bits (``strokes.stroke_contrast``), else
-        ``"linear"``.
+    contrast : {None, "linear", "fluorescence", "transmitted"}
+        How intensities are prepared.  Default for instances: ``"fluorescence"`` for bright
+        objects, ``"transmitted"`` for dark ones (bright-field, stains), as
+        ``napari_levelset.post.objects.object_contrast`` reads the image (``"fluorescence"``
+        without an image); ``"fluorescence"`` also for strokes on integer data of more than
+        8 bits (``stroke_contrast``), else ``"linear"``.
     seed : int
         Seed of the network's initialisation and crops, 0..2**32-1.
     device : str
@@ -439,7 +442,8 @@ class Settings:
             Whether scribbles are given: the per-image CNN then works on a smaller copy for
             fewer iterations (``napari_levelset.method.strokes``).
         image : array_like, optional
-            The image, for the strokes' default contrast (``strokes.stroke_contrast``).
+            The image, for the default contrast of instances
+            (``napari_levelset.post.objects.object_contrast``) and of strokes (``stroke_contrast``).
         channel_axis : int, optional
             Its channel axis, as for ``prepare_image``.
 
@@ -458,8 +462,8 @@ class Settings:
             changes["lam"] = INSTANCE_LAM if instances and is_builtin_cnn(self.model) else _LAM
         if self.contrast is None:
             contrast = "linear"
-            if instances:
-                contrast = "fluorescence"
+            if instances:  # bright objects (fluorescence) or dark ones (bright-field, stains)
+                contrast = "fluorescence" if image is None else object_contrast(image, channel_axis)[0]
             elif strokes and image is not None:
                 contrast = stroke_contrast(image, channel_axis)
             changes["contrast"] = contrast

@@ -195,10 +195,12 @@ _SPECS = (
         "contrast",
         str,
         None,
-        "how intensities are prepared: linear (as they are) or fluorescence (background removed, log)",
+        "how intensities are prepared: linear (as they are), fluorescence (bright objects: background "
+        "removed, log) or transmitted (dark objects on a light field, bright-field or stains: made bright, "
+        "background removed, linear)",
         "network",
         "--contrast",
-        choices=(None, "linear", "fluorescence"),
+        choices=(None, "linear", "fluorescence", "transmitted"),
     ),
     _spec("seed", int, 0, "random seed of the network's start and crops", "network", "--seed", lo=0, hi=2**32 - 1),
     _spec(

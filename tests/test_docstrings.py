@@ -38,6 +38,7 @@ MODULES = [
     "napari_levelset.nn.tiling",
     "napari_levelset.post.regions",
     "napari_levelset.post.instances",
+    "napari_levelset.post.objects",
     "napari_levelset.nn.unet",
     "napari_levelset.nn.pretrained",
     "napari_levelset.nn.model_files",

@@ -20,6 +20,7 @@ from napari_levelset.post.instances import (
     foreground_classes,
     instance_labels,
 )
+from napari_levelset.post.objects import linear_signal, object_contrast, outline_on_linear
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +150,32 @@ def test_dark_objects_on_a_bright_background_with_linear_contrast():
     image = (2000.0 - 1200.0 * (truth > 0) + rng.normal(0, 40, truth.shape)).astype(np.uint16)  # as in brightfield
     labels = segment(image, regions="instances", contrast="linear", foreground=1)
     assert instance_scores(labels, truth)["f1"] == 1.0
-    # the default (fluorescence, the brightest class) takes the bright background for the object
-    assert instance_scores(segment(image, regions="instances"), truth)["f1"] < 0.5
+    # the default reads dark objects on a light field (post.objects.object_contrast) and finds them too
+    assert object_contrast(image)[0] == "transmitted"
+    assert instance_scores(segment(image, regions="instances"), truth)["f1"] == 1.0
+
+
+def test_outlines_on_the_linear_signal_are_tighter_than_the_log_contrast_ones():
+    from scipy import ndimage
+    from skimage.segmentation import expand_labels
+
+    yy, xx = np.mgrid[:128, :128]
+    truth = np.zeros((128, 128), np.int32)
+    for k, (cy, cx) in enumerate([(30, 30), (30, 92), (92, 36), (94, 96)], 1):
+        truth[(yy - cy) ** 2 + (xx - cx) ** 2 <= 10**2] = k
+    disc = (truth > 0).astype(np.float32)
+    # a sharp object with a faint halo (out-of-focus light), on a flat background with noise
+    image = ndimage.gaussian_filter(disc, 1.0) + 0.1 * ndimage.gaussian_filter(disc, 5.0)
+    image = 0.1 + image + np.random.default_rng(0).normal(0, 0.01, image.shape).astype(np.float32)
+    wide = expand_labels(truth, 4)  # the log contrast's outline: widened into the faint halo
+    tight = outline_on_linear(wide, linear_signal(image[None, None], 20.0)[0], 20.0, min_region=50)
+
+    def iou(a, b):
+        return np.logical_and(a > 0, b > 0).sum() / np.logical_or(a > 0, b > 0).sum()
+
+    assert tight.max() == 4 and set(np.unique(tight[truth > 0])) >= {1, 2, 3, 4}
+    assert (tight > 0).sum() < (wide > 0).sum()
+    assert iou(tight, truth) > 0.85 > iou(wide, truth)
 
 
 def test_bad_instance_settings_are_input_errors(nuclei2d):

@@ -3,8 +3,10 @@
 ``plan_run`` resolves the settings for the model, the output (``Settings.regions``) and the
 strokes (``Settings.resolved``), checks what only instances take, and prepares the image:
 instances of the per-image CNN without strokes are optimised on a smaller copy
-(``INSTANCE_PIXELS``) of the image prepared at full size (fluorescence contrast where
-asked).  The ``RunPlan`` it returns makes the run's ``Segmenter`` (``make_segmenter``),
+(``INSTANCE_PIXELS``) of the image prepared at full size (fluorescence contrast for bright
+objects, ``napari_levelset.post.objects.transmitted_prepared`` for dark ones; the contrast
+read from the image, ``napari_levelset.post.objects.object_contrast``, when none is given).
+The ``RunPlan`` it returns makes the run's ``Segmenter`` (``make_segmenter``),
 brings its snapshots' labels to the image's grid for display (``display``) and makes the
 output from the run (``finish``: class labels, regions, or instances from the probabilities
 brought back to the full grid).  ``napari_levelset.method.segmentation.segment`` and the
@@ -34,6 +36,14 @@ from napari_levelset.post.instances import (
     noise_sigma,
     resample_prepared,
     upsample,
+)
+from napari_levelset.post.objects import (
+    OUTLINE_FRACTION,
+    TRANSMITTED_MIN_PX,
+    linear_signal,
+    object_contrast,
+    outlines_on_linear,
+    transmitted_prepared,
 )
 from napari_levelset.settings import INSTANCE_PIXELS, Settings, is_builtin_cnn, model_kind
 
@@ -69,6 +79,18 @@ class RunPlan:
     contrast : str or None
         The contrast the plan prepared the image with (``settings.contrast`` is then
         ``"linear"``: the Segmenter takes the image as prepared); None where it did not.
+    contrast_given : bool
+        Whether the settings given named the contrast (else ``object_contrast`` chose it
+        for instances).
+    objects : str or None
+        What was decided about the objects and why (the run's record, key ``objects``),
+        where the plan prepared the image.
+    linear : ndarray or None
+        ``(B, *S)``: the linear signal (``napari_levelset.post.objects.linear_signal``) on
+        which the objects of a fluorescence contrast are outlined again, else None.
+    split_diameter : float or None
+        The diameter touching objects are split at: the one estimated for bright objects,
+        for dark ones only the one given (None: that of the foreground found).
     """
 
     settings: Settings
@@ -80,6 +102,10 @@ class RunPlan:
     prepared: Prepared | None = None
     full: Prepared | None = None
     contrast: str | None = None
+    contrast_given: bool = True
+    objects: str | None = None
+    linear: np.ndarray | None = None
+    split_diameter: float | None = None
 
     @property
     def output(self) -> str:
@@ -115,14 +141,34 @@ class RunPlan:
         if not self.prepares or self.full is not None:
             return self
         s = self.settings
-        full = prepare_image(
-            self.image, self.channel_axis, self.spatial_dims, color=contrast_color(s.contrast, s.color)
-        )
-        sp = as_spacing(self.spacing, len(full.spatial_shape))
         diameter = s.diameter
-        if s.contrast == "fluorescence":
-            full, diameter = fluorescence_prepared(full, diameter, sp)
-        small, zoom = resample_prepared(full, INSTANCE_PIXELS, diameter, sp)
+        min_px = 12.0  # objects keep this many pixels across on the working copy
+        if s.contrast == "transmitted":
+            full, diameter, how = transmitted_prepared(
+                self.image, self.channel_axis, self.spatial_dims, diameter, self.spacing
+            )
+            sp = as_spacing(self.spacing, len(full.spatial_shape))
+            min_px = TRANSMITTED_MIN_PX
+            # dark objects are split at the diameter of the foreground found (the stains' texture misleads
+            # the blob estimate)
+            self.split_diameter = s.diameter
+        else:
+            full = prepare_image(
+                self.image, self.channel_axis, self.spatial_dims, color=contrast_color(s.contrast, s.color)
+            )
+            sp = as_spacing(self.spacing, len(full.spatial_shape))
+            how = "intensities as they are"
+            if s.contrast == "fluorescence":
+                raw = full
+                full, diameter = fluorescence_prepared(full, diameter, sp)
+                how = "bright objects: background removed, log-compressed contrast"
+                if OUTLINE_FRACTION > 0:  # found on the log contrast, outlined on the linear signal
+                    self.linear = linear_signal(raw.data, diameter, sp)
+                    how += f"; outlines at {OUTLINE_FRACTION:g} of each object's peak on the linear signal"
+            self.split_diameter = diameter
+        why = "given" if self.contrast_given else object_contrast(self.image, self.channel_axis)[1]
+        self.objects = f"contrast {s.contrast} ({why}); {how}"
+        small, zoom = resample_prepared(full, INSTANCE_PIXELS, diameter, sp, min_diameter_px=min_px)
         self.prepared, self.full, self.contrast = (full if zoom == 1.0 else small), full, s.contrast
         self.settings = s.replace(contrast="linear", diameter=diameter)
         return self
@@ -188,7 +234,7 @@ class RunPlan:
         # imports torch: only when a run starts (the widget imports this module without torch)
         from napari_levelset.method.segmenter import Segmenter
 
-        return Segmenter(
+        seg = Segmenter(
             self.image,
             settings=self.settings,
             scribbles=self.scribbles,
@@ -197,6 +243,9 @@ class RunPlan:
             prepared=self.prepared,
             spacing=self.spacing,
         )
+        if self.full is not None:  # the image was prepared here: what was decided about its objects
+            seg._record["objects"] = self.objects
+        return seg
 
     def display(self, values: np.ndarray | None) -> np.ndarray | None:
         """A snapshot's labels (or a per-pixel map) on the image's grid, for display.
@@ -234,12 +283,19 @@ class RunPlan:
         s = self.settings
         if s.regions == "instances":
             probs = None
+            diameter = s.diameter
             if self.full is not None:  # optimised on a smaller copy: probabilities back to the full image
                 n = s.n_classes
                 probs = upsample(
                     seg.probabilities().reshape((n, -1) + seg.prepared.spatial_shape), self.full.spatial_shape
                 ).reshape((n,) + self.full.out_shape)
-            return seg.instances(diameter=s.diameter, foreground=s.foreground, min_region=s.min_region, probs=probs)
+                diameter = self.split_diameter
+            if diameter is None and (self.full is not None or s.contrast == "transmitted"):
+                seg.diameter = None  # dark objects: split at the diameter of the foreground found
+            labels = seg.instances(diameter=diameter, foreground=s.foreground, min_region=s.min_region, probs=probs)
+            if self.linear is not None and s.foreground is None:  # outlines redrawn on the linear signal
+                labels = outlines_on_linear(labels, self.linear, s.diameter, self.spacing, s.min_region)
+            return labels
         labels = last.labels if last is not None else seg.labels()
         return seg.regions(labels, s.regions, min_region=s.min_region, merge=s.merge)
 
@@ -295,6 +351,7 @@ def plan_run(
     if instances and image is not None:  # before any work that spacing or diameter would size
         check_scale(spatial_shape(image.shape, channel_axis, spatial_dims), spacing, s.diameter)
     strokes = scribbles is not None and bool(np.any(validate.scribble_array(scribbles)))
+    contrast_given = s.contrast is not None
     s = s.resolved(strokes=strokes, image=image, channel_axis=channel_axis)
     if s.iterations == 0 and model_kind(s.model) == "unet" and s.init == "network" and strokes:
         raise InputError(
@@ -308,6 +365,7 @@ def plan_run(
         channel_axis=channel_axis,
         spatial_dims=spatial_dims,
         spacing=spacing,
+        contrast_given=contrast_given,
     )
     return plan.prepare() if prepare else plan
 

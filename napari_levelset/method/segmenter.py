@@ -233,40 +233,15 @@ class Segmenter(ResultsMixin):
         self._work = run_image.work  # the per-image CNN's smaller copy with strokes, else ``prepared``
         self._merge_source = run_image.merge_source
         self._merge_features: np.ndarray | None = None
-        position = s.position
-        geodesic = 0.0
-        if position is None:  # position channels for colour photographs, built-in CNN only
-            position = default_position(s.model, color, s.n_classes, strokes)
-            # with a stroke in every class: the strokes' evidence, not coordinates (an unstroked class would
-            # lose every pixel to the best stroked one, so with fewer strokes the coordinates stay)
-            if strokes and position and PRIOR_WEIGHT and _every_class_stroked(scribbles, s.n_classes):
-                geodesic, position = PRIOR_WEIGHT, PRIOR_POSITION
         self.device = resolve_device(s.device)
         self.n_classes = s.n_classes
         self.seed = s.seed
         self.alpha = s.alpha
         self._lam = s.lam
-        self.x = torch.from_numpy(self._work.data).to(self.device)
-        self.image_channels = self.x.shape[1]
-        #: the channels whose mean orders the classes darkest first: CIELAB's lightness, else all
-        self._brightness_channels = 1 if self.prepared.color == "lab" else self.image_channels
-        if position:
-            self.x = torch.cat([self.x, position_channels(self.x, position)], 1)
-        #: with strokes on a photograph: the strokes' evidence (``strokes.stroke_prior``) times its weight,
-        #: added to the network's logits, ``(B, N, *S)`` on the working grid; else None
-        self._prior: torch.Tensor | None = None
-        if geodesic:
-            grid = self._to_work(self._check_scribbles(scribbles))
-            prior = stroke_prior(self._work.data, grid, self.n_classes)
-            self._prior = torch.from_numpy(geodesic * prior).to(self.device)
-        self.model = build_model(
-            s,
-            self.x.shape[1],
-            self.image_channels,
-            len(self.prepared.spatial_shape),
-            color,
-            n_position=self.x.shape[1] - self.image_channels,
-        )
+        position, geodesic = self._network_input(s, color, strokes, scribbles)
+        n_position = self.x.shape[1] - self.image_channels
+        spatial = len(self.prepared.spatial_shape)
+        self.model = build_model(s, self.x.shape[1], self.image_channels, spatial, color, n_position=n_position)
         init, start_means, first_logits = self._start(s.init, scribbles)
         if init != "kmeans":  # the prior is in label ids, which are network classes with a k-means start only
             self._prior = None
@@ -292,6 +267,8 @@ class Segmenter(ResultsMixin):
             device=str(self.device),
         )
         self._record = dict(  # what describes this run beside its settings
+            # how the image was read for instances (post.objects: object_contrast, transmitted_prepared)
+            objects=run_image.objects,
             crop=None if self._crop is None else list(self._crop["shape"]),
             work_shape=None if self._work is self.prepared else list(self._work.spatial_shape),
             prior=float(geodesic),
@@ -308,6 +285,32 @@ class Segmenter(ResultsMixin):
         self._order = np.arange(self.n_classes) if init == "kmeans" else self._current_order()
         if scribbles is not None:
             self.set_scribbles(scribbles)
+
+    def _network_input(self, s: Settings, color: str, strokes: bool, scribbles) -> tuple[float, float]:
+        """Make ``self.x``, the working image with its position channels, and ``self._prior``, the strokes'
+        evidence map; return the position weight and the evidence weight taken (0 where none)."""
+        position = s.position
+        geodesic = 0.0
+        if position is None:  # position channels for colour photographs, built-in CNN only
+            position = default_position(s.model, color, s.n_classes, strokes)
+            # with a stroke in every class: the strokes' evidence, not coordinates (an unstroked class would
+            # lose every pixel to the best stroked one, so with fewer strokes the coordinates stay)
+            if strokes and position and PRIOR_WEIGHT and _every_class_stroked(scribbles, s.n_classes):
+                geodesic, position = PRIOR_WEIGHT, PRIOR_POSITION
+        self.x = torch.from_numpy(self._work.data).to(self.device)
+        self.image_channels = self.x.shape[1]
+        #: the channels whose mean orders the classes darkest first: CIELAB's lightness, else all
+        self._brightness_channels = 1 if self.prepared.color == "lab" else self.image_channels
+        if position:
+            self.x = torch.cat([self.x, position_channels(self.x, position)], 1)
+        #: with strokes on a photograph: the strokes' evidence (``strokes.stroke_prior``) times its weight,
+        #: added to the network's logits, ``(B, N, *S)`` on the working grid; else None
+        self._prior: torch.Tensor | None = None
+        if geodesic:
+            grid = self._to_work(self._check_scribbles(scribbles))
+            prior = stroke_prior(self._work.data, grid, self.n_classes)
+            self._prior = torch.from_numpy(geodesic * prior).to(self.device)
+        return position, geodesic
 
     def _start(self, init: str, scribbles) -> tuple[str, torch.Tensor | None, torch.Tensor | None]:
         """Put the network on the device in training mode and start it (``napari_levelset.method.start``).

@@ -32,6 +32,7 @@ from napari_levelset.nn.model_files import count_ranges, model_color
 from napari_levelset.nn.models import PerImageCNN, init_parameters
 from napari_levelset.nn.pretrained import PretrainedNetwork, build_network
 from napari_levelset.post.instances import as_spacing, contrast_color, fluorescence_prepared
+from napari_levelset.post.objects import transmitted_prepared
 from napari_levelset.resources import is_out_of_memory
 from napari_levelset.settings import Settings
 
@@ -70,6 +71,9 @@ class RunImage:
     merge_source : tuple or None
         ``(image, channel_axis, spatial_dims)`` where merging regions compares the image
         in CIELAB rather than as the network saw it, else None.
+    objects : str or None
+        How dark objects were made bright (``contrast="transmitted"``,
+        ``napari_levelset.post.objects.transmitted_prepared``), for the run's record; else None.
     """
 
     prepared: Prepared
@@ -78,6 +82,7 @@ class RunImage:
     spacing: tuple | None
     diameter: float | None
     merge_source: tuple | None
+    objects: str | None = None
 
 
 def prepare_run_image(
@@ -118,6 +123,7 @@ def prepare_run_image(
         For an image that cannot be prepared, or a model file whose colour cannot be read.
     """
     color = _input_color(s, per_image)
+    given_prepared = prepared is not None
     if prepared is None:
         # a U-Net gets the normalisation it was trained with (model_files.NORMALISATION)
         prepared = prepare_image(image, *axes, color=color, structures=per_image)
@@ -126,6 +132,9 @@ def prepare_run_image(
     diameter = s.diameter
     if s.contrast == "fluorescence":
         prepared, diameter = fluorescence_prepared(prepared, diameter, spacing)
+    objects = None
+    if s.contrast == "transmitted" and not given_prepared:  # dark objects made bright, prepared again
+        prepared, diameter, objects = transmitted_prepared(image, *axes, diameter, spacing)
     # with strokes the per-image CNN works on a smaller copy (napari_levelset.method.strokes)
     work = prepared
     if per_image and s.work_pixels is not None:
@@ -145,6 +154,7 @@ def prepare_run_image(
         spacing=spacing,
         diameter=diameter,
         merge_source=(image, *axes) if lab_merge else None,
+        objects=objects,
     )
 
 

@@ -64,8 +64,10 @@ __all__ = [
     "noise_sigma",
 ]
 
-#: ``linear``: the normalised image as it is; ``fluorescence``: background removed, log-compressed
-CONTRAST_MODES = ("linear", "fluorescence")
+#: ``linear``: the normalised image as it is; ``fluorescence``: background removed, log-compressed;
+#: ``transmitted``: dark objects on a light field (bright-field, H&E-like stains), see
+#: ``napari_levelset.post.objects.transmitted_prepared``
+CONTRAST_MODES = ("linear", "fluorescence", "transmitted")
 
 #: the background window spans this many expected object diameters
 BACKGROUND_DIAMETERS = 2.0
@@ -91,7 +93,9 @@ def contrast_color(contrast: str, color: str) -> str:
     """The ``color`` setting to prepare an image with under ``contrast``.
 
     ``fluorescence`` treats the channels as fluorescence, never as a colour photo:
-    ``color="auto"`` becomes ``"rgb"`` (each channel normalised on its own).
+    ``color="auto"`` becomes ``"rgb"`` (each channel normalised on its own);
+    ``transmitted`` always prepares ``"rgb"`` (its objects are made bright from the
+    image as given, ``napari_levelset.post.objects.transmitted_prepared``).
 
     Parameters
     ----------
@@ -103,7 +107,8 @@ def contrast_color(contrast: str, color: str) -> str:
     Returns
     -------
     str
-        ``color``, or ``"rgb"`` for ``"auto"`` under ``fluorescence``.
+        ``color``, or ``"rgb"`` for ``"auto"`` under ``fluorescence`` and for any
+        ``color`` under ``transmitted``.
 
     Raises
     ------
@@ -117,6 +122,8 @@ def contrast_color(contrast: str, color: str) -> str:
     """
     if contrast not in CONTRAST_MODES:
         raise InputError(f"contrast must be one of {', '.join(CONTRAST_MODES)}; got {contrast!r}")
+    if contrast == "transmitted":
+        return "rgb"
     if contrast == "fluorescence":
         if color == "lab":
             raise InputError(
@@ -362,7 +369,9 @@ def _contrast(data: np.ndarray, diameter: float, sp: np.ndarray) -> np.ndarray:
     return out
 
 
-def estimate_diameter(image: np.ndarray, spacing: Sequence[float] | None = None) -> float:
+def estimate_diameter(
+    image: np.ndarray, spacing: Sequence[float] | None = None, max_diameter: float | None = None
+) -> float:
     """Typical diameter of the bright objects in a grey image (2D or 3D).
 
     Parameters
@@ -372,6 +381,9 @@ def estimate_diameter(image: np.ndarray, spacing: Sequence[float] | None = None)
         example ``fluorescence_contrast``'s output or a log-compressed image).
     spacing : sequence of float, optional
         Physical pixel (voxel) size per axis; the result is in that unit.
+    max_diameter : float, optional
+        Objects are no larger than this (unit of ``spacing``): the copy's pixels are made
+        fine enough for it and the blob scales searched go up to it only.
 
     Returns
     -------
@@ -406,6 +418,8 @@ def estimate_diameter(image: np.ndarray, spacing: Sequence[float] | None = None)
     # isotropic coarse pixels of size g (physical units), at most ESTIMATE_PIXELS of them
     extent = np.asarray(x.shape) * sp
     g = max(float(sp.min()), float((np.prod(extent) / ESTIMATE_PIXELS[x.ndim]) ** (1.0 / x.ndim)))
+    if max_diameter is not None:  # objects no larger than this: finer pixels, scales up to it only
+        g = max(float(sp.min()), min(g, float(max_diameter) / (2.0 * np.sqrt(2.0) * 6.0)))
     shape = tuple(int(max(3, round(e / g))) for e in extent)
     small = resize(x, shape, order=1, anti_aliasing=True) if shape != x.shape else x
     top = float(small.max() - small.min())
@@ -414,6 +428,8 @@ def estimate_diameter(image: np.ndarray, spacing: Sequence[float] | None = None)
     small = gaussian(small, NOISE_BLUR)  # pixel noise is no blob
     small = (small - small.min()) / top
     max_sigma = max(2.0, min(shape) / 4.0)
+    if max_diameter is not None:
+        max_sigma = max(2.0, min(max_sigma, float(max_diameter) / (2.0 * np.sqrt(2.0) * g)))
     blobs = blob_log(
         small,
         min_sigma=1.0,
