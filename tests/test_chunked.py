@@ -162,3 +162,11 @@ def test_what_goes_to_worker_processes_survives_pickling():
     np.testing.assert_array_equal(
         chunked.segment_volume(v, None, fitted=back, tile=8), chunked.segment_volume(v, None, fitted=fitted, tile=8)
     )
+
+
+def test_crops_too_small_to_fit_a_network_are_an_input_error():
+    """Found by the contract test: a 2x3 volume with one 1-pixel crop reached batch normalisation's ValueError."""
+    from napari_levelset.errors import InputError
+
+    with pytest.raises(InputError, match="crop"):
+        chunked.segment_volume(np.zeros((2, 3), np.uint8), n_classes=2, model="cnn", iterations=1, crop=1, crops=1)

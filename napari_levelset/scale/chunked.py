@@ -79,6 +79,9 @@ from napari_levelset.settings import Settings, model_kind
 
 __all__ = ["VolumeModel", "fit_volume", "from_segmenter", "normalize_block", "segment_volume", "value_range"]
 
+#: fewest pixels the crops may hold when a network is fitted on them (its batch normalisation needs more than one)
+MIN_FIT_PIXELS = 16
+
 
 @dataclass
 class VolumeModel:
@@ -229,6 +232,12 @@ def fit_volume(
     if ranges is None:
         ranges = value_range(vol, ch, structures=per_image, scheduler=scheduler, client=client)
     crop, crops = crop if iterations or per_image else 16, crops if iterations else 1
+    held = crops * int(np.prod([min(crop, n) for n in spatial], dtype=np.float64))
+    if iterations and held < MIN_FIT_PIXELS:
+        raise InputError(
+            f"{crops} crop(s) of up to {crop} pixels per axis of a volume of shape {tuple(spatial)} hold {held} "
+            f"pixels; a network is fitted on at least {MIN_FIT_PIXELS}: give a larger crop (or more crops)"
+        )
     _check_crops_fit(crops, crop, spatial, 1 if ch is None else int(vol.data.shape[0]))
     raw = _random_crops(vol.data, ch, spatial, crop, crops, seed)
     if ch is None:
