@@ -193,3 +193,15 @@ def test_bad_instance_settings_are_input_errors(nuclei2d):
 def test_instance_labels_of_an_empty_foreground_are_all_background():
     out = instance_labels(np.zeros((32, 32), np.float32))
     assert out.dtype == np.uint32 and not out.any()
+
+
+def test_an_empty_or_nan_image_is_an_input_error_for_instances():
+    """Found by the contract test: deciding bright or dark objects read the percentiles of an empty image."""
+    from napari_levelset.errors import InputError
+
+    for image in (np.zeros((0, 4), np.uint8), np.full((8, 8), np.nan, np.float32)):
+        try:
+            labels = segment(image, regions="instances", iterations=0)
+        except InputError:
+            continue
+        assert labels.shape == image.shape

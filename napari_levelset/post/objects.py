@@ -108,9 +108,12 @@ def object_contrast(image, channel_axis: int | None = None) -> tuple[str, str]:
     """
     arr = np.asarray(image, dtype=np.float32)
     ch_ax, _ = infer_axes(arr.shape, channel_axis, None)
-    v = arr if ch_ax is None else arr.max(axis=ch_ax)
+    v = arr if ch_ax is None or arr.size == 0 else arr.max(axis=ch_ax)
     if v.size > 1_000_000:  # a regular subsample is enough for percentiles
         v = v.ravel()[:: int(v.size // 1_000_000) + 1]
+    v = v[np.isfinite(v)]
+    if v.size == 0:  # nothing to measure: the image is refused where it is checked
+        return "fluorescence", "no finite pixel to measure: bright objects assumed"
     lo, med, hi = np.percentile(v, [0.5, 50.0, 99.5])
     where = float((med - lo) / (hi - lo)) if hi > lo else 0.0
     dark = where > DARK_OBJECTS_MEDIAN
