@@ -171,6 +171,54 @@ class NucleiSet:
             raise SystemExit(f"no images with ground truth under {root / self.folder}")
         return [item[1:] for item in sorted(found)][:limit]
 
+    def read(self, path: Path) -> np.ndarray:
+        """An image or mask as stored."""
+        return read_nuclei_image(path)
+
+    def classical(self, image: np.ndarray) -> np.ndarray:
+        """The image the classical baselines get: as stored."""
+        return image
+
+
+@dataclass(frozen=True)
+class DsbSet:
+    """One kind of the DSB2018 development data: ``KIND/NAME.png`` with ``KIND/NAME_masks.tif``.
+
+    The classical baselines get the grey image (``rgb2gray`` of an RGB one, grey / 255 otherwise),
+    inverted where the nuclei are dark (``invert``), as a user would do by hand.
+    """
+
+    name: str
+    folder: str  # the kind: fluorescence, stained or brightfield
+    invert: bool  # dark nuclei on a light field
+    instances: bool = True
+
+    def items(self, root: Path, limit: int | None = None) -> list[tuple[str, Path, Path]]:
+        """``(image id, image path, truth path)`` in name order, the first ``limit``."""
+        found = []
+        for path in sorted((root / self.folder).glob("*.png")):
+            truth = path.with_name(path.stem + "_masks.tif")
+            if truth.is_file():
+                found.append((path.stem, path, truth))
+        if not found:
+            raise SystemExit(f"no images with ground truth under {root / self.folder}")
+        return found[:limit]
+
+    def read(self, path: Path) -> np.ndarray:
+        """An image or mask as stored, an RGBA image without its alpha channel."""
+        image = read_nuclei_image(path)
+        return image[..., :3] if image.ndim == 3 else image
+
+    def classical(self, image: np.ndarray) -> np.ndarray:
+        """Grey in [0, 1] (``rgb2gray`` for RGB, / 255 otherwise), inverted for dark nuclei."""
+        if image.ndim == 3:
+            from skimage.color import rgb2gray
+
+            grey = rgb2gray(image[..., :3])
+        else:
+            grey = image.astype(np.float64) / 255.0
+        return 1.0 - grey if self.invert else grey
+
 
 NUCLEI_SETS = {
     s.name: s
@@ -178,6 +226,16 @@ NUCLEI_SETS = {
         NucleiSet("GOWT1", "N2DH-GOWT1", r"t(\d+)\.tif", "man_seg{}.tif", True),
         NucleiSet("HeLa", "N2DL-HeLa", r"t(\d+)\.tif", "man_seg{}.tif", True),
         NucleiSet("NIH3T3", "NIH3T3", r"dna-(\d+)\.png", "{}.png", False),
+    )
+}
+
+#: the DSB2018 development data, one set per kind (``--dsb DIR``)
+DSB_SETS = {
+    s.name: s
+    for s in (
+        DsbSet("DSB-fluorescence", "fluorescence", invert=False),
+        DsbSet("DSB-stained", "stained", invert=True),
+        DsbSet("DSB-brightfield", "brightfield", invert=True),
     )
 }
 

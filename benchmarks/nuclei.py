@@ -12,6 +12,14 @@ described in its ``README.md``) and scores it against the expert masks with
 ``NIH3T3``
     ``img/dna-N.png`` against the foreground mask ``gt/N.png`` (0 / 255, no
     instances): foreground Dice only.
+``DSB-fluorescence``, ``DSB-stained``, ``DSB-brightfield`` (``--dsb DIR``)
+    The DSB2018 development data (laid out as described in its ``README.md``),
+    one set per kind: ``KIND/NAME.png`` against the instance masks
+    ``KIND/NAME_masks.tif``, scored as GOWT1 and HeLa.  The level-set method
+    gets the image as stored (RGB for stained); the classical baselines get
+    the grey image (``rgb2gray`` of RGB, grey / 255 otherwise), inverted for
+    stained and bright-field, where the nuclei are dark, as a user would do
+    by hand (that step is not timed).
 
 Set scores are means over the set's images.  Time is the wall clock of the
 segmentation call alone (not reading, not scoring), one image at a time in
@@ -45,6 +53,7 @@ Example::
 
     python benchmarks/nuclei.py ../shared/data/nuclei --methods otsu,otsu-watershed,voronoi-otsu \\
         --figure /tmp/nuclei.png --json /tmp/nuclei.json
+    python benchmarks/nuclei.py --dsb ../shared/data/dsb2018 --methods levelset,otsu,otsu-watershed
 
 ``--figure`` writes a PNG: per set one image (a crop of it), the expert
 outlines in green and a method's in magenta, for the level-set method and for
@@ -63,10 +72,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import NUCLEI_SETS, NucleiSet, markdown, parse_settings, read_nuclei_image, timed, warm_up_runs
+from _common import DSB_SETS, NUCLEI_SETS, DsbSet, NucleiSet, markdown, parse_settings, timed, warm_up_runs
 
 from napari_levelset import evaluation as metrics
 
+ALL_SETS: dict[str, NucleiSet | DsbSet] = {**NUCLEI_SETS, **DSB_SETS}
 SPOT_SIGMAS = (2, 4, 6, 8, 10, 12, 15)
 MIN_SIZE = 30  # px: smaller Otsu objects are dropped
 OUTLINE_SIGMA = 2.0
@@ -188,7 +198,7 @@ def warm_up(methods: dict[str, Callable]) -> None:
 
 
 def run_set(
-    root: Path, dataset: NucleiSet, methods: dict[str, Callable], limit: int | None, keep_first: bool = False
+    root: Path, dataset: NucleiSet | DsbSet, methods: dict[str, Callable], limit: int | None, keep_first: bool = False
 ) -> tuple[list[dict], dict[str, Any]]:
     """Run and score every method on every image of a set.
 
@@ -197,13 +207,14 @@ def run_set(
     """
     records, kept, reported = [], {}, set()
     for n, (image_id, image_path, truth_path) in enumerate(dataset.items(root, limit)):
-        image, truth = read_nuclei_image(image_path), read_nuclei_image(truth_path)
+        image, truth = dataset.read(image_path), dataset.read(truth_path)
+        grey = dataset.classical(image) if any(is_baseline(n) for n in methods) else image
         if keep_first and n == 0:
             kept = {"id": image_id, "image": image, "truth": truth, "labels": {}}
         for name, run in methods.items():
             rec: dict[str, Any] = {"set": dataset.name, "image": image_id, "method": name}
             try:
-                labels, rec["seconds"] = timed(run, image)
+                labels, rec["seconds"] = timed(run, grey if is_baseline(name) else image)
                 rec.update(score(np.asarray(labels), truth, dataset.instances))
             except Exception as exc:
                 rec["error"] = f"{type(exc).__name__}: {exc}"
@@ -245,7 +256,7 @@ def best_of(summary: dict[str, dict], names: Sequence[str], key: str) -> str | N
     return max(scored, key=lambda n: summary[n][key]) if scored else None
 
 
-def ranking_key(dataset: NucleiSet) -> str:
+def ranking_key(dataset: NucleiSet | DsbSet) -> str:
     return "f1" if dataset.instances else "dice"
 
 
@@ -254,7 +265,7 @@ def is_baseline(name: str) -> bool:
 
 
 # ------------------------------------------------------------------ reporting
-def _columns(dataset: NucleiSet) -> list[tuple[str, str]]:
+def _columns(dataset: NucleiSet | DsbSet) -> list[tuple[str, str]]:
     cols = [("f1", "F1@0.5"), ("ap", "AP 0.5:0.95"), ("dice", "Dice")] if dataset.instances else [("dice", "Dice")]
     return cols + [("seconds", "s/image")]
 
@@ -265,7 +276,7 @@ def _cell(entry: dict, key: str) -> str:
     return f"{entry[key]:.2f}" if key == "seconds" else f"{entry[key]:.3f}"
 
 
-def best_voronoi(dataset: NucleiSet, summary: dict[str, dict]) -> str | None:
+def best_voronoi(dataset: NucleiSet | DsbSet, summary: dict[str, dict]) -> str | None:
     """The voronoi-otsu σ of the run with the best score on this set (when several were run)."""
     voronoi = [n for n in summary if n.startswith("voronoi-otsu-")]
     return best_of(summary, voronoi, ranking_key(dataset)) if len(voronoi) > 1 else None
@@ -280,7 +291,7 @@ BEST_NOTE = (
 )
 
 
-def set_table(dataset: NucleiSet, summary: dict[str, dict], n_images: int) -> str:
+def set_table(dataset: NucleiSet | DsbSet, summary: dict[str, dict], n_images: int) -> str:
     """Markdown table of one set: every method, then the voronoi-otsu σ chosen on these images."""
     cols = _columns(dataset)
     rows = []
@@ -304,11 +315,11 @@ def overview_table(summaries: dict[str, dict[str, dict]]) -> str:
     def cell(set_name: str, entry: dict, suffix: str = "") -> str:
         if "error" in entry and not entry["n_images"]:
             return "error"
-        keys = ("f1", "ap", "dice") if NUCLEI_SETS[set_name].instances else ("dice",)
+        keys = ("f1", "ap", "dice") if ALL_SETS[set_name].instances else ("dice",)
         return " / ".join(_cell(entry, k) for k in keys) + suffix
 
     rows = [[name, *[cell(s, summary.get(name, {})) for s, summary in summaries.items()]] for name in names]
-    best = {s: best_voronoi(NUCLEI_SETS[s], summary) for s, summary in summaries.items()}
+    best = {s: best_voronoi(ALL_SETS[s], summary) for s, summary in summaries.items()}
     if all(best.values()):
         rows.append(
             [
@@ -316,11 +327,11 @@ def overview_table(summaries: dict[str, dict[str, dict]]) -> str:
                 *[cell(s, summaries[s][b], f" (σ {_sigma(b)})") for s, b in best.items()],
             ]
         )
-    header = ["method"] + [f"{s} ({'F1 / AP / Dice' if NUCLEI_SETS[s].instances else 'Dice'})" for s in summaries]
+    header = ["method"] + [f"{s} ({'F1 / AP / Dice' if ALL_SETS[s].instances else 'Dice'})" for s in summaries]
     return "\n".join(markdown(header, rows) + (["", BEST_NOTE] if all(best.values()) else []))
 
 
-def per_image_table(dataset: NucleiSet, records: list[dict]) -> str:
+def per_image_table(dataset: NucleiSet | DsbSet, records: list[dict]) -> str:
     cols = _columns(dataset)
     rows = [
         [r["image"], r["method"], *([_cell(r, k) for k, _ in cols] if "error" not in r else ["error"] * len(cols))]
@@ -350,6 +361,10 @@ def _overlay(image: np.ndarray, truth: np.ndarray, labels: np.ndarray | None, zo
     outlines just outside each true object, the method's just inside each of its objects."""
     from skimage.segmentation import find_boundaries
 
+    if image.ndim == 3:
+        from skimage.color import rgb2gray
+
+        image = rgb2gray(image[..., :3])
     lo, hi = np.percentile(image, (0.5, 99.8))
     grey = np.sqrt(np.clip((image.astype(np.float64) - lo) / max(hi - lo, 1e-9), 0, 1))
     rgb = np.repeat((grey * 255).astype(np.uint8)[..., None], 3, axis=-1)
@@ -359,7 +374,7 @@ def _overlay(image: np.ndarray, truth: np.ndarray, labels: np.ndarray | None, zo
     return rgb.repeat(zoom, axis=0).repeat(zoom, axis=1)
 
 
-def _caption(name: str | None, dataset: NucleiSet, records: list[dict], image_id: str) -> str:
+def _caption(name: str | None, dataset: NucleiSet | DsbSet, records: list[dict], image_id: str) -> str:
     """The scores of ``name`` on this image, as the panel's second title line."""
     rec = next((r for r in records if r["method"] == name and r["image"] == image_id), None)
     if rec is None:
@@ -423,8 +438,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "classical baselines.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("data", type=Path, help="the nuclei data folder (N2DH-GOWT1/, N2DL-HeLa/, NIH3T3/)")
-    p.add_argument("--sets", default=",".join(NUCLEI_SETS), help="comma-separated sets: " + ", ".join(NUCLEI_SETS))
+    p.add_argument(
+        "data", type=Path, nargs="?", default=None, help="the nuclei data folder (N2DH-GOWT1/, N2DL-HeLa/, NIH3T3/)"
+    )
+    p.add_argument(
+        "--dsb", type=Path, default=None, help="the DSB2018 data folder (fluorescence/, stained/, brightfield/)"
+    )
+    p.add_argument(
+        "--sets",
+        default=None,
+        help="comma-separated sets (default: every set of the folders given): " + ", ".join(ALL_SETS),
+    )
     p.add_argument("--limit", type=int, default=None, help="only the first N images of each set")
     p.add_argument(
         "--methods",
@@ -445,11 +469,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
-    root = args.data.resolve()
-    chosen = [s.strip() for s in args.sets.split(",") if s.strip()]
-    unknown = [s for s in chosen if s not in NUCLEI_SETS]
+    if args.data is None and args.dsb is None:
+        raise SystemExit("give the nuclei data folder, --dsb DIR, or both")
+    roots = {}  # set name -> its data folder
+    for folder, sets in ((args.data, NUCLEI_SETS), (args.dsb, DSB_SETS)):
+        if folder is not None:
+            roots.update(dict.fromkeys(sets, folder.resolve()))
+    chosen = [s.strip() for s in args.sets.split(",") if s.strip()] if args.sets else list(roots)
+    unknown = [s for s in chosen if s not in roots]
     if unknown:
-        raise SystemExit(f"unknown set(s) {unknown}: choose from {list(NUCLEI_SETS)}")
+        raise SystemExit(f"unknown set(s) {unknown}: choose from {list(roots)}")
     methods = build_methods(args.methods, [float(s) for s in args.spot_sigmas.split(",") if s.strip()])
     if any(not is_baseline(n) for n in methods):
         import torch
@@ -460,12 +489,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     t_start = time.perf_counter()
     results = {}
     for set_name in chosen:
-        records, kept = run_set(root, NUCLEI_SETS[set_name], methods, args.limit, keep_first=bool(args.figure))
-        results[set_name] = (NUCLEI_SETS[set_name], records, kept, summarize(records))
+        dataset = ALL_SETS[set_name]
+        records, kept = run_set(roots[set_name], dataset, methods, args.limit, keep_first=bool(args.figure))
+        results[set_name] = (dataset, records, kept, summarize(records))
     elapsed = time.perf_counter() - t_start
 
+    shown = ", ".join(map(str, dict.fromkeys(roots[s] for s in chosen)))
     print(
-        f"Nuclei benchmark, {root}: means over each set's images; s/image = wall clock of the segmentation call "
+        f"Nuclei benchmark, {shown}: means over each set's images; s/image = wall clock of the segmentation call "
         f"({args.threads} torch threads)\n"
     )
     for dataset, records, _, summary in results.values():
@@ -483,7 +514,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         args.json.write_text(
             json.dumps(
                 {
-                    "data": str(root),
+                    "data": str(args.data.resolve()) if args.data else None,
+                    **({"dsb": str(args.dsb.resolve())} if args.dsb else {}),
                     "methods": list(methods),
                     "threads": args.threads,
                     "elapsed_s": elapsed,
