@@ -1425,3 +1425,15 @@ def test_long_runs_show_progress_and_time_left(make_widget, qtbot):
     assert f"/{LONG}" in text and "left" in text, text
     widget.stop()
     qtbot.waitUntil(lambda: widget.session.run is None, timeout=30_000)
+
+
+def test_the_background_of_dark_objects_and_of_instances_is_drawn_transparent():
+    """Stained tissue read as transmitted light showed its background class as an opaque wash over the image."""
+    pytest.importorskip("napari")
+    from napari_levelset.napari._outputs import OutputLayers
+
+    label = OutputLayers.transparent_label
+    assert label("auto", {"contrast": "transmitted", "n_classes": 2}, 2) == 1
+    assert label("auto", {"contrast": "linear", "regions": "instances", "n_classes": 2}, 2) == 1
+    assert label("auto", {"contrast": "fluorescence", "n_classes": 2}, 2) == 1
+    assert label("auto", {"contrast": "linear", "regions": "classes", "n_classes": 4}, 2) is None

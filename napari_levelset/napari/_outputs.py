@@ -178,11 +178,16 @@ class OutputLayers:
     @staticmethod
     def transparent_label(choice: str, settings: dict, ndim: int) -> int | None:
         """The output label drawn transparent for the picker value ``choice`` ("auto", "none", "darkest",
-        "brightest") for a result of ``ndim`` axes made with ``settings`` (n_classes, contrast, spatial_dims),
+        "brightest") for a result of ``ndim`` axes made with ``settings`` (n_classes, contrast, regions, spatial_dims),
         or None."""
         if choice == "auto":
             volume = ndim >= 3 and settings.get("spatial_dims", 3) == 3
-            choice = "darkest" if volume or settings.get("contrast") == "fluorescence" else "none"
+            # the background of a volume, of a fluorescence image and of any instances run is the darkest class
+            # (for dark objects on a light field, of the signal that made them bright)
+            objects = (
+                settings.get("contrast") in ("fluorescence", "transmitted") or settings.get("regions") == "instances"
+            )
+            choice = "darkest" if volume or objects else "none"
         if choice == "darkest":
             return 1
         if choice == "brightest":
