@@ -62,15 +62,14 @@ PRETRAINED = {"unet": "unet_bsds.pt"}
 #: Normalisation the models are trained with and given (``napari_levelset.io.prepare.normalize`` with
 #: ``structures=False``: the percentile rule the shipped model learned; with the brightest-structure
 #: rule of the per-image CNN it scores lower on BSDS500 val, SC 0.574 -> 0.561 at N 32, merged).
-#: Written into every model file's metadata word for word (so the text still names the module
-#: ``napari_levelset.io.images`` the functions lived in when the shipped model was trained).
+#: Written into every model file's metadata as it is (a description for people; nothing reads it back).
 NORMALISATION = (
-    "per-channel linear map of the 0.5th..99.5th percentiles to [0, 1], clipped (napari_levelset.io.images.normalize)"
+    "per-channel linear map of the 0.5th..99.5th percentiles to [0, 1], clipped (napari_levelset.io.prepare.normalize)"
 )
 #: ``structures`` argument of ``prepare_image`` for U-Nets (see ``NORMALISATION``)
 STRUCTURES = False
 NORMALISATION_LAB = (
-    "CIELAB scaled by 1/100 (napari_levelset.io.images.to_lab); a grey image goes in as lightness, "
+    "CIELAB scaled by 1/100 (napari_levelset.io.prepare.to_lab); a grey image goes in as lightness, "
     "normalised as for rgb, with a = b = 0"
 )
 

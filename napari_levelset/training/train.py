@@ -14,7 +14,7 @@ pixels (0 = unlabelled, ``k`` = class ``k - 1``) is added for every head with at
 least as many classes as the largest label.
 
 Images are normalised exactly as for segmentation
-(``napari_levelset.io.images.prepare_image``: per channel, whole image), before
+(``napari_levelset.io.prepare.prepare_image``: per channel, whole image), before
 cropping.  A checkpoint (model + optimiser + step, the model-file format plus
 ``optimizer`` and ``step``) is written to ``<out>.ckpt`` every
 ``checkpoint_every`` steps and on Ctrl-C; a later call with ``resume=True``
