@@ -28,7 +28,7 @@ import numpy as np
 
 from napari_levelset import validate
 from napari_levelset.errors import InputError
-from napari_levelset.post.objects import object_contrast
+from napari_levelset.io.axes import infer_axes
 from napari_levelset.spec import DEVICE_WORDS, DEVICES, MAX_OFFERED_CLASSES, SPEC, SettingSpec, is_device
 
 __all__ = [
@@ -161,7 +161,7 @@ class Settings:
     contrast : {None, "linear", "fluorescence", "transmitted"}
         How intensities are prepared.  Default for instances: ``"fluorescence"`` for bright
         objects, ``"transmitted"`` for dark ones (bright-field, stains), as
-        ``napari_levelset.post.objects.object_contrast`` reads the image (``"fluorescence"``
+        ``object_contrast`` reads the image (``"fluorescence"``
         without an image); ``"fluorescence"`` also for strokes on integer data of more than
         8 bits (``stroke_contrast``), else ``"linear"``.
     seed : int
@@ -443,7 +443,7 @@ class Settings:
             fewer iterations (``napari_levelset.method.strokes``).
         image : array_like, optional
             The image, for the default contrast of instances
-            (``napari_levelset.post.objects.object_contrast``) and of strokes (``stroke_contrast``).
+            (``object_contrast``) and of strokes (``stroke_contrast``).
         channel_axis : int, optional
             Its channel axis, as for ``prepare_image``.
 
@@ -569,6 +569,65 @@ def stroke_contrast(image, channel_axis: int | None = None) -> str:
     image = np.asarray(image)
     rgb = channel_axis is None and image.ndim in (3, 4) and image.shape[-1] in (3, 4)
     return "fluorescence" if image.dtype.kind in "ui" and image.dtype.itemsize > 1 and not rgb else "linear"
+
+
+#: objects are dark (transmitted light) when the median brightness lies above this fraction of the
+#: image's robust range [0.5th, 99.5th percentile] (brightness: the largest channel, the grey value)
+DARK_OBJECTS_MEDIAN = 0.5
+
+
+def object_contrast(image, channel_axis: int | None = None) -> tuple[str, str]:
+    """Whether the objects of ``image`` are bright (fluorescence) or dark (transmitted light), and why.
+
+    Rule: brightness is the grey value (the largest channel of a multichannel image);
+    the objects are dark when the median brightness (the background, most of the
+    field) lies in the upper part of the robust range, above ``DARK_OBJECTS_MEDIAN``
+    of the way from its 0.5th to its 99.5th percentile: a bright-field or stained
+    image is mostly light, a fluorescence image mostly dark.
+
+    Parameters
+    ----------
+    image : array_like
+        The image as given (grey or multichannel, 2D or 3D, any numeric dtype).
+    channel_axis : int, optional
+        As for ``napari_levelset.io.prepare.prepare_image`` (None: guessed).
+
+    Returns
+    -------
+    contrast : str
+        ``"fluorescence"`` (bright objects) or ``"transmitted"`` (dark objects).
+    reason : str
+        The measurement, for the run's record.
+
+    Raises
+    ------
+    InputError
+        For a shape whose axes cannot be read (``infer_axes``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.full((64, 64), 200.0); img[20:30, 20:30] = 50
+    >>> object_contrast(img)[0]
+    'transmitted'
+    """
+    arr = np.asarray(image, dtype=np.float32)
+    ch_ax, _ = infer_axes(arr.shape, channel_axis, None)
+    v = arr if ch_ax is None or arr.size == 0 else arr.max(axis=ch_ax)
+    if v.size > 1_000_000:  # a regular subsample is enough for percentiles
+        v = v.ravel()[:: int(v.size // 1_000_000) + 1]
+    v = v[np.isfinite(v)]
+    if v.size == 0:  # nothing to measure: the image is refused where it is checked
+        return "fluorescence", "no finite pixel to measure: bright objects assumed"
+    lo, med, hi = np.percentile(v, [0.5, 50.0, 99.5])
+    where = float((med - lo) / (hi - lo)) if hi > lo else 0.0
+    dark = where > DARK_OBJECTS_MEDIAN
+    reason = (
+        f"the median brightness lies {where:.2f} of the way up the image's range "
+        f"({'above' if dark else 'at or below'} {DARK_OBJECTS_MEDIAN}): "
+        f"{'dark objects on a light field' if dark else 'bright objects on a dark field'}"
+    )
+    return ("transmitted" if dark else "fluorescence"), reason
 
 
 def is_builtin_cnn(model) -> bool:

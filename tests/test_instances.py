@@ -20,7 +20,8 @@ from napari_levelset.post.instances import (
     foreground_classes,
     instance_labels,
 )
-from napari_levelset.post.objects import linear_signal, object_contrast, outline_on_linear
+from napari_levelset.post.objects import linear_signal, outline_on_linear
+from napari_levelset.settings import object_contrast
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +151,7 @@ def test_dark_objects_on_a_bright_background_with_linear_contrast():
     image = (2000.0 - 1200.0 * (truth > 0) + rng.normal(0, 40, truth.shape)).astype(np.uint16)  # as in brightfield
     labels = segment(image, regions="instances", contrast="linear", foreground=1)
     assert instance_scores(labels, truth)["f1"] == 1.0
-    # the default reads dark objects on a light field (post.objects.object_contrast) and finds them too
+    # the default reads dark objects on a light field (settings.object_contrast) and finds them too
     assert object_contrast(image)[0] == "transmitted"
     assert instance_scores(segment(image, regions="instances"), truth)["f1"] == 1.0
 

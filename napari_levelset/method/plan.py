@@ -5,7 +5,7 @@ strokes (``Settings.resolved``), checks what only instances take, and prepares t
 instances of the per-image CNN without strokes are optimised on a smaller copy
 (``INSTANCE_PIXELS``) of the image prepared at full size (fluorescence contrast for bright
 objects, ``napari_levelset.post.objects.transmitted_prepared`` for dark ones; the contrast
-read from the image, ``napari_levelset.post.objects.object_contrast``, when none is given).
+read from the image, ``napari_levelset.settings.object_contrast``, when none is given).
 The ``RunPlan`` it returns makes the run's ``Segmenter`` (``make_segmenter``),
 brings its snapshots' labels to the image's grid for display (``display``) and makes the
 output from the run (``finish``: class labels, regions, or instances from the probabilities
@@ -41,11 +41,10 @@ from napari_levelset.post.objects import (
     OUTLINE_FRACTION,
     TRANSMITTED_MIN_PX,
     linear_signal,
-    object_contrast,
     outlines_on_linear,
     transmitted_prepared,
 )
-from napari_levelset.settings import INSTANCE_PIXELS, Settings, is_builtin_cnn, model_kind
+from napari_levelset.settings import INSTANCE_PIXELS, Settings, is_builtin_cnn, model_kind, object_contrast
 
 __all__ = ["PREVIEW_PIXELS", "RunPlan", "nearest", "plan_run", "spatial_shape"]
 
@@ -79,9 +78,9 @@ class RunPlan:
     contrast : str or None
         The contrast the plan prepared the image with (``settings.contrast`` is then
         ``"linear"``: the Segmenter takes the image as prepared); None where it did not.
-    contrast_given : bool
-        Whether the settings given named the contrast (else ``object_contrast`` chose it
-        for instances).
+    contrast_reason : str
+        Why the contrast is what it is: ``"given"``, or for instances the measurement by which
+        ``napari_levelset.settings.object_contrast`` chose it.
     objects : str or None
         What was decided about the objects and why (the run's record, key ``objects``),
         where the plan prepared the image.
@@ -102,7 +101,7 @@ class RunPlan:
     prepared: Prepared | None = None
     full: Prepared | None = None
     contrast: str | None = None
-    contrast_given: bool = True
+    contrast_reason: str = "given"
     objects: str | None = None
     linear: np.ndarray | None = None
     split_diameter: float | None = None
@@ -166,8 +165,7 @@ class RunPlan:
                     self.linear = linear_signal(raw.data, diameter, sp)
                     how += f"; outlines at {OUTLINE_FRACTION:g} of each object's peak on the linear signal"
             self.split_diameter = diameter
-        why = "given" if self.contrast_given else object_contrast(self.image, self.channel_axis)[1]
-        self.objects = f"contrast {s.contrast} ({why}); {how}"
+        self.objects = f"contrast {s.contrast} ({self.contrast_reason}); {how}"
         small, zoom = resample_prepared(full, INSTANCE_PIXELS, diameter, sp, min_diameter_px=min_px)
         self.prepared, self.full, self.contrast = (full if zoom == 1.0 else small), full, s.contrast
         self.settings = s.replace(contrast="linear", diameter=diameter)
@@ -351,7 +349,10 @@ def plan_run(
     if instances and image is not None:  # before any work that spacing or diameter would size
         check_scale(spatial_shape(image.shape, channel_axis, spatial_dims), spacing, s.diameter)
     strokes = scribbles is not None and bool(np.any(validate.scribble_array(scribbles)))
-    contrast_given = s.contrast is not None
+    contrast_reason = "given"
+    if instances and s.contrast is None and image is not None:  # measured once: the choice and its reason
+        contrast, contrast_reason = object_contrast(image, channel_axis)
+        s = s.replace(contrast=contrast)
     s = s.resolved(strokes=strokes, image=image, channel_axis=channel_axis)
     if s.iterations == 0 and model_kind(s.model) == "unet" and s.init == "network" and strokes:
         raise InputError(
@@ -365,7 +366,7 @@ def plan_run(
         channel_axis=channel_axis,
         spatial_dims=spatial_dims,
         spacing=spacing,
-        contrast_given=contrast_given,
+        contrast_reason=contrast_reason,
     )
     return plan.prepare() if prepare else plan
 

@@ -2,7 +2,7 @@
 
 Two readings of a microscopy image that ``napari_levelset.post.instances`` builds on:
 
-- **Dark or bright objects** (``object_contrast``).  Fluorescence shows bright objects
+- **Dark or bright objects** (``napari_levelset.settings.object_contrast``).  Fluorescence shows bright objects
   on a dark field; bright-field and stained (H&E-like) images show dark objects on a
   light field.  The median brightness, the field, tells them apart.  Dark objects are
   made bright (``transmitted_prepared``): the haematoxylin of colour deconvolution for
@@ -45,19 +45,14 @@ from napari_levelset.post.instances import (
 )
 
 __all__ = [
-    "DARK_OBJECTS_MEDIAN",
     "OUTLINE_FRACTION",
     "linear_signal",
-    "object_contrast",
     "outline_on_linear",
     "outlines_on_linear",
     "transmitted_prepared",
     "transmitted_signal",
 ]
 
-#: objects are dark (transmitted light) when the median brightness lies above this fraction of the
-#: image's robust range [0.5th, 99.5th percentile] (brightness: the largest channel, the grey value)
-DARK_OBJECTS_MEDIAN = 0.5
 #: ``transmitted``: the linear contrast's unit is this percentile of the background-removed signal
 TRANSMITTED_TOP = 99.9
 #: ``transmitted``: objects keep at least this many pixels across on the working copy
@@ -69,60 +64,6 @@ OUTLINE_FRACTION = 0.3
 OUTLINE_PEAK = 95.0
 #: pieces the outline separates become objects of their own (at least ``min_region`` large)
 SPLIT_PIECES = True
-
-
-def object_contrast(image, channel_axis: int | None = None) -> tuple[str, str]:
-    """Whether the objects of ``image`` are bright (fluorescence) or dark (transmitted light), and why.
-
-    Rule: brightness is the grey value (the largest channel of a multichannel image);
-    the objects are dark when the median brightness (the background, most of the
-    field) lies in the upper part of the robust range, above ``DARK_OBJECTS_MEDIAN``
-    of the way from its 0.5th to its 99.5th percentile: a bright-field or stained
-    image is mostly light, a fluorescence image mostly dark.
-
-    Parameters
-    ----------
-    image : array_like
-        The image as given (grey or multichannel, 2D or 3D, any numeric dtype).
-    channel_axis : int, optional
-        As for ``napari_levelset.io.prepare.prepare_image`` (None: guessed).
-
-    Returns
-    -------
-    contrast : str
-        ``"fluorescence"`` (bright objects) or ``"transmitted"`` (dark objects).
-    reason : str
-        The measurement, for the run's record.
-
-    Raises
-    ------
-    InputError
-        For a shape whose axes cannot be read (``infer_axes``).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> img = np.full((64, 64), 200.0); img[20:30, 20:30] = 50
-    >>> object_contrast(img)[0]
-    'transmitted'
-    """
-    arr = np.asarray(image, dtype=np.float32)
-    ch_ax, _ = infer_axes(arr.shape, channel_axis, None)
-    v = arr if ch_ax is None or arr.size == 0 else arr.max(axis=ch_ax)
-    if v.size > 1_000_000:  # a regular subsample is enough for percentiles
-        v = v.ravel()[:: int(v.size // 1_000_000) + 1]
-    v = v[np.isfinite(v)]
-    if v.size == 0:  # nothing to measure: the image is refused where it is checked
-        return "fluorescence", "no finite pixel to measure: bright objects assumed"
-    lo, med, hi = np.percentile(v, [0.5, 50.0, 99.5])
-    where = float((med - lo) / (hi - lo)) if hi > lo else 0.0
-    dark = where > DARK_OBJECTS_MEDIAN
-    reason = (
-        f"the median brightness lies {where:.2f} of the way up the image's range "
-        f"({'above' if dark else 'at or below'} {DARK_OBJECTS_MEDIAN}): "
-        f"{'dark objects on a light field' if dark else 'bright objects on a dark field'}"
-    )
-    return ("transmitted" if dark else "fluorescence"), reason
 
 
 def transmitted_signal(
