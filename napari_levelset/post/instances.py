@@ -567,8 +567,7 @@ def instance_labels(
         raise InputError(f"diameter must be a positive number, got {diameter!r}")
     d_px = d / sp  # per axis, in pixels
     if min_region is None:
-        unit_ball = np.pi / 4 if nd == 2 else np.pi / 6
-        min_region = MIN_OBJECT * unit_ball * float(np.prod(d_px))
+        min_region = _default_min_region(d_px)
     dt = ndimage.distance_transform_edt(mask, sampling=sp)
     smooth = ndimage.gaussian_filter(dt, sigma=np.maximum(SEED_SMOOTHING * d_px, 0.5))
     comp, _ = ndimage.label(mask)
@@ -582,15 +581,7 @@ def instance_labels(
         extra = np.isin(comp, unseeded)
         markers[extra] = (comp[extra] + len(peaks)).astype(np.int32)
     lab = watershed(-smooth, markers, mask=mask)
-    sizes = np.bincount(lab.ravel())
-    small = sizes < float(min_region)
-    small[0] = True
-    lab[small[lab]] = 0
-    ids = np.unique(lab)
-    ids = ids[ids > 0]
-    lut = np.zeros(int(lab.max()) + 1, np.uint32)
-    lut[ids] = np.arange(1, len(ids) + 1, dtype=np.uint32)
-    return lut[lab]
+    return _drop_and_renumber(lab, min_region, np.uint32)
 
 
 def instance_labels_per_item(
@@ -620,10 +611,36 @@ def instance_labels_per_item(
     InputError
         As ``instance_labels``.
     """
-    out = np.zeros(foreground_prob.shape, np.uint32)
+    items = (
+        instance_labels(item, diameter=diameter, spacing=spacing, min_region=min_region) for item in foreground_prob
+    )
+    return _number_items(np.zeros(foreground_prob.shape, np.uint32), items)
+
+
+def _default_min_region(d_px: np.ndarray) -> float:
+    """The smallest object kept, in pixels: ``MIN_OBJECT`` of a ball of diameter ``d_px`` (pixels per axis)."""
+    unit_ball = np.pi / 4 if len(d_px) == 2 else np.pi / 6
+    return MIN_OBJECT * unit_ball * float(np.prod(d_px))
+
+
+def _drop_and_renumber(labels: np.ndarray, min_region: float | None, dtype) -> np.ndarray:
+    """``labels`` without objects under ``min_region`` pixels (None: all kept), ids renumbered 1..K as ``dtype``."""
+    if min_region is not None:
+        sizes = np.bincount(labels.ravel())
+        small = sizes < float(min_region)
+        small[0] = True
+        labels[small[labels]] = 0
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    lut = np.zeros(int(labels.max()) + 1, dtype)
+    lut[ids] = np.arange(1, len(ids) + 1, dtype=dtype)
+    return lut[labels]
+
+
+def _number_items(out: np.ndarray, items) -> np.ndarray:
+    """``out`` ``(B, *S)`` filled with the label images ``items``, each item's ids after those of the ones before."""
     offset = 0
-    for i, item in enumerate(foreground_prob):
-        lab = instance_labels(item, diameter=diameter, spacing=spacing, min_region=min_region)
+    for i, lab in enumerate(items):
         out[i] = np.where(lab > 0, lab + offset, 0)
         offset += int(lab.max())
     return out

@@ -35,10 +35,12 @@ from napari_levelset.io.prepare import Prepared, prepare_image
 from napari_levelset.post.instances import (
     BACKGROUND_DIAMETERS,
     MAX_DIAMETER_EXTENTS,
-    MIN_OBJECT,
     NOISE_BLUR,
     _background,
     _check_diameter,
+    _default_min_region,
+    _drop_and_renumber,
+    _number_items,
     _spacing,
     as_spacing,
     estimate_diameter,
@@ -300,7 +302,7 @@ def outline_on_linear(
             continue
         keep = ndimage.binary_fill_holes((region[big] == i) & (sig > s0 + f * (peak - s0)))
         nxt = _place_pieces(view, keep, nxt, min_region)
-    return _drop_and_renumber(out, min_region)
+    return _drop_and_renumber(out, min_region, out.dtype)
 
 
 def _place_pieces(view: np.ndarray, keep: np.ndarray, nxt: int, min_region: float | None) -> int:
@@ -326,20 +328,6 @@ def _place_pieces(view: np.ndarray, keep: np.ndarray, nxt: int, min_region: floa
     nxt += 1
     view[keep & (view == 0)] = nxt
     return nxt
-
-
-def _drop_and_renumber(out: np.ndarray, min_region: float | None) -> np.ndarray:
-    """``out`` without objects under ``min_region`` pixels (None: all kept), ids renumbered 1..K."""
-    if min_region is not None:
-        sizes = np.bincount(out.ravel())
-        small = sizes < float(min_region)
-        small[0] = True
-        out[small[out]] = 0
-    ids = np.unique(out)
-    ids = ids[ids > 0]
-    lut = np.zeros(int(out.max()) + 1, out.dtype)
-    lut[ids] = np.arange(1, len(ids) + 1)
-    return lut[out]
 
 
 def outlines_on_linear(
@@ -380,12 +368,10 @@ def outlines_on_linear(
     spacing = as_spacing(spacing, nd)
     lab = labels.reshape((-1,) + shape[len(shape) - nd :])
     if min_region is None:
-        d_px = float(diameter) / (np.ones(nd) if spacing is None else np.asarray(spacing, float))
-        min_region = MIN_OBJECT * (np.pi / 4 if nd == 2 else np.pi / 6) * float(np.prod(d_px))
-    out = np.empty_like(lab)
-    offset = 0
-    for b in range(lab.shape[0]):
-        item = outline_on_linear(lab[b], linear[b], diameter, spacing, min_region=min_region)
-        out[b] = np.where(item > 0, item + offset, 0)
-        offset += int(item.max())
-    return out.reshape(shape)
+        min_region = _default_min_region(
+            float(diameter) / (np.ones(nd) if spacing is None else np.asarray(spacing, float))
+        )
+    items = (
+        outline_on_linear(item, signal, diameter, spacing, min_region=min_region) for item, signal in zip(lab, linear)
+    )
+    return _number_items(np.empty_like(lab), items).reshape(shape)
