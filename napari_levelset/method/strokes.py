@@ -476,8 +476,9 @@ def stroke_prior(data: np.ndarray, scribbles: np.ndarray, n_classes: int, tau: f
     -------
     numpy.ndarray
         float32 ``(B, N, *S)`` in [-1, 0]: ``max(s_k - max_j s_j, -PRIOR_CLIP) / PRIOR_CLIP``
-        over the stroked classes ``j``, ``s_k`` the score below; -0.5 for unstroked classes
-        (they neither win nor lose by it: the network decides).
+        over the stroked classes ``j``, ``s_k`` the score below; -0.5 for unstroked classes.
+        The best stroked class scores 0 everywhere, so an unstroked class could never win a
+        pixel against it: ``Segmenter`` uses the map only when every class has a stroke.
 
     Notes
     -----
