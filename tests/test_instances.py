@@ -206,3 +206,65 @@ def test_an_empty_or_nan_image_is_an_input_error_for_instances():
         except InputError:
             continue
         assert labels.shape == image.shape
+
+
+def test_an_estimate_larger_than_the_objects_found_neither_drops_nor_merges_them():
+    """The split uses the foreground's own diameter where the estimate before the run was too large
+    (an estimate read off clusters or texture once dropped small nuclei as debris)."""
+    from napari_levelset.method.plan import plan_run
+    from napari_levelset.settings import Settings
+
+    image, truth = nuclei((192, 192), n_objects=25, diameter=12.0, seed=3, touching=0.3)
+    plan = plan_run(image, Settings(regions="instances"))
+    assert plan.diameter_estimated
+    plan.split_diameter = 5.0 * plan.split_diameter  # as an estimate misled by clusters would be
+    seg = plan.make_segmenter()
+    for _ in seg.run(plan.iterations):
+        pass
+    labels = plan.finish(seg)
+    assert instance_scores(labels, truth)["f1"] > 0.8
+    assert "split at diameter" in seg._record["objects"]
+
+
+def test_foreground_diameter_of_discs_and_of_a_stack():
+    from napari_levelset.post.instances import foreground_diameter
+
+    yy, xx = np.mgrid[:80, :80]
+    small = ((yy - 20) ** 2 + (xx - 20) ** 2 < 36) | ((yy - 60) ** 2 + (xx - 60) ** 2 < 36)
+    large = (yy - 40) ** 2 + (xx - 40) ** 2 < 400
+    assert 10 <= foreground_diameter(small.astype(float)) <= 14
+    assert 38 <= foreground_diameter(large.astype(float)) <= 42
+    # two touching discs: the inscribed radius, not the pair's area
+    pair = ((yy - 40) ** 2 + (xx - 30) ** 2 < 100) | ((yy - 40) ** 2 + (xx - 48) ** 2 < 100)
+    assert foreground_diameter(pair.astype(float)) <= 22
+    assert foreground_diameter(np.stack([small, small]).astype(float)) == foreground_diameter(small.astype(float))
+    assert foreground_diameter(large.astype(float), spacing=(0.5, 0.5)) == pytest.approx(
+        0.5 * foreground_diameter(large.astype(float)), rel=0.05
+    )
+
+
+def test_concave_pieces_are_left_out_and_ids_stay_unique_over_a_stack():
+    from napari_levelset.post.objects import drop_concave
+
+    yy, xx = np.mgrid[:80, :80]
+    disc = (yy - 20) ** 2 + (xx - 20) ** 2 < 100
+    crescent = ((yy - 55) ** 2 + (xx - 50) ** 2 < 225) & ~((yy - 50) ** 2 + (xx - 44) ** 2 < 196)
+    lab = np.zeros((80, 80), np.uint32)
+    lab[disc], lab[crescent] = 1, 2
+    out = drop_concave(lab, 2)
+    assert set(np.unique(out)) == {0, 1} and (out[disc] == 1).all() and not out[crescent].any()
+    stack = drop_concave(np.stack([lab, lab]), 2)
+    assert sorted(np.unique(stack)) == [0, 1, 2] and (stack[1][disc] == 2).all()
+
+
+def test_dark_objects_of_a_grey_image_are_convex_ones(nuclei2d):
+    """Grey images of dark objects lose their cytoplasm before the run; the rims it leaves are no objects."""
+    from napari_levelset.method.plan import plan_run
+    from napari_levelset.settings import Settings
+
+    image, truth = nuclei2d
+    dark = (image.max() - image).astype(np.uint16)  # dark nuclei on a light field
+    plan = plan_run(dark, Settings(regions="instances"))
+    assert plan.contrast == "transmitted" and plan.convex
+    assert "convex" in plan.objects
+    assert instance_scores(segment(dark, regions="instances"), truth)["f1"] > 0.6

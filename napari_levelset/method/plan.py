@@ -33,13 +33,17 @@ from napari_levelset.post.instances import (
     check_scale,
     contrast_color,
     fluorescence_prepared,
+    foreground_classes,
+    foreground_diameter,
     noise_sigma,
     resample_prepared,
     upsample,
 )
 from napari_levelset.post.objects import (
+    MIN_SOLIDITY,
     OUTLINE_FRACTION,
     TRANSMITTED_MIN_PX,
+    drop_concave,
     linear_signal,
     outlines_on_linear,
     transmitted_prepared,
@@ -90,6 +94,12 @@ class RunPlan:
     split_diameter : float or None
         The diameter touching objects are split at: the one estimated for bright objects,
         for dark ones only the one given (None: that of the foreground found).
+    diameter_estimated : bool
+        Whether the plan estimated ``split_diameter`` (no diameter given); the split then uses
+        the smaller of it and the foreground's own (``finish``).
+    convex : bool
+        Whether objects less convex than ``napari_levelset.post.objects.MIN_SOLIDITY`` are left
+        out (``drop_concave``): grey images of dark objects, whose cytoplasm was removed.
     """
 
     settings: Settings
@@ -105,6 +115,8 @@ class RunPlan:
     objects: str | None = None
     linear: np.ndarray | None = None
     split_diameter: float | None = None
+    diameter_estimated: bool = False
+    convex: bool = False
 
     @property
     def output(self) -> str:
@@ -148,6 +160,7 @@ class RunPlan:
             )
             sp = as_spacing(self.spacing, len(full.spatial_shape))
             min_px = TRANSMITTED_MIN_PX
+            self.convex = "removed" in how  # the cytoplasm's removal leaves cell rims: objects must be convex
             # dark objects are split at the diameter of the foreground found (the stains' texture misleads
             # the blob estimate)
             self.split_diameter = s.diameter
@@ -165,7 +178,10 @@ class RunPlan:
                     self.linear = linear_signal(raw.data, diameter, sp)
                     how += f"; outlines at {OUTLINE_FRACTION:g} of each object's peak on the linear signal"
             self.split_diameter = diameter
+            self.diameter_estimated = s.diameter is None
         self.objects = f"contrast {s.contrast} ({self.contrast_reason}); {how}"
+        if self.convex:
+            self.objects += f"; objects less convex than solidity {MIN_SOLIDITY:g} left out"
         small, zoom = resample_prepared(full, INSTANCE_PIXELS, diameter, sp, min_diameter_px=min_px)
         self.prepared, self.full, self.contrast = (full if zoom == 1.0 else small), full, s.contrast
         self.settings = s.replace(contrast="linear", diameter=diameter)
@@ -262,6 +278,26 @@ class RunPlan:
             return values
         return nearest(values, self.full.spatial_shape)
 
+    def _found_diameter(self, seg, probs: np.ndarray, estimate: float) -> float:
+        """The diameter an estimated split uses: the smaller of the estimate made before the run and the
+        diameter of the foreground the run found (``foreground_diameter``), recorded in the run's record.
+
+        The estimate on the image (``estimate_diameter``) reads the scale of its blobs and can
+        take a cluster or a bright field's texture for one object; an estimate too large makes
+        touching objects merge and drops small ones as debris (``MIN_OBJECT``).  The foreground's
+        own pieces give the objects' size where they stand apart."""
+        s = self.settings
+        nd = len(self.full.spatial_shape)
+        fg = [k - 1 for k in foreground_classes(s.n_classes, s.foreground)]
+        spacing = as_spacing(self.spacing, nd) or (1.0,) * nd
+        found = foreground_diameter(probs[fg].sum(0), spacing)
+        used = min(float(estimate), found)
+        seg._record["objects"] = (
+            f"{self.objects}; split at diameter {used:.3g} "
+            f"(estimated {float(estimate):.3g}, foreground found {found:.3g})"
+        )
+        return used
+
     def finish(self, seg, last=None) -> np.ndarray:
         """The output of a finished run of ``seg`` (made by ``make_segmenter``).
 
@@ -288,11 +324,15 @@ class RunPlan:
                     seg.probabilities().reshape((n, -1) + seg.prepared.spatial_shape), self.full.spatial_shape
                 ).reshape((n,) + self.full.out_shape)
                 diameter = self.split_diameter
+                if self.diameter_estimated and diameter is not None:
+                    diameter = self._found_diameter(seg, probs, diameter)
             if diameter is None and (self.full is not None or s.contrast == "transmitted"):
                 seg.diameter = None  # dark objects: split at the diameter of the foreground found
             labels = seg.instances(diameter=diameter, foreground=s.foreground, min_region=s.min_region, probs=probs)
             if self.linear is not None and s.foreground is None:  # outlines redrawn on the linear signal
-                labels = outlines_on_linear(labels, self.linear, s.diameter, self.spacing, s.min_region)
+                labels = outlines_on_linear(labels, self.linear, diameter, self.spacing, s.min_region)
+            if self.convex and s.foreground is None:
+                labels = drop_concave(labels, len(self.full.spatial_shape))
             return labels
         labels = last.labels if last is not None else seg.labels()
         return seg.regions(labels, s.regions, min_region=s.min_region, merge=s.merge)

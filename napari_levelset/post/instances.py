@@ -59,6 +59,7 @@ __all__ = [
     "estimate_diameter",
     "fluorescence_contrast",
     "foreground_classes",
+    "foreground_diameter",
     "instance_labels",
     "instance_labels_per_item",
     "noise_sigma",
@@ -447,20 +448,72 @@ def estimate_diameter(
 
 def _mask_diameter(mask: np.ndarray, spacing: np.ndarray) -> float:
     """Twice the area-weighted median largest inscribed radius of a mask's pieces (scipy's distance
-    transform), so clusters of touching objects do not inflate it; pieces under 9 pixels ignored."""
+    transform), so clusters of touching objects do not inflate it; pieces under 9 pixels ignored.
+    ``mask`` may hold batch items ahead of its ``len(spacing)`` spatial axes: each is measured on its own."""
     from scipy import ndimage
 
-    lab, n = ndimage.label(mask)
-    sizes = np.bincount(lab.ravel())[1:]
-    if n == 0 or not (sizes >= 9).any():
+    nd = len(spacing)
+    radii, weights = [], []
+    for item in mask.reshape((-1,) + mask.shape[mask.ndim - nd :]):
+        lab, n = ndimage.label(item)
+        if n == 0:
+            continue
+        sizes = np.bincount(lab.ravel())[1:]
+        dt = ndimage.distance_transform_edt(item, sampling=spacing)
+        radius = np.asarray(ndimage.maximum(dt, lab, np.arange(1, n + 1))) + 0.5 * spacing.min()
+        radii.append(radius[sizes >= 9])
+        weights.append(sizes[sizes >= 9].astype(float))
+    r = np.concatenate(radii) if radii else np.zeros(0)
+    if r.size == 0:
         return float(FALLBACK_DIAMETER * spacing.min())
-    dt = ndimage.distance_transform_edt(mask, sampling=spacing)
-    radius = np.asarray(ndimage.maximum(dt, lab, np.arange(1, n + 1))) + 0.5 * spacing.min()
-    keep = sizes >= 9
-    r, w = radius[keep], sizes[keep].astype(float)
+    w = np.concatenate(weights)
     order = np.argsort(r)
     cum = np.cumsum(w[order])
     return float(2.0 * r[order][np.searchsorted(cum, 0.5 * cum[-1])])
+
+
+def foreground_diameter(foreground_prob: np.ndarray, spacing: Sequence[float] | None = None) -> float:
+    """The typical diameter of the objects a foreground probability map shows (2D or 3D, batch items first).
+
+    Twice the area-weighted median of the largest inscribed radius of each piece of the
+    foreground (where ``foreground_prob`` exceeds 0.5, holes filled), from scipy's distance
+    transform: touching objects do not inflate it as their pieces' areas would.  Pieces under
+    9 pixels are left out; ``FALLBACK_DIAMETER`` pixels when none is left.
+
+    Parameters
+    ----------
+    foreground_prob : ndarray, float, shape (..., *S)
+        Foreground probability; the last ``len(spacing)`` axes (2 without ``spacing``) are
+        spatial, any axes before them are batch items measured on their own.
+    spacing : sequence of float, optional
+        Physical pixel (voxel) size per spatial axis; the result is in that unit.
+
+    Returns
+    -------
+    float
+        The diameter, in the unit of ``spacing`` (pixels without it).
+
+    Raises
+    ------
+    InputError
+        When ``spacing`` is not one positive number per spatial axis.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> yy, xx = np.mgrid[:60, :60]
+    >>> 18 <= foreground_diameter(((yy - 30) ** 2 + (xx - 30) ** 2 < 100).astype(float)) <= 22
+    True
+    """
+    from scipy import ndimage
+
+    p = np.asarray(foreground_prob, dtype=np.float32)
+    nd = 2 if spacing is None else len(spacing)
+    spatial = p.shape[p.ndim - nd :]
+    sp = _spacing(spacing, nd, spatial)
+    items = (p > 0.5).reshape((-1,) + spatial)
+    mask = np.stack([ndimage.binary_fill_holes(item) for item in items])
+    return _mask_diameter(mask, sp)
 
 
 def foreground_classes(n_classes: int, foreground: Sequence[int] | int | None = None) -> list[int]:

@@ -47,7 +47,9 @@ from napari_levelset.post.instances import (
 )
 
 __all__ = [
+    "MIN_SOLIDITY",
     "OUTLINE_FRACTION",
+    "drop_concave",
     "linear_signal",
     "outline_on_linear",
     "outlines_on_linear",
@@ -59,6 +61,10 @@ __all__ = [
 TRANSMITTED_TOP = 99.9
 #: ``transmitted``: objects keep at least this many pixels across on the working copy
 TRANSMITTED_MIN_PX = 8.0
+#: grey bright-field images (cytoplasm removed): objects less convex than this (area over the convex
+#: hull's, scikit-image's ``solidity``) are left out: nuclei are convex, the rims and borders of cells
+#: that the removal of the cytoplasm leaves are not
+MIN_SOLIDITY = 0.9
 #: ``fluorescence``: each object's outline is redrawn on the linear (background-removed) signal where it
 #: crosses this fraction of the way from the object's surroundings to its peak (``outline_on_linear``)
 OUTLINE_FRACTION = 0.3
@@ -105,6 +111,40 @@ def transmitted_signal(
         return rgb2hed(arr[..., :3]).astype(np.float32)[..., 0], "haematoxylin (colour deconvolution)"
     v = arr.astype(np.float32) if ch_ax is None else arr.astype(np.float32).max(axis=ch_ax)
     return float(v.max()) - v, "inverted brightness"
+
+
+def drop_concave(labels: np.ndarray, spatial_ndim: int, min_solidity: float = MIN_SOLIDITY) -> np.ndarray:
+    """``labels`` without the objects less convex than ``min_solidity``, ids renumbered over the stack.
+
+    Solidity is an object's area (volume) over that of its convex hull (scikit-image's
+    ``regionprops``); a disc or an ellipse has about 1, a crescent or a bent line much less.
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        Instances, 0 background: batch axes, then ``spatial_ndim`` spatial axes.
+    spatial_ndim : int
+        2 or 3.
+    min_solidity : float
+        In [0, 1]; objects with a lower solidity become background.
+
+    Returns
+    -------
+    ndarray
+        ``labels``' shape and dtype: 0 background, ids 1..K over the whole stack.
+    """
+    from skimage.measure import regionprops
+
+    shape = labels.shape
+    items = labels.reshape((-1,) + shape[len(shape) - spatial_ndim :])
+
+    def kept(item: np.ndarray) -> np.ndarray:
+        item = item.copy()
+        concave = [r.label for r in regionprops(item) if r.solidity < min_solidity]
+        item[np.isin(item, concave)] = 0
+        return _drop_and_renumber(item, None, item.dtype)
+
+    return _number_items(np.empty_like(items), (kept(item) for item in items)).reshape(shape)
 
 
 def transmitted_prepared(
