@@ -1294,7 +1294,7 @@ def _to_8bit(image: np.ndarray) -> np.ndarray:
 def test_widget_instances_are_what_segment_makes(make_widget, qtbot, errors, tmp_path):
     """An 8-bit fluorescence frame opened as a user would, Output = instances with the defaults, Run:
     the instances layer holds exactly ``segment(image, regions="instances")`` (2 classes, the
-    fluorescence contrast, a working copy of at most INSTANCE_PIXELS, 30 iterations)."""
+    fluorescence contrast, a working copy of at most INSTANCE_PIXELS, INSTANCE_ITERATIONS)."""
     from napari_levelset.evaluation.synthetic import nuclei
     from napari_levelset.method.segmentation import segment
     from napari_levelset.settings import INSTANCE_ITERATIONS
