@@ -207,3 +207,36 @@ def test_the_commands_say_how_the_default_is_chosen(capsys, command):
     assert main([command, "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "--threads N" in text and "other programs leave free" in text
+
+
+def test_the_widgets_worker_sets_the_count_in_its_own_thread(monkeypatch):
+    """A widget run sets torch's count in the worker thread that runs it; the main thread keeps its own."""
+    from napari_levelset.napari._session import Handover
+    from napari_levelset.napari._worker import Final, RunRequest, Started, run_segmentation
+    from napari_levelset.settings import Settings
+
+    monkeypatch.setattr(resources, "cpu_load", lambda sample=resources.SAMPLE_S: CpuLoad(cores=2, busy=1.0))
+    torch.set_num_threads(3)
+    req = RunRequest(
+        image=IMAGE,
+        settings=Settings(n_classes=2),
+        axes=dict(channel_axis=None, spatial_dims=None, spacing=None),
+        iterations=2,
+    )
+    seen, items = {}, []
+
+    def work():
+        handover = Handover()
+        for item in run_segmentation(req, handover):
+            items.append(item)
+            if isinstance(item, Started):
+                seen["during"] = torch.get_num_threads()
+            handover.ready.set()
+        seen["after"] = torch.get_num_threads()
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert isinstance(items[-1], Final) and items[-1].output.shape == IMAGE.shape
+    assert seen == {"during": 1, "after": 3}
+    assert torch.get_num_threads() == 3
