@@ -42,8 +42,10 @@ __all__ = [
     "cpu_load",
     "cpu_quota",
     "default_threads",
+    "environment_threads",
     "is_out_of_memory",
     "max_workers",
+    "others_busy",
     "run_threads",
     "set_threads",
     "threads_for",
@@ -404,15 +406,44 @@ def cpu_load(sample: float = SAMPLE_S) -> CpuLoad | None:
         mine = list(range(len(after)))
     if not mine or len(before) != len(after) or max(mine) >= len(after):
         mine = list(range(len(after)))
+    return CpuLoad(cores, min(float(cores), others_busy(before, after, mine, own1 - own0, t1 - t0)), quota)
+
+
+def others_busy(before, after, cpus, own_seconds: float, seconds: float) -> float:
+    """Cores' worth of CPU time other processes used on ``cpus`` between two readings of the CPU times.
+
+    Parameters
+    ----------
+    before, after : sequence of named tuples
+        ``psutil.cpu_times(percpu=True)`` at the start and the end (fields ``idle``, and where
+        present ``iowait``, ``guest``, ``guest_nice``, counted as psutil's ``cpu_percent`` does).
+    cpus : sequence of int
+        The cores that count (indices into ``before`` and ``after``).
+    own_seconds : float
+        CPU seconds this process used meanwhile (left out).
+    seconds : float
+        Wall-clock seconds between the readings.
+
+    Returns
+    -------
+    float
+        ``len(cpus) * busy / total`` (the cores' busy share of their time) less
+        ``own_seconds / seconds``, at least 0; 0 when the counters did not move.
+
+    Examples
+    --------
+    >>> from collections import namedtuple
+    >>> T = namedtuple("T", "user system idle")
+    >>> round(others_busy([T(0, 0, 0), T(0, 0, 0)], [T(8, 0, 2), T(1, 0, 9)], [0, 1], 0.04, 0.1), 6)  # 0.4 mine
+    0.5
+    """
     busy = total = 0.0
-    for i in mine:
+    for i in cpus:
         (b0, s0), (b1, s1) = _times(before[i]), _times(after[i])
         busy, total = busy + b1 - b0, total + s1 - s0
     if total <= 0:  # the counters did not move (too short a sample): nothing measured
-        return CpuLoad(cores, 0.0, quota)
-    all_busy = len(mine) * busy / total
-    own = (own1 - own0) / max(t1 - t0, 1e-9)
-    return CpuLoad(cores, min(float(cores), max(0.0, all_busy - own)), quota)
+        return 0.0
+    return max(0.0, len(cpus) * busy / total - own_seconds / max(seconds, 1e-9))
 
 
 def threads_for(load: CpuLoad | None, processes: int = 1) -> int:
@@ -472,11 +503,43 @@ def adaptive_threads(processes: int = 1, read: Callable[[], CpuLoad | None] | No
 _chosen = threading.local()  # .stack: the counts of the torch_threads blocks active in this thread
 
 
+#: environment variables that fix the thread count, in the order torch reads them
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def environment_threads(environ=None) -> int | None:
+    """The thread count the environment fixes (``OMP_NUM_THREADS``, else ``MKL_NUM_THREADS``), or None.
+
+    Parameters
+    ----------
+    environ : mapping or None
+        Stands in for ``os.environ``.
+
+    Returns
+    -------
+    int or None
+        The first whole number >= 1 of the first variable set to one (OpenMP's ``4,2`` gives 4);
+        None where neither is.
+
+    Examples
+    --------
+    >>> environment_threads({"OMP_NUM_THREADS": "3"}), environment_threads({"MKL_NUM_THREADS": "x"})
+    (3, None)
+    """
+    environ = os.environ if environ is None else environ
+    for name in THREAD_VARIABLES:
+        first = str(environ.get(name, "")).split(",")[0].strip()
+        if first.isdigit() and int(first) >= 1:
+            return min(int(first), MAX_THREADS)
+    return None
+
+
 def run_threads(
     threads: int | None = None, processes: int = 1, read: Callable[[], CpuLoad | None] | None = None
 ) -> int:
     """The torch thread count a run uses: ``threads`` when given, else the one an enclosing
-    :func:`torch_threads` block of this thread chose, else :func:`adaptive_threads`.
+    :func:`torch_threads` block of this thread chose, else the one the environment fixes
+    (:func:`environment_threads`, per process), else :func:`adaptive_threads`.
 
     Parameters
     ----------
@@ -497,7 +560,7 @@ def run_threads(
     stack = getattr(_chosen, "stack", None)
     if stack:
         return stack[-1]
-    return adaptive_threads(processes, read)
+    return environment_threads() or adaptive_threads(processes, read)
 
 
 def set_threads(threads: int | None) -> None:

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 import threading
-import time
+from collections import namedtuple
 
 import numpy as np
 import pytest
@@ -16,7 +16,10 @@ torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(autouse=True)
-def keep_torch_threads():
+def keep_torch_threads(monkeypatch):
+    """Give the next test torch's count; no variable fixes the count here (the test session sets one)."""
+    for name in resources.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
@@ -59,6 +62,20 @@ def test_an_explicit_or_enclosing_count_wins_over_the_load():
     assert run_threads(None, read=lambda: CpuLoad(cores=4, busy=0.0)) == 4
 
 
+def test_a_count_the_environment_fixes_wins_over_the_load(monkeypatch):
+    idle = CpuLoad(cores=4, busy=0.0)
+    assert resources.environment_threads({"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "2"}) == 3
+    assert resources.environment_threads({"OMP_NUM_THREADS": "4,2"}) == 4
+    assert resources.environment_threads({"OMP_NUM_THREADS": "0", "MKL_NUM_THREADS": "2"}) == 2
+    assert resources.environment_threads({"OMP_NUM_THREADS": "", "MKL_NUM_THREADS": "many"}) is None
+    assert run_threads(read=lambda: idle) == 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert run_threads(read=lambda: idle) == 1
+    assert run_threads(2, read=lambda: idle) == 2
+    with torch_threads(3):
+        assert run_threads(read=lambda: idle) == 3
+
+
 def test_an_enclosing_count_belongs_to_its_own_thread():
     seen = []
     with torch_threads(5):
@@ -87,25 +104,21 @@ def test_a_busy_neighbour_is_seen():
     assert load is not None and load.busy >= 0.5
 
 
-def test_this_process_is_not_counted_as_busy():
-    """A busy thread of this process is left out: what others use is at most what this process left them."""
-    stop = threading.Event()
+Times = namedtuple("Times", "user nice system idle iowait guest")
 
-    def spin():
-        while not stop.is_set():
-            pass
 
-    t = threading.Thread(target=spin)
-    t.start()
-    try:
-        own, t0 = resources.psutil.Process().cpu_times(), time.monotonic()
-        load = resources.cpu_load(0.5)
-        rate = (sum(resources.psutil.Process().cpu_times()[:2]) - sum(own[:2])) / (time.monotonic() - t0)
-    finally:
-        stop.set()
-        t.join()
-    assert rate > 0.05  # the thread did run
-    assert load.busy <= load.cores - rate + 0.15  # 0.15: the counters' ticks and the reads around the sample
+def test_others_busy_time_leaves_this_process_out_and_counts_only_its_cores():
+    """From fed-in CPU times: cores' worth of busy time over the cores that count, less this process's."""
+    start = [Times(0, 0, 0, 0, 0, 0)] * 3
+    # over 1 s: core 0 all busy (0.5 s of it waiting on a disk counts as idle), core 1 idle, core 2 all busy
+    end = [Times(0.3, 0.0, 0.2, 0.0, 0.5, 0.0), Times(0, 0, 0, 1.0, 0, 0), Times(0.9, 0.1, 0, 0, 0, 0.4)]
+    assert resources.others_busy(start, end, [0, 1, 2], 0.0, 1.0) == pytest.approx(1.5)
+    assert resources.others_busy(start, end, [1, 2], 0.0, 1.0) == pytest.approx(1.0 * 2 / (1.0 + 1.0))
+    assert resources.others_busy(start, end, [0, 1, 2], 0.4, 1.0) == pytest.approx(1.1)  # 0.4 s were mine
+    assert resources.others_busy(start, end, [1], 0.5, 1.0) == 0.0  # never below 0
+    assert resources.others_busy(start, start, [0, 1], 0.0, 1.0) == 0.0  # counters that did not move
+    load = CpuLoad(cores=3, busy=resources.others_busy(start, end, [0, 1, 2], 0.0, 1.0))
+    assert threads_for(load) == 1  # 1.5 free: one core counts
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])

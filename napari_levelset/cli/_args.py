@@ -333,8 +333,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 THREADS_RULE = (
     "torch CPU threads per process (default: one per CPU core that other programs leave free when a run "
-    "starts, divided among --workers, at least 1, of {default} here; a thread on a busy core slows the "
-    "others down many times)"
+    "starts, divided among --workers, at least 1, of {default} here; OMP_NUM_THREADS fixes it where set; "
+    "a thread on a busy core slows the others down many times)"
 )
 
 
@@ -347,7 +347,7 @@ def add_threads_option(parser, default: int | None = None, rule: str = THREADS_R
         The command's parser; ``--threads`` is added to it.
     default : int, optional
         The option's default; None: chosen at run time from the cores free then
-        (``resources.adaptive_threads``; the help shows the usable cores).
+        (``resources.run_threads``; the help shows the usable cores).
     rule : str
         The help text; ``{default}`` is replaced by the default given, or the usable cores.
     """

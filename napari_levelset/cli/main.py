@@ -6,7 +6,8 @@ output file is only ever written whole (see ``io.write_labels``).  ``segment``
 ``napari_levelset.settings.SPEC`` (``napari_levelset.cli._args``); ``train`` has its own
 parser (``napari_levelset.cli.train``).  ``--threads`` sets torch's CPU threads, by
 default one per core that other programs leave free when a run starts
-(``resources.adaptive_threads``), shared among ``--workers``, at least 1.
+(``resources.run_threads``; ``OMP_NUM_THREADS`` fixes it where set), shared among
+``--workers``, at least 1.
 
 Exit statuses: 0 done; 1 a batch with a failed file, or a torch failure; 2 bad input
 or out of memory; 130 Ctrl-C; 143 SIGTERM (``napari_levelset.cli._report``).

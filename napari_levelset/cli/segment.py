@@ -27,7 +27,7 @@ from napari_levelset.cli._args import (
 from napari_levelset.cli._report import cli_words
 from napari_levelset.errors import PROG, InputError
 from napari_levelset.io.read import TIFF_EXT
-from napari_levelset.resources import adaptive_threads, torch_threads
+from napari_levelset.resources import run_threads, torch_threads
 from napari_levelset.settings import (
     INSTANCE_LAM,
     MAX_OFFERED_CLASSES,
@@ -275,7 +275,7 @@ def run_segment(args) -> int:
         raise InputError("--scribbles is for one image: a batch or a zarr volume takes none")
     if mode == "batch":
         return _run_batch(args)
-    threads = args.threads or adaptive_threads(args.workers or 1)  # from the cores free now
+    threads = args.threads or run_threads(processes=args.workers or 1)  # from the cores free now
     if mode == "zarr":
         return _run_zarr(args, threads)
     if args.workers or args.scheduler:

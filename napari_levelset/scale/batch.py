@@ -46,7 +46,7 @@ from napari_levelset.io.axes import infer_axes
 from napari_levelset.io.read import PLAIN_EXT, TIFF_EXT, read_image, read_image_file
 from napari_levelset.io.write import write_labels
 from napari_levelset.method import segmentation as engine  # engine.segment, looked up at each call
-from napari_levelset.resources import MAX_THREADS, adaptive_threads, max_workers, torch_threads
+from napari_levelset.resources import MAX_THREADS, max_workers, run_threads, torch_threads
 
 __all__ = [
     "ArrayResults",
@@ -542,7 +542,7 @@ def segment_files(
     ``client``: a ``dask.distributed.Client`` or a scheduler address;
     ``workers``: start a local cluster of that many processes; neither: one by
     one in this process.  ``threads``: torch CPU threads per process (None:
-    chosen from the cores other programs leave free, ``resources.adaptive_threads``; in
+    chosen from the cores other programs leave free, ``resources.run_threads``; in
     this process the count before is restored after).
     ``report(line)`` is called with each failure's one-line reason (default:
     printed on stderr).
@@ -613,7 +613,7 @@ def segment_files(
         inputs = [inputs]
     workers, threads = _limits(workers, threads)
     if threads is None and client is None and workers:  # a local cluster shares the cores free now
-        threads = adaptive_threads(workers)
+        threads = run_threads(processes=workers)
     files = find_inputs(inputs)
     if not isinstance(ext, str) or ext.lower() not in TIFF_EXT | {".png"}:
         raise InputError(f"output extension must be .tif, .tiff or .png, got {ext!r}")
@@ -742,7 +742,7 @@ def segment_arrays(
     """
     workers, threads = _limits(workers, threads)
     if threads is None and client is None and workers:  # a local cluster shares the cores free now
-        threads = adaptive_threads(workers)
+        threads = run_threads(processes=workers)
     images = list(images)
     results: list = [None] * len(images)
     failed = []
