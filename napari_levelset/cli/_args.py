@@ -333,7 +333,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 THREADS_RULE = (
     "torch CPU threads per process (default: one per CPU core that other programs leave free when a run "
-    "starts, divided among --workers, at least 1, of {default} here; OMP_NUM_THREADS fixes it where set; "
+    "starts, divided among --workers, at least 1; {default} cores here; OMP_NUM_THREADS fixes it where set; "
     "a thread on a busy core slows the others down many times)"
 )
 

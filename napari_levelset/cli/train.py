@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_threads_option(
         p,
         rule="torch CPU threads (default: one per CPU core that other programs leave free when training "
-        "starts, at least 1, of {default} here; OMP_NUM_THREADS fixes it where set; a thread on a busy core "
+        "starts, at least 1; {default} cores here; OMP_NUM_THREADS fixes it where set; a thread on a busy core "
         "slows the others down many times)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
