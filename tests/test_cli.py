@@ -609,7 +609,7 @@ def test_threads_option_runs_the_real_command(tmp_path, capsys):
     code, _, err = run_cli(capsys, "segment", src, "-o", out, "--threads", 0)
     one_line_error(code, err, "--threads", "from 1 to 4096")
     assert main(["segment", "--help"]) == 0
-    assert "half the usable CPU cores" in " ".join(capsys.readouterr().out.split())
+    assert "other programs leave free" in " ".join(capsys.readouterr().out.split())
 
 
 # ---------------------------------------------------------------- flags generated from the settings' spec

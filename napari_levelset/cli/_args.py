@@ -12,7 +12,7 @@ import argparse
 import math
 import re
 
-from napari_levelset.resources import MAX_THREADS, default_threads, max_workers
+from napari_levelset.resources import MAX_THREADS, max_workers, usable_cores
 from napari_levelset.settings import DEVICE_WORDS, SPEC, Settings, SettingSpec, is_device
 
 __all__ = [
@@ -332,8 +332,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 THREADS_RULE = (
-    "torch CPU threads per process (default: half the usable CPU cores, divided among --workers, "
-    "at least 1: {default} here; a thread per core slows down many times when another program is busy)"
+    "torch CPU threads per process (default: one per CPU core that other programs leave free when a run "
+    "starts, divided among --workers, at least 1; {default} cores here; OMP_NUM_THREADS fixes it where set; "
+    "a thread on a busy core slows the others down many times)"
 )
 
 
@@ -345,11 +346,12 @@ def add_threads_option(parser, default: int | None = None, rule: str = THREADS_R
     parser : argparse.ArgumentParser
         The command's parser; ``--threads`` is added to it.
     default : int, optional
-        The option's default; None: ``default_threads()`` decides at run time (and is shown).
+        The option's default; None: chosen at run time from the cores free then
+        (``resources.run_threads``; the help shows the usable cores).
     rule : str
-        The help text; ``{default}`` is replaced by the default shown.
+        The help text; ``{default}`` is replaced by the default given, or the usable cores.
     """
-    shown = default_threads() if default is None else default
+    shown = usable_cores() if default is None else default
     parser.add_argument(
         "--threads",
         type=bounded_int(1, MAX_THREADS),

@@ -5,7 +5,8 @@ output file is only ever written whole (see ``io.write_labels``).  ``segment``
 (``napari_levelset.cli.segment``) has one flag per setting, generated from
 ``napari_levelset.settings.SPEC`` (``napari_levelset.cli._args``); ``train`` has its own
 parser (``napari_levelset.cli.train``).  ``--threads`` sets torch's CPU threads, by
-default ``resources.default_threads()``: half the usable cores, shared among
+default one per core that other programs leave free when a run starts
+(``resources.run_threads``; ``OMP_NUM_THREADS`` fixes it where set), shared among
 ``--workers``, at least 1.
 
 Exit statuses: 0 done; 1 a batch with a failed file, or a torch failure; 2 bad input

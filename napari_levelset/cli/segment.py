@@ -27,7 +27,7 @@ from napari_levelset.cli._args import (
 from napari_levelset.cli._report import cli_words
 from napari_levelset.errors import PROG, InputError
 from napari_levelset.io.read import TIFF_EXT
-from napari_levelset.resources import default_threads, torch_threads
+from napari_levelset.resources import run_threads, torch_threads
 from napari_levelset.settings import (
     INSTANCE_LAM,
     MAX_OFFERED_CLASSES,
@@ -275,7 +275,7 @@ def run_segment(args) -> int:
         raise InputError("--scribbles is for one image: a batch or a zarr volume takes none")
     if mode == "batch":
         return _run_batch(args)
-    threads = args.threads or default_threads()
+    threads = args.threads or run_threads(processes=args.workers or 1)  # from the cores free now
     if mode == "zarr":
         return _run_zarr(args, threads)
     if args.workers or args.scheduler:
@@ -312,8 +312,7 @@ def _run_batch(args) -> int:
     out = Path(args.output)
     if not out.is_dir() and out.suffix.lower() in TIFF_EXT | {".png"}:  # a file's name: a slip, not a folder
         raise InputError(f"for several inputs -o must be a folder (made if missing), got the file name {out}")
-    processes = args.workers or 1
-    threads = args.threads or default_threads(processes)
+    threads = args.threads  # None: segment_files chooses from the cores free (per file, or per worker)
     spacing = {} if args.spacing is None else {"spacing": args.spacing}
     try:
         summary = segment_files(

@@ -25,7 +25,6 @@ from napari_levelset.cli._args import (
 )
 from napari_levelset.cli._report import report_error, signals_as_interrupts
 from napari_levelset.errors import PROG
-from napari_levelset.resources import default_threads
 from napari_levelset.settings import DEVICE_WORDS, SPEC
 
 __all__ = ["build_parser", "main"]
@@ -119,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_threads_option(
         p,
-        rule="torch CPU threads (default: half the usable CPU cores, at least 1: {default} here; "
-        "a thread per core slows down many times when another program is busy)",
+        rule="torch CPU threads (default: one per CPU core that other programs leave free when training "
+        "starts, at least 1; {default} cores here; OMP_NUM_THREADS fixes it where set; a thread on a busy core "
+        "slows the others down many times)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -190,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 levels=args.levels,
                 embed=args.embed,
                 init=args.init,
-                threads=args.threads or default_threads(),
+                threads=args.threads,  # None: train() chooses from the cores free
                 color=args.color,
                 kmeans_weight=args.kmeans_weight,
                 kmeans_steps=args.kmeans_steps,

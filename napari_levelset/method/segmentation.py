@@ -17,6 +17,7 @@ from tqdm import tqdm
 from napari_levelset import validate
 from napari_levelset.method.plan import plan_run
 from napari_levelset.method.segmenter import Segmenter, Snapshot
+from napari_levelset.resources import run_threads, torch_threads
 from napari_levelset.settings import Settings
 
 __all__ = ["run_with_progress", "segment"]
@@ -73,6 +74,7 @@ def segment(
     spacing=None,
     finetune_iterations: int | None = None,
     settings: Settings | None = None,
+    threads: int | None = None,
     **changes,
 ) -> np.ndarray:
     """Segment ``image`` with the level-set loss: class labels, regions or instances.
@@ -97,6 +99,10 @@ def segment(
         A synonym of ``iterations`` for a pretrained U-Net (its iterations fine-tune it).
     settings : Settings, optional
         The settings; ``changes`` are applied to it.
+    threads : int, optional
+        torch CPU threads for this call, 1..4096; None: those of an enclosing
+        ``resources.torch_threads`` block, else one per core free of other programs when the
+        run starts (``resources.run_threads``).  torch's count before is restored after.
     **changes
         Any ``Settings`` field by name (``model``, ``regions``, ``merge``, ``lr``,
         ``diameter``, ...).
@@ -139,9 +145,11 @@ def segment(
             changes[name] = value
     if finetune_iterations is not None:
         changes["iterations"] = validate.integer("finetune_iterations", finetune_iterations)
-    plan = plan_run(
-        image, Settings.given(settings).replace(**changes), scribbles, channel_axis, spatial_dims, spacing
-    )  # the one plan the napari widget runs too (napari_levelset.method.plan)
-    seg = plan.make_segmenter()
-    last = run_with_progress(seg, plan.iterations, progress)
-    return plan.finish(seg, last)
+    threads = validate.optional_integer("threads", threads)
+    with torch_threads(run_threads(threads)):  # threads=None: from the cores free now
+        plan = plan_run(
+            image, Settings.given(settings).replace(**changes), scribbles, channel_axis, spatial_dims, spacing
+        )  # the one plan the napari widget runs too (napari_levelset.method.plan)
+        seg = plan.make_segmenter()
+        last = run_with_progress(seg, plan.iterations, progress)
+        return plan.finish(seg, last)

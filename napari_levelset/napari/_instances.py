@@ -29,6 +29,7 @@ from napari_levelset.napari._layers import FOREGROUND_AUTO, FOREGROUND_REST, ins
 from napari_levelset.napari._outputs import META_KEY, OutputLayers
 from napari_levelset.napari._qt import button
 from napari_levelset.napari._session import Session
+from napari_levelset.resources import run_threads, torch_threads
 from napari_levelset.settings import SPEC
 
 __all__ = ["InstanceControls", "Steps", "StepsPanel"]
@@ -221,7 +222,8 @@ class Steps:
         merge = float(self.form.merge.value)
 
         def compute():
-            return seg.regions(labels, "merged", merge=merge)
+            with torch_threads(run_threads()):  # in the worker's thread, one per core free now
+                return seg.regions(labels, "merged", merge=merge)
 
         def done(result):
             self._show_regions(image, out, result, merge)
@@ -238,7 +240,8 @@ class Steps:
         unit = self.instances.unit
 
         def compute():
-            return instances_from_labels(seg, labels, diameter, foreground)
+            with torch_threads(run_threads()):  # in the worker's thread, one per core free now
+                return instances_from_labels(seg, labels, diameter, foreground)
 
         def done(result):
             used = diameter if diameter is not None else getattr(seg, "diameter", None)

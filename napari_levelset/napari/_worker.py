@@ -36,6 +36,7 @@ from napari_levelset.io.axes import infer_axes
 from napari_levelset.io.prepare import join_channels
 from napari_levelset.method.plan import PREVIEW_PIXELS, plan_run
 from napari_levelset.napari._session import Handover
+from napari_levelset.resources import run_threads, torch_threads
 from napari_levelset.settings import Settings
 
 __all__ = ["Cadence", "Final", "Finishing", "RunRequest", "Started", "Update", "preload", "run_segmentation"]
@@ -291,8 +292,9 @@ def run_segmentation(req: RunRequest, handover: Handover):
     napari_levelset.errors.InputError
         For a bad image, scribbles or setting.
     """
-    try:
-        yield from _run_segmentation(req, handover)
+    try:  # torch's thread count, one per core free now, is set in this (the worker's) thread: see torch_threads
+        with torch_threads(run_threads()):
+            yield from _run_segmentation(req, handover)
     except RuntimeError as exc:
         raise RunFailed(str(exc)) from exc
     finally:

@@ -46,7 +46,7 @@ from napari_levelset.io.axes import infer_axes
 from napari_levelset.io.read import PLAIN_EXT, TIFF_EXT, read_image, read_image_file
 from napari_levelset.io.write import write_labels
 from napari_levelset.method import segmentation as engine  # engine.segment, looked up at each call
-from napari_levelset.resources import MAX_THREADS, max_workers, set_threads, torch_threads
+from napari_levelset.resources import MAX_THREADS, max_workers, run_threads, torch_threads
 
 __all__ = [
     "ArrayResults",
@@ -407,10 +407,15 @@ def _reason(exc: BaseException, words: Callable[[str], str] | None = None) -> st
 
 def _file_task(path, output, settings, channel_axis, spatial_dims, threads, words=None, allow_large=False):
     """One item of a batch (runs on a worker): ``("done", labels summary)`` or ``("failed", reason)``."""
-    set_threads(threads)
-    try:
+    try:  # threads=None: segment() chooses from the cores free on this worker
         labels = segment_file(
-            path, output, channel_axis=channel_axis, spatial_dims=spatial_dims, allow_large=allow_large, **settings
+            path,
+            output,
+            channel_axis=channel_axis,
+            spatial_dims=spatial_dims,
+            allow_large=allow_large,
+            threads=threads,
+            **settings,
         )
     except Exception as exc:  # the batch goes on; the reason travels back as text
         return "failed", _reason(exc, words)
@@ -537,7 +542,8 @@ def segment_files(
     ``client``: a ``dask.distributed.Client`` or a scheduler address;
     ``workers``: start a local cluster of that many processes; neither: one by
     one in this process.  ``threads``: torch CPU threads per process (None:
-    leave as it is; in this process the count before is restored after).
+    chosen from the cores other programs leave free, ``resources.run_threads``; in
+    this process the count before is restored after).
     ``report(line)`` is called with each failure's one-line reason (default:
     printed on stderr).
 
@@ -560,7 +566,9 @@ def segment_files(
         Start a local dask cluster of that many processes (one thread each), at most
         ``resources.max_workers()``: what this machine's cores and memory run side by side.
     threads : int or None
-        torch CPU threads per process, 1..``resources.MAX_THREADS`` (None: leave as it is; in
+        torch CPU threads per process, 1..``resources.MAX_THREADS`` (None: one per core other
+        programs leave free, ``resources.run_threads``: at the start of each item in this process
+        or on a given cluster's workers, shared among ``workers`` once for a local cluster; in
         this process the count before is restored after).
     progress : bool
         Show a progress bar (tqdm) on stderr.
@@ -604,6 +612,8 @@ def segment_files(
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     workers, threads = _limits(workers, threads)
+    if threads is None and client is None and workers:  # a local cluster shares the cores free now
+        threads = run_threads(processes=workers)
     files = find_inputs(inputs)
     if not isinstance(ext, str) or ext.lower() not in TIFF_EXT | {".png"}:
         raise InputError(f"output extension must be .tif, .tiff or .png, got {ext!r}")
@@ -678,9 +688,8 @@ class ArrayResults:
 
 
 def _array_task(image, settings, threads):
-    set_threads(threads)
-    try:
-        return "done", engine.segment(image, **settings)
+    try:  # threads=None: segment() chooses from the cores free on this worker
+        return "done", engine.segment(image, threads=threads, **settings)
     except Exception as exc:
         return "failed", _reason(exc)
 
@@ -732,6 +741,8 @@ def segment_arrays(
     ((32, 32), None, [1])
     """
     workers, threads = _limits(workers, threads)
+    if threads is None and client is None and workers:  # a local cluster shares the cores free now
+        threads = run_threads(processes=workers)
     images = list(images)
     results: list = [None] * len(images)
     failed = []

@@ -61,6 +61,7 @@ from napari_levelset.method.loss import class_probs, levelset_loss, scribble_los
 from napari_levelset.nn.devices import resolve_device
 from napari_levelset.nn.model_files import HEAD_CLASSES, load_model, read_model_file
 from napari_levelset.nn.unet import MAX_CLASSES, LevelSetUNet
+from napari_levelset.resources import run_threads
 from napari_levelset.training.data import _batch, load_training_images
 from napari_levelset.training.outputs import check_output, save_model_file
 
@@ -376,7 +377,8 @@ def train(
     init : str or os.PathLike or None
         A model file to start from (same heads and channels).
     threads : int or None
-        torch CPU threads.
+        torch CPU threads (None: one per core that other programs leave free when training
+        starts, ``resources.run_threads``).
     color : {"rgb", "lab"}
         Image preparation, stored in the model.
     stop_after : int or None
@@ -449,8 +451,7 @@ def train(
     out = Path(out_path)
     check_output(out, overwrite)
     dev = resolve_device(device)
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(run_threads(threads))  # None: one per core other programs leave free now
     data, labs, desc = load_training_images(images, labels, color, allow_large=allow_large)
     crop_used = _crop_size(data, crop, levels, progress)
     in_channels = int(data[0].shape[0])
