@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import threading
+import time
 from collections import namedtuple
 
 import numpy as np
@@ -253,3 +254,18 @@ def test_the_widgets_worker_sets_the_count_in_its_own_thread(monkeypatch):
     assert isinstance(items[-1], Final) and items[-1].output.shape == IMAGE.shape
     assert seen == {"during": 1, "after": 3}
     assert torch.get_num_threads() == 3
+
+
+def test_a_second_reading_soon_after_the_first_measures_from_it_without_waiting(monkeypatch):
+    from napari_levelset import resources
+
+    first = resources.cpu_load(0.05)
+    assert first is not None
+
+    def no_wait(seconds):
+        raise AssertionError(f"waited {seconds} s for a reading the last call left")
+
+    time.sleep(0.06)
+    monkeypatch.setattr(resources.time, "sleep", no_wait)
+    second = resources.cpu_load(0.05)
+    assert second is not None and 0.0 <= second.busy <= second.cores
