@@ -35,6 +35,7 @@ from napari_levelset.post.instances import (
     fluorescence_prepared,
     foreground_classes,
     foreground_diameter,
+    instance_labels_per_item,
     noise_sigma,
     resample_prepared,
     upsample,
@@ -278,19 +279,19 @@ class RunPlan:
             return values
         return nearest(values, self.full.spatial_shape)
 
-    def _found_diameter(self, seg, probs: np.ndarray, estimate: float) -> float:
+    def _found_diameter(self, seg, foreground: np.ndarray, estimate: float) -> float:
         """The diameter an estimated split uses: the smaller of the estimate made before the run and the
         diameter of the foreground the run found (``foreground_diameter``), recorded in the run's record.
 
         The estimate on the image (``estimate_diameter``) reads the scale of its blobs and can
         take a cluster or a bright field's texture for one object; an estimate too large makes
         touching objects merge and drops small ones as debris (``MIN_OBJECT``).  The foreground's
-        own pieces give the objects' size where they stand apart."""
-        s = self.settings
-        nd = len(self.full.spatial_shape)
-        fg = [k - 1 for k in foreground_classes(s.n_classes, s.foreground)]
-        spacing = as_spacing(self.spacing, nd) or (1.0,) * nd
-        found = foreground_diameter(probs[fg].sum(0), spacing)
+        own pieces give the objects' size where they stand apart.  Measured on the working copy
+        (``foreground``: its foreground probability, ``(B, *S')``), its pixels' size in the image's unit."""
+        full = np.asarray(self.full.spatial_shape, float)
+        spacing = np.asarray(as_spacing(self.spacing, len(full)) or (1.0,) * len(full))
+        coarse = spacing * full / np.asarray(foreground.shape[1:], float)
+        found = foreground_diameter(foreground, tuple(coarse))
         used = min(float(estimate), found)
         seg._record["objects"] = (
             f"{self.objects}; split at diameter {used:.3g} "
@@ -316,19 +317,22 @@ class RunPlan:
         """
         s = self.settings
         if s.regions == "instances":
-            probs = None
             diameter = s.diameter
-            if self.full is not None:  # optimised on a smaller copy: probabilities back to the full image
+            if self.full is not None:  # optimised on a smaller copy: the foreground back to the full image
                 n = s.n_classes
-                probs = upsample(
-                    seg.probabilities().reshape((n, -1) + seg.prepared.spatial_shape), self.full.spatial_shape
-                ).reshape((n,) + self.full.out_shape)
+                fg = [k - 1 for k in foreground_classes(n, s.foreground)]
+                small = seg.probabilities().reshape((n, -1) + seg.prepared.spatial_shape)[fg].sum(0)
                 diameter = self.split_diameter
                 if self.diameter_estimated and diameter is not None:
-                    diameter = self._found_diameter(seg, probs, diameter)
-            if diameter is None and (self.full is not None or s.contrast == "transmitted"):
-                seg.diameter = None  # dark objects: split at the diameter of the foreground found
-            labels = seg.instances(diameter=diameter, foreground=s.foreground, min_region=s.min_region, probs=probs)
+                    diameter = self._found_diameter(seg, small, diameter)
+                spatial = self.full.spatial_shape
+                labels = instance_labels_per_item(
+                    upsample(small, spatial), diameter=diameter, spacing=self.spacing, min_region=s.min_region
+                ).reshape(self.full.out_shape)
+            else:
+                if diameter is None and s.contrast == "transmitted":
+                    seg.diameter = None  # dark objects: split at the diameter of the foreground found
+                labels = seg.instances(diameter=diameter, foreground=s.foreground, min_region=s.min_region)
             if self.linear is not None and s.foreground is None:  # outlines redrawn on the linear signal
                 labels = outlines_on_linear(labels, self.linear, diameter, self.spacing, s.min_region)
             if self.convex and s.foreground is None:
