@@ -47,15 +47,15 @@ def init_name(init) -> str | None:
     return Path(init).name
 
 
-def read_init(init: str | os.PathLike | None, heads: list[int], color: str) -> StartModel | None:
+def read_init(init: str | os.PathLike | None, heads: list[int] | None, color: str) -> StartModel | None:
     """The model file ``init`` (None: a fresh start), checked to take ``heads`` and ``color``.
 
     Parameters
     ----------
     init : str or os.PathLike or None
         ``"unet"`` (the shipped model) or the path of a model file.
-    heads : list of int
-        The class counts to train (each must be a head of the model).
+    heads : list of int or None
+        The class counts to train (each must be a head of the model); None: all its heads.
     color : str
         The run's image preparation (``rgb`` or ``lab``), which must be the model's.
 
@@ -73,6 +73,7 @@ def read_init(init: str | os.PathLike | None, heads: list[int], color: str) -> S
         return None
     net, meta = load_model(resolve_model_path(init))
     start = StartModel(net, meta, init_name(init))
+    heads = list(net.head_counts) if heads is None else heads
     missing = [n for n in heads if n not in net.head_counts]
     trained = meta.get("color", "rgb")
     if missing or trained != color:

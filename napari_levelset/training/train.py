@@ -312,7 +312,7 @@ def train(
 ) -> TrainResult:
     """Train a U-Net on ``images`` with the level-set loss and write it to ``out_path``.
 
-    ``n_classes``: None for heads 2..16 (one model for any N), an int for one
+    ``n_classes``: None for heads 2..16 (one model for any N; with ``init``, its heads), an int for one
     head, or a list.  ``lam``: TV weight of the loss (default 0.05, as the
     shipped model).  ``steps`` Adam steps of ``batch_size`` crops of ``crop`` pixels
     (rounded down to a multiple of ``2**levels`` and to the largest image; smaller images
@@ -343,7 +343,7 @@ def train(
     out_path : str or os.PathLike
         The model file to write (its folder must be writable).
     n_classes : int or sequence of int or None
-        Class counts to train heads for, each 2..255 (None: 2..16).
+        Class counts to train heads for, each 2..255 (None: 2..16, or the heads of ``init``).
     lam : float
         Weight of the loss's total-variation term.
     steps : int
@@ -472,8 +472,9 @@ def train(
     dev = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
-    start = read_init(init, heads, color)
-    if start is not None:  # the model's architecture
+    start = read_init(init, None if n_classes is None else heads, color)
+    if start is not None:  # the model's architecture (and heads, unless asked for)
+        heads = heads if n_classes is not None else list(start.net.head_counts)
         base, levels, embed = (start.net.config[k] for k in ("base", "levels", "embed"))
     ts = read_training_set(
         images,
