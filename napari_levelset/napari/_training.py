@@ -111,6 +111,19 @@ class TrainingRun:
 
     ``callback`` is ``train``'s step callback: it records ``(step, loss)`` and returns False once
     ``stop`` was asked for.  The main thread takes new points with ``take``.
+
+    Parameters
+    ----------
+    steps : int
+        Steps of the run in all.
+    step : int
+        Steps done.
+    points : list of tuple
+        ``(step, loss)`` recorded and not yet taken.
+    stopped : threading.Event
+        Set when a stop was asked for.
+    lock : threading.Lock
+        Guards ``step`` and ``points``.
     """
 
     steps: int
@@ -120,18 +133,41 @@ class TrainingRun:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def callback(self, step: int, steps: int, loss: float) -> bool:
+        """Record a step (``train``'s callback, in the training thread).
+
+        Parameters
+        ----------
+        step : int
+            Steps done.
+        steps : int
+            Steps in all.
+        loss : float
+            The step's level-set loss.
+
+        Returns
+        -------
+        bool
+            False once a stop was asked for (``train`` then ends with a checkpoint).
+        """
         with self.lock:
             self.step, self.steps = int(step), int(steps)
             self.points.append((int(step), float(loss)))
         return not self.stopped.is_set()
 
     def take(self) -> list:
-        """The points recorded since the last call."""
+        """The points recorded since the last call.
+
+        Returns
+        -------
+        list of tuple
+            ``(step, loss)`` pairs, oldest first.
+        """
         with self.lock:
             out, self.points = self.points, []
         return out
 
     def stop(self) -> None:
+        """Ask the run to end after its current step."""
         self.stopped.set()
 
 
@@ -189,6 +225,13 @@ class TrainingWidget(QWidget):
     ``boundary``), ``train_button``/``stop_button``, ``progress``, ``status``, ``plot`` (the loss),
     ``save_path``/``save_button``, and Apply (``apply_output``, ``apply_classes``,
     ``apply_button``; ``apply_folder``, ``apply_out``, ``apply_workers``, ``apply_folder_button``).
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer whose layers it trains on and adds to.
+    parent : QWidget or None
+        The Qt parent.
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
@@ -352,7 +395,13 @@ class TrainingWidget(QWidget):
         ]
 
     def refresh_layers(self, *_args) -> None:
-        """One row per image layer (kept where it was), its labels choices those of the image's shape."""
+        """One row per image layer (kept where it was), its labels choices those of the image's shape.
+
+        Parameters
+        ----------
+        *_args
+            Ignored (a button's or a signal's value).
+        """
         if not self._alive():
             return
         old = {id(r.layer): r for r in self.rows}
@@ -385,7 +434,15 @@ class TrainingWidget(QWidget):
         return picked
 
     def set_labels(self, image: Image, labels: Labels | None) -> None:
-        """Train on ``image`` with ``labels`` (None: unlabelled)."""
+        """Train on ``image`` with ``labels``.
+
+        Parameters
+        ----------
+        image : napari.layers.Image
+            An image layer of the viewer.
+        labels : napari.layers.Labels or None
+            Its labels (None: unlabelled).
+        """
         row = next(r for r in self.rows if r.layer is real(image))
         row.use.value = True
         row.labels.value = NO_LABELS if labels is None else real(labels).name
@@ -422,7 +479,20 @@ class TrainingWidget(QWidget):
 
     # ------------------------------------------------------------------ training
     def training_set(self) -> tuple[list, list]:
-        """The ticked images (with their labels or None) and the folder's images (unlabelled)."""
+        """The ticked images (with their labels or None) and the folder's images (unlabelled).
+
+        Returns
+        -------
+        images : list
+            Arrays (the layers' data) and file paths (the folder's).
+        labels : list
+            Per image, the labels layer's data or None.
+
+        Raises
+        ------
+        InputError
+            When no image is ticked and no folder chosen.
+        """
         images, labels = [], []
         for row in self.rows:
             if not row.use.value:
@@ -443,7 +513,19 @@ class TrainingWidget(QWidget):
         return images, labels
 
     def options(self) -> dict:
-        """``train``'s keyword arguments from the settings."""
+        """``train``'s keyword arguments from the settings.
+
+        Returns
+        -------
+        dict
+            ``n_classes``, ``steps``, ``crop``, ``batch_size``, ``lr``, ``lam``, ``alpha``, ``seed``,
+            ``label_kind``, ``boundary``, ``init``, ``resume``, ``device``.
+
+        Raises
+        ------
+        InputError
+            When the classes are not written as class counts.
+        """
         init = self.init.value
         return dict(
             n_classes=parse_heads(self.classes.value),
@@ -462,7 +544,18 @@ class TrainingWidget(QWidget):
         )
 
     def start(self, *_args) -> Any:
-        """Train in a thread worker; returns the worker (None when the inputs are refused)."""
+        """Train in a thread worker.
+
+        Parameters
+        ----------
+        *_args
+            Ignored (a button's or a signal's value).
+
+        Returns
+        -------
+        napari.qt.threading.FunctionWorker or None
+            The worker; None when a run is going or the inputs are refused (said in the status line).
+        """
         if self.worker is not None:
             return None
         try:
@@ -489,7 +582,13 @@ class TrainingWidget(QWidget):
         return worker
 
     def stop(self, *_args) -> None:
-        """End the run at its next step, keeping the model so far."""
+        """End the run at its next step, keeping the model so far.
+
+        Parameters
+        ----------
+        *_args
+            Ignored (a button's or a signal's value).
+        """
         if self.run is not None and self.worker is not None:
             self.run.stop()
             self.status.value = "stopping…"
@@ -516,6 +615,12 @@ class TrainingWidget(QWidget):
         self.status.value = f"{what}; final loss {np.mean(result.losses[-20:]):.4g}: save it or apply it"
 
     def options_steps(self) -> int:
+        """The steps of the run going or last made (else the setting's).
+
+        Returns
+        -------
+        int
+        """
         return self.run.steps if self.run is not None else int(self.steps.value)
 
     def _finished(self) -> None:
@@ -539,7 +644,18 @@ class TrainingWidget(QWidget):
 
     # ------------------------------------------------------------------ after training
     def save(self, *_args) -> Path | None:
-        """Write the trained model to ``save_path`` (a stopped run's model without its optimiser state)."""
+        """Write the trained model to ``save_path`` (a stopped run's model without its optimiser state).
+
+        Parameters
+        ----------
+        *_args
+            Ignored (a button's or a signal's value).
+
+        Returns
+        -------
+        pathlib.Path or None
+            The file written; None without a model or when it cannot be written (said in the status line).
+        """
         if self.model_path is None:
             return None
         from napari_levelset.nn.model_files import load_model, save_model  # torch, on demand
@@ -555,7 +671,18 @@ class TrainingWidget(QWidget):
         return dest
 
     def apply(self, *_args) -> list:
-        """Segment every ticked image with the model, each into its own new Labels layer; returns the workers."""
+        """Segment every ticked image (all, when none is ticked) with the model, each into its own Labels layer.
+
+        Parameters
+        ----------
+        *_args
+            Ignored (a button's or a signal's value).
+
+        Returns
+        -------
+        list
+            The thread workers, one per image.
+        """
         if self.model_path is None:
             return []
         model, n, regions = str(self.model_path), int(self.apply_classes.value), self.apply_output.value
@@ -589,7 +716,18 @@ class TrainingWidget(QWidget):
         self.status.value = f"{layer.name}: {what}"
 
     def apply_to_folder(self, *_args) -> Any:
-        """Segment the images of ``apply_folder`` into ``apply_out`` (the batch path); returns the worker."""
+        """Segment the images of ``apply_folder`` into ``apply_out`` (the batch path).
+
+        Parameters
+        ----------
+        *_args
+            Ignored (a button's or a signal's value).
+
+        Returns
+        -------
+        napari.qt.threading.FunctionWorker or None
+            The worker; None without a model or folders.
+        """
         if self.model_path is None:
             return None
         folder, out = self.apply_folder.value, self.apply_out.value

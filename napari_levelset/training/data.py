@@ -177,7 +177,13 @@ class TrainingSet:
     repeated: bool = False
 
     def report(self) -> list[str]:
-        """Lines for people: the matches, the decisions, the unmatched label files."""
+        """Lines for people: the matches, the decisions, the unmatched label files.
+
+        Returns
+        -------
+        list of str
+            One line each, starting ``"labels: "``.
+        """
         out = [f"labels: {m}" for m in self.matches]
         out += [f"labels: {d}" for d in self.decisions]
         out += [f"labels: {u} matches no image (ignored)" for u in self.unmatched]

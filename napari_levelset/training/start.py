@@ -23,7 +23,17 @@ __all__ = ["StartModel", "init_name", "read_init", "start_network"]
 
 @dataclass
 class StartModel:
-    """A model file a run starts from: its network, metadata and the name it is known by (no folders)."""
+    """A model file a run starts from.
+
+    Parameters
+    ----------
+    net : napari_levelset.nn.unet.LevelSetUNet
+        Its network.
+    metadata : dict
+        Its metadata.
+    name : str
+        The name it is known by (``"unet"`` or the file's name, no folders).
+    """
 
     net: LevelSetUNet
     metadata: dict
@@ -39,7 +49,23 @@ class StartModel:
 
 
 def init_name(init) -> str | None:
-    """``init`` as the metadata records it: a shipped model's name, or the file's name without its folder."""
+    """``init`` as the metadata records it.
+
+    Parameters
+    ----------
+    init : str or os.PathLike or None
+        ``"unet"`` or a model file's path.
+
+    Returns
+    -------
+    str or None
+        A shipped model's name, or the file's name without its folder; None for None.
+
+    Examples
+    --------
+    >>> init_name("/data/models/nuclei.pt"), init_name("unet")
+    ('nuclei.pt', 'unet')
+    """
     if init is None:
         return None
     if isinstance(init, str) and init in PRETRAINED:
