@@ -70,9 +70,11 @@ def test_labels_layer_to_model_to_labels(panel, qtbot, tmp_path):
     viewer.add_image(nuclei(seed=1)[0], name="t02")  # ticked below, unlabelled
     widget.set_labels(image, corrected)
     widget.rows[1].use.value = True
-    assert "instance mask" in widget.rows[0].decision.value and "class 2" in widget.rows[0].decision.value
+    assert "instance mask: 10 objects" in widget.rows[0].decision.value
+    assert "foreground (2)" in widget.rows[0].decision.value
     assert widget.rows[1].decision.value.strip() == "unlabelled"
     tiny(widget, 6)
+    widget.apply_output.value = "classes"
     worker = widget.start()
     assert worker is not None
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
@@ -92,6 +94,7 @@ def test_labels_layer_to_model_to_labels(panel, qtbot, tmp_path):
     assert out.data.shape == img.shape and set(np.unique(out.data)) <= {0, 1, 2}
     np.testing.assert_array_equal(corrected.data, mask)  # the user's layer is untouched
     assert "t01 instances" in viewer.layers and len(viewer.layers) == 5
+    viewer.window._qt_window.resize(1500, 1100)
     qtbot.wait(200)
     path = tmp_path / "training_widget.png"
     viewer.layers.selection.active = out

@@ -323,7 +323,6 @@ class TrainingWidget(QWidget):
         buttons = Container(widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False)
         self.progress = ProgressBar(value=0, min=0, max=1, label="")
         self.status = Label(value="choose images, and labels for some of them")
-        self.status.native.setWordWrap(True)
         self.save_path = FileEdit(mode="w", filter="*.pt", label="model file", value=str(Path.home() / "model.pt"))
         self.save_button = PushButton(text="Save model", enabled=False)
         self.apply_output = ComboBox(choices=OUTPUT_CHOICES, value="instances", label="output")
@@ -473,7 +472,7 @@ class TrainingWidget(QWidget):
                     shape=_spatial_shape(row.layer),
                     name=layer.name,
                 )
-                row.decision.value = "  " + str(d).split(": ", 1)[1]
+                row.decision.value = "  " + d.summary
             except InputError as exc:
                 row.decision.value = f"  refused: {exc}"
 

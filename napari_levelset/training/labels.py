@@ -82,6 +82,15 @@ class LabelDecision:
     objects: int | None = None
     labelled: float = 1.0
 
+    @property
+    def summary(self) -> str:
+        """The decision in a few words (no name, no reason), e.g. for a line under a layer picker."""
+        return {
+            "instances": f"instance mask: {self.objects} objects → background (1) / foreground (2)",
+            "binary": "foreground mask: 0 → background (1), the rest → foreground (2)",
+            "classes": f"class labels 1..{self.classes}, 0 unlabelled ({self.labelled:.0%} labelled)",
+        }[self.kind]
+
     def __str__(self) -> str:
         what = {
             "instances": f"instance mask ({self.objects} objects) -> background (class 1) / foreground (class 2)",
