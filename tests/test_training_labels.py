@@ -158,6 +158,17 @@ def test_finetune_shipped_model_on_grey_images_with_cli(tmp_path, capsys):
     assert str(tmp_path) not in text and "/work/" not in text and "/tmp/" not in text
 
 
+def test_a_model_saved_after_a_finetune_of_the_shipped_one_names_no_folders(tmp_path):
+    """The shipped model's metadata names the folders it was trained in; a file saved from it does not."""
+    from napari_levelset.nn.model_files import save_model
+    from napari_levelset.nn.pretrained import build_network
+
+    net = build_network("unet", in_channels=3, n_classes=4)
+    save_model(tmp_path / "tuned.pt", net, {"note": f"made in {tmp_path}/work"})
+    text = json.dumps(read_model_file(tmp_path / "tuned.pt")["metadata"])
+    assert "unet_stage1.pt" in text and "/work/" not in text and "/tmp/" not in text and str(tmp_path) not in text
+
+
 def test_init_refusal_says_what_the_model_takes(tmp_path, capsys):
     img, _ = nuclei(3, 48)
     tifffile.imwrite(tmp_path / "a.tif", img)

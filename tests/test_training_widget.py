@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import tifffile
 
 from napari_levelset.napari._training import TrainingRun, parse_heads
 
@@ -94,6 +95,14 @@ def test_labels_layer_to_model_to_labels(panel, qtbot, tmp_path):
     assert out.data.shape == img.shape and set(np.unique(out.data)) <= {0, 1, 2}
     np.testing.assert_array_equal(corrected.data, mask)  # the user's layer is untouched
     assert "t01 instances" in viewer.layers and len(viewer.layers) == 5
+    folder, out_dir = tmp_path / "more", tmp_path / "more labels"
+    folder.mkdir()
+    tifffile.imwrite(folder / "t03.tif", (nuclei(seed=3)[0] * 1000).astype(np.uint16))
+    widget.apply_folder.value, widget.apply_out.value = str(folder), str(out_dir)
+    widget.apply_workers.value = 0
+    assert widget.apply_to_folder() is not None
+    qtbot.waitUntil(lambda: "1 done" in widget.status.value, timeout=60_000)
+    assert (out_dir / "t03.tif").is_file()
     viewer.window._qt_window.resize(1500, 1100)
     qtbot.wait(200)
     path = tmp_path / "training_widget.png"
