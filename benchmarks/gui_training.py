@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--contrast", default="linear", choices=["linear", "fluorescence"], help="training's")
     ap.add_argument("--screenshot", help="save the viewer after Apply to this PNG")
     args = ap.parse_args(argv)
 
@@ -63,9 +64,12 @@ def main(argv=None) -> int:
     panel.set_labels(layers[0], corrected)
     for row in panel.rows[1:]:
         row.use.value = True
-    panel.init.value, panel.classes.value = "unet", "2"
+    panel.init.value, panel.classes.value, panel.contrast.value = "unet", "2", args.contrast
     panel.steps.value, panel.crop.value, panel.batch_size.value = args.steps, args.crop, args.batch_size
-    print(f"{len(files)} images, labels of {files[0].name} only; {args.steps} steps of {args.batch_size} crops")
+    print(
+        f"{len(files)} images, labels of {files[0].name} only; {args.steps} steps of {args.batch_size} crops, "
+        f"contrast {args.contrast}"
+    )
     t = time.perf_counter()
     panel.start()
     wait(lambda: panel.worker is None, 3600)
@@ -87,8 +91,15 @@ def main(argv=None) -> int:
             fluo = segment(img, contrast="fluorescence", **kw)
             row += f" | {foreground_dice(own, truth[f.stem]):.3f} | {foreground_dice(fluo, truth[f.stem]):.3f}"
         print(row)
-    if args.screenshot:
-        viewer.layers.selection.active = viewer.layers[f"{files[-1].stem} trained"]
+    if args.screenshot:  # the last image and what the model made of it
+        last = files[-1].stem
+        for layer in viewer.layers:
+            layer.visible = layer.name in (last, f"{last} trained")
+        shown = viewer.layers[last]
+        shown.contrast_limits = [float(v) for v in np.percentile(np.asarray(shown.data), (0.5, 99.8))]
+        viewer.layers[f"{last} trained"].opacity = 0.45
+        viewer.reset_view()
+        viewer.layers.selection.active = viewer.layers[f"{last} trained"]
         viewer.screenshot(args.screenshot, canvas_only=False)
     viewer.close()
     return 0

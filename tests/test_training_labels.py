@@ -186,6 +186,21 @@ def test_trained_model_gives_instances_its_own_preparation(tmp_path):
     assert shipped.settings.contrast == "fluorescence"  # a model that records nothing: measured as before
 
 
+def test_a_model_trained_on_the_fluorescence_contrast_is_given_it(tmp_path):
+    img, mask = nuclei(12, 64)
+    res = train(
+        [img], tmp_path / "m.pt", labels=[mask], steps=1, crop=32, batch_size=1, contrast="fluorescence", **SMALL
+    )
+    assert res.metadata["preparation"]["contrast"] == "fluorescence"
+    plan = plan_run(img, Settings(model=str(res.path), regions="instances", n_classes=2), prepare=False)
+    assert plan.settings.contrast == "fluorescence" and "model" in plan.contrast_reason
+    linear = read_training_set([img]).data[0]
+    fluo = read_training_set([img], contrast="fluorescence").data[0]
+    assert linear.shape == fluo.shape and not np.allclose(linear, fluo)
+    with pytest.raises(InputError, match="contrast must be one of linear, fluorescence"):
+        train([img], tmp_path / "m.pt", steps=1, crop=32, contrast="transmitted", **SMALL)
+
+
 def test_callback_sees_every_step_and_stops_with_a_checkpoint(tmp_path):
     seen = []
 

@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         "no 0 = class labels (decided per file and printed)",
     )
     p.add_argument(
+        "--contrast",
+        choices=["linear", "fluorescence"],
+        default="linear",
+        help="image preparation after the normalisation: as is, or the fluorescence contrast of "
+        "--regions instances (bright objects on a dark field); the model records it and segmenting uses it",
+    )
+    p.add_argument(
         "--boundary",
         choices=list(BOUNDARY_MODES),
         default="keep",
@@ -230,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 allow_large=args.allow_large,
                 label_kind=args.label_kind,
                 boundary=args.boundary,
+                contrast=args.contrast,
             )
     except (Exception, KeyboardInterrupt) as exc:
         code = report_error(

@@ -222,7 +222,7 @@ class TrainingWidget(QWidget):
     Parts: ``rows`` (one per image layer: use, labels layer, the label rule's decision),
     ``folder`` (unlabelled images from a folder), the settings (``init``, ``classes``,
     ``steps``, ``crop``, ``batch_size``, ``lr``, ``lam``, ``alpha``, ``seed``, ``label_kind``,
-    ``boundary``), ``train_button``/``stop_button``, ``progress``, ``status``, ``plot`` (the loss),
+    ``boundary``, ``contrast``), ``train_button``/``stop_button``, ``progress``, ``status``, ``plot`` (the loss),
     ``save_path``/``save_button``, and Apply (``apply_output``, ``apply_classes``,
     ``apply_button``; ``apply_folder``, ``apply_out``, ``apply_workers``, ``apply_folder_button``).
 
@@ -296,6 +296,13 @@ class TrainingWidget(QWidget):
             tooltip="auto: two values with 0 = foreground mask (0 is background), more with 0 = instance mask, "
             "no 0 = classes; 'classes' for painted strokes (0 unlabelled, k = class k)",
         )
+        self.contrast = ComboBox(
+            choices=[("linear", "linear"), ("fluorescence (bright objects)", "fluorescence")],
+            value="linear",
+            label="contrast",
+            tooltip="how the images are prepared after the normalisation; the model remembers it and "
+            "Apply uses it: fluorescence as the instance path prepares bright objects on a dark field",
+        )
         self.boundary = ComboBox(
             choices=list(BOUNDARY_MODES),
             value="keep",
@@ -316,6 +323,7 @@ class TrainingWidget(QWidget):
                 self.seed,
                 self.label_kind,
                 self.boundary,
+                self.contrast,
             ]
         )
         self.train_button = PushButton(text="Train")
@@ -518,7 +526,7 @@ class TrainingWidget(QWidget):
         -------
         dict
             ``n_classes``, ``steps``, ``crop``, ``batch_size``, ``lr``, ``lam``, ``alpha``, ``seed``,
-            ``label_kind``, ``boundary``, ``init``, ``resume``, ``device``.
+            ``label_kind``, ``boundary``, ``contrast``, ``init``, ``resume``, ``device``.
 
         Raises
         ------
@@ -537,6 +545,7 @@ class TrainingWidget(QWidget):
             seed=int(self.seed.value),
             label_kind=self.label_kind.value,
             boundary=self.boundary.value,
+            contrast=self.contrast.value,
             init=None if init == "new" else init,
             resume=False,
             device="auto",

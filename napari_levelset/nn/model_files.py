@@ -268,7 +268,7 @@ def portable_metadata(value: Any) -> Any:
     return value
 
 
-def training_preparation(color: str, repeated: bool = False) -> dict:
+def training_preparation(color: str, repeated: bool = False, contrast: str = "linear") -> dict:
     """How training prepares its images, as a model file records it (``preparation``).
 
     Parameters
@@ -277,16 +277,19 @@ def training_preparation(color: str, repeated: bool = False) -> dict:
         ``rgb`` or ``lab``.
     repeated : bool
         Whether grey images were repeated to the model's channels.
+    contrast : str
+        ``linear`` or ``fluorescence`` (``napari_levelset.post.instances.fluorescence_prepared``).
 
     Returns
     -------
     dict
-        ``color``, ``contrast`` (``"linear"``: no background removal nor log compression),
+        ``color``, ``contrast`` (``"linear"``: no background removal nor log compression;
+        ``"fluorescence"``: both),
         ``normalisation`` (in words) and ``grey``.
     """
     return dict(
         color=color,
-        contrast="linear",
+        contrast=contrast,
         normalisation=NORMALISATION_LAB if color == "lab" else NORMALISATION,
         grey="repeated to every channel" if repeated else "as given",
     )

@@ -30,11 +30,13 @@ from napari_levelset.errors import InputError
 from napari_levelset.io.prepare import prepare_image
 from napari_levelset.io.read import PLAIN_EXT, TIFF_EXT, read_image
 from napari_levelset.nn.model_files import STRUCTURES
+from napari_levelset.post.instances import fluorescence_prepared
 from napari_levelset.training.labels import LabelDecision, label_targets
 
 __all__ = [
     "IMAGE_EXT",
     "LABEL_SUFFIXES",
+    "TRAIN_CONTRASTS",
     "TrainingSet",
     "load_training_images",
     "match_label_files",
@@ -43,6 +45,8 @@ __all__ = [
 ]
 
 IMAGE_EXT = PLAIN_EXT | TIFF_EXT
+#: how training may prepare its images after the normalisation (``read_training_set``'s ``contrast``)
+TRAIN_CONTRASTS = ("linear", "fluorescence")
 #: what may follow an image's stem in its label file's name (compared without regard to case)
 LABEL_SUFFIXES = (
     "_cp_masks",
@@ -72,10 +76,13 @@ def _list_images(folder: Path) -> list[Path]:
     return files
 
 
-def _split(arr: np.ndarray, name: str, color: str = "rgb") -> np.ndarray:
-    """Normalised ``(B, C, H, W)`` float16 of one image or stack (RGBA loses alpha, as when segmenting)."""
+def _split(arr: np.ndarray, name: str, color: str = "rgb", contrast: str = "linear") -> np.ndarray:
+    """Normalised ``(B, C, H, W)`` float16 of one image or stack (RGBA loses alpha, as when segmenting), with
+    the fluorescence contrast of the instance path where asked (``post.instances.fluorescence_prepared``)."""
     try:
         prep = prepare_image(arr, spatial_dims=2, color=color, structures=STRUCTURES)
+        if contrast == "fluorescence":
+            prep = fluorescence_prepared(prep)[0]
     except InputError as exc:
         raise InputError(f"{name}: {exc}") from None
     data = prep.data[:, :3] if prep.rgb else prep.data
@@ -200,6 +207,7 @@ def read_training_set(
     boundary: str = "keep",
     n_classes: int | None = None,
     channels: int | None = None,
+    contrast: str = "linear",
 ) -> TrainingSet:
     """Read and normalise training images and turn their labels into class targets.
 
@@ -225,6 +233,10 @@ def read_training_set(
     channels : int or None
         Repeat grey images to this many channels (a model's input channels); None: to the
         colour images' count in a mixed set.
+    contrast : {"linear", "fluorescence"}
+        ``linear``: the normalisation alone; ``fluorescence``: then the instance path's
+        fluorescence contrast (background removed, log-compressed in noise units,
+        ``post.instances.fluorescence_prepared``), for bright objects on a dark field.
 
     Returns
     -------
@@ -264,7 +276,7 @@ def read_training_set(
     data: list[np.ndarray] = []
     owner: list[int] = []
     for i, (name, arr) in enumerate(zip(names, arrays)):
-        d = _split(arr, name, color)
+        d = _split(arr, name, color, contrast)
         data.extend(d)
         owner.extend([i] * len(d))
     data, repeated = _same_channels(data, channels)

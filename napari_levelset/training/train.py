@@ -61,7 +61,7 @@ from napari_levelset.method.loss import class_probs, levelset_loss, scribble_los
 from napari_levelset.nn.devices import resolve_device
 from napari_levelset.nn.model_files import HEAD_CLASSES, load_model, read_model_file, training_preparation
 from napari_levelset.nn.unet import MAX_CLASSES, LevelSetUNet
-from napari_levelset.training.data import _batch, load_training_images, pad_to_crop, read_training_set
+from napari_levelset.training.data import TRAIN_CONTRASTS, _batch, load_training_images, pad_to_crop, read_training_set
 from napari_levelset.training.outputs import check_output, save_model_file
 from napari_levelset.training.start import init_name, read_init, start_network
 
@@ -309,6 +309,7 @@ def train(
     label_kind: str = "auto",
     boundary: str = "keep",
     callback=None,
+    contrast: str = "linear",
 ) -> TrainResult:
     """Train a U-Net on ``images`` with the level-set loss and write it to ``out_path``.
 
@@ -408,6 +409,10 @@ def train(
     callback : callable or None
         ``callback(step, steps, loss)`` after every step (steps done, steps in all, that step's
         level-set loss); returning ``False`` ends the call with a checkpoint, as ``stop_after`` does.
+    contrast : {"linear", "fluorescence"}
+        How images are prepared after the normalisation: as they are, or with the instance path's
+        fluorescence contrast (bright objects on a dark field); recorded in the model's
+        ``preparation``, which segmentation with it then uses.
 
     Returns
     -------
@@ -467,6 +472,8 @@ def train(
     stop_after = validate.optional_integer("stop_after", stop_after)
     if color not in ("rgb", "lab"):
         raise InputError(f"color must be 'rgb' or 'lab', got {color!r}")
+    if contrast not in TRAIN_CONTRASTS or (contrast == "fluorescence" and color == "lab"):
+        raise InputError(f"contrast must be one of {', '.join(TRAIN_CONTRASTS)} (fluorescence with color 'rgb')")
     out = Path(out_path)
     check_output(out, overwrite)
     dev = resolve_device(device)
@@ -485,6 +492,7 @@ def train(
         boundary=boundary,
         n_classes=max(heads),
         channels=None if start is None else start.net.in_channels,
+        contrast=contrast,
     )
     if progress:
         for line in ts.report():
@@ -510,6 +518,7 @@ def train(
         kmeans_steps=float(kmeans_steps),
         kmeans_heads=int(kmeans_heads),
         init=init_name(init),
+        contrast=contrast,
     )
     net = start_network(config, seed, start)
     net.to(dev).train()
@@ -520,7 +529,7 @@ def train(
 
     meta = dict(metadata or {})
     meta.update(train_config=config, training=settings, data=desc, package_version=__version__, color=color)
-    meta.update(preparation=training_preparation(color, ts.repeated), labels=[str(d) for d in ts.decisions])
+    meta.update(preparation=training_preparation(color, ts.repeated, contrast), labels=[str(d) for d in ts.decisions])
     recipe = _recipe(heads, ce_heads, checkpoint_every, settings)
     return _optimise(
         net, opt, data, labs, recipe, dev, step, losses, meta, ckpt, out, stop_after, progress, callback=callback
