@@ -76,6 +76,9 @@ MODULES = [
     "napari_levelset.scale.statistics",
     "napari_levelset.napari._layers",
     "napari_levelset.method.strokes",
+    "napari_levelset.training.labels",
+    "napari_levelset.training.start",
+    "napari_levelset.napari._training",
 ]
 #: modules that import napari (an optional dependency): checked where it is installed
 NEEDS_NAPARI = {
@@ -83,6 +86,7 @@ NEEDS_NAPARI = {
     "napari_levelset.napari._session",
     "napari_levelset.napari._qt",
     "napari_levelset.napari._reader",
+    "napari_levelset.napari._training",
 }
 
 

@@ -137,7 +137,7 @@ def test_bad_training_input(tmp_path):
         train(blobs(1), tmp_path / "no" / "m.pt", **SMALL)
     with pytest.raises(InputError, match="too small"):
         train([np.random.rand(8, 8)], tmp_path / "m.pt", **SMALL)
-    with pytest.raises(InputError, match="labels go up to 5"):
+    with pytest.raises(InputError, match="labels of image 0 go up to class 5, more than the 3 classes"):
         train(blobs(1), tmp_path / "m.pt", labels=[np.full((40, 40), 5)], steps=1, crop=32, **SMALL)
     assert parse_classes("2-4,7") == [2, 3, 4, 7]
     with pytest.raises(InputError):

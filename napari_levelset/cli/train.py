@@ -26,6 +26,7 @@ from napari_levelset.cli._args import (
 from napari_levelset.cli._report import report_error, signals_as_interrupts
 from napari_levelset.errors import PROG
 from napari_levelset.settings import DEVICE_WORDS, SPEC
+from napari_levelset.training.labels import BOUNDARY_MODES, LABEL_KINDS
 
 __all__ = ["build_parser", "main"]
 
@@ -65,7 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="replace the output even when it is not a model file")
     add_allow_large_option(p)
-    p.add_argument("--classes", default="2-16", help="class counts to train heads for: N, A-B or A,B,C")
+    p.add_argument(
+        "--classes",
+        default=None,
+        help="class counts to train heads for: N, A-B or A,B,C (default: 2-16, or the --init model's heads; "
+        "objects on a background, such as nuclei, are 2 classes whatever their number)",
+    )
     p.add_argument("--lam", type=flag_type(SPEC["lam"]), default=d["lam"], help="weight of the total-variation term")
     p.add_argument("--steps", type=whole("steps"), default=d["steps"], help="optimiser steps")
     p.add_argument("--crop", type=whole("crop"), default=d["crop"], help="side of the random training crops (pixels)")
@@ -73,7 +79,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--lr", type=flag_type(SPEC["lr"]), default=d["lr"], help="Adam learning rate (warm-up, cosine decay)"
     )
-    p.add_argument("--labels", default=None, help="folder of label images named like the images (0 = unlabelled)")
+    p.add_argument(
+        "--labels",
+        default=None,
+        help="folder of label images matched to the images by name (t01.tif, t01_masks.tif, 't01 level-set.tif', "
+        "man_seg01.tif for t01.tif): instance masks, 0/255 or 0/1 foreground masks (0 = background) or class "
+        "labels (0 = unlabelled; --label-kind classes); for nuclei train --classes 2",
+    )
+    p.add_argument(
+        "--label-kind",
+        choices=list(LABEL_KINDS),
+        default="auto",
+        help="what the label images are; auto: two values with 0 = foreground mask, more with 0 = instance mask, "
+        "no 0 = class labels (decided per file and printed)",
+    )
+    p.add_argument(
+        "--contrast",
+        choices=["linear", "fluorescence"],
+        default="linear",
+        help="image preparation after the normalisation: as is, or the fluorescence contrast of "
+        "--regions instances (bright objects on a dark field); the model records it and segmenting uses it",
+    )
+    p.add_argument(
+        "--boundary",
+        choices=list(BOUNDARY_MODES),
+        default="keep",
+        help="instance masks: the line where two objects touch stays foreground, is left unlabelled or made background",
+    )
     p.add_argument(
         "--alpha", type=flag_type(SPEC["alpha"]), default=d["alpha"], help="weight of the label cross-entropy"
     )
@@ -109,7 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", type=whole("base"), default=d["base"], help="U-Net channels at full resolution")
     p.add_argument("--levels", type=whole("levels"), default=d["levels"], help="U-Net down-samplings")
     p.add_argument("--embed", type=whole("embed"), default=d["embed"], help="embedding channels fed to the heads")
-    p.add_argument("--init", default=None, help="model file to start from")
+    p.add_argument(
+        "--init",
+        default=None,
+        help="model file to fine-tune, or 'unet' (the shipped model: 3 channels, heads 2-16; grey images are "
+        "repeated); its architecture is kept, --classes must be among its heads",
+    )
     p.add_argument(
         "--color",
         choices=["rgb", "lab"],
@@ -122,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         "starts, at least 1; {default} cores here; OMP_NUM_THREADS fixes it where set; a thread on a busy core "
         "slows the others down many times)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no notes")
     return p
 
 
@@ -173,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             res = train(
                 args.images,
                 args.output,
-                n_classes=parse_classes(args.classes),
+                n_classes=None if args.classes is None else parse_classes(args.classes),
                 lam=args.lam,
                 steps=args.steps,
                 crop=args.crop,
@@ -198,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 metadata=dict(command=f"{_PROG} " + " ".join(sys.argv[1:] if argv is None else argv)),
                 overwrite=args.overwrite,
                 allow_large=args.allow_large,
+                label_kind=args.label_kind,
+                boundary=args.boundary,
+                contrast=args.contrast,
             )
     except (Exception, KeyboardInterrupt) as exc:
         code = report_error(

@@ -18,6 +18,7 @@ No torch at import: ``make_segmenter`` imports the Segmenter when called.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from napari_levelset.errors import InputError
 from napari_levelset.io.axes import infer_axes
 from napari_levelset.io.prepare import Prepared, prepare_image
 from napari_levelset.post.instances import (
+    CONTRAST_MODES,
     LOG_UNIT_NOISE,
     as_spacing,
     check_scale,
@@ -342,6 +344,22 @@ class RunPlan:
         return seg.regions(labels, s.regions, min_region=s.min_region, merge=s.merge)
 
 
+def _trained_contrast(model) -> tuple[str, str] | None:
+    """The contrast a trained model file's images were prepared with (its ``preparation``), and why;
+    None for the per-image CNN and models that record none (the shipped one)."""
+    if model_kind(model) != "unet":
+        return None
+    if isinstance(model, (str, os.PathLike)):
+        from napari_levelset.nn.model_files import model_preparation  # torch: only for a U-Net
+
+        prep = model_preparation(model)
+    else:
+        prep = (getattr(model, "metadata", None) or {}).get("preparation")
+    if not isinstance(prep, dict) or prep.get("contrast") not in CONTRAST_MODES:
+        return None
+    return prep["contrast"], "the model's: it was trained on images prepared so"
+
+
 def plan_run(
     image,
     settings: Settings | None = None,
@@ -395,7 +413,7 @@ def plan_run(
     strokes = scribbles is not None and bool(np.any(validate.scribble_array(scribbles)))
     contrast_reason = "given"
     if instances and s.contrast is None and image is not None:  # measured once: the choice and its reason
-        contrast, contrast_reason = object_contrast(image, channel_axis)
+        contrast, contrast_reason = _trained_contrast(s.model) or object_contrast(image, channel_axis)
         s = s.replace(contrast=contrast)
     s = s.resolved(strokes=strokes, image=image, channel_axis=channel_axis)
     if s.iterations == 0 and model_kind(s.model) == "unet" and s.init == "network" and strokes:

@@ -48,10 +48,13 @@ __all__ = [
     "files_read",
     "load_model",
     "model_color",
+    "model_preparation",
+    "portable_metadata",
     "pretrained_path",
     "read_model_file",
     "resolve_model_path",
     "save_model",
+    "training_preparation",
 ]
 
 FORMAT = "napari-levelset-unet"
@@ -224,6 +227,7 @@ def save_model(path: str | os.PathLike, net: nn.Module, metadata: dict | None = 
         architecture=net.config, normalisation=NORMALISATION_LAB if lab else NORMALISATION, package_version=__version__
     )
     meta.update(metadata or {})
+    meta = portable_metadata(meta)
     try:
         meta_json = json.dumps(meta, sort_keys=True)
     except TypeError as exc:
@@ -231,6 +235,87 @@ def save_model(path: str | os.PathLike, net: nn.Module, metadata: dict | None = 
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     blob = dict(format=FORMAT, format_version=FORMAT_VERSION, metadata=meta_json, state_dict=state, **extra)
     return atomic_write(path, lambda tmp: torch.save(blob, tmp))
+
+
+#: an absolute path (POSIX or Windows) inside a string: its folders are dropped, its last part kept
+_ABSOLUTE = re.compile(r"""(?<![\w.~-])(?:[A-Za-z]:)?[/\\](?:[^\s/\\'"]+[/\\])+([^\s/\\'"]*)""")
+
+
+def portable_metadata(value: Any) -> Any:
+    """``value`` with every absolute path in its strings cut to its last part (no folders of the machine).
+
+    Parameters
+    ----------
+    value : Any
+        JSON-like metadata (dicts, lists, strings, numbers).
+
+    Returns
+    -------
+    Any
+        The same structure; ``"/data/bsds/train (200 files)"`` becomes ``"train (200 files)"``.
+
+    Examples
+    --------
+    >>> portable_metadata({"data": "/work/data/train (2 files)", "cmd": "train /tmp/a/b.pt -o m.pt"})
+    {'data': 'train (2 files)', 'cmd': 'train b.pt -o m.pt'}
+    """
+    if isinstance(value, str):
+        return _ABSOLUTE.sub(lambda m: m.group(1), value)
+    if isinstance(value, dict):
+        return {k: portable_metadata(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable_metadata(v) for v in value]
+    return value
+
+
+def training_preparation(color: str, repeated: bool = False, contrast: str = "linear") -> dict:
+    """How training prepares its images, as a model file records it (``preparation``).
+
+    Parameters
+    ----------
+    color : str
+        ``rgb`` or ``lab``.
+    repeated : bool
+        Whether grey images were repeated to the model's channels.
+    contrast : str
+        ``linear`` or ``fluorescence`` (``napari_levelset.post.instances.fluorescence_prepared``).
+
+    Returns
+    -------
+    dict
+        ``color``, ``contrast`` (``"linear"``: no background removal nor log compression;
+        ``"fluorescence"``: both),
+        ``normalisation`` (in words) and ``grey``.
+    """
+    return dict(
+        color=color,
+        contrast=contrast,
+        normalisation=NORMALISATION_LAB if color == "lab" else NORMALISATION,
+        grey="repeated to every channel" if repeated else "as given",
+    )
+
+
+def model_preparation(model: str | os.PathLike = "unet") -> dict | None:
+    """How the images a model file was trained on were prepared (its ``preparation``), or None.
+
+    Parameters
+    ----------
+    model : str or os.PathLike
+        ``"unet"`` (the shipped model) or the path of a model file.
+
+    Returns
+    -------
+    dict or None
+        ``color``, ``contrast``, ``normalisation``, ``grey`` (``training_preparation``); None for a
+        file that does not record them (the shipped model, files of earlier versions).
+
+    Raises
+    ------
+    InputError
+        When the model is not installed, the file is missing, or it is not a valid model file.
+    """
+    prep = load_model(resolve_model_path(model))[1].get("preparation")
+    return prep if isinstance(prep, dict) else None
 
 
 def _body_kwargs(arch: dict) -> dict:

@@ -59,11 +59,12 @@ from napari_levelset.errors import InputError
 from napari_levelset.method.cluster import kmeans, smooth, sq_dist
 from napari_levelset.method.loss import class_probs, levelset_loss, scribble_loss
 from napari_levelset.nn.devices import resolve_device
-from napari_levelset.nn.model_files import HEAD_CLASSES, load_model, read_model_file
+from napari_levelset.nn.model_files import HEAD_CLASSES, load_model, read_model_file, training_preparation
 from napari_levelset.nn.unet import MAX_CLASSES, LevelSetUNet
 from napari_levelset.resources import run_threads
-from napari_levelset.training.data import _batch, load_training_images
+from napari_levelset.training.data import TRAIN_CONTRASTS, _batch, load_training_images, pad_to_crop, read_training_set
 from napari_levelset.training.outputs import check_output, save_model_file
+from napari_levelset.training.start import init_name, read_init, start_network
 
 __all__ = ["DEFAULT_TRAIN", "TrainResult", "checkpoint_path", "load_training_images", "parse_classes", "train"]
 
@@ -306,24 +307,34 @@ def train(
     metadata: dict | None = None,
     overwrite: bool = False,
     allow_large: bool = False,
+    label_kind: str = "auto",
+    boundary: str = "keep",
+    callback=None,
+    contrast: str = "linear",
 ) -> TrainResult:
     """Train a U-Net on ``images`` with the level-set loss and write it to ``out_path``.
 
-    ``n_classes``: None for heads 2..16 (one model for any N), an int for one
+    ``n_classes``: None for heads 2..16 (one model for any N; with ``init``, its heads), an int for one
     head, or a list.  ``lam``: TV weight of the loss (default 0.05, as the
     shipped model).  ``steps`` Adam steps of ``batch_size`` crops of ``crop`` pixels
-    (rounded down to a multiple of ``2**levels`` and to the smallest image).
+    (rounded down to a multiple of ``2**levels`` and to the largest image; smaller images
+    are padded to it by reflection, unlabelled there).
     ``labels``/``alpha``: optional label images and the weight of their
-    cross-entropy.  ``color``: ``rgb`` (per-channel normalisation) or ``lab``
-    (CIELAB), stored in the model so that it is segmented the same way.
+    cross-entropy; instance masks, foreground masks and class labels become class targets
+    by the rule of :mod:`napari_levelset.training.labels` (for nuclei: 2 classes).
+    ``color``: ``rgb`` (per-channel normalisation) or ``lab`` (CIELAB), stored in the model so
+    that it is segmented the same way.
     ``kmeans_weight``/``kmeans_steps``/``kmeans_heads``: the
     warm start -- for the first ``kmeans_steps`` (a fraction of ``steps``, or a
     count when > 1) a cross-entropy to per-crop k-means labels (Hungarian-matched
     to the prediction), weight decaying linearly from ``kmeans_weight`` to 0, on
     ``kmeans_heads`` randomly chosen heads per step.  Without it the loss sits
     at its trivial minimum (one class everywhere), where the softmax saturates.
-    ``init``: a model file to start from (same heads and
-    channels).  ``threads``: torch CPU threads.  ``stop_after``: end (with a
+    ``init``: a model file (or ``"unet"``, the shipped model) to fine-tune: its
+    architecture is kept, any of its heads trained, grey images repeated to its channels.
+    The model file records how its images were prepared (``preparation``: colour,
+    contrast, normalisation), which segmentation with it then uses, and no folders of the
+    machine it was made on.  ``threads``: torch CPU threads.  ``stop_after``: end (with a
     checkpoint, no model file) after that many steps of this call -- for tests
     and for splitting a long run.
 
@@ -334,7 +345,7 @@ def train(
     out_path : str or os.PathLike
         The model file to write (its folder must be writable).
     n_classes : int or sequence of int or None
-        Class counts to train heads for, each 2..255 (None: 2..16).
+        Class counts to train heads for, each 2..255 (None: 2..16, or the heads of ``init``).
     lam : float
         Weight of the loss's total-variation term.
     steps : int
@@ -347,7 +358,9 @@ def train(
         Adam's peak learning rate (linear warm-up over ``warmup`` steps, then cosine decay
         to 5 % of it).
     labels : str or os.PathLike or sequence or None
-        Optional label images (see :func:`load_training_images`).
+        Optional label images: a folder matched to the images by name
+        (``napari_levelset.training.data.match_label_files``) or a list like ``images``
+        (entries may be None).
     alpha : float
         Weight of the labels' cross-entropy.
     device : str
@@ -375,7 +388,9 @@ def train(
     embed : int
         Embedding channels fed to the heads.
     init : str or os.PathLike or None
-        A model file to start from (same heads and channels).
+        A model file to start from, or ``"unet"`` (the shipped model): its architecture
+        (``base``, ``levels``, ``embed`` are taken from it), channels and colour handling; ``n_classes``
+        among its heads.
     threads : int or None
         torch CPU threads (None: one per core that other programs leave free when training
         starts, ``resources.run_threads``).
@@ -389,6 +404,17 @@ def train(
         Replace ``out_path`` when it exists and is not a model file (a model file is replaced anyway).
     allow_large : bool
         Read image files that declare more pixels than their size can honestly hold (``io.read_image``).
+    label_kind : {"auto", "instances", "binary", "classes"}
+        What the label images are (``napari_levelset.training.labels``; ``auto`` decides per image).
+    boundary : {"keep", "unlabelled", "background"}
+        What becomes of the line where two instances touch.
+    callback : callable or None
+        ``callback(step, steps, loss)`` after every step (steps done, steps in all, that step's
+        level-set loss); returning ``False`` ends the call with a checkpoint, as ``stop_after`` does.
+    contrast : {"linear", "fluorescence"}
+        How images are prepared after the normalisation: as they are, or with the instance path's
+        fluorescence contrast (bright objects on a dark field); recorded in the model's
+        ``preparation``, which segmentation with it then uses.
 
     Returns
     -------
@@ -448,12 +474,33 @@ def train(
     stop_after = validate.optional_integer("stop_after", stop_after)
     if color not in ("rgb", "lab"):
         raise InputError(f"color must be 'rgb' or 'lab', got {color!r}")
+    if contrast not in TRAIN_CONTRASTS or (contrast == "fluorescence" and color == "lab"):
+        raise InputError(f"contrast must be one of {', '.join(TRAIN_CONTRASTS)} (fluorescence with color 'rgb')")
     out = Path(out_path)
     check_output(out, overwrite)
     dev = resolve_device(device)
     torch.set_num_threads(run_threads(threads))  # None: one per core other programs leave free now
-    data, labs, desc = load_training_images(images, labels, color, allow_large=allow_large)
+    start = read_init(init, None if n_classes is None else heads, color)
+    if start is not None:  # the model's architecture (and heads, unless asked for)
+        heads = heads if n_classes is not None else list(start.net.head_counts)
+        base, levels, embed = (start.net.config[k] for k in ("base", "levels", "embed"))
+    ts = read_training_set(
+        images,
+        labels,
+        color,
+        allow_large=allow_large,
+        label_kind=label_kind,
+        boundary=boundary,
+        n_classes=max(heads),
+        channels=None if start is None else start.net.in_channels,
+        contrast=contrast,
+    )
+    if progress:
+        for line in ts.report():
+            print(line, file=sys.stderr)
+    data, labs, desc = ts.data, ts.labels, ts.description
     crop_used = _crop_size(data, crop, levels, progress)
+    data, labs, _ = pad_to_crop(data, labs, crop_used)
     in_channels = int(data[0].shape[0])
     labelled, ce_heads = _label_heads(labs, heads)
 
@@ -471,9 +518,10 @@ def train(
         kmeans_weight=float(kmeans_weight),
         kmeans_steps=float(kmeans_steps),
         kmeans_heads=int(kmeans_heads),
-        init=str(init) if init else None,
+        init=init_name(init),
+        contrast=contrast,
     )
-    net = _start_network(config, seed, init)
+    net = start_network(config, seed, start)
     net.to(dev).train()
     opt = torch.optim.Adam(net.parameters(), lr=float(lr))
     ckpt = checkpoint_path(out)
@@ -482,8 +530,11 @@ def train(
 
     meta = dict(metadata or {})
     meta.update(train_config=config, training=settings, data=desc, package_version=__version__, color=color)
+    meta.update(preparation=training_preparation(color, ts.repeated, contrast), labels=[str(d) for d in ts.decisions])
     recipe = _recipe(heads, ce_heads, checkpoint_every, settings)
-    return _optimise(net, opt, data, labs, recipe, dev, step, losses, meta, ckpt, out, stop_after, progress)
+    return _optimise(
+        net, opt, data, labs, recipe, dev, step, losses, meta, ckpt, out, stop_after, progress, callback=callback
+    )
 
 
 # ----------------------------------------------------------------------------- the parts of a run
@@ -533,14 +584,19 @@ def _recipe(heads: list, ce_heads: list, checkpoint_every: int, settings: dict) 
 
 
 def _crop_size(data: list[np.ndarray], crop: int, levels: int, progress: bool) -> int:
-    """The crop side used: ``crop`` cut to the smallest image and to whole ``2**levels`` blocks."""
+    """The crop side used: ``crop`` cut to the largest image's shorter side and to whole ``2**levels`` blocks
+    (smaller images are padded to it, ``pad_to_crop``)."""
     m = 2**levels
-    smallest = min(min(d.shape[1:]) for d in data)
-    crop_used = min(crop, smallest) // m * m
+    largest = max(min(d.shape[1:]) for d in data)
+    crop_used = min(crop, largest) // m * m
     if crop_used < max(m, 16):
-        raise InputError(f"the images are too small to train on (smallest side {smallest} pixels)")
-    if crop_used != crop and progress:
-        print(f"crop reduced to {crop_used} pixels (smallest image side {smallest})", file=sys.stderr)
+        raise InputError(f"the images are too small to train on (largest image's shorter side {largest} pixels)")
+    if progress:
+        if crop_used != crop:
+            print(f"crop reduced to {crop_used} pixels (largest image's shorter side {largest})", file=sys.stderr)
+        small = sum(min(d.shape[1:]) < crop_used for d in data)
+        if small:
+            print(f"{small} image(s) smaller than the crop padded by reflection (unlabelled there)", file=sys.stderr)
     return crop_used
 
 
@@ -550,27 +606,9 @@ def _label_heads(labs: list, heads: list[int]) -> tuple[bool, list[int]]:
     labelled = any(lab is not None for lab in labs)
     max_label = max((int(lab.max()) for lab in labs if lab is not None), default=0)
     ce_heads = [n for n in heads if n >= max_label] if labelled else []
-    if labelled and not ce_heads:
-        raise InputError(f"labels go up to {max_label}, more than any head's class count {heads}")
+    if labelled and not ce_heads:  # read_training_set refuses such class labels first
+        raise InputError(f"labels go up to class {max_label}, more than any head's class count {heads}")
     return labelled, ce_heads
-
-
-def _start_network(config: dict, seed: int, init) -> LevelSetUNet:
-    """The network a run starts from: seeded with ``seed``, with the weights of the model file ``init`` if given."""
-    torch.manual_seed(int(seed))
-    net = LevelSetUNet(
-        config["in_channels"], config["heads"], base=config["base"], levels=config["levels"], embed=config["embed"]
-    )
-    if init is not None:
-        start, _ = load_model(init)
-        if (
-            start.head_counts != config["heads"]
-            or start.in_channels != config["in_channels"]
-            or start.config != net.config
-        ):
-            raise InputError(f"{init} has a different architecture, heads or channel count than asked for")
-        net.load_state_dict(start.state_dict())
-    return net
 
 
 def _resume(
@@ -678,8 +716,10 @@ def _optimise(
     out: Path,
     stop_after: int | None,
     progress: bool,
+    callback=None,
 ) -> TrainResult:
-    """The steps from ``step`` to ``r.steps`` (checkpoints on the way and on Ctrl-C), then the model file."""
+    """The steps from ``step`` to ``r.steps`` (checkpoints on the way and on Ctrl-C), then the model file;
+    ``callback(step, steps, loss)`` returning False ends it with a checkpoint, as ``stop_after`` does."""
 
     def save_checkpoint() -> None:
         save_model_file(ckpt, net, meta, optimizer=opt.state_dict(), step=step, losses=list(losses))
@@ -709,6 +749,9 @@ def _optimise(
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            if callback is not None and callback(step, r.steps, losses[-1]) is False and step < r.steps:
+                save_checkpoint()
+                return TrainResult(ckpt, step, losses, time.perf_counter() - t0, meta)
             if step % int(r.checkpoint_every) == 0 and step < r.steps:
                 save_checkpoint()
     except KeyboardInterrupt:
