@@ -241,3 +241,28 @@ def test_unstroked_classes_still_take_pixels_with_the_prior():
     labels = np.asarray(segment(image, n_classes=3, scribbles=strokes, device="cpu"))
     assert np.mean(labels[region == 0] == 1) > 0.9 and np.mean(labels[region == 1] == 2) > 0.9
     assert np.mean(labels[region == 2] == 3) > 0.8
+
+
+def test_a_short_strokes_evidence_stops_at_a_strong_edge():
+    """Two regions alike but for a dark line between them: each stroke keeps its own side, the far side too.
+
+    A's stroke lies 30 pixels from the line, B's 5 pixels across it: A's pixels by the line lie nearer
+    B's stroke in straight distance, but the line is in the way.
+    """
+    from napari_levelset.method.strokes import geodesic_distances, stroke_prior
+
+    rng = np.random.default_rng(1)
+    shape = (50, 120)
+    image = np.clip(rng.normal(0.5, 0.03, (1, 3, *shape)), 0, 1)
+    image[..., 60:62] = 0.0  # the edge: a dark line two pixels wide
+    strokes = np.zeros((1, *shape), np.int64)
+    strokes[0, 20:23, 25:31], strokes[0, 20:23, 66:72] = 1, 2
+    labels = stroke_prior(image, strokes, 2)[0].argmax(0) + 1
+    assert np.mean(labels[:, :60] == 1) > 0.97
+    assert np.mean(labels[:, 62:] == 2) > 0.97
+    near_line = (slice(None), slice(50, 60))  # A's pixels nearer B's stroke than A's in straight distance
+    assert np.mean(labels[near_line] == 1) > 0.97
+    without = image.copy()
+    without[..., 60:62] = 0.5  # no line: the same strokes' geodesic distances cross over
+    d = geodesic_distances(without, strokes, 2)[0]
+    assert np.mean(d[1][near_line] < d[0][near_line]) > 0.9
