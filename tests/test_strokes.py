@@ -266,3 +266,22 @@ def test_a_short_strokes_evidence_stops_at_a_strong_edge():
     without[..., 60:62] = 0.5  # no line: the same strokes' geodesic distances cross over
     d = geodesic_distances(without, strokes, 2)[0]
     assert np.mean(d[1][near_line] < d[0][near_line]) > 0.9
+
+
+def test_strokes_on_a_colour_photograph_take_the_shorter_run():
+    """RGB with strokes: PHOTO_STROKE_ITERATIONS on PHOTO_STROKE_PIXELS; grey, or no strokes, as before."""
+    from napari_levelset.settings import (
+        PHOTO_STROKE_ITERATIONS,
+        PHOTO_STROKE_PIXELS,
+        STROKE_ITERATIONS,
+        STROKE_PIXELS,
+        Settings,
+    )
+
+    rgb, grey = np.zeros((32, 48, 3), np.uint8), np.zeros((32, 48), np.uint16)
+    photo = Settings().resolved(strokes=True, image=rgb)
+    assert (photo.iterations, photo.work_pixels) == (PHOTO_STROKE_ITERATIONS, PHOTO_STROKE_PIXELS)
+    assert PHOTO_STROKE_ITERATIONS < STROKE_ITERATIONS and PHOTO_STROKE_PIXELS < STROKE_PIXELS
+    for s in (Settings().resolved(strokes=True, image=grey), Settings(color="rgb").resolved(strokes=True, image=rgb)):
+        assert (s.iterations, s.work_pixels) == (STROKE_ITERATIONS, STROKE_PIXELS)
+    assert Settings().resolved(image=rgb).iterations > STROKE_ITERATIONS  # no strokes: the full run
