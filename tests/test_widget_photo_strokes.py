@@ -28,7 +28,7 @@ FAR = (((205, 10), 1), ((20, 300), 1), ((125, 245), 2), ((80, 185), 3), ((45, 20
 def test_one_short_stroke_per_region_on_a_photograph(make_widget, qtbot, tmp_path, errors):
     """Four short strokes (a 3-pixel brush, 15-30 pixels long) label the whole table, saucer, coffee and cup."""
     viewer, widget = make_widget(show=True)
-    viewer.window.resize(1200, 860)
+    viewer.window.resize(1600, 900)
     viewer.open_sample("napari-levelset", "coffee")
     widget.form.n_classes.value = 4
     scribbles = widget.add_scribble_layer()
