@@ -285,3 +285,31 @@ def test_strokes_on_a_colour_photograph_take_the_shorter_run():
     for s in (Settings().resolved(strokes=True, image=grey), Settings(color="rgb").resolved(strokes=True, image=rgb)):
         assert (s.iterations, s.work_pixels) == (STROKE_ITERATIONS, STROKE_PIXELS)
     assert Settings().resolved(image=rgb).iterations > STROKE_ITERATIONS  # no strokes: the full run
+
+
+def test_the_evidence_map_follows_strokes_painted_during_a_run():
+    """Strokes changed during a run change the evidence map: a class-3 stroke first painted in the wrong
+    region and then moved, and a third class stroked only after the run started."""
+    image, region = _photo()
+    strokes = np.zeros(region.shape, np.uint8)
+    strokes[5:8, 3:9], strokes[3:6, 80:86], strokes[40:43, 3:9] = 1, 2, 3  # 3 painted in region 1
+    seg = Segmenter(image, 3, scribbles=strokes, device="cpu")
+    assert seg.settings["prior"] > 0
+    for _ in seg.run(1, every=1):
+        pass
+    strokes[40:43, 3:9], strokes[54:57, 80:86] = 0, 3  # moved to a corner of region 3
+    seg.set_scribbles(strokes)
+    for _ in seg.run(3, every=3):
+        pass
+    assert np.mean(seg.labels() == region + 1) > 0.95  # the first map kept region 1's lower half as class 3
+
+    strokes[54:57, 80:86] = 0
+    seg = Segmenter(image, 3, scribbles=strokes, device="cpu")  # two of three classes: no map yet
+    assert seg.settings["prior"] == 0
+    for _ in seg.run(1, every=1):
+        pass
+    strokes[54:57, 80:86] = 3
+    seg.set_scribbles(strokes)
+    for _ in seg.run(3, every=3):
+        pass
+    assert np.mean(seg.labels() == region + 1) > 0.95
