@@ -106,6 +106,11 @@ INSTANCE_PIXELS = 100_000
 STROKE_PIXELS = 60_000
 #: ``segment``'s iterations with strokes and the per-image CNN, when none are given
 STROKE_ITERATIONS = 40
+#: the same on a colour photograph, where the strokes' evidence map (``method.strokes.stroke_prior``) sets
+#: the classes from the first labels on: BSDS500 train (20 images, short strokes) mean IoU 0.704 with 40
+#: iterations on 60 000 pixels, 0.702 with 10 on 30 000 in a fifth of the time (``benchmarks/RESULTS.md``)
+PHOTO_STROKE_PIXELS = 30_000
+PHOTO_STROKE_ITERATIONS = 10
 
 #: Iterations between two snapshots of ``Segmenter.run`` when none is given.
 SNAPSHOT_EVERY = 10
@@ -142,8 +147,9 @@ class Settings:
         α, the weight of the scribbles' cross-entropy, in [0, 1000] (used only where
         scribbles exist).  Live.
     iterations : int, optional
-        Optimisation steps, 0..100000.  Default: the per-image CNN 100 (40 with strokes,
-        30 for instances); a pretrained U-Net 0 (used directly; more is a fine-tune).
+        Optimisation steps, 0..100000.  Default: the per-image CNN 100 (40 with strokes, 10
+        with strokes on a colour photograph, 30 for instances); a pretrained U-Net 0 (used
+        directly; more is a fine-tune).
     width, depth : int
         Feature channels (1..1024) and 3×3 blocks (1..16) of the per-image CNN.
     model : str or torch.nn.Module
@@ -174,7 +180,8 @@ class Settings:
         Most pixels one step may hold activations for (default: from free memory).
     work_pixels : int, optional
         Per-image CNN: optimise on a copy of at most this many pixels per item (>= 16).
-        Default: ``strokes.STROKE_PIXELS`` with strokes, else the full image.
+        Default with strokes: ``STROKE_PIXELS``, ``PHOTO_STROKE_PIXELS`` on a colour
+        photograph (``colour_photograph``); else the full image.
     diameter : float, optional
         Expected object diameter (unit of the image's spacing; pixels without one), > 0.
     regions : {"classes", "connected", "merged", "instances"}
@@ -457,6 +464,7 @@ class Settings:
         """
         kind = model_kind(self.model)
         instances = self.regions == "instances"
+        photo = strokes and self.color != "rgb" and colour_photograph(image, channel_axis)
         changes: dict[str, Any] = {}
         if self.n_classes is None:
             changes["n_classes"] = INSTANCE_CLASSES if instances else _N_CLASSES
@@ -472,14 +480,18 @@ class Settings:
         iterations = self.iterations
         if iterations is None:
             if kind == "cnn":
-                iterations = INSTANCE_ITERATIONS if instances else STROKE_ITERATIONS if strokes else _ITERATIONS
+                iterations = _ITERATIONS
+                if instances:
+                    iterations = INSTANCE_ITERATIONS
+                elif strokes:
+                    iterations = PHOTO_STROKE_ITERATIONS if photo else STROKE_ITERATIONS
             else:
                 iterations = 0
             changes["iterations"] = iterations
         if self.init is None:
             changes["init"] = "kmeans" if kind == "cnn" else "auto" if iterations > 0 else "network"
         if kind == "cnn" and strokes and self.work_pixels is None:
-            changes["work_pixels"] = STROKE_PIXELS
+            changes["work_pixels"] = PHOTO_STROKE_PIXELS if photo else STROKE_PIXELS
         merge, min_region = region_defaults(kind, self.regions)
         if self.merge is None:
             changes["merge"] = merge
@@ -531,6 +543,41 @@ def _key(value):
     if isinstance(value, (list, tuple)):
         return tuple(_key(v) for v in value)
     return (type(value).__name__, id(value))
+
+
+def colour_photograph(image, channel_axis: int | None = None) -> bool:
+    """Whether ``image`` is an RGB(A) picture, which ``color="auto"`` prepares in CIELAB.
+
+    Parameters
+    ----------
+    image : array_like or None
+        The image as given to ``segment`` (only its shape is read), or None (False).
+    channel_axis : int or None
+        Its channel axis, or None when it is to be guessed.
+
+    Returns
+    -------
+    bool
+        True for 3 channels on the last axis, or 4 when the axis is guessed (RGBA), as
+        ``napari_levelset.io.prepare.prepare_image`` reads them: a 2D picture, or a stack
+        of them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> colour_photograph(np.zeros((32, 48, 3), np.uint8)), colour_photograph(np.zeros((32, 48), np.uint8))
+    (True, False)
+    >>> colour_photograph(np.zeros((32, 48, 4), np.uint8), channel_axis=2)  # four channels kept
+    False
+    """
+    if image is None:
+        return False
+    shape = np.shape(image)
+    if len(shape) not in (3, 4):
+        return False
+    if channel_axis is not None and channel_axis % len(shape) != len(shape) - 1:
+        return False
+    return shape[-1] == 3 or (channel_axis is None and shape[-1] == 4)
 
 
 def stroke_contrast(image, channel_axis: int | None = None) -> str:

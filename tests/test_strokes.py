@@ -241,3 +241,75 @@ def test_unstroked_classes_still_take_pixels_with_the_prior():
     labels = np.asarray(segment(image, n_classes=3, scribbles=strokes, device="cpu"))
     assert np.mean(labels[region == 0] == 1) > 0.9 and np.mean(labels[region == 1] == 2) > 0.9
     assert np.mean(labels[region == 2] == 3) > 0.8
+
+
+def test_a_short_strokes_evidence_stops_at_a_strong_edge():
+    """Two regions alike but for a dark line between them: each stroke keeps its own side, the far side too.
+
+    A's stroke lies 30 pixels from the line, B's 5 pixels across it: A's pixels by the line lie nearer
+    B's stroke in straight distance, but the line is in the way.
+    """
+    from napari_levelset.method.strokes import geodesic_distances, stroke_prior
+
+    rng = np.random.default_rng(1)
+    shape = (50, 120)
+    image = np.clip(rng.normal(0.5, 0.03, (1, 3, *shape)), 0, 1)
+    image[..., 60:62] = 0.0  # the edge: a dark line two pixels wide
+    strokes = np.zeros((1, *shape), np.int64)
+    strokes[0, 20:23, 25:31], strokes[0, 20:23, 66:72] = 1, 2
+    labels = stroke_prior(image, strokes, 2)[0].argmax(0) + 1
+    assert np.mean(labels[:, :60] == 1) > 0.97
+    assert np.mean(labels[:, 62:] == 2) > 0.97
+    near_line = (slice(None), slice(50, 60))  # A's pixels nearer B's stroke than A's in straight distance
+    assert np.mean(labels[near_line] == 1) > 0.97
+    without = image.copy()
+    without[..., 60:62] = 0.5  # no line: the same strokes' geodesic distances cross over
+    d = geodesic_distances(without, strokes, 2)[0]
+    assert np.mean(d[1][near_line] < d[0][near_line]) > 0.9
+
+
+def test_strokes_on_a_colour_photograph_take_the_shorter_run():
+    """RGB with strokes: PHOTO_STROKE_ITERATIONS on PHOTO_STROKE_PIXELS; grey, or no strokes, as before."""
+    from napari_levelset.settings import (
+        PHOTO_STROKE_ITERATIONS,
+        PHOTO_STROKE_PIXELS,
+        STROKE_ITERATIONS,
+        STROKE_PIXELS,
+        Settings,
+    )
+
+    rgb, grey = np.zeros((32, 48, 3), np.uint8), np.zeros((32, 48), np.uint16)
+    photo = Settings().resolved(strokes=True, image=rgb)
+    assert (photo.iterations, photo.work_pixels) == (PHOTO_STROKE_ITERATIONS, PHOTO_STROKE_PIXELS)
+    assert PHOTO_STROKE_ITERATIONS < STROKE_ITERATIONS and PHOTO_STROKE_PIXELS < STROKE_PIXELS
+    for s in (Settings().resolved(strokes=True, image=grey), Settings(color="rgb").resolved(strokes=True, image=rgb)):
+        assert (s.iterations, s.work_pixels) == (STROKE_ITERATIONS, STROKE_PIXELS)
+    assert Settings().resolved(image=rgb).iterations > STROKE_ITERATIONS  # no strokes: the full run
+
+
+def test_the_evidence_map_follows_strokes_painted_during_a_run():
+    """Strokes changed during a run change the evidence map: a class-3 stroke first painted in the wrong
+    region and then moved, and a third class stroked only after the run started."""
+    image, region = _photo()
+    strokes = np.zeros(region.shape, np.uint8)
+    strokes[5:8, 3:9], strokes[3:6, 80:86], strokes[40:43, 3:9] = 1, 2, 3  # 3 painted in region 1
+    seg = Segmenter(image, 3, scribbles=strokes, device="cpu")
+    assert seg.settings["prior"] > 0
+    for _ in seg.run(1, every=1):
+        pass
+    strokes[40:43, 3:9], strokes[54:57, 80:86] = 0, 3  # moved to a corner of region 3
+    seg.set_scribbles(strokes)
+    for _ in seg.run(3, every=3):
+        pass
+    assert np.mean(seg.labels() == region + 1) > 0.95  # the first map kept region 1's lower half as class 3
+
+    strokes[54:57, 80:86] = 0
+    seg = Segmenter(image, 3, scribbles=strokes, device="cpu")  # two of three classes: no map yet
+    assert seg.settings["prior"] == 0
+    for _ in seg.run(1, every=1):
+        pass
+    strokes[54:57, 80:86] = 3
+    seg.set_scribbles(strokes)
+    for _ in seg.run(3, every=3):
+        pass
+    assert np.mean(seg.labels() == region + 1) > 0.95

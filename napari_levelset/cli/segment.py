@@ -34,6 +34,7 @@ from napari_levelset.settings import (
     MERGE_WEIGHT,
     MERGED_MIN_REGION,
     MIN_REGION,
+    PHOTO_STROKE_PIXELS,
     POSITION,
     POSITION_MIN_CLASSES,
     SPEC,
@@ -62,7 +63,8 @@ NOTES = {
     "contrast": "default: fluorescence for --regions instances and for --scribbles on integer images of more "
     "than 8 bits, else linear",
     "max_pixels": "default: from the free memory",
-    "work_pixels": f"default: {STROKE_PIXELS} with --scribbles, else the whole image",
+    "work_pixels": f"default: {STROKE_PIXELS} with --scribbles ({PHOTO_STROKE_PIXELS} on an RGB photo), "
+    "else the whole image",
     "diameter": "with --regions instances; a file's pixel size gives the unit (e.g. micrometres) (default: estimated)",
     "regions": "classes: label k = class k; connected: one label per connected region; merged: connected "
     "regions, adjacent ones merged while the level-set energy drops (the number of regions adapts "

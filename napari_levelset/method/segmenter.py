@@ -244,7 +244,7 @@ class Segmenter(ResultsMixin):
         self.model = build_model(s, self.x.shape[1], self.image_channels, spatial, color, n_position=n_position)
         init, start_means, first_logits = self._start(s.init, scribbles)
         if init != "kmeans":  # the prior is in label ids, which are network classes with a k-means start only
-            self._prior = None
+            self._prior, self._prior_weight = None, 0.0
         if first_logits is not None:
             first_logits = self._with_prior(first_logits)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr)
@@ -306,11 +306,33 @@ class Segmenter(ResultsMixin):
         #: with strokes on a photograph: the strokes' evidence (``strokes.stroke_prior``) times its weight,
         #: added to the network's logits, ``(B, N, *S)`` on the working grid; else None
         self._prior: torch.Tensor | None = None
+        #: the evidence weight strokes painted later get (``_update_prior``), and the strokes of ``_prior``
+        photo = s.position is None and default_position(s.model, color, s.n_classes, True) > 0
+        self._prior_weight = PRIOR_WEIGHT if photo else 0.0
+        self._prior_strokes: np.ndarray | None = None
         if geodesic:
             grid = self._to_work(self._check_scribbles(scribbles))
             prior = stroke_prior(self._work.data, grid, self.n_classes)
             self._prior = torch.from_numpy(geodesic * prior).to(self.device)
+            self._prior_strokes = grid
         return position, geodesic
+
+    def _update_prior(self, strokes: np.ndarray | None) -> None:
+        """New strokes (label ids on the working grid, or None): the evidence map follows them where this run
+        may take one, switched on once every class has a stroke and off when one has none."""
+        if not self._prior_weight:
+            return
+        if strokes is None or not _every_class_stroked(strokes, self.n_classes):
+            if self._prior is not None:
+                self._prior = self._prior_strokes = self._logits = None
+            return
+        if self._prior_strokes is not None and np.array_equal(strokes, self._prior_strokes):
+            return
+        prior = stroke_prior(self._work.data, strokes, self.n_classes)
+        net = np.empty_like(prior)
+        net[:, self._order] = prior  # label k is network class order[k - 1]
+        self._prior = torch.from_numpy(self._prior_weight * net).to(self.device)
+        self._prior_strokes, self._logits = strokes, None
 
     def _start(self, init: str, scribbles) -> tuple[str, torch.Tensor | None, torch.Tensor | None]:
         """Put the network on the device in training mode and start it (``napari_levelset.method.start``).
@@ -479,6 +501,7 @@ class Segmenter(ResultsMixin):
         pending, self._pending_scribbles = self._pending_scribbles, _UNSET
         if pending is _UNSET:
             return
+        self._update_prior(None if pending is None or not pending.any() else pending)
         if pending is None or not pending.any():
             self._scribbles = self._stroke_means = None
             return
