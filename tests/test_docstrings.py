@@ -37,6 +37,7 @@ MODULES = [
     "napari_levelset.evaluation.matching",
     "napari_levelset.nn.tiling",
     "napari_levelset.post.regions",
+    "napari_levelset.post.diameter",
     "napari_levelset.post.instances",
     "napari_levelset.post.objects",
     "napari_levelset.nn.unet",

@@ -32,18 +32,20 @@ import numpy as np
 
 from napari_levelset.io.axes import infer_axes
 from napari_levelset.io.prepare import Prepared, prepare_image
-from napari_levelset.post.instances import (
-    BACKGROUND_DIAMETERS,
+from napari_levelset.post.diameter import (
     MAX_DIAMETER_EXTENTS,
     NOISE_BLUR,
-    _background,
     _check_diameter,
-    _default_min_region,
-    _drop_and_renumber,
-    _number_items,
     _spacing,
     as_spacing,
     estimate_diameter,
+)
+from napari_levelset.post.instances import (
+    BACKGROUND_DIAMETERS,
+    _background,
+    _default_min_region,
+    _drop_and_renumber,
+    _number_items,
 )
 
 __all__ = [
