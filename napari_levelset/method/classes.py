@@ -1,0 +1,143 @@
+"""Keeping every class of a run alive, and saying why a run gives fewer than N labels.
+
+The level-set loss has local minima in which a class holds no pixel: the softmax then gives
+it no gradient, and it stays empty however long the run goes on.  On a four-level phantom
+with noise (``evaluation.synthetic.phantom``, noise 0.15) the per-image CNN let the second
+class shrink into the first over 30 iterations, although the four-class truth has the lower
+loss (0.0166 against 0.0196).  A ``Segmenter`` therefore checks every ``CHECK_EVERY``
+iterations whether the optimisation emptied a class, and restarts such a class once from the
+pixels that its class fits worst (:func:`worst_fit_centre`); the loss then decides whether
+it stays.  A run that still gives fewer than N labels says so (:func:`fewer_classes`):
+a ``FewerClassesWarning`` and the record ``classes`` in the run's settings.
+
+Shapes: ``x`` is the network's input ``(B, C, *S)``; ``winners`` the arg-max class per
+pixel ``(B, *S)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from napari_levelset.errors import FewerClassesWarning
+from napari_levelset.method.cluster import smooth, sq_dist
+
+__all__ = ["CHECK_EVERY", "FewerClassesWarning", "class_counts", "fewer_classes", "worst_fit_centre"]
+
+#: iterations between two checks for a class the optimisation emptied
+CHECK_EVERY = 5
+#: Lloyd iterations of the two-means split of the worst-fitting class
+SPLIT_ITERATIONS = 10
+
+
+@torch.no_grad()
+def class_counts(winners: torch.Tensor, n_classes: int) -> np.ndarray:
+    """Pixels per class, int64 ``(N,)``, of the arg-max classes ``winners`` (any shape)."""
+    return torch.bincount(winners.flatten(), minlength=n_classes).cpu().numpy()
+
+
+@torch.no_grad()
+def worst_fit_centre(x: torch.Tensor, winners: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, int]:
+    """A new class mean: the far half of the class that fits its pixels worst.
+
+    On a lightly smoothed copy of ``x`` (``cluster.smooth``, as the k-means start, so the
+    noise counts as little as the total variation will let it), the class with the largest
+    sum of squared distances of its pixels to its mean is split in two by two-means (Lloyd
+    iterations from its mean moved by one standard deviation along each of its channels'
+    largest spread); the centre of the half farther from the class mean is returned.  A
+    class that covers two levels has its larger part near its mean, so the far half is the
+    level it swallowed.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Float ``(B, C, *S)``, the network's input.
+    winners : torch.Tensor
+        Integer ``(B, *S)``: each pixel's class, ``0..n_classes-1``.
+    n_classes : int
+        N.
+
+    Returns
+    -------
+    centre : torch.Tensor
+        Float ``(C,)`` on ``x``'s device.
+    split : int
+        The class split.
+    """
+    c = x.shape[1]
+    xs = smooth(x.float()).transpose(0, 1).reshape(c, -1).t()  # P, C
+    w = winners.reshape(-1)
+    counts = torch.bincount(w, minlength=n_classes).to(xs)
+    sums = torch.zeros(n_classes, c, device=xs.device).index_add_(0, w, xs)
+    means = sums / counts.clamp_min(1)[:, None]
+    residual = ((xs - means[w]) ** 2).sum(1)
+    cost = torch.zeros(n_classes, device=xs.device).index_add_(0, w, residual)
+    j = int(cost.argmax())
+    pts = xs[w == j]
+    mean = means[j]
+    spread = pts.std(0) if pts.shape[0] > 1 else torch.zeros_like(mean)
+    axis = torch.zeros_like(mean)
+    axis[int(spread.argmax())] = float(spread.max())
+    centres = torch.stack([mean - axis, mean + axis])
+    for _ in range(SPLIT_ITERATIONS):
+        near = sq_dist(pts, centres).argmin(1)
+        for h in range(2):
+            if bool((near == h).any()):
+                centres[h] = pts[near == h].mean(0)
+    far = int(((centres - mean) ** 2).sum(1).argmax())
+    return centres[far], j
+
+
+def fewer_classes(
+    labels: np.ndarray, order: np.ndarray, reseeded: dict[int, int], trained_head: bool, lam: float
+) -> str | None:
+    """Why a run's ``labels`` hold fewer labels than it has classes, or None when every label is there.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        The run's labels, ``1..N``, any shape.
+    order : numpy.ndarray
+        int ``(N,)``: label ``k`` is network class ``order[k - 1]``.
+    reseeded : dict of int to int
+        Network class -> iteration at which it was restarted from the worst-fitting pixels.
+    trained_head : bool
+        Whether the labels come from a pretrained network's trained head (no k-means start).
+    lam : float
+        The run's λ.
+
+    Returns
+    -------
+    str or None
+        One paragraph: which labels are empty, why, and what to change.
+    """
+    n_classes = len(order)
+    counts = np.bincount(np.asarray(labels).ravel(), minlength=n_classes + 1)[1:]
+    label_of = {int(c): k + 1 for k, c in enumerate(order)}
+    reseeded = {label_of[c]: it for c, it in reseeded.items()}
+    empty = [k + 1 for k in range(n_classes) if counts[k] == 0]
+    if not empty:
+        return None
+    found = n_classes - len(empty)
+    names = ", ".join(map(str, empty))
+    it, label = ("they", "labels") if len(empty) > 1 else ("it", "label")
+    head = f"{found} of the {n_classes} classes asked for hold pixels ({label} {names} empty)"
+    if trained_head:
+        return (
+            f"{head}: the pretrained network's trained head gives {'them' if len(empty) > 1 else 'it'} "
+            "no pixel of this image; "
+            "fine-tune it (finetune_iterations=20, which starts the head from the image's k-means) "
+            "or ask for fewer classes"
+        )
+    again = [k for k in empty if k in reseeded]
+    if again:
+        return (
+            f"{head}: the optimisation emptied {'them' if len(empty) > 1 else 'it'}, and restarted from "
+            f"the pixels fitted worst ({label} {', '.join(f'{k} at iteration {reseeded[k]}' for k in again)}) "
+            f"{it} emptied again: the image shows fewer than {n_classes} levels that λ {lam:g} keeps apart; "
+            "ask for fewer classes or lower lam"
+        )
+    return (
+        f"{head}: the image shows fewer than {n_classes} distinct levels to the k-means start or the "
+        "optimisation; ask for fewer classes or lower lam"
+    )
