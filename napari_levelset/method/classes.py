@@ -125,9 +125,8 @@ def fewer_classes(
     if trained_head:
         return (
             f"{head}: the pretrained network's trained head gives {'them' if len(empty) > 1 else 'it'} "
-            "no pixel of this image; "
-            "fine-tune it (finetune_iterations=20, which starts the head from the image's k-means) "
-            "or ask for fewer classes"
+            "no pixel of this image; start the head from the image's k-means (init='kmeans', as a "
+            "fine-tune with finetune_iterations=20 does by default) or ask for fewer classes"
         )
     again = [k for k in empty if k in reseeded]
     if again:
