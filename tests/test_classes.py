@@ -13,6 +13,11 @@ from napari_levelset.evaluation.synthetic import matched_iou, phantom
 from napari_levelset.method.classes import worst_fit_centre
 
 
+def held(labels, n_classes):
+    """How many labels hold at least 0.1 % of the pixels (fewer count as lost)."""
+    return int((np.bincount(labels.ravel(), minlength=n_classes + 1)[1:] >= 0.001 * labels.size).sum())
+
+
 def run_quietly(*args, **kwargs):
     """``segment(...)`` and the ``FewerClassesWarning`` messages it gave."""
     with warnings.catch_warnings(record=True) as seen:
@@ -33,7 +38,7 @@ def test_a_class_the_optimisation_empties_comes_back():
 def test_the_unet_gives_four_labels_on_four_levels_or_says_why():
     image, truth = phantom((128, 128), 4, seed=3, noise=0.08)
     direct, said = run_quietly(image, n_classes=4, model="unet", device="cpu")
-    if len(np.unique(direct)) < 4:  # the trained head learned on photographs
+    if held(direct, 4) < 4:  # the trained head learned on photographs
         assert len(said) == 1 and "trained head" in said[0] and "fine-tune" in said[0]
     tuned, said = run_quietly(image, n_classes=4, model="unet", finetune_iterations=20, device="cpu")
     assert sorted(np.unique(tuned).tolist()) == [1, 2, 3, 4] and said == []
@@ -46,15 +51,15 @@ def test_the_direct_unet_records_why_in_the_settings():
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         last = list(seg.run(0))[-1]
-    missing = 4 - len(np.unique(last.labels))
-    assert missing > 0  # the shipped head leaves one of four phantom levels empty
-    assert f"{4 - missing} of the 4 classes" in last.settings["classes"]
+    found = held(last.labels, 4)
+    assert found < 4  # the shipped head leaves one of four phantom levels empty
+    assert f"{found} of the 4 classes" in last.settings["classes"]
 
 
 def test_fewer_levels_than_classes_warn_and_are_recorded():
     image, truth = phantom((96, 96), 2, seed=0)
     labels, said = run_quietly(image, n_classes=4, device="cpu")
-    found = len(np.unique(labels))
+    found = held(labels, 4)
     assert found < 4
     assert len(said) == 1 and f"{found} of the 4 classes" in said[0] and "fewer classes" in said[0]
     seg = Segmenter(image, 4, device="cpu")

@@ -28,6 +28,8 @@ __all__ = ["CHECK_EVERY", "FewerClassesWarning", "class_counts", "fewer_classes"
 CHECK_EVERY = 5
 #: Lloyd iterations of the two-means split of the worst-fitting class
 SPLIT_ITERATIONS = 10
+#: a label holding less than this share of the pixels counts as lost when a run ends (``fewer_classes``)
+FEW = 0.001
 
 
 @torch.no_grad()
@@ -93,6 +95,9 @@ def fewer_classes(
 ) -> str | None:
     """Why a run's ``labels`` hold fewer labels than it has classes, or None when every label is there.
 
+    A label with fewer than ``FEW`` (0.1 %) of the pixels counts as lost: a class the
+    optimisation shrank to a few scattered pixels is no class of the image.
+
     Parameters
     ----------
     labels : numpy.ndarray
@@ -115,25 +120,29 @@ def fewer_classes(
     counts = np.bincount(np.asarray(labels).ravel(), minlength=n_classes + 1)[1:]
     label_of = {int(c): k + 1 for k, c in enumerate(order)}
     reseeded = {label_of[c]: it for c, it in reseeded.items()}
-    empty = [k + 1 for k in range(n_classes) if counts[k] == 0]
-    if not empty:
+    lost = [k + 1 for k in range(n_classes) if counts[k] < FEW * counts.sum()]
+    if not lost:
         return None
-    found = n_classes - len(empty)
-    names = ", ".join(map(str, empty))
-    it, label = ("they", "labels") if len(empty) > 1 else ("it", "label")
-    head = f"{found} of the {n_classes} classes asked for hold pixels ({label} {names} empty)"
+    empty = [k for k in lost if counts[k - 1] == 0]
+    few = [f"label {k} holds {counts[k - 1]} pixel{'s' if counts[k - 1] > 1 else ''}" for k in lost if counts[k - 1]]
+    held = [f"label{'s' * (len(empty) > 1)} {', '.join(map(str, empty))} empty"] if empty else []
+    it, label = ("they", "labels") if len(lost) > 1 else ("it", "label")
+    head = (
+        f"{n_classes - len(lost)} of the {n_classes} classes asked for hold {FEW:.1%} of the pixels or more "
+        f"({'; '.join(held + few)})"
+    )
     if trained_head:
         return (
-            f"{head}: the pretrained network's trained head gives {'them' if len(empty) > 1 else 'it'} "
-            "no pixel of this image; start the head from the image's k-means (init='kmeans', as a "
+            f"{head}: the pretrained network's trained head gives {'them' if len(lost) > 1 else 'it'} "
+            "(almost) no pixel of this image; start the head from the image's k-means (init='kmeans', as a "
             "fine-tune with finetune_iterations=20 does by default) or ask for fewer classes"
         )
-    again = [k for k in empty if k in reseeded]
+    again = [k for k in lost if k in reseeded]
     if again:
         return (
-            f"{head}: the optimisation emptied {'them' if len(empty) > 1 else 'it'}, and restarted from "
+            f"{head}: the optimisation emptied {'them' if len(lost) > 1 else 'it'}, and restarted from "
             f"the pixels fitted worst ({label} {', '.join(f'{k} at iteration {reseeded[k]}' for k in again)}) "
-            f"{it} emptied again: the image shows fewer than {n_classes} levels that λ {lam:g} keeps apart; "
+            f"{it} shrank again: the image shows fewer than {n_classes} levels that λ {lam:g} keeps apart; "
             "ask for fewer classes or lower lam"
         )
     return (
