@@ -22,20 +22,50 @@ import torch
 from napari_levelset.errors import FewerClassesWarning
 from napari_levelset.method.cluster import smooth, sq_dist
 
-__all__ = ["CHECK_EVERY", "FewerClassesWarning", "class_counts", "fewer_classes", "worst_fit_centre"]
+__all__ = ["CHECK_EVERY", "ClassWatch", "FewerClassesWarning", "class_counts", "fewer_classes", "worst_fit_centre"]
 
 #: iterations between two checks for a class the optimisation emptied
 CHECK_EVERY = 5
 #: Lloyd iterations of the two-means split of the worst-fitting class
 SPLIT_ITERATIONS = 10
-#: a label holding less than this share of the pixels counts as lost when a run ends (``fewer_classes``)
+#: a class holding less than this share of the pixels is lost: restarted during a run (``ClassWatch``), named
+#: when the run ends (``fewer_classes``)
 FEW = 0.001
+#: a class counts as emptied by the optimisation (not as small from the start) once it held this share at a check
+HELD = 0.01
 
 
 @torch.no_grad()
 def class_counts(winners: torch.Tensor, n_classes: int) -> np.ndarray:
     """Pixels per class, int64 ``(N,)``, of the arg-max classes ``winners`` (any shape)."""
     return torch.bincount(winners.flatten(), minlength=n_classes).cpu().numpy()
+
+
+class ClassWatch:
+    """Which classes a run's optimisation emptied, and when each was restarted.
+
+    A class is *emptied* when it holds less than ``FEW`` (0.1 %) of the pixels after
+    holding at least ``HELD`` (1 %) at an earlier check: a class that was small from the
+    start (a few spots) is left alone.  Each class is restarted at most once.
+
+    Parameters
+    ----------
+    n_classes : int
+        N.
+    """
+
+    def __init__(self, n_classes: int):
+        self.n_classes = int(n_classes)
+        #: the largest share of the pixels each network class held at a check, float ``(N,)``
+        self.peak = np.zeros(self.n_classes)
+        #: network class -> the iteration it was restarted at
+        self.reseeded: dict[int, int] = {}
+
+    def emptied(self, winners: torch.Tensor) -> list[int]:
+        """The network classes emptied and not yet restarted, after a check of ``winners`` ``(B, *S)``."""
+        share = class_counts(winners, self.n_classes) / max(winners.numel(), 1)
+        self.peak = np.maximum(self.peak, share)
+        return [k for k in range(self.n_classes) if share[k] < FEW and self.peak[k] >= HELD and k not in self.reseeded]
 
 
 @torch.no_grad()

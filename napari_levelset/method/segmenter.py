@@ -47,13 +47,7 @@ import torch
 from napari_levelset import validate
 from napari_levelset.errors import InputError
 from napari_levelset.io.prepare import Prepared, join_channels
-from napari_levelset.method.classes import (
-    CHECK_EVERY,
-    FewerClassesWarning,
-    class_counts,
-    fewer_classes,
-    worst_fit_centre,
-)
+from napari_levelset.method import classes
 from napari_levelset.method.loss import class_means, class_probs, levelset_loss, scribble_loss
 from napari_levelset.method.memory import (
     keep_step_buffers,
@@ -282,7 +276,7 @@ class Segmenter(ResultsMixin):
             prior=float(geodesic),
             spacing=None if self.spacing is None else list(self.spacing),
         )
-        self._reseeded: dict[int, int] = {}  # network class -> iteration it was restarted at (keep_classes)
+        self._classes = classes.ClassWatch(self.n_classes)  # the classes the optimisation emptied, and their restarts
         self._stop = threading.Event()
         self._pending_scribbles: Any = _UNSET
         self._scribbles: torch.Tensor | None = None  # in network class ids, 0 = none
@@ -574,7 +568,7 @@ class Segmenter(ResultsMixin):
         self.iteration += 1
         self._logits = logits.detach() if self._crop is None else None
         self._loss = loss.detach()
-        if self._logits is not None and self.iteration % CHECK_EVERY == 0:
+        if self._logits is not None and self.iteration % classes.CHECK_EVERY == 0:
             self._keep_classes(self._logits.argmax(1))
         return self._loss
 
@@ -583,11 +577,11 @@ class Segmenter(ResultsMixin):
         restart = getattr(self.model, "restart_class", getattr(self.model, "seed_class", None))
         if self._spread is None or self._scribbles is not None or restart is None:
             return
-        empty = [k for k in np.flatnonzero(class_counts(winners, self.n_classes) == 0) if k not in self._reseeded]
+        empty = self._classes.emptied(winners)
         if empty:  # one at a time: the next check sees the pixels the restarted class took
-            centre, split = worst_fit_centre(self.x, winners, self.n_classes)
+            centre, split = classes.worst_fit_centre(self.x, winners, self.n_classes)
             restart(int(empty[0]), centre, self._spread, like=split)
-            self._reseeded[int(empty[0])] = self.iteration
+            self._classes.reseeded[int(empty[0])] = self.iteration
             self._logits = None
 
     def _with_prior(self, logits: torch.Tensor) -> torch.Tensor:
@@ -721,11 +715,13 @@ class Segmenter(ResultsMixin):
         labels = self.labels()
         if done:  # fewer labels than classes: say why (method.classes)
             self._record.pop("classes", None)
-            why = fewer_classes(labels, self._order, self._reseeded, self.run_settings.init == "network", self.lam)
+            why = classes.fewer_classes(
+                labels, self._order, self._classes.reseeded, self.run_settings.init == "network", self.lam
+            )
             if why:
                 self._record["classes"] = why
                 if self.run_settings.regions == "classes":  # regions and instances need not show every class
-                    warnings.warn(why, FewerClassesWarning, stacklevel=3)
+                    warnings.warn(why, classes.FewerClassesWarning, stacklevel=3)
         return Snapshot(
             iteration=self.iteration,
             loss=loss,
