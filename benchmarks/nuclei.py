@@ -20,6 +20,15 @@ described in its ``README.md``) and scores it against the expert masks with
     the grey image (``rgb2gray`` of RGB, grey / 255 otherwise), inverted for
     stained and bright-field, where the nuclei are dark, as a user would do
     by hand (that step is not timed).
+``synthetic-3D`` (``--synthetic3d N``)
+    ``N`` synthetic fluorescence z-stacks with anisotropic voxels
+    (``napari_levelset.evaluation.synthetic.nuclei_volume``, seeds 0..N-1: nuclei
+    of three sizes, some touching, the z step 2-4 times the xy step) against their
+    instance truth, scored in 3D as GOWT1 and HeLa.  The level-set method runs
+    with the voxel size (``spacing``) and, as ``... no spacing``, without it; Otsu
+    and Otsu + watershed run in 3D with the same smoothing in voxels, the
+    watershed's distance transform in physical units (``sampling=`` the voxel
+    size), as a user would set them; voronoi-otsu is left out of this set.
 
 Set scores are means over the set's images.  Time is the wall clock of the
 segmentation call alone (not reading, not scoring), one image at a time in
@@ -35,7 +44,8 @@ Methods (``--methods``, comma-separated; the baselines are scikit-image / scipy)
     The same, then a distance-transform watershed: seeds are the
     ``peak_local_max`` of the distance transform (``min_distance`` 5 px, per
     component, peaks on one plateau joined), flooded over −distance within
-    the mask.
+    the mask.  In 3D the components are 26-connected and the distance
+    transform is taken with the voxel size.
 ``voronoi-otsu`` / ``voronoi-otsu-S``
     Voronoi-Otsu labelling as in napari-segment-blobs-and-things-with-membranes
     (after pyclesperanto): local maxima of a Gaussian with spot σ ``S`` as
@@ -54,6 +64,7 @@ Example::
     python benchmarks/nuclei.py ../shared/data/nuclei --methods otsu,otsu-watershed,voronoi-otsu \\
         --figure /tmp/nuclei.png --json /tmp/nuclei.json
     python benchmarks/nuclei.py --dsb ../shared/data/dsb2018 --methods levelset,otsu,otsu-watershed
+    python benchmarks/nuclei.py --synthetic3d 6 --methods levelset,otsu,otsu-watershed
 
 ``--figure`` writes a PNG: per set one image (a crop of it), the expert
 outlines in green and a method's in magenta, for the level-set method and for
@@ -68,6 +79,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +88,20 @@ from _common import DSB_SETS, NUCLEI_SETS, DsbSet, NucleiSet, markdown, parse_se
 
 from napari_levelset import evaluation as metrics
 
-ALL_SETS: dict[str, NucleiSet | DsbSet] = {**NUCLEI_SETS, **DSB_SETS}
+
+@dataclass(frozen=True)
+class VolumeSet:
+    """Synthetic nuclei z-stacks made on the fly (``nuclei_volume``), scored as instances."""
+
+    name: str = "synthetic-3D"
+    folder: str = "nuclei_volume, anisotropic voxels"
+    instances: bool = True
+    unit: str = "volume"
+
+
+SYNTHETIC_3D = VolumeSet()
+ALL_SETS: dict[str, NucleiSet | DsbSet | VolumeSet] = {**NUCLEI_SETS, **DSB_SETS, SYNTHETIC_3D.name: SYNTHETIC_3D}
+NO_SPACING = ", no spacing"  # suffix of a level-set method run on a volume without its voxel size
 SPOT_SIGMAS = (2, 4, 6, 8, 10, 12, 15)
 MIN_SIZE = 30  # px: smaller Otsu objects are dropped
 OUTLINE_SIGMA = 2.0
@@ -107,15 +132,16 @@ def run_otsu(image: np.ndarray) -> np.ndarray:
     return relabel_sequential(labels)[0]
 
 
-def run_otsu_watershed(image: np.ndarray) -> np.ndarray:
-    """``run_otsu`` split by a watershed of the distance transform from its peaks (5 px apart)."""
+def run_otsu_watershed(image: np.ndarray, spacing: Sequence[float] | None = None) -> np.ndarray:
+    """``run_otsu`` split by a watershed of the distance transform from its peaks (5 px apart); the
+    distance in the unit of ``spacing`` (the pixel size per axis) where given."""
     from scipy import ndimage as ndi
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
 
     components = run_otsu(image)
     mask = components > 0
-    distance = ndi.distance_transform_edt(mask)
+    distance = ndi.distance_transform_edt(mask, sampling=spacing)
     peaks = np.zeros(mask.shape, bool)
     peaks[tuple(peak_local_max(distance, min_distance=5, labels=components, exclude_border=False).T)] = True
     markers = ndi.label(peaks)[0]
@@ -159,7 +185,7 @@ def build_methods(spec: str, spot_sigmas: Sequence[float]) -> dict[str, Callable
     methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
     for name in split_methods(spec):
         if name == "otsu":
-            methods[name] = run_otsu
+            methods[name] = lambda im, spacing=None: run_otsu(im)
         elif name == "otsu-watershed":
             methods[name] = run_otsu_watershed
         elif name == "voronoi-otsu":
@@ -170,7 +196,7 @@ def build_methods(spec: str, spot_sigmas: Sequence[float]) -> dict[str, Callable
             methods[name] = lambda im, s=sigma: run_voronoi_otsu(im, s)
         elif name == "levelset" or name.startswith("levelset:"):
             settings = parse_settings(name.partition(":")[2]) if ":" in name else {}
-            methods[name] = lambda im, kw=settings: run_levelset(im, **kw)
+            methods[name] = lambda im, kw=settings, **more: run_levelset(im, **kw, **more)
         else:
             raise SystemExit(
                 f"unknown method {name!r}: otsu, otsu-watershed, voronoi-otsu[-SIGMA], levelset[:key=value,...]"
@@ -229,6 +255,50 @@ def run_set(
     return records, kept
 
 
+def volume_methods(methods: dict[str, Callable]) -> dict[str, Callable[[np.ndarray, tuple], np.ndarray]]:
+    """The methods run on a volume, ``run(volume, spacing) -> labels``: every level-set method with the
+    voxel size and again without it (``NO_SPACING``), Otsu and Otsu + watershed (voronoi-otsu left out)."""
+    out: dict[str, Callable[[np.ndarray, tuple], np.ndarray]] = {}
+    for name, run in methods.items():
+        if is_baseline(name):
+            if name in ("otsu", "otsu-watershed"):
+                out[name] = lambda im, sp, run=run: run(im, spacing=sp)
+            continue
+        out[name] = lambda im, sp, run=run: run(im, spacing=sp)
+        out[name + NO_SPACING] = lambda im, sp, run=run: run(im)
+    return out
+
+
+def warm_up_volume(methods: dict[str, Callable]) -> None:
+    """Run every volume method once on a small synthetic volume (one-off costs of 3D not timed later)."""
+    from napari_levelset.evaluation.synthetic import nuclei_volume
+
+    volume, _, spacing = nuclei_volume((8, 40, 40), n_objects=3, diameters=(12.0,), z_step=2.0, seed=99)
+    warm_up_runs([lambda v, run=run: run(v, spacing) for run in methods.values()], volume)
+
+
+def run_volumes(n_volumes: int, methods: dict[str, Callable]) -> list[dict]:
+    """Run and score every volume method on ``nuclei_volume(seed=i)``, ``i`` in ``0..n_volumes-1``."""
+    from napari_levelset.evaluation.synthetic import nuclei_volume
+
+    records = []
+    for seed in range(n_volumes):
+        volume, truth, spacing = nuclei_volume(seed=seed)
+        image_id = f"seed {seed} (z step {spacing[0]:g})"
+        for name, run in methods.items():
+            rec: dict[str, Any] = {"set": SYNTHETIC_3D.name, "image": image_id, "method": name}
+            try:
+                labels, rec["seconds"] = timed(run, volume, spacing)
+                rec.update(score(np.asarray(labels), truth, True))
+            except Exception as exc:
+                rec["error"] = f"{type(exc).__name__}: {exc}"
+                print(f"{SYNTHETIC_3D.name} {image_id} {name}: {rec['error']}", file=sys.stderr)
+            else:
+                print(f"{SYNTHETIC_3D.name} {image_id} {name}: {_brief(rec)}", file=sys.stderr)
+            records.append(rec)
+    return records
+
+
 def _brief(rec: dict) -> str:
     shown = [f"{k} {rec[k]:.3f}" for k in ("f1", "ap", "dice") if k in rec]
     return ", ".join(shown + [f"{rec['seconds']:.2f} s"])
@@ -267,7 +337,7 @@ def is_baseline(name: str) -> bool:
 # ------------------------------------------------------------------ reporting
 def _columns(dataset: NucleiSet | DsbSet) -> list[tuple[str, str]]:
     cols = [("f1", "F1@0.5"), ("ap", "AP 0.5:0.95"), ("dice", "Dice")] if dataset.instances else [("dice", "Dice")]
-    return cols + [("seconds", "s/image")]
+    return cols + [("seconds", f"s/{getattr(dataset, 'unit', 'image')}")]
 
 
 def _cell(entry: dict, key: str) -> str:
@@ -303,7 +373,7 @@ def set_table(dataset: NucleiSet | DsbSet, summary: dict[str, dict], n_images: i
     best = best_voronoi(dataset, summary)
     if best:
         rows.append([f"voronoi-otsu, best σ = {_sigma(best)} †", *[_cell(summary[best], k) for k, _ in cols]])
-    lines = [f"### {dataset.name} ({dataset.folder}, {n_images} images)", ""]
+    lines = [f"### {dataset.name} ({dataset.folder}, {n_images} {getattr(dataset, 'unit', 'image')}s)", ""]
     lines += markdown(["method", *[c for _, c in cols]], rows)
     return "\n".join(lines + (["", BEST_NOTE] if best else []))
 
@@ -447,9 +517,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--sets",
         default=None,
-        help="comma-separated sets (default: every set of the folders given): " + ", ".join(ALL_SETS),
+        help="comma-separated sets (default: every set of the folders given): " + ", ".join([*NUCLEI_SETS, *DSB_SETS]),
     )
     p.add_argument("--limit", type=int, default=None, help="only the first N images of each set")
+    p.add_argument(
+        "--synthetic3d",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also score N synthetic nuclei z-stacks with anisotropic voxels (nuclei_volume, seeds 0..N-1); "
+        "the level-set method with and without the voxel size, Otsu and Otsu + watershed in 3D",
+    )
     p.add_argument(
         "--methods",
         default="otsu,otsu-watershed,voronoi-otsu,levelset",
@@ -469,8 +547,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
-    if args.data is None and args.dsb is None:
-        raise SystemExit("give the nuclei data folder, --dsb DIR, or both")
+    if args.data is None and args.dsb is None and not args.synthetic3d:
+        raise SystemExit("give the nuclei data folder, --dsb DIR, --synthetic3d N, or several")
     roots = {}  # set name -> its data folder
     for folder, sets in ((args.data, NUCLEI_SETS), (args.dsb, DSB_SETS)):
         if folder is not None:
@@ -485,16 +563,23 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
         torch.set_num_threads(args.threads)
 
-    warm_up(methods)
+    in_3d = volume_methods(methods) if args.synthetic3d else {}
+    if chosen:
+        warm_up(methods)
+    if in_3d:
+        warm_up_volume(in_3d)
     t_start = time.perf_counter()
     results = {}
     for set_name in chosen:
         dataset = ALL_SETS[set_name]
         records, kept = run_set(roots[set_name], dataset, methods, args.limit, keep_first=bool(args.figure))
         results[set_name] = (dataset, records, kept, summarize(records))
+    if in_3d:
+        records = run_volumes(args.synthetic3d, in_3d)
+        results[SYNTHETIC_3D.name] = (SYNTHETIC_3D, records, {}, summarize(records))
     elapsed = time.perf_counter() - t_start
 
-    shown = ", ".join(map(str, dict.fromkeys(roots[s] for s in chosen)))
+    shown = ", ".join([*map(str, dict.fromkeys(roots[s] for s in chosen)), *(["nuclei_volume"] if in_3d else [])])
     print(
         f"Nuclei benchmark, {shown}: means over each set's images; s/image = wall clock of the segmentation call "
         f"({args.threads} torch threads)\n"
@@ -516,6 +601,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 {
                     "data": str(args.data.resolve()) if args.data else None,
                     **({"dsb": str(args.dsb.resolve())} if args.dsb else {}),
+                    **({"synthetic3d": args.synthetic3d} if args.synthetic3d else {}),
                     "methods": list(methods),
                     "threads": args.threads,
                     "elapsed_s": elapsed,

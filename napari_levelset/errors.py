@@ -20,6 +20,7 @@ __all__ = [
     "COMMAND_OOM_ADVICE",
     "PROG",
     "WIDGET_OOM_ADVICE",
+    "FewerClassesWarning",
     "InputError",
     "RunFailed",
     "command_message",
@@ -34,6 +35,11 @@ __all__ = [
 PROG = "napari-levelset"
 #: what the command advises when memory runs out, in its flags
 COMMAND_OOM_ADVICE = "out of memory; try a smaller image, fewer classes, a smaller --width or --max-pixels"
+
+
+class FewerClassesWarning(UserWarning):
+    """A run gives fewer distinct labels than the ``n_classes`` asked for; the message says why and what
+    to change (``napari_levelset.method.classes``)."""
 
 
 class InputError(ValueError):

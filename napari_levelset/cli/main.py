@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from napari_levelset import __version__
 from napari_levelset.cli import train as train_command
 from napari_levelset.cli._args import OneLineParser
-from napari_levelset.cli._report import report_error, signals_as_interrupts
+from napari_levelset.cli._report import cli_words, report_error, signals_as_interrupts
 from napari_levelset.cli.segment import add_segment
-from napari_levelset.errors import PROG
+from napari_levelset.errors import PROG, FewerClassesWarning
 
 __all__ = ["build_parser", "main"]
 
@@ -82,12 +83,23 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as exc:  # --help, --version, or a one-line argument error (2)
             return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
         try:
-            return args.func(args)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", FewerClassesWarning)  # every file of a batch says it
+                warnings.showwarning = _show_warning
+                return args.func(args)
         except (Exception, KeyboardInterrupt) as exc:
             code = report_error(exc)
             if code is None:
                 raise
             return code
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
+    """A ``FewerClassesWarning`` as one line in the command's words; other warnings as Python shows them."""
+    if issubclass(category, FewerClassesWarning):
+        print(f"{PROG}: warning: {cli_words(str(message))}", file=sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
 
 
 if __name__ == "__main__":  # pragma: no cover

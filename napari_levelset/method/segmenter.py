@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,7 @@ import torch
 from napari_levelset import validate
 from napari_levelset.errors import InputError
 from napari_levelset.io.prepare import Prepared, join_channels
+from napari_levelset.method import classes
 from napari_levelset.method.loss import class_means, class_probs, levelset_loss, scribble_loss
 from napari_levelset.method.memory import (
     keep_step_buffers,
@@ -274,6 +276,7 @@ class Segmenter(ResultsMixin):
             prior=float(geodesic),
             spacing=None if self.spacing is None else list(self.spacing),
         )
+        self._classes = classes.ClassWatch(self.n_classes)  # the classes the optimisation emptied, and their restarts
         self._stop = threading.Event()
         self._pending_scribbles: Any = _UNSET
         self._scribbles: torch.Tensor | None = None  # in network class ids, 0 = none
@@ -588,7 +591,21 @@ class Segmenter(ResultsMixin):
         self.iteration += 1
         self._logits = logits.detach() if self._crop is None else None
         self._loss = loss.detach()
+        if self._logits is not None and self.iteration % classes.CHECK_EVERY == 0:
+            self._keep_classes(self._logits.argmax(1))
         return self._loss
+
+    def _keep_classes(self, winners: torch.Tensor) -> None:
+        """Restart, once, a class the optimisation emptied from the pixels fitted worst (``method.classes``)."""
+        restart = getattr(self.model, "restart_class", getattr(self.model, "seed_class", None))
+        if self._spread is None or self._scribbles is not None or restart is None:
+            return
+        empty = self._classes.emptied(winners)
+        if empty:  # one at a time: the next check sees the pixels the restarted class took
+            centre, split = classes.worst_fit_centre(self.x, winners, self.n_classes)
+            restart(int(empty[0]), centre, self._spread, like=split)
+            self._classes.reseeded[int(empty[0])] = self.iteration
+            self._logits = None
 
     def _with_prior(self, logits: torch.Tensor) -> torch.Tensor:
         """``logits`` of the whole working image plus the strokes' prior (where there is one)."""
@@ -718,10 +735,20 @@ class Segmenter(ResultsMixin):
             ``loss`` is the last step's, NaN before any step.
         """
         loss = float(self._loss) if self._loss is not None else float("nan")
+        labels = self.labels()
+        if done:  # fewer labels than classes: say why (method.classes)
+            self._record.pop("classes", None)
+            why = classes.fewer_classes(
+                labels, self._order, self._classes.reseeded, self.run_settings.init == "network", self.lam
+            )
+            if why:
+                self._record["classes"] = why
+                if self.run_settings.regions == "classes":  # regions and instances need not show every class
+                    warnings.warn(why, classes.FewerClassesWarning, stacklevel=3)
         return Snapshot(
             iteration=self.iteration,
             loss=loss,
-            labels=self.labels(),
+            labels=labels,
             probs=self.probabilities() if with_probs else None,
             done=done,
             stopped=stopped,

@@ -261,14 +261,18 @@ class PerImageCNN(nn.Module):
         self.head.bias.zero_()
 
     @torch.no_grad()
-    def seed_class(self, k: int, centre: torch.Tensor, spread: float) -> None:
+    def seed_class(self, k: int, centre: torch.Tensor, spread: float, like: int | None = None) -> None:
         """Restart class ``k`` from a new mean, as ``init_from_centres`` would have started it.
 
         The 1x1 path's row ``k`` becomes the Gaussian-mixture term of ``centre``, and the
         CNN branch's row ``k`` the mean of the other classes' rows, so that what the branch
         learned against class ``k`` (while it had no pixels) no longer holds it back.  Used
         when a class is stroked for the first time during a run: its stroked pixels then
-        change label at the next step instead of after tens of steps.
+        change label at the next step instead of after tens of steps.  With ``like`` the
+        CNN branch's row ``k`` becomes a copy of row ``like`` instead: ``k`` and ``like``
+        then differ only by their means, so ``k`` takes the pixels of ``like`` that lie
+        nearer its new mean (a class emptied during a run, restarted from part of
+        ``like``'s pixels: ``napari_levelset.method.classes``).
 
         Parameters
         ----------
@@ -279,6 +283,8 @@ class PerImageCNN(nn.Module):
             first input channels.
         spread : float
             The mixture's variance, as given to ``init_from_centres`` (floored at 1e-4).
+        like : int or None
+            Network class whose CNN-branch row class ``k`` copies (None: the mean of the others).
         """
         s = max(float(spread), 1e-4)
         w = self.skip.weight.view(self.n_classes, -1)
@@ -286,7 +292,7 @@ class PerImageCNN(nn.Module):
         w[k] = 0
         w[k, : c.shape[0]] = c / s
         self.skip.bias[k] = -(c**2).sum() / (2 * s)
-        others = [j for j in range(self.n_classes) if j != k]
+        others = [j for j in range(self.n_classes) if j != k] if like is None else [like]
         head = self.head.weight.view(self.n_classes, -1)
         head[k] = head[others].mean(0)
         self.head.bias[k] = self.head.bias[others].mean()

@@ -284,21 +284,60 @@ class PretrainedNetwork(nn.Module):
         """
         if not self.takes_centres:
             raise InputError("a k-means start needs the model's input channels; this model averages colour to grey")
+        rows, bias = self._mixture_rows(centres, spread)
+        self.head.weight.copy_(rows.view_as(self.head.weight))
+        self.head.bias.copy_(bias)
+        self.head_trained = True  # started from this image: usable as it is
+
+    def _mixture_rows(self, centres: torch.Tensor, spread: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head rows ``(n, in)`` and biases ``(n,)`` of the soft nearest-centre assignment to ``centres``
+        ``(n, k)`` (zero on the embedding), as ``init_from_centres`` sets them."""
         s = max(float(spread), 1e-4)
         centres = centres.to(self.head.weight)
         k = min(int(centres.shape[1]), self.in_channels, self.model_channels)
         e = min(max(int(centres.shape[1]) - self.in_channels, 0), self.extra_channels)
         used = torch.cat([centres[:, :k], centres[:, self.in_channels : self.in_channels + e]], 1)
-        w = torch.zeros_like(self.head.weight)
-        flat = w.view(self.n_classes, -1)
-        feats = w.shape[1] - self.model_channels - self.extra_channels
+        flat = torch.zeros(centres.shape[0], self.head.weight[0].numel()).to(self.head.weight)
+        feats = flat.shape[1] - self.model_channels - self.extra_channels
         flat[:, feats : feats + k] = centres[:, :k] / s
         if e:
             start = feats + self.model_channels
             flat[:, start : start + e] = centres[:, self.in_channels : self.in_channels + e] / s
-        self.head.weight.copy_(w)
-        self.head.bias.copy_(-(used**2).sum(1) / (2 * s))
-        self.head_trained = True  # started from this image: usable as it is
+        return flat, -(used**2).sum(1) / (2 * s)
+
+    @torch.no_grad()
+    def restart_class(self, k: int, centre: torch.Tensor, spread: float, like: int | None = None) -> None:
+        """Restart head class ``k`` from a new mean, as ``PerImageCNN.seed_class`` does.
+
+        The image part of the head's row ``k`` becomes the soft assignment to ``centre`` (as
+        :meth:`init_from_centres` sets it), its embedding part that of row ``like`` (None:
+        the mean of the other rows).
+
+        Parameters
+        ----------
+        k : int
+            Class index, 0..n_classes-1.
+        centre : torch.Tensor
+            Float ``(k_channels,)``: the class's new mean over the image (and extra) channels.
+        spread : float
+            The assignment's variance (floored at 1e-4).
+        like : int or None
+            The class whose embedding weights class ``k`` takes.
+
+        Raises
+        ------
+        InputError
+            When the model averages colour to grey (``takes_centres`` is False).
+        """
+        if not self.takes_centres:
+            raise InputError("a k-means start needs the model's input channels; this model averages colour to grey")
+        rows, bias = self._mixture_rows(centre[None], spread)
+        flat = self.head.weight.view(self.n_classes, -1)
+        feats = flat.shape[1] - self.model_channels - self.extra_channels
+        others = [j for j in range(self.n_classes) if j != k] if like is None else [like]
+        rows[0, :feats] = flat[others, :feats].mean(0)
+        flat[k] = rows[0]
+        self.head.bias[k] = bias[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for ``x`` (cached frozen part, tiled when large and without gradients).
