@@ -12,7 +12,7 @@ weight and smallest region that "default" means for this model and this output.
 
 Who uses it: ``engine.Segmenter`` and ``engine.segment`` (the algorithm),
 ``cli`` (its flags, generated from ``SPEC``), ``napari`` (the widget's form and what restarts a
-run) and ``method.segmenter.restore_segmenter`` (a result layer's run rebuilt).  Numpy only: no torch,
+run) and ``method.restore.restore_segmenter`` (a result layer's run rebuilt).  Numpy only: no torch,
 so the widget and ``--help`` read it without loading PyTorch.
 """
 

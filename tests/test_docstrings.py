@@ -54,6 +54,7 @@ MODULES = [
     "napari_levelset.napari._writer",
     "napari_levelset.napari._sample_data",
     "napari_levelset.method.segmenter",
+    "napari_levelset.method.restore",
     "napari_levelset.method.segmentation",
     "napari_levelset.method.start",
     "napari_levelset.method.memory",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_levelset.errors import InputError
-from napari_levelset.method.segmenter import restore_segmenter
+from napari_levelset.method.restore import restore_segmenter
 from napari_levelset.settings import (
     LIVE,
     RESTART,

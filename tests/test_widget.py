@@ -115,7 +115,8 @@ def test_importing_the_widget_does_not_import_torch():
 
 def test_restore_segmenter_reproduces_labels():
     """The settings + state stored in layer metadata rebuild the same result."""
-    from napari_levelset.method.segmenter import Segmenter, restore_segmenter
+    from napari_levelset.method.restore import restore_segmenter
+    from napari_levelset.method.segmenter import Segmenter
 
     img, _ = disk_image(32)
     seg = Segmenter(img, 3, device="cpu", width=8)
@@ -341,7 +342,7 @@ def test_run_segments_synthetic_image(make_widget, qtbot, errors):
     assert meta["running"] is False and meta["stopped"] is False
     assert "body.0.weight" in out.metadata["napari_levelset_state"]
     # the stored settings + state reproduce the result
-    from napari_levelset.method.segmenter import restore_segmenter
+    from napari_levelset.method.restore import restore_segmenter
 
     again = restore_segmenter(img, meta, out.metadata["napari_levelset_state"])
     assert (again.labels() == out.data).mean() > 0.98
@@ -987,7 +988,7 @@ def test_instances_in_physical_units_with_an_estimated_diameter(make_widget, qtb
     assert meta["diameter"] == 10.0 and meta["diameter_unit"] == "µm" and meta["spacing"] == (0.5, 0.5)
     assert _matched_fraction(np.asarray(layer.data), truth) >= 0.8
     # the settings stored on the output layer rebuild the run (fluorescence contrast, estimate, spacing)
-    from napari_levelset.method.segmenter import restore_segmenter
+    from napari_levelset.method.restore import restore_segmenter
 
     out = widget.output_layer(image)
     again = restore_segmenter(img, out.metadata["napari_levelset"], out.metadata["napari_levelset_state"])

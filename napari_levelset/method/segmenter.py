@@ -37,7 +37,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +46,7 @@ import torch
 
 from napari_levelset import validate
 from napari_levelset.errors import InputError
-from napari_levelset.io.prepare import Prepared, join_channels
+from napari_levelset.io.prepare import Prepared
 from napari_levelset.method import classes
 from napari_levelset.method.loss import class_means, class_probs, levelset_loss, scribble_loss
 from napari_levelset.method.memory import (
@@ -74,7 +74,7 @@ from napari_levelset.nn.models import forward_keeping_statistics
 from napari_levelset.resources import is_out_of_memory
 from napari_levelset.settings import SNAPSHOT_EVERY, Settings, default_position, model_kind
 
-__all__ = ["Segmenter", "Snapshot", "restore_segmenter"]
+__all__ = ["Segmenter", "Snapshot"]
 
 #: a class stroked for the first time during a run restarts from its stroke's mean (``seed_class``) only while
 #: it holds less than this share of ``1 / N`` of the image (see ``Segmenter._apply_pending``)
@@ -763,55 +763,3 @@ class _Unset:
 
 
 _UNSET: Any = _Unset()
-
-#: keys of ``Segmenter.settings`` that describe the run rather than choose it
-_RECORD = ("channel_axis", "spatial_dims", "spacing")
-
-
-def restore_segmenter(image, settings: Mapping, state: Mapping | None = None, **overrides):
-    """Rebuild a ``Segmenter`` from a result layer's metadata (imports torch).
-
-    Parameters
-    ----------
-    image : array_like
-        The image the run was made on (for a run on several channel layers, their arrays
-        stacked on a first axis, in the order of ``settings["channels"]``; an RGB image
-        the widget turned grey is turned grey again when ``settings["to_grey"]``).
-    settings : mapping
-        ``metadata["napari_levelset"]`` of the result layer: ``Segmenter.settings`` (and
-        the widget's own keys, which are ignored here).
-    state : mapping, optional
-        ``metadata["napari_levelset_state"]``: the network's weights.  With it the network
-        continues from the weights it stopped with (refine; the optimiser's moments are not
-        kept, and a snapshot's labels came from the forward pass before its last step, so
-        the rebuilt labels differ in a few pixels); without it a new run with the same
-        settings reproduces the result on the CPU (same seed).
-    **overrides
-        Settings to replace (e.g. ``device="cpu"``).
-
-    Returns
-    -------
-    Segmenter
-        Made on ``image`` with the stored settings (and ``channel_axis``, ``spatial_dims``,
-        ``spacing``), with the weights, label order and iteration count of ``state`` where given.
-
-    Raises
-    ------
-    InputError
-        For settings out of range, unknown names among ``overrides``, or a ``state`` that does
-        not fit the network (``Segmenter.load_state_dict``).
-    """
-    if isinstance(settings.get("settings"), Mapping):  # the napari writer's .json
-        settings = settings["settings"]
-    s = Settings.from_json(settings).replace(**overrides)
-    data = join_channels(image, to_grey=bool(settings.get("to_grey", False)))
-    seg = Segmenter(data, settings=s, **{k: settings.get(k) for k in _RECORD})
-    if state is not None:
-        seg.load_state_dict(
-            {
-                "model": state,
-                "order": settings.get("order", list(range(seg.n_classes))),
-                "iteration": settings.get("iteration", 0),
-            }
-        )
-    return seg
