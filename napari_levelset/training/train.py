@@ -11,7 +11,11 @@ starting point), matched to the prediction by the Hungarian algorithm so that
 no class order is imposed.  The recorded losses are the level-set loss alone.
 Where label images are given, ``alpha`` times the cross-entropy on labelled
 pixels (0 = unlabelled, ``k`` = class ``k - 1``) is added for every head with at
-least as many classes as the largest label.
+least as many classes as the largest label, and ``labelled_share`` of every
+batch's crops come from the labelled images (the semi-supervised loop of [1]_:
+cross-entropy where labelled, the level-set loss everywhere).  By default a run
+starts from the shipped U-Net where it fits (``napari_levelset.training.start``),
+without the k-means warm start, which only a random start needs.
 
 Images are normalised exactly as for segmentation
 (``napari_levelset.io.prepare.prepare_image``: per channel, whole image), before
@@ -63,6 +67,7 @@ from napari_levelset.nn.model_files import HEAD_CLASSES, load_model, read_model_
 from napari_levelset.nn.unet import MAX_CLASSES, LevelSetUNet
 from napari_levelset.training.data import _batch, load_training_images
 from napari_levelset.training.outputs import check_output, save_model_file
+from napari_levelset.training.start import network_start, repeat_channels, start_network, trainable_parameters
 
 __all__ = ["DEFAULT_TRAIN", "TrainResult", "checkpoint_path", "load_training_images", "parse_classes", "train"]
 
@@ -78,11 +83,14 @@ DEFAULT_TRAIN: dict[str, Any] = dict(
     checkpoint_every=100,
     warmup=50,
     kmeans_weight=1.0,
-    kmeans_steps=0.3,
+    kmeans_steps=None,  # 0.3 from random weights, 0 from a model that segments already
     kmeans_heads=4,
     base=16,
     levels=3,
     embed=32,
+    init="auto",  # the shipped U-Net where the run fits it (training.start)
+    finetune="all",
+    labelled_share=0.5,
 )
 
 
@@ -293,12 +301,14 @@ def train(
     *,
     warmup: int = DEFAULT_TRAIN["warmup"],
     kmeans_weight: float = DEFAULT_TRAIN["kmeans_weight"],
-    kmeans_steps: float = DEFAULT_TRAIN["kmeans_steps"],
+    kmeans_steps: float | None = DEFAULT_TRAIN["kmeans_steps"],
     kmeans_heads: int = DEFAULT_TRAIN["kmeans_heads"],
     base: int = DEFAULT_TRAIN["base"],
     levels: int = DEFAULT_TRAIN["levels"],
     embed: int = DEFAULT_TRAIN["embed"],
-    init: str | os.PathLike | None = None,
+    init: str | os.PathLike | None = DEFAULT_TRAIN["init"],
+    finetune: str = DEFAULT_TRAIN["finetune"],
+    labelled_share: float = DEFAULT_TRAIN["labelled_share"],
     threads: int | None = None,
     color: str = "rgb",
     stop_after: int | None = None,
@@ -363,8 +373,9 @@ def train(
         Steps of linear learning-rate warm-up.
     kmeans_weight : float
         Initial weight of the k-means cross-entropy.
-    kmeans_steps : float
-        Length of the k-means warm start: a fraction of ``steps`` (<= 1) or a step count.
+    kmeans_steps : float or None
+        Length of the k-means warm start: a fraction of ``steps`` (<= 1) or a step count; None:
+        0.3 from random weights, 0 from a model file.
     kmeans_heads : int
         Heads given the k-means cross-entropy per step.
     base : int
@@ -374,7 +385,17 @@ def train(
     embed : int
         Embedding channels fed to the heads.
     init : str or os.PathLike or None
-        A model file to start from (same heads and channels).
+        The start: ``"auto"`` (the shipped U-Net when the run asks for its architecture, heads
+        among its own and its colour handling, else random weights), ``"unet"`` or a model file
+        (same body; the heads asked for among its own; grey data repeated to its channels), or
+        None / ``"none"`` (random weights).  See ``napari_levelset.training.start``.
+    finetune : {"all", "last", "head"}
+        What the run trains: everything, the last full-resolution block with the heads, or the
+        heads alone.
+    labelled_share : float
+        With label images: the share (0..1) of every batch's crops drawn from the labelled
+        images (at least one crop when > 0), the rest from the unlabelled ones; 0: every crop
+        from an image drawn uniformly.
     threads : int or None
         torch CPU threads.
     color : {"rgb", "lab"}
@@ -431,16 +452,12 @@ def train(
             ("embed", embed),
         )
     )
-    lam, lr, alpha, kmeans_weight, kmeans_steps = (
+    lam, lr, alpha, kmeans_weight = (
         validate.number(name, value)
-        for name, value in (
-            ("lam", lam),
-            ("lr", lr),
-            ("alpha", alpha),
-            ("kmeans_weight", kmeans_weight),
-            ("kmeans_steps", kmeans_steps),
-        )
+        for name, value in (("lam", lam), ("lr", lr), ("alpha", alpha), ("kmeans_weight", kmeans_weight))
     )
+    labelled_share = validate.number("labelled_share", labelled_share, 0.0, 1.0)
+    kmeans_steps = None if kmeans_steps is None else validate.number("kmeans_steps", kmeans_steps)
     seed = validate.seed(seed)
     threads = validate.optional_integer("threads", threads)
     stop_after = validate.optional_integer("stop_after", stop_after)
@@ -453,10 +470,12 @@ def train(
         torch.set_num_threads(threads)
     data, labs, desc = load_training_images(images, labels, color, allow_large=allow_large)
     crop_used = _crop_size(data, crop, levels, progress)
-    in_channels = int(data[0].shape[0])
     labelled, ce_heads = _label_heads(labs, heads)
-
-    config = dict(heads=heads, in_channels=in_channels, base=base, levels=levels, embed=embed)
+    config = dict(heads=heads, in_channels=int(data[0].shape[0]), base=base, levels=levels, embed=embed)
+    init, config["in_channels"] = network_start(init, config, color)
+    data = repeat_channels(data, config["in_channels"])
+    if kmeans_steps is None:  # the warm start is for random weights
+        kmeans_steps = 0.3 if init is None else 0.0
     settings = dict(
         lam=float(lam),
         steps=steps,
@@ -471,10 +490,12 @@ def train(
         kmeans_steps=float(kmeans_steps),
         kmeans_heads=int(kmeans_heads),
         init=str(init) if init else None,
+        finetune=str(finetune),
+        labelled_share=float(labelled_share),
     )
     net = _start_network(config, seed, init)
     net.to(dev).train()
-    opt = torch.optim.Adam(net.parameters(), lr=float(lr))
+    opt = torch.optim.Adam(trainable_parameters(net, finetune), lr=float(lr))
     ckpt = checkpoint_path(out)
     now = dict(settings, color=color, data=desc)
     step, losses = _start_step(ckpt, out, resume, net, opt, config, now, steps, progress)
@@ -504,6 +525,7 @@ class _Recipe:
     kmeans_steps: float
     kmeans_heads: int
     checkpoint_every: int
+    labelled_share: float = 0.0
 
 
 def _recipe(heads: list, ce_heads: list, checkpoint_every: int, settings: dict) -> _Recipe:
@@ -526,6 +548,7 @@ def _recipe(heads: list, ce_heads: list, checkpoint_every: int, settings: dict) 
                 "kmeans_weight",
                 "kmeans_steps",
                 "kmeans_heads",
+                "labelled_share",
             )
         },
     )
@@ -555,21 +578,9 @@ def _label_heads(labs: list, heads: list[int]) -> tuple[bool, list[int]]:
 
 
 def _start_network(config: dict, seed: int, init) -> LevelSetUNet:
-    """The network a run starts from: seeded with ``seed``, with the weights of the model file ``init`` if given."""
-    torch.manual_seed(int(seed))
-    net = LevelSetUNet(
-        config["in_channels"], config["heads"], base=config["base"], levels=config["levels"], embed=config["embed"]
-    )
-    if init is not None:
-        start, _ = load_model(init)
-        if (
-            start.head_counts != config["heads"]
-            or start.in_channels != config["in_channels"]
-            or start.config != net.config
-        ):
-            raise InputError(f"{init} has a different architecture, heads or channel count than asked for")
-        net.load_state_dict(start.state_dict())
-    return net
+    """The network a run starts from: seeded with ``seed``, with the body and the asked heads of the model file
+    ``init`` (checked by ``training.start.network_start``) if given."""
+    return start_network(config, seed, init)
 
 
 def _resume(
@@ -692,7 +703,7 @@ def _optimise(
                 save_checkpoint()
                 return TrainResult(ckpt, step, losses, time.perf_counter() - t0, meta)
             rng = np.random.default_rng([int(r.seed), step])
-            x_host, y = _batch(data, labs, rng, r.crop, r.batch_size)
+            x_host, y = _batch(data, labs, rng, r.crop, r.batch_size, r.labelled_share)
             x, y = x_host.to(dev), y.to(dev)
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, r.steps, float(r.lr), int(r.warmup))
