@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--kmeans-steps",
         type=real("kmeans_steps"),
         default=d["kmeans_steps"],
-        help="length of the k-means warm start: a fraction of --steps (<= 1) or a step count",
+        help="length of the k-means warm start: a fraction of --steps (<= 1) or a step count "
+        "(default: 0.3 from random weights, 0 from a model)",
     )
     p.add_argument(
         "--kmeans-heads",
@@ -110,7 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", type=whole("base"), default=d["base"], help="U-Net channels at full resolution")
     p.add_argument("--levels", type=whole("levels"), default=d["levels"], help="U-Net down-samplings")
     p.add_argument("--embed", type=whole("embed"), default=d["embed"], help="embedding channels fed to the heads")
-    p.add_argument("--init", default=None, help="model file to start from")
+    p.add_argument(
+        "--init",
+        default=d["init"],
+        help="the start: auto (the shipped U-Net where the run fits it), unet, a model file, or none (random)",
+    )
+    p.add_argument("--finetune", choices=["all", "last", "head"], default=d["finetune"], help="what the run trains")
+    p.add_argument(
+        "--labelled-share",
+        type=bounded_float(0.0, 1.0),
+        default=d["labelled_share"],
+        help="with --labels: the share of every batch's crops taken from the labelled images",
+    )
     p.add_argument(
         "--color",
         choices=["rgb", "lab"],
@@ -190,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 levels=args.levels,
                 embed=args.embed,
                 init=args.init,
+                finetune=args.finetune,
+                labelled_share=args.labelled_share,
                 threads=args.threads or default_threads(),
                 color=args.color,
                 kmeans_weight=args.kmeans_weight,
