@@ -75,7 +75,7 @@ __all__ = ["DEFAULT_TRAIN", "TrainResult", "checkpoint_path", "load_training_ima
 #: Defaults of ``train`` (and of ``napari-levelset train``).
 DEFAULT_TRAIN: dict[str, Any] = dict(
     lam=0.05,  # the TV weight the shipped model was trained with
-    steps=400,  # with the shipped start: 4-8 minutes on 2 CPU cores shared by five (benchmarks/RESULTS.md)
+    steps=400,  # with the shipped start: 3-5 minutes on 2 CPU cores shared by five (benchmarks/RESULTS.md)
     crop=96,
     batch_size=8,
     lr=2e-3,
