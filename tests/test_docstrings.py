@@ -50,6 +50,7 @@ MODULES = [
     "napari_levelset.scale.batch",
     "napari_levelset.scale.chunked",
     "napari_levelset.training.train",
+    "napari_levelset.training.checkpoints",
     "napari_levelset.resources",
     "napari_levelset.napari._writer",
     "napari_levelset.napari._sample_data",

@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--kmeans-steps",
         type=real("kmeans_steps"),
         default=d["kmeans_steps"],
-        help="length of the k-means warm start: a fraction of --steps (<= 1) or a step count",
+        help="length of the k-means warm start: a fraction of --steps (<= 1) or a step count "
+        "(default: 0.3 from random weights, 0 from a model)",
     )
     p.add_argument(
         "--kmeans-heads",
@@ -143,9 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embed", type=whole("embed"), default=d["embed"], help="embedding channels fed to the heads")
     p.add_argument(
         "--init",
-        default=None,
-        help="model file to fine-tune, or 'unet' (the shipped model: 3 channels, heads 2-16; grey images are "
-        "repeated); its architecture is kept, --classes must be among its heads",
+        default=d["init"],
+        help="the start: auto (the shipped U-Net where the run fits it, else random weights), unet (the shipped "
+        "model: 3 channels, heads 2-16; grey images are repeated), a model file (its architecture is kept, "
+        "--classes must be among its heads), or none (random weights)",
+    )
+    p.add_argument("--finetune", choices=["all", "last", "head"], default=d["finetune"], help="what the run trains")
+    p.add_argument(
+        "--labelled-share",
+        type=bounded_float(0.0, 1.0),
+        default=d["labelled_share"],
+        help="with --labels: the share of every batch's crops taken from the labelled images",
     )
     p.add_argument(
         "--color",
@@ -227,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 levels=args.levels,
                 embed=args.embed,
                 init=args.init,
+                finetune=args.finetune,
+                labelled_share=args.labelled_share,
                 threads=args.threads,  # None: train() chooses from the cores free
                 color=args.color,
                 kmeans_weight=args.kmeans_weight,

@@ -417,10 +417,24 @@ def pad_to_crop(data: list, labels: list, crop: int) -> tuple[list, list, int]:
     return out_d, out_l, padded
 
 
-def _batch(data, labs, rng: np.random.Generator, crop: int, batch_size: int):
+def _batch(data, labs, rng: np.random.Generator, crop: int, batch_size: int, labelled_share: float = 0.0):
+    """``(x, y)`` of one step: ``batch_size`` random crops (flipped, transposed at random) and their labels.
+
+    Without labels, or with ``labelled_share`` 0, each crop comes from an image drawn uniformly.  Otherwise
+    ``round(labelled_share * batch_size)`` crops (at least 1) come from the labelled images and the rest
+    from the unlabelled ones (from the labelled ones too when every image is labelled), so a few
+    labelled images among many weigh as much in every step as the share says.
+    """
+    labelled = [i for i, lab in enumerate(labs) if lab is not None]
+    others = [i for i, lab in enumerate(labs) if lab is None] or labelled
+    n_lab = max(1, round(labelled_share * batch_size)) if labelled and labelled_share > 0 else 0
     xs, ys = [], []
-    for _ in range(batch_size):
-        i = int(rng.integers(len(data)))
+    for b in range(batch_size):
+        if n_lab:
+            pool = labelled if b < n_lab else others
+            i = pool[int(rng.integers(len(pool)))]
+        else:
+            i = int(rng.integers(len(data)))
         img, lab = data[i], labs[i]
         h, w = img.shape[1:]
         y0, x0 = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))

@@ -1,9 +1,19 @@
-"""Where a training run starts: a fresh ``LevelSetUNet`` or a model file to fine-tune (``init``).
+"""Where a training run starts (``init``) and the part of the network it trains (``finetune``).
 
 A model file (``"unet"``, the shipped model, or a path) fixes the network's architecture
 (``base``, ``levels``, ``embed``), its input channels and its colour handling; the run trains
 any of its heads (a subset of its class counts, e.g. 2 for nuclei), and grey images are repeated
 to a colour model's channels (as ``read_training_set`` does for a mixed set).
+
+``init="auto"`` (the default of ``napari_levelset.training.train.train``) starts from the
+shipped U-Net (trained without labels on photographs) whenever the run asks for its
+architecture, heads it has and its colour handling: a start that already segments, so a short
+run only has to adapt it.  Any other ``auto`` run, and ``None`` / ``"none"`` / ``"random"``,
+starts from random weights.
+
+``finetune`` says what the run trains: ``all``, ``last`` (the last full-resolution block of the
+body, its 1x1 embedding convolution and the heads: the trunk gets no gradients, so a step costs
+its forward pass only there) or ``head`` (the heads alone).
 """
 
 from __future__ import annotations
@@ -18,7 +28,12 @@ from napari_levelset.errors import InputError
 from napari_levelset.nn.model_files import PRETRAINED, count_ranges, load_model, resolve_model_path
 from napari_levelset.nn.unet import LevelSetUNet
 
-__all__ = ["StartModel", "init_name", "read_init", "start_network"]
+__all__ = ["FINETUNE", "StartModel", "init_name", "read_init", "start_network", "trainable_parameters"]
+
+#: what a run may train
+FINETUNE = ("all", "last", "head")
+#: ``init`` values that mean random weights
+RANDOM = ("none", "random")
 
 
 @dataclass
@@ -66,24 +81,30 @@ def init_name(init) -> str | None:
     >>> init_name("/data/models/nuclei.pt"), init_name("unet")
     ('nuclei.pt', 'unet')
     """
-    if init is None:
+    if init is None or (isinstance(init, str) and init.lower() in RANDOM):
         return None
-    if isinstance(init, str) and init in PRETRAINED:
+    if isinstance(init, str) and (init in PRETRAINED or init == "auto"):
         return init
     return Path(init).name
 
 
-def read_init(init: str | os.PathLike | None, heads: list[int] | None, color: str) -> StartModel | None:
+def read_init(
+    init: str | os.PathLike | None, heads: list[int] | None, color: str, architecture: dict | None = None
+) -> StartModel | None:
     """The model file ``init`` (None: a fresh start), checked to take ``heads`` and ``color``.
 
     Parameters
     ----------
     init : str or os.PathLike or None
-        ``"unet"`` (the shipped model) or the path of a model file.
+        ``"auto"`` (the shipped model where it fits the run, else a fresh start), ``"unet"`` (the
+        shipped model), the path of a model file, or None / ``"none"`` / ``"random"``.
     heads : list of int or None
         The class counts to train (each must be a head of the model); None: all its heads.
     color : str
         The run's image preparation (``rgb`` or ``lab``), which must be the model's.
+    architecture : dict or None
+        ``base``, ``levels``, ``embed`` the run asks for: ``"auto"`` takes the shipped model only
+        where they are its own (None: any).
 
     Returns
     -------
@@ -95,8 +116,15 @@ def read_init(init: str | os.PathLike | None, heads: list[int] | None, color: st
         When the model cannot be read, lacks a head asked for, or was trained with another colour
         handling (the message says what the model takes).
     """
-    if init is None:
+    if init is None or (isinstance(init, str) and init.lower() in RANDOM):
         return None
+    if isinstance(init, str) and init == "auto":
+        try:
+            start = read_init("unet", heads, color)
+        except InputError:  # not installed, or other heads or colour than asked for
+            return None
+        own = {k: start.net.config[k] for k in ("base", "levels", "embed")}
+        return start if architecture is None or own == dict(architecture) else None
     net, meta = load_model(resolve_model_path(init))
     start = StartModel(net, meta, init_name(init))
     heads = list(net.head_counts) if heads is None else heads
@@ -146,3 +174,36 @@ def start_network(config: dict, seed: int, start: StartModel | None) -> LevelSet
         }
         net.load_state_dict(state)
     return net
+
+
+def trainable_parameters(net: LevelSetUNet, finetune: str) -> list[torch.nn.Parameter]:
+    """Freeze what ``finetune`` leaves alone (``requires_grad`` False) and return the rest.
+
+    Parameters
+    ----------
+    net : LevelSetUNet
+        The network.
+    finetune : {"all", "last", "head"}
+        What the run trains.
+
+    Returns
+    -------
+    list of torch.nn.Parameter
+        The parameters the optimiser gets.
+
+    Raises
+    ------
+    InputError
+        For an unknown ``finetune``.
+    """
+    if finetune not in FINETUNE:
+        raise InputError(f"finetune must be one of {', '.join(FINETUNE)}, got {finetune!r}")
+    keep = [net.heads]
+    if finetune == "all":
+        keep.append(net.body)
+    elif finetune == "last":
+        keep.extend(net.body.tail_modules())
+    trained = {id(p) for m in keep for p in m.parameters()}
+    for p in net.parameters():
+        p.requires_grad_(id(p) in trained)
+    return [p for p in net.parameters() if p.requires_grad]

@@ -11,7 +11,11 @@ starting point), matched to the prediction by the Hungarian algorithm so that
 no class order is imposed.  The recorded losses are the level-set loss alone.
 Where label images are given, ``alpha`` times the cross-entropy on labelled
 pixels (0 = unlabelled, ``k`` = class ``k - 1``) is added for every head with at
-least as many classes as the largest label.
+least as many classes as the largest label, and ``labelled_share`` of every
+batch's crops come from the labelled images (the semi-supervised loop of [1]_:
+cross-entropy where labelled, the level-set loss everywhere).  By default a run
+starts from the shipped U-Net where it fits (``napari_levelset.training.start``),
+without the k-means warm start, which only a random start needs.
 
 Images are normalised exactly as for segmentation
 (``napari_levelset.io.prepare.prepare_image``: per channel, whole image), before
@@ -59,12 +63,13 @@ from napari_levelset.errors import InputError
 from napari_levelset.method.cluster import kmeans, smooth, sq_dist
 from napari_levelset.method.loss import class_probs, levelset_loss, scribble_loss
 from napari_levelset.nn.devices import resolve_device
-from napari_levelset.nn.model_files import HEAD_CLASSES, load_model, read_model_file, training_preparation
+from napari_levelset.nn.model_files import HEAD_CLASSES, training_preparation
 from napari_levelset.nn.unet import MAX_CLASSES, LevelSetUNet
 from napari_levelset.resources import run_threads
+from napari_levelset.training.checkpoints import checkpoint_path, resume_from
 from napari_levelset.training.data import TRAIN_CONTRASTS, _batch, load_training_images, pad_to_crop, read_training_set
 from napari_levelset.training.outputs import check_output, save_model_file
-from napari_levelset.training.start import init_name, read_init, start_network
+from napari_levelset.training.start import read_init, start_network, trainable_parameters
 
 __all__ = ["DEFAULT_TRAIN", "TrainResult", "checkpoint_path", "load_training_images", "parse_classes", "train"]
 
@@ -72,19 +77,22 @@ __all__ = ["DEFAULT_TRAIN", "TrainResult", "checkpoint_path", "load_training_ima
 #: Defaults of ``train`` (and of ``napari-levelset train``).
 DEFAULT_TRAIN: dict[str, Any] = dict(
     lam=0.05,  # the TV weight the shipped model was trained with
-    steps=2000,
-    crop=128,
+    steps=400,  # with the shipped start: 3-5 minutes on 2 CPU cores shared by five (benchmarks/RESULTS.md)
+    crop=96,
     batch_size=8,
     lr=2e-3,
     alpha=1.0,
     checkpoint_every=100,
     warmup=50,
     kmeans_weight=1.0,
-    kmeans_steps=0.3,
+    kmeans_steps=None,  # 0.3 from random weights, 0 from a model that segments already
     kmeans_heads=4,
     base=16,
     levels=3,
     embed=32,
+    init="auto",  # the shipped U-Net where the run fits it (training.start)
+    finetune="all",
+    labelled_share=0.5,
 )
 
 
@@ -196,85 +204,6 @@ def _kmeans_targets(x: torch.Tensor, logits: torch.Tensor, n: int, seed: int) ->
     return out.to(logits.device)
 
 
-def checkpoint_path(out_path: str | os.PathLike) -> Path:
-    """The checkpoint file of a training run writing ``out_path``: ``<out_path>.ckpt``.
-
-    Parameters
-    ----------
-    out_path : str or os.PathLike
-        The model file.
-
-    Returns
-    -------
-    pathlib.Path
-        The checkpoint's path.
-
-    Examples
-    --------
-    >>> checkpoint_path("models/mine.pt").as_posix()
-    'models/mine.pt.ckpt'
-    """
-    return Path(str(out_path) + ".ckpt")
-
-
-_FRESH = "delete it or train with resume=False (--no-resume)"
-
-
-def _checkpoint_progress(blob: dict, ckpt: Path, steps: int) -> tuple[int, list[float]]:
-    """``(step, losses)`` of a checkpoint: a whole step in 0..steps and one finite loss per step done."""
-    step = blob.get("step")
-    if (
-        isinstance(step, torch.Tensor)
-        and step.numel() == 1
-        and not step.is_floating_point()
-        and step.dtype != torch.bool
-    ):
-        step = int(step)
-    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= steps:
-        raise InputError(f"checkpoint {ckpt} has step {repr(step)[:40]}, not a whole number in 0..{steps}; {_FRESH}")
-    losses = blob.get("losses")
-    if not isinstance(losses, (list, tuple)) or len(losses) != step:
-        what = f"{len(losses)} losses" if isinstance(losses, (list, tuple)) else f"losses {repr(losses)[:40]}"
-        raise InputError(f"checkpoint {ckpt} has {what} for {step} steps done; {_FRESH}")
-    out = []
-    for v in losses:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise InputError(f"checkpoint {ckpt} has a loss {repr(v)[:40]} that is not a finite number; {_FRESH}")
-        out.append(float(v))
-    return step, out
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, state: Any, ckpt: Path) -> None:
-    """Load a checkpoint's optimiser state, checked against the parameters (``InputError`` otherwise)."""
-    if (
-        not isinstance(state, dict)
-        or not isinstance(state.get("state"), dict)
-        or not isinstance(state.get("param_groups"), list)
-    ):
-        raise InputError(
-            f"checkpoint {ckpt} has an unusable optimiser state (not a record of state and parameter groups); {_FRESH}"
-        )
-    try:
-        opt.load_state_dict(state)
-    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError, IndexError) as exc:
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        raise InputError(f"checkpoint {ckpt} has an unusable optimiser state ({detail}); {_FRESH}") from None
-    for group in opt.param_groups:
-        for p in group["params"]:
-            for key, v in opt.state.get(p, {}).items():
-                if not isinstance(v, torch.Tensor):
-                    raise InputError(
-                        f"checkpoint {ckpt} has an unusable optimiser state ({key} is not a tensor); {_FRESH}"
-                    )
-                if key != "step" and tuple(v.shape) != tuple(p.shape):
-                    raise InputError(
-                        f"checkpoint {ckpt} has an unusable optimiser state ({key} of shape "
-                        f"{tuple(v.shape)} for a parameter of shape {tuple(p.shape)}); {_FRESH}"
-                    )
-                if not torch.isfinite(v).all():
-                    raise InputError(f"checkpoint {ckpt} has an unusable optimiser state (non-finite {key}); {_FRESH}")
-
-
 # ----------------------------------------------------------------------------- training
 def train(
     images,
@@ -295,12 +224,14 @@ def train(
     *,
     warmup: int = DEFAULT_TRAIN["warmup"],
     kmeans_weight: float = DEFAULT_TRAIN["kmeans_weight"],
-    kmeans_steps: float = DEFAULT_TRAIN["kmeans_steps"],
+    kmeans_steps: float | None = DEFAULT_TRAIN["kmeans_steps"],
     kmeans_heads: int = DEFAULT_TRAIN["kmeans_heads"],
     base: int = DEFAULT_TRAIN["base"],
     levels: int = DEFAULT_TRAIN["levels"],
     embed: int = DEFAULT_TRAIN["embed"],
-    init: str | os.PathLike | None = None,
+    init: str | os.PathLike | None = DEFAULT_TRAIN["init"],
+    finetune: str = DEFAULT_TRAIN["finetune"],
+    labelled_share: float = DEFAULT_TRAIN["labelled_share"],
     threads: int | None = None,
     color: str = "rgb",
     stop_after: int | None = None,
@@ -377,8 +308,9 @@ def train(
         Steps of linear learning-rate warm-up.
     kmeans_weight : float
         Initial weight of the k-means cross-entropy.
-    kmeans_steps : float
-        Length of the k-means warm start: a fraction of ``steps`` (<= 1) or a step count.
+    kmeans_steps : float or None
+        Length of the k-means warm start: a fraction of ``steps`` (<= 1) or a step count; None:
+        0.3 from random weights, 0 from a model file.
     kmeans_heads : int
         Heads given the k-means cross-entropy per step.
     base : int
@@ -388,9 +320,18 @@ def train(
     embed : int
         Embedding channels fed to the heads.
     init : str or os.PathLike or None
-        A model file to start from, or ``"unet"`` (the shipped model): its architecture
-        (``base``, ``levels``, ``embed`` are taken from it), channels and colour handling; ``n_classes``
-        among its heads.
+        The start: ``"auto"`` (the shipped U-Net when the run asks for its architecture, heads
+        among its own, its colour handling and channels, else random weights), ``"unet"`` or a
+        model file (its architecture -- ``base``, ``levels``, ``embed`` are taken from it --,
+        channels and colour handling; ``n_classes`` among its heads; grey images repeated to its
+        channels), or None / ``"none"`` (random weights).  See ``napari_levelset.training.start``.
+    finetune : {"all", "last", "head"}
+        What the run trains: everything, the last full-resolution block with the heads, or the
+        heads alone.
+    labelled_share : float
+        With label images: the share (0..1) of every batch's crops drawn from the labelled
+        images (at least one crop when > 0), the rest from the unlabelled ones; 0: every crop
+        from an image drawn uniformly.
     threads : int or None
         torch CPU threads (None: one per core that other programs leave free when training
         starts, ``resources.run_threads``).
@@ -459,16 +400,12 @@ def train(
             ("embed", embed),
         )
     )
-    lam, lr, alpha, kmeans_weight, kmeans_steps = (
+    lam, lr, alpha, kmeans_weight = (
         validate.number(name, value)
-        for name, value in (
-            ("lam", lam),
-            ("lr", lr),
-            ("alpha", alpha),
-            ("kmeans_weight", kmeans_weight),
-            ("kmeans_steps", kmeans_steps),
-        )
+        for name, value in (("lam", lam), ("lr", lr), ("alpha", alpha), ("kmeans_weight", kmeans_weight))
     )
+    labelled_share = validate.number("labelled_share", labelled_share, 0.0, 1.0)
+    kmeans_steps = None if kmeans_steps is None else validate.number("kmeans_steps", kmeans_steps)
     seed = validate.seed(seed)
     threads = validate.optional_integer("threads", threads)
     stop_after = validate.optional_integer("stop_after", stop_after)
@@ -480,31 +417,41 @@ def train(
     check_output(out, overwrite)
     dev = resolve_device(device)
     torch.set_num_threads(run_threads(threads))  # None: one per core other programs leave free now
-    start = read_init(init, None if n_classes is None else heads, color)
+    start = read_init(init, None if n_classes is None else heads, color, dict(base=base, levels=levels, embed=embed))
     if start is not None:  # the model's architecture (and heads, unless asked for)
         heads = heads if n_classes is not None else list(start.net.head_counts)
         base, levels, embed = (start.net.config[k] for k in ("base", "levels", "embed"))
-    ts = read_training_set(
-        images,
-        labels,
-        color,
-        allow_large=allow_large,
-        label_kind=label_kind,
-        boundary=boundary,
-        n_classes=max(heads),
-        channels=None if start is None else start.net.in_channels,
-        contrast=contrast,
-    )
+
+    def read(channels):
+        return read_training_set(
+            images,
+            labels,
+            color,
+            allow_large=allow_large,
+            label_kind=label_kind,
+            boundary=boundary,
+            n_classes=max(heads),
+            channels=channels,
+            contrast=contrast,
+        )
+
+    try:
+        ts = read(None if start is None else start.net.in_channels)
+    except InputError:
+        if not (isinstance(init, str) and init == "auto" and start is not None):
+            raise
+        start = None  # "auto": images the shipped model cannot take (e.g. 2 channels) start from random weights
+        ts = read(None)
     if progress:
         for line in ts.report():
             print(line, file=sys.stderr)
     data, labs, desc = ts.data, ts.labels, ts.description
     crop_used = _crop_size(data, crop, levels, progress)
     data, labs, _ = pad_to_crop(data, labs, crop_used)
-    in_channels = int(data[0].shape[0])
     labelled, ce_heads = _label_heads(labs, heads)
-
-    config = dict(heads=heads, in_channels=in_channels, base=base, levels=levels, embed=embed)
+    config = dict(heads=heads, in_channels=int(data[0].shape[0]), base=base, levels=levels, embed=embed)
+    if kmeans_steps is None:  # the warm start is for random weights
+        kmeans_steps = 0.3 if start is None else 0.0
     settings = dict(
         lam=float(lam),
         steps=steps,
@@ -518,12 +465,14 @@ def train(
         kmeans_weight=float(kmeans_weight),
         kmeans_steps=float(kmeans_steps),
         kmeans_heads=int(kmeans_heads),
-        init=init_name(init),
+        init=None if start is None else start.name,
         contrast=contrast,
+        finetune=str(finetune),
+        labelled_share=float(labelled_share),
     )
     net = start_network(config, seed, start)
     net.to(dev).train()
-    opt = torch.optim.Adam(net.parameters(), lr=float(lr))
+    opt = torch.optim.Adam(trainable_parameters(net, finetune), lr=float(lr))
     ckpt = checkpoint_path(out)
     now = dict(settings, color=color, data=desc)
     step, losses = _start_step(ckpt, out, resume, net, opt, config, now, steps, progress)
@@ -556,6 +505,7 @@ class _Recipe:
     kmeans_steps: float
     kmeans_heads: int
     checkpoint_every: int
+    labelled_share: float = 0.0
 
 
 def _recipe(heads: list, ce_heads: list, checkpoint_every: int, settings: dict) -> _Recipe:
@@ -578,6 +528,7 @@ def _recipe(heads: list, ce_heads: list, checkpoint_every: int, settings: dict) 
                 "kmeans_weight",
                 "kmeans_steps",
                 "kmeans_heads",
+                "labelled_share",
             )
         },
     )
@@ -611,42 +562,6 @@ def _label_heads(labs: list, heads: list[int]) -> tuple[bool, list[int]]:
     return labelled, ce_heads
 
 
-def _resume(
-    ckpt: Path, net: LevelSetUNet, opt: torch.optim.Optimizer, config: dict, now: dict, steps: int
-) -> tuple[int, list[float]]:
-    """Load the checkpoint into ``net`` and ``opt``: ``(step, losses)``; ``InputError`` for one made otherwise."""
-    blob = read_model_file(ckpt)
-    saved = blob["metadata"].get("train_config")
-    if saved != config:
-        raise InputError(
-            f"checkpoint {ckpt} was made for a different model ({str(saved)[:200]}); "
-            "delete it or train with resume=False (--no-resume)"
-        )
-    training = blob["metadata"].get("training")
-    if training is not None and not isinstance(training, dict):
-        raise InputError(
-            f"checkpoint {ckpt} has unreadable training settings; delete it or train with resume=False (--no-resume)"
-        )
-    was = dict(training or {}, color=blob["metadata"].get("color"), data=blob["metadata"].get("data"))
-    changed = sorted(k for k in now if was.get(k) != now[k])
-    if changed:
-        raise InputError(
-            f"checkpoint {ckpt} was made with other settings ("
-            + ", ".join(f"{k} {repr(was.get(k))[:60]}, now {now[k]!r}" for k in changed)
-            + "): train as before to resume, or start afresh with resume=False (--no-resume)"
-        )
-    step, losses = _checkpoint_progress(blob, ckpt, steps)
-    resumed, _ = load_model(ckpt)
-    if resumed.config != net.config:
-        raise InputError(
-            f"checkpoint {ckpt} holds a different network than its settings say; delete it or "
-            "train with resume=False (--no-resume)"
-        )
-    net.load_state_dict(resumed.state_dict())
-    _load_optimizer(opt, blob.get("optimizer"), ckpt)
-    return step, losses
-
-
 def _start_step(
     ckpt: Path,
     out: Path,
@@ -664,7 +579,7 @@ def _start_step(
     if ckpt.exists() and not ckpt.is_file():
         raise InputError(f"checkpoint path {ckpt} is a directory or other non-file: move it away to train to {out}")
     if resume and ckpt.is_file():
-        step, losses = _resume(ckpt, net, opt, config, now, steps)
+        step, losses = resume_from(ckpt, net, opt, config, now, steps)
         if progress:
             print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
     return step, losses
@@ -733,7 +648,7 @@ def _optimise(
                 save_checkpoint()
                 return TrainResult(ckpt, step, losses, time.perf_counter() - t0, meta)
             rng = np.random.default_rng([int(r.seed), step])
-            x_host, y = _batch(data, labs, rng, r.crop, r.batch_size)
+            x_host, y = _batch(data, labs, rng, r.crop, r.batch_size, r.labelled_share)
             x, y = x_host.to(dev), y.to(dev)
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, r.steps, float(r.lr), int(r.warmup))
