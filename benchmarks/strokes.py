@@ -106,8 +106,10 @@ from _common import (
 
 
 # ------------------------------------------------------------------ the cases (the strokes: see _common)
-def bsds_cases(root: Path, split: str, limit: int | None, seed: int, kind: str = "long") -> list[Case]:
-    return [bsds_case(root, split, i, seed, kind) for i in list_images(root, split, limit)]
+def bsds_cases(root: Path, split: str, limit: int | None, seed: int, kind: str = "long", start: int = 0) -> list[Case]:
+    """The split's images ``start`` .. ``start + limit`` (sorted by id; all from ``start`` without ``limit``)."""
+    ids = list_images(root, split)[start:]
+    return [bsds_case(root, split, i, seed, kind) for i in ids[:limit]]
 
 
 def nuclei_cases(root: Path, limit: int | None, seed: int, kind: str = "long") -> list[Case]:
@@ -376,6 +378,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--split", default="val", help="BSDS500 split")
     p.add_argument("--nuclei", type=Path, default=None, help="nuclei folder (N2DH-GOWT1/, N2DL-HeLa/, NIH3T3/)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images of BSDS500 and of each nuclei set")
+    p.add_argument("--start", type=int, default=0, help="BSDS500: skip the first N images (sorted by id)")
     p.add_argument(
         "--methods",
         default="levelset,rf",
@@ -405,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     cases = []
     if args.bsds is not None:
-        cases += bsds_cases(args.bsds.resolve(), args.split, args.limit, args.seed, args.strokes)
+        cases += bsds_cases(args.bsds.resolve(), args.split, args.limit, args.seed, args.strokes, args.start)
     if args.nuclei is not None:
         cases += nuclei_cases(args.nuclei.resolve(), args.limit, args.seed, args.strokes)
     shown = figure_cases(cases) if args.figure else []

@@ -313,3 +313,22 @@ def test_the_evidence_map_follows_strokes_painted_during_a_run():
     for _ in seg.run(3, every=3):
         pass
     assert np.mean(seg.labels() == region + 1) > 0.95
+
+
+def test_the_evidence_map_is_made_on_a_photographs_working_copy_as_it_is():
+    """The default working copy of a photograph with strokes is not shrunk again for the evidence map; a larger
+    one is, to at most GEODESIC_PIXELS pixels."""
+    from napari_levelset.method.strokes import GEODESIC_PIXELS, _geodesic_copy, working_copy
+    from napari_levelset.settings import PHOTO_STROKE_PIXELS, Settings
+
+    image = np.random.default_rng(0).integers(0, 256, (321, 481, 3), np.uint8)
+    strokes = np.zeros(image.shape[:2], np.uint8)
+    strokes[10, 10:20], strokes[300, 10:20] = 1, 2
+    seg = Segmenter(image, 2, scribbles=strokes, device="cpu")
+    assert seg.settings["work_shape"] is not None and seg.settings["prior"] > 0
+    assert Settings().resolved(strokes=True, image=image).work_pixels == PHOTO_STROKE_PIXELS
+    work, _ = working_copy(seg.prepared, PHOTO_STROKE_PIXELS)
+    item = work.data[0]
+    assert np.array_equal(_geodesic_copy(item), item)
+    larger = np.zeros((3, 2 * item.shape[1], 2 * item.shape[2]), np.float32)
+    assert np.prod(_geodesic_copy(larger).shape[1:]) <= GEODESIC_PIXELS < np.prod(larger.shape[1:])

@@ -206,3 +206,11 @@ def test_the_strokes_option_reaches_the_cases(bench, tmp_path):
     _write_bsds(tmp_path)
     cases = bench.bsds_cases(tmp_path, "val", 1, 0, "short")
     assert len(cases) == 1 and cases[0].strokes.any()
+
+
+def test_start_skips_the_first_images(bench, tmp_path):
+    _write_bsds(tmp_path)
+    assert bench.parse_args(["--bsds", "x", "--start", "1"]).start == 1
+    assert [c.id for c in bench.bsds_cases(tmp_path, "val", None, 0, start=1)] == ["1002"]
+    assert [c.id for c in bench.bsds_cases(tmp_path, "val", 1, 0, start=0)] == ["1001"]
+    assert [c.id for c in bench.bsds_cases(tmp_path, "val", None, 0)] == ["1001", "1002"]

@@ -395,8 +395,11 @@ GEODESIC_EDGE = 10.0
 #: ``geodesic_distances``: the power of the normalised gradient in the edge cost (2: an edge costs far more
 #: than noise or fine texture of the same mean)
 GEODESIC_POWER = 2.0
-#: ``geodesic_distances``: most pixels per item the distances are computed on (then resized)
-GEODESIC_PIXELS = 20_000
+#: ``geodesic_distances`` and ``stroke_prior``: most pixels per item the distances (and the evidence map) are
+#: computed on (then resized); above ``PHOTO_STROKE_PIXELS``, so a photograph's default working copy is taken
+#: as it is (BSDS500 fit sets, short strokes, first labels: 20 000 pixels 0.710 / 0.719 / 0.705, the working
+#: copy 0.711 / 0.724 / 0.713; see ``benchmarks/RESULTS.md``)
+GEODESIC_PIXELS = 40_000
 
 
 def _geodesic_copy(item: np.ndarray) -> np.ndarray:
