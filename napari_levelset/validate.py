@@ -32,6 +32,7 @@ __all__ = [
     "LIMITS",
     "TRAIN_LIMITS",
     "channel_axis",
+    "class_counts",
     "image_array",
     "integer",
     "number",
@@ -427,3 +428,40 @@ def n_classes(value) -> int:
     if n > hi:
         raise InputError(f"at most {hi} classes are supported, got n_classes={n} (allowed: {lo}..{hi})")
     return n
+
+
+def class_counts(text: str, lo: int = 2, hi: int = 255) -> list[int]:
+    """Class counts written as text: ``"4"``, ``"2-16"`` or ``"2,3,5"`` (a U-Net's heads).
+
+    Parameters
+    ----------
+    text : str
+        Counts and ranges ``a-b``, separated by commas.
+    lo, hi : int
+        The smallest and largest count allowed.
+
+    Returns
+    -------
+    list of int
+        Sorted, distinct counts in ``lo..hi``.
+
+    Raises
+    ------
+    InputError
+        When the text is not written so, names no count, or a count lies outside ``lo..hi``.
+
+    Examples
+    --------
+    >>> class_counts("2-4, 7")
+    [2, 3, 4, 7]
+    """
+    out: set[int] = set()
+    try:
+        for part in str(text).split(","):
+            a, sep, b = part.strip().partition("-")
+            out.update(range(int(a), int(b) + 1) if sep else [int(a)])
+    except ValueError:
+        raise InputError(f"classes must be written like 4, 2-16 or 2,3,5; got {text!r}") from None
+    if not out or min(out) < lo or max(out) > hi:
+        raise InputError(f"classes must be class counts in {lo}..{hi} written like 4, 2-16 or 2,3,5; got {text!r}")
+    return sorted(out)

@@ -93,16 +93,7 @@ def parse_heads(text: str) -> list[int]:
     >>> parse_heads("2-4, 7")
     [2, 3, 4, 7]
     """
-    out: set[int] = set()
-    try:
-        for part in text.split(","):
-            a, sep, b = part.strip().partition("-")
-            out.update(range(int(a), int(b) + 1) if sep else [int(a)])
-    except ValueError:
-        raise InputError(f"classes must be written like 2, 2-4 or 2,3,5; got {text!r}") from None
-    if not out or min(out) < 2 or max(out) > 255:
-        raise InputError(f"classes must be class counts in 2..255; got {text!r}")
-    return sorted(out)
+    return validate.class_counts(text, 2, 255)
 
 
 @dataclass

@@ -157,14 +157,10 @@ def parse_classes(text: str) -> list[int]:
     >>> parse_classes("2-4,8")
     [2, 3, 4, 8]
     """
+    lo, hi = HEAD_CLASSES
     try:
-        out: list[int] = []
-        for part in text.split(","):
-            a, sep, b = part.strip().partition("-")
-            out.extend(range(int(a), int(b) + 1) if sep else [int(a)])
-        return _heads(out)
-    except (ValueError, InputError):
-        lo, hi = HEAD_CLASSES
+        return _heads(validate.class_counts(text, lo, hi))
+    except InputError:
         raise InputError(
             f"--classes must be class counts in {lo}..{hi} written like 4, 2-16 or 2,3,5; got {text!r}"
         ) from None
