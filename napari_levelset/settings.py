@@ -38,6 +38,7 @@ __all__ = [
     "INSTANCE_ITERATIONS",
     "INSTANCE_LAM",
     "INSTANCE_PIXELS",
+    "INSTANCE_WIDTH",
     "LIVE",
     "MAX_OFFERED_CLASSES",
     "MERGED_MIN_REGION",
@@ -100,6 +101,8 @@ INSTANCE_CLASSES = 2
 INSTANCE_LAM = 0.02
 INSTANCE_ITERATIONS = 20
 INSTANCE_PIXELS = 100_000
+#: its channels on a grey image (colour keeps 16: ``benchmarks/RESULTS.md``); the iterations a third faster
+INSTANCE_WIDTH = 8
 
 #: most pixels (voxels) per batch item a run with strokes optimises on (``Segmenter``'s ``work_pixels``;
 #: see ``napari_levelset.method.strokes``)
@@ -114,8 +117,7 @@ PHOTO_STROKE_ITERATIONS = 10
 
 #: Iterations between two snapshots of ``Segmenter.run`` when none is given.
 SNAPSHOT_EVERY = 10
-
-_N_CLASSES, _LAM, _ITERATIONS = 4, 0.05, 100
+_N_CLASSES, _LAM, _ITERATIONS, _WIDTH = 4, 0.05, 100, 16
 
 
 def _field(name: str):
@@ -148,10 +150,10 @@ class Settings:
         scribbles exist).  Live.
     iterations : int, optional
         Optimisation steps, 0..100000.  Default: the per-image CNN 100 (40 with strokes, 10
-        with strokes on a colour photograph, 30 for instances); a pretrained U-Net 0 (used
+        with strokes on a colour photograph, 20 for instances); a pretrained U-Net 0 (used
         directly; more is a fine-tune).
     width, depth : int
-        Feature channels (1..1024) and 3×3 blocks (1..16) of the per-image CNN.
+        Feature channels (1..1024; 16, 8 for instances on grey) and 3×3 blocks (1..16) of the per-image CNN.
     model : str or torch.nn.Module
         ``"cnn"`` (the per-image CNN), ``"unet"`` (the pretrained U-Net), a model file
         path, or a module mapping ``(B, C, *S)`` to logits ``(B, N, *S)``.
@@ -459,7 +461,7 @@ class Settings:
         Returns
         -------
         Settings
-            With ``n_classes``, ``lam``, ``iterations``, ``init``, ``contrast``, ``merge`` and
+            With ``n_classes``, ``lam``, ``iterations``, ``width``, ``init``, ``contrast``, ``merge`` and
             ``min_region`` set (``work_pixels`` too for a per-image CNN with strokes).
         """
         kind = model_kind(self.model)
@@ -488,6 +490,9 @@ class Settings:
             else:
                 iterations = 0
             changes["iterations"] = iterations
+        if self.width is None:
+            grey = instances and kind == "cnn" and not colour_photograph(image, channel_axis)
+            changes["width"] = INSTANCE_WIDTH if grey else _WIDTH
         if self.init is None:
             changes["init"] = "kmeans" if kind == "cnn" else "auto" if iterations > 0 else "network"
         if kind == "cnn" and strokes and self.work_pixels is None:

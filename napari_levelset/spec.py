@@ -151,7 +151,16 @@ _SPECS = (
     _spec("alpha", float, 1.0, "weight of the scribbles' cross-entropy α", "live", "--alpha", lo=0.0, hi=1e3),
     # more than 100 000 steps is hours of work: surely a slip (2**64 ran "forever")
     _spec("iterations", int, None, "optimisation steps", "run", "--iterations", lo=0, hi=100_000),
-    _spec("width", int, 16, "feature channels of the per-image CNN", "network", "--width", lo=1, hi=1024),
+    _spec(
+        "width",
+        int,
+        None,
+        "feature channels of the per-image CNN (16; 8 for instances on a grey image)",
+        "network",
+        "--width",
+        lo=1,
+        hi=1024,
+    ),
     _spec("depth", int, 2, "3x3 blocks of the per-image CNN", "network", "--depth", lo=1, hi=16),
     _spec(
         "model",

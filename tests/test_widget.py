@@ -1402,6 +1402,27 @@ def test_the_unet_runs_as_the_library_resolves_it(make_widget):
 
 
 @gui
+def test_the_network_width_follows_the_output(make_widget):
+    """The per-image CNN's width is the resolver's for the chosen output (smaller for instances), shown
+    until the user sets one, which then stays theirs until Defaults."""
+    from napari_levelset.settings import Settings
+
+    viewer, widget = make_widget()
+    viewer.add_image(disk_image(32)[0])
+    form = widget.form
+    for output in ("instances", "classes", "instances"):
+        form.output.value = output
+        assert form.width.value == Settings(regions=output).resolved().width
+        assert widget.parameters().width is None
+    assert Settings(regions="instances").resolved().width != Settings().resolved().width
+    form.width.value = 12
+    form.output.value = "classes"
+    assert form.width.value == 12 and widget.parameters().width == 12
+    form.use_defaults()
+    assert form.width.value == Settings().resolved().width and widget.parameters().width is None
+
+
+@gui
 def test_microscopy_rows_show_for_instances_only(make_widget):
     """Object diameter and foreground matter for instances: hidden for classes and regions."""
     viewer, widget = make_widget()

@@ -78,7 +78,7 @@ WIDGET_DEFAULTS: dict[str, Any] = {**Settings().resolved().to_json(), "every": 0
 #: what a run makes (``Settings.regions``)
 OUTPUTS = [("classes", "classes"), ("regions (merged)", "merged"), ("instances (one label per object)", "instances")]
 #: the settings whose control shows the resolved default until the user sets it
-AUTO_FIELDS = ("n_classes", "lam", "iterations")
+AUTO_FIELDS = ("n_classes", "lam", "iterations", "width")
 
 MODELS = [("per-image CNN", "cnn"), ("pretrained U-Net", "unet"), ("U-Net from file…", "file")]
 DEVICES = list(SPEC["device"].choices)
@@ -378,7 +378,8 @@ class SettingsForm:
             ),
         )
         self.defaults_button = PushButton(
-            text="Defaults", tooltip="Put classes, λ and iterations back on the defaults for the output and model"
+            text="Defaults",
+            tooltip="Put classes, λ, iterations and the network width back on the defaults for the output and model",
         )
         self._user_set: set[str] = set()  # of AUTO_FIELDS: the ones the user set
 
@@ -643,7 +644,9 @@ class SettingsForm:
 
     # ------------------------------------------------------------------ defaults
     def _control(self, name: str):
-        return {"n_classes": self.n_classes, "lam": self.lam.spin, "iterations": self.iterations}[name]
+        return {"n_classes": self.n_classes, "lam": self.lam.spin, "iterations": self.iterations, "width": self.width}[
+            name
+        ]
 
     def _mark_set(self, name: str) -> None:
         if name not in self._user_set:
@@ -666,7 +669,7 @@ class SettingsForm:
         self.lam._spin_to_slider(self.lam.value)
 
     def use_defaults(self, *_args) -> None:
-        """Classes, λ and iterations follow the defaults again (the *Defaults* button)."""
+        """Classes, λ, iterations and width follow the defaults again (the *Defaults* button)."""
         self._user_set.clear()
         self._emit_structural()
 
@@ -699,7 +702,7 @@ class SettingsForm:
             lam=self.lam.value if user("lam") else None,
             lr=self.lr.value,
             iterations=self.iterations.value if user("iterations") else None,
-            width=self.width.value,
+            width=self.width.value if user("width") else None,
             depth=self.depth.value,
             alpha=self.alpha.value,
             position=self._position_value(),
