@@ -41,6 +41,7 @@ __all__ = [
     "geodesic_distances",
     "local_contrast",
     "scribbles_to_grid",
+    "segment_average",
     "stroke_channels",
     "stroke_contrast",
     "stroke_means",
@@ -502,6 +503,11 @@ PRIOR_RIDGE = 1e-3
 #: image's as if that were ``PRIOR_SHRINK`` more painted pixels (a short stroke's own is poorly known)
 PRIOR_SHRINK = 50.0
 PRIOR_SHRINK_SCALE = 0.1
+#: ``stroke_prior``: this share of every stroked class's covariance is ``PRIOR_SHRINK_SCALE`` times the image's,
+#: however many pixels were painted (a class whose short stroke shows a narrow look does not lose every pixel
+#: that strays from it, nor does one with a broad look win every odd pixel: BSDS500 fit sets, short strokes,
+#: with the segments' average below, 0 gives 0.719 / 0.730 / 0.709, 0.5 gives 0.732 / 0.738 / 0.717)
+PRIOR_SHRINK_FLOOR = 0.5
 #: ``stroke_prior``: log-likelihood units per unit of a class's unlikeness
 PRIOR_UNLIKE_UNIT = 3.0
 #: ``stroke_prior``: the unlikeness is clipped at this many units
@@ -518,6 +524,13 @@ PRIOR_BLEND = 0.5
 PRIOR_PLAIN_EDGE = 30.0
 PRIOR_TAU = 0.3
 PRIOR_LL_CLIP = 50.0
+#: ``stroke_prior``: the map is pulled this share of the way to its mean over each of the image's segments
+#: (``skimage.segmentation.felzenszwalb`` of the copy's colour with ``scale`` ``PRIOR_SEGMENT_SCALE``, ``sigma``
+#: ``PRIOR_SEGMENT_SIGMA``, ``min_size`` ``PRIOR_SEGMENT_MIN``), so a segment of one look goes to one class
+PRIOR_SEGMENT_SHARE = 0.5
+PRIOR_SEGMENT_SCALE = 50.0
+PRIOR_SEGMENT_SIGMA = 0.5
+PRIOR_SEGMENT_MIN = 20
 
 
 def appearance_features(item: np.ndarray) -> np.ndarray:
@@ -555,11 +568,64 @@ def _log_likelihoods(flat: np.ndarray, strokes: np.ndarray, ks: list[int]) -> np
         mu = painted.mean(0)
         cov = np.cov(painted.T).reshape(n_feat, n_feat) if len(painted) > 1 else np.zeros((n_feat, n_feat))
         cov = (len(painted) * cov + PRIOR_SHRINK * whole) / (len(painted) + PRIOR_SHRINK)
-        cov = cov + PRIOR_RIDGE * np.eye(n_feat)
+        cov = (1.0 - PRIOR_SHRINK_FLOOR) * (cov + PRIOR_RIDGE * np.eye(n_feat)) + PRIOR_SHRINK_FLOOR * whole
         diff = flat - mu
         ll = -0.5 * np.einsum("ij,jk,ik->i", diff, np.linalg.inv(cov), diff) - 0.5 * np.linalg.slogdet(cov)[1]
         out.append(ll)
     return np.stack(out)
+
+
+def segment_average(item: np.ndarray, maps: np.ndarray, share: float | None = None) -> np.ndarray:
+    """``maps`` pulled ``share`` of the way to their mean over each segment of ``item``'s colour.
+
+    Parameters
+    ----------
+    item : numpy.ndarray
+        Float ``(C, H, W)``, one 2D item of the image (its channels are the colour the
+        segments are drawn on).
+    maps : numpy.ndarray
+        Float ``(M, H, W)``, the maps to average (one per class).
+    share : float or None
+        In [0, 1]: 0 leaves ``maps`` as they are, 1 gives each segment its mean; None:
+        ``PRIOR_SEGMENT_SHARE``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(M, H, W)``; ``maps`` unchanged (as float32) for an item that is not 2D.
+
+    Notes
+    -----
+    The segments are Felzenszwalb & Huttenlocher's graph-based segmentation (IJCV 2004;
+    ``skimage.segmentation.felzenszwalb`` with ``PRIOR_SEGMENT_SCALE``, ``PRIOR_SEGMENT_SIGMA``
+    and ``PRIOR_SEGMENT_MIN``): small pieces of one colour that follow the image's edges.
+
+    Examples
+    --------
+    Two flat halves, a map that is noisy within each:
+
+    >>> import numpy as np
+    >>> item = np.zeros((3, 20, 20)); item[:, :, 10:] = 1.0
+    >>> noisy = np.random.default_rng(0).normal(size=(1, 20, 20))
+    >>> flat = segment_average(item, noisy, 1.0)
+    >>> bool(np.ptp(flat[0, :, :10]) < 1e-6 and np.ptp(flat[0, :, 10:]) < 1e-6)
+    True
+    """
+    from skimage.segmentation import felzenszwalb
+
+    share = PRIOR_SEGMENT_SHARE if share is None else share
+    maps = np.asarray(maps, np.float32)
+    if item.ndim != 3 or not share:
+        return maps
+    seg = felzenszwalb(
+        np.moveaxis(np.asarray(item, np.float64), 0, -1),
+        scale=PRIOR_SEGMENT_SCALE,
+        sigma=PRIOR_SEGMENT_SIGMA,
+        min_size=PRIOR_SEGMENT_MIN,
+    ).ravel()
+    count = np.maximum(np.bincount(seg), 1)
+    means = np.stack([(np.bincount(seg, m.ravel(), minlength=len(count)) / count)[seg] for m in maps])
+    return ((1.0 - share) * maps + share * means.reshape(maps.shape)).astype(np.float32)
 
 
 def stroke_prior(data: np.ndarray, scribbles: np.ndarray, n_classes: int):
@@ -633,6 +699,7 @@ def stroke_prior(data: np.ndarray, scribbles: np.ndarray, n_classes: int):
             plain = geodesic_distances(item[None], grid, n_classes, edge=PRIOR_PLAIN_EDGE, power=1.0)[0]
             score = ll.reshape(len(ks), *small) - np.stack([plain[k - 1] for k in ks]) / PRIOR_TAU
             gap += PRIOR_BLEND * np.maximum(score - score.max(0), -PRIOR_LL_CLIP) / PRIOR_LL_CLIP
+        gap = segment_average(item, gap)
         if small != spatial:
             gap = resize(gap, (len(ks), *spatial), order=1)
         for i, k in enumerate(ks):
