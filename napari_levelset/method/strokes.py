@@ -40,6 +40,7 @@ __all__ = [
     "appearance_features",
     "geodesic_distances",
     "local_contrast",
+    "refit_features",
     "scribbles_to_grid",
     "segment_average",
     "stroke_channels",
@@ -531,6 +532,13 @@ PRIOR_SEGMENT_SHARE = 0.5
 PRIOR_SEGMENT_SCALE = 50.0
 PRIOR_SEGMENT_SIGMA = 0.5
 PRIOR_SEGMENT_MIN = 20
+#: ``stroke_prior``: the weight of the second look (``refit_features``' Gaussian of each class over the pixels
+#: its first map won, each weighted by its margin over the runner-up in units of ``PRIOR_REFIT_MARGIN``, at
+#: most 1, and its strokes) in the log-likelihood of the second map; 0: one map
+PRIOR_REFIT = 0.5
+PRIOR_REFIT_MARGIN = 0.3
+PRIOR_REFIT_SIGMAS = (1.0, 3.0, 8.0)
+PRIOR_REFIT_TEXTURES = (2.0, 4.0, 8.0)
 
 
 def appearance_features(item: np.ndarray) -> np.ndarray:
@@ -558,21 +566,62 @@ def appearance_features(item: np.ndarray) -> np.ndarray:
     return np.stack(feats)
 
 
-def _log_likelihoods(flat: np.ndarray, strokes: np.ndarray, ks: list[int]) -> np.ndarray:
-    """``(len(ks), P)``: each class's Gaussian (mean and covariance of its painted pixels) at every pixel."""
+def _log_likelihoods(flat: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
+    """``(len(weights), P)``: each class's Gaussian (weighted mean and covariance of its pixels) at every pixel."""
     out = []
     n_feat = flat.shape[1]
     whole = PRIOR_SHRINK_SCALE * np.cov(flat.T).reshape(n_feat, n_feat)
-    for k in ks:
-        painted = flat[strokes == k]
-        mu = painted.mean(0)
-        cov = np.cov(painted.T).reshape(n_feat, n_feat) if len(painted) > 1 else np.zeros((n_feat, n_feat))
-        cov = (len(painted) * cov + PRIOR_SHRINK * whole) / (len(painted) + PRIOR_SHRINK)
-        cov = (1.0 - PRIOR_SHRINK_FLOOR) * (cov + PRIOR_RIDGE * np.eye(n_feat)) + PRIOR_SHRINK_FLOOR * whole
+    for w in weights:
+        n = float(w.sum())
+        mu = w @ flat / n
         diff = flat - mu
+        cov = (diff * w[:, None]).T @ diff / max(n - 1.0, 1.0)
+        cov = (n * cov + PRIOR_SHRINK * whole) / (n + PRIOR_SHRINK)
+        cov = (1.0 - PRIOR_SHRINK_FLOOR) * (cov + PRIOR_RIDGE * np.eye(n_feat)) + PRIOR_SHRINK_FLOOR * whole
         ll = -0.5 * np.einsum("ij,jk,ik->i", diff, np.linalg.inv(cov), diff) - 0.5 * np.linalg.slogdet(cov)[1]
         out.append(ll)
     return np.stack(out)
+
+
+def refit_features(item: np.ndarray) -> np.ndarray:
+    """The features of the second look (``stroke_prior``'s refit): colour at three blurs, local std in three windows.
+
+    Parameters
+    ----------
+    item : numpy.ndarray
+        Float ``(C, *S)``, one item of the image.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``(6 C, *S)``: each channel blurred by each of ``PRIOR_REFIT_SIGMAS``, then its
+        local standard deviation in each Gaussian window of ``PRIOR_REFIT_TEXTURES`` pixels.
+    """
+    from scipy import ndimage as ndi
+
+    item = np.asarray(item, np.float64)
+    feats = [ndi.gaussian_filter(c, sg) for sg in PRIOR_REFIT_SIGMAS for c in item]
+    for window in PRIOR_REFIT_TEXTURES:
+        for c in item:
+            mean = ndi.gaussian_filter(c, window)
+            feats.append(np.sqrt(np.maximum(ndi.gaussian_filter(c * c, window) - mean * mean, 0.0)))
+    return np.stack(feats)
+
+
+def _evidence(item, grid, n_classes: int, ks: list[int], ll: np.ndarray, plain: np.ndarray | None) -> np.ndarray:
+    """``(len(ks), *S)``: ``stroke_prior``'s map of one item from the classes' log-likelihoods ``ll``."""
+    small = item.shape[1:]
+    unlike = np.zeros((1, n_classes, *small), np.float32)
+    for i, k in enumerate(ks):
+        u = np.minimum((ll.max(0) - ll[i]) / PRIOR_UNLIKE_UNIT, PRIOR_UNLIKE_MAX)
+        unlike[0, k - 1] = PRIOR_UNLIKE_COST * u.reshape(small)
+    dist = geodesic_distances(item[None], grid, n_classes, unlike=unlike)[0]
+    dist = np.stack([dist[k - 1] for k in ks])
+    gap = (1.0 - PRIOR_BLEND) * np.maximum(dist.min(0) - dist, -PRIOR_CLIP) / PRIOR_CLIP
+    if plain is not None:
+        score = ll.reshape(len(ks), *small) - plain / PRIOR_TAU
+        gap += PRIOR_BLEND * np.maximum(score - score.max(0), -PRIOR_LL_CLIP) / PRIOR_LL_CLIP
+    return segment_average(item, gap)
 
 
 def segment_average(item: np.ndarray, maps: np.ndarray, share: float | None = None) -> np.ndarray:
@@ -686,20 +735,23 @@ def stroke_prior(data: np.ndarray, scribbles: np.ndarray, n_classes: int):
         if not ks:
             continue
         feats = appearance_features(item)
-        ll = _log_likelihoods(feats.reshape(len(feats), -1).T, strokes, ks)
-        unlike = np.zeros((1, n_classes, *small), np.float32)
-        for i, k in enumerate(ks):
-            u = np.minimum((ll.max(0) - ll[i]) / PRIOR_UNLIKE_UNIT, PRIOR_UNLIKE_MAX)
-            unlike[0, k - 1] = PRIOR_UNLIKE_COST * u.reshape(small)
+        flat = feats.reshape(len(feats), -1).T
+        ll = _log_likelihoods(flat, [(strokes == k).astype(np.float64) for k in ks])
         grid = strokes.reshape(1, *small)
-        dist = geodesic_distances(item[None], grid, n_classes, unlike=unlike)[0]
-        dist = np.stack([dist[k - 1] for k in ks])
-        gap = (1.0 - PRIOR_BLEND) * np.maximum(dist.min(0) - dist, -PRIOR_CLIP) / PRIOR_CLIP
+        plain = None
         if PRIOR_BLEND:
             plain = geodesic_distances(item[None], grid, n_classes, edge=PRIOR_PLAIN_EDGE, power=1.0)[0]
-            score = ll.reshape(len(ks), *small) - np.stack([plain[k - 1] for k in ks]) / PRIOR_TAU
-            gap += PRIOR_BLEND * np.maximum(score - score.max(0), -PRIOR_LL_CLIP) / PRIOR_LL_CLIP
-        gap = segment_average(item, gap)
+            plain = np.stack([plain[k - 1] for k in ks])
+        gap = _evidence(item, grid, n_classes, ks, ll, plain)
+        if PRIOR_REFIT and len(ks) > 1:  # the second look: learnt from the pixels the first map is sure of
+            top = np.sort(gap.reshape(len(ks), -1), 0)
+            sure = np.clip((top[-1] - top[-2]) / PRIOR_REFIT_MARGIN, 0.0, 1.0)
+            won = gap.reshape(len(ks), -1).argmax(0)
+            rich = refit_features(item)
+            weights = [sure * (won == i) + (strokes == k) for i, k in enumerate(ks)]
+            refit = _log_likelihoods(rich.reshape(len(rich), -1).T, weights)
+            ll = PRIOR_REFIT * refit + (1.0 - PRIOR_REFIT) * ll
+            gap = _evidence(item, grid, n_classes, ks, ll, plain)
         if small != spatial:
             gap = resize(gap, (len(ks), *spatial), order=1)
         for i, k in enumerate(ks):
