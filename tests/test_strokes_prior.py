@@ -57,3 +57,19 @@ def test_a_flat_region_goes_whole_to_its_stroke_beside_a_noisy_one(monkeypatch):
     monkeypatch.setattr(strokes_module, "PRIOR_SEGMENT_SHARE", 0.0)
     alone = stroke_prior(image, strokes, 2)[0].argmax(0) + 1
     assert np.mean(labels[disc] == 1) > np.mean(alone[disc] == 1)
+
+
+def test_the_second_looks_features_tell_texture_from_a_flat_patch():
+    """Colour at three blurs and local spread in three windows: the spread is 0 on a flat patch, grows with noise."""
+    from napari_levelset.method.strokes import PRIOR_REFIT_SIGMAS, PRIOR_REFIT_TEXTURES, refit_features
+
+    rng = np.random.default_rng(2)
+    item = np.full((3, 40, 80), 0.5)
+    item[:, :, 40:] += 0.1 * rng.standard_normal((3, 40, 40))
+    feats = refit_features(item)
+    n_colour = 3 * len(PRIOR_REFIT_SIGMAS)
+    assert feats.shape == (n_colour + 3 * len(PRIOR_REFIT_TEXTURES), 40, 80)
+    spread = feats[n_colour:]
+    assert np.all(spread[:, 5:35, :6] < 1e-6)  # beyond the widest window's reach of the noise: flat
+    assert np.all(spread[:, 5:35, 60:75] > 0.05)
+    assert np.allclose(feats[:n_colour, 5:35, :6], 0.5)
