@@ -92,14 +92,13 @@ def load(root: Path, k: int) -> dict:
     return out
 
 
-def training_data(sets: dict, method: str, prepare: str) -> tuple[list, list | None]:
+def training_data(sets: dict, method: str) -> tuple[list, list | None]:
     """The images (and labels, or None) ``method`` trains on."""
     images, labels = [], []
     for d in sets.values():
         use = d["labelled"] + ([] if method == "supervised" else d["unlabelled"])
         for i in use:
-            img = d["images"][i]
-            images.append(img)
+            images.append(d["images"][i])
             labels.append(targets(d["truths"][i]) if method != "unsupervised" and i in d["labelled"] else None)
     return images, (labels if any(lab is not None for lab in labels) else None)
 
@@ -108,7 +107,7 @@ def training_data(sets: dict, method: str, prepare: str) -> tuple[list, list | N
 def train_model(sets: dict, method: str, args, k: int, settings: dict) -> tuple[Path, float]:
     from napari_levelset.training.train import train
 
-    images, labels = training_data(sets, method, args.prepare)
+    images, labels = training_data(sets, method)
     tag = "-".join(f"{a}{b}" for a, b in sorted(settings.items())).replace("/", "_")
     out = args.out / f"k{k}-{method}-{args.prepare}-s{args.seed}{'-' + tag if tag else ''}.pt"
     if args.reuse and out.is_file():

@@ -9,7 +9,8 @@ read from the image, ``napari_levelset.settings.object_contrast``, when none is 
 The ``RunPlan`` it returns makes the run's ``Segmenter`` (``make_segmenter``),
 brings its snapshots' labels to the image's grid for display (``display``) and makes the
 output from the run (``finish``: class labels, regions, or instances from the probabilities
-brought back to the full grid).  ``napari_levelset.method.segmentation.segment`` and the
+brought back to the full grid; a U-Net's instances of bright objects are split and outlined
+on the linear signal as the per-image CNN's are).  ``napari_levelset.method.segmentation.segment`` and the
 widget's worker (``napari_levelset.napari._worker``) both run through it, so a run in the
 widget computes what ``segment`` computes for the same image and settings.
 
@@ -295,14 +296,15 @@ class RunPlan:
             and self.image is not None
         )
 
-    def _unet_outline_inputs(self, seg) -> float:
+    def _unet_outline_inputs(self, seg, probs: np.ndarray) -> float:
         """For a U-Net run on bright objects (``_outlines_unet``): the linear signal (``linear``) and the
         diameter its foreground is split at, as for the per-image CNN (``prepare``, ``finish``).
 
         The Segmenter prepared the image (``method.start``: the U-Net normalisation, the fluorescence
         contrast, the diameter given or estimated, ``seg.diameter``); the linear signal is that
         image before the contrast, whose scale the outline's fraction does not depend on.  An
-        estimated diameter is capped by the foreground's own (``_found_diameter``)."""
+        estimated diameter is capped by the foreground's own (``_found_diameter``) in ``probs``, the run's
+        class probabilities ``(N, ...)``."""
         s = self.settings
         raw = prepare_image(self.image, self.channel_axis, self.spatial_dims, color=contrast_color(s.contrast, s.color))
         diameter = float(seg.diameter)
@@ -316,7 +318,6 @@ class RunPlan:
             return diameter
         n = s.n_classes
         fg = [k - 1 for k in foreground_classes(n, None)]
-        probs = seg.probabilities()
         small = probs.reshape((n, -1) + seg.prepared.spatial_shape)[fg].sum(0)
         return self._found_diameter(seg, small, diameter, raw.spatial_shape)
 
@@ -371,8 +372,9 @@ class RunPlan:
                     upsample(small, spatial), diameter=diameter, spacing=self.spacing, min_region=s.min_region
                 ).reshape(self.full.out_shape)
             elif self._outlines_unet():  # a U-Net's foreground: the per-image CNN's split and outlines
-                diameter = self._unet_outline_inputs(seg)
-                labels = seg.instances(diameter=diameter, min_region=s.min_region)
+                probs = seg.probabilities()
+                diameter = self._unet_outline_inputs(seg, probs)
+                labels = seg.instances(diameter=diameter, min_region=s.min_region, probs=probs)
             else:
                 if diameter is None and s.contrast == "transmitted":
                     seg.diameter = None  # dark objects: split at the diameter of the foreground found
