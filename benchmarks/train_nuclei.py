@@ -24,14 +24,14 @@ training defaults unless given with ``--set``):
 ``untrained``   no training: ``segment(image, regions="instances")`` (the per-image CNN);
 ``pretrained``  no training: the shipped U-Net, ``segment(image, model="unet", regions="instances")``.
 
-A trained model is scored through ``segment(image, model=FILE, regions="instances")``.  That
-path prepares a U-Net's input with the object contrast the plan picks (fluorescence here:
-the normalised image with its background removed and log-compressed,
-``napari_levelset.post.instances.fluorescence_prepared``), so with ``--prepare instances``
-(the default) the training images are prepared the same way first (``prepare_image`` with
-the U-Net normalisation, then ``fluorescence_prepared``; ``train`` normalises the result
-again, a gain of at most a few per cent); ``--prepare plain`` gives ``train`` the images as
-stored.
+A trained model is scored through ``segment(image, model=FILE, regions="instances")``, which
+prepares the image as the model file records its training images were prepared (its
+``preparation``).  With ``--prepare instances`` (the default) ``train`` prepares them with the
+instance path's fluorescence contrast (``train(contrast="fluorescence")``: the normalised
+image with its background removed and log-compressed,
+``napari_levelset.post.instances.fluorescence_prepared``), which the model records, so the
+test images get it too; ``--prepare plain`` trains on the normalised images alone
+(``contrast="linear"``), and the test images are then given that.
 
 Scores (``napari_levelset.evaluation``): F1 at IoU 0.5, AP over IoU 0.5:0.05:0.95 and foreground
 Dice for GOWT1 and HeLa, foreground Dice for NIH3T3, each the mean over the set's test images;
@@ -74,20 +74,6 @@ def targets(truth: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(truth) > 0, 2, 1).astype(np.uint8)
 
 
-def instance_input(image: np.ndarray) -> np.ndarray:
-    """``image`` as ``segment(..., regions="instances")`` prepares it for a U-Net (fluorescence contrast)."""
-    from napari_levelset.io.prepare import prepare_image
-    from napari_levelset.nn.model_files import STRUCTURES
-    from napari_levelset.post.instances import fluorescence_prepared
-    from napari_levelset.settings import object_contrast
-
-    contrast, _ = object_contrast(image)
-    prepared = prepare_image(image, color="rgb", structures=STRUCTURES)
-    if contrast == "fluorescence":
-        prepared, _ = fluorescence_prepared(prepared)
-    return prepared.data[0].mean(0).astype(np.float32)
-
-
 def load(root: Path, k: int) -> dict:
     """Per set: the images, truths and split for ``k`` labelled images."""
     out = {}
@@ -106,14 +92,13 @@ def load(root: Path, k: int) -> dict:
     return out
 
 
-def training_data(sets: dict, method: str, prepare: str) -> tuple[list, list | None]:
+def training_data(sets: dict, method: str) -> tuple[list, list | None]:
     """The images (and labels, or None) ``method`` trains on."""
     images, labels = [], []
     for d in sets.values():
         use = d["labelled"] + ([] if method == "supervised" else d["unlabelled"])
         for i in use:
-            img = d["images"][i]
-            images.append(instance_input(img) if prepare == "instances" else img)
+            images.append(d["images"][i])
             labels.append(targets(d["truths"][i]) if method != "unsupervised" and i in d["labelled"] else None)
     return images, (labels if any(lab is not None for lab in labels) else None)
 
@@ -122,7 +107,7 @@ def training_data(sets: dict, method: str, prepare: str) -> tuple[list, list | N
 def train_model(sets: dict, method: str, args, k: int, settings: dict) -> tuple[Path, float]:
     from napari_levelset.training.train import train
 
-    images, labels = training_data(sets, method, args.prepare)
+    images, labels = training_data(sets, method)
     tag = "-".join(f"{a}{b}" for a, b in sorted(settings.items())).replace("/", "_")
     out = args.out / f"k{k}-{method}-{args.prepare}-s{args.seed}{'-' + tag if tag else ''}.pt"
     if args.reuse and out.is_file():
@@ -136,6 +121,7 @@ def train_model(sets: dict, method: str, args, k: int, settings: dict) -> tuple[
         out,
         n_classes=2,
         labels=labels,
+        contrast="fluorescence" if args.prepare == "instances" else "linear",
         threads=args.threads,
         seed=args.seed,
         progress=False,

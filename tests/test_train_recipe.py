@@ -119,3 +119,21 @@ def test_a_random_start_keeps_the_kmeans_warm_start_and_bad_recipe_values_are_re
         train([img], tmp_path / "m.pt", steps=2, crop=32, finetune="body", **TINY)
     with pytest.raises(InputError, match="labelled_share"):
         train([img], tmp_path / "m.pt", steps=2, crop=32, labelled_share=1.5, **TINY)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_start_from_a_model_takes_the_labels_class_order(tmp_path, reverse):
+    """The shipped U-Net numbers its two classes its own way; labels that call the bright squares
+    class 2 (or class 1) are met by a run that starts in their order, not one that must swap them."""
+    if not pretrained_path("unet").is_file():
+        pytest.skip("the shipped model is not installed")
+    img, _ = _three_levels(0, size=64)
+    target = np.where(img > 0.7, 1, 2) if reverse else np.where(img > 0.7, 2, 1)
+    kw = dict(TINY, base=16, levels=3, embed=32)
+    # a learning rate too small to change anything: what the model predicts is where it started
+    res = train([img], tmp_path / "m.pt", labels=[target], steps=1, crop=32, batch_size=2, lr=1e-12, **kw)
+    net, _ = load_model(res.path)
+    with torch.no_grad():
+        pred = net(torch.from_numpy(img)[None, None].repeat(1, 3, 1, 1), 2)[0].argmax(0).numpy() + 1
+    assert np.mean(pred[img > 0.7] == target[img > 0.7]) > 0.9
+    assert np.mean(pred[img < 0.2] == target[img < 0.2]) > 0.9

@@ -9,7 +9,8 @@ read from the image, ``napari_levelset.settings.object_contrast``, when none is 
 The ``RunPlan`` it returns makes the run's ``Segmenter`` (``make_segmenter``),
 brings its snapshots' labels to the image's grid for display (``display``) and makes the
 output from the run (``finish``: class labels, regions, or instances from the probabilities
-brought back to the full grid).  ``napari_levelset.method.segmentation.segment`` and the
+brought back to the full grid; a U-Net's instances of bright objects are split and outlined
+on the linear signal as the per-image CNN's are).  ``napari_levelset.method.segmentation.segment`` and the
 widget's worker (``napari_levelset.napari._worker``) both run through it, so a run in the
 widget computes what ``segment`` computes for the same image and settings.
 
@@ -281,7 +282,46 @@ class RunPlan:
             return values
         return nearest(values, self.full.spatial_shape)
 
-    def _found_diameter(self, seg, foreground: np.ndarray, estimate: float) -> float:
+    def _outlines_unet(self) -> bool:
+        """Whether a U-Net's instances are split and outlined as the per-image CNN's are: bright objects
+        (fluorescence contrast), no strokes, the foreground class not given, outlines on
+        (``OUTLINE_FRACTION``)."""
+        s = self.settings
+        return (
+            OUTLINE_FRACTION > 0
+            and model_kind(s.model) == "unet"
+            and s.contrast == "fluorescence"
+            and s.foreground is None
+            and self.scribbles is None
+            and self.image is not None
+        )
+
+    def _unet_outline_inputs(self, seg, probs: np.ndarray) -> float:
+        """For a U-Net run on bright objects (``_outlines_unet``): the linear signal (``linear``) and the
+        diameter its foreground is split at, as for the per-image CNN (``prepare``, ``finish``).
+
+        The Segmenter prepared the image (``method.start``: the U-Net normalisation, the fluorescence
+        contrast, the diameter given or estimated, ``seg.diameter``); the linear signal is that
+        image before the contrast, whose scale the outline's fraction does not depend on.  An
+        estimated diameter is capped by the foreground's own (``_found_diameter``) in ``probs``, the run's
+        class probabilities ``(N, ...)``."""
+        s = self.settings
+        raw = prepare_image(self.image, self.channel_axis, self.spatial_dims, color=contrast_color(s.contrast, s.color))
+        diameter = float(seg.diameter)
+        self.linear = linear_signal(raw.data, diameter, as_spacing(self.spacing, len(raw.spatial_shape)))
+        self.objects = (
+            f"contrast {s.contrast} ({self.contrast_reason}); outlines at {OUTLINE_FRACTION:g} of each "
+            "object's peak on the linear signal"
+        )
+        if s.diameter is not None:
+            seg._record["objects"] = self.objects
+            return diameter
+        n = s.n_classes
+        fg = [k - 1 for k in foreground_classes(n, None)]
+        small = probs.reshape((n, -1) + seg.prepared.spatial_shape)[fg].sum(0)
+        return self._found_diameter(seg, small, diameter, raw.spatial_shape)
+
+    def _found_diameter(self, seg, foreground: np.ndarray, estimate: float, full_shape=None) -> float:
         """The diameter an estimated split uses: the smaller of the estimate made before the run and the
         diameter of the foreground the run found (``foreground_diameter``), recorded in the run's record.
 
@@ -290,7 +330,7 @@ class RunPlan:
         touching objects merge and drops small ones as debris (``MIN_OBJECT``).  The foreground's
         own pieces give the objects' size where they stand apart.  Measured on the working copy
         (``foreground``: its foreground probability, ``(B, *S')``), its pixels' size in the image's unit."""
-        full = np.asarray(self.full.spatial_shape, float)
+        full = np.asarray(self.full.spatial_shape if full_shape is None else full_shape, float)
         spacing = np.asarray(as_spacing(self.spacing, len(full)) or (1.0,) * len(full))
         coarse = spacing * full / np.asarray(foreground.shape[1:], float)
         found = foreground_diameter(foreground, tuple(coarse))
@@ -331,6 +371,10 @@ class RunPlan:
                 labels = instance_labels_per_item(
                     upsample(small, spatial), diameter=diameter, spacing=self.spacing, min_region=s.min_region
                 ).reshape(self.full.out_shape)
+            elif self._outlines_unet():  # a U-Net's foreground: the per-image CNN's split and outlines
+                probs = seg.probabilities()
+                diameter = self._unet_outline_inputs(seg, probs)
+                labels = seg.instances(diameter=diameter, min_region=s.min_region, probs=probs)
             else:
                 if diameter is None and s.contrast == "transmitted":
                     seg.diameter = None  # dark objects: split at the diameter of the foreground found
