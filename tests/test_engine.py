@@ -181,6 +181,21 @@ def test_stop_ends_the_run_between_snapshots():
     assert more[-1].iteration == 15 and not more[-1].stopped
 
 
+def test_a_stop_asked_as_a_run_hands_out_its_last_snapshot_is_kept():
+    """The widget runs in chunks: a Stop pressed while a chunk's last snapshot was being handed out was
+    forgotten as that chunk ended, and the run went on (a Stop that did not stop). It ends the next
+    chunk before its first step."""
+    image, _ = phantom((32, 32), 2, seed=0)
+    seg = Segmenter(image, 2, device="cpu")
+    chunk = seg.run(3, every=3)
+    last = next(chunk)
+    assert last.done and not last.stopped and last.iteration == 3
+    seg.stop()
+    assert list(chunk) == []
+    after = list(seg.run(5, every=5))
+    assert after[-1].stopped and after[-1].iteration == 3
+
+
 def test_lambda_change_takes_effect_without_restart():
     image, _ = phantom((64, 64), 4, noise=0.25, seed=5)
     seg = Segmenter(image, 4, lam=0.0, device="cpu")

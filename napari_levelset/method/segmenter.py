@@ -492,7 +492,9 @@ class Segmenter(ResultsMixin):
         self._loss = None
 
     def stop(self) -> None:
-        """Ask a running ``run`` to end after the current iteration (thread-safe)."""
+        """Ask a running ``run`` to end after the current iteration (thread-safe); asked between two runs, or
+        after a run's last snapshot was made, it ends the next run before its first step (``clear_stop``
+        forgets it)."""
         self._stop.set()
 
     def clear_stop(self) -> None:
@@ -668,10 +670,12 @@ class Segmenter(ResultsMixin):
         iterations = validate.integer("iterations", iterations)
         every = validate.integer("every", every)
         t0 = time.perf_counter()
+        honoured = False  # a stop is forgotten once a snapshot said so: one that came later ends the next run
         try:
             for i in range(iterations):
                 if self._stop.is_set():
                     self._check_loss()
+                    honoured = True
                     yield self.snapshot(with_probs, done=True, stopped=True, t0=t0)
                     return
                 self.step()
@@ -679,9 +683,11 @@ class Segmenter(ResultsMixin):
                     self._check_loss()
                     yield self.snapshot(with_probs, t0=t0)
             self._check_loss()
-            yield self.snapshot(with_probs, done=True, stopped=self._stop.is_set(), t0=t0)
+            honoured = self._stop.is_set()
+            yield self.snapshot(with_probs, done=True, stopped=honoured, t0=t0)
         finally:
-            self._stop.clear()
+            if honoured:
+                self._stop.clear()
 
     def _check_loss(self) -> None:
         """End the run with an ``InputError`` when the last step's loss is NaN or infinite.
