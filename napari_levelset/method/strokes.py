@@ -556,13 +556,20 @@ def appearance_features(item: np.ndarray) -> np.ndarray:
         (0: as it is), then its local standard deviation in a Gaussian window of
         ``PRIOR_TEXTURE`` pixels (texture: grass and sky of one mean colour differ there).
     """
+    return _colour_and_texture(item, PRIOR_SIGMAS, (PRIOR_TEXTURE,))
+
+
+def _colour_and_texture(item: np.ndarray, sigmas, windows) -> np.ndarray:
+    """float64 ``(C (len(sigmas) + len(windows)), *S)``: each channel of ``item`` blurred by each of ``sigmas``
+    (0: as it is), then its local standard deviation in each Gaussian window of ``windows`` pixels."""
     from scipy import ndimage as ndi
 
     item = np.asarray(item, np.float64)
-    feats = [ndi.gaussian_filter(c, sg) if sg else c for sg in PRIOR_SIGMAS for c in item]
-    for c in item:
-        mean = ndi.gaussian_filter(c, PRIOR_TEXTURE)
-        feats.append(np.sqrt(np.maximum(ndi.gaussian_filter(c * c, PRIOR_TEXTURE) - mean * mean, 0.0)))
+    feats = [ndi.gaussian_filter(c, sg) if sg else c for sg in sigmas for c in item]
+    for window in windows:
+        for c in item:
+            mean = ndi.gaussian_filter(c, window)
+            feats.append(np.sqrt(np.maximum(ndi.gaussian_filter(c * c, window) - mean * mean, 0.0)))
     return np.stack(feats)
 
 
@@ -597,15 +604,7 @@ def refit_features(item: np.ndarray) -> np.ndarray:
         float64 ``(6 C, *S)``: each channel blurred by each of ``PRIOR_REFIT_SIGMAS``, then its
         local standard deviation in each Gaussian window of ``PRIOR_REFIT_TEXTURES`` pixels.
     """
-    from scipy import ndimage as ndi
-
-    item = np.asarray(item, np.float64)
-    feats = [ndi.gaussian_filter(c, sg) for sg in PRIOR_REFIT_SIGMAS for c in item]
-    for window in PRIOR_REFIT_TEXTURES:
-        for c in item:
-            mean = ndi.gaussian_filter(c, window)
-            feats.append(np.sqrt(np.maximum(ndi.gaussian_filter(c * c, window) - mean * mean, 0.0)))
-    return np.stack(feats)
+    return _colour_and_texture(item, PRIOR_REFIT_SIGMAS, PRIOR_REFIT_TEXTURES)
 
 
 def _evidence(item, grid, n_classes: int, ks: list[int], ll: np.ndarray, plain: np.ndarray | None) -> np.ndarray:
