@@ -66,7 +66,7 @@ TRANSMITTED_MIN_PX = 8.0
 #: grey ``transmitted`` images: the diameters estimated again on what the cytoplasm's removal leaves are no
 #: smaller than the first estimate (on the whole image, which sees the cells) over this
 TRANSMITTED_CELL_NUCLEUS = 3.0
-#: grey ``transmitted`` images: the working copy holds at most this many times ``INSTANCE_PIXELS``
+#: grey ``transmitted`` images: the working copy holds at most about this many times ``INSTANCE_PIXELS``
 TRANSMITTED_CAP = 3.0
 #: grey bright-field images (cytoplasm removed): objects less convex than this (area over the convex
 #: hull's, scikit-image's ``solidity``) are left out: nuclei are convex, the rims and borders of cells
