@@ -290,3 +290,38 @@ def test_dark_objects_of_a_grey_image_are_convex_ones(nuclei2d):
     assert plan.contrast == "transmitted" and plan.convex
     assert "convex" in plan.objects
     assert instance_scores(segment(dark, regions="instances"), truth)["f1"] > 0.6
+
+
+def _dark_cells(shape, diameter, n_objects, texture, seed=0):
+    """Dark nuclei with a lighter cytoplasm around them on a light field, as in bright-field smears;
+    ``texture`` is the chromatin's speckle within the nuclei (in units of their darkness)."""
+    from scipy import ndimage
+
+    _, truth = nuclei(shape, n_objects=n_objects, diameter=diameter, seed=seed, touching=0.2)
+    rng = np.random.default_rng(seed)
+    cells = ndimage.grey_dilation(truth, size=(15, 15)) > 0
+    speck = ndimage.gaussian_filter(rng.random(truth.shape), 1.0)
+    speck = (speck - speck.mean()) / speck.std()
+    x = np.clip(0.3 * cells + (truth > 0) * (0.6 + 0.3 * texture * speck), 0.0, 1.2) / 1.2
+    dark = 60000 * (1 - 0.8 * x) + rng.normal(0, 300, truth.shape)
+    return dark.clip(0, 65535).astype(np.uint16), truth
+
+
+def test_the_chromatin_of_dark_nuclei_does_not_pass_for_them():
+    """The diameter of dark nuclei is re-estimated without their cytoplasm, no smaller than a third of it."""
+    from napari_levelset.post.objects import transmitted_prepared
+
+    dark, _ = _dark_cells((384, 384), 16.0, 60, texture=1.5)
+    assert transmitted_prepared(dark)[1] >= 16.0 / 3
+
+
+def test_small_dark_objects_of_a_large_grey_image_on_a_capped_working_copy():
+    from napari_levelset.method.plan import plan_run
+    from napari_levelset.post.objects import TRANSMITTED_CAP
+    from napari_levelset.settings import INSTANCE_PIXELS, Settings
+
+    dark, truth = _dark_cells((640, 640), 9.0, 600, texture=0.0)
+    plan = plan_run(dark, Settings(regions="instances"))
+    # objects of 9 px would keep the image at full size (TRANSMITTED_MIN_PX); the cap holds (to whole pixels)
+    assert plan.convex and np.prod(plan.prepared.spatial_shape) <= 1.01 * TRANSMITTED_CAP * INSTANCE_PIXELS
+    assert instance_scores(segment(dark, regions="instances"), truth)["f1"] > 0.6

@@ -238,21 +238,27 @@ def estimate_diameter(
     return float(2.0 * np.sqrt(2.0) * np.median(blobs[:, -1]) * g)
 
 
-def _mask_diameter(mask: np.ndarray, spacing: np.ndarray) -> float:
+def _mask_diameter(mask: np.ndarray, spacing: np.ndarray, pieces=None) -> float:
     """Twice the area-weighted median largest inscribed radius of a mask's pieces (scipy's distance
     transform), so clusters of touching objects do not inflate it; pieces under 9 pixels ignored.
-    ``mask`` may hold batch items ahead of its ``len(spacing)`` spatial axes: each is measured on its own."""
+    ``mask`` may hold batch items ahead of its ``len(spacing)`` spatial axes: each is measured on its own.
+    ``pieces``: ``(labels, n, distance)`` of a one-item ``mask`` where the caller already has them."""
     from scipy import ndimage
 
     nd = len(spacing)
     radii, weights = [], []
     for item in mask.reshape((-1,) + mask.shape[mask.ndim - nd :]):
-        lab, n = ndimage.label(item)
+        if pieces is not None:
+            lab, n, dt = pieces
+        else:
+            lab, n = ndimage.label(item)
+            dt = ndimage.distance_transform_edt(item, sampling=spacing) if n else None
         if n == 0:
             continue
-        sizes = np.bincount(lab.ravel())[1:]
-        dt = ndimage.distance_transform_edt(item, sampling=spacing)
-        radius = np.asarray(ndimage.maximum(dt, lab, np.arange(1, n + 1))) + 0.5 * spacing.min()
+        sizes = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+        top = np.zeros(n + 1)  # each piece's largest distance (ndimage.maximum's, without its per-label sort)
+        np.maximum.at(top, lab.ravel(), dt.ravel())
+        radius = top[1:] + 0.5 * spacing.min()
         radii.append(radius[sizes >= 9])
         weights.append(sizes[sizes >= 9].astype(float))
     r = np.concatenate(radii) if radii else np.zeros(0)

@@ -358,15 +358,15 @@ def instance_labels(
     mask = ndimage.binary_fill_holes(p > 0.5)
     if not mask.any():
         return np.zeros(p.shape, np.uint32)
-    d = diameter if diameter is not None else _mask_diameter(mask, sp)
+    dt = ndimage.distance_transform_edt(mask, sampling=sp)
+    comp, n_comp = ndimage.label(mask)
+    d = diameter if diameter is not None else _mask_diameter(mask, sp, pieces=(comp, n_comp, dt))
     if not (np.isfinite(d) and d > 0):
         raise InputError(f"diameter must be a positive number, got {diameter!r}")
     d_px = d / sp  # per axis, in pixels
     if min_region is None:
         min_region = _default_min_region(d_px)
-    dt = ndimage.distance_transform_edt(mask, sampling=sp)
     smooth = ndimage.gaussian_filter(dt, sigma=np.maximum(SEED_SMOOTHING * d_px, 0.5))
-    comp, _ = ndimage.label(mask)
     min_dist = max(1, round(SEED_DISTANCE * float(d_px.min())))
     peaks = peak_local_max(smooth, min_distance=min_dist, labels=comp, exclude_border=False)
     markers = np.zeros(p.shape, np.int32)
@@ -486,7 +486,14 @@ def fluorescence_prepared(prepared, diameter: float | None = None, spacing: Sequ
     return replace(prepared, data=_contrast(np.asarray(data, dtype=np.float32), diameter, sp)), float(diameter)
 
 
-def resample_prepared(prepared, max_pixels: float, diameter: float | None, spacing=None, min_diameter_px: float = 12.0):
+def resample_prepared(
+    prepared,
+    max_pixels: float,
+    diameter: float | None,
+    spacing=None,
+    min_diameter_px: float = 12.0,
+    cap_pixels: float | None = None,
+):
     """A copy of ``prepared`` zoomed by one factor z <= 1 on every spatial axis.
 
     The factor makes a batch item at most ``max_pixels`` pixels, but objects keep at least
@@ -505,6 +512,8 @@ def resample_prepared(prepared, max_pixels: float, diameter: float | None, spaci
         Physical pixel size per spatial axis (the largest one converts ``diameter``).
     min_diameter_px : float
         Fewest pixels an object of ``diameter`` keeps across.
+    cap_pixels : float, optional
+        Most pixels of one batch item whatever ``min_diameter_px`` asks for (None: no cap).
 
     Returns
     -------
@@ -528,6 +537,8 @@ def resample_prepared(prepared, max_pixels: float, diameter: float | None, spaci
     if diameter is not None:
         d_px = float(diameter) / float(sp.max())
         z = max(z, min(1.0, min_diameter_px / max(d_px, 1e-6)))
+    if cap_pixels is not None:
+        z = min(z, float(cap_pixels / np.prod(spatial)) ** (1.0 / len(spatial)))
     shape = tuple(max(2, round(s * z)) for s in spatial)
     if z >= 0.95 or shape == tuple(spatial):
         return prepared, 1.0

@@ -63,6 +63,11 @@ __all__ = [
 TRANSMITTED_TOP = 99.9
 #: ``transmitted``: objects keep at least this many pixels across on the working copy
 TRANSMITTED_MIN_PX = 8.0
+#: grey ``transmitted`` images: the diameters estimated again on what the cytoplasm's removal leaves are no
+#: smaller than the first estimate (on the whole image, which sees the cells) over this
+TRANSMITTED_CELL_NUCLEUS = 3.0
+#: grey ``transmitted`` images: the working copy holds at most about this many times ``INSTANCE_PIXELS``
+TRANSMITTED_CAP = 3.0
 #: grey bright-field images (cytoplasm removed): objects less convex than this (area over the convex
 #: hull's, scikit-image's ``solidity``) are left out: nuclei are convex, the rims and borders of cells
 #: that the removal of the cytoplasm leaves are not
@@ -163,7 +168,9 @@ def transmitted_prepared(
     opening over ``BACKGROUND_DIAMETERS`` diameters (the three phases of a bright-field
     smear become two); the diameter is estimated on the image and again on what the
     opening leaves, twice, each time no larger than before (``estimate_diameter``'s
-    ``max_diameter``), so that large cells do not pass for objects.  A stain's
+    ``max_diameter``), so that large cells do not pass for objects, and no smaller than
+    the first estimate (which sees the cells) over ``TRANSMITTED_CELL_NUCLEUS``, so that
+    the texture within the nuclei does not pass for them either.  A stain's
     deconvolution already leaves the tissue out, so its haematoxylin is used as it is
     (less its 0.5th percentile).  The contrast stays linear (no log compression: outlines
     where the signal falls off, not in its faint tail), in units of its ``TRANSMITTED_TOP``
@@ -208,9 +215,10 @@ def transmitted_prepared(
     else:
         d = estimate_diameter(x0, spacing)
         if remove:
+            floor = d / TRANSMITTED_CELL_NUCLEUS
             for _ in range(2):
                 r = np.maximum(x0 - _background(x0, np.maximum(3.0, BACKGROUND_DIAMETERS * d / sp)), 0.0)
-                d = estimate_diameter(r, spacing, max_diameter=d)
+                d = max(estimate_diameter(r, spacing, max_diameter=d), floor)
         d = min(float(d), MAX_DIAMETER_EXTENTS * float((np.asarray(shape) * sp).min()))
     out = np.empty_like(data)
     for b in range(data.shape[0]):
