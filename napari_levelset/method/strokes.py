@@ -607,8 +607,9 @@ def refit_features(item: np.ndarray) -> np.ndarray:
     return _colour_and_texture(item, PRIOR_REFIT_SIGMAS, PRIOR_REFIT_TEXTURES)
 
 
-def _evidence(item, grid, n_classes: int, ks: list[int], ll: np.ndarray, plain: np.ndarray | None) -> np.ndarray:
-    """``(len(ks), *S)``: ``stroke_prior``'s map of one item from the classes' log-likelihoods ``ll``."""
+def _evidence(item, grid, n_classes: int, ks: list[int], ll: np.ndarray, plain: np.ndarray | None, segments):
+    """``(len(ks), *S)``: ``stroke_prior``'s map of one item from the classes' log-likelihoods ``ll``, averaged
+    over ``segments`` (``_colour_segments`` of the item)."""
     small = item.shape[1:]
     unlike = np.zeros((1, n_classes, *small), np.float32)
     for i, k in enumerate(ks):
@@ -620,10 +621,27 @@ def _evidence(item, grid, n_classes: int, ks: list[int], ll: np.ndarray, plain: 
     if plain is not None:
         score = ll.reshape(len(ks), *small) - plain / PRIOR_TAU
         gap += PRIOR_BLEND * np.maximum(score - score.max(0), -PRIOR_LL_CLIP) / PRIOR_LL_CLIP
-    return segment_average(item, gap)
+    return segment_average(item, gap, segments=segments)
 
 
-def segment_average(item: np.ndarray, maps: np.ndarray, share: float | None = None) -> np.ndarray:
+def _colour_segments(item: np.ndarray) -> np.ndarray | None:
+    """Flat int labels ``(H W,)`` of the Felzenszwalb segments of a 2D item ``(C, H, W)``'s colour (see
+    ``segment_average``), or None for an item that is not 2D."""
+    from skimage.segmentation import felzenszwalb
+
+    if item.ndim != 3:
+        return None
+    return felzenszwalb(
+        np.moveaxis(np.asarray(item, np.float64), 0, -1),
+        scale=PRIOR_SEGMENT_SCALE,
+        sigma=PRIOR_SEGMENT_SIGMA,
+        min_size=PRIOR_SEGMENT_MIN,
+    ).ravel()
+
+
+def segment_average(
+    item: np.ndarray, maps: np.ndarray, share: float | None = None, segments: np.ndarray | None = None
+) -> np.ndarray:
     """``maps`` pulled ``share`` of the way to their mean over each segment of ``item``'s colour.
 
     Parameters
@@ -636,6 +654,8 @@ def segment_average(item: np.ndarray, maps: np.ndarray, share: float | None = No
     share : float or None
         In [0, 1]: 0 leaves ``maps`` as they are, 1 gives each segment its mean; None:
         ``PRIOR_SEGMENT_SHARE``.
+    segments : numpy.ndarray, optional
+        ``_colour_segments(item)`` where the caller has them already.
 
     Returns
     -------
@@ -660,18 +680,11 @@ def segment_average(item: np.ndarray, maps: np.ndarray, share: float | None = No
     >>> bool(np.ptp(flat[0, :, :7]) < 1e-6 and np.ptp(flat[0, :, 13:]) < 1e-6)
     True
     """
-    from skimage.segmentation import felzenszwalb
-
     share = PRIOR_SEGMENT_SHARE if share is None else share
     maps = np.asarray(maps, np.float32)
     if item.ndim != 3 or not share:
         return maps
-    seg = felzenszwalb(
-        np.moveaxis(np.asarray(item, np.float64), 0, -1),
-        scale=PRIOR_SEGMENT_SCALE,
-        sigma=PRIOR_SEGMENT_SIGMA,
-        min_size=PRIOR_SEGMENT_MIN,
-    ).ravel()
+    seg = _colour_segments(item) if segments is None else segments
     count = np.maximum(np.bincount(seg), 1)
     means = np.stack([(np.bincount(seg, m.ravel(), minlength=len(count)) / count)[seg] for m in maps])
     return ((1.0 - share) * maps + share * means.reshape(maps.shape)).astype(np.float32)
@@ -752,7 +765,8 @@ def stroke_prior(data: np.ndarray, scribbles: np.ndarray, n_classes: int):
         if PRIOR_BLEND:
             plain = geodesic_distances(item[None], grid, n_classes, edge=PRIOR_PLAIN_EDGE, power=1.0)[0]
             plain = np.stack([plain[k - 1] for k in ks])
-        gap = _evidence(item, grid, n_classes, ks, ll, plain)
+        segments = _colour_segments(item) if PRIOR_SEGMENT_SHARE else None  # made once for both maps
+        gap = _evidence(item, grid, n_classes, ks, ll, plain, segments)
         if PRIOR_REFIT and len(ks) > 1:  # the second look: learnt from the pixels the first map is sure of
             top = np.sort(gap.reshape(len(ks), -1), 0)
             sure = np.clip((top[-1] - top[-2]) / PRIOR_REFIT_MARGIN, 0.0, 1.0)
@@ -761,7 +775,7 @@ def stroke_prior(data: np.ndarray, scribbles: np.ndarray, n_classes: int):
             weights = [sure * (won == i) + (strokes == k) for i, k in enumerate(ks)]
             refit = _log_likelihoods(rich.reshape(len(rich), -1).T, weights)
             ll = PRIOR_REFIT * refit + (1.0 - PRIOR_REFIT) * ll
-            gap = _evidence(item, grid, n_classes, ks, ll, plain)
+            gap = _evidence(item, grid, n_classes, ks, ll, plain, segments)
         if small != spatial:
             gap = resize(gap, (len(ks), *spatial), order=1)
         for i, k in enumerate(ks):

@@ -282,8 +282,6 @@ class PretrainedNetwork(nn.Module):
         InputError
             When the model averages colour to grey (``takes_centres`` is False).
         """
-        if not self.takes_centres:
-            raise InputError("a k-means start needs the model's input channels; this model averages colour to grey")
         rows, bias = self._mixture_rows(centres, spread)
         self.head.weight.copy_(rows.view_as(self.head.weight))
         self.head.bias.copy_(bias)
@@ -291,7 +289,10 @@ class PretrainedNetwork(nn.Module):
 
     def _mixture_rows(self, centres: torch.Tensor, spread: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Head rows ``(n, in)`` and biases ``(n,)`` of the soft nearest-centre assignment to ``centres``
-        ``(n, k)`` (zero on the embedding), as ``init_from_centres`` sets them."""
+        ``(n, k)`` (zero on the embedding), as ``init_from_centres`` sets them; ``InputError`` when the model
+        averages colour to grey (``takes_centres`` is False)."""
+        if not self.takes_centres:
+            raise InputError("a k-means start needs the model's input channels; this model averages colour to grey")
         s = max(float(spread), 1e-4)
         centres = centres.to(self.head.weight)
         k = min(int(centres.shape[1]), self.in_channels, self.model_channels)
@@ -329,8 +330,6 @@ class PretrainedNetwork(nn.Module):
         InputError
             When the model averages colour to grey (``takes_centres`` is False).
         """
-        if not self.takes_centres:
-            raise InputError("a k-means start needs the model's input channels; this model averages colour to grey")
         rows, bias = self._mixture_rows(centre[None], spread)
         flat = self.head.weight.view(self.n_classes, -1)
         feats = flat.shape[1] - self.model_channels - self.extra_channels

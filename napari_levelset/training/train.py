@@ -255,9 +255,9 @@ def match_classes(
     for start in range(0, MATCH_CROPS, batch_size):
         x, y = _batch(data, labs, rng, crop, min(batch_size, MATCH_CROPS - start), 1.0)
         logits = net(x)
+        lab = y.numpy().ravel()
         for n in heads:
             pred = logits[n].argmax(1).numpy().ravel()
-            lab = y.numpy().ravel()
             use = (lab > 0) & (lab <= n)
             counts[n] += np.bincount((lab[use] - 1) * n + pred[use], minlength=n * n).reshape(n, n)
     net.train(was)
