@@ -79,6 +79,7 @@ MODULES = [
     "napari_levelset.scale.statistics",
     "napari_levelset.napari._layers",
     "napari_levelset.method.strokes",
+    "napari_levelset.method.stroke_look",
     "napari_levelset.training.labels",
     "napari_levelset.training.start",
     "napari_levelset.napari._training",

@@ -31,6 +31,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from napari_levelset.method.stroke_look import mean_field
 from napari_levelset.post.instances import _background, estimate_diameter, noise_sigma, resample_prepared
 from napari_levelset.settings import STROKE_ITERATIONS, STROKE_PIXELS, stroke_contrast
 
@@ -743,7 +744,8 @@ def stroke_prior(data: np.ndarray, scribbles: np.ndarray, n_classes: int):
     strokes; that Gaussian's log-likelihood is ``PRIOR_REFIT`` of ``l_k`` in the second map
     (self-training).  Short strokes, the fit sets above: 0.711 / 0.724 / 0.713 -> 0.742 /
     0.752 / 0.726; all 100 val images 0.663 -> 0.679 (``benchmarks/RESULTS.md``, "Short
-    strokes: segments, a covariance floor and a second look").
+    strokes: segments, a covariance floor and a second look").  Last, the map is made to agree with
+    its like-coloured neighbours (``napari_levelset.method.stroke_look.mean_field``).
     """
     from skimage.transform import resize
 
@@ -776,6 +778,7 @@ def stroke_prior(data: np.ndarray, scribbles: np.ndarray, n_classes: int):
             refit = _log_likelihoods(rich.reshape(len(rich), -1).T, weights)
             ll = PRIOR_REFIT * refit + (1.0 - PRIOR_REFIT) * ll
             gap = _evidence(item, grid, n_classes, ks, ll, plain, segments)
+        gap = mean_field(item, gap)  # each pixel leans to its like-coloured neighbours
         if small != spatial:
             gap = resize(gap, (len(ks), *spatial), order=1)
         for i, k in enumerate(ks):
