@@ -334,3 +334,23 @@ def test_the_evidence_map_is_made_on_a_photographs_working_copy_as_it_is():
     assert np.array_equal(_geodesic_copy(item), item)
     larger = np.zeros((3, 2 * item.shape[1], 2 * item.shape[2]), np.float32)
     assert np.prod(_geodesic_copy(larger).shape[1:]) <= GEODESIC_PIXELS < np.prod(larger.shape[1:])
+
+
+def test_the_mean_field_pass_clears_speckle_but_keeps_a_thin_region_of_its_own_colour():
+    """Wrong pixels scattered in a flat region go to the class around them; a stripe three pixels wide of
+    another colour, which its map favours only slightly, keeps its class against the neighbours around it."""
+    from napari_levelset.method.stroke_look import mean_field
+
+    item = np.zeros((3, 40, 40))
+    item[0, :, 18:21] = 1.0  # the stripe: another colour
+    truth = np.zeros((40, 40), int)
+    truth[:, 18:21] = 1
+    maps = np.full((2, 40, 40), -0.5)  # outside the stripe class 0 ahead by 0.5
+    maps[0][truth == 0] = maps[1][truth == 1] = 0.0
+    maps[0][truth == 1] = -0.1  # in the stripe class 1 ahead by 0.1 only
+    speckle = (np.random.default_rng(0).random((40, 40)) < 0.1) & (truth == 0)
+    maps[:, speckle] = maps[::-1][:, speckle]  # these say the wrong class
+    assert np.mean(maps.argmax(0) == truth) < 0.95
+    out = mean_field(item, maps)
+    assert out.shape == maps.shape and out.dtype == np.float32 and out.max() <= 0 and out.min() >= -1
+    assert np.array_equal(out.argmax(0), truth)
