@@ -709,7 +709,8 @@ def stroke_prior(data: np.ndarray, scribbles: np.ndarray, n_classes: int):
         float32 ``(B, N, *S)`` in [-1, 0] for the stroked classes ``k``:
         ``(1 - PRIOR_BLEND) max(d_min - d_k, -PRIOR_CLIP) / PRIOR_CLIP + PRIOR_BLEND
         max(s_k - s_max, -PRIOR_LL_CLIP) / PRIOR_LL_CLIP``, ``d_k`` and ``s_k`` below, ``d_min``
-        and ``s_max`` their best over the stroked classes; -0.5 for unstroked classes.  The
+        and ``s_max`` their best over the stroked classes (on a 2D item then averaged over
+        segments and passed through ``mean_field``); -0.5 for unstroked classes.  The
         best stroked class scores near 0 everywhere, so an unstroked class could never win a
         pixel against it: ``Segmenter`` uses the map only when every class has a stroke.
 
