@@ -612,6 +612,10 @@ class TrainingWidget(QWidget):
         stopped = result.steps < int(self.options_steps())
         what = f"stopped at step {result.steps}" if stopped else f"trained {result.steps} steps"
         self.status.value = f"{what}; final loss {np.mean(result.losses[-20:]):.4g}: save it or apply it"
+        from napari_levelset.training.edges import edge_message  # torch: loaded by the run already
+
+        edge = edge_message(self.model_meta)  # what the labels say about objects cut by the image's edge
+        self.status.value += f"\n{edge}" if edge else ""
 
     def options_steps(self) -> int:
         """The steps of the run going or last made (else the setting's).
