@@ -322,6 +322,7 @@ class TrainingWidget(QWidget):
         buttons = Container(widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False)
         self.progress = ProgressBar(value=0, min=0, max=1, label="")
         self.status = Label(value="choose images, and labels for some of them")
+        self.status.native.setWordWrap(True)  # long notes (e.g. the labels' edge convention) wrap
         self.save_path = FileEdit(mode="w", filter="*.pt", label="model file", value=str(Path.home() / "model.pt"))
         self.save_button = PushButton(text="Save model", enabled=False)
         self.apply_output = ComboBox(choices=OUTPUT_CHOICES, value="instances", label="output")
