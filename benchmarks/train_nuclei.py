@@ -6,9 +6,11 @@ its ``README.md`` says: GOWT1 and HeLa with instance masks, NIH3T3 with foregrou
 images in numeric order are split into
 
 ``labelled``
-    the first ``min(k, n - 1)`` images; their masks become class targets: background
-    (0) -> 1, nucleus (any id, or 255 for NIH3T3) -> 2 (``train(labels=...)``: 0 unlabelled,
-    ``k`` = class ``k - 1``);
+    the first ``min(k, n - 1)`` images; their masks are given to ``train`` as they are (instance
+    masks for GOWT1 and HeLa, 0/255 foreground masks for NIH3T3), which turns them into class
+    targets by its label rule (``napari_levelset.training.labels``: background 0 -> class 1,
+    nucleus -> class 2) and reads from them whether objects cut by the image's edge are
+    annotated (``napari_levelset.training.edges``);
 ``test``
     every other one of the rest, starting with the first (so each set has one);
 ``unlabelled``
@@ -16,7 +18,9 @@ images in numeric order are split into
 
 The test images are never in training.  One model per method is trained on the three sets
 together (``napari_levelset.training.train.train``, ``n_classes=2``, every other setting the
-training defaults unless given with ``--set``):
+training defaults unless given with ``--set``); with ``--per-set``, one model per method and set,
+trained on that set's images alone and scored on its test images (the minutes are then the
+longest of the three trainings):
 
 ``supervised``  the labelled images with their targets;
 ``semi``        the labelled images with their targets plus the unlabelled images;
@@ -69,11 +73,6 @@ def split(n: int, k: int) -> tuple[list[int], list[int], list[int]]:
     return list(range(k)), rest[1::2], rest[0::2]
 
 
-def targets(truth: np.ndarray) -> np.ndarray:
-    """Class targets of a mask: background 1, nucleus 2."""
-    return np.where(np.asarray(truth) > 0, 2, 1).astype(np.uint8)
-
-
 def load(root: Path, k: int) -> dict:
     """Per set: the images, truths and split for ``k`` labelled images."""
     out = {}
@@ -99,21 +98,25 @@ def training_data(sets: dict, method: str) -> tuple[list, list | None]:
         use = d["labelled"] + ([] if method == "supervised" else d["unlabelled"])
         for i in use:
             images.append(d["images"][i])
-            labels.append(targets(d["truths"][i]) if method != "unsupervised" and i in d["labelled"] else None)
+            labels.append(d["truths"][i] if method != "unsupervised" and i in d["labelled"] else None)
     return images, (labels if any(lab is not None for lab in labels) else None)
 
 
 # ------------------------------------------------------------------ runs
-def train_model(sets: dict, method: str, args, k: int, settings: dict) -> tuple[Path, float]:
+def train_model(sets: dict, method: str, args, k: int, settings: dict, name: str = "") -> tuple[Path, float]:
+    from napari_levelset.nn.model_files import read_model_file
     from napari_levelset.training.train import train
 
     images, labels = training_data(sets, method)
     tag = "-".join(f"{a}{b}" for a, b in sorted(settings.items())).replace("/", "_")
-    out = args.out / f"k{k}-{method}-{args.prepare}-s{args.seed}{'-' + tag if tag else ''}.pt"
+    out = (
+        args.out / f"k{k}-{method}-{args.prepare}-s{args.seed}{'-' + tag if tag else ''}{'-' + name if name else ''}.pt"
+    )
     if args.reuse and out.is_file():
-        from napari_levelset.nn.model_files import read_model_file
-
         meta = read_model_file(out)["metadata"]
+        print(
+            f"{out.name}: edge objects {meta.get('edge_objects')} {meta.get('edge_objects_evidence')}", file=sys.stderr
+        )
         return out, float(meta.get("train_seconds_last_call", float("nan"))) / 60
     t0 = time.perf_counter()
     train(
@@ -128,7 +131,10 @@ def train_model(sets: dict, method: str, args, k: int, settings: dict) -> tuple[
         resume=False,
         **settings,
     )
-    return out, (time.perf_counter() - t0) / 60
+    minutes = (time.perf_counter() - t0) / 60
+    meta = read_model_file(out)["metadata"]
+    print(f"{out.name}: edge objects {meta.get('edge_objects')} {meta.get('edge_objects_evidence')}", file=sys.stderr)
+    return out, minutes
 
 
 def score(sets: dict, model) -> dict:
@@ -171,6 +177,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=OUT / "train_nuclei")
+    p.add_argument("--per-set", action="store_true", help="one model per set, trained on that set's images alone")
     p.add_argument("--reuse", action="store_true", help="score a model file of the same run instead of training")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -190,13 +197,21 @@ def main(argv=None) -> int:
                 file=sys.stderr,
             )
         for method in methods:
-            minutes, model = 0.0, None
-            if method in TRAINED:
-                model, minutes = train_model(sets, method, args, k, settings)
-            elif method == "pretrained":
-                model = "unet"
-            res = score(sets, model)
-            results.append(dict(k=k, method=method, minutes=minutes, scores=res, settings=settings))
+            minutes, model, res = 0.0, None, {}
+            if method in TRAINED and args.per_set:
+                for name in sets:
+                    model, m = train_model({name: sets[name]}, method, args, k, settings, name)
+                    minutes = max(minutes, m)
+                    res.update(score({name: sets[name]}, model))
+            else:
+                if method in TRAINED:
+                    model, minutes = train_model(sets, method, args, k, settings)
+                elif method == "pretrained":
+                    model = "unet"
+                res = score(sets, model)
+            results.append(
+                dict(k=k, method=method, minutes=minutes, scores=res, settings=settings, per_set=args.per_set)
+            )
             print(json.dumps(results[-1], default=str), file=sys.stderr, flush=True)
     head = ["k", "method", *[f"{n} ({'F1 / AP / Dice' if s.instances else 'Dice'})" for n, s in NUCLEI_SETS.items()]]
     rows = [

@@ -81,6 +81,7 @@ def test_labels_layer_to_model_to_labels(panel, qtbot, tmp_path):
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
     assert widget.model_path is not None and widget.model_path.name == "model.pt", widget.status.value
     assert widget.run.step == 6 and len(widget.curve.xs) == 6
+    assert "the model's instances" in widget.status.value and "image's edge" in widget.status.value
     assert widget.save_button.enabled and widget.apply_button.enabled
     widget.save_path.value = str(tmp_path / "nuclei.pt")
     saved = widget.save()

@@ -387,6 +387,9 @@ class RunPlan:
                 labels = outlines_on_linear(labels, self.linear, diameter, self.spacing, s.min_region)
             if self.convex and s.foreground is None:
                 labels = drop_concave(labels, len(self.full.spatial_shape))
+            if _edge_objects(s.model) == "dropped":  # the convention of the labels the model was trained on
+                labels = _drop_edge_objects(labels, len(seg.prepared.spatial_shape))
+                seg._record["objects"] = f"{seg._record.get('objects') or ''}; {EDGE_NOTE}".lstrip("; ")
             return labels
         labels = last.labels if last is not None else seg.labels()
         return seg.regions(labels, s.regions, min_region=s.min_region, merge=s.merge)
@@ -406,6 +409,35 @@ def _trained_contrast(model) -> tuple[str, str] | None:
     if not isinstance(prep, dict) or prep.get("contrast") not in CONTRAST_MODES:
         return None
     return prep["contrast"], "the model's: it was trained on images prepared so"
+
+
+#: what a run's record says when a model's instances drop the objects touching the image's edge
+EDGE_NOTE = "objects touching the image's edge dropped: the model's labels leave them out"
+
+
+def _edge_objects(model) -> str | None:
+    """What a trained model's instances do with objects touching the image's edge (its ``edge_objects``,
+    ``"dropped"`` or ``"kept"``, decided from its labels by ``napari_levelset.training.edges``); None for
+    the per-image CNN and models that record none (the shipped one, models trained without labels)."""
+    if model_kind(model) != "unet":
+        return None
+    if isinstance(model, (str, os.PathLike)):
+        from napari_levelset.nn.model_files import load_model, resolve_model_path  # torch: only for a U-Net
+
+        meta = load_model(resolve_model_path(model))[1]
+    else:
+        meta = getattr(model, "metadata", None) or {}
+    return meta.get("edge_objects")
+
+
+def _drop_edge_objects(labels: np.ndarray, spatial_ndim: int) -> np.ndarray:
+    """Instances ``labels`` ``(*B, *S)`` without the objects touching the edge of their item
+    (``skimage.segmentation.clear_border`` per item), renumbered 1..M."""
+    from skimage.segmentation import clear_border, relabel_sequential
+
+    items = labels.reshape((-1,) + labels.shape[labels.ndim - spatial_ndim :])
+    kept = np.stack([clear_border(item) for item in items]).reshape(labels.shape)
+    return relabel_sequential(kept)[0].astype(labels.dtype, copy=False)
 
 
 def plan_run(

@@ -322,6 +322,7 @@ class TrainingWidget(QWidget):
         buttons = Container(widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False)
         self.progress = ProgressBar(value=0, min=0, max=1, label="")
         self.status = Label(value="choose images, and labels for some of them")
+        self.status.native.setWordWrap(True)  # long notes (e.g. the labels' edge convention) wrap
         self.save_path = FileEdit(mode="w", filter="*.pt", label="model file", value=str(Path.home() / "model.pt"))
         self.save_button = PushButton(text="Save model", enabled=False)
         self.apply_output = ComboBox(choices=OUTPUT_CHOICES, value="instances", label="output")
@@ -612,6 +613,10 @@ class TrainingWidget(QWidget):
         stopped = result.steps < int(self.options_steps())
         what = f"stopped at step {result.steps}" if stopped else f"trained {result.steps} steps"
         self.status.value = f"{what}; final loss {np.mean(result.losses[-20:]):.4g}: save it or apply it"
+        from napari_levelset.training.edges import edge_message  # torch: loaded by the run already
+
+        edge = edge_message(self.model_meta)  # what the labels say about objects cut by the image's edge
+        self.status.value += f"\n{edge}" if edge else ""
 
     def options_steps(self) -> int:
         """The steps of the run going or last made (else the setting's).

@@ -173,6 +173,10 @@ class TrainingSet:
         Label files that match no image.
     repeated : bool
         Whether grey images were repeated to more channels.
+    names : list of str
+        Per image (slice of a stack), the name of the file or array it came from.
+    kinds : list of str or None
+        Per image, the kind of its label image (``instances``, ``binary``, ``classes``) or None.
     """
 
     data: list
@@ -182,6 +186,8 @@ class TrainingSet:
     matches: list[str] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
     repeated: bool = False
+    names: list = field(default_factory=list)
+    kinds: list = field(default_factory=list)
 
     def report(self) -> list[str]:
         """Lines for people: the matches, the decisions, the unmatched label files.
@@ -280,7 +286,9 @@ def read_training_set(
         data.extend(d)
         owner.extend([i] * len(d))
     data, repeated = _same_channels(data, channels)
-    out = TrainingSet(data, [None] * len(data), desc, repeated=repeated)
+    out = TrainingSet(
+        data, [None] * len(data), desc, repeated=repeated, names=[names[o] for o in owner], kinds=[None] * len(data)
+    )
     if labels is not None:
         per_image = _read_labels(labels, names, out, allow_large)
         for i, lab in enumerate(per_image):
@@ -294,7 +302,7 @@ def read_training_set(
             targets, decision = label_targets(lab, n_classes, label_kind, boundary=boundary, shape=shape, name=names[i])
             out.decisions.append(decision)
             for j, k in enumerate(ks):
-                out.labels[k] = targets[j]
+                out.labels[k], out.kinds[k] = targets[j], decision.kind
         if all(lab is None for lab in out.labels):
             raise InputError(
                 "no label image matches any training image (see the matching rule: same name, name_masks, "

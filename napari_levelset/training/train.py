@@ -68,6 +68,7 @@ from napari_levelset.nn.unet import MAX_CLASSES, LevelSetUNet
 from napari_levelset.resources import run_threads
 from napari_levelset.training.checkpoints import checkpoint_path, resume_from
 from napari_levelset.training.data import TRAIN_CONTRASTS, _batch, load_training_images, pad_to_crop, read_training_set
+from napari_levelset.training.edges import edge_metadata
 from napari_levelset.training.outputs import check_output, save_model_file
 from napari_levelset.training.start import read_init, start_network, trainable_parameters
 
@@ -558,8 +559,12 @@ def train(
     meta.update(preparation=training_preparation(color, ts.repeated, contrast), labels=[str(d) for d in ts.decisions])
     meta.update(classes_matched=matched)
     recipe = _recipe(heads, ce_heads, checkpoint_every, settings)
+
+    def edge_rule(trained: LevelSetUNet) -> dict:  # the labels' convention at the image's edge (training.edges)
+        return edge_metadata(trained, ts, min(ce_heads), crop_used, dev, progress) if labelled else {}
+
     return _optimise(
-        net, opt, data, labs, recipe, dev, step, losses, meta, ckpt, out, stop_after, progress, callback=callback
+        net, opt, data, labs, recipe, dev, step, losses, meta, ckpt, out, stop_after, progress, callback, edge_rule
     )
 
 
@@ -709,9 +714,11 @@ def _optimise(
     stop_after: int | None,
     progress: bool,
     callback=None,
+    before_save=None,
 ) -> TrainResult:
     """The steps from ``step`` to ``r.steps`` (checkpoints on the way and on Ctrl-C), then the model file;
-    ``callback(step, steps, loss)`` returning False ends it with a checkpoint, as ``stop_after`` does."""
+    ``callback(step, steps, loss)`` returning False ends it with a checkpoint, as ``stop_after`` does;
+    ``before_save(net)`` gives metadata measured on the trained network, added before the file is written."""
 
     def save_checkpoint() -> None:
         save_model_file(ckpt, net, meta, optimizer=opt.state_dict(), step=step, losses=list(losses))
@@ -759,6 +766,8 @@ def _optimise(
         train_seconds_last_call=round(seconds, 1),
     )
     net.eval()
+    if before_save is not None:
+        meta.update(before_save(net))
     save_model_file(out, net, meta)
     if ckpt.exists():
         ckpt.unlink()

@@ -1,0 +1,258 @@
+"""The labeller's convention for objects cut by the image's edge, read from the labelled images.
+
+Whether an object cut by the image's edge is annotated is a convention of the annotation: some
+leave such objects out (CellProfiler's, StarDist's and Cellpose's "exclude objects touching the
+border" is a common choice; the Cell Tracking Challenge's HeLa masks hold 1 of 109 nuclei that
+touch the edge), others keep them (NIH3T3's foreground masks).  The labels a model is trained
+on show which convention its user follows, so a model trained with labels learns it and its
+instances follow it.
+
+The rule (``edge_evidence``, ``decide_edge_objects``), after training:
+
+1. Only full annotations are evidence: instance masks and foreground masks
+   (:mod:`napari_levelset.training.labels`, kinds ``instances`` and ``binary``: every pixel
+   labelled, 0 background).  Class labels, where 0 means unlabelled, say nothing about what
+   was left out.
+2. On each such image the trained network's foreground (the labels' foreground class, 2, as
+   the arg-max of the smallest head given the labels) is found in a band along the image's
+   edge as wide as a training crop; each connected piece of it that touches the edge and has
+   at least ``MIN_EDGE_PIXELS`` pixels is an *object found at the edge*.  It is *labelled* when
+   at least half of its labelled pixels are foreground in the labels.
+3. Over all such images together: with at least ``MIN_EDGE_OBJECTS`` objects found at the
+   edge, and fewer than ``LEFT_OUT_SHARE`` (a quarter) of them labelled, the labels leave out
+   objects cut by the edge and the model's instances drop them (``edge_objects="dropped"``);
+   otherwise they are kept (``"kept"``, also where there is no evidence).
+
+The decision and its counts are recorded in the model file (``edge_objects``,
+``edge_objects_evidence``); ``segment(image, model=FILE, regions="instances")`` -- and so the
+command line, the napari widget and the batch path -- then drops the instances touching the
+image's edge (``skimage.segmentation.clear_border``; ``napari_levelset.method.plan``).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+
+from napari_levelset.training.labels import FOREGROUND
+
+__all__ = [
+    "EDGE_DECISIONS",
+    "LEFT_OUT_SHARE",
+    "MIN_EDGE_OBJECTS",
+    "MIN_EDGE_PIXELS",
+    "EdgeEvidence",
+    "decide_edge_objects",
+    "edge_evidence",
+    "edge_message",
+    "edge_metadata",
+]
+
+#: what a model's instances do with objects touching the image's edge
+EDGE_DECISIONS = ("kept", "dropped")
+#: objects found at the edge, over all fully labelled images, needed to decide anything
+MIN_EDGE_OBJECTS = 5
+#: below this share of the objects found at the edge labelled, the labels leave such objects out
+LEFT_OUT_SHARE = 0.25
+#: pieces of foreground at the edge smaller than this (pixels) are not counted
+MIN_EDGE_PIXELS = 16
+#: the label kinds that annotate every pixel (0 background): the only evidence
+FULL_KINDS = ("instances", "binary")
+
+
+@dataclass(frozen=True)
+class EdgeEvidence:
+    """Objects a trained network finds at the edge of one fully labelled image, and how many the labels hold.
+
+    Parameters
+    ----------
+    name : str
+        The image's name.
+    found : int
+        Objects found at the edge (connected pieces of the predicted foreground touching it).
+    labelled : int
+        Of those, the ones at least half foreground in the labels.
+    """
+
+    name: str
+    found: int
+    labelled: int
+
+
+def _edge_band(shape: tuple[int, int], width: int) -> list[tuple[slice, slice]]:
+    """The four strips of ``width`` pixels along the edges of an image of ``shape`` (the whole image when small)."""
+    h, w = shape
+    if h <= 2 * width or w <= 2 * width:
+        return [(slice(0, h), slice(0, w))]
+    return [
+        (slice(0, width), slice(0, w)),
+        (slice(h - width, h), slice(0, w)),
+        (slice(0, h), slice(0, width)),
+        (slice(0, h), slice(w - width, w)),
+    ]
+
+
+@torch.no_grad()
+def _predicted_foreground(net, image: np.ndarray, head: int, width: int, device) -> np.ndarray:
+    """``(H, W)`` bool: the network's arg-max is the labels' foreground class, in the band along the edge."""
+    h, w = image.shape[1:]
+    out = np.zeros((h, w), bool)
+    for sl in _edge_band((h, w), width):
+        x = torch.from_numpy(np.ascontiguousarray(image[(slice(None), *sl)], dtype=np.float32))[None].to(device)
+        out[sl] = (net(x)[head].argmax(1)[0] == FOREGROUND - 1).cpu().numpy()
+    return out
+
+
+def _objects_at_edge(pred: np.ndarray, targets: np.ndarray) -> EdgeEvidence:
+    """Counts of one image: the pieces of ``pred`` touching the edge, and how many ``targets`` label."""
+    pieces, _ = ndi.label(pred)
+    rim = np.zeros(pred.shape, bool)
+    rim[[0, -1], :] = rim[:, [0, -1]] = True
+    at_edge = np.unique(pieces[rim & (pieces > 0)])
+    if at_edge.size == 0:
+        return EdgeEvidence("", 0, 0)
+    size = np.bincount(pieces.ravel(), minlength=pieces.max() + 1)
+    known = (targets > 0).ravel()
+    fg = np.bincount(pieces.ravel()[known], weights=(targets.ravel()[known] == FOREGROUND), minlength=size.size)
+    n_known = np.bincount(pieces.ravel()[known], minlength=size.size)
+    at_edge = at_edge[size[at_edge] >= MIN_EDGE_PIXELS]
+    labelled = int(np.sum(fg[at_edge] >= 0.5 * np.maximum(n_known[at_edge], 1)))
+    return EdgeEvidence("", int(at_edge.size), labelled)
+
+
+def edge_evidence(net, data: list, targets: list, kinds: list, names: list, head: int, width: int, device="cpu"):
+    """The objects a trained network finds at the edge of each fully labelled image, and how many are labelled.
+
+    Parameters
+    ----------
+    net : napari_levelset.nn.unet.LevelSetUNet
+        The trained network (put in eval mode, and back).
+    data : list of numpy.ndarray
+        The training images ``(C, H, W)``, as prepared for training (not padded).
+    targets : list of numpy.ndarray or None
+        Their ``(H, W)`` class targets (0 unlabelled, ``k`` class ``k``) or None.
+    kinds : list of str or None
+        Each image's label kind (``instances``, ``binary``, ``classes``) or None.
+    names : list of str
+        The images' names.
+    head : int
+        The class count of the head read (one given the labels' cross-entropy).
+    width : int
+        Width of the band along the edge the network is run on, pixels (a training crop).
+    device : str or torch.device
+        Where the network is.
+
+    Returns
+    -------
+    list of EdgeEvidence
+        One per image labelled with an instance or foreground mask, in order.
+    """
+    was = net.training
+    net.eval()
+    out = []
+    try:
+        for d, t, kind, name in zip(data, targets, kinds, names):
+            if t is None or kind not in FULL_KINDS:
+                continue
+            pred = _predicted_foreground(net, d, head, width, device)
+            e = _objects_at_edge(pred, t)
+            out.append(EdgeEvidence(str(name), e.found, e.labelled))
+    finally:
+        net.train(was)
+    return out
+
+
+def decide_edge_objects(evidence: list[EdgeEvidence]) -> dict:
+    """What a model's instances do with objects touching the image's edge, by the rule of this module.
+
+    Parameters
+    ----------
+    evidence : list of EdgeEvidence
+        ``edge_evidence`` of the fully labelled images of a run trained with labels.
+
+    Returns
+    -------
+    dict
+        ``edge_objects``: ``"dropped"`` or ``"kept"``; ``found`` and ``labelled``: the objects found
+        at the edge over all fully labelled images and how many the labels hold; ``images``: per
+        image ``{"name", "found", "labelled"}``; ``reason``: the rule's reading, in words.
+
+    Examples
+    --------
+    >>> decide_edge_objects([EdgeEvidence("a", 7, 1)])["edge_objects"]
+    'dropped'
+    >>> decide_edge_objects([EdgeEvidence("a", 7, 5)])["edge_objects"]
+    'kept'
+    >>> decide_edge_objects([EdgeEvidence("a", 2, 0)])["edge_objects"]
+    'kept'
+    """
+    found = sum(e.found for e in evidence)
+    held = sum(e.labelled for e in evidence)
+    if not evidence:
+        reason = "no instance or foreground masks among the labels (class labels do not say what was left out)"
+    elif found < MIN_EDGE_OBJECTS:
+        reason = f"too few objects at the image's edge to tell ({found}; {MIN_EDGE_OBJECTS} needed)"
+    elif held < LEFT_OUT_SHARE * found:
+        reason = f"labels leave out objects cut by the image's edge ({held} of {found} labelled)"
+    else:
+        reason = f"labels hold objects cut by the image's edge ({held} of {found} labelled)"
+    dropped = found >= MIN_EDGE_OBJECTS and held < LEFT_OUT_SHARE * found
+    return dict(
+        edge_objects="dropped" if dropped else "kept",
+        found=found,
+        labelled=held,
+        images=[asdict(e) for e in evidence],
+        reason=reason,
+    )
+
+
+def edge_message(meta: dict) -> str:
+    """One line on what a model's instances do with objects cut by the image's edge, from its metadata.
+
+    Parameters
+    ----------
+    meta : dict
+        The model file's metadata.
+
+    Returns
+    -------
+    str
+        ``""`` for a model that records no decision (trained without labels, or by an earlier version).
+    """
+    ev = meta.get("edge_objects_evidence")
+    if not isinstance(ev, dict) or meta.get("edge_objects") not in EDGE_DECISIONS:
+        return ""
+    if meta["edge_objects"] == "dropped":
+        return f"{ev.get('reason')}: the model's instances drop objects touching the edge"
+    return f"{ev.get('reason')}: the model's instances keep objects touching the edge"
+
+
+def edge_metadata(net, ts, head: int, width: int, device="cpu", progress: bool = False) -> dict:
+    """The model file's ``edge_objects`` and ``edge_objects_evidence`` for a network trained on ``ts``.
+
+    Parameters
+    ----------
+    net : napari_levelset.nn.unet.LevelSetUNet
+        The trained network.
+    ts : napari_levelset.training.data.TrainingSet
+        Its training images (not padded), targets, label kinds and names.
+    head, width, device
+        As for ``edge_evidence``.
+    progress : bool
+        Print the decision (``edge_message``) to stderr.
+
+    Returns
+    -------
+    dict
+        ``edge_objects`` (``"dropped"`` or ``"kept"``) and ``edge_objects_evidence`` (the rest of
+        ``decide_edge_objects``'s answer).
+    """
+    rule = decide_edge_objects(edge_evidence(net, ts.data, ts.labels, ts.kinds, ts.names, head, width, device))
+    meta = dict(edge_objects=rule.pop("edge_objects"), edge_objects_evidence=rule)
+    if progress:
+        print(edge_message(meta), file=sys.stderr)
+    return meta

@@ -1,0 +1,110 @@
+"""Objects cut by the image's edge: a model trained with labels learns whether its labeller annotates them
+(napari_levelset.training.edges) and its instances follow (napari_levelset.method.plan)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from skimage.segmentation import clear_border
+
+from napari_levelset import segment
+from napari_levelset.cli.train import main
+from napari_levelset.method.plan import _drop_edge_objects
+from napari_levelset.nn.model_files import pretrained_path, read_model_file
+from napari_levelset.training.train import train
+
+# the shipped U-Net, not moved (lr 1e-12): what the rule reads is then the labels, not how well a run trained
+START = dict(n_classes=2, steps=1, crop=64, batch_size=2, lr=1e-12, progress=False, threads=1, resume=False)
+EDGE = [(2, 40), (2, 90), (125, 30), (125, 80), (45, 2), (100, 2), (60, 125), (110, 125)]
+
+
+@pytest.fixture(autouse=True)
+def _shipped():
+    if not pretrained_path("unet").is_file():
+        pytest.skip("the shipped model is not installed")
+
+
+def discs(seed=0, size=128, r=6):
+    """A grey image of bright discs, 25 inside and 8 cut by the image's edge, and its instance mask."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    img = rng.normal(20, 3, (size, size))
+    mask = np.zeros((size, size), np.uint16)
+    inside = [(y, x) for y in range(20, size - 19, 22) for x in range(20, size - 19, 22)]
+    for k, (cy, cx) in enumerate(inside + EDGE, 1):
+        d = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        img[d] = 200 + rng.normal(0, 5, int(d.sum()))
+        mask[d] = k
+    return np.clip(img, 0, 255).astype(np.uint8), mask
+
+
+def at_edge(labels: np.ndarray) -> int:
+    """Objects of ``labels`` touching the image's edge."""
+    return len(np.unique(labels[labels > 0])) - len(np.unique(clear_border(labels)[clear_border(labels) > 0]))
+
+
+def test_the_phantom_has_objects_cut_by_the_edge():
+    _, mask = discs()
+    assert mask.max() == 33 and at_edge(mask) == 8
+
+
+@pytest.mark.parametrize("kind", ["instances", "binary"])
+def test_labels_that_leave_out_cut_objects_make_the_model_drop_them(tmp_path, kind):
+    img, mask = discs()
+    lab = clear_border(mask)  # the labeller left out the 8 cut discs
+    lab = lab if kind == "instances" else np.where(lab > 0, 255, 0).astype(np.uint8)
+    res = train([img, discs(1)[0]], tmp_path / "m.pt", labels=[lab, None], **START)
+    meta = read_model_file(res.path)["metadata"]
+    assert meta["edge_objects"] == "dropped", meta.get("edge_objects_evidence")
+    assert meta["edge_objects_evidence"]["found"] >= 5 and meta["edge_objects_evidence"]["labelled"] == 0
+    other = discs(2)[0]
+    out = segment(other, model=str(res.path), regions="instances", threads=1)
+    assert at_edge(out) == 0 and out.max() == 25  # the 25 discs inside, numbered 1..25
+    assert at_edge(segment(other, model="unet", regions="instances", threads=1)) == 8  # the shipped one: all
+
+
+def test_labels_that_hold_cut_objects_keep_them(tmp_path):
+    img, mask = discs()
+    res = train([img], tmp_path / "m.pt", labels=[mask], **START)
+    assert res.metadata["edge_objects"] == "kept"
+    assert res.metadata["edge_objects_evidence"]["labelled"] >= 0.75 * res.metadata["edge_objects_evidence"]["found"]
+    out = segment(discs(2)[0], model=str(res.path), regions="instances", threads=1)
+    assert at_edge(out) == 8
+
+
+def test_partial_class_labels_say_nothing_about_cut_objects(tmp_path):
+    img, mask = discs()
+    strokes = np.zeros(mask.shape, np.uint8)  # 0 unlabelled: some discs and some background painted
+    strokes[clear_border(mask) > 0] = 2
+    strokes[10:14, 10:118] = 1
+    res = train([img], tmp_path / "m.pt", labels=[strokes], label_kind="classes", **START)
+    ev = res.metadata["edge_objects_evidence"]
+    assert res.metadata["edge_objects"] == "kept" and ev["images"] == [] and "class labels" in ev["reason"]
+    assert at_edge(segment(discs(2)[0], model=str(res.path), regions="instances", threads=1)) == 8
+
+
+def test_the_command_line_says_what_the_labels_do_at_the_edge(tmp_path, capsys):
+    img, mask = discs()
+    (tmp_path / "im").mkdir()
+    (tmp_path / "lab").mkdir()
+    tifffile.imwrite(tmp_path / "im" / "t01.tif", img)
+    tifffile.imwrite(tmp_path / "lab" / "man_seg01.tif", clear_border(mask))
+    args = ["--classes", "2", "--steps", "1", "--crop", "64", "--batch-size", "2", "--lr", "1e-12", "--threads", "1"]
+    code = main([str(tmp_path / "im"), "-o", str(tmp_path / "m.pt"), "--labels", str(tmp_path / "lab"), *args])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "labels leave out objects cut by the image's edge (0 of 8 labelled)" in err
+    assert "the model's instances drop objects touching the edge" in err
+
+
+def test_objects_are_dropped_at_the_edge_of_each_item_of_a_stack():
+    labels = np.zeros((2, 10, 10), np.uint32)
+    labels[0, 0:3, 4:6] = 1  # at item 0's edge
+    labels[0, 4:6, 4:6] = 2
+    labels[1, 4:6, 4:6] = 3  # inside: the stack's first and last items are not an edge
+    labels[1, 4:6, 8:10] = 4  # at item 1's edge
+    out = _drop_edge_objects(labels, 2)
+    assert out.dtype == labels.dtype
+    assert sorted(np.unique(out).tolist()) == [0, 1, 2]
+    assert out[0, 1, 4] == 0 and out[0, 4, 4] > 0 and out[1, 4, 4] > 0 and out[1, 4, 9] == 0
