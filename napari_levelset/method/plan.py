@@ -387,7 +387,7 @@ class RunPlan:
                 labels = outlines_on_linear(labels, self.linear, diameter, self.spacing, s.min_region)
             if self.convex and s.foreground is None:
                 labels = drop_concave(labels, len(self.full.spatial_shape))
-            if _edge_objects(s.model) == "dropped":  # the convention of the labels the model was trained on
+            if _edge_objects(seg.model) == "dropped":  # the convention of the labels the model was trained on
                 labels = _drop_edge_objects(labels, len(seg.prepared.spatial_shape))
                 seg._record["objects"] = f"{seg._record.get('objects') or ''}; {EDGE_NOTE}".lstrip("; ")
             return labels
@@ -415,19 +415,12 @@ def _trained_contrast(model) -> tuple[str, str] | None:
 EDGE_NOTE = "objects touching the image's edge dropped: the model's labels leave them out"
 
 
-def _edge_objects(model) -> str | None:
+def _edge_objects(network) -> str | None:
     """What a trained model's instances do with objects touching the image's edge (its ``edge_objects``,
-    ``"dropped"`` or ``"kept"``, decided from its labels by ``napari_levelset.training.edges``); None for
-    the per-image CNN and models that record none (the shipped one, models trained without labels)."""
-    if model_kind(model) != "unet":
-        return None
-    if isinstance(model, (str, os.PathLike)):
-        from napari_levelset.nn.model_files import load_model, resolve_model_path  # torch: only for a U-Net
-
-        meta = load_model(resolve_model_path(model))[1]
-    else:
-        meta = getattr(model, "metadata", None) or {}
-    return meta.get("edge_objects")
+    ``"dropped"`` or ``"kept"``, decided from its labels by ``napari_levelset.training.edges``), read from
+    the run's network (``Segmenter.model``: a model file's network carries the file's ``metadata``); None
+    for the per-image CNN and models that record none (the shipped one, models trained without labels)."""
+    return (getattr(network, "metadata", None) or {}).get("edge_objects")
 
 
 def _drop_edge_objects(labels: np.ndarray, spatial_ndim: int) -> np.ndarray:
