@@ -107,21 +107,21 @@ def _predicted_foreground(net, image: np.ndarray, head: int, width: int, device)
     return out
 
 
-def _objects_at_edge(pred: np.ndarray, targets: np.ndarray) -> EdgeEvidence:
-    """Counts of one image: the pieces of ``pred`` touching the edge, and how many ``targets`` label."""
+def _objects_at_edge(pred: np.ndarray, targets: np.ndarray, name: str) -> EdgeEvidence:
+    """Counts of image ``name``: the pieces of ``pred`` touching the edge, and how many ``targets`` label."""
     pieces, _ = ndi.label(pred)
     rim = np.zeros(pred.shape, bool)
     rim[[0, -1], :] = rim[:, [0, -1]] = True
     at_edge = np.unique(pieces[rim & (pieces > 0)])
     if at_edge.size == 0:
-        return EdgeEvidence("", 0, 0)
+        return EdgeEvidence(name, 0, 0)
     size = np.bincount(pieces.ravel(), minlength=pieces.max() + 1)
     known = (targets > 0).ravel()
     fg = np.bincount(pieces.ravel()[known], weights=(targets.ravel()[known] == FOREGROUND), minlength=size.size)
     n_known = np.bincount(pieces.ravel()[known], minlength=size.size)
     at_edge = at_edge[size[at_edge] >= MIN_EDGE_PIXELS]
     labelled = int(np.sum(fg[at_edge] >= 0.5 * np.maximum(n_known[at_edge], 1)))
-    return EdgeEvidence("", int(at_edge.size), labelled)
+    return EdgeEvidence(name, int(at_edge.size), labelled)
 
 
 def edge_evidence(net, data: list, targets: list, kinds: list, names: list, head: int, width: int, device="cpu"):
@@ -158,9 +158,7 @@ def edge_evidence(net, data: list, targets: list, kinds: list, names: list, head
         for d, t, kind, name in zip(data, targets, kinds, names):
             if t is None or kind not in FULL_KINDS:
                 continue
-            pred = _predicted_foreground(net, d, head, width, device)
-            e = _objects_at_edge(pred, t)
-            out.append(EdgeEvidence(str(name), e.found, e.labelled))
+            out.append(_objects_at_edge(_predicted_foreground(net, d, head, width, device), t, str(name)))
     finally:
         net.train(was)
     return out
@@ -192,15 +190,15 @@ def decide_edge_objects(evidence: list[EdgeEvidence]) -> dict:
     """
     found = sum(e.found for e in evidence)
     held = sum(e.labelled for e in evidence)
+    dropped = found >= MIN_EDGE_OBJECTS and held < LEFT_OUT_SHARE * found
     if not evidence:
         reason = "no instance or foreground masks among the labels (class labels do not say what was left out)"
     elif found < MIN_EDGE_OBJECTS:
         reason = f"too few objects at the image's edge to tell ({found}; {MIN_EDGE_OBJECTS} needed)"
-    elif held < LEFT_OUT_SHARE * found:
+    elif dropped:
         reason = f"labels leave out objects cut by the image's edge ({held} of {found} labelled)"
     else:
         reason = f"labels hold objects cut by the image's edge ({held} of {found} labelled)"
-    dropped = found >= MIN_EDGE_OBJECTS and held < LEFT_OUT_SHARE * found
     return dict(
         edge_objects="dropped" if dropped else "kept",
         found=found,
@@ -226,9 +224,8 @@ def edge_message(meta: dict) -> str:
     ev = meta.get("edge_objects_evidence")
     if not isinstance(ev, dict) or meta.get("edge_objects") not in EDGE_DECISIONS:
         return ""
-    if meta["edge_objects"] == "dropped":
-        return f"{ev.get('reason')}: the model's instances drop objects touching the edge"
-    return f"{ev.get('reason')}: the model's instances keep objects touching the edge"
+    what = "drop" if meta["edge_objects"] == "dropped" else "keep"
+    return f"{ev.get('reason')}: the model's instances {what} objects touching the edge"
 
 
 def edge_metadata(net, ts, head: int, width: int, device="cpu", progress: bool = False) -> dict:
