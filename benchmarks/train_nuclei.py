@@ -112,28 +112,26 @@ def train_model(sets: dict, method: str, args, k: int, settings: dict, name: str
     out = (
         args.out / f"k{k}-{method}-{args.prepare}-s{args.seed}{'-' + tag if tag else ''}{'-' + name if name else ''}.pt"
     )
-    if args.reuse and out.is_file():
-        meta = read_model_file(out)["metadata"]
-        print(
-            f"{out.name}: edge objects {meta.get('edge_objects')} {meta.get('edge_objects_evidence')}", file=sys.stderr
+    reused = args.reuse and out.is_file()
+    if not reused:
+        t0 = time.perf_counter()
+        train(
+            images,
+            out,
+            n_classes=2,
+            labels=labels,
+            contrast="fluorescence" if args.prepare == "instances" else "linear",
+            threads=args.threads,
+            seed=args.seed,
+            progress=False,
+            resume=False,
+            **settings,
         )
-        return out, float(meta.get("train_seconds_last_call", float("nan"))) / 60
-    t0 = time.perf_counter()
-    train(
-        images,
-        out,
-        n_classes=2,
-        labels=labels,
-        contrast="fluorescence" if args.prepare == "instances" else "linear",
-        threads=args.threads,
-        seed=args.seed,
-        progress=False,
-        resume=False,
-        **settings,
-    )
-    minutes = (time.perf_counter() - t0) / 60
+        minutes = (time.perf_counter() - t0) / 60
     meta = read_model_file(out)["metadata"]
     print(f"{out.name}: edge objects {meta.get('edge_objects')} {meta.get('edge_objects_evidence')}", file=sys.stderr)
+    if reused:
+        minutes = float(meta.get("train_seconds_last_call", float("nan"))) / 60
     return out, minutes
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "MEAN_FIELD_BLUR",
     "MEAN_FIELD_COLOUR",
     "MEAN_FIELD_ITERATIONS",
     "MEAN_FIELD_NEIGHBOURS",
