@@ -325,3 +325,29 @@ def test_small_dark_objects_of_a_large_grey_image_on_a_capped_working_copy():
     # objects of 9 px would keep the image at full size (TRANSMITTED_MIN_PX); the cap holds (to whole pixels)
     assert plan.convex and np.prod(plan.prepared.spatial_shape) <= 1.01 * TRANSMITTED_CAP * INSTANCE_PIXELS
     assert instance_scores(segment(dark, regions="instances"), truth)["f1"] > 0.6
+
+
+def test_dark_objects_estimates_stop_once_the_diameter_stays(monkeypatch):
+    """A re-estimate that gives back the diameter it was bounded by is not made again (it would see the
+    same image): two estimates instead of three, and the image prepared as with all three."""
+    from napari_levelset.io.prepare import prepare_image
+    from napari_levelset.post import objects
+    from napari_levelset.post.instances import BACKGROUND_DIAMETERS, _background
+
+    bright, _ = nuclei((384, 384), n_objects=40, diameter=20.0, seed=0)
+    dark = (bright.max() - bright).astype(bright.dtype)  # dark nuclei, no cytoplasm: the estimate stays
+    real, calls = objects.estimate_diameter, []
+    monkeypatch.setattr(objects, "estimate_diameter", lambda *a, **k: calls.append(k) or real(*a, **k))
+    prepared, d, _ = objects.transmitted_prepared(dark)
+    assert len(calls) == 2
+
+    x0 = prepare_image(objects.transmitted_signal(dark)[0], None, None).data[0, 0]  # all three, by hand
+    e = real(x0)
+    floor = e / objects.TRANSMITTED_CELL_NUCLEUS
+    for _ in range(2):
+        r = np.maximum(x0 - _background(x0, np.full(2, max(3.0, BACKGROUND_DIAMETERS * e))), 0.0)
+        e = max(real(r, max_diameter=e), floor)
+    r = np.maximum(x0 - _background(x0, np.full(2, max(3.0, BACKGROUND_DIAMETERS * e))), 0.0)
+    expected = np.clip(r / np.percentile(r, objects.TRANSMITTED_TOP), 0, 1)
+    assert abs(d - e) <= 1e-5 * e
+    np.testing.assert_allclose(prepared.data[0, 0], expected, atol=1e-6)

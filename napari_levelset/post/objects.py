@@ -170,7 +170,8 @@ def transmitted_prepared(
     opening leaves, twice, each time no larger than before (``estimate_diameter``'s
     ``max_diameter``), so that large cells do not pass for objects, and no smaller than
     the first estimate (which sees the cells) over ``TRANSMITTED_CELL_NUCLEUS``, so that
-    the texture within the nuclei does not pass for them either.  A stain's
+    the texture within the nuclei does not pass for them either; an estimate that gives
+    back the diameter it was bounded by ends the chain (the next would see the same image).  A stain's
     deconvolution already leaves the tissue out, so its haematoxylin is used as it is
     (less its 0.5th percentile).  The contrast stays linear (no log compression: outlines
     where the signal falls off, not in its faint tail), in units of its ``TRANSMITTED_TOP``
@@ -210,6 +211,11 @@ def transmitted_prepared(
     sp = _spacing(spacing, len(shape), shape)
     x0 = data[0, 0]
     remove = how.startswith("inverted")
+
+    def removed(x: np.ndarray, d: float) -> np.ndarray:  # the light field and the cytoplasm taken away
+        return np.maximum(x - _background(x, np.maximum(3.0, BACKGROUND_DIAMETERS * float(d) / sp)), 0.0)
+
+    first = None  # (diameter, what the removal leaves of x0) where the estimates made it already
     if diameter is not None:
         d = _check_diameter(diameter, shape, sp)
     else:
@@ -217,14 +223,18 @@ def transmitted_prepared(
         if remove:
             floor = d / TRANSMITTED_CELL_NUCLEUS
             for _ in range(2):
-                r = np.maximum(x0 - _background(x0, np.maximum(3.0, BACKGROUND_DIAMETERS * d / sp)), 0.0)
-                d = max(estimate_diameter(r, spacing, max_diameter=d), floor)
+                r = removed(x0, d)
+                new = max(estimate_diameter(r, spacing, max_diameter=d), floor)
+                first = (d, r)
+                if abs(new - d) <= 1e-6 * d:  # the same diameter: the next estimate would see the same image
+                    break
+                d = new
         d = min(float(d), MAX_DIAMETER_EXTENTS * float((np.asarray(shape) * sp).min()))
     out = np.empty_like(data)
     for b in range(data.shape[0]):
         x = data[b, 0]
         if remove:
-            r = np.maximum(x - _background(x, np.maximum(3.0, BACKGROUND_DIAMETERS * float(d) / sp)), 0.0)
+            r = first[1] if b == 0 and first is not None and first[0] == d else removed(x, d)
         else:
             r = x - float(np.percentile(x, 0.5))
         top = float(np.percentile(r, TRANSMITTED_TOP))
