@@ -39,6 +39,21 @@ def discs(seed=0, size=128, r=6):
     return np.clip(img, 0, 255).astype(np.uint8), mask
 
 
+def big_discs(seed=0, size=256, r=16):
+    """Like ``discs``, with objects about three times as large: 16 inside and 8 cut by the image's edge."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    img = rng.normal(20, 3, (size, size))
+    mask = np.zeros((size, size), np.uint16)
+    inside = [(y, x) for y in range(45, size - 40, 55) for x in range(45, size - 40, 55)]
+    edge = [(4, 80), (4, 180), (251, 60), (251, 160), (90, 4), (200, 4), (120, 251), (220, 251)]
+    for k, (cy, cx) in enumerate(inside + edge, 1):
+        d = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        img[d] = 200 + rng.normal(0, 5, int(d.sum()))
+        mask[d] = k
+    return np.clip(img, 0, 255).astype(np.uint8), mask
+
+
 def at_edge(labels: np.ndarray) -> int:
     """Objects of ``labels`` touching the image's edge."""
     return len(np.unique(labels[labels > 0])) - len(np.unique(clear_border(labels)[clear_border(labels) > 0]))
@@ -108,3 +123,34 @@ def test_objects_are_dropped_at_the_edge_of_each_item_of_a_stack():
     assert out.dtype == labels.dtype
     assert sorted(np.unique(out).tolist()) == [0, 1, 2]
     assert out[0, 1, 4] == 0 and out[0, 4, 4] > 0 and out[1, 4, 4] > 0 and out[1, 4, 9] == 0
+
+
+def test_kinds_of_image_whose_labels_differ_at_the_edge_each_keep_their_own(tmp_path):
+    """Small objects labelled without the cut ones, large ones with them: each image follows the labelled
+    images nearest it in object size."""
+    small, small_mask = discs()
+    big, big_mask = big_discs()
+    assert at_edge(big_mask) == 8
+    res = train([small, big], tmp_path / "m.pt", labels=[clear_border(small_mask), big_mask], **START)
+    meta = read_model_file(res.path)["metadata"]
+    assert meta["edge_objects"] == "by size", meta.get("edge_objects_evidence")
+    kinds = {tuple(k["images"]): k["edge_objects"] for k in meta["edge_objects_evidence"]["kinds"]}
+    assert sorted(kinds.values()) == ["dropped", "kept"]
+    out_small = segment(discs(2)[0], model=str(res.path), regions="instances", threads=1)
+    assert at_edge(out_small) == 0 and out_small.max() == 25
+    out_big = segment(big_discs(3)[0], model=str(res.path), regions="instances", threads=1)
+    assert at_edge(out_big) == at_edge(segment(big_discs(3)[0], model="unet", regions="instances", threads=1)) >= 6
+
+
+def test_an_object_the_labels_hold_just_inside_the_edge_is_not_a_cut_one():
+    """The network's outline may bring a labelled object 1 px from the edge to it: it counts as found at
+    the edge, and as labelled only where the labels hold it on the edge itself."""
+    from napari_levelset.training.edges import _objects_at_edge
+
+    targets = np.ones((40, 40), np.uint8)  # 1 background, 2 foreground
+    targets[1:9, 10:18] = 2  # held by the labels, one pixel inside the top edge
+    targets[0:8, 25:33] = 2  # held by the labels, cut by the top edge
+    pred = np.zeros((40, 40), bool)
+    pred[0:9, 10:18] = pred[0:8, 25:33] = True  # the network's pieces: both touch the edge
+    ev = _objects_at_edge(pred, targets, "a")
+    assert (ev.found, ev.labelled) == (2, 1)

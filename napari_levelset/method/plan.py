@@ -387,9 +387,11 @@ class RunPlan:
                 labels = outlines_on_linear(labels, self.linear, diameter, self.spacing, s.min_region)
             if self.convex and s.foreground is None:
                 labels = drop_concave(labels, len(self.full.spatial_shape))
-            if _edge_objects(seg.model) == "dropped":  # the convention of the labels the model was trained on
-                labels = _drop_edge_objects(labels, len(seg.prepared.spatial_shape))
-                seg._record["objects"] = f"{seg._record.get('objects') or ''}; {EDGE_NOTE}".lstrip("; ")
+            if _edge_objects(seg.model) in ("dropped", "by size"):  # the convention of the model's labels
+                meta = getattr(seg.model, "metadata", None) or {}
+                labels, note = _edge_convention(labels, len(seg.prepared.spatial_shape), meta)
+                if note:
+                    seg._record["objects"] = f"{seg._record.get('objects') or ''}; {note}".lstrip("; ")
             return labels
         labels = last.labels if last is not None else seg.labels()
         return seg.regions(labels, s.regions, min_region=s.min_region, merge=s.merge)
@@ -421,6 +423,29 @@ def _edge_objects(network) -> str | None:
     the run's network (``Segmenter.model``: a model file's network carries the file's ``metadata``); None
     for the per-image CNN and models that record none (the shipped one, models trained without labels)."""
     return (getattr(network, "metadata", None) or {}).get("edge_objects")
+
+
+def _edge_convention(labels: np.ndarray, spatial_ndim: int, meta: dict) -> tuple[np.ndarray, str]:
+    """Instances ``labels`` ``(*B, *S)`` with the objects touching the edge dropped from the items where the
+    model's labels leave them out (``edge_objects`` ``"dropped"``; ``"by size"``: the items whose objects'
+    diameter, ``foreground_diameter``, is nearest the labelled images that leave them out, by
+    ``napari_levelset.training.edges.decide_for_diameter``), and what the run's record says of it."""
+    if meta.get("edge_objects") == "dropped":
+        return _drop_edge_objects(labels, spatial_ndim), EDGE_NOTE
+    from napari_levelset.training.edges import decide_for_diameter  # torch: loaded by the run already
+
+    images = (meta.get("edge_objects_evidence") or {}).get("images") or []
+    items = labels.reshape((-1,) + labels.shape[labels.ndim - spatial_ndim :])
+    sizes = [foreground_diameter((item > 0).astype(np.float32), (1.0,) * spatial_ndim) for item in items]
+    drop = [decide_for_diameter(images, d) == "dropped" for d in sizes]
+    if not any(drop):
+        return labels, ""
+    from skimage.segmentation import clear_border, relabel_sequential
+
+    out = np.stack([clear_border(item) if q else item for item, q in zip(items, drop)]).reshape(labels.shape)
+    out = relabel_sequential(out)[0].astype(labels.dtype, copy=False)  # ids 1..M over the stack
+    sizes_said = ", ".join(f"{d:.0f}" for d, q in zip(sizes, drop) if q)
+    return out, f"{EDGE_NOTE} (objects of {sizes_said} px, nearest in size the labelled images that leave them out)"
 
 
 def _drop_edge_objects(labels: np.ndarray, spatial_ndim: int) -> np.ndarray:

@@ -17,16 +17,26 @@ The rule (``edge_evidence``, ``decide_edge_objects``), after training:
    the arg-max of the smallest head given the labels) is found in a band along the image's
    edge as wide as a training crop; each connected piece of it that touches the edge and has
    at least ``MIN_EDGE_PIXELS`` pixels is an *object found at the edge*.  It is *labelled* when
-   at least half of its labelled pixels are foreground in the labels.
-3. Over all such images together: with at least ``MIN_EDGE_OBJECTS`` objects found at the
-   edge, and fewer than ``LEFT_OUT_SHARE`` (a quarter) of them labelled, the labels leave out
-   objects cut by the edge and the model's instances drop them (``edge_objects="dropped"``);
-   otherwise they are kept (``"kept"``, also where there is no evidence).
+   the labels hold it where it meets the edge: at least half of its labelled pixels on the
+   image's outermost rows and columns are foreground in the labels (an object the labels hold
+   that only the network's outline brings to the edge is not).
+3. The evidence is pooled over the labelled images nearest in object size (the diameter of the
+   labels' foreground, ``napari_levelset.post.diameter.foreground_diameter``, compared on a log
+   scale), from the nearest on, until it holds at least ``MIN_EDGE_OBJECTS`` objects found at the
+   edge (``decide_for_diameter``).  With fewer than ``LEFT_OUT_SHARE`` (a quarter) of them
+   labelled, the labels leave out objects cut by the edge and the instances drop them
+   (``"dropped"``); otherwise they are kept (``"kept"``, also where all the images together hold
+   fewer than ``MIN_EDGE_OBJECTS``).  Labels of one kind of image give every image one decision,
+   that of all of them pooled where no single image holds enough.  Labels of kinds whose
+   conventions differ (in the Cell Tracking Challenge's HeLa masks the cut nuclei are left out,
+   in NIH3T3's foreground masks they are held) give each image the convention of the labelled
+   images whose objects are nearest its own in size (``edge_objects="by size"``).
 
 The decision and its counts are recorded in the model file (``edge_objects``,
 ``edge_objects_evidence``); ``segment(image, model=FILE, regions="instances")`` -- and so the
 command line, the napari widget and the batch path -- then drops the instances touching the
-image's edge (``skimage.segmentation.clear_border``; ``napari_levelset.method.plan``).
+image's edge (``skimage.segmentation.clear_border``; ``napari_levelset.method.plan``), for a
+model ``"by size"`` where the diameter of the image's own instances decides so.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
+from napari_levelset.post.diameter import foreground_diameter
 from napari_levelset.training.labels import FOREGROUND
 
 __all__ = [
@@ -45,21 +56,27 @@ __all__ = [
     "LEFT_OUT_SHARE",
     "MIN_EDGE_OBJECTS",
     "MIN_EDGE_PIXELS",
+    "SAME_KIND",
     "EdgeEvidence",
     "decide_edge_objects",
+    "decide_for_diameter",
     "edge_evidence",
     "edge_message",
     "edge_metadata",
 ]
 
-#: what a model's instances do with objects touching the image's edge
-EDGE_DECISIONS = ("kept", "dropped")
+#: what a model's instances do with objects touching the image's edge ("by size": per image, as the
+#: labelled images nearest in object size do)
+EDGE_DECISIONS = ("kept", "dropped", "by size")
 #: objects found at the edge, over all fully labelled images, needed to decide anything
 MIN_EDGE_OBJECTS = 5
 #: below this share of the objects found at the edge labelled, the labels leave such objects out
 LEFT_OUT_SHARE = 0.25
 #: pieces of foreground at the edge smaller than this (pixels) are not counted
 MIN_EDGE_PIXELS = 16
+#: labelled images are one kind of image while each one's objects' diameter is at most this many times the
+#: next smaller one's (the diameters sorted): nuclei of one kind vary less than that between images
+SAME_KIND = 1.5
 #: the label kinds that annotate every pixel (0 background): the only evidence
 FULL_KINDS = ("instances", "binary")
 
@@ -75,12 +92,16 @@ class EdgeEvidence:
     found : int
         Objects found at the edge (connected pieces of the predicted foreground touching it).
     labelled : int
-        Of those, the ones at least half foreground in the labels.
+        Of those, the ones the labels hold where they meet the edge (at least half of their labelled
+        pixels on the image's outermost rows and columns foreground).
+    diameter : float
+        The diameter of the labels' objects, pixels (``foreground_diameter`` of their foreground).
     """
 
     name: str
     found: int
     labelled: int
+    diameter: float = float("nan")
 
 
 def _edge_band(shape: tuple[int, int], width: int) -> list[tuple[slice, slice]]:
@@ -113,15 +134,16 @@ def _objects_at_edge(pred: np.ndarray, targets: np.ndarray, name: str) -> EdgeEv
     rim = np.zeros(pred.shape, bool)
     rim[[0, -1], :] = rim[:, [0, -1]] = True
     at_edge = np.unique(pieces[rim & (pieces > 0)])
+    diameter = foreground_diameter((targets == FOREGROUND).astype(np.float32))
     if at_edge.size == 0:
-        return EdgeEvidence(name, 0, 0)
+        return EdgeEvidence(name, 0, 0, diameter)
     size = np.bincount(pieces.ravel(), minlength=pieces.max() + 1)
-    known = (targets > 0).ravel()
-    fg = np.bincount(pieces.ravel()[known], weights=(targets.ravel()[known] == FOREGROUND), minlength=size.size)
-    n_known = np.bincount(pieces.ravel()[known], minlength=size.size)
+    on_rim = rim & (targets > 0)  # where the object meets the edge, as the labels have it
+    fg = np.bincount(pieces[on_rim], weights=(targets[on_rim] == FOREGROUND), minlength=size.size)
+    n_known = np.bincount(pieces[on_rim], minlength=size.size)
     at_edge = at_edge[size[at_edge] >= MIN_EDGE_PIXELS]
     labelled = int(np.sum(fg[at_edge] >= 0.5 * np.maximum(n_known[at_edge], 1)))
-    return EdgeEvidence(name, int(at_edge.size), labelled)
+    return EdgeEvidence(name, int(at_edge.size), labelled, diameter)
 
 
 def edge_evidence(net, data: list, targets: list, kinds: list, names: list, head: int, width: int, device="cpu"):
@@ -164,6 +186,83 @@ def edge_evidence(net, data: list, targets: list, kinds: list, names: list, head
     return out
 
 
+def _pooled(images: list[dict]) -> tuple[bool, int, int]:
+    """Whether the images' evidence, pooled, says the labels leave cut objects out; objects found, labelled."""
+    found = sum(int(e["found"]) for e in images)
+    held = sum(int(e["labelled"]) for e in images)
+    return found >= MIN_EDGE_OBJECTS and held < LEFT_OUT_SHARE * found, found, held
+
+
+def _kinds(images: list[dict]) -> list[list[dict]]:
+    """The labelled images in kinds of image by their objects' size: sorted by diameter, a new kind where one
+    image's is more than ``SAME_KIND`` times the one before (images without a diameter: one kind)."""
+    sized = sorted((e for e in images if np.isfinite(e.get("diameter", np.nan))), key=lambda e: e["diameter"])
+    kinds: list[list[dict]] = []
+    for e in sized:
+        if kinds and e["diameter"] <= SAME_KIND * kinds[-1][-1]["diameter"]:
+            kinds[-1].append(e)
+        else:
+            kinds.append([e])
+    unsized = [e for e in images if not np.isfinite(e.get("diameter", np.nan))]
+    return kinds + ([unsized] if unsized else [])
+
+
+def _kind_decision(kind: list[dict], images: list[dict]) -> bool:
+    """A kind's own evidence where it holds ``MIN_EDGE_OBJECTS`` objects found at the edge, else all images'."""
+    dropped, found, _ = _pooled(kind)
+    return dropped if found >= MIN_EDGE_OBJECTS else _pooled(images)[0]
+
+
+def _nearest_kind(kinds: list[list[dict]], diameter: float) -> list[dict]:
+    """The kind holding the labelled image whose objects' diameter is nearest ``diameter`` (log scale)."""
+
+    def gap(e: dict) -> float:
+        d = float(e.get("diameter", np.nan))
+        return abs(np.log(d / diameter)) if np.isfinite(d) and d > 0 and diameter > 0 else np.inf
+
+    return min(kinds, key=lambda kind: min(gap(e) for e in kind))
+
+
+def decide_for_diameter(images: list[dict], diameter: float) -> str:
+    """What the instances of an image whose objects have ``diameter`` do with objects touching its edge.
+
+    The labelled images form kinds by their objects' size (``SAME_KIND``); the image follows the
+    kind holding the labelled image nearest it in size, by that kind's evidence where it holds
+    ``MIN_EDGE_OBJECTS`` objects found at the edge, else by all images' pooled.
+
+    Parameters
+    ----------
+    images : list of dict
+        Per labelled image ``{"name", "found", "labelled", "diameter"}`` (``decide_edge_objects``'s
+        ``images``; the diameter in pixels).
+    diameter : float
+        The diameter of the image's objects, pixels (``foreground_diameter`` of its instances).
+
+    Returns
+    -------
+    str
+        ``"dropped"`` or ``"kept"``.
+
+    Examples
+    --------
+    >>> hela = dict(name="t13", found=7, labelled=1, diameter=22.0)
+    >>> nih = dict(name="dna-0", found=10, labelled=10, diameter=83.0)
+    >>> decide_for_diameter([hela, nih], 24.0), decide_for_diameter([hela, nih], 70.0)
+    ('dropped', 'kept')
+    """
+    if not images:
+        return "kept"
+    kinds = _kinds(images)
+    return "dropped" if _kind_decision(_nearest_kind(kinds, float(diameter)), images) else "kept"
+
+
+def _size_range(kind: list[dict]) -> str:
+    d = [float(e["diameter"]) for e in kind if np.isfinite(e.get("diameter", np.nan))]
+    if not d:
+        return ""
+    return f" ({min(d):.0f} px)" if round(min(d)) == round(max(d)) else f" ({min(d):.0f}-{max(d):.0f} px)"
+
+
 def decide_edge_objects(evidence: list[EdgeEvidence]) -> dict:
     """What a model's instances do with objects touching the image's edge, by the rule of this module.
 
@@ -175,24 +274,50 @@ def decide_edge_objects(evidence: list[EdgeEvidence]) -> dict:
     Returns
     -------
     dict
-        ``edge_objects``: ``"dropped"`` or ``"kept"``; ``found`` and ``labelled``: the objects found
-        at the edge over all fully labelled images and how many the labels hold; ``images``: per
-        image ``{"name", "found", "labelled"}``; ``reason``: the rule's reading, in words.
+        ``edge_objects``: ``"dropped"``, ``"kept"``, or ``"by size"`` where kinds of image by their
+        objects' size decide differently (each image then follows ``decide_for_diameter``);
+        ``found`` and ``labelled``: the objects found at the edge over all fully labelled images and
+        how many the labels hold; ``images``: per image ``{"name", "found", "labelled",
+        "diameter"}``; ``kinds``: per kind of image its images' names, counts and decision;
+        ``reason``: the rule's reading, in words.
 
     Examples
     --------
-    >>> decide_edge_objects([EdgeEvidence("a", 7, 1)])["edge_objects"]
+    >>> decide_edge_objects([EdgeEvidence("a", 7, 1, 20.0)])["edge_objects"]
     'dropped'
-    >>> decide_edge_objects([EdgeEvidence("a", 7, 5)])["edge_objects"]
+    >>> decide_edge_objects([EdgeEvidence("a", 7, 5, 20.0)])["edge_objects"]
     'kept'
-    >>> decide_edge_objects([EdgeEvidence("a", 2, 0)])["edge_objects"]
+    >>> decide_edge_objects([EdgeEvidence("a", 2, 0, 20.0)])["edge_objects"]
     'kept'
+    >>> decide_edge_objects([EdgeEvidence("a", 7, 1, 22.0), EdgeEvidence("b", 10, 10, 83.0)])["edge_objects"]
+    'by size'
     """
-    found = sum(e.found for e in evidence)
-    held = sum(e.labelled for e in evidence)
-    dropped = found >= MIN_EDGE_OBJECTS and held < LEFT_OUT_SHARE * found
+    images = [asdict(e) for e in evidence]
+    dropped, found, held = _pooled(images)
+    kinds = [
+        dict(
+            images=[e["name"] for e in kind],
+            found=_pooled(kind)[1],
+            labelled=_pooled(kind)[2],
+            edge_objects="dropped" if _kind_decision(kind, images) else "kept",
+            sizes=_size_range(kind).strip(" ()"),
+        )
+        for kind in _kinds(images)
+    ]
+    by_size = len({k["edge_objects"] for k in kinds}) > 1
     if not evidence:
         reason = "no instance or foreground masks among the labels (class labels do not say what was left out)"
+    elif by_size:
+        said = [
+            f"{', '.join(k['images'])} ({k['sizes']} objects) "
+            f"{'leave them out' if k['edge_objects'] == 'dropped' else 'hold them'} ({k['labelled']} of {k['found']})"
+            for k in kinds
+        ]
+        reason = (
+            "labels of images of different object sizes differ on objects cut by the image's edge: "
+            + "; ".join(said)
+            + "; each image follows the labelled images nearest it in object size"
+        )
     elif found < MIN_EDGE_OBJECTS:
         reason = f"too few objects at the image's edge to tell ({found}; {MIN_EDGE_OBJECTS} needed)"
     elif dropped:
@@ -200,10 +325,11 @@ def decide_edge_objects(evidence: list[EdgeEvidence]) -> dict:
     else:
         reason = f"labels hold objects cut by the image's edge ({held} of {found} labelled)"
     return dict(
-        edge_objects="dropped" if dropped else "kept",
+        edge_objects="by size" if by_size else ("dropped" if dropped else "kept"),
         found=found,
         labelled=held,
-        images=[asdict(e) for e in evidence],
+        images=images,
+        kinds=kinds,
         reason=reason,
     )
 
@@ -224,6 +350,8 @@ def edge_message(meta: dict) -> str:
     ev = meta.get("edge_objects_evidence")
     if not isinstance(ev, dict) or meta.get("edge_objects") not in EDGE_DECISIONS:
         return ""
+    if meta["edge_objects"] == "by size":
+        return f"{ev.get('reason')}: the model's instances drop or keep objects touching the edge as those do"
     what = "drop" if meta["edge_objects"] == "dropped" else "keep"
     return f"{ev.get('reason')}: the model's instances {what} objects touching the edge"
 
