@@ -123,6 +123,13 @@ def test_bounded_estimate_searches_windows_within_its_pixel_budget(monkeypatch):
     assert 0.75 * 24 <= d <= 24.0 * 1.01, d
 
 
+def test_bounded_estimate_of_a_few_objects_searches_where_they_are():
+    """A large image of a few objects: the windows are those holding the signal, not its empty field."""
+    image, _ = nuclei((1024, 1024), n_objects=8, diameter=24.0, seed=1)
+    log = np.log1p(np.maximum(image.astype(np.float64) - 100, 0))
+    assert 0.75 * 24 <= estimate_diameter(log, max_diameter=24.0) <= 24.0 * 1.01
+
+
 def test_estimate_leaves_out_objects_larger_than_asked():
     """``largest``: the scales of objects larger than that fraction of the image are not searched."""
     yy, xx = np.mgrid[:256, :256].astype(np.float32)

@@ -9,7 +9,7 @@
   expected diameter (Cellpose, StarDist, CellProfiler); estimated when not given from the median
   scale of scale-normalised Laplacian-of-Gaussian blobs, which neither a slowly varying
   background nor touching objects inflate; where a bound on the diameter makes its copy's
-  pixels fine, in windows spread over the image (``BOUNDED_ESTIMATE_PIXELS``).
+  pixels fine, in the windows of it holding the most signal (``BOUNDED_ESTIMATE_PIXELS``).
 - **The diameter of what a run found** (``foreground_diameter``): twice the area-weighted median
   largest inscribed radius of the foreground's pieces.
 
@@ -49,7 +49,7 @@ ESTIMATE_PIXELS = {2: 65_000, 3: 500_000}
 #: ``estimate_diameter`` with ``max_diameter``: where its (fine) copy holds more pixels (voxels) than this,
 #: the blobs are searched in windows of it spread over the image, together at most this many, margins included
 BOUNDED_ESTIMATE_PIXELS = {2: 130_000, 3: 2_000_000}
-#: ... a grid of at most this many windows along each axis
+#: ... in at most this many windows per axis (this number to the power of the axes), those with the most signal
 ESTIMATE_WINDOWS = 3
 #: ... each window at least this many largest diameters (``max_diameter``) wide
 ESTIMATE_WINDOW_DIAMETERS = 4.0
@@ -191,8 +191,9 @@ def estimate_diameter(
     max_diameter : float, optional
         Objects are no larger than this (unit of ``spacing``): the copy's pixels are made
         fine enough for it and the blob scales searched go up to it only.  Where the copy then
-        holds more than ``BOUNDED_ESTIMATE_PIXELS``, the blobs are searched in a grid of up to
-        ``ESTIMATE_WINDOWS`` windows along each axis spread over it, each at least
+        holds more than ``BOUNDED_ESTIMATE_PIXELS``, the blobs are searched in up to
+        ``ESTIMATE_WINDOWS`` ** ndim windows of it, those holding the most signal among the
+        windows tiling it (an image of a few objects is searched where they are), each at least
         ``ESTIMATE_WINDOW_DIAMETERS`` times ``max_diameter`` wide and all together (margins
         included) at most that many pixels (one window where one of that width holds more).
         The blobs within them are those the whole copy gives there, but for the threshold:
@@ -273,22 +274,26 @@ def estimate_diameter(
 
 
 def _windows(
-    shape: tuple[int, ...], margin: int, inner: int, k: int
+    small: np.ndarray, margin: int, inner: int, count: int
 ) -> list[tuple[tuple[slice, ...], tuple[slice, ...]]]:
-    """A grid of ``k`` windows along each axis of ``inner`` pixels a side, spread evenly over ``shape`` (one,
-    centred, along an axis no longer than ``inner``), each with ``margin`` more pixels around it within the
-    image: ``(outer slices, inner slices within them)``."""
+    """The ``count`` windows of ``inner`` pixels a side holding the most signal (sum of ``small``) among those
+    tiling ``small`` (the last along each axis ending at its end), each with ``margin`` more pixels around it
+    within the image: ``(outer slices, inner slices within them)``.  The objects are where the signal is, so
+    an image of a few objects is searched where they are, not in its empty field."""
     import itertools
 
     starts = []
-    for n in shape:
+    for n in small.shape:
         w = min(inner, n)
-        first = np.linspace(0, n - w, k).round() if k > 1 and w < n else [(n - w) // 2]
-        starts.append([(int(a), w) for a in np.unique(first)])
+        starts.append(sorted({min(a, n - w) for a in range(0, n, w)}))
+    w = [min(inner, n) for n in small.shape]
+    corners = list(itertools.product(*starts))
+    signal = [float(small[tuple(slice(a, a + wi) for a, wi in zip(c, w))].sum()) for c in corners]
     out = []
-    for corner in itertools.product(*starts):
-        outer = tuple(slice(max(0, a - margin), min(n, a + w + margin)) for (a, w), n in zip(corner, shape))
-        out.append((outer, tuple(slice(a - o.start, a - o.start + w) for (a, w), o in zip(corner, outer))))
+    for i in np.argsort(signal, kind="stable")[::-1][:count]:
+        corner = corners[int(i)]
+        outer = tuple(slice(max(0, a - margin), min(n, a + wi + margin)) for a, wi, n in zip(corner, w, small.shape))
+        out.append((outer, tuple(slice(a - o.start, a - o.start + wi) for a, wi, o in zip(corner, w, outer))))
     return out
 
 
@@ -309,7 +314,7 @@ def _windowed_blobs(small: np.ndarray, max_sigma: float, num_sigma: int, budget:
         k -= 1
         inner = int(budget ** (1.0 / nd) / k) - 2 * margin
     inner = max(inner, least)
-    windows = _windows(small.shape, margin, inner, k)
+    windows = _windows(small, margin, inner, k**nd)
     sigmas = np.logspace(0.0, np.log10(max_sigma), num_sigma)
     top = max(
         float((-ndimage.gaussian_laplace(small[outer], s) * s * s)[within].max())
