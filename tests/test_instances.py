@@ -107,6 +107,41 @@ def test_estimated_diameter_is_close_to_the_truth():
         assert 0.75 * d <= estimate_diameter(log) <= 1.33 * d, d
 
 
+def test_bounded_estimate_searches_windows_within_its_pixel_budget(monkeypatch):
+    """With ``max_diameter`` the copy's pixels are fine; on a large image the blobs are searched in windows
+    of it, no search over more than ``BOUNDED_ESTIMATE_PIXELS``, and the diameter is still found."""
+    import skimage.feature
+
+    from napari_levelset.post.diameter import BOUNDED_ESTIMATE_PIXELS
+
+    image, _ = nuclei((1024, 1024), n_objects=120, diameter=24.0, seed=0)
+    log = np.log1p(np.maximum(image.astype(np.float64) - 100, 0))
+    real, sizes = skimage.feature.blob_log, []
+    monkeypatch.setattr(skimage.feature, "blob_log", lambda x, **k: sizes.append(x.size) or real(x, **k))
+    d = estimate_diameter(log, max_diameter=24.0)
+    assert len(sizes) > 1 and sum(sizes) <= BOUNDED_ESTIMATE_PIXELS[2], sizes
+    assert 0.75 * 24 <= d <= 24.0 * 1.01, d
+
+
+def test_bounded_estimate_of_a_few_objects_searches_where_they_are():
+    """A large image of a few objects: the windows are those holding the signal, not its empty field."""
+    image, _ = nuclei((1024, 1024), n_objects=8, diameter=24.0, seed=1)
+    log = np.log1p(np.maximum(image.astype(np.float64) - 100, 0))
+    assert 0.75 * 24 <= estimate_diameter(log, max_diameter=24.0) <= 24.0 * 1.01
+
+
+def test_estimate_leaves_out_objects_larger_than_asked():
+    """``largest``: the scales of objects larger than that fraction of the image are not searched."""
+    yy, xx = np.mgrid[:256, :256].astype(np.float32)
+    big = np.exp(-((yy - 128) ** 2 + (xx - 128) ** 2) / (2 * 40.0**2))  # one object about 110 px across
+    small, _ = nuclei((256, 256), n_objects=12, diameter=12.0, seed=3)
+    small = np.log1p(np.maximum(small.astype(np.float32) - 100, 0))
+    image = big * float(small.max()) + small
+    assert estimate_diameter(big) > 0.3 * 256
+    assert estimate_diameter(big, largest=0.18) <= 0.18 * 256
+    assert estimate_diameter(image, largest=0.18) <= estimate_diameter(image)
+
+
 def test_estimated_diameter_follows_the_pixel_size():
     image, _ = nuclei((256, 256), n_objects=25, diameter=24, seed=6)
     log = np.log1p(np.maximum(image.astype(np.float64) - 100, 0))
@@ -342,7 +377,7 @@ def test_dark_objects_estimates_stop_once_the_diameter_stays(monkeypatch):
     assert len(calls) == 2
 
     x0 = prepare_image(objects.transmitted_signal(dark)[0], None, None).data[0, 0]  # all three, by hand
-    e = real(x0)
+    e = real(x0, largest=objects.TRANSMITTED_LARGEST)
     floor = e / objects.TRANSMITTED_CELL_NUCLEUS
     for _ in range(2):
         r = np.maximum(x0 - _background(x0, np.full(2, max(3.0, BACKGROUND_DIAMETERS * e))), 0.0)

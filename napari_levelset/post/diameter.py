@@ -8,7 +8,8 @@
 - **The diameter before a run** (``estimate_diameter``).  The field's usual setting is the
   expected diameter (Cellpose, StarDist, CellProfiler); estimated when not given from the median
   scale of scale-normalised Laplacian-of-Gaussian blobs, which neither a slowly varying
-  background nor touching objects inflate.
+  background nor touching objects inflate; where a bound on the diameter makes its copy's
+  pixels fine, in the windows of it holding the most signal (``BOUNDED_ESTIMATE_PIXELS``).
 - **The diameter of what a run found** (``foreground_diameter``): twice the area-weighted median
   largest inscribed radius of the foreground's pieces.
 
@@ -30,7 +31,10 @@ import numpy as np
 from napari_levelset.errors import InputError
 
 __all__ = [
+    "BOUNDED_ESTIMATE_PIXELS",
     "ESTIMATE_PIXELS",
+    "ESTIMATE_WINDOWS",
+    "ESTIMATE_WINDOW_DIAMETERS",
     "FALLBACK_DIAMETER",
     "MAX_DIAMETER_EXTENTS",
     "NOISE_BLUR",
@@ -42,6 +46,13 @@ __all__ = [
 
 #: most pixels (2D) or voxels (3D) of the resampled copy ``estimate_diameter`` searches
 ESTIMATE_PIXELS = {2: 65_000, 3: 500_000}
+#: ``estimate_diameter`` with ``max_diameter``: where its (fine) copy holds more pixels (voxels) than this,
+#: the blobs are searched in windows of it spread over the image, together at most this many, margins included
+BOUNDED_ESTIMATE_PIXELS = {2: 130_000, 3: 2_000_000}
+#: ... in at most this many windows per axis (this number to the power of the axes), those with the most signal
+ESTIMATE_WINDOWS = 3
+#: ... each window at least this many largest diameters (``max_diameter``) wide
+ESTIMATE_WINDOW_DIAMETERS = 4.0
 #: ``estimate_diameter`` smooths its copy with a Gaussian of this many (coarse) pixels
 NOISE_BLUR = 1.0
 #: diameter (pixels) assumed when an image has no foreground pieces to measure
@@ -163,7 +174,10 @@ def check_scale(
 
 
 def estimate_diameter(
-    image: np.ndarray, spacing: Sequence[float] | None = None, max_diameter: float | None = None
+    image: np.ndarray,
+    spacing: Sequence[float] | None = None,
+    max_diameter: float | None = None,
+    largest: float | None = None,
 ) -> float:
     """Typical diameter of the bright objects in a grey image (2D or 3D).
 
@@ -176,7 +190,20 @@ def estimate_diameter(
         Physical pixel (voxel) size per axis; the result is in that unit.
     max_diameter : float, optional
         Objects are no larger than this (unit of ``spacing``): the copy's pixels are made
-        fine enough for it and the blob scales searched go up to it only.
+        fine enough for it and the blob scales searched go up to it only.  Where the copy then
+        holds more than ``BOUNDED_ESTIMATE_PIXELS``, the blobs are searched in up to
+        ``ESTIMATE_WINDOWS`` ** ndim windows of it, those holding the most signal among the
+        windows tiling it (an image of a few objects is searched where they are), each at least
+        ``ESTIMATE_WINDOW_DIAMETERS`` times ``max_diameter`` wide and all together (margins
+        included) at most that many pixels (one window where one of that width holds more).
+        The blobs within them are those the whole copy gives there, but for the threshold:
+        0.2 of the largest response within the windows, not within the whole copy; their
+        median scale is that of a sample of the image.
+    largest : float, optional
+        Without ``max_diameter``: objects are no larger than this fraction of the image's
+        shortest extent; the largest blob scales (default: up to a quarter of the copy's
+        shortest side, objects of about 0.7 of it) are left out of the search, the others
+        being the same.
 
     Returns
     -------
@@ -223,19 +250,92 @@ def estimate_diameter(
     max_sigma = max(2.0, min(shape) / 4.0)
     if max_diameter is not None:
         max_sigma = max(2.0, min(max_sigma, float(max_diameter) / (2.0 * np.sqrt(2.0) * g)))
-    blobs = blob_log(
-        small,
-        min_sigma=1.0,
-        max_sigma=max_sigma,
-        num_sigma=int(4 * np.log2(max_sigma)) + 1,
-        log_scale=True,
-        threshold=None,
-        threshold_rel=0.2,
-        exclude_border=False,
-    )
+    num_sigma = int(4 * np.log2(max_sigma)) + 1
+    if max_diameter is None and largest is not None:  # the same scales, the largest of them left out
+        sigmas = np.logspace(0.0, np.log10(max_sigma), num_sigma)
+        num_sigma = max(2, int(np.sum(sigmas <= float(largest) * min(shape) / (2.0 * np.sqrt(2.0)))))
+        max_sigma = float(sigmas[num_sigma - 1])
+    if max_diameter is not None and small.size > BOUNDED_ESTIMATE_PIXELS[x.ndim]:
+        blobs = _windowed_blobs(small, max_sigma, num_sigma, BOUNDED_ESTIMATE_PIXELS[x.ndim])
+    else:
+        blobs = blob_log(
+            small,
+            min_sigma=1.0,
+            max_sigma=max_sigma,
+            num_sigma=num_sigma,
+            log_scale=True,
+            threshold=None,
+            threshold_rel=0.2,
+            exclude_border=False,
+        )
     if len(blobs) == 0:
         return float(FALLBACK_DIAMETER * sp.min())
     return float(2.0 * np.sqrt(2.0) * np.median(blobs[:, -1]) * g)
+
+
+def _windows(
+    small: np.ndarray, margin: int, inner: int, count: int
+) -> list[tuple[tuple[slice, ...], tuple[slice, ...]]]:
+    """The ``count`` windows of ``inner`` pixels a side holding the most signal (sum of ``small``) among those
+    tiling ``small`` (the last along each axis ending at its end), each with ``margin`` more pixels around it
+    within the image: ``(outer slices, inner slices within them)``.  The objects are where the signal is, so
+    an image of a few objects is searched where they are, not in its empty field."""
+    import itertools
+
+    starts = []
+    for n in small.shape:
+        w = min(inner, n)
+        starts.append(sorted({min(a, n - w) for a in range(0, n, w)}))
+    w = [min(inner, n) for n in small.shape]
+    corners = list(itertools.product(*starts))
+    signal = [float(small[tuple(slice(a, a + wi) for a, wi in zip(c, w))].sum()) for c in corners]
+    out = []
+    for i in np.argsort(signal, kind="stable")[::-1][:count]:
+        corner = corners[int(i)]
+        outer = tuple(slice(max(0, a - margin), min(n, a + wi + margin)) for a, wi, n in zip(corner, w, small.shape))
+        out.append((outer, tuple(slice(a - o.start, a - o.start + wi) for a, wi, o in zip(corner, w, outer))))
+    return out
+
+
+def _windowed_blobs(small: np.ndarray, max_sigma: float, num_sigma: int, budget: int) -> np.ndarray:
+    """``blob_log``'s blobs (``estimate_diameter``'s settings) of windows of ``small`` together at most
+    ``budget`` pixels, as the whole image would give them there: each window is searched with a margin of the
+    Gaussian kernels' reach (scipy's ``truncate`` 4), its blobs kept within it, and the threshold is 0.2 of the
+    largest response within all windows (in place of ``threshold_rel`` over the whole copy)."""
+    from scipy import ndimage
+    from skimage.feature import blob_log
+
+    nd = small.ndim
+    margin = int(np.ceil(4.0 * max_sigma))
+    least = int(np.ceil(ESTIMATE_WINDOW_DIAMETERS * 2.0 * np.sqrt(2.0) * max_sigma))
+    k = ESTIMATE_WINDOWS
+    inner = int(budget ** (1.0 / nd) / k) - 2 * margin
+    while k > 1 and inner < least:  # fewer, larger windows
+        k -= 1
+        inner = int(budget ** (1.0 / nd) / k) - 2 * margin
+    inner = max(inner, least)
+    windows = _windows(small, margin, inner, k**nd)
+    sigmas = np.logspace(0.0, np.log10(max_sigma), num_sigma)
+    top = max(
+        float((-ndimage.gaussian_laplace(small[outer], s) * s * s)[within].max())
+        for outer, within in windows
+        for s in sigmas
+    )
+    found = []
+    for outer, within in windows:
+        b = blob_log(
+            small[outer],
+            min_sigma=1.0,
+            max_sigma=max_sigma,
+            num_sigma=num_sigma,
+            log_scale=True,
+            threshold=0.2 * top,
+            threshold_rel=None,
+            exclude_border=False,
+        )
+        inside = np.all([(b[:, i] >= w.start) & (b[:, i] < w.stop) for i, w in enumerate(within)], axis=0)
+        found.append(b[inside])
+    return np.concatenate(found)
 
 
 def _mask_diameter(mask: np.ndarray, spacing: np.ndarray, pieces=None) -> float:

@@ -66,6 +66,9 @@ TRANSMITTED_MIN_PX = 8.0
 #: grey ``transmitted`` images: the diameters estimated again on what the cytoplasm's removal leaves are no
 #: smaller than the first estimate (on the whole image, which sees the cells) over this
 TRANSMITTED_CELL_NUCLEUS = 3.0
+#: grey ``transmitted`` images: the first diameter estimate (on the whole image) looks for objects no larger
+#: than this fraction of the image's shortest extent (``estimate_diameter``'s ``largest``)
+TRANSMITTED_LARGEST = 0.18
 #: grey ``transmitted`` images: the working copy holds at most about this many times ``INSTANCE_PIXELS``
 TRANSMITTED_CAP = 3.0
 #: grey bright-field images (cytoplasm removed): objects less convex than this (area over the convex
@@ -166,7 +169,8 @@ def transmitted_prepared(
     The objects are made bright (``transmitted_signal``).  A grey image's background, the
     light field and the cytoplasm or tissue around the objects, is removed as a grey
     opening over ``BACKGROUND_DIAMETERS`` diameters (the three phases of a bright-field
-    smear become two); the diameter is estimated on the image and again on what the
+    smear become two); the diameter is estimated on the image (objects no larger than
+    ``TRANSMITTED_LARGEST`` of its shortest extent) and again on what the
     opening leaves, twice, each time no larger than before (``estimate_diameter``'s
     ``max_diameter``), so that large cells do not pass for objects, and no smaller than
     the first estimate (which sees the cells) over ``TRANSMITTED_CELL_NUCLEUS``, so that
@@ -219,7 +223,7 @@ def transmitted_prepared(
     if diameter is not None:
         d = _check_diameter(diameter, shape, sp)
     else:
-        d = estimate_diameter(x0, spacing)
+        d = estimate_diameter(x0, spacing, largest=TRANSMITTED_LARGEST if remove else None)
         if remove:
             floor = d / TRANSMITTED_CELL_NUCLEUS
             for _ in range(2):
