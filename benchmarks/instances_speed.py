@@ -35,18 +35,22 @@ from napari_levelset.evaluation.synthetic import nuclei
 from napari_levelset.io.read import read_image
 from napari_levelset.method.plan import plan_run
 from napari_levelset.method.segmentation import run_with_progress
+from napari_levelset.resources import run_threads, torch_threads
 from napari_levelset.settings import Settings, object_contrast
 
 
-def stages(image: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-    """``segment(image, regions="instances")`` step by step, with the seconds of each step."""
+def stages(image: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, dict[str, float]]:
+    """``segment(image, regions="instances", threads=threads)`` step by step, with the seconds of each step
+    (the thread count chosen as ``segment`` chooses it)."""
     t = [time.perf_counter()]
-    plan = plan_run(image, Settings(regions="instances"))
-    t.append(time.perf_counter())
-    seg = plan.make_segmenter()
-    last = run_with_progress(seg, plan.iterations, False)
-    t.append(time.perf_counter())
-    labels = plan.finish(seg, last)
+    with torch_threads(run_threads(threads)):
+        plan = plan_run(image, Settings(regions="instances"))
+        t.append(time.perf_counter())
+        with torch_threads(plan.threads(threads)):
+            seg = plan.make_segmenter()
+            last = run_with_progress(seg, plan.iterations, False)
+            t.append(time.perf_counter())
+            labels = plan.finish(seg, last)
     t.append(time.perf_counter())
     return labels, {"plan": t[1] - t[0], "iterations": t[2] - t[1], "instances": t[3] - t[2]}
 
@@ -82,7 +86,7 @@ def main(argv=None) -> None:
     print("|---|---|---|---|---|---|")
     for name, image, truth in cases:
         grey = classical_input(image)
-        stages(image)  # warm-up: imports, first allocations
+        stages(image, a.threads)  # warm-up: imports, first allocations
         run_otsu_watershed(grey)
         ours, theirs, parts = [], [], []
         for _ in range(a.repeats):
@@ -90,7 +94,7 @@ def main(argv=None) -> None:
             classical = run_otsu_watershed(grey)
             theirs.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            labels, part = stages(image)
+            labels, part = stages(image, a.threads)
             ours.append(time.perf_counter() - t0)
             parts.append(part)
         o, c = statistics.median(ours), statistics.median(theirs)

@@ -269,3 +269,48 @@ def test_a_second_reading_soon_after_the_first_measures_from_it_without_waiting(
     monkeypatch.setattr(resources.time, "sleep", no_wait)
     second = resources.cpu_load(0.05)
     assert second is not None and 0.0 <= second.busy <= second.cores
+
+
+def _nuclei_image():
+    from napari_levelset.evaluation.synthetic import nuclei
+
+    return nuclei((128, 128), n_objects=8, diameter=16.0, seed=0)[0]
+
+
+def test_instances_on_a_working_copy_use_at_most_half_the_cores(monkeypatch):
+    """Their copy is small: more threads than half the cores wait on each other (``RunPlan.threads``); a count
+    given is used as it is, and other outputs follow the load."""
+    from napari_levelset import segment
+
+    seen = _watch_threads(monkeypatch)
+    monkeypatch.setattr(resources, "cpu_load", lambda sample=resources.SAMPLE_S: CpuLoad(cores=4, busy=0.0))
+    monkeypatch.setattr(resources, "usable_cores", lambda: 4)
+    torch.set_num_threads(3)
+    image = _nuclei_image()
+    segment(image, regions="instances")
+    segment(image, regions="instances", threads=3)
+    segment(image, n_classes=2, iterations=2)
+    assert seen == [2, 3, 4]
+    assert torch.get_num_threads() == 3
+
+
+def test_the_widgets_instances_use_the_count_segment_uses(monkeypatch):
+    from napari_levelset.napari._session import Handover
+    from napari_levelset.napari._worker import RunRequest, Started, run_segmentation
+    from napari_levelset.settings import Settings
+
+    monkeypatch.setattr(resources, "cpu_load", lambda sample=resources.SAMPLE_S: CpuLoad(cores=4, busy=0.0))
+    monkeypatch.setattr(resources, "usable_cores", lambda: 4)
+    req = RunRequest(
+        image=_nuclei_image(),
+        settings=Settings(regions="instances"),
+        axes=dict(channel_axis=None, spatial_dims=None, spacing=None),
+        iterations=None,
+    )
+    seen = []
+    handover = Handover()
+    for item in run_segmentation(req, handover):
+        if isinstance(item, Started):
+            seen.append(torch.get_num_threads())
+        handover.ready.set()
+    assert seen == [2]

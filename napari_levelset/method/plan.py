@@ -140,6 +140,31 @@ class RunPlan:
         s = self.settings
         return s.regions == "instances" and is_builtin_cnn(s.model) and self.scribbles is None
 
+    def threads(self, threads: int | None = None) -> int:
+        """The torch thread count of this run: ``threads`` when given, else ``resources.run_threads``'s
+        choice (the environment's, an enclosing ``torch_threads`` block's, or one per free core), at
+        most ``resources.default_threads()`` (half the usable cores) for instances on a working copy
+        (``prepares``): their copy is small, and more threads wait on each other more than they share
+        its work (2 cores, a 1024² nuclei phantom to instances: 1.44-1.46 s with 1 thread, 1.51-1.69 s
+        with 2, ``benchmarks/RESULTS.md``).
+
+        Parameters
+        ----------
+        threads : int or None
+            The count asked for (None or 0: choose).
+
+        Returns
+        -------
+        int
+            At least 1.
+        """
+        from napari_levelset.resources import default_threads, run_threads
+
+        if threads:
+            return int(threads)
+        chosen = run_threads(None)
+        return min(chosen, default_threads()) if self.prepares else chosen
+
     def prepare(self) -> RunPlan:
         """Prepare the image where the plan does (``prepares``; once): ``prepared``, ``full``,
         ``contrast``, and ``settings`` with ``contrast="linear"`` and the diameter used.

@@ -150,6 +150,7 @@ def segment(
         plan = plan_run(
             image, Settings.given(settings).replace(**changes), scribbles, channel_axis, spatial_dims, spacing
         )  # the one plan the napari widget runs too (napari_levelset.method.plan)
-        seg = plan.make_segmenter()
-        last = run_with_progress(seg, plan.iterations, progress)
-        return plan.finish(seg, last)
+        with torch_threads(plan.threads(threads)):  # instances on a small working copy: fewer
+            seg = plan.make_segmenter()
+            last = run_with_progress(seg, plan.iterations, progress)
+            return plan.finish(seg, last)

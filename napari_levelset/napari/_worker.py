@@ -439,6 +439,13 @@ class Cadence:
 def _run_segmentation(req: RunRequest, handover: Handover):
     t0 = time.perf_counter()
     seg, plan, mark = yield from _segmenter(req, handover)
+    if plan is None:
+        return (yield from _run_planned(req, handover, t0, seg, plan, mark))
+    with torch_threads(plan.threads()):  # as segment(): instances on a small working copy use fewer threads
+        return (yield from _run_planned(req, handover, t0, seg, plan, mark))
+
+
+def _run_planned(req: RunRequest, handover: Handover, t0: float, seg, plan, mark):
     handover.ready.clear()
     yield Started(seg, plan)
     handover.ready.wait()  # the main thread gave it the changes (and the stop) made meanwhile
