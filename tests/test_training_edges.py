@@ -25,33 +25,30 @@ def _shipped():
         pytest.skip("the shipped model is not installed")
 
 
-def discs(seed=0, size=128, r=6):
-    """A grey image of bright discs, 25 inside and 8 cut by the image's edge, and its instance mask."""
+def painted(seed, size, r, centres):
+    """A grey image of bright discs of radius ``r`` at ``centres`` on a noisy field, and its instance mask."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
     img = rng.normal(20, 3, (size, size))
     mask = np.zeros((size, size), np.uint16)
-    inside = [(y, x) for y in range(20, size - 19, 22) for x in range(20, size - 19, 22)]
-    for k, (cy, cx) in enumerate(inside + EDGE, 1):
+    for k, (cy, cx) in enumerate(centres, 1):
         d = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
         img[d] = 200 + rng.normal(0, 5, int(d.sum()))
         mask[d] = k
     return np.clip(img, 0, 255).astype(np.uint8), mask
+
+
+def discs(seed=0, size=128, r=6):
+    """A grey image of bright discs, 25 inside and 8 cut by the image's edge, and its instance mask."""
+    inside = [(y, x) for y in range(20, size - 19, 22) for x in range(20, size - 19, 22)]
+    return painted(seed, size, r, inside + EDGE)
 
 
 def big_discs(seed=0, size=256, r=16):
     """Like ``discs``, with objects about three times as large: 16 inside and 8 cut by the image's edge."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    img = rng.normal(20, 3, (size, size))
-    mask = np.zeros((size, size), np.uint16)
     inside = [(y, x) for y in range(45, size - 40, 55) for x in range(45, size - 40, 55)]
     edge = [(4, 80), (4, 180), (251, 60), (251, 160), (90, 4), (200, 4), (120, 251), (220, 251)]
-    for k, (cy, cx) in enumerate(inside + edge, 1):
-        d = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-        img[d] = 200 + rng.normal(0, 5, int(d.sum()))
-        mask[d] = k
-    return np.clip(img, 0, 255).astype(np.uint8), mask
+    return painted(seed, size, r, inside + edge)
 
 
 def at_edge(labels: np.ndarray) -> int:

@@ -151,12 +151,12 @@ class RunPlan:
         Parameters
         ----------
         threads : int or None
-            The count asked for (None or 0: choose).
+            A count given, used as it is; None or 0: chosen as above.
 
         Returns
         -------
         int
-            At least 1.
+            The count, 1 or more.
         """
         from napari_levelset.resources import default_threads, run_threads
 
