@@ -35,7 +35,7 @@ from napari_levelset.evaluation.synthetic import nuclei
 from napari_levelset.io.read import read_image
 from napari_levelset.method.plan import plan_run
 from napari_levelset.method.segmentation import run_with_progress
-from napari_levelset.resources import run_threads, torch_threads
+from napari_levelset.resources import chooses_from_load, run_threads, torch_threads
 from napari_levelset.settings import Settings, object_contrast
 
 
@@ -43,10 +43,11 @@ def stages(image: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, d
     """``segment(image, regions="instances", threads=threads)`` step by step, with the seconds of each step
     (the thread count chosen as ``segment`` chooses it)."""
     t = [time.perf_counter()]
+    from_load = not threads and chooses_from_load()
     with torch_threads(run_threads(threads)):
         plan = plan_run(image, Settings(regions="instances"))
         t.append(time.perf_counter())
-        with torch_threads(plan.threads(threads)):
+        with torch_threads(plan.threads(run_threads(threads), from_load)):
             seg = plan.make_segmenter()
             last = run_with_progress(seg, plan.iterations, False)
             t.append(time.perf_counter())

@@ -39,6 +39,7 @@ __all__ = [
     "CpuLoad",
     "adaptive_threads",
     "available_memory",
+    "chooses_from_load",
     "cpu_load",
     "cpu_quota",
     "default_threads",
@@ -546,6 +547,17 @@ def environment_threads(environ=None) -> int | None:
         if first.isdigit() and int(first) >= 1:
             return min(int(first), MAX_THREADS)
     return None
+
+
+def chooses_from_load() -> bool:
+    """Whether :func:`run_threads` without a count chooses it from the load here: no enclosing
+    :func:`torch_threads` block in this thread and no count fixed by the environment.
+
+    Returns
+    -------
+    bool
+    """
+    return not getattr(_chosen, "stack", None) and environment_threads() is None
 
 
 def run_threads(

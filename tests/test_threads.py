@@ -279,7 +279,8 @@ def _nuclei_image():
 
 def test_instances_on_a_working_copy_use_at_most_half_the_cores(monkeypatch):
     """Their copy is small: more threads than half the cores wait on each other (``RunPlan.threads``); a count
-    given is used as it is, and other outputs follow the load."""
+    given (to the call, by an enclosing block, by the environment) is used as it is, and other outputs follow
+    the load."""
     from napari_levelset import segment
 
     seen = _watch_threads(monkeypatch)
@@ -290,7 +291,11 @@ def test_instances_on_a_working_copy_use_at_most_half_the_cores(monkeypatch):
     segment(image, regions="instances")
     segment(image, regions="instances", threads=3)
     segment(image, n_classes=2, iterations=2)
-    assert seen == [2, 3, 4]
+    with torch_threads(3):  # a count set around the call is the user's: used as it is
+        segment(image, regions="instances")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # and so is the environment's
+    segment(image, regions="instances")
+    assert seen == [2, 3, 4, 3, 3]
     assert torch.get_num_threads() == 3
 
 

@@ -140,30 +140,29 @@ class RunPlan:
         s = self.settings
         return s.regions == "instances" and is_builtin_cnn(s.model) and self.scribbles is None
 
-    def threads(self, threads: int | None = None) -> int:
-        """The torch thread count of this run: ``threads`` when given, else ``resources.run_threads``'s
-        choice (the environment's, an enclosing ``torch_threads`` block's, or one per free core), at
-        most ``resources.default_threads()`` (half the usable cores) for instances on a working copy
-        (``prepares``): their copy is small, and more threads wait on each other more than they share
-        its work (2 cores, a 1024² nuclei phantom to instances: 1.44-1.46 s with 1 thread, 1.51-1.69 s
-        with 2, ``benchmarks/RESULTS.md``).
+    def threads(self, count: int, from_load: bool) -> int:
+        """The torch thread count of this run: ``count``, where it was chosen from the load
+        (``resources.chooses_from_load``) at most ``resources.default_threads()`` (half the usable
+        cores) for instances on a working copy (``prepares``): their copy is small, and more threads
+        wait on each other more than they share its work (2 cores, a 1024² nuclei phantom to
+        instances: 1.44-1.46 s with 1 thread, 1.51-1.69 s with 2, ``benchmarks/RESULTS.md``).
 
         Parameters
         ----------
-        threads : int or None
-            A count given, used as it is; None or 0: chosen as above.
+        count : int
+            The count ``resources.run_threads`` gave.
+        from_load : bool
+            Whether it chose it from the load (no count given, by the call, an enclosing
+            ``torch_threads`` block or the environment).
 
         Returns
         -------
         int
             The count, 1 or more.
         """
-        from napari_levelset.resources import default_threads, run_threads
+        from napari_levelset.resources import default_threads
 
-        if threads:
-            return int(threads)
-        chosen = run_threads(None)
-        return min(chosen, default_threads()) if self.prepares else chosen
+        return min(int(count), default_threads()) if from_load and self.prepares else int(count)
 
     def prepare(self) -> RunPlan:
         """Prepare the image where the plan does (``prepares``; once): ``prepared``, ``full``,
@@ -461,8 +460,11 @@ def _edge_convention(labels: np.ndarray, spatial_ndim: int, meta: dict) -> tuple
 
     images = (meta.get("edge_objects_evidence") or {}).get("images") or []
     items = labels.reshape((-1,) + labels.shape[labels.ndim - spatial_ndim :])
-    sizes = [foreground_diameter((item > 0).astype(np.float32), (1.0,) * spatial_ndim) for item in items]
-    drop = [decide_for_diameter(images, d) == "dropped" for d in sizes]
+    sizes = [
+        foreground_diameter((item > 0).astype(np.float32), (1.0,) * spatial_ndim) if item.any() else np.nan
+        for item in items
+    ]
+    drop = [bool(item.any()) and decide_for_diameter(images, d) == "dropped" for item, d in zip(items, sizes)]
     if not any(drop):
         return labels, ""
     from skimage.segmentation import clear_border, relabel_sequential

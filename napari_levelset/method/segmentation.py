@@ -17,7 +17,7 @@ from tqdm import tqdm
 from napari_levelset import validate
 from napari_levelset.method.plan import plan_run
 from napari_levelset.method.segmenter import Segmenter, Snapshot
-from napari_levelset.resources import run_threads, torch_threads
+from napari_levelset.resources import chooses_from_load, run_threads, torch_threads
 from napari_levelset.settings import Settings
 
 __all__ = ["run_with_progress", "segment"]
@@ -146,11 +146,12 @@ def segment(
     if finetune_iterations is not None:
         changes["iterations"] = validate.integer("finetune_iterations", finetune_iterations)
     threads = validate.optional_integer("threads", threads)
+    from_load = not threads and chooses_from_load()
     with torch_threads(run_threads(threads)):  # threads=None: from the cores free now
         plan = plan_run(
             image, Settings.given(settings).replace(**changes), scribbles, channel_axis, spatial_dims, spacing
         )  # the one plan the napari widget runs too (napari_levelset.method.plan)
-        with torch_threads(plan.threads(threads)):  # instances on a small working copy: fewer
+        with torch_threads(plan.threads(run_threads(threads), from_load)):  # instances on a small copy: fewer
             seg = plan.make_segmenter()
             last = run_with_progress(seg, plan.iterations, progress)
             return plan.finish(seg, last)

@@ -36,7 +36,7 @@ from napari_levelset.io.axes import infer_axes
 from napari_levelset.io.prepare import join_channels
 from napari_levelset.method.plan import PREVIEW_PIXELS, plan_run
 from napari_levelset.napari._session import Handover
-from napari_levelset.resources import run_threads, torch_threads
+from napari_levelset.resources import chooses_from_load, run_threads, torch_threads
 from napari_levelset.settings import Settings
 
 __all__ = ["Cadence", "Final", "Finishing", "RunRequest", "Started", "Update", "preload", "run_segmentation"]
@@ -292,9 +292,10 @@ def run_segmentation(req: RunRequest, handover: Handover):
     napari_levelset.errors.InputError
         For a bad image, scribbles or setting.
     """
+    from_load = chooses_from_load()
     try:  # torch's thread count, one per core free now, is set in this (the worker's) thread: see torch_threads
         with torch_threads(run_threads()):
-            yield from _run_segmentation(req, handover)
+            yield from _run_segmentation(req, handover, from_load)
     except RuntimeError as exc:
         raise RunFailed(str(exc)) from exc
     finally:
@@ -436,12 +437,12 @@ class Cadence:
         self._mark = (process, thread)
 
 
-def _run_segmentation(req: RunRequest, handover: Handover):
+def _run_segmentation(req: RunRequest, handover: Handover, from_load: bool):
     t0 = time.perf_counter()
     seg, plan, mark = yield from _segmenter(req, handover)
     if plan is None:
         return (yield from _run_planned(req, handover, t0, seg, plan, mark))
-    with torch_threads(plan.threads()):  # as segment(): instances on a small working copy use fewer threads
+    with torch_threads(plan.threads(run_threads(), from_load)):  # as segment(): instances on a small copy
         return (yield from _run_planned(req, handover, t0, seg, plan, mark))
 
 

@@ -20,17 +20,18 @@ The rule (``edge_evidence``, ``decide_edge_objects``), after training:
    the labels hold it where it meets the edge: at least half of its labelled pixels on the
    image's outermost rows and columns are foreground in the labels (an object the labels hold
    that only the network's outline brings to the edge is not).
-3. The evidence is pooled over the labelled images nearest in object size (the diameter of the
-   labels' foreground, ``napari_levelset.post.diameter.foreground_diameter``, compared on a log
-   scale), from the nearest on, until it holds at least ``MIN_EDGE_OBJECTS`` objects found at the
-   edge (``decide_for_diameter``).  With fewer than ``LEFT_OUT_SHARE`` (a quarter) of them
-   labelled, the labels leave out objects cut by the edge and the instances drop them
-   (``"dropped"``); otherwise they are kept (``"kept"``, also where all the images together hold
-   fewer than ``MIN_EDGE_OBJECTS``).  Labels of one kind of image give every image one decision,
-   that of all of them pooled where no single image holds enough.  Labels of kinds whose
-   conventions differ (in the Cell Tracking Challenge's HeLa masks the cut nuclei are left out,
-   in NIH3T3's foreground masks they are held) give each image the convention of the labelled
-   images whose objects are nearest its own in size (``edge_objects="by size"``).
+3. The labelled images form kinds of image by the size of their objects (the diameter of the
+   labels' foreground, ``napari_levelset.post.diameter.foreground_diameter``): sorted by it, a new
+   kind where one image's is more than ``SAME_KIND`` times the next smaller one's; images whose
+   labels hold no object form no kind of their own.  A kind with at least ``MIN_EDGE_OBJECTS``
+   objects found at its edges decides by its own evidence, one with fewer by all images' pooled:
+   with fewer than ``LEFT_OUT_SHARE`` (a quarter) of them labelled, the labels leave out objects
+   cut by the edge and the instances drop them (``"dropped"``); otherwise they are kept
+   (``"kept"``, also where all the images together hold fewer than ``MIN_EDGE_OBJECTS``).  Labels
+   of one kind of image give every image one decision.  Kinds that decide differently (in the
+   Cell Tracking Challenge's HeLa masks the cut nuclei are left out, in NIH3T3's foreground masks
+   they are held) give each image the decision of the kind holding the labelled image nearest it
+   in object size, on a log scale (``edge_objects="by size"``, ``decide_for_diameter``).
 
 The decision and its counts are recorded in the model file (``edge_objects``,
 ``edge_objects_evidence``); ``segment(image, model=FILE, regions="instances")`` -- and so the
@@ -68,7 +69,7 @@ __all__ = [
 #: what a model's instances do with objects touching the image's edge ("by size": per image, as the
 #: labelled images nearest in object size do)
 EDGE_DECISIONS = ("kept", "dropped", "by size")
-#: objects found at the edge, over all fully labelled images, needed to decide anything
+#: objects found at the edge needed to decide: per kind of image, else over all fully labelled images
 MIN_EDGE_OBJECTS = 5
 #: below this share of the objects found at the edge labelled, the labels leave such objects out
 LEFT_OUT_SHARE = 0.25
@@ -95,7 +96,8 @@ class EdgeEvidence:
         Of those, the ones the labels hold where they meet the edge (at least half of their labelled
         pixels on the image's outermost rows and columns foreground).
     diameter : float
-        The diameter of the labels' objects, pixels (``foreground_diameter`` of their foreground).
+        The diameter of the labels' objects, pixels (``foreground_diameter`` of their foreground);
+        NaN where the labels hold no object (``decide_edge_objects`` records None).
     """
 
     name: str
@@ -134,7 +136,9 @@ def _objects_at_edge(pred: np.ndarray, targets: np.ndarray, name: str) -> EdgeEv
     rim = np.zeros(pred.shape, bool)
     rim[[0, -1], :] = rim[:, [0, -1]] = True
     at_edge = np.unique(pieces[rim & (pieces > 0)])
-    diameter = foreground_diameter((targets == FOREGROUND).astype(np.float32))
+    fg = targets == FOREGROUND
+    # labels without objects (a negative example) say nothing of the objects' size
+    diameter = foreground_diameter(fg.astype(np.float32)) if fg.sum() >= MIN_EDGE_PIXELS else float("nan")
     if at_edge.size == 0:
         return EdgeEvidence(name, 0, 0, diameter)
     size = np.bincount(pieces.ravel(), minlength=pieces.max() + 1)
@@ -186,6 +190,12 @@ def edge_evidence(net, data: list, targets: list, kinds: list, names: list, head
     return out
 
 
+def _size(e: dict) -> float:
+    """An image's objects' diameter from its evidence (NaN where its labels hold no object, or not recorded)."""
+    d = e.get("diameter")
+    return float(d) if d is not None and np.isfinite(float(d)) and float(d) > 0 else float("nan")
+
+
 def _pooled(images: list[dict]) -> tuple[bool, int, int]:
     """Whether the images' evidence, pooled, says the labels leave cut objects out; objects found, labelled."""
     found = sum(int(e["found"]) for e in images)
@@ -195,16 +205,16 @@ def _pooled(images: list[dict]) -> tuple[bool, int, int]:
 
 def _kinds(images: list[dict]) -> list[list[dict]]:
     """The labelled images in kinds of image by their objects' size: sorted by diameter, a new kind where one
-    image's is more than ``SAME_KIND`` times the one before (images without a diameter: one kind)."""
-    sized = sorted((e for e in images if np.isfinite(e.get("diameter", np.nan))), key=lambda e: e["diameter"])
+    image's is more than ``SAME_KIND`` times the one before (images without a diameter, whose labels hold no
+    object, in none: they count in all images' pooled evidence only)."""
+    sized = sorted((e for e in images if np.isfinite(_size(e))), key=_size)
     kinds: list[list[dict]] = []
     for e in sized:
-        if kinds and e["diameter"] <= SAME_KIND * kinds[-1][-1]["diameter"]:
+        if kinds and _size(e) <= SAME_KIND * _size(kinds[-1][-1]):
             kinds[-1].append(e)
         else:
             kinds.append([e])
-    unsized = [e for e in images if not np.isfinite(e.get("diameter", np.nan))]
-    return kinds + ([unsized] if unsized else [])
+    return kinds
 
 
 def _kind_decision(kind: list[dict], images: list[dict]) -> bool:
@@ -217,8 +227,7 @@ def _nearest_kind(kinds: list[list[dict]], diameter: float) -> list[dict]:
     """The kind holding the labelled image whose objects' diameter is nearest ``diameter`` (log scale)."""
 
     def gap(e: dict) -> float:
-        d = float(e.get("diameter", np.nan))
-        return abs(np.log(d / diameter)) if np.isfinite(d) and d > 0 and diameter > 0 else np.inf
+        return abs(np.log(_size(e) / diameter)) if np.isfinite(_size(e)) else np.inf
 
     return min(kinds, key=lambda kind: min(gap(e) for e in kind))
 
@@ -236,7 +245,8 @@ def decide_for_diameter(images: list[dict], diameter: float) -> str:
         Per labelled image ``{"name", "found", "labelled", "diameter"}`` (``decide_edge_objects``'s
         ``images``; the diameter in pixels).
     diameter : float
-        The diameter of the image's objects, pixels (``foreground_diameter`` of its instances).
+        The diameter of the image's objects, pixels (``foreground_diameter`` of its instances); NaN
+        where it has none (all images' pooled evidence then decides).
 
     Returns
     -------
@@ -250,14 +260,15 @@ def decide_for_diameter(images: list[dict], diameter: float) -> str:
     >>> decide_for_diameter([hela, nih], 24.0), decide_for_diameter([hela, nih], 70.0)
     ('dropped', 'kept')
     """
-    if not images:
-        return "kept"
     kinds = _kinds(images)
-    return "dropped" if _kind_decision(_nearest_kind(kinds, float(diameter)), images) else "kept"
+    d = float(diameter)
+    if not kinds or not (np.isfinite(d) and d > 0):  # no size to compare: all images' pooled evidence
+        return "dropped" if _pooled(images)[0] else "kept"
+    return "dropped" if _kind_decision(_nearest_kind(kinds, d), images) else "kept"
 
 
 def _size_range(kind: list[dict]) -> str:
-    d = [float(e["diameter"]) for e in kind if np.isfinite(e.get("diameter", np.nan))]
+    d = [_size(e) for e in kind if np.isfinite(_size(e))]
     if not d:
         return ""
     return f" ({min(d):.0f} px)" if round(min(d)) == round(max(d)) else f" ({min(d):.0f}-{max(d):.0f} px)"
@@ -278,8 +289,8 @@ def decide_edge_objects(evidence: list[EdgeEvidence]) -> dict:
         objects' size decide differently (each image then follows ``decide_for_diameter``);
         ``found`` and ``labelled``: the objects found at the edge over all fully labelled images and
         how many the labels hold; ``images``: per image ``{"name", "found", "labelled",
-        "diameter"}``; ``kinds``: per kind of image its images' names, counts and decision;
-        ``reason``: the rule's reading, in words.
+        "diameter"}`` (pixels; None where its labels hold no object); ``kinds``: per kind of image
+        its images' names, counts and decision; ``reason``: the rule's reading, in words.
 
     Examples
     --------
@@ -292,7 +303,7 @@ def decide_edge_objects(evidence: list[EdgeEvidence]) -> dict:
     >>> decide_edge_objects([EdgeEvidence("a", 7, 1, 22.0), EdgeEvidence("b", 10, 10, 83.0)])["edge_objects"]
     'by size'
     """
-    images = [asdict(e) for e in evidence]
+    images = [dict(asdict(e), diameter=None if np.isnan(e.diameter) else float(e.diameter)) for e in evidence]
     dropped, found, held = _pooled(images)
     kinds = [
         dict(
