@@ -200,10 +200,10 @@ def estimate_diameter(
         0.2 of the largest response within the windows, not within the whole copy; their
         median scale is that of a sample of the image.
     largest : float, optional
-        Without ``max_diameter``: objects are no larger than this fraction of the image's
-        shortest extent; the largest blob scales (default: up to a quarter of the copy's
-        shortest side, objects of about 0.7 of it) are left out of the search, the others
-        being the same.
+        In (0, 1]; without ``max_diameter`` (ignored with it): objects are no larger than this
+        fraction of the image's shortest extent; the largest blob scales (default: up to a
+        quarter of the copy's shortest side, objects of about 0.7 of it) are left out of the
+        search, the others being the same.
 
     Returns
     -------
@@ -220,7 +220,8 @@ def estimate_diameter(
     ------
     InputError
         When ``spacing`` is not one positive number per axis, or makes a pixel longer along
-        one axis than the image is along another (``check_scale``).
+        one axis than the image is along another (``check_scale``); when ``largest`` is not
+        in (0, 1].
 
     Examples
     --------
@@ -233,6 +234,8 @@ def estimate_diameter(
     from skimage.filters import gaussian
     from skimage.transform import resize
 
+    if largest is not None and not (np.isfinite(float(largest)) and 0.0 < float(largest) <= 1.0):
+        raise InputError(f"largest must be a fraction of the image's extent in (0, 1], got {largest!r}")
     x = np.asarray(image, dtype=np.float32)
     sp = _spacing(spacing, x.ndim, x.shape)
     # isotropic coarse pixels of size g (physical units), at most ESTIMATE_PIXELS of them
@@ -274,25 +277,23 @@ def estimate_diameter(
 
 
 def _windows(
-    small: np.ndarray, margin: int, inner: int, count: int
+    detail: np.ndarray, margin: int, inner: int, count: int
 ) -> list[tuple[tuple[slice, ...], tuple[slice, ...]]]:
-    """The ``count`` windows of ``inner`` pixels a side holding the most signal (sum of ``small``) among those
-    tiling ``small`` (the last along each axis ending at its end), each with ``margin`` more pixels around it
-    within the image: ``(outer slices, inner slices within them)``.  The objects are where the signal is, so
-    an image of a few objects is searched where they are, not in its empty field."""
+    """The ``count`` windows of ``inner`` pixels a side holding the most ``detail`` (its sum) among the
+    windows tiling the image without overlap (a strip narrower than a window left at the far end), each
+    with ``margin`` more pixels around it within the image: ``(outer slices, inner slices within them)``.
+    The objects are where the detail is, so an image of a few objects is searched where they are, not in
+    its empty field."""
     import itertools
 
-    starts = []
-    for n in small.shape:
-        w = min(inner, n)
-        starts.append(sorted({min(a, n - w) for a in range(0, n, w)}))
-    w = [min(inner, n) for n in small.shape]
+    w = [min(inner, n) for n in detail.shape]
+    starts = [list(range(0, n - wi + 1, wi)) for n, wi in zip(detail.shape, w)]
     corners = list(itertools.product(*starts))
-    signal = [float(small[tuple(slice(a, a + wi) for a, wi in zip(c, w))].sum()) for c in corners]
+    signal = [float(detail[tuple(slice(a, a + wi) for a, wi in zip(c, w))].sum()) for c in corners]
     out = []
     for i in np.argsort(signal, kind="stable")[::-1][:count]:
         corner = corners[int(i)]
-        outer = tuple(slice(max(0, a - margin), min(n, a + wi + margin)) for a, wi, n in zip(corner, w, small.shape))
+        outer = tuple(slice(max(0, a - margin), min(n, a + wi + margin)) for a, wi, n in zip(corner, w, detail.shape))
         out.append((outer, tuple(slice(a - o.start, a - o.start + wi) for a, wi, o in zip(corner, w, outer))))
     return out
 
@@ -314,7 +315,9 @@ def _windowed_blobs(small: np.ndarray, max_sigma: float, num_sigma: int, budget:
         k -= 1
         inner = int(budget ** (1.0 / nd) / k) - 2 * margin
     inner = max(inner, least)
-    windows = _windows(small, margin, inner, k**nd)
+    # where the objects are: the copy less its smooth part (a background ramp is no object)
+    detail = np.maximum(small - ndimage.gaussian_filter(small, 2.0 * max_sigma, truncate=2.0), 0.0)
+    windows = _windows(detail, margin, inner, k**nd)
     sigmas = np.logspace(0.0, np.log10(max_sigma), num_sigma)
     top = max(
         float((-ndimage.gaussian_laplace(small[outer], s) * s * s)[within].max())
