@@ -9,7 +9,7 @@
   expected diameter (Cellpose, StarDist, CellProfiler); estimated when not given from the median
   scale of scale-normalised Laplacian-of-Gaussian blobs, which neither a slowly varying
   background nor touching objects inflate; where a bound on the diameter makes its copy's
-  pixels fine, in the windows of it holding the most signal (``BOUNDED_ESTIMATE_PIXELS``).
+  pixels fine, in the windows of it holding the most detail (``BOUNDED_ESTIMATE_PIXELS``).
 - **The diameter of what a run found** (``foreground_diameter``): twice the area-weighted median
   largest inscribed radius of the foreground's pieces.
 
@@ -49,7 +49,7 @@ ESTIMATE_PIXELS = {2: 65_000, 3: 500_000}
 #: ``estimate_diameter`` with ``max_diameter``: where its (fine) copy holds more pixels (voxels) than this,
 #: the blobs are searched in windows of it spread over the image, together at most this many, margins included
 BOUNDED_ESTIMATE_PIXELS = {2: 130_000, 3: 2_000_000}
-#: ... in at most this many windows per axis (this number to the power of the axes), those with the most signal
+#: ... in at most this many windows per axis (this number to the power of the axes), those with the most detail
 ESTIMATE_WINDOWS = 3
 #: ... each window at least this many largest diameters (``max_diameter``) wide
 ESTIMATE_WINDOW_DIAMETERS = 4.0
@@ -192,10 +192,11 @@ def estimate_diameter(
         Objects are no larger than this (unit of ``spacing``): the copy's pixels are made
         fine enough for it and the blob scales searched go up to it only.  Where the copy then
         holds more than ``BOUNDED_ESTIMATE_PIXELS``, the blobs are searched in up to
-        ``ESTIMATE_WINDOWS`` ** ndim windows of it, those holding the most signal among the
-        windows tiling it (an image of a few objects is searched where they are), each at least
-        ``ESTIMATE_WINDOW_DIAMETERS`` times ``max_diameter`` wide and all together (margins
-        included) at most that many pixels (one window where one of that width holds more).
+        ``ESTIMATE_WINDOWS`` ** ndim windows of it, those holding the most detail (the copy
+        less its smooth part) among the windows tiling it without overlap (an image of a few
+        objects is searched where they are), each at least ``ESTIMATE_WINDOW_DIAMETERS`` times
+        ``max_diameter`` wide and all together (margins included) at most that many pixels (one
+        window where one of that width holds more).
         The blobs within them are those the whole copy gives there, but for the threshold:
         0.2 of the largest response within the windows, not within the whole copy; their
         median scale is that of a sample of the image.
