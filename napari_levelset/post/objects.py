@@ -70,7 +70,7 @@ TRANSMITTED_CELL_NUCLEUS = 3.0
 #: than this fraction of the image's shortest extent (``estimate_diameter``'s ``largest``)
 TRANSMITTED_LARGEST = 0.18
 #: grey ``transmitted`` images: the working copy holds at most about this many times ``INSTANCE_PIXELS``
-TRANSMITTED_CAP = 3.0
+TRANSMITTED_CAP = 2.0
 #: grey bright-field images (cytoplasm removed): objects less convex than this (area over the convex
 #: hull's, scikit-image's ``solidity``) are left out: nuclei are convex, the rims and borders of cells
 #: that the removal of the cytoplasm leaves are not
