@@ -412,8 +412,8 @@ class RunPlan:
                 labels = outlines_on_linear(labels, self.linear, diameter, self.spacing, s.min_region)
             if self.convex and s.foreground is None:
                 labels = drop_concave(labels, len(self.full.spatial_shape))
-            if _edge_objects(seg.model) in ("dropped", "by size"):  # the convention of the model's labels
-                meta = getattr(seg.model, "metadata", None) or {}
+            meta = getattr(seg.model, "metadata", None) or {}  # a model file's network carries its metadata
+            if meta.get("edge_objects") in ("dropped", "by size"):  # the convention of the model's labels
                 labels, note = _edge_convention(labels, len(seg.prepared.spatial_shape), meta)
                 if note:
                     seg._record["objects"] = f"{seg._record.get('objects') or ''}; {note}".lstrip("; ")
@@ -442,14 +442,6 @@ def _trained_contrast(model) -> tuple[str, str] | None:
 EDGE_NOTE = "objects touching the image's edge dropped: the model's labels leave them out"
 
 
-def _edge_objects(network) -> str | None:
-    """What a trained model's instances do with objects touching the image's edge (its ``edge_objects``,
-    ``"dropped"`` or ``"kept"``, decided from its labels by ``napari_levelset.training.edges``), read from
-    the run's network (``Segmenter.model``: a model file's network carries the file's ``metadata``); None
-    for the per-image CNN and models that record none (the shipped one, models trained without labels)."""
-    return (getattr(network, "metadata", None) or {}).get("edge_objects")
-
-
 def _edge_convention(labels: np.ndarray, spatial_ndim: int, meta: dict) -> tuple[np.ndarray, str]:
     """Instances ``labels`` ``(*B, *S)`` with the objects touching the edge dropped from the items where the
     model's labels leave them out (``edge_objects`` ``"dropped"``; ``"by size"``: the items whose objects'
@@ -468,21 +460,20 @@ def _edge_convention(labels: np.ndarray, spatial_ndim: int, meta: dict) -> tuple
     drop = [bool(item.any()) and decide_for_diameter(images, d) == "dropped" for item, d in zip(items, sizes)]
     if not any(drop):
         return labels, ""
-    from skimage.segmentation import clear_border, relabel_sequential
-
-    out = np.stack([clear_border(item) if q else item for item, q in zip(items, drop)]).reshape(labels.shape)
-    out = relabel_sequential(out)[0].astype(labels.dtype, copy=False)  # ids 1..M over the stack
     sizes_said = ", ".join(f"{d:.0f}" for d, q in zip(sizes, drop) if q)
-    return out, f"{EDGE_NOTE} (objects of {sizes_said} px, nearest in size the labelled images that leave them out)"
+    note = f"{EDGE_NOTE} (objects of {sizes_said} px, nearest in size the labelled images that leave them out)"
+    return _drop_edge_objects(labels, spatial_ndim, drop), note
 
 
-def _drop_edge_objects(labels: np.ndarray, spatial_ndim: int) -> np.ndarray:
+def _drop_edge_objects(labels: np.ndarray, spatial_ndim: int, which=None) -> np.ndarray:
     """Instances ``labels`` ``(*B, *S)`` without the objects touching the edge of their item
-    (``skimage.segmentation.clear_border`` per item), renumbered 1..M."""
+    (``skimage.segmentation.clear_border`` per item; only the items ``which`` marks, all where None),
+    renumbered 1..M over the stack."""
     from skimage.segmentation import clear_border, relabel_sequential
 
     items = labels.reshape((-1,) + labels.shape[labels.ndim - spatial_ndim :])
-    kept = np.stack([clear_border(item) for item in items]).reshape(labels.shape)
+    which = [True] * len(items) if which is None else which
+    kept = np.stack([clear_border(item) if q else item for item, q in zip(items, which)]).reshape(labels.shape)
     return relabel_sequential(kept)[0].astype(labels.dtype, copy=False)
 
 

@@ -440,9 +440,8 @@ class Cadence:
 def _run_segmentation(req: RunRequest, handover: Handover, from_load: bool):
     t0 = time.perf_counter()
     seg, plan, mark = yield from _segmenter(req, handover)
-    if plan is None:
-        return (yield from _run_planned(req, handover, t0, seg, plan, mark))
-    with torch_threads(plan.threads(run_threads(), from_load)):  # as segment(): instances on a small copy
+    count = plan.threads(run_threads(), from_load) if plan is not None else None  # None: the count as it is
+    with torch_threads(count):  # as segment(): instances on a small working copy use fewer threads
         return (yield from _run_planned(req, handover, t0, seg, plan, mark))
 
 

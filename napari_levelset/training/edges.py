@@ -224,12 +224,10 @@ def _kind_decision(kind: list[dict], images: list[dict]) -> bool:
 
 
 def _nearest_kind(kinds: list[list[dict]], diameter: float) -> list[dict]:
-    """The kind holding the labelled image whose objects' diameter is nearest ``diameter`` (log scale)."""
+    """The kind holding the labelled image whose objects' diameter is nearest ``diameter`` (log scale; every
+    image of a kind has a diameter, ``_kinds``)."""
 
-    def gap(e: dict) -> float:
-        return abs(np.log(_size(e) / diameter)) if np.isfinite(_size(e)) else np.inf
-
-    return min(kinds, key=lambda kind: min(gap(e) for e in kind))
+    return min(kinds, key=lambda kind: min(abs(np.log(_size(e) / diameter)) for e in kind))
 
 
 def decide_for_diameter(images: list[dict], diameter: float) -> str:
@@ -268,10 +266,9 @@ def decide_for_diameter(images: list[dict], diameter: float) -> str:
 
 
 def _size_range(kind: list[dict]) -> str:
-    d = [_size(e) for e in kind if np.isfinite(_size(e))]
-    if not d:
-        return ""
-    return f" ({min(d):.0f} px)" if round(min(d)) == round(max(d)) else f" ({min(d):.0f}-{max(d):.0f} px)"
+    """The diameters of a kind's objects, in words: ``"22 px"`` or ``"61-85 px"``."""
+    lo, hi = min(map(_size, kind)), max(map(_size, kind))
+    return f"{lo:.0f} px" if round(lo) == round(hi) else f"{lo:.0f}-{hi:.0f} px"
 
 
 def decide_edge_objects(evidence: list[EdgeEvidence]) -> dict:
@@ -305,16 +302,14 @@ def decide_edge_objects(evidence: list[EdgeEvidence]) -> dict:
     """
     images = [dict(asdict(e), diameter=None if np.isnan(e.diameter) else float(e.diameter)) for e in evidence]
     dropped, found, held = _pooled(images)
-    kinds = [
-        dict(
-            images=[e["name"] for e in kind],
-            found=_pooled(kind)[1],
-            labelled=_pooled(kind)[2],
-            edge_objects="dropped" if _kind_decision(kind, images) else "kept",
-            sizes=_size_range(kind).strip(" ()"),
+    kinds = []
+    for kind in _kinds(images):
+        _, kind_found, kind_held = _pooled(kind)
+        decision = "dropped" if _kind_decision(kind, images) else "kept"
+        names = [e["name"] for e in kind]
+        kinds.append(
+            dict(images=names, found=kind_found, labelled=kind_held, edge_objects=decision, sizes=_size_range(kind))
         )
-        for kind in _kinds(images)
-    ]
     by_size = len({k["edge_objects"] for k in kinds}) > 1
     if not evidence:
         reason = "no instance or foreground masks among the labels (class labels do not say what was left out)"
