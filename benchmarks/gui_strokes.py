@@ -46,6 +46,9 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=5, help="images (the first of the split)")
     ap.add_argument("--iterations", type=int, default=40, help="iterations of each run (segment's with strokes)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the strokes")
+    ap.add_argument(
+        "--strokes", default="long", choices=("long", "short", "short2"), help="the strokes (as benchmarks/strokes.py)"
+    )
     ap.add_argument("--screenshot", help="save the viewer after the last run to this PNG")
     args = ap.parse_args(argv)
 
@@ -54,7 +57,8 @@ def main(argv=None) -> int:
 
     from napari_levelset import segment
 
-    cases = [bsds_case(args.bsds, args.split, i, args.seed) for i in list_images(args.bsds, args.split, args.limit)]
+    ids = list_images(args.bsds, args.split, args.limit)
+    cases = [bsds_case(args.bsds, args.split, i, args.seed, args.strokes) for i in ids]
     viewer = napari.Viewer(show=True)
     _, widget = viewer.window.add_plugin_dock_widget("napari-levelset", "Level-set segmentation")
     app = QApplication.instance()

@@ -61,7 +61,7 @@ def test_a_flat_region_goes_whole_to_its_stroke_beside_a_noisy_one(monkeypatch):
 
 def test_the_second_looks_features_tell_texture_from_a_flat_patch():
     """Colour at three blurs and local spread in three windows: the spread is 0 on a flat patch, grows with noise."""
-    from napari_levelset.method.strokes import PRIOR_REFIT_SIGMAS, PRIOR_REFIT_TEXTURES, refit_features
+    from napari_levelset.method.stroke_look import PRIOR_REFIT_SIGMAS, PRIOR_REFIT_TEXTURES, refit_features
 
     rng = np.random.default_rng(2)
     item = np.full((3, 40, 80), 0.5)

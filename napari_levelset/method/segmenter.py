@@ -313,9 +313,11 @@ class Segmenter(ResultsMixin):
         photo = s.position is None and default_position(s.model, color, s.n_classes, True) > 0
         self._prior_weight = PRIOR_WEIGHT if photo else 0.0
         self._prior_strokes: np.ndarray | None = None
+        #: whether the map may use the region network learnt from photographs (a CIELAB photograph's copy)
+        self._regions = photo and self.prepared.color == "lab"
         if geodesic:
             grid = self._to_work(self._check_scribbles(scribbles))
-            prior = stroke_prior(self._work.data, grid, self.n_classes)
+            prior = stroke_prior(self._work.data, grid, self.n_classes, regions=self._regions)
             self._prior = torch.from_numpy(geodesic * prior).to(self.device)
             self._prior_strokes = grid
         return position, geodesic
@@ -331,7 +333,7 @@ class Segmenter(ResultsMixin):
             return
         if self._prior_strokes is not None and np.array_equal(strokes, self._prior_strokes):
             return
-        prior = stroke_prior(self._work.data, strokes, self.n_classes)
+        prior = stroke_prior(self._work.data, strokes, self.n_classes, regions=self._regions)
         net = np.empty_like(prior)
         net[:, self._order] = prior  # label k is network class order[k - 1]
         self._prior = torch.from_numpy(self._prior_weight * net).to(self.device)

@@ -31,7 +31,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from napari_levelset.method.stroke_look import mean_field
+from napari_levelset.method.stroke_look import (
+    _log_likelihoods,
+    appearance_features,
+    mean_field,
+    refit_features,
+)
 from napari_levelset.post.instances import _background, estimate_diameter, noise_sigma, resample_prepared
 from napari_levelset.settings import STROKE_ITERATIONS, STROKE_PIXELS, stroke_contrast
 
@@ -424,6 +429,7 @@ def geodesic_distances(
     edge: float | None = None,
     unlike: np.ndarray | None = None,
     power: float | None = None,
+    boundary: np.ndarray | None = None,
 ):
     """The geodesic distance of every pixel to each class's strokes, over the longest side.
 
@@ -442,6 +448,10 @@ def geodesic_distances(
         to every step onto a pixel (``stroke_prior``'s appearance term), or None.
     power : float or None
         The power of the normalised gradient; None: ``GEODESIC_POWER``.
+    boundary : numpy.ndarray or None
+        Float ``(B, *S)`` >= 0 on the grid of ``data``: an edge strength that takes the
+        gradient's place in the cost (``napari_levelset.nn.regions.region_features``' boundary
+        probability), or None for the gradient.
 
     Returns
     -------
@@ -478,7 +488,11 @@ def geodesic_distances(
     for b in range(data.shape[0]):
         item = _geodesic_copy(data[b])
         small_shape = item.shape[1:]
-        grad = np.sqrt(sum(ndi.gaussian_gradient_magnitude(c, 1.0) ** 2 for c in item))
+        if boundary is None:
+            grad = np.sqrt(sum(ndi.gaussian_gradient_magnitude(c, 1.0) ** 2 for c in item))
+        else:
+            grad = np.asarray(boundary[b], np.float64)
+            grad = grad if grad.shape == small_shape else resize(grad, small_shape, order=1)
         cost = 1.0 + edge * (grad / max(float(grad.mean()), 1e-12)) ** power
         strokes = scribbles_to_grid(scribbles[b : b + 1], small_shape)[0]
         for k in range(1, n_classes + 1):
@@ -495,21 +509,6 @@ def geodesic_distances(
     return out
 
 
-#: ``stroke_prior``: the Gaussian blurs of the colour features, in pixels of the geodesic copy (0: none)
-PRIOR_SIGMAS = (1.0, 3.0)
-#: ``stroke_prior``: the window (Gaussian sigma, pixels of the geodesic copy) of the local standard deviation
-PRIOR_TEXTURE = 4.0
-#: ``stroke_prior``: added to the diagonal of each stroked class's feature covariance
-PRIOR_RIDGE = 1e-3
-#: ``stroke_prior``: a stroked class's covariance is pulled toward ``PRIOR_SHRINK_SCALE`` times the whole
-#: image's as if that were ``PRIOR_SHRINK`` more painted pixels (a short stroke's own is poorly known)
-PRIOR_SHRINK = 50.0
-PRIOR_SHRINK_SCALE = 0.1
-#: ``stroke_prior``: this share of every stroked class's covariance is ``PRIOR_SHRINK_SCALE`` times the image's,
-#: however many pixels were painted (a class whose short stroke shows a narrow look does not lose every pixel
-#: that strays from it, nor does one with a broad look win every odd pixel: BSDS500 fit sets, short strokes,
-#: with the segments' average below, 0 gives 0.720 / 0.732 / 0.711, 0.5 gives 0.732 / 0.738 / 0.717)
-PRIOR_SHRINK_FLOOR = 0.5
 #: ``stroke_prior``: log-likelihood units per unit of a class's unlikeness
 PRIOR_UNLIKE_UNIT = 3.0
 #: ``stroke_prior``: the unlikeness is clipped at this many units
@@ -538,85 +537,20 @@ PRIOR_SEGMENT_MIN = 20
 #: most 1, and its strokes) in the log-likelihood of the second map; 0: one map
 PRIOR_REFIT = 0.5
 PRIOR_REFIT_MARGIN = 0.3
-PRIOR_REFIT_SIGMAS = (1.0, 3.0, 8.0)
-PRIOR_REFIT_TEXTURES = (2.0, 4.0, 8.0)
 
 
-def appearance_features(item: np.ndarray) -> np.ndarray:
-    """The features a class's appearance is learnt from: colour at two blurs and local standard deviation.
-
-    Parameters
-    ----------
-    item : numpy.ndarray
-        Float ``(C, *S)``, one item of the image.
-
-    Returns
-    -------
-    numpy.ndarray
-        float64 ``(F, *S)``, ``F = 3 C``: each channel blurred by each of ``PRIOR_SIGMAS``
-        (0: as it is), then its local standard deviation in a Gaussian window of
-        ``PRIOR_TEXTURE`` pixels (texture: grass and sky of one mean colour differ there).
-    """
-    return _colour_and_texture(item, PRIOR_SIGMAS, (PRIOR_TEXTURE,))
-
-
-def _colour_and_texture(item: np.ndarray, sigmas, windows) -> np.ndarray:
-    """float64 ``(C (len(sigmas) + len(windows)), *S)``: each channel of ``item`` blurred by each of ``sigmas``
-    (0: as it is), then its local standard deviation in each Gaussian window of ``windows`` pixels."""
-    from scipy import ndimage as ndi
-
-    item = np.asarray(item, np.float64)
-    feats = [ndi.gaussian_filter(c, sg) if sg else c for sg in sigmas for c in item]
-    for window in windows:
-        for c in item:
-            mean = ndi.gaussian_filter(c, window)
-            feats.append(np.sqrt(np.maximum(ndi.gaussian_filter(c * c, window) - mean * mean, 0.0)))
-    return np.stack(feats)
-
-
-def _log_likelihoods(flat: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
-    """``(len(weights), P)``: each class's Gaussian (weighted mean and covariance of its pixels) at every pixel."""
-    out = []
-    n_feat = flat.shape[1]
-    whole = PRIOR_SHRINK_SCALE * np.cov(flat.T).reshape(n_feat, n_feat)
-    for w in weights:
-        n = float(w.sum())
-        mu = w @ flat / n
-        diff = flat - mu
-        cov = (diff * w[:, None]).T @ diff / max(n - 1.0, 1.0)
-        cov = (n * cov + PRIOR_SHRINK * whole) / (n + PRIOR_SHRINK)
-        cov = (1.0 - PRIOR_SHRINK_FLOOR) * (cov + PRIOR_RIDGE * np.eye(n_feat)) + PRIOR_SHRINK_FLOOR * whole
-        ll = -0.5 * np.einsum("ij,jk,ik->i", diff, np.linalg.inv(cov), diff) - 0.5 * np.linalg.slogdet(cov)[1]
-        out.append(ll)
-    return np.stack(out)
-
-
-def refit_features(item: np.ndarray) -> np.ndarray:
-    """The features of the second look (``stroke_prior``'s refit): colour at three blurs, local std in three windows.
-
-    Parameters
-    ----------
-    item : numpy.ndarray
-        Float ``(C, *S)``, one item of the image.
-
-    Returns
-    -------
-    numpy.ndarray
-        float64 ``(6 C, *S)``: each channel blurred by each of ``PRIOR_REFIT_SIGMAS``, then its
-        local standard deviation in each Gaussian window of ``PRIOR_REFIT_TEXTURES`` pixels.
-    """
-    return _colour_and_texture(item, PRIOR_REFIT_SIGMAS, PRIOR_REFIT_TEXTURES)
-
-
-def _evidence(item, grid, n_classes: int, ks: list[int], ll: np.ndarray, plain: np.ndarray | None, segments):
+def _evidence(
+    item, grid, n_classes: int, ks: list[int], ll: np.ndarray, plain: np.ndarray | None, segments, boundary=None
+):
     """``(len(ks), *S)``: ``stroke_prior``'s map of one item from the classes' log-likelihoods ``ll``, averaged
-    over ``segments`` (``_colour_segments`` of the item)."""
+    over ``segments`` (``_colour_segments`` of the item); ``boundary`` ``(*S)`` (or None) the reach's edges."""
     small = item.shape[1:]
     unlike = np.zeros((1, n_classes, *small), np.float32)
     for i, k in enumerate(ks):
         u = np.minimum((ll.max(0) - ll[i]) / PRIOR_UNLIKE_UNIT, PRIOR_UNLIKE_MAX)
         unlike[0, k - 1] = PRIOR_UNLIKE_COST * u.reshape(small)
-    dist = geodesic_distances(item[None], grid, n_classes, unlike=unlike)[0]
+    edges = None if boundary is None else boundary[None]
+    dist = geodesic_distances(item[None], grid, n_classes, unlike=unlike, boundary=edges)[0]
     dist = np.stack([dist[k - 1] for k in ks])
     gap = (1.0 - PRIOR_BLEND) * np.maximum(dist.min(0) - dist, -PRIOR_CLIP) / PRIOR_CLIP
     if plain is not None:
@@ -691,7 +625,7 @@ def segment_average(
     return ((1.0 - share) * maps + share * means.reshape(maps.shape)).astype(np.float32)
 
 
-def stroke_prior(data: np.ndarray, scribbles: np.ndarray, n_classes: int):
+def stroke_prior(data: np.ndarray, scribbles: np.ndarray, n_classes: int, regions: bool = False):
     """Each stroked class's evidence at every pixel: how far its strokes reach along pixels that look like them.
 
     Parameters
@@ -702,6 +636,11 @@ def stroke_prior(data: np.ndarray, scribbles: np.ndarray, n_classes: int):
         Integer ``(B, *S)`` on the grid of ``data``: 0 none, ``k`` class ``k`` (1..``n_classes``).
     n_classes : int
         ``N``.
+    regions : bool
+        Whether the image is a colour photograph as ``napari_levelset.io.prepare`` makes it with
+        ``color="lab"`` (three channels, 2D): then what ``napari_levelset.nn.regions`` learnt from
+        people's segmentations of photographs makes the reach's edges and part of the second look
+        (see the notes).  ``Segmenter`` sets it for such images.
 
     Returns
     -------
@@ -747,6 +686,14 @@ def stroke_prior(data: np.ndarray, scribbles: np.ndarray, n_classes: int):
     0.752 / 0.726; all 100 val images 0.663 -> 0.679 (``benchmarks/RESULTS.md``, "Short
     strokes: segments, a covariance floor and a second look").  Last, the map is made to agree with
     its like-coloured neighbours (``napari_levelset.method.stroke_look.mean_field``).
+
+    With ``regions``, ``napari_levelset.nn.regions.region_features`` gives each pixel an
+    embedding and a boundary probability learnt from people's segmentations of photographs
+    (BSDS500 train): the boundary takes the gradient's place in the cost of ``d_k``, and the
+    embedding joins ``refit_features`` in the second look, so regions of a like colour and
+    texture that people tell apart stay apart.  Short strokes, all 100 val images: see
+    ``benchmarks/RESULTS.md``, "Short strokes: a region network learnt from people's
+    segmentations".
     """
     from skimage.transform import resize
 
@@ -769,16 +716,23 @@ def stroke_prior(data: np.ndarray, scribbles: np.ndarray, n_classes: int):
             plain = geodesic_distances(item[None], grid, n_classes, edge=PRIOR_PLAIN_EDGE, power=1.0)[0]
             plain = np.stack([plain[k - 1] for k in ks])
         segments = _colour_segments(item) if PRIOR_SEGMENT_SHARE else None  # made once for both maps
-        gap = _evidence(item, grid, n_classes, ks, ll, plain, segments)
+        embedding = boundary = None
+        if regions and item.ndim == 3 and len(item) == 3:
+            from napari_levelset.nn.regions import region_features
+
+            embedding, boundary = region_features(item)
+        gap = _evidence(item, grid, n_classes, ks, ll, plain, segments, boundary)
         if PRIOR_REFIT and len(ks) > 1:  # the second look: learnt from the pixels the first map is sure of
             top = np.sort(gap.reshape(len(ks), -1), 0)
             sure = np.clip((top[-1] - top[-2]) / PRIOR_REFIT_MARGIN, 0.0, 1.0)
             won = gap.reshape(len(ks), -1).argmax(0)
             rich = refit_features(item)
+            if embedding is not None:
+                rich = np.concatenate([rich, embedding])
             weights = [sure * (won == i) + (strokes == k) for i, k in enumerate(ks)]
             refit = _log_likelihoods(rich.reshape(len(rich), -1).T, weights)
             ll = PRIOR_REFIT * refit + (1.0 - PRIOR_REFIT) * ll
-            gap = _evidence(item, grid, n_classes, ks, ll, plain, segments)
+            gap = _evidence(item, grid, n_classes, ks, ll, plain, segments, boundary)
         gap = mean_field(item, gap)  # each pixel leans to its like-coloured neighbours
         if small != spatial:
             gap = resize(gap, (len(ks), *spatial), order=1)
