@@ -115,7 +115,7 @@ def _log_likelihoods(flat: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
         cov = (diff * w[:, None]).T @ diff / max(n - 1.0, 1.0)
         cov = (n * cov + PRIOR_SHRINK * whole) / (n + PRIOR_SHRINK)
         cov = (1.0 - PRIOR_SHRINK_FLOOR) * (cov + PRIOR_RIDGE * np.eye(n_feat)) + PRIOR_SHRINK_FLOOR * whole
-        ll = -0.5 * np.einsum("ij,jk,ik->i", diff, np.linalg.inv(cov), diff) - 0.5 * np.linalg.slogdet(cov)[1]
+        ll = -0.5 * np.sum((diff @ np.linalg.inv(cov)) * diff, axis=1) - 0.5 * np.linalg.slogdet(cov)[1]
         out.append(ll)
     return np.stack(out)
 
