@@ -52,6 +52,25 @@ def test_the_boundary_lies_on_the_edge_between_two_regions_and_the_embedding_tel
     assert np.linalg.norm(left_mean - right_mean) > 2 * spread
 
 
+def test_region_features_run_the_network_once_for_an_item_of_the_same_values():
+    """New strokes on the same image: the features come back without a second forward pass."""
+    from napari_levelset.nn import regions
+
+    image, _ = _two_halves(4)
+    item = _lab_item(image)
+    net = regions.load_region_net(None)  # the instance region_features uses
+    calls = []
+    hook = net.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        first = region_features(item)
+        again = region_features(item.copy())
+        assert len(calls) == 1 and again[0] is first[0] and not first[0].flags.writeable
+        other = region_features(item[:, ::-1].copy())
+        assert len(calls) == 2 and not np.allclose(other[1], first[1])
+    finally:
+        hook.remove()
+
+
 def test_region_features_refuse_an_item_of_another_channel_count():
     with pytest.raises(ValueError, match="channels"):
         region_features(np.zeros((1, 20, 20), np.float32))

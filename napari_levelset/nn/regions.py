@@ -23,6 +23,7 @@ torch is imported here: import this module only where torch is wanted.
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -96,6 +97,10 @@ def standardise(item) -> torch.Tensor:
     return (x - mean) / std
 
 
+#: the last item's key (weights file, shape, a hash of its values) and features, for ``region_features``
+_LAST: dict = {}
+
+
 @lru_cache(maxsize=2)
 def load_region_net(path: str | None = None) -> RegionNet:
     """The trained ``RegionNet`` of ``path`` (None: ``REGIONS_FILE``), on the CPU, in eval mode (cached).
@@ -126,9 +131,11 @@ def region_features(item: np.ndarray, path: str | None = None) -> tuple[np.ndarr
     Returns
     -------
     embedding : numpy.ndarray
-        float64 ``(D, H, W)``.
+        float64 ``(D, H, W)``, read-only.
     boundary : numpy.ndarray
-        float64 ``(H, W)`` in [0, 1].
+        float64 ``(H, W)`` in [0, 1], read-only.  The last item's features are kept, so a
+        call on an item of the same values (new strokes on the same image) gives them back
+        without running the network.
 
     Raises
     ------
@@ -138,6 +145,13 @@ def region_features(item: np.ndarray, path: str | None = None) -> tuple[np.ndarr
     net = load_region_net(path)
     if item.ndim != 3 or item.shape[0] != net.a1.in_channels:
         raise ValueError(f"an item of shape {item.shape} for a network of {net.a1.in_channels} channels in 2D")
-    with torch.inference_mode():
-        emb, edge = net(standardise(item)[None])
-    return emb[0].double().numpy(), torch.sigmoid(edge[0]).double().numpy()
+    item = np.ascontiguousarray(item, np.float32)
+    key = (path, item.shape, hashlib.blake2b(item.tobytes(), digest_size=16).digest())
+    if _LAST.get("key") != key:  # new strokes on the same image (the widget) do not run the network again
+        with torch.inference_mode():
+            emb, edge = net(standardise(item)[None])
+        features = emb[0].double().numpy(), torch.sigmoid(edge[0]).double().numpy()
+        for array in features:
+            array.setflags(write=False)
+        _LAST.update(key=key, features=features)
+    return _LAST["features"]
