@@ -101,7 +101,7 @@ def discriminative_loss(embedding, segmentation):
     return pull + push + 0.001 * means.norm(dim=0).mean()
 
 
-def train(images, steps: int, crop: int, batch: int, lr: float, seed: int, log_every: int = 100):
+def train(images, steps: int, crop: int, batch: int, lr: float, seed: int, log_every: int = 100, widths=(24, 48, 64)):
     """The trained ``RegionNet`` (see the module's docstring)."""
     import torch
     import torch.nn.functional as F
@@ -110,7 +110,7 @@ def train(images, steps: int, crop: int, batch: int, lr: float, seed: int, log_e
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = RegionNet(in_channels=images[0][0].shape[0])
+    net = RegionNet(in_channels=images[0][0].shape[0], widths=tuple(widths))
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     start, recent = time.time(), []
@@ -168,6 +168,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=6)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--widths", type=int, nargs=3, default=[24, 48, 64], help="channels at full, half and quarter resolution")
     return p.parse_args(argv)
 
 
@@ -177,8 +178,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     images = load_images(args.bsds, args.start, args.limit)
     print(f"{len(images)} train images from {args.start}", flush=True)
-    net = train(images, args.steps, args.crop, args.batch, args.lr, args.seed)
-    config = dict(in_channels=net.a1.in_channels, dim=net.emb.out_channels)
+    net = train(images, args.steps, args.crop, args.batch, args.lr, args.seed, widths=args.widths)
+    config = dict(in_channels=net.a1.in_channels, dim=net.emb.out_channels, widths=tuple(args.widths))
     weights = {k: v.half() for k, v in net.state_dict().items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(

@@ -49,11 +49,15 @@ def _disc_scene(seed=0):
 
 def test_a_flat_region_goes_whole_to_its_stroke_beside_a_noisy_one(monkeypatch):
     """The rim of a flat disc, where the blurred colour is neither the disc's nor the background's, goes with
-    the disc's segment: the map averaged over segments labels more of the disc than the map alone."""
+    the disc's segment: the first map averaged over segments labels more of the disc than the map alone (the
+    later looks, learnt from the first map, take the rest)."""
     image, strokes, disc = _disc_scene()
     labels = stroke_prior(image, strokes, 2)[0].argmax(0) + 1
-    assert np.mean(labels[disc] == 1) > 0.9
+    assert np.mean(labels[disc] == 1) > 0.99
     assert np.mean(labels[~disc] == 2) > 0.99
+    monkeypatch.setattr(strokes_module, "PRIOR_LOOKS", 0)
+    labels = stroke_prior(image, strokes, 2)[0].argmax(0) + 1
+    assert np.mean(labels[disc] == 1) > 0.9
     monkeypatch.setattr(strokes_module, "PRIOR_SEGMENT_SHARE", 0.0)
     alone = stroke_prior(image, strokes, 2)[0].argmax(0) + 1
     assert np.mean(labels[disc] == 1) > np.mean(alone[disc] == 1)

@@ -109,13 +109,17 @@ def _log_likelihoods(flat: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
     n_feat = flat.shape[1]
     whole = PRIOR_SHRINK_SCALE * np.cov(flat.T).reshape(n_feat, n_feat)
     for w in weights:
-        n = float(w.sum())
-        mu = w @ flat / n
-        diff = flat - mu
-        cov = (diff * w[:, None]).T @ diff / max(n - 1.0, 1.0)
+        some = np.flatnonzero(w)  # the pixels that count: a stroke's few, or the pixels a map gave the class
+        ws = w[some]
+        n = float(ws.sum())
+        mu = ws @ flat[some] / n
+        mine = flat[some] - mu
+        cov = (mine * ws[:, None]).T @ mine / max(n - 1.0, 1.0)
         cov = (n * cov + PRIOR_SHRINK * whole) / (n + PRIOR_SHRINK)
         cov = (1.0 - PRIOR_SHRINK_FLOOR) * (cov + PRIOR_RIDGE * np.eye(n_feat)) + PRIOR_SHRINK_FLOOR * whole
-        ll = -0.5 * np.sum((diff @ np.linalg.inv(cov)) * diff, axis=1) - 0.5 * np.linalg.slogdet(cov)[1]
+        root = np.linalg.cholesky(np.linalg.inv(cov))  # |root.T d|^2 is the Mahalanobis distance
+        y = (flat - mu) @ root
+        ll = -0.5 * np.einsum("ij,ij->i", y, y) + np.log(np.diag(root)).sum()
         out.append(ll)
     return np.stack(out)
 
