@@ -27,6 +27,12 @@ def test_the_shipped_weights_are_in_the_package():
     assert REGIONS_FILE.is_file() and REGIONS_FILE.parent.name == "weights"
 
 
+def test_the_shipped_network_is_loaded_once_however_it_is_named():
+    from napari_levelset.nn.regions import load_region_net
+
+    assert load_region_net() is load_region_net(None) is load_region_net(str(REGIONS_FILE))
+
+
 def test_region_features_give_an_embedding_and_a_boundary_probability_per_pixel():
     image, right = _two_halves()
     item = _lab_item(image)

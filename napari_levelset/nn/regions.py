@@ -101,7 +101,6 @@ def standardise(item) -> torch.Tensor:
 _LAST: dict = {}
 
 
-@lru_cache(maxsize=2)
 def load_region_net(path: str | None = None) -> RegionNet:
     """The trained ``RegionNet`` of ``path`` (None: ``REGIONS_FILE``), on the CPU, in eval mode (cached).
 
@@ -110,7 +109,13 @@ def load_region_net(path: str | None = None) -> RegionNet:
     FileNotFoundError
         When the file is missing.
     """
-    state = torch.load(str(REGIONS_FILE if path is None else path), map_location="cpu", weights_only=True)
+    return _load_region_net(str(REGIONS_FILE if path is None else path))
+
+
+@lru_cache(maxsize=2)
+def _load_region_net(path: str) -> RegionNet:
+    """``load_region_net`` of a resolved path: one network per file, whichever way it was named."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
     net = RegionNet(**state["config"])
     net.load_state_dict({k: v.float() for k, v in state["weights"].items()})
     return net.eval()
