@@ -168,7 +168,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=6)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--widths", type=int, nargs=3, default=[24, 48, 64], help="channels at full, half and quarter resolution")
+    p.add_argument(
+        "--widths", type=int, nargs=3, default=[24, 48, 64], help="channels at full, half and quarter resolution"
+    )
     return p.parse_args(argv)
 
 

@@ -187,7 +187,11 @@ def test_the_training_script_writes_weights_the_map_can_load_and_they_learn_the_
     finally:
         sys.path.remove(str(script.parent))
     net = load_region_net(str(out))
-    assert net.emb.out_channels == 16 and (net.a1.out_channels, net.b1.out_channels, net.c0.out_channels) == (16, 32, 48)
+    assert net.emb.out_channels == 16 and (net.a1.out_channels, net.b1.out_channels, net.c0.out_channels) == (
+        16,
+        32,
+        48,
+    )
     image = np.asarray(Image.open(tmp_path / "bsds" / "images" / "train" / "2001.jpg"))
     _, boundary = region_features(_lab_item(image), path=str(out))
 
