@@ -77,18 +77,6 @@ def test_region_features_run_the_network_once_for_an_item_of_the_same_values():
         hook.remove()
 
 
-def test_region_features_of_a_mirror_image_are_the_mirror_image_of_its_features():
-    """The network's output on the item and on its mirror image are averaged: a photograph and its mirror
-    image get the same map, mirrored."""
-    image, _ = _two_halves(5)
-    image[10:30, 10:25] = [40, 160, 60]  # a green patch on the left only: the item is not symmetric
-    item = _lab_item(image)
-    embedding, boundary = (np.array(a) for a in region_features(item))
-    mirror_embedding, mirror_boundary = region_features(item[:, :, ::-1].copy())
-    assert np.allclose(mirror_boundary[:, ::-1], boundary, atol=1e-5)
-    assert np.allclose(mirror_embedding[:, :, ::-1], embedding, atol=1e-4)
-
-
 def test_region_features_refuse_an_item_of_another_channel_count():
     with pytest.raises(ValueError, match="channels"):
         region_features(np.zeros((1, 20, 20), np.float32))

@@ -138,10 +138,9 @@ def region_features(item: np.ndarray, path: str | None = None) -> tuple[np.ndarr
     embedding : numpy.ndarray
         float64 ``(D, H, W)``, read-only.
     boundary : numpy.ndarray
-        float64 ``(H, W)`` in [0, 1], read-only.  Both are the mean of the network's output on
-        the item and on its mirror image (left-right, mirrored back).  The last item's features
-        are kept, so a call on an item of the same values (new strokes on the same image) gives
-        them back without running the network.
+        float64 ``(H, W)`` in [0, 1], read-only.  The last item's features are kept, so a
+        call on an item of the same values (new strokes on the same image) gives them back
+        without running the network.
 
     Raises
     ------
@@ -154,12 +153,9 @@ def region_features(item: np.ndarray, path: str | None = None) -> tuple[np.ndarr
     item = np.ascontiguousarray(item, np.float32)
     key = (path, item.shape, hashlib.blake2b(item.tobytes(), digest_size=16).digest())
     if _LAST.get("key") != key:  # new strokes on the same image (the widget) do not run the network again
-        x = standardise(item)[None]
-        with torch.inference_mode():  # the image and its mirror image (left-right), averaged
-            emb, edge = net(torch.cat([x, x.flip(-1)]))
-            emb = (emb[0] + emb[1].flip(-1)) / 2
-            edge = (torch.sigmoid(edge[0]) + torch.sigmoid(edge[1]).flip(-1)) / 2
-        features = emb.double().numpy(), edge.double().numpy()
+        with torch.inference_mode():
+            emb, edge = net(standardise(item)[None])
+        features = emb[0].double().numpy(), torch.sigmoid(edge[0]).double().numpy()
         for array in features:
             array.setflags(write=False)
         _LAST.update(key=key, features=features)
