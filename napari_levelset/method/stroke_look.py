@@ -108,6 +108,7 @@ def _log_likelihoods(flat: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
     out = []
     n_feat = flat.shape[1]
     whole = PRIOR_SHRINK_SCALE * np.cov(flat.T).reshape(n_feat, n_feat)
+    flat32 = flat.astype(np.float32)  # the distances of every pixel: float32 (to ~1e-6 of float64's)
     for w in weights:
         some = np.flatnonzero(w)  # the pixels that count: a stroke's few, or the pixels a map gave the class
         ws = w[some]
@@ -118,8 +119,8 @@ def _log_likelihoods(flat: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
         cov = (n * cov + PRIOR_SHRINK * whole) / (n + PRIOR_SHRINK)
         cov = (1.0 - PRIOR_SHRINK_FLOOR) * (cov + PRIOR_RIDGE * np.eye(n_feat)) + PRIOR_SHRINK_FLOOR * whole
         root = np.linalg.cholesky(np.linalg.inv(cov))  # |root.T d|^2 is the Mahalanobis distance
-        y = (flat - mu) @ root
-        ll = -0.5 * np.einsum("ij,ij->i", y, y) + np.log(np.diag(root)).sum()
+        y = (flat32 - mu.astype(np.float32)) @ root.astype(np.float32)
+        ll = -0.5 * np.einsum("ij,ij->i", y, y).astype(np.float64) + np.log(np.diag(root)).sum()
         out.append(ll)
     return np.stack(out)
 
