@@ -533,7 +533,7 @@ class Segmenter(ResultsMixin):
     @torch.no_grad()
     def _class_shares(self) -> torch.Tensor:
         """The share of the (working) image each network class holds now, ``(N,)`` on the CPU."""
-        winners = self._ensure_logits().argmax(1).flatten()
+        winners = self._ensure_logits().max(1).indices.flatten()
         return torch.bincount(winners, minlength=self.n_classes).cpu().double() / max(winners.numel(), 1)
 
     def step(self) -> torch.Tensor:
@@ -596,7 +596,7 @@ class Segmenter(ResultsMixin):
         self._logits = logits.detach() if self._crop is None else None
         self._loss = loss.detach()
         if self._logits is not None and self.iteration % classes.CHECK_EVERY == 0:
-            self._keep_classes(self._logits.argmax(1))
+            self._keep_classes(self._logits.max(1).indices)
         return self._loss
 
     def _keep_classes(self, winners: torch.Tensor) -> None:

@@ -118,7 +118,7 @@ def _load_region_net(path: str) -> RegionNet:
     state = torch.load(path, map_location="cpu", weights_only=True)
     net = RegionNet(**state["config"])
     net.load_state_dict({k: v.float() for k, v in state["weights"].items()})
-    return net.eval()
+    return net.to(memory_format=torch.channels_last).eval()
 
 
 def region_features(item: np.ndarray, path: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -153,9 +153,9 @@ def region_features(item: np.ndarray, path: str | None = None) -> tuple[np.ndarr
     item = np.ascontiguousarray(item, np.float32)
     key = (path, item.shape, hashlib.blake2b(item.tobytes(), digest_size=16).digest())
     if _LAST.get("key") != key:  # new strokes on the same image (the widget) do not run the network again
-        with torch.inference_mode():
-            emb, edge = net(standardise(item)[None])
-        features = emb[0].double().numpy(), torch.sigmoid(edge[0]).double().numpy()
+        with torch.inference_mode():  # channels last: a third faster on a CPU
+            emb, edge = net(standardise(item)[None].contiguous(memory_format=torch.channels_last))
+        features = emb[0].contiguous().double().numpy(), torch.sigmoid(edge[0]).contiguous().double().numpy()
         for array in features:
             array.setflags(write=False)
         _LAST.update(key=key, features=features)
