@@ -538,8 +538,8 @@ PRIOR_SEGMENT_MIN = 20
 PRIOR_REFIT = 0.5
 PRIOR_REFIT_MARGIN = 1.0
 #: ``stroke_prior``: how many times the look is learnt again, each time from the map before (1: a second map
-#: alone; BSDS500 fit sets, short strokes, with the region network: 2 gives 0.780 / 0.779 / 0.743 against
-#: 0.768 / 0.772 / 0.744 with 1, ``PRIOR_REFIT_MARGIN`` 1)
+#: alone; BSDS500 fit sets, short strokes, the region network's output averaged with its mirror image's:
+#: 2 gives 0.780 / 0.779 / 0.743 against 0.768 / 0.772 / 0.744 with 1, ``PRIOR_REFIT_MARGIN`` 1)
 PRIOR_LOOKS = 2
 #: ``stroke_prior`` with ``regions``: the boundary probability makes the reach's edges only above this quantile
 #: of its values over the item (0.5: its median; what is below, the inside of regions, costs nothing)
