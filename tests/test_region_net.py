@@ -109,6 +109,26 @@ def test_a_boundary_map_takes_the_gradients_place_in_the_reach():
     assert walled[20, 60] > 10 * walled[20, 30]
 
 
+def test_a_haze_of_boundary_inside_a_region_does_not_slow_the_reach_and_the_wall_still_stops_it():
+    """A boundary map of 0.3 over a textured region and 1 on a wall: its edges for the reach cost nothing
+    inside the region, so the stroke reaches the region's far end as across an empty image."""
+    from napari_levelset.method.strokes import geodesic_distances, reach_edges
+
+    image = np.full((1, 3, 40, 80), 0.5)
+    strokes = np.zeros((1, 40, 80), np.int64)
+    strokes[0, 20, 5] = 1
+    haze = 0.3 + 0.1 * np.random.default_rng(0).random((40, 80))
+    haze[:, 60:62] = 1.0
+    edges = reach_edges(haze)
+    assert edges.shape == haze.shape and edges.min() == 0.0 and np.mean(edges == 0.0) >= 0.5
+    flat = geodesic_distances(image, strokes, 1)[0, 0]
+    raw = geodesic_distances(image, strokes, 1, boundary=haze[None])[0, 0]
+    floored = geodesic_distances(image, strokes, 1, boundary=edges[None])[0, 0]
+    assert raw[20, 50] > 4 * flat[20, 50]  # the haze makes every step dear
+    assert floored[20, 50] < 2 * flat[20, 50]  # above the floor only: the inside is nearly free
+    assert floored[20, 75] > 10 * floored[20, 50]  # the wall at 60 still stops the reach
+
+
 def test_a_segmenter_on_a_photograph_asks_for_the_region_network_and_on_a_grey_image_does_not(monkeypatch):
     """The real map is made; a wrapper records what the Segmenter asked of it."""
     asked = []

@@ -546,6 +546,28 @@ PRIOR_LOOKS = 2
 PRIOR_BOUNDARY_FLOOR = 0.5
 
 
+def reach_edges(boundary: np.ndarray) -> np.ndarray:
+    """The edges a stroke's reach stops at, from a boundary probability: what is above its ``PRIOR_BOUNDARY_FLOOR``.
+
+    Parameters
+    ----------
+    boundary : numpy.ndarray
+        Float ``(*S)`` in [0, 1], ``napari_levelset.nn.regions.region_features``' boundary.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``(*S)`` >= 0: ``max(b - q, 0)``, ``q`` the ``PRIOR_BOUNDARY_FLOOR`` quantile of ``b``
+        over the item (its median).  The network's boundary is soft, well above 0 inside a
+        textured region, so without the floor every step inside a large region would cost more
+        than one and a short stroke at one end would reach the far end dearly.  BSDS500 fit sets,
+        short strokes: ``benchmarks/RESULTS.md``, "Short strokes: edges above the median, a third
+        look".
+    """
+    b = np.asarray(boundary, np.float64)
+    return np.maximum(b - np.quantile(b, PRIOR_BOUNDARY_FLOOR), 0.0)
+
+
 def _evidence(
     item, grid, n_classes: int, ks: list[int], ll: np.ndarray, plain: np.ndarray | None, segments, boundary=None
 ):
@@ -731,7 +753,7 @@ def stroke_prior(data: np.ndarray, scribbles: np.ndarray, n_classes: int, region
             from napari_levelset.nn.regions import region_features
 
             embedding, boundary = region_features(item)
-            boundary = np.maximum(boundary - np.quantile(boundary, PRIOR_BOUNDARY_FLOOR), 0.0)
+            boundary = reach_edges(boundary)
         gap = _evidence(item, grid, n_classes, ks, ll, plain, segments, boundary)
         rich = None
         for _ in range(PRIOR_LOOKS if PRIOR_REFIT and len(ks) > 1 else 0):
