@@ -668,7 +668,7 @@ def stroke_prior(data: np.ndarray, scribbles: np.ndarray, n_classes: int, region
     regions : bool
         Whether the image is a colour photograph as ``napari_levelset.io.prepare`` makes it with
         ``color="lab"`` (three channels, 2D): then what ``napari_levelset.nn.regions`` learnt from
-        people's segmentations of photographs makes the reach's edges and part of the second look
+        people's segmentations of photographs makes the reach's edges and part of the later looks
         (see the notes).  ``Segmenter`` sets it for such images.
 
     Returns
@@ -755,17 +755,16 @@ def stroke_prior(data: np.ndarray, scribbles: np.ndarray, n_classes: int, region
             embedding, boundary = region_features(item)
             boundary = reach_edges(boundary)
         gap = _evidence(item, grid, n_classes, ks, ll, plain, segments, boundary)
-        rich = None
-        for _ in range(PRIOR_LOOKS if PRIOR_REFIT and len(ks) > 1 else 0):
-            # the next look: learnt from the pixels the map before is sure of
+        looks = PRIOR_LOOKS if PRIOR_REFIT and len(ks) > 1 else 0
+        if looks:  # the later looks' features, made once for all of them
+            rich = refit_features(item)
+            if embedding is not None:
+                rich = np.concatenate([rich, embedding])
+            rich = rich.reshape(len(rich), -1).T
+        for _ in range(looks):  # the next look: learnt from the pixels the map before is sure of
             top = np.sort(gap.reshape(len(ks), -1), 0)
             sure = np.clip((top[-1] - top[-2]) / PRIOR_REFIT_MARGIN, 0.0, 1.0)
             won = gap.reshape(len(ks), -1).argmax(0)
-            if rich is None:
-                rich = refit_features(item)
-                if embedding is not None:
-                    rich = np.concatenate([rich, embedding])
-                rich = rich.reshape(len(rich), -1).T
             weights = [sure * (won == i) + (strokes == k) for i, k in enumerate(ks)]
             refit = _log_likelihoods(rich, weights)
             ll = PRIOR_REFIT * refit + (1.0 - PRIOR_REFIT) * ll
