@@ -71,6 +71,8 @@ def test_region_features_run_the_network_once_for_an_item_of_the_same_values():
         first = region_features(item)
         again = region_features(item.copy())
         assert len(calls) == 1 and again[0] is first[0] and not first[0].flags.writeable
+        named = region_features(item, path=str(regions.REGIONS_FILE))  # the same weights, named
+        assert len(calls) == 1 and named[0] is first[0]
         other = region_features(item[:, ::-1].copy())
         assert len(calls) == 2 and not np.allclose(other[1], first[1])
     finally:

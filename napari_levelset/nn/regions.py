@@ -109,7 +109,12 @@ def load_region_net(path: str | None = None) -> RegionNet:
     FileNotFoundError
         When the file is missing.
     """
-    return _load_region_net(str(REGIONS_FILE if path is None else path))
+    return _load_region_net(_weights_file(path))
+
+
+def _weights_file(path: str | None) -> str:
+    """The weights file ``path`` names (None: ``REGIONS_FILE``), as the caches key it."""
+    return str(REGIONS_FILE if path is None else path)
 
 
 @lru_cache(maxsize=2)
@@ -151,7 +156,7 @@ def region_features(item: np.ndarray, path: str | None = None) -> tuple[np.ndarr
     if item.ndim != 3 or item.shape[0] != net.a1.in_channels:
         raise ValueError(f"an item of shape {item.shape} for a network of {net.a1.in_channels} channels in 2D")
     item = np.ascontiguousarray(item, np.float32)
-    key = (path, item.shape, hashlib.blake2b(item.tobytes(), digest_size=16).digest())
+    key = (_weights_file(path), item.shape, hashlib.blake2b(item.tobytes(), digest_size=16).digest())
     if _LAST.get("key") != key:  # new strokes on the same image (the widget) do not run the network again
         with torch.inference_mode():  # channels last: a third faster on a CPU
             emb, edge = net(standardise(item)[None].contiguous(memory_format=torch.channels_last))
